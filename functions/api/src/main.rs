@@ -1,0 +1,20 @@
+//! `ticketbound-api`: the portal API (DESIGN §5) behind API Gateway's JWT authorizer.
+
+use ticketbound::config::Config;
+use ticketbound::http::{AppState, IdentitySource, api_router};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    ticketbound::telemetry::init_lambda();
+    let config = Config::from_env()?;
+    let app = ticketbound::wiring::aws_app(&config).await?;
+    let state = AppState {
+        app,
+        identity: IdentitySource::JwtClaims {
+            email_claim: config.email_claim.clone(),
+            groups_claim: config.groups_claim.clone(),
+        },
+        roles: config.roles.clone(),
+    };
+    lambda_http::run(api_router(state)).await
+}

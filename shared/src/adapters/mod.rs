@@ -1,0 +1,25 @@
+//! Adapters: one module per technology, each implementing ports from [`crate::ports`].
+
+pub mod dynamodb;
+pub mod embedded;
+pub mod local_scheduler;
+pub mod provisioner;
+pub mod scheduler;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::ports::StoreError;
+
+/// Opaque pagination cursors: URL-safe base64 of a small JSON value, so clients cannot read or forge them
+/// into anything but "not a cursor".
+pub(crate) fn encode_cursor<T: serde::Serialize>(value: &T) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("cursor values serialize"))
+}
+
+pub(crate) fn decode_cursor<T: serde::de::DeserializeOwned>(cursor: &str) -> Result<T, StoreError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| StoreError::InvalidCursor)?;
+    serde_json::from_slice(&bytes).map_err(|_| StoreError::InvalidCursor)
+}

@@ -1,0 +1,219 @@
+//! EventBridge Scheduler: one one-time schedule per job, `at(<UTC>)` in `SCHEDULE_GROUP`, targeting the expiry
+//! function through `SCHEDULER_ROLE_ARN`, with a retry policy and the `SCHEDULE_DLQ_ARN` dead-letter queue, and
+//! deleted by the service after it fires (`ActionAfterCompletion: DELETE`).
+
+use async_trait::async_trait;
+use aws_sdk_scheduler::Client;
+use aws_sdk_scheduler::error::ProvideErrorMetadata;
+use aws_sdk_scheduler::types::{
+    ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
+    RetryPolicy, ScheduleState, Target,
+};
+use time::{Duration, OffsetDateTime, macros::format_description};
+
+use crate::ports::{Job, Scheduler, SchedulerError};
+
+/// Where the schedules go and what they invoke.
+#[derive(Clone, Debug)]
+pub struct EventBridgeSettings {
+    pub group: String,
+    pub target_arn: String,
+    pub role_arn: String,
+    pub dlq_arn: String,
+}
+
+#[derive(Clone)]
+pub struct EventBridgeScheduler {
+    client: Client,
+    settings: EventBridgeSettings,
+}
+
+/// How many times EventBridge Scheduler retries delivering to the function, and for how long (its maxima).
+const MAX_DELIVERY_RETRIES: i32 = 185;
+const MAX_EVENT_AGE_SECONDS: i32 = 86_400;
+/// `at()` times in the past are refused by the service: anything sooner than this is moved to it.
+const MIN_LEAD: Duration = Duration::seconds(5);
+
+impl EventBridgeScheduler {
+    pub fn new(client: Client, settings: EventBridgeSettings) -> Self {
+        Self { client, settings }
+    }
+
+    /// The `at()` expression for `at`, rounded up to the whole second so a schedule never fires before it.
+    pub fn expression(at: OffsetDateTime, now: OffsetDateTime) -> String {
+        let at = at.max(now + MIN_LEAD);
+        let at = if at.nanosecond() > 0 {
+            at.replace_nanosecond(0).expect("zero is valid") + Duration::seconds(1)
+        } else {
+            at
+        };
+        let at = at.to_offset(time::UtcOffset::UTC);
+        let text = at
+            .format(format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]"
+            ))
+            .expect("formats");
+        format!("at({text})")
+    }
+
+    /// The schedule's `Input`: the job, plus what EventBridge substitutes at each invocation (for the logs).
+    pub fn input(job: &Job) -> String {
+        serde_json::json!({
+            "job": job.job,
+            "grant_id": job.grant_id,
+            "scheduled_time": "<aws.scheduler.scheduled-time>",
+            "attempt": "<aws.scheduler.attempt-number>",
+        })
+        .to_string()
+    }
+
+    fn target(&self, job: &Job) -> Result<Target, SchedulerError> {
+        Target::builder()
+            .arn(&self.settings.target_arn)
+            .role_arn(&self.settings.role_arn)
+            .input(Self::input(job))
+            .retry_policy(
+                RetryPolicy::builder()
+                    .maximum_retry_attempts(MAX_DELIVERY_RETRIES)
+                    .maximum_event_age_in_seconds(MAX_EVENT_AGE_SECONDS)
+                    .build(),
+            )
+            .dead_letter_config(
+                DeadLetterConfig::builder()
+                    .arn(&self.settings.dlq_arn)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| SchedulerError(e.to_string()))
+    }
+}
+
+fn window() -> Result<FlexibleTimeWindow, SchedulerError> {
+    FlexibleTimeWindow::builder()
+        .mode(FlexibleTimeWindowMode::Off)
+        .build()
+        .map_err(|e| SchedulerError(e.to_string()))
+}
+
+fn describe<E: ProvideErrorMetadata + std::fmt::Display>(e: &E) -> String {
+    match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+#[async_trait]
+impl Scheduler for EventBridgeScheduler {
+    async fn schedule(&self, job: &Job, at: OffsetDateTime) -> Result<(), SchedulerError> {
+        let name = job.schedule_name();
+        let expression = Self::expression(at, OffsetDateTime::now_utc());
+        let description = format!("Ticketbound {:?} for grant {}", job.job, job.grant_id);
+        let created = self
+            .client
+            .create_schedule()
+            .name(&name)
+            .group_name(&self.settings.group)
+            .schedule_expression(&expression)
+            .schedule_expression_timezone("UTC")
+            .flexible_time_window(window()?)
+            .action_after_completion(ActionAfterCompletion::Delete)
+            .state(ScheduleState::Enabled)
+            .description(&description)
+            .target(self.target(job)?)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conflict_exception()) =>
+            {
+                // Same name: this job is already scheduled. Move it to the new time (an upsert).
+                self.client
+                    .update_schedule()
+                    .name(&name)
+                    .group_name(&self.settings.group)
+                    .schedule_expression(&expression)
+                    .schedule_expression_timezone("UTC")
+                    .flexible_time_window(window()?)
+                    .action_after_completion(ActionAfterCompletion::Delete)
+                    .state(ScheduleState::Enabled)
+                    .description(&description)
+                    .target(self.target(job)?)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| SchedulerError(format!("UpdateSchedule {name}: {}", describe(&e))))
+            }
+            Err(e) => Err(SchedulerError(format!(
+                "CreateSchedule {name}: {}",
+                describe(&e)
+            ))),
+        }
+    }
+
+    async fn cancel(&self, job: &Job) -> Result<(), SchedulerError> {
+        let name = job.schedule_name();
+        match self
+            .client
+            .delete_schedule()
+            .name(&name)
+            .group_name(&self.settings.group)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(SchedulerError(format!(
+                "DeleteSchedule {name}: {}",
+                describe(&e)
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::JobKind;
+    use time::macros::datetime;
+
+    #[test]
+    fn expression_is_utc_and_rounded_up_to_the_second() {
+        let now = datetime!(2026-01-01 09:00 UTC);
+        assert_eq!(
+            EventBridgeScheduler::expression(datetime!(2026-03-01 09:00:00.250 UTC), now),
+            "at(2026-03-01T09:00:01)"
+        );
+        assert_eq!(
+            EventBridgeScheduler::expression(datetime!(2026-03-01 10:00:00 +1), now),
+            "at(2026-03-01T09:00:00)"
+        );
+    }
+
+    #[test]
+    fn past_times_move_a_few_seconds_ahead() {
+        let now = datetime!(2026-01-01 09:00 UTC);
+        assert_eq!(
+            EventBridgeScheduler::expression(datetime!(2025-01-01 00:00 UTC), now),
+            "at(2026-01-01T09:00:05)"
+        );
+    }
+
+    #[test]
+    fn input_is_json_naming_the_job_and_grant() {
+        let input =
+            EventBridgeScheduler::input(&Job::new(JobKind::Expire, "01JD3AAAAAAAAAAAAAAAAAAAAA"));
+        let json: serde_json::Value = serde_json::from_str(&input).unwrap();
+        assert_eq!(json["job"], "expire");
+        assert_eq!(json["grant_id"], "01JD3AAAAAAAAAAAAAAAAAAAAA");
+        let job: Job = serde_json::from_value(json).unwrap();
+        assert_eq!(job.schedule_name(), "tb-01JD3AAAAAAAAAAAAAAAAAAAAA-exp");
+    }
+}

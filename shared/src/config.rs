@@ -1,0 +1,115 @@
+//! Configuration, read once at start from the environment (names as in `template.yaml`, DESIGN §3).
+
+use crate::domain::IsoDuration;
+use crate::domain::identity::RoleGroups;
+
+/// Every variable a Lambda function reads. `template.yaml` sets exactly these for each function (a test checks).
+pub const COMMON_VARS: &[&str] = &[
+    "TABLE_NAME",
+    "SCHEDULE_GROUP",
+    "EXPIRY_FUNCTION_ARN",
+    "SCHEDULER_ROLE_ARN",
+    "SCHEDULE_DLQ_ARN",
+    "SECRET_PREFIX",
+    "MAX_DURATION",
+];
+/// What the portal API reads on top of [`COMMON_VARS`]: identity.
+pub const API_VARS: &[&str] = &[
+    "APPROVER_GROUP",
+    "ADMIN_GROUP",
+    "EMAIL_CLAIM",
+    "GROUPS_CLAIM",
+];
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub table_name: String,
+    pub schedule_group: String,
+    pub expiry_function_arn: String,
+    pub scheduler_role_arn: String,
+    pub schedule_dlq_arn: String,
+    pub secret_prefix: String,
+    pub max_duration: IsoDuration,
+    pub roles: RoleGroups,
+    pub email_claim: String,
+    pub groups_claim: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    /// Reads through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required =
+            |name: &str| lookup(name).ok_or_else(|| ConfigError(format!("{name} is not set")));
+        let or = |name: &str, default: &str| lookup(name).unwrap_or_else(|| default.to_owned());
+        let defaults = RoleGroups::default();
+        let max_duration = or("MAX_DURATION", "P7D");
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            schedule_group: required("SCHEDULE_GROUP")?,
+            expiry_function_arn: required("EXPIRY_FUNCTION_ARN")?,
+            scheduler_role_arn: required("SCHEDULER_ROLE_ARN")?,
+            schedule_dlq_arn: required("SCHEDULE_DLQ_ARN")?,
+            secret_prefix: or("SECRET_PREFIX", "ticketbound/"),
+            max_duration: IsoDuration::parse(&max_duration)
+                .map_err(|e| ConfigError(format!("MAX_DURATION: {e}")))?,
+            roles: RoleGroups {
+                approver: or("APPROVER_GROUP", &defaults.approver),
+                admin: or("ADMIN_GROUP", &defaults.admin),
+            },
+            email_claim: or("EMAIL_CLAIM", "email"),
+            groups_claim: or("GROUPS_CLAIM", "groups"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const REQUIRED: &[(&str, &str)] = &[
+        ("TABLE_NAME", "t"),
+        ("SCHEDULE_GROUP", "g"),
+        ("EXPIRY_FUNCTION_ARN", "arn:f"),
+        ("SCHEDULER_ROLE_ARN", "arn:r"),
+        ("SCHEDULE_DLQ_ARN", "arn:q"),
+    ];
+
+    #[test]
+    fn defaults_apply_to_optional_settings() {
+        let config = Config::from_lookup(env(REQUIRED)).unwrap();
+        assert_eq!(config.roles.approver, "ticketbound-approvers");
+        assert_eq!(config.email_claim, "email");
+        assert_eq!(config.max_duration.seconds(), 7 * 86_400);
+    }
+
+    #[test]
+    fn a_missing_required_variable_is_named() {
+        let err = Config::from_lookup(env(&REQUIRED[1..])).unwrap_err();
+        assert!(err.0.contains("TABLE_NAME"));
+    }
+
+    #[test]
+    fn a_bad_max_duration_is_refused() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("MAX_DURATION", "forever"));
+        assert!(Config::from_lookup(env(&pairs)).is_err());
+    }
+}

@@ -1,0 +1,441 @@
+//! A grant and its life (DESIGN §2): `pending → active → ended`, `pending → denied | cancelled`.
+//!
+//! Every transition is a pure function from one grant to the next, bumping `version`; the store writes it with a
+//! condition on the previous status and version, so two actors racing on one grant cannot both move it.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::duration::GrantDuration;
+
+/// The ticket a grant is bound to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketRef {
+    pub connection: String,
+    pub key: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantStatus {
+    Pending,
+    Active,
+    Ended,
+    Denied,
+    Cancelled,
+}
+
+impl GrantStatus {
+    pub const ALL: [GrantStatus; 5] = [
+        Self::Pending,
+        Self::Active,
+        Self::Ended,
+        Self::Denied,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Ended => "ended",
+            Self::Denied => "denied",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// Whether the grant can still change state (pending or active).
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Pending | Self::Active)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    TimeBoundReached,
+    TicketClosed,
+    TicketDeleted,
+    Revoked,
+    Withdrawn,
+    Denied,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TimeBoundReached => "time_bound_reached",
+            Self::TicketClosed => "ticket_closed",
+            Self::TicketDeleted => "ticket_deleted",
+            Self::Revoked => "revoked",
+            Self::Withdrawn => "withdrawn",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+/// Where a side effect (provisioning on approval, deprovisioning at the end) stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SideEffectState {
+    Pending,
+    Done,
+    Skipped,
+    Failed,
+}
+
+/// A tracked side effect: `{"state": "pending|done|skipped|failed", "attempts": 1, "last_error": null}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SideEffect {
+    pub state: SideEffectState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// Why it was skipped (rule 8), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the next retry is scheduled, while one is.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// An attempt in progress holds this lease so that a retry schedule firing meanwhile does not call the
+    /// end system a second time.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub lease_until: Option<OffsetDateTime>,
+    /// The end system has confirmed the provisioner call; later retries only finish the remaining steps.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provisioner_done: bool,
+}
+
+impl SideEffect {
+    pub fn pending() -> Self {
+        Self {
+            state: SideEffectState::Pending,
+            attempts: 0,
+            last_error: None,
+            reason: None,
+            next_attempt_at: None,
+            lease_until: None,
+            provisioner_done: false,
+        }
+    }
+}
+
+pub type Deprovisioning = SideEffect;
+pub type Provisioning = SideEffect;
+
+/// A request for access and, once approved, the access itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: String,
+    pub requester: String,
+    pub resource: String,
+    pub reason: String,
+    pub duration: GrantDuration,
+    pub ticket: Option<TicketRef>,
+    pub status: GrantStatus,
+    pub end_reason: Option<EndReason>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub decided_at: Option<OffsetDateTime>,
+    pub decided_by: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    pub ended_by: Option<String>,
+    pub deprovisioning: Option<Deprovisioning>,
+    pub audit_ticket: Option<TicketRef>,
+    /// Access being set up in the end system after approval (not in DESIGN §5's sample; additive).
+    #[serde(default)]
+    pub provisioning: Option<Provisioning>,
+    /// Bumped by every write; the store's conditional writes check it.
+    pub version: u64,
+}
+
+/// A transition that the grant's current state does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("the grant is {0}, not pending")]
+    NotPending(&'static str),
+    #[error("the grant is already {0}")]
+    AlreadyClosed(&'static str),
+    #[error("nobody may approve or deny their own request")]
+    SelfDecision,
+}
+
+/// The status and version a conditional write expects to find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expected {
+    pub status: GrantStatus,
+    pub version: u64,
+}
+
+impl Grant {
+    /// A new pending request. Validation against the resource happens in the service.
+    pub fn request(
+        id: String,
+        requester: String,
+        resource: String,
+        reason: String,
+        duration: GrantDuration,
+        ticket: Option<TicketRef>,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            requester,
+            resource,
+            reason,
+            duration,
+            ticket,
+            status: GrantStatus::Pending,
+            end_reason: None,
+            requested_at: now,
+            decided_at: None,
+            decided_by: None,
+            expires_at: None,
+            ended_at: None,
+            ended_by: None,
+            deprovisioning: None,
+            audit_ticket: None,
+            provisioning: None,
+            version: 1,
+        }
+    }
+
+    pub fn expected(&self) -> Expected {
+        Expected {
+            status: self.status,
+            version: self.version,
+        }
+    }
+
+    fn next(&self) -> Self {
+        let mut next = self.clone();
+        next.version += 1;
+        next
+    }
+
+    /// When approved at `now`, when would this grant's time bound be reached?
+    pub fn bound_from(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.duration.bound().map(|d| now + d.as_duration())
+    }
+
+    /// `pending → active` (rule 4).
+    pub fn approve(&self, approver: &str, now: OffsetDateTime) -> Result<Self, TransitionError> {
+        if self.status != GrantStatus::Pending {
+            return Err(TransitionError::NotPending(self.status.as_str()));
+        }
+        if approver == self.requester {
+            return Err(TransitionError::SelfDecision);
+        }
+        let mut next = self.next();
+        next.status = GrantStatus::Active;
+        next.decided_at = Some(now);
+        next.decided_by = Some(approver.to_owned());
+        next.expires_at = self.bound_from(now);
+        next.provisioning = Some(SideEffect::pending());
+        Ok(next)
+    }
+
+    /// `pending → denied`.
+    pub fn deny(&self, approver: &str, now: OffsetDateTime) -> Result<Self, TransitionError> {
+        if self.status != GrantStatus::Pending {
+            return Err(TransitionError::NotPending(self.status.as_str()));
+        }
+        if approver == self.requester {
+            return Err(TransitionError::SelfDecision);
+        }
+        let mut next = self.next();
+        next.status = GrantStatus::Denied;
+        next.end_reason = Some(EndReason::Denied);
+        next.decided_at = Some(now);
+        next.decided_by = Some(approver.to_owned());
+        Ok(next)
+    }
+
+    /// Ends the grant: `pending → cancelled`, `active → ended` (with deprovisioning pending).
+    pub fn end(
+        &self,
+        reason: EndReason,
+        by: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Self, TransitionError> {
+        let mut next = self.next();
+        match self.status {
+            GrantStatus::Pending => next.status = GrantStatus::Cancelled,
+            GrantStatus::Active => {
+                next.status = GrantStatus::Ended;
+                next.deprovisioning = Some(SideEffect::pending());
+            }
+            closed => return Err(TransitionError::AlreadyClosed(closed.as_str())),
+        }
+        next.end_reason = Some(reason);
+        next.ended_at = Some(now);
+        next.ended_by = by.map(str::to_owned);
+        Ok(next)
+    }
+
+    /// A copy with `version` bumped, for writes that change only side-effect tracking.
+    pub fn touched(&self) -> Self {
+        self.next()
+    }
+
+    /// The key grouping grants that give the same access in the end system (rule 8).
+    pub fn access_key(&self) -> (&str, &str) {
+        (&self.requester, &self.resource)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::duration::IsoDuration;
+    use time::macros::datetime;
+
+    fn pending(duration: &str) -> Grant {
+        Grant::request(
+            "01JD3AAAAAAAAAAAAAAAAAAAAA".into(),
+            "alice@example.com".into(),
+            "prod-db".into(),
+            "INC-7".into(),
+            GrantDuration::parse(duration).unwrap(),
+            None,
+            datetime!(2026-01-01 10:00 UTC),
+        )
+    }
+
+    #[test]
+    fn approval_sets_expiry_from_approval_time_and_bumps_version() {
+        let grant = pending("PT4H");
+        let approved = grant
+            .approve("bob@example.com", datetime!(2026-01-01 11:00 UTC))
+            .unwrap();
+        assert_eq!(approved.status, GrantStatus::Active);
+        assert_eq!(approved.expires_at, Some(datetime!(2026-01-01 15:00 UTC)));
+        assert_eq!(approved.decided_by.as_deref(), Some("bob@example.com"));
+        assert_eq!(approved.version, grant.version + 1);
+    }
+
+    #[test]
+    fn indefinite_grant_has_no_expiry() {
+        let approved = pending("indefinite")
+            .approve("bob@example.com", datetime!(2026-01-01 11:00 UTC))
+            .unwrap();
+        assert_eq!(approved.expires_at, None);
+    }
+
+    #[test]
+    fn nobody_approves_or_denies_their_own_request() {
+        let grant = pending("PT1H");
+        assert_eq!(
+            grant.approve("alice@example.com", grant.requested_at),
+            Err(TransitionError::SelfDecision)
+        );
+        assert_eq!(
+            grant.deny("alice@example.com", grant.requested_at),
+            Err(TransitionError::SelfDecision)
+        );
+    }
+
+    #[test]
+    fn approving_an_ended_grant_is_refused() {
+        let now = datetime!(2026-01-01 11:00 UTC);
+        let ended = pending("PT1H")
+            .approve("bob@example.com", now)
+            .unwrap()
+            .end(EndReason::Revoked, None, now)
+            .unwrap();
+        assert_eq!(
+            ended.approve("carol@example.com", now),
+            Err(TransitionError::NotPending("ended"))
+        );
+    }
+
+    #[test]
+    fn ending_a_pending_request_cancels_it_without_deprovisioning() {
+        let now = datetime!(2026-01-01 11:00 UTC);
+        let cancelled = pending("PT1H")
+            .end(EndReason::TicketClosed, None, now)
+            .unwrap();
+        assert_eq!(cancelled.status, GrantStatus::Cancelled);
+        assert_eq!(cancelled.end_reason, Some(EndReason::TicketClosed));
+        assert!(cancelled.deprovisioning.is_none());
+    }
+
+    #[test]
+    fn ending_an_active_grant_starts_deprovisioning() {
+        let now = datetime!(2026-01-01 11:00 UTC);
+        let ended = pending("PT1H")
+            .approve("bob@example.com", now)
+            .unwrap()
+            .end(EndReason::TimeBoundReached, None, now)
+            .unwrap();
+        assert_eq!(ended.status, GrantStatus::Ended);
+        assert_eq!(
+            ended.deprovisioning.unwrap().state,
+            SideEffectState::Pending
+        );
+    }
+
+    #[test]
+    fn a_grant_ends_only_once() {
+        let now = datetime!(2026-01-01 11:00 UTC);
+        let ended = pending("PT1H")
+            .end(EndReason::Withdrawn, None, now)
+            .unwrap();
+        assert_eq!(
+            ended.end(EndReason::Revoked, None, now),
+            Err(TransitionError::AlreadyClosed("cancelled"))
+        );
+    }
+
+    #[test]
+    fn grant_json_has_the_documented_shape() {
+        let mut grant = pending("PT4H");
+        grant.ticket = Some(TicketRef {
+            connection: "jira-main".into(),
+            key: "SEC-42".into(),
+        });
+        let json = serde_json::to_value(&grant).unwrap();
+        for field in [
+            "id",
+            "requester",
+            "resource",
+            "reason",
+            "duration",
+            "ticket",
+            "status",
+            "end_reason",
+            "requested_at",
+            "decided_at",
+            "decided_by",
+            "expires_at",
+            "ended_at",
+            "ended_by",
+            "deprovisioning",
+            "audit_ticket",
+        ] {
+            assert!(json.get(field).is_some(), "missing {field}");
+        }
+        assert_eq!(json["status"], "pending");
+        assert_eq!(json["duration"], "PT4H");
+        assert_eq!(json["requested_at"], "2026-01-01T10:00:00Z");
+        let back: Grant = serde_json::from_value(json).unwrap();
+        assert_eq!(back, grant);
+        let _ = IsoDuration::parse("PT1H").unwrap();
+    }
+}

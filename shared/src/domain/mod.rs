@@ -1,0 +1,18 @@
+//! The domain: grants and the rules of access (DESIGN §1–2), with no AWS, HTTP or storage code.
+
+pub mod audit;
+pub mod duration;
+pub mod grant;
+pub mod identity;
+pub mod ids;
+pub mod resource;
+pub mod secret;
+pub mod url_policy;
+
+pub use audit::AuditEvent;
+pub use duration::{GrantDuration, IsoDuration};
+pub use grant::{
+    Deprovisioning, EndReason, Grant, GrantStatus, Provisioning, SideEffectState, TicketRef,
+};
+pub use identity::Caller;
+pub use resource::{Provisioner, Resource};

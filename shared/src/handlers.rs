@@ -1,0 +1,68 @@
+//! Lambda event handlers that are not HTTP: the expiry function's scheduled jobs.
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::Value;
+
+use crate::ports::Job;
+use crate::service::{ErrorKind, JobOutcome, Ticketbound};
+
+/// An error the runtime reports, so Lambda's asynchronous retries (and then the on-failure destination) apply.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RetryableJobError(pub String);
+
+impl From<RetryableJobError> for Diagnostic {
+    fn from(e: RetryableJobError) -> Self {
+        Diagnostic {
+            error_type: "RetryableJobError".into(),
+            error_message: e.0,
+        }
+    }
+}
+
+/// Handles one EventBridge Scheduler invocation. The event is exactly the schedule's `Input`
+/// (`{"job": "expire"|"provision"|"deprovision", "grant_id": "...", ...}`).
+///
+/// Returns `Err` only when trying again can help (the store or scheduler was unreachable, or the grant kept
+/// changing); a malformed event or a grant that is gone is logged and acknowledged, since a retry cannot help.
+pub async fn handle_scheduled_job(
+    app: &Ticketbound,
+    event: LambdaEvent<Value>,
+) -> Result<Value, RetryableJobError> {
+    let job: Job = match serde_json::from_value(event.payload.clone()) {
+        Ok(job) => job,
+        Err(e) => {
+            tracing::error!(error = %e, request_id = %event.context.request_id, "scheduled event is not a Ticketbound job; ignored");
+            return Ok(
+                serde_json::json!({"outcome": "ignored", "reason": "not a Ticketbound job"}),
+            );
+        }
+    };
+    let attempt = event
+        .payload
+        .get("attempt")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_owned();
+    tracing::info!(job = ?job.job, grant = %job.grant_id, %attempt, "scheduled job");
+    match app.run_job(&job).await {
+        Ok(outcome) => Ok(serde_json::json!({"outcome": match outcome {
+            JobOutcome::Done => "done",
+            JobOutcome::Rearmed => "rearmed",
+            JobOutcome::Nothing => "nothing",
+        }})),
+        Err(e)
+            if matches!(
+                e.kind,
+                ErrorKind::Unavailable | ErrorKind::Conflict | ErrorKind::Internal
+            ) =>
+        {
+            tracing::warn!(grant = %job.grant_id, error = %e, "scheduled job failed; Lambda will retry");
+            Err(RetryableJobError(e.to_string()))
+        }
+        Err(e) => {
+            tracing::warn!(grant = %job.grant_id, error = %e, "scheduled job refused; not retried");
+            Ok(serde_json::json!({"outcome": "refused", "reason": e.code}))
+        }
+    }
+}

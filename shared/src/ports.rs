@@ -1,0 +1,238 @@
+//! The ports: traits the use cases need, one per concern, held as `Arc<dyn _>`.
+//!
+//! Every adapter of a port passes the same contract tests (`tests/tests/store_contract.rs`, ...).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::domain::grant::Expected;
+use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, TicketRef};
+
+/// One page of a list, with the opaque cursor of the next page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// What `GET /v1/grants` filters on. Every field narrows the list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GrantFilter {
+    pub requester: Option<String>,
+    pub status: Option<GrantStatus>,
+    pub ticket: Option<TicketRef>,
+}
+
+impl GrantFilter {
+    pub fn matches(&self, grant: &Grant) -> bool {
+        self.requester
+            .as_ref()
+            .is_none_or(|r| *r == grant.requester)
+            && self.status.is_none_or(|s| s == grant.status)
+            && self
+                .ticket
+                .as_ref()
+                .is_none_or(|t| grant.ticket.as_ref() == Some(t))
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write found another status or version: somebody else moved the grant first.
+    #[error("the item was changed concurrently")]
+    Conflict,
+    #[error("an item with this id already exists")]
+    AlreadyExists,
+    #[error("the pagination cursor is not valid for this list")]
+    InvalidCursor,
+    /// The store could not be reached or refused the call; retrying may help.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// An item could not be read back (a bug or a manual edit).
+    #[error("a stored item is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// Grants, their audit trail, the resource catalog and webhook delivery ids (DESIGN §10).
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    /// Writes a new grant and its first event; `AlreadyExists` if the id is taken.
+    async fn insert_grant(&self, grant: &Grant, event: &AuditEvent) -> Result<(), StoreError>;
+    /// Replaces the grant if it still has `expected` status and version, writing `event` in the same
+    /// transaction; `Conflict` otherwise, with nothing written.
+    async fn update_grant(
+        &self,
+        grant: &Grant,
+        expected: Expected,
+        event: Option<&AuditEvent>,
+    ) -> Result<(), StoreError>;
+    /// A strongly consistent read of one grant.
+    async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
+    /// Grants matching `filter`, newest first.
+    async fn list_grants(
+        &self,
+        filter: &GrantFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Grant>, StoreError>;
+    /// The active grants of one requester on one resource (rule 8), confirmed by consistent reads.
+    async fn active_grants_for(
+        &self,
+        requester: &str,
+        resource: &str,
+    ) -> Result<Vec<Grant>, StoreError>;
+    /// Every grant bound to a ticket, in any status.
+    async fn grants_for_ticket(&self, ticket: &TicketRef) -> Result<Vec<Grant>, StoreError>;
+    /// A grant's audit trail, oldest first.
+    async fn list_events(
+        &self,
+        grant_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEvent>, StoreError>;
+
+    async fn put_resource(&self, resource: &Resource) -> Result<(), StoreError>;
+    async fn get_resource(&self, id: &str) -> Result<Option<Resource>, StoreError>;
+    async fn list_resources(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Resource>, StoreError>;
+    /// `false` when there was nothing to delete.
+    async fn delete_resource(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Records a webhook delivery id until `expires_at`; `false` if it was already recorded (a duplicate).
+    async fn remember_delivery(
+        &self,
+        key: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+}
+
+/// The kinds of scheduled work, all handled by the expiry function (locally: the in-process scheduler).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// The grant's time bound is reached.
+    Expire,
+    /// Retry setting up access after approval.
+    Provision,
+    /// Retry (or make sure of) the side effects of a grant's end.
+    Deprovision,
+}
+
+/// A scheduled job: the `Input` of an EventBridge Scheduler schedule.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Job {
+    pub job: JobKind,
+    pub grant_id: String,
+}
+
+impl Job {
+    pub fn new(job: JobKind, grant_id: &str) -> Self {
+        Self {
+            job,
+            grant_id: grant_id.to_owned(),
+        }
+    }
+
+    /// The schedule's name: deterministic per (grant, kind), so creating it twice cannot make two schedules.
+    /// A ULID grant id gives 33 characters of `[0-9A-Za-z-]`, inside EventBridge's 64 and `[0-9a-zA-Z-_.]`.
+    pub fn schedule_name(&self) -> String {
+        let kind = match self.job {
+            JobKind::Expire => "exp",
+            JobKind::Provision => "prv",
+            JobKind::Deprovision => "dep",
+        };
+        format!("tb-{}-{kind}", self.grant_id)
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("scheduler: {0}")]
+pub struct SchedulerError(pub String);
+
+/// One-time schedules (DESIGN §2–3). `schedule` is an upsert keyed by [`Job::schedule_name`]; `cancel` of a
+/// schedule that is already gone succeeds.
+#[async_trait]
+pub trait Scheduler: Send + Sync {
+    async fn schedule(&self, job: &Job, at: OffsetDateTime) -> Result<(), SchedulerError>;
+    async fn cancel(&self, job: &Job) -> Result<(), SchedulerError>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvisionAction {
+    Grant,
+    Revoke,
+}
+
+impl ProvisionAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grant => "grant",
+            Self::Revoke => "revoke",
+        }
+    }
+}
+
+/// Why an end system did not confirm a provisioning call. The message never holds a secret.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ProvisionError(pub String);
+
+/// Calls a resource's provisioner once: no retries here, the service retries durably through the scheduler.
+#[async_trait]
+pub trait Provisioners: Send + Sync {
+    async fn apply(
+        &self,
+        resource: &Resource,
+        action: ProvisionAction,
+        grant: &Grant,
+    ) -> Result<(), ProvisionError>;
+}
+
+/// Why a ticket binding was refused (DESIGN §1 rule 3).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TicketCheckError {
+    #[error("there is no connection `{0}`")]
+    UnknownConnection(String),
+    #[error("ticket {0} was not found in connection `{1}`")]
+    NotFound(String, String),
+    #[error("ticket {0} is closed")]
+    Closed(String),
+    #[error("ticket {0} is assigned to {1}, not to the requester")]
+    NotAssigned(String, String),
+    #[error("ticket {0} has no assignee; assign it to the requester first")]
+    Unassigned(String),
+    /// The ticket system could not be asked: the request is refused rather than passed unchecked.
+    #[error("the ticket system could not be reached: {0}")]
+    Unavailable(String),
+}
+
+/// Checks that a bound ticket exists, is open and is assigned to the requester.
+#[async_trait]
+pub trait TicketVerifier: Send + Sync {
+    async fn check_binding(
+        &self,
+        ticket: &TicketRef,
+        requester_email: &str,
+    ) -> Result<(), TicketCheckError>;
+}
+
+/// The time, behind a trait so tests can hold it still.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system clock, truncated to milliseconds (what RFC 3339 in JSON and the stores keep).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        let now = OffsetDateTime::now_utc();
+        now.replace_millisecond(now.millisecond()).unwrap_or(now)
+    }
+}

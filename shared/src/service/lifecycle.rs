@@ -1,0 +1,527 @@
+//! The end of access (DESIGN §2) and the scheduled work behind it.
+//!
+//! Ending a grant is one conditional write; its side effects run after that write is durable and are tracked on
+//! the grant as `deprovisioning`. Before the write, a "deprovision" schedule is armed a lease-length ahead: if the
+//! process dies right after the write, that schedule finishes the job, so a revocation is never lost between the
+//! state change and the call to the end system. Each attempt takes a lease on the grant (a conditional write), so
+//! a schedule firing while another worker is mid-attempt does not call the end system twice. Failures back off
+//! with jitter through one-time retry schedules until the budget is spent; then the state is `failed`, logged at
+//! error level and counted as a metric.
+
+use time::{Duration, OffsetDateTime};
+
+use super::{ServiceError, Ticketbound};
+use crate::domain::grant::SideEffect;
+use crate::domain::{AuditEvent, EndReason, Grant, GrantStatus, SideEffectState};
+use crate::ports::{Job, JobKind, ProvisionAction, StoreError};
+use crate::telemetry;
+
+/// What [`Ticketbound::end_grant`] did.
+#[derive(Debug, Clone)]
+pub enum EndOutcome {
+    /// This call ended (or cancelled) the grant; the grant as it is now.
+    Ended(Grant),
+    /// Somebody else had already closed it: nothing was done.
+    AlreadyClosed(Grant),
+}
+
+/// What a scheduled job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// It did its work (ended a grant, finished or retried a side effect).
+    Done,
+    /// It was early, or another worker held the grant: it scheduled itself again.
+    Rearmed,
+    /// There was nothing to do (the grant had already moved on).
+    Nothing,
+}
+
+/// How many times a write is retried when another writer moved the grant in between.
+const RACE_RETRIES: usize = 8;
+
+/// Which tracked side effect.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Provision,
+    Deprovision,
+}
+
+impl Effect {
+    fn field(self, grant: &Grant) -> Option<&SideEffect> {
+        match self {
+            Self::Provision => grant.provisioning.as_ref(),
+            Self::Deprovision => grant.deprovisioning.as_ref(),
+        }
+    }
+    fn field_mut(self, grant: &mut Grant) -> Option<&mut SideEffect> {
+        match self {
+            Self::Provision => grant.provisioning.as_mut(),
+            Self::Deprovision => grant.deprovisioning.as_mut(),
+        }
+    }
+    fn job(self, grant_id: &str) -> Job {
+        match self {
+            Self::Provision => Job::new(JobKind::Provision, grant_id),
+            Self::Deprovision => Job::new(JobKind::Deprovision, grant_id),
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Self::Provision => "provisioning",
+            Self::Deprovision => "deprovisioning",
+        }
+    }
+}
+
+/// The result of one attempt at a side effect's steps.
+struct Report {
+    provisioner_done: bool,
+    skipped: Option<String>,
+    error: Option<String>,
+}
+
+impl Ticketbound {
+    /// Ends a grant once, whoever asks (a person, a schedule, a webhook): `pending → cancelled`,
+    /// `active → ended`. A caller that finds it already closed gets [`EndOutcome::AlreadyClosed`] and nothing
+    /// else happens.
+    pub async fn end_grant(
+        &self,
+        id: &str,
+        reason: EndReason,
+        actor: Option<&str>,
+    ) -> Result<EndOutcome, ServiceError> {
+        for _ in 0..RACE_RETRIES {
+            let Some(grant) = self.store.get_grant(id).await? else {
+                return Err(ServiceError::grant_not_found(id));
+            };
+            if !grant.status.is_open() {
+                return Ok(EndOutcome::AlreadyClosed(grant));
+            }
+            let now = self.clock.now();
+            let next = grant.end(reason, actor, now)?;
+            if next.status == GrantStatus::Ended {
+                // The safety net: armed before the write, so a crash after it still ends in a revocation.
+                self.scheduler
+                    .schedule(
+                        &Effect::Deprovision.job(id),
+                        now + self.settings.retry.lease,
+                    )
+                    .await?;
+            }
+            let kind = if next.status == GrantStatus::Cancelled {
+                "cancelled"
+            } else {
+                "ended"
+            };
+            let event = AuditEvent::of(
+                &next,
+                kind,
+                actor,
+                now,
+                serde_json::json!({"end_reason": reason}),
+            );
+            match self
+                .store
+                .update_grant(&next, grant.expected(), Some(&event))
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            tracing::info!(grant = %id, reason = reason.as_str(), status = next.status.as_str(), "grant ended");
+            if next.status == GrantStatus::Ended
+                && let Err(e) = self.deprovision_attempt(id).await
+            {
+                // The state change is durable and the safety schedule is armed: it will try again.
+                tracing::warn!(grant = %id, error = %e, "first deprovisioning attempt could not run; the schedule will retry");
+            }
+            let latest = self.store.get_grant(id).await?.unwrap_or(next);
+            return Ok(EndOutcome::Ended(latest));
+        }
+        Err(ServiceError::conflict(
+            "grant_busy",
+            "the grant kept changing while it was being ended; try again",
+        ))
+    }
+
+    /// Handles a scheduled job (the expiry function's event, or an in-process timer locally).
+    pub async fn run_job(&self, job: &Job) -> Result<JobOutcome, ServiceError> {
+        match job.job {
+            JobKind::Expire => self.expire(&job.grant_id).await,
+            JobKind::Provision => {
+                self.side_effect_attempt(Effect::Provision, &job.grant_id)
+                    .await
+            }
+            JobKind::Deprovision => {
+                self.side_effect_attempt(Effect::Deprovision, &job.grant_id)
+                    .await
+            }
+        }
+    }
+
+    async fn expire(&self, id: &str) -> Result<JobOutcome, ServiceError> {
+        let Some(grant) = self.store.get_grant(id).await? else {
+            tracing::warn!(grant = %id, "expiry schedule fired for a grant that does not exist");
+            return Ok(JobOutcome::Nothing);
+        };
+        match (grant.status, grant.expires_at) {
+            (GrantStatus::Active, Some(expires_at)) => {
+                let now = self.clock.now();
+                if now < expires_at {
+                    // Early (clock skew, or the bound moved): re-arm rather than end.
+                    self.scheduler
+                        .schedule(&Job::new(JobKind::Expire, id), expires_at)
+                        .await?;
+                    tracing::info!(grant = %id, %expires_at, "expiry fired early; re-armed");
+                    return Ok(JobOutcome::Rearmed);
+                }
+                match self
+                    .end_grant(id, EndReason::TimeBoundReached, None)
+                    .await?
+                {
+                    EndOutcome::Ended(_) => Ok(JobOutcome::Done),
+                    EndOutcome::AlreadyClosed(_) => Ok(JobOutcome::Nothing),
+                }
+            }
+            // Ended by someone else with its side effects still open: make sure they finish.
+            (GrantStatus::Ended, _)
+                if grant
+                    .deprovisioning
+                    .as_ref()
+                    .is_some_and(|d| d.state == SideEffectState::Pending) =>
+            {
+                self.side_effect_attempt(Effect::Deprovision, id).await
+            }
+            _ => Ok(JobOutcome::Nothing),
+        }
+    }
+
+    /// One attempt at setting up access after approval; failures are retried through the scheduler.
+    pub(crate) async fn provision_attempt(&self, id: &str) {
+        if let Err(e) = self.side_effect_attempt(Effect::Provision, id).await {
+            tracing::warn!(grant = %id, error = %e, "provisioning attempt could not run");
+        }
+    }
+
+    /// One attempt at finishing the side effects of a grant's end.
+    pub(crate) async fn deprovision_attempt(&self, id: &str) -> Result<JobOutcome, ServiceError> {
+        self.side_effect_attempt(Effect::Deprovision, id).await
+    }
+
+    /// Claims the side effect (a lease), runs its steps, records the outcome and arranges the next retry.
+    async fn side_effect_attempt(
+        &self,
+        effect: Effect,
+        id: &str,
+    ) -> Result<JobOutcome, ServiceError> {
+        let now = self.clock.now();
+        let lease = self.settings.retry.lease;
+        let mut busy_until: Option<OffsetDateTime> = None;
+        let claimed = self
+            .modify_grant(id, |g| {
+                busy_until = None;
+                let state = effect.field(g)?;
+                if state.state != SideEffectState::Pending {
+                    return None;
+                }
+                if let Some(until) = state.lease_until.filter(|until| *until > now) {
+                    busy_until = Some(until);
+                    return None;
+                }
+                let mut next = g.touched();
+                match effect {
+                    Effect::Provision if g.status != GrantStatus::Active => {
+                        // Ended before access was set up: nothing to grant (the end's revoke covers the rest).
+                        let p = effect.field_mut(&mut next)?;
+                        p.state = SideEffectState::Skipped;
+                        p.reason = Some("the grant ended before access was set up".into());
+                        p.next_attempt_at = None;
+                        let event = AuditEvent::of(
+                            &next,
+                            "provisioning_skipped",
+                            None,
+                            now,
+                            serde_json::Value::Null,
+                        );
+                        return Some((next, Some(event)));
+                    }
+                    Effect::Deprovision => {
+                        // Revoke only after an in-flight grant call has finished, never before it.
+                        if let Some(until) = g
+                            .provisioning
+                            .as_ref()
+                            .and_then(|p| p.lease_until)
+                            .filter(|u| *u > now)
+                        {
+                            busy_until = Some(until);
+                            return None;
+                        }
+                    }
+                    Effect::Provision => {}
+                }
+                let state = effect.field_mut(&mut next)?;
+                state.attempts += 1;
+                state.lease_until = Some(now + lease);
+                Some((next, None))
+            })
+            .await?;
+        let Some(grant) = claimed.filter(|g| {
+            effect
+                .field(g)
+                .is_some_and(|s| s.state == SideEffectState::Pending)
+        }) else {
+            if let Some(until) = busy_until {
+                self.scheduler
+                    .schedule(&effect.job(id), until + Duration::seconds(1))
+                    .await?;
+                return Ok(JobOutcome::Rearmed);
+            }
+            return Ok(JobOutcome::Nothing);
+        };
+        let report = match effect {
+            Effect::Provision => self.provision_steps(&grant).await,
+            Effect::Deprovision => self.deprovision_steps(&grant).await,
+        };
+        self.record_attempt(effect, &grant, report).await
+    }
+
+    async fn provision_steps(&self, grant: &Grant) -> Report {
+        let error = match self.store.get_resource(&grant.resource).await {
+            Ok(Some(resource)) => self
+                .provisioners
+                .apply(&resource, ProvisionAction::Grant, grant)
+                .await
+                .err()
+                .map(|e| format!("provisioner grant: {e}")),
+            Ok(None) => Some(format!("resource `{}` no longer exists", grant.resource)),
+            Err(e) => Some(format!("reading resource: {e}")),
+        };
+        Report {
+            provisioner_done: error.is_none(),
+            skipped: None,
+            error,
+        }
+    }
+
+    async fn deprovision_steps(&self, grant: &Grant) -> Report {
+        let state = grant
+            .deprovisioning
+            .clone()
+            .unwrap_or_else(SideEffect::pending);
+        let mut report = Report {
+            provisioner_done: state.provisioner_done,
+            skipped: state.reason.clone(),
+            error: None,
+        };
+        if !report.provisioner_done {
+            match self.revoke_unless_still_granted(grant).await {
+                Ok(skipped) => {
+                    report.provisioner_done = true;
+                    report.skipped = skipped;
+                }
+                Err(e) => {
+                    report.error = Some(e);
+                    return report;
+                }
+            }
+        }
+        if grant.expires_at.is_some()
+            && let Err(e) = self
+                .scheduler
+                .cancel(&Job::new(JobKind::Expire, &grant.id))
+                .await
+        {
+            report.error = Some(format!("deleting the expiry schedule: {e}"));
+            return report;
+        }
+        if grant
+            .provisioning
+            .as_ref()
+            .is_some_and(|p| p.state == SideEffectState::Pending)
+            && let Err(e) = self
+                .scheduler
+                .cancel(&Job::new(JobKind::Provision, &grant.id))
+                .await
+        {
+            report.error = Some(format!("deleting the provisioning retry schedule: {e}"));
+        }
+        report
+    }
+
+    /// Rule 8: remove access unless another active grant of the same requester and resource still gives it.
+    /// `Ok(Some(reason))` when skipped.
+    async fn revoke_unless_still_granted(&self, grant: &Grant) -> Result<Option<String>, String> {
+        let (requester, resource_id) = grant.access_key();
+        let others = self
+            .store
+            .active_grants_for(requester, resource_id)
+            .await
+            .map_err(|e| format!("checking other grants: {e}"))?;
+        if let Some(other) = others.iter().find(|g| g.id != grant.id) {
+            return Ok(Some(format!(
+                "grant {} still gives {requester} access to {resource_id}",
+                other.id
+            )));
+        }
+        let resource = self
+            .store
+            .get_resource(resource_id)
+            .await
+            .map_err(|e| format!("reading resource: {e}"))?
+            .ok_or_else(|| {
+                format!("resource `{resource_id}` no longer exists; remove the access by hand")
+            })?;
+        self.provisioners
+            .apply(&resource, ProvisionAction::Revoke, grant)
+            .await
+            .map_err(|e| format!("provisioner revoke: {e}"))?;
+        Ok(None)
+    }
+
+    /// Writes the outcome of an attempt and arranges what comes next.
+    async fn record_attempt(
+        &self,
+        effect: Effect,
+        claimed: &Grant,
+        report: Report,
+    ) -> Result<JobOutcome, ServiceError> {
+        let id = claimed.id.as_str();
+        let attempts = effect.field(claimed).map_or(1, |s| s.attempts);
+        let policy = &self.settings.retry;
+        let now = self.clock.now();
+        let retry_at = (report.error.is_some() && attempts < policy.max_attempts)
+            .then(|| now + policy.delay_after(attempts));
+        if let Some(at) = retry_at {
+            // Armed before the outcome is written: if this fails, the attempt errors and its own trigger retries.
+            self.scheduler.schedule(&effect.job(id), at).await?;
+        }
+        let mut kind = "";
+        let written = self
+            .modify_grant(id, |g| {
+                let mut next = g.touched();
+                let state = effect.field_mut(&mut next)?;
+                if state.state != SideEffectState::Pending {
+                    return None;
+                }
+                state.attempts = state.attempts.max(attempts);
+                state.lease_until = None;
+                state.provisioner_done = report.provisioner_done;
+                state.reason = report.skipped.clone();
+                match (&report.error, retry_at) {
+                    (None, _) => {
+                        state.state = if report.skipped.is_some() {
+                            SideEffectState::Skipped
+                        } else {
+                            SideEffectState::Done
+                        };
+                        state.last_error = None;
+                        state.next_attempt_at = None;
+                        kind = match (effect, report.skipped.is_some()) {
+                            (Effect::Provision, _) => "provisioned",
+                            (Effect::Deprovision, false) => "deprovisioned",
+                            (Effect::Deprovision, true) => "deprovisioning_skipped",
+                        };
+                    }
+                    (Some(error), Some(at)) => {
+                        state.last_error = Some(error.clone());
+                        state.next_attempt_at = Some(at);
+                        kind = if effect == Effect::Provision {
+                            "provisioning_retry"
+                        } else {
+                            "deprovisioning_retry"
+                        };
+                    }
+                    (Some(error), None) => {
+                        state.state = SideEffectState::Failed;
+                        state.last_error = Some(error.clone());
+                        state.next_attempt_at = None;
+                        kind = if effect == Effect::Provision {
+                            "provisioning_failed"
+                        } else {
+                            "deprovisioning_failed"
+                        };
+                    }
+                }
+                let detail = serde_json::json!({
+                    "attempts": state.attempts,
+                    "error": state.last_error,
+                    "reason": state.reason,
+                    "next_attempt_at": state.next_attempt_at.map(super::grants::rfc3339),
+                });
+                let event = AuditEvent::of(&next, kind, None, now, detail);
+                Some((next, Some(event)))
+            })
+            .await?;
+        let Some(grant) = written else {
+            return Ok(JobOutcome::Nothing);
+        };
+        let state = effect
+            .field(&grant)
+            .cloned()
+            .unwrap_or_else(SideEffect::pending);
+        match state.state {
+            SideEffectState::Pending => {
+                tracing::warn!(grant = %id, effect = effect.name(), attempts = state.attempts, error = ?state.last_error, next_attempt_at = ?state.next_attempt_at, "side effect failed; retry scheduled");
+                telemetry::metric(
+                    if effect == Effect::Provision {
+                        "ProvisioningRetries"
+                    } else {
+                        "DeprovisioningRetries"
+                    },
+                    1.0,
+                );
+                Ok(JobOutcome::Done)
+            }
+            finished => {
+                if finished == SideEffectState::Failed {
+                    tracing::error!(grant = %id, effect = effect.name(), attempts = state.attempts, error = ?state.last_error, "side effect FAILED after its retry budget; act by hand");
+                    telemetry::metric(
+                        if effect == Effect::Provision {
+                            "ProvisioningFailed"
+                        } else {
+                            "DeprovisioningFailed"
+                        },
+                        1.0,
+                    );
+                } else {
+                    tracing::info!(grant = %id, effect = effect.name(), attempts = state.attempts, state = ?finished, "side effect finished");
+                }
+                if let Err(e) = self.scheduler.cancel(&effect.job(id)).await {
+                    // Harmless: when it fires it finds nothing pending.
+                    tracing::warn!(grant = %id, error = %e, "could not delete a finished retry schedule");
+                }
+                Ok(JobOutcome::Done)
+            }
+        }
+    }
+
+    /// Read-modify-write with a conditional write, retried when another writer got there first. `change`
+    /// returns the next grant (with its version bumped) and an optional event, or `None` for "nothing to do".
+    async fn modify_grant<F>(&self, id: &str, mut change: F) -> Result<Option<Grant>, ServiceError>
+    where
+        F: FnMut(&Grant) -> Option<(Grant, Option<AuditEvent>)> + Send,
+    {
+        for _ in 0..RACE_RETRIES {
+            let Some(grant) = self.store.get_grant(id).await? else {
+                return Ok(None);
+            };
+            let Some((next, event)) = change(&grant) else {
+                return Ok(None);
+            };
+            match self
+                .store
+                .update_grant(&next, grant.expected(), event.as_ref())
+                .await
+            {
+                Ok(()) => return Ok(Some(next)),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::conflict(
+            "grant_busy",
+            "the grant kept changing; try again",
+        ))
+    }
+}

@@ -1,0 +1,110 @@
+//! The use cases: request, approve, deny and revoke grants; end grants from schedules and webhooks; run the
+//! side effects of a grant's start and end; keep the resource catalog.
+//!
+//! The same [`Ticketbound`] runs behind every Lambda function and the local server; only the adapters differ.
+
+mod error;
+mod grants;
+mod lifecycle;
+mod resources;
+
+use std::sync::Arc;
+use time::Duration;
+
+pub use error::{ErrorKind, ServiceError};
+pub use grants::{GrantRequest, ListGrants};
+pub use lifecycle::{EndOutcome, JobOutcome};
+pub use resources::ResourceInput;
+
+use crate::domain::IsoDuration;
+use crate::ports::{Clock, GrantStore, Provisioners, Scheduler, TicketVerifier};
+
+/// How durable retries of side effects back off.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// The first retry's delay; each later one doubles, up to `cap`, with jitter.
+    pub base: Duration,
+    pub cap: Duration,
+    /// Attempts in all (the first included) before the side effect is `failed`.
+    pub max_attempts: u32,
+    /// How long one attempt may hold a side effect before another worker may take it over. Longer than the
+    /// provisioner timeout.
+    pub lease: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 30 s doubling to 1 h, 16 attempts: about nine hours of retries before `failed`.
+    fn default() -> Self {
+        Self {
+            base: Duration::seconds(30),
+            cap: Duration::hours(1),
+            max_attempts: 16,
+            lease: Duration::seconds(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after the `attempt`-th failed attempt: exponential, capped, with "equal jitter" (half fixed,
+    /// half random), so a provisioner coming back is not hit by every grant at once.
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1i32 << attempt.saturating_sub(1).min(20));
+        let capped = if exp > self.cap { self.cap } else { exp };
+        let half = capped / 2;
+        half + half * fastrand::f64()
+    }
+}
+
+/// Deployment settings the use cases need.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The longest grant for a resource without its own `max_duration` (`MAX_DURATION`, default `P7D`).
+    pub max_duration: IsoDuration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_duration: IsoDuration::parse("P7D").expect("valid literal"),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// The application core, shared by every entry point.
+#[derive(Clone)]
+pub struct Ticketbound {
+    pub store: Arc<dyn GrantStore>,
+    pub scheduler: Arc<dyn Scheduler>,
+    pub provisioners: Arc<dyn Provisioners>,
+    /// Checks ticket bindings (rule 3). Without one, requests that name a ticket are refused with 503.
+    pub tickets: Option<Arc<dyn TicketVerifier>>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_and_stay_under_the_cap() {
+        let policy = RetryPolicy::default();
+        let first = policy.delay_after(1);
+        assert!(
+            first >= Duration::seconds(15) && first <= Duration::seconds(30),
+            "{first}"
+        );
+        let fourth = policy.delay_after(4);
+        assert!(
+            fourth >= Duration::seconds(120) && fourth <= Duration::seconds(240),
+            "{fourth}"
+        );
+        for attempt in 1..100 {
+            assert!(policy.delay_after(attempt) <= policy.cap);
+        }
+    }
+}
