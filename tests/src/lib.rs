@@ -1,1 +1,223 @@
+//! Test support: stores and apps wired to real adapters (SQLite, DynamoDB and EventBridge Scheduler on moto,
+//! HTTP provisioners against wiremock), a clock tests can move, and a small HTTP client for the router.
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tower::ServiceExt;
+
+use ticketbound::adapters::dynamodb::DynamoStore;
+use ticketbound::adapters::embedded::EmbeddedStore;
+use ticketbound::adapters::local_scheduler::LocalScheduler;
+use ticketbound::adapters::provisioner::HttpProvisioners;
+use ticketbound::domain::identity::RoleGroups;
+use ticketbound::http::{AppState, IdentitySource, api_router};
+use ticketbound::ports::{Clock, GrantStore, Scheduler, SystemClock};
+use ticketbound::service::{RetryPolicy, Settings, Ticketbound};
+
+pub const ADMIN: (&str, &str) = ("admin@example.com", "ticketbound-admins");
+pub const APPROVER: (&str, &str) = ("bob@example.com", "ticketbound-approvers");
+pub const APPROVER2: (&str, &str) = ("carol@example.com", "ticketbound-approvers");
+pub const ALICE: (&str, &str) = ("alice@example.com", "");
+pub const MALLORY: (&str, &str) = ("mallory@example.com", "");
+
+/// The SDK configuration for the moto server started by `infra/test.sh`.
+///
+/// # Panics
+/// When the tests were not started through `bash infra/test.sh`: an AWS adapter test must never pass without
+/// having talked to the wire protocol.
+pub async fn moto_config() -> aws_config::SdkConfig {
+    assert!(
+        std::env::var("TICKETBOUND_MOTO").is_ok() && std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "this test needs the moto server: run the tests with `bash infra/test.sh`"
+    );
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", ticketbound::domain::ids::new_ulid(OffsetDateTime::now_utc()).to_ascii_lowercase())
+}
+
+/// A fresh DynamoDB table on moto, with the production layout.
+pub async fn dynamo_store() -> DynamoStore {
+    let config = moto_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let table = unique("grants");
+    DynamoStore::create_table(&client, &table).await.expect("create table on moto");
+    DynamoStore::new(client, table)
+}
+
+/// A fresh in-memory embedded store.
+pub fn embedded_store() -> EmbeddedStore {
+    EmbeddedStore::in_memory().expect("in-memory SQLite")
+}
+
+/// A clock that stands still until moved.
+#[derive(Clone)]
+pub struct ManualClock(Arc<Mutex<OffsetDateTime>>);
+
+impl ManualClock {
+    pub fn at(now: OffsetDateTime) -> Self {
+        Self(Arc::new(Mutex::new(now)))
+    }
+    pub fn now_system() -> Self {
+        Self::at(SystemClock.now())
+    }
+    pub fn set(&self, now: OffsetDateTime) {
+        *self.0.lock().unwrap() = now;
+    }
+    pub fn advance(&self, by: time::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Retries fast enough for tests.
+pub fn fast_retry(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        base: time::Duration::milliseconds(50),
+        cap: time::Duration::milliseconds(200),
+        max_attempts,
+        lease: time::Duration::seconds(5),
+    }
+}
+
+/// What an app is built from.
+pub struct AppParts {
+    pub store: Arc<dyn GrantStore>,
+    pub scheduler: Arc<dyn Scheduler>,
+    pub clock: Arc<dyn Clock>,
+    pub retry: RetryPolicy,
+    pub provisioner_timeout: StdDuration,
+}
+
+pub fn build_app(parts: AppParts) -> Ticketbound {
+    let provisioners = HttpProvisioners::new(parts.clock.clone(), parts.provisioner_timeout).expect("http client");
+    Ticketbound {
+        store: parts.store,
+        scheduler: parts.scheduler,
+        provisioners: Arc::new(provisioners),
+        tickets: None,
+        clock: parts.clock,
+        settings: Settings { retry: parts.retry, ..Settings::default() },
+    }
+}
+
+/// The usual test app: in-memory SQLite, the local scheduler (not started: schedules are stored, not fired),
+/// the system clock.
+pub fn local_test_app() -> (Ticketbound, EmbeddedStore, LocalScheduler) {
+    let store = embedded_store();
+    let scheduler = LocalScheduler::new(store.clone());
+    let app = build_app(AppParts {
+        store: Arc::new(store.clone()),
+        scheduler: Arc::new(scheduler.clone()),
+        clock: Arc::new(SystemClock),
+        retry: fast_retry(4),
+        provisioner_timeout: StdDuration::from_secs(2),
+    });
+    (app, store, scheduler)
+}
+
+/// The portal router trusting identity headers, as the local server does.
+pub fn local_router(app: Ticketbound) -> Router {
+    api_router(AppState { app, identity: IdentitySource::TrustedHeaders, roles: RoleGroups::default() })
+}
+
+/// The portal router reading JWT claims, as `ticketbound-api` does on Lambda.
+pub fn lambda_router(app: Ticketbound) -> Router {
+    api_router(AppState {
+        app,
+        identity: IdentitySource::JwtClaims { email_claim: "email".into(), groups_claim: "groups".into() },
+        roles: RoleGroups::default(),
+    })
+}
+
+/// Sends one request through the router as `who` (`(email, groups)`; an empty email sends no identity).
+pub async fn call(router: &Router, method: &str, path: &str, who: (&str, &str), body: Option<&str>) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    if !who.0.is_empty() {
+        request = request.header("x-ticketbound-user", who.0);
+    }
+    if !who.1.is_empty() {
+        request = request.header("x-ticketbound-groups", who.1);
+    }
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request.body(Body::from(body.unwrap_or_default().to_owned())).expect("request");
+    let response = router.clone().oneshot(request).await.expect("router is infallible");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned())) };
+    (status, json)
+}
+
+/// Defines a resource whose provisioner is a signed webhook to `url`.
+pub async fn define_webhook_resource(router: &Router, id: &str, url: &str) {
+    let body = serde_json::json!({
+        "name": format!("Resource {id}"),
+        "provisioner": {"kind": "webhook", "url": url, "secret": "provisioner-secret-0123456789"},
+    });
+    let (status, json) = call(router, "PUT", &format!("/v1/resources/{id}"), ADMIN, Some(&body.to_string())).await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+}
+
+/// Requests `resource` as `who` for `duration`; returns the grant id.
+pub async fn request_grant(router: &Router, who: (&str, &str), resource: &str, duration: &str) -> String {
+    let body = serde_json::json!({"resource": resource, "reason": "INC-7 debugging", "duration": duration});
+    let (status, json) = call(router, "POST", "/v1/grants", who, Some(&body.to_string())).await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    json["id"].as_str().expect("id").to_owned()
+}
+
+/// A provisioner endpoint: a wiremock server that answers 200 to every POST.
+pub async fn provisioner_ok() -> wiremock::MockServer {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The `action`s ("grant"/"revoke") a provisioner endpoint received, in order.
+pub async fn provisioner_actions(server: &wiremock::MockServer) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter_map(|v| v["action"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Waits (bounded) until `check` holds, polling every 20 ms; returns whether it did.
+pub async fn eventually<F, Fut>(timeout: StdDuration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+}
