@@ -76,6 +76,10 @@ impl ManualClock {
     pub fn advance(&self, by: time::Duration) {
         *self.0.lock().unwrap() += by;
     }
+    /// The time now (without importing the `Clock` trait).
+    pub fn now_offset(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
 }
 
 impl Clock for ManualClock {
@@ -220,4 +224,46 @@ where
         }
         tokio::time::sleep(StdDuration::from_millis(20)).await;
     }
+}
+
+/// An EventBridge Scheduler adapter on moto with its own schedule group; also returns the raw client and the
+/// group name so tests can read schedules back.
+pub async fn eventbridge_scheduler() -> (ticketbound::adapters::scheduler::EventBridgeScheduler, aws_sdk_scheduler::Client, String) {
+    use ticketbound::adapters::scheduler::{EventBridgeScheduler, EventBridgeSettings};
+    let config = moto_config().await;
+    let client = aws_sdk_scheduler::Client::new(&config);
+    let group = unique("tb");
+    client.create_schedule_group().name(&group).send().await.expect("create schedule group on moto");
+    let settings = EventBridgeSettings {
+        group: group.clone(),
+        target_arn: EXPIRY_ARN.into(),
+        role_arn: SCHEDULER_ROLE_ARN.into(),
+        dlq_arn: DLQ_ARN.into(),
+    };
+    (EventBridgeScheduler::new(client.clone(), settings), client, group)
+}
+
+pub const EXPIRY_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:ticketbound-expiry";
+pub const SCHEDULER_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/ticketbound-scheduler";
+pub const DLQ_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:ticketbound-schedule-dlq";
+
+/// The names of the schedules in a group.
+pub async fn schedule_names(client: &aws_sdk_scheduler::Client, group: &str) -> Vec<String> {
+    let out = client.list_schedules().group_name(group).send().await.expect("list schedules");
+    let mut names: Vec<String> = out.schedules().iter().filter_map(|s| s.name().map(str::to_owned)).collect();
+    names.sort();
+    names
+}
+
+/// The app as the Lambda functions build it: DynamoDB and EventBridge Scheduler on moto, with `clock`.
+pub async fn aws_test_app(clock: ManualClock, retry: RetryPolicy) -> (Ticketbound, aws_sdk_scheduler::Client, String) {
+    let (scheduler, client, group) = eventbridge_scheduler().await;
+    let app = build_app(AppParts {
+        store: Arc::new(dynamo_store().await),
+        scheduler: Arc::new(scheduler),
+        clock: Arc::new(clock),
+        retry,
+        provisioner_timeout: StdDuration::from_secs(2),
+    });
+    (app, client, group)
 }
