@@ -42,7 +42,10 @@ pub async fn moto_config() -> aws_config::SdkConfig {
 
 /// A name no other test uses.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", ticketbound::domain::ids::new_ulid(OffsetDateTime::now_utc()).to_ascii_lowercase())
+    format!(
+        "{prefix}-{}",
+        ticketbound::domain::ids::new_ulid(OffsetDateTime::now_utc()).to_ascii_lowercase()
+    )
 }
 
 /// A fresh DynamoDB table on moto, with the production layout.
@@ -50,7 +53,9 @@ pub async fn dynamo_store() -> DynamoStore {
     let config = moto_config().await;
     let client = aws_sdk_dynamodb::Client::new(&config);
     let table = unique("grants");
-    DynamoStore::create_table(&client, &table).await.expect("create table on moto");
+    DynamoStore::create_table(&client, &table)
+        .await
+        .expect("create table on moto");
     DynamoStore::new(client, table)
 }
 
@@ -108,14 +113,18 @@ pub struct AppParts {
 }
 
 pub fn build_app(parts: AppParts) -> Ticketbound {
-    let provisioners = HttpProvisioners::new(parts.clock.clone(), parts.provisioner_timeout).expect("http client");
+    let provisioners =
+        HttpProvisioners::new(parts.clock.clone(), parts.provisioner_timeout).expect("http client");
     Ticketbound {
         store: parts.store,
         scheduler: parts.scheduler,
         provisioners: Arc::new(provisioners),
         tickets: None,
         clock: parts.clock,
-        settings: Settings { retry: parts.retry, ..Settings::default() },
+        settings: Settings {
+            retry: parts.retry,
+            ..Settings::default()
+        },
     }
 }
 
@@ -136,20 +145,33 @@ pub fn local_test_app() -> (Ticketbound, EmbeddedStore, LocalScheduler) {
 
 /// The portal router trusting identity headers, as the local server does.
 pub fn local_router(app: Ticketbound) -> Router {
-    api_router(AppState { app, identity: IdentitySource::TrustedHeaders, roles: RoleGroups::default() })
+    api_router(AppState {
+        app,
+        identity: IdentitySource::TrustedHeaders,
+        roles: RoleGroups::default(),
+    })
 }
 
 /// The portal router reading JWT claims, as `ticketbound-api` does on Lambda.
 pub fn lambda_router(app: Ticketbound) -> Router {
     api_router(AppState {
         app,
-        identity: IdentitySource::JwtClaims { email_claim: "email".into(), groups_claim: "groups".into() },
+        identity: IdentitySource::JwtClaims {
+            email_claim: "email".into(),
+            groups_claim: "groups".into(),
+        },
         roles: RoleGroups::default(),
     })
 }
 
 /// Sends one request through the router as `who` (`(email, groups)`; an empty email sends no identity).
-pub async fn call(router: &Router, method: &str, path: &str, who: (&str, &str), body: Option<&str>) -> (StatusCode, Value) {
+pub async fn call(
+    router: &Router,
+    method: &str,
+    path: &str,
+    who: (&str, &str),
+    body: Option<&str>,
+) -> (StatusCode, Value) {
     let mut request = Request::builder().method(method).uri(path);
     if !who.0.is_empty() {
         request = request.header("x-ticketbound-user", who.0);
@@ -160,11 +182,27 @@ pub async fn call(router: &Router, method: &str, path: &str, who: (&str, &str), 
     if body.is_some() {
         request = request.header("content-type", "application/json");
     }
-    let request = request.body(Body::from(body.unwrap_or_default().to_owned())).expect("request");
-    let response = router.clone().oneshot(request).await.expect("router is infallible");
+    let request = request
+        .body(Body::from(body.unwrap_or_default().to_owned()))
+        .expect("request");
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("router is infallible");
     let status = response.status();
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
-    let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned())) };
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
     (status, json)
 }
 
@@ -174,12 +212,24 @@ pub async fn define_webhook_resource(router: &Router, id: &str, url: &str) {
         "name": format!("Resource {id}"),
         "provisioner": {"kind": "webhook", "url": url, "secret": "provisioner-secret-0123456789"},
     });
-    let (status, json) = call(router, "PUT", &format!("/v1/resources/{id}"), ADMIN, Some(&body.to_string())).await;
+    let (status, json) = call(
+        router,
+        "PUT",
+        &format!("/v1/resources/{id}"),
+        ADMIN,
+        Some(&body.to_string()),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{json}");
 }
 
 /// Requests `resource` as `who` for `duration`; returns the grant id.
-pub async fn request_grant(router: &Router, who: (&str, &str), resource: &str, duration: &str) -> String {
+pub async fn request_grant(
+    router: &Router,
+    who: (&str, &str),
+    resource: &str,
+    duration: &str,
+) -> String {
     let body = serde_json::json!({"resource": resource, "reason": "INC-7 debugging", "duration": duration});
     let (status, json) = call(router, "POST", "/v1/grants", who, Some(&body.to_string())).await;
     assert_eq!(status, StatusCode::CREATED, "{json}");
@@ -228,19 +278,32 @@ where
 
 /// An EventBridge Scheduler adapter on moto with its own schedule group; also returns the raw client and the
 /// group name so tests can read schedules back.
-pub async fn eventbridge_scheduler() -> (ticketbound::adapters::scheduler::EventBridgeScheduler, aws_sdk_scheduler::Client, String) {
+pub async fn eventbridge_scheduler() -> (
+    ticketbound::adapters::scheduler::EventBridgeScheduler,
+    aws_sdk_scheduler::Client,
+    String,
+) {
     use ticketbound::adapters::scheduler::{EventBridgeScheduler, EventBridgeSettings};
     let config = moto_config().await;
     let client = aws_sdk_scheduler::Client::new(&config);
     let group = unique("tb");
-    client.create_schedule_group().name(&group).send().await.expect("create schedule group on moto");
+    client
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .expect("create schedule group on moto");
     let settings = EventBridgeSettings {
         group: group.clone(),
         target_arn: EXPIRY_ARN.into(),
         role_arn: SCHEDULER_ROLE_ARN.into(),
         dlq_arn: DLQ_ARN.into(),
     };
-    (EventBridgeScheduler::new(client.clone(), settings), client, group)
+    (
+        EventBridgeScheduler::new(client.clone(), settings),
+        client,
+        group,
+    )
 }
 
 pub const EXPIRY_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:ticketbound-expiry";
@@ -249,14 +312,26 @@ pub const DLQ_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:ticketbound-schedu
 
 /// The names of the schedules in a group.
 pub async fn schedule_names(client: &aws_sdk_scheduler::Client, group: &str) -> Vec<String> {
-    let out = client.list_schedules().group_name(group).send().await.expect("list schedules");
-    let mut names: Vec<String> = out.schedules().iter().filter_map(|s| s.name().map(str::to_owned)).collect();
+    let out = client
+        .list_schedules()
+        .group_name(group)
+        .send()
+        .await
+        .expect("list schedules");
+    let mut names: Vec<String> = out
+        .schedules()
+        .iter()
+        .filter_map(|s| s.name().map(str::to_owned))
+        .collect();
     names.sort();
     names
 }
 
 /// The app as the Lambda functions build it: DynamoDB and EventBridge Scheduler on moto, with `clock`.
-pub async fn aws_test_app(clock: ManualClock, retry: RetryPolicy) -> (Ticketbound, aws_sdk_scheduler::Client, String) {
+pub async fn aws_test_app(
+    clock: ManualClock,
+    retry: RetryPolicy,
+) -> (Ticketbound, aws_sdk_scheduler::Client, String) {
     let (scheduler, client, group) = eventbridge_scheduler().await;
     let app = build_app(AppParts {
         store: Arc::new(dynamo_store().await),

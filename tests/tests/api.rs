@@ -9,7 +9,11 @@ use ticketbound_tests::*;
 
 /// Everything a client could observe: every grant and every grant's events.
 async fn snapshot(store: &dyn GrantStore) -> Value {
-    let grants = store.list_grants(&GrantFilter::default(), 200, None).await.unwrap().items;
+    let grants = store
+        .list_grants(&GrantFilter::default(), 200, None)
+        .await
+        .unwrap()
+        .items;
     let mut all = Vec::new();
     for g in grants {
         let events = store.list_events(&g.id, 200, None).await.unwrap().items;
@@ -27,7 +31,14 @@ async fn request_approve_list_and_revoke_walk_through() {
     define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;
 
     let id = request_grant(&router, ALICE, "prod-db", "PT4H").await;
-    let (status, grant) = call(&router, "POST", &format!("/v1/grants/{id}/approve"), APPROVER, None).await;
+    let (status, grant) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/approve"),
+        APPROVER,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{grant}");
     assert_eq!(grant["status"], "active");
     assert_eq!(grant["decided_by"], APPROVER.0);
@@ -38,7 +49,14 @@ async fn request_approve_list_and_revoke_walk_through() {
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["next"], Value::Null);
 
-    let (status, ended) = call(&router, "POST", &format!("/v1/grants/{id}/revoke"), ALICE, None).await;
+    let (status, ended) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/revoke"),
+        ALICE,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{ended}");
     assert_eq!(ended["status"], "ended");
     assert_eq!(ended["end_reason"], "revoked");
@@ -46,9 +64,30 @@ async fn request_approve_list_and_revoke_walk_through() {
     assert_eq!(ended["deprovisioning"]["state"], "done");
     assert_eq!(provisioner_actions(&provisioner).await, ["grant", "revoke"]);
 
-    let (_, events) = call(&router, "GET", &format!("/v1/grants/{id}/events"), ALICE, None).await;
-    let kinds: Vec<&str> = events["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["requested", "approved", "provisioned", "ended", "deprovisioned"]);
+    let (_, events) = call(
+        &router,
+        "GET",
+        &format!("/v1/grants/{id}/events"),
+        ALICE,
+        None,
+    )
+    .await;
+    let kinds: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "requested",
+            "approved",
+            "provisioned",
+            "ended",
+            "deprovisioned"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -58,13 +97,39 @@ async fn provisioner_calls_are_signed_with_the_resource_secret() {
     let router = local_router(app);
     define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;
     let id = request_grant(&router, ALICE, "prod-db", "PT1H").await;
-    call(&router, "POST", &format!("/v1/grants/{id}/approve"), APPROVER, None).await;
+    call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/approve"),
+        APPROVER,
+        None,
+    )
+    .await;
     let requests = provisioner.received_requests().await.unwrap();
     assert_eq!(requests.len(), 1);
-    let header = requests[0].headers.get("x-ticketbound-signature").unwrap().to_str().unwrap();
+    let header = requests[0]
+        .headers
+        .get("x-ticketbound-signature")
+        .unwrap()
+        .to_str()
+        .unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    assert!(ticketbound::adapters::provisioner::verify_signature_header("provisioner-secret-0123456789", header, &requests[0].body, now, 300));
-    assert!(!ticketbound::adapters::provisioner::verify_signature_header("another-secret-0123456789", header, &requests[0].body, now, 300));
+    assert!(ticketbound::adapters::provisioner::verify_signature_header(
+        "provisioner-secret-0123456789",
+        header,
+        &requests[0].body,
+        now,
+        300
+    ));
+    assert!(
+        !ticketbound::adapters::provisioner::verify_signature_header(
+            "another-secret-0123456789",
+            header,
+            &requests[0].body,
+            now,
+            300
+        )
+    );
     let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
     assert_eq!(body["action"], "grant");
     assert_eq!(body["grant"]["id"], id.as_str());
@@ -89,10 +154,25 @@ async fn sending_the_mask_back_keeps_the_stored_secret() {
     define_webhook_resource(&router, "prod-db", "https://hooks.example.com/p").await;
     let (_, mut resource) = call(&router, "GET", "/v1/resources/prod-db", ADMIN, None).await;
     resource["name"] = "Renamed".into();
-    let (status, _) = call(&router, "PUT", "/v1/resources/prod-db", ADMIN, Some(&resource.to_string())).await;
+    let (status, _) = call(
+        &router,
+        "PUT",
+        "/v1/resources/prod-db",
+        ADMIN,
+        Some(&resource.to_string()),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    let stored = store.get_resource("prod-db").await.unwrap().unwrap().to_storage_json();
-    assert_eq!(stored["provisioner"]["secret"], "provisioner-secret-0123456789");
+    let stored = store
+        .get_resource("prod-db")
+        .await
+        .unwrap()
+        .unwrap()
+        .to_storage_json();
+    assert_eq!(
+        stored["provisioner"]["secret"],
+        "provisioner-secret-0123456789"
+    );
     assert_eq!(stored["name"], "Renamed");
 }
 
@@ -115,60 +195,409 @@ async fn bad_input_gets_the_documented_error_and_changes_nothing() {
     define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;
     let pending = request_grant(&router, ALICE, "prod-db", "PT1H").await;
     let ended = request_grant(&router, ALICE, "prod-db", "PT1H").await;
-    call(&router, "POST", &format!("/v1/grants/{ended}/approve"), APPROVER, None).await;
-    call(&router, "POST", &format!("/v1/grants/{ended}/revoke"), APPROVER, None).await;
+    call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{ended}/approve"),
+        APPROVER,
+        None,
+    )
+    .await;
+    call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{ended}/revoke"),
+        APPROVER,
+        None,
+    )
+    .await;
     let calls_before = provisioner.received_requests().await.unwrap().len();
     let before = snapshot(&store).await;
 
-    let huge = Box::leak(format!("{{\"resource\":\"prod-db\",\"reason\":\"{}\",\"duration\":\"PT1H\"}}", "x".repeat(70_000)).into_boxed_str());
+    let huge = Box::leak(
+        format!(
+            "{{\"resource\":\"prod-db\",\"reason\":\"{}\",\"duration\":\"PT1H\"}}",
+            "x".repeat(70_000)
+        )
+        .into_boxed_str(),
+    );
     let cases = [
-        Bad { what: "malformed JSON", method: "POST", path: "/v1/grants".into(), who: ALICE, body: Some("{\"resource\": \"prod-db\","), status: StatusCode::BAD_REQUEST, code: "malformed_request" },
-        Bad { what: "duration of the wrong type", method: "POST", path: "/v1/grants".into(), who: ALICE, body: Some(r#"{"resource":"prod-db","reason":"r","duration":3600}"#), status: StatusCode::BAD_REQUEST, code: "malformed_request" },
-        Bad { what: "ticket of the wrong type", method: "POST", path: "/v1/grants".into(), who: ALICE, body: Some(r#"{"resource":"prod-db","reason":"r","duration":"PT1H","ticket":"SEC-1"}"#), status: StatusCode::BAD_REQUEST, code: "malformed_request" },
-        Bad { what: "unknown field", method: "POST", path: "/v1/grants".into(), who: ALICE, body: Some(r#"{"resource":"prod-db","reason":"r","duration":"PT1H","durration":"P1D"}"#), status: StatusCode::BAD_REQUEST, code: "malformed_request" },
-        Bad { what: "missing field", method: "POST", path: "/v1/grants".into(), who: ALICE, body: Some(r#"{"resource":"prod-db","duration":"PT1H"}"#), status: StatusCode::BAD_REQUEST, code: "malformed_request" },
-        Bad { what: "no identity", method: "POST", path: "/v1/grants".into(), who: ("", ""), body: Some(r#"{"resource":"prod-db","reason":"r","duration":"PT1H"}"#), status: StatusCode::UNAUTHORIZED, code: "unauthenticated" },
-        Bad { what: "identity that is not an e-mail", method: "POST", path: "/v1/grants".into(), who: ("alice", ""), body: Some(r#"{"resource":"prod-db","reason":"r","duration":"PT1H"}"#), status: StatusCode::UNAUTHORIZED, code: "unauthenticated" },
-        Bad { what: "negative duration", method: "POST", path: "/v1/grants".into(), who: ALICE, body: Some(r#"{"resource":"prod-db","reason":"r","duration":"-PT1H"}"#), status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_duration" },
-        Bad { what: "zero duration", method: "POST", path: "/v1/grants".into(), who: ALICE, body: Some(r#"{"resource":"prod-db","reason":"r","duration":"PT0S"}"#), status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_duration" },
-        Bad { what: "absurd duration", method: "POST", path: "/v1/grants".into(), who: ALICE, body: Some(r#"{"resource":"prod-db","reason":"r","duration":"P99999999999999999999D"}"#), status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_duration" },
-        Bad { what: "longer than max_duration", method: "POST", path: "/v1/grants".into(), who: ALICE, body: Some(r#"{"resource":"prod-db","reason":"r","duration":"P30D"}"#), status: StatusCode::UNPROCESSABLE_ENTITY, code: "duration_too_long" },
-        Bad { what: "indefinite without ticket", method: "POST", path: "/v1/grants".into(), who: ALICE, body: Some(r#"{"resource":"prod-db","reason":"r","duration":"indefinite"}"#), status: StatusCode::UNPROCESSABLE_ENTITY, code: "indefinite_requires_ticket" },
-        Bad { what: "unknown resource", method: "POST", path: "/v1/grants".into(), who: ALICE, body: Some(r#"{"resource":"nope","reason":"r","duration":"PT1H"}"#), status: StatusCode::UNPROCESSABLE_ENTITY, code: "unknown_resource" },
-        Bad { what: "empty reason", method: "POST", path: "/v1/grants".into(), who: ALICE, body: Some(r#"{"resource":"prod-db","reason":"  ","duration":"PT1H"}"#), status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_reason" },
-        Bad { what: "body over the limit", method: "POST", path: "/v1/grants".into(), who: ALICE, body: Some(huge), status: StatusCode::PAYLOAD_TOO_LARGE, code: "body_too_large" },
-        Bad { what: "approving your own request", method: "POST", path: format!("/v1/grants/{pending}/approve"), who: ("alice@example.com", "ticketbound-approvers"), body: None, status: StatusCode::FORBIDDEN, code: "self_approval" },
-        Bad { what: "approving without being an approver", method: "POST", path: format!("/v1/grants/{pending}/approve"), who: MALLORY, body: None, status: StatusCode::FORBIDDEN, code: "not_an_approver" },
-        Bad { what: "approving an ended grant", method: "POST", path: format!("/v1/grants/{ended}/approve"), who: APPROVER, body: None, status: StatusCode::CONFLICT, code: "grant_not_pending" },
-        Bad { what: "denying an ended grant", method: "POST", path: format!("/v1/grants/{ended}/deny"), who: APPROVER, body: None, status: StatusCode::CONFLICT, code: "grant_not_pending" },
-        Bad { what: "revoking an ended grant", method: "POST", path: format!("/v1/grants/{ended}/revoke"), who: APPROVER, body: None, status: StatusCode::CONFLICT, code: "grant_already_closed" },
-        Bad { what: "revoking someone else's grant", method: "POST", path: format!("/v1/grants/{pending}/revoke"), who: MALLORY, body: None, status: StatusCode::NOT_FOUND, code: "grant_not_found" },
-        Bad { what: "reading someone else's grant", method: "GET", path: format!("/v1/grants/{pending}"), who: MALLORY, body: None, status: StatusCode::NOT_FOUND, code: "grant_not_found" },
-        Bad { what: "listing someone else's grants", method: "GET", path: "/v1/grants?requester=alice@example.com".into(), who: MALLORY, body: None, status: StatusCode::FORBIDDEN, code: "not_allowed" },
-        Bad { what: "a junk grant id", method: "GET", path: "/v1/grants/..%2F..%2Fetc".into(), who: ALICE, body: None, status: StatusCode::NOT_FOUND, code: "grant_not_found" },
-        Bad { what: "a bad status filter", method: "GET", path: "/v1/grants?status=alive".into(), who: APPROVER, body: None, status: StatusCode::BAD_REQUEST, code: "invalid_status" },
-        Bad { what: "a bad limit", method: "GET", path: "/v1/grants?limit=0".into(), who: APPROVER, body: None, status: StatusCode::BAD_REQUEST, code: "invalid_limit" },
-        Bad { what: "a forged cursor", method: "GET", path: "/v1/grants?cursor=abc".into(), who: APPROVER, body: None, status: StatusCode::BAD_REQUEST, code: "invalid_cursor" },
-        Bad { what: "an unknown query parameter", method: "GET", path: "/v1/grants?stauts=active".into(), who: APPROVER, body: None, status: StatusCode::BAD_REQUEST, code: "malformed_query" },
-        Bad { what: "a resource by a non-admin", method: "PUT", path: "/v1/resources/x-db".into(), who: APPROVER, body: Some(r#"{"name":"x","provisioner":{"kind":"none"}}"#), status: StatusCode::FORBIDDEN, code: "not_an_admin" },
-        Bad { what: "a provisioner over plain http", method: "PUT", path: "/v1/resources/x-db".into(), who: ADMIN, body: Some(r#"{"name":"x","provisioner":{"kind":"webhook","url":"http://hooks.example.com","secret":"0123456789abcdef0"}}"#), status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_url" },
-        Bad { what: "a provisioner at the metadata address", method: "PUT", path: "/v1/resources/x-db".into(), who: ADMIN, body: Some(r#"{"name":"x","provisioner":{"kind":"webhook","url":"http://169.254.169.254/latest","secret":"0123456789abcdef0"}}"#), status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_url" },
-        Bad { what: "a short provisioner secret", method: "PUT", path: "/v1/resources/x-db".into(), who: ADMIN, body: Some(r#"{"name":"x","provisioner":{"kind":"webhook","url":"https://hooks.example.com","secret":"short"}}"#), status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_secret" },
-        Bad { what: "an unknown provisioner kind", method: "PUT", path: "/v1/resources/x-db".into(), who: ADMIN, body: Some(r#"{"name":"x","provisioner":{"kind":"ldap"}}"#), status: StatusCode::BAD_REQUEST, code: "malformed_request" },
-        Bad { what: "a bad resource id", method: "PUT", path: "/v1/resources/Bad%20Id".into(), who: ADMIN, body: Some(r#"{"name":"x","provisioner":{"kind":"none"}}"#), status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_id" },
-        Bad { what: "a bad max_duration", method: "PUT", path: "/v1/resources/x-db".into(), who: ADMIN, body: Some(r#"{"name":"x","max_duration":"P1M","provisioner":{"kind":"none"}}"#), status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_duration" },
-        Bad { what: "deleting a resource in use", method: "DELETE", path: "/v1/resources/prod-db".into(), who: ADMIN, body: None, status: StatusCode::CONFLICT, code: "resource_in_use" },
-        Bad { what: "an unknown route", method: "GET", path: "/v1/nothing".into(), who: ALICE, body: None, status: StatusCode::NOT_FOUND, code: "no_such_route" },
-        Bad { what: "a wrong method", method: "DELETE", path: "/v1/grants".into(), who: ALICE, body: None, status: StatusCode::METHOD_NOT_ALLOWED, code: "method_not_allowed" },
+        Bad {
+            what: "malformed JSON",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ALICE,
+            body: Some("{\"resource\": \"prod-db\","),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_request",
+        },
+        Bad {
+            what: "duration of the wrong type",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ALICE,
+            body: Some(r#"{"resource":"prod-db","reason":"r","duration":3600}"#),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_request",
+        },
+        Bad {
+            what: "ticket of the wrong type",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ALICE,
+            body: Some(r#"{"resource":"prod-db","reason":"r","duration":"PT1H","ticket":"SEC-1"}"#),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_request",
+        },
+        Bad {
+            what: "unknown field",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ALICE,
+            body: Some(
+                r#"{"resource":"prod-db","reason":"r","duration":"PT1H","durration":"P1D"}"#,
+            ),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_request",
+        },
+        Bad {
+            what: "missing field",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ALICE,
+            body: Some(r#"{"resource":"prod-db","duration":"PT1H"}"#),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_request",
+        },
+        Bad {
+            what: "no identity",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ("", ""),
+            body: Some(r#"{"resource":"prod-db","reason":"r","duration":"PT1H"}"#),
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+        },
+        Bad {
+            what: "identity that is not an e-mail",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ("alice", ""),
+            body: Some(r#"{"resource":"prod-db","reason":"r","duration":"PT1H"}"#),
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+        },
+        Bad {
+            what: "negative duration",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ALICE,
+            body: Some(r#"{"resource":"prod-db","reason":"r","duration":"-PT1H"}"#),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_duration",
+        },
+        Bad {
+            what: "zero duration",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ALICE,
+            body: Some(r#"{"resource":"prod-db","reason":"r","duration":"PT0S"}"#),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_duration",
+        },
+        Bad {
+            what: "absurd duration",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ALICE,
+            body: Some(
+                r#"{"resource":"prod-db","reason":"r","duration":"P99999999999999999999D"}"#,
+            ),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_duration",
+        },
+        Bad {
+            what: "longer than max_duration",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ALICE,
+            body: Some(r#"{"resource":"prod-db","reason":"r","duration":"P30D"}"#),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "duration_too_long",
+        },
+        Bad {
+            what: "indefinite without ticket",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ALICE,
+            body: Some(r#"{"resource":"prod-db","reason":"r","duration":"indefinite"}"#),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "indefinite_requires_ticket",
+        },
+        Bad {
+            what: "unknown resource",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ALICE,
+            body: Some(r#"{"resource":"nope","reason":"r","duration":"PT1H"}"#),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "unknown_resource",
+        },
+        Bad {
+            what: "empty reason",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ALICE,
+            body: Some(r#"{"resource":"prod-db","reason":"  ","duration":"PT1H"}"#),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_reason",
+        },
+        Bad {
+            what: "body over the limit",
+            method: "POST",
+            path: "/v1/grants".into(),
+            who: ALICE,
+            body: Some(huge),
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "body_too_large",
+        },
+        Bad {
+            what: "approving your own request",
+            method: "POST",
+            path: format!("/v1/grants/{pending}/approve"),
+            who: ("alice@example.com", "ticketbound-approvers"),
+            body: None,
+            status: StatusCode::FORBIDDEN,
+            code: "self_approval",
+        },
+        Bad {
+            what: "approving without being an approver",
+            method: "POST",
+            path: format!("/v1/grants/{pending}/approve"),
+            who: MALLORY,
+            body: None,
+            status: StatusCode::FORBIDDEN,
+            code: "not_an_approver",
+        },
+        Bad {
+            what: "approving an ended grant",
+            method: "POST",
+            path: format!("/v1/grants/{ended}/approve"),
+            who: APPROVER,
+            body: None,
+            status: StatusCode::CONFLICT,
+            code: "grant_not_pending",
+        },
+        Bad {
+            what: "denying an ended grant",
+            method: "POST",
+            path: format!("/v1/grants/{ended}/deny"),
+            who: APPROVER,
+            body: None,
+            status: StatusCode::CONFLICT,
+            code: "grant_not_pending",
+        },
+        Bad {
+            what: "revoking an ended grant",
+            method: "POST",
+            path: format!("/v1/grants/{ended}/revoke"),
+            who: APPROVER,
+            body: None,
+            status: StatusCode::CONFLICT,
+            code: "grant_already_closed",
+        },
+        Bad {
+            what: "revoking someone else's grant",
+            method: "POST",
+            path: format!("/v1/grants/{pending}/revoke"),
+            who: MALLORY,
+            body: None,
+            status: StatusCode::NOT_FOUND,
+            code: "grant_not_found",
+        },
+        Bad {
+            what: "reading someone else's grant",
+            method: "GET",
+            path: format!("/v1/grants/{pending}"),
+            who: MALLORY,
+            body: None,
+            status: StatusCode::NOT_FOUND,
+            code: "grant_not_found",
+        },
+        Bad {
+            what: "listing someone else's grants",
+            method: "GET",
+            path: "/v1/grants?requester=alice@example.com".into(),
+            who: MALLORY,
+            body: None,
+            status: StatusCode::FORBIDDEN,
+            code: "not_allowed",
+        },
+        Bad {
+            what: "a junk grant id",
+            method: "GET",
+            path: "/v1/grants/..%2F..%2Fetc".into(),
+            who: ALICE,
+            body: None,
+            status: StatusCode::NOT_FOUND,
+            code: "grant_not_found",
+        },
+        Bad {
+            what: "a bad status filter",
+            method: "GET",
+            path: "/v1/grants?status=alive".into(),
+            who: APPROVER,
+            body: None,
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_status",
+        },
+        Bad {
+            what: "a bad limit",
+            method: "GET",
+            path: "/v1/grants?limit=0".into(),
+            who: APPROVER,
+            body: None,
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_limit",
+        },
+        Bad {
+            what: "a forged cursor",
+            method: "GET",
+            path: "/v1/grants?cursor=abc".into(),
+            who: APPROVER,
+            body: None,
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_cursor",
+        },
+        Bad {
+            what: "an unknown query parameter",
+            method: "GET",
+            path: "/v1/grants?stauts=active".into(),
+            who: APPROVER,
+            body: None,
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_query",
+        },
+        Bad {
+            what: "a resource by a non-admin",
+            method: "PUT",
+            path: "/v1/resources/x-db".into(),
+            who: APPROVER,
+            body: Some(r#"{"name":"x","provisioner":{"kind":"none"}}"#),
+            status: StatusCode::FORBIDDEN,
+            code: "not_an_admin",
+        },
+        Bad {
+            what: "a provisioner over plain http",
+            method: "PUT",
+            path: "/v1/resources/x-db".into(),
+            who: ADMIN,
+            body: Some(
+                r#"{"name":"x","provisioner":{"kind":"webhook","url":"http://hooks.example.com","secret":"0123456789abcdef0"}}"#,
+            ),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_url",
+        },
+        Bad {
+            what: "a provisioner at the metadata address",
+            method: "PUT",
+            path: "/v1/resources/x-db".into(),
+            who: ADMIN,
+            body: Some(
+                r#"{"name":"x","provisioner":{"kind":"webhook","url":"http://169.254.169.254/latest","secret":"0123456789abcdef0"}}"#,
+            ),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_url",
+        },
+        Bad {
+            what: "a short provisioner secret",
+            method: "PUT",
+            path: "/v1/resources/x-db".into(),
+            who: ADMIN,
+            body: Some(
+                r#"{"name":"x","provisioner":{"kind":"webhook","url":"https://hooks.example.com","secret":"short"}}"#,
+            ),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_secret",
+        },
+        Bad {
+            what: "an unknown provisioner kind",
+            method: "PUT",
+            path: "/v1/resources/x-db".into(),
+            who: ADMIN,
+            body: Some(r#"{"name":"x","provisioner":{"kind":"ldap"}}"#),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_request",
+        },
+        Bad {
+            what: "a bad resource id",
+            method: "PUT",
+            path: "/v1/resources/Bad%20Id".into(),
+            who: ADMIN,
+            body: Some(r#"{"name":"x","provisioner":{"kind":"none"}}"#),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_id",
+        },
+        Bad {
+            what: "a bad max_duration",
+            method: "PUT",
+            path: "/v1/resources/x-db".into(),
+            who: ADMIN,
+            body: Some(r#"{"name":"x","max_duration":"P1M","provisioner":{"kind":"none"}}"#),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_duration",
+        },
+        Bad {
+            what: "deleting a resource in use",
+            method: "DELETE",
+            path: "/v1/resources/prod-db".into(),
+            who: ADMIN,
+            body: None,
+            status: StatusCode::CONFLICT,
+            code: "resource_in_use",
+        },
+        Bad {
+            what: "an unknown route",
+            method: "GET",
+            path: "/v1/nothing".into(),
+            who: ALICE,
+            body: None,
+            status: StatusCode::NOT_FOUND,
+            code: "no_such_route",
+        },
+        Bad {
+            what: "a wrong method",
+            method: "DELETE",
+            path: "/v1/grants".into(),
+            who: ALICE,
+            body: None,
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+        },
     ];
     for case in cases {
         let (status, body) = call(&router, case.method, &case.path, case.who, case.body).await;
         assert_eq!(status, case.status, "{}: {body}", case.what);
         assert_eq!(body["error"]["code"], case.code, "{}: {body}", case.what);
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}: {body}", case.what);
-        assert_eq!(snapshot(&store).await, before, "{} changed the store", case.what);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{}: {body}",
+            case.what
+        );
+        assert_eq!(
+            snapshot(&store).await,
+            before,
+            "{} changed the store",
+            case.what
+        );
     }
-    assert_eq!(provisioner.received_requests().await.unwrap().len(), calls_before, "a rejected request called the provisioner");
+    assert_eq!(
+        provisioner.received_requests().await.unwrap().len(),
+        calls_before,
+        "a rejected request called the provisioner"
+    );
 }
 
 #[tokio::test]
@@ -179,7 +608,14 @@ async fn a_ticket_binding_is_never_accepted_unchecked() {
     let body = r#"{"resource":"prod-db","reason":"r","duration":"indefinite","ticket":{"connection":"jira-main","key":"SEC-42"}}"#;
     let (status, json) = call(&router, "POST", "/v1/grants", ALICE, Some(body)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
-    assert!(store.list_grants(&GrantFilter::default(), 10, None).await.unwrap().items.is_empty());
+    assert!(
+        store
+            .list_grants(&GrantFilter::default(), 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -187,8 +623,20 @@ async fn a_resource_requiring_a_ticket_refuses_a_request_without_one() {
     let (app, _, _) = local_test_app();
     let router = local_router(app);
     let body = r#"{"name":"Prod","require_ticket":true,"provisioner":{"kind":"none"}}"#;
-    assert_eq!(call(&router, "PUT", "/v1/resources/prod-db", ADMIN, Some(body)).await.0, StatusCode::CREATED);
-    let (status, json) = call(&router, "POST", "/v1/grants", ALICE, Some(r#"{"resource":"prod-db","reason":"r","duration":"PT1H"}"#)).await;
+    assert_eq!(
+        call(&router, "PUT", "/v1/resources/prod-db", ADMIN, Some(body))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let (status, json) = call(
+        &router,
+        "POST",
+        "/v1/grants",
+        ALICE,
+        Some(r#"{"resource":"prod-db","reason":"r","duration":"PT1H"}"#),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(json["error"]["code"], "ticket_required");
 }
@@ -213,7 +661,14 @@ async fn withdrawing_a_pending_request_cancels_it() {
     let router = local_router(app);
     define_webhook_resource(&router, "prod-db", "https://hooks.example.com/p").await;
     let id = request_grant(&router, ALICE, "prod-db", "PT1H").await;
-    let (status, grant) = call(&router, "POST", &format!("/v1/grants/{id}/revoke"), ALICE, None).await;
+    let (status, grant) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/revoke"),
+        ALICE,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(grant["status"], "cancelled");
     assert_eq!(grant["end_reason"], "withdrawn");
@@ -240,7 +695,15 @@ async fn two_approvers_racing_one_wins_one_gets_409_and_the_provisioner_is_calle
         let (a, b) = (race(APPROVER), race(APPROVER2));
         let mut statuses = vec![a.await.unwrap(), b.await.unwrap()];
         statuses.sort();
-        assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "round {round}");
-        assert_eq!(provisioner_actions(&provisioner).await, ["grant"], "round {round}");
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "round {round}"
+        );
+        assert_eq!(
+            provisioner_actions(&provisioner).await,
+            ["grant"],
+            "round {round}"
+        );
     }
 }

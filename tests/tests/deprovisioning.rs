@@ -14,7 +14,10 @@ use ticketbound::service::{RetryPolicy, Ticketbound};
 use ticketbound_tests::*;
 
 /// An app on the embedded store whose in-process scheduler runs the retries.
-async fn running_app(retry: RetryPolicy, provisioner_timeout: StdDuration) -> (Ticketbound, axum::Router) {
+async fn running_app(
+    retry: RetryPolicy,
+    provisioner_timeout: StdDuration,
+) -> (Ticketbound, axum::Router) {
     let store = embedded_store();
     let scheduler = LocalScheduler::new(store.clone());
     let app = build_app(AppParts {
@@ -30,7 +33,9 @@ async fn running_app(retry: RetryPolicy, provisioner_timeout: StdDuration) -> (T
 }
 
 async fn grant_json(router: &axum::Router, id: &str) -> Value {
-    call(router, "GET", &format!("/v1/grants/{id}"), ALICE, None).await.1
+    call(router, "GET", &format!("/v1/grants/{id}"), ALICE, None)
+        .await
+        .1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,28 +48,79 @@ async fn a_provisioner_failing_three_revokes_gets_a_fourth_and_the_grant_shows_d
         .with_priority(1)
         .mount(&provisioner)
         .await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).with_priority(2).mount(&provisioner).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&provisioner)
+        .await;
     let (_, router) = running_app(fast_retry(6), StdDuration::from_secs(2)).await;
     define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;
     let id = request_grant(&router, ALICE, "prod-db", "PT1H").await;
-    call(&router, "POST", &format!("/v1/grants/{id}/approve"), APPROVER, None).await;
+    call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/approve"),
+        APPROVER,
+        None,
+    )
+    .await;
 
-    let (status, ended) = call(&router, "POST", &format!("/v1/grants/{id}/revoke"), ALICE, None).await;
+    let (status, ended) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/revoke"),
+        ALICE,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(ended["status"], "ended", "the grant ends at once, whatever the provisioner does");
+    assert_eq!(
+        ended["status"], "ended",
+        "the grant ends at once, whatever the provisioner does"
+    );
     assert_eq!(ended["deprovisioning"]["state"], "pending");
     assert_eq!(ended["deprovisioning"]["attempts"], 1);
-    assert!(ended["deprovisioning"]["last_error"].as_str().unwrap().contains("503"));
+    assert!(
+        ended["deprovisioning"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("503")
+    );
 
-    let done = eventually(StdDuration::from_secs(10), || async { grant_json(&router, &id).await["deprovisioning"]["state"] == "done" }).await;
+    let done = eventually(StdDuration::from_secs(10), || async {
+        grant_json(&router, &id).await["deprovisioning"]["state"] == "done"
+    })
+    .await;
     let grant = grant_json(&router, &id).await;
     assert!(done, "{grant}");
     assert_eq!(grant["deprovisioning"]["attempts"], 4);
     assert_eq!(grant["deprovisioning"]["last_error"], Value::Null);
-    assert_eq!(provisioner_actions(&provisioner).await, ["grant", "revoke", "revoke", "revoke", "revoke"]);
-    let (_, events) = call(&router, "GET", &format!("/v1/grants/{id}/events"), ALICE, None).await;
-    let kinds: Vec<&str> = events["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "deprovisioning_retry").count(), 3, "{kinds:?}");
+    assert_eq!(
+        provisioner_actions(&provisioner).await,
+        ["grant", "revoke", "revoke", "revoke", "revoke"]
+    );
+    let (_, events) = call(
+        &router,
+        "GET",
+        &format!("/v1/grants/{id}/events"),
+        ALICE,
+        None,
+    )
+    .await;
+    let kinds: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "deprovisioning_retry")
+            .count(),
+        3,
+        "{kinds:?}"
+    );
     assert_eq!(kinds.last(), Some(&"deprovisioned"));
 }
 
@@ -77,36 +133,95 @@ async fn a_provisioner_that_never_answers_ends_as_failed_with_its_error() {
         .with_priority(1)
         .mount(&provisioner)
         .await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).with_priority(2).mount(&provisioner).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&provisioner)
+        .await;
     let (_, router) = running_app(fast_retry(3), StdDuration::from_millis(300)).await;
     define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;
     let id = request_grant(&router, ALICE, "prod-db", "PT1H").await;
-    call(&router, "POST", &format!("/v1/grants/{id}/approve"), APPROVER, None).await;
-    call(&router, "POST", &format!("/v1/grants/{id}/revoke"), ALICE, None).await;
+    call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/approve"),
+        APPROVER,
+        None,
+    )
+    .await;
+    call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/revoke"),
+        ALICE,
+        None,
+    )
+    .await;
 
-    let failed = eventually(StdDuration::from_secs(10), || async { grant_json(&router, &id).await["deprovisioning"]["state"] == "failed" }).await;
+    let failed = eventually(StdDuration::from_secs(10), || async {
+        grant_json(&router, &id).await["deprovisioning"]["state"] == "failed"
+    })
+    .await;
     let grant = grant_json(&router, &id).await;
     assert!(failed, "{grant}");
     assert_eq!(grant["deprovisioning"]["attempts"], 3);
-    assert!(grant["deprovisioning"]["last_error"].as_str().unwrap().contains("did not answer"), "{grant}");
-    let (_, events) = call(&router, "GET", &format!("/v1/grants/{id}/events"), ALICE, None).await;
-    assert_eq!(events["items"].as_array().unwrap().last().unwrap()["kind"], "deprovisioning_failed");
+    assert!(
+        grant["deprovisioning"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer"),
+        "{grant}"
+    );
+    let (_, events) = call(
+        &router,
+        "GET",
+        &format!("/v1/grants/{id}/events"),
+        ALICE,
+        None,
+    )
+    .await;
+    assert_eq!(
+        events["items"].as_array().unwrap().last().unwrap()["kind"],
+        "deprovisioning_failed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_grant_call_is_retried_until_access_is_set_up() {
     let provisioner = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).up_to_n_times(2).with_priority(1).mount(&provisioner).await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).with_priority(2).mount(&provisioner).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&provisioner)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .with_priority(2)
+        .mount(&provisioner)
+        .await;
     let (_, router) = running_app(fast_retry(5), StdDuration::from_secs(2)).await;
     define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;
     let id = request_grant(&router, ALICE, "prod-db", "PT1H").await;
-    let (_, approved) = call(&router, "POST", &format!("/v1/grants/{id}/approve"), APPROVER, None).await;
+    let (_, approved) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/approve"),
+        APPROVER,
+        None,
+    )
+    .await;
     assert_eq!(approved["status"], "active");
     assert_eq!(approved["provisioning"]["state"], "pending");
-    let done = eventually(StdDuration::from_secs(10), || async { grant_json(&router, &id).await["provisioning"]["state"] == "done" }).await;
+    let done = eventually(StdDuration::from_secs(10), || async {
+        grant_json(&router, &id).await["provisioning"]["state"] == "done"
+    })
+    .await;
     assert!(done, "{}", grant_json(&router, &id).await);
-    assert_eq!(grant_json(&router, &id).await["provisioning"]["attempts"], 3);
+    assert_eq!(
+        grant_json(&router, &id).await["provisioning"]["attempts"],
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,13 +232,46 @@ async fn an_overlapping_grant_keeps_access_until_the_last_one_ends() {
     let first = request_grant(&router, ALICE, "prod-db", "PT1H").await;
     let second = request_grant(&router, ALICE, "prod-db", "PT2H").await;
     for id in [&first, &second] {
-        call(&router, "POST", &format!("/v1/grants/{id}/approve"), APPROVER, None).await;
+        call(
+            &router,
+            "POST",
+            &format!("/v1/grants/{id}/approve"),
+            APPROVER,
+            None,
+        )
+        .await;
     }
-    let (_, ended) = call(&router, "POST", &format!("/v1/grants/{first}/revoke"), ALICE, None).await;
+    let (_, ended) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{first}/revoke"),
+        ALICE,
+        None,
+    )
+    .await;
     assert_eq!(ended["deprovisioning"]["state"], "skipped");
-    assert!(ended["deprovisioning"]["reason"].as_str().unwrap().contains(&second));
-    assert_eq!(provisioner_actions(&provisioner).await, ["grant", "grant"], "access must stay while the second grant is active");
-    let (_, ended) = call(&router, "POST", &format!("/v1/grants/{second}/revoke"), ALICE, None).await;
+    assert!(
+        ended["deprovisioning"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&second)
+    );
+    assert_eq!(
+        provisioner_actions(&provisioner).await,
+        ["grant", "grant"],
+        "access must stay while the second grant is active"
+    );
+    let (_, ended) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{second}/revoke"),
+        ALICE,
+        None,
+    )
+    .await;
     assert_eq!(ended["deprovisioning"]["state"], "done");
-    assert_eq!(provisioner_actions(&provisioner).await, ["grant", "grant", "revoke"]);
+    assert_eq!(
+        provisioner_actions(&provisioner).await,
+        ["grant", "grant", "revoke"]
+    );
 }

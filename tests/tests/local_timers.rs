@@ -28,10 +28,19 @@ fn time_of(value: &serde_json::Value) -> OffsetDateTime {
 }
 
 /// Runs `f` on a runtime of its own and drops the runtime: every timer and task of that "process" is gone.
-fn in_a_process_that_stops<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send + 'static) -> T {
-    std::thread::spawn(move || tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap().block_on(f))
-        .join()
-        .unwrap()
+fn in_a_process_that_stops<T: Send + 'static>(
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    })
+    .join()
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,15 +49,33 @@ async fn a_pt3s_grant_ends_within_a_second_of_its_bound() {
     let router = start(&dir).await;
     define_webhook_resource(&router, "prod-db", &provisioner_ok().await.uri()).await;
     let id = request_grant(&router, ALICE, "prod-db", "PT3S").await;
-    let (status, approved) = call(&router, "POST", &format!("/v1/grants/{id}/approve"), APPROVER, None).await;
+    let (status, approved) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/approve"),
+        APPROVER,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let expires_at = time_of(&approved["expires_at"]);
-    let ended = eventually(StdDuration::from_secs(6), || async { call(&router, "GET", &format!("/v1/grants/{id}"), ALICE, None).await.1["status"] == "ended" }).await;
-    let grant = call(&router, "GET", &format!("/v1/grants/{id}"), ALICE, None).await.1;
+    let ended = eventually(StdDuration::from_secs(6), || async {
+        call(&router, "GET", &format!("/v1/grants/{id}"), ALICE, None)
+            .await
+            .1["status"]
+            == "ended"
+    })
+    .await;
+    let grant = call(&router, "GET", &format!("/v1/grants/{id}"), ALICE, None)
+        .await
+        .1;
     assert!(ended, "{grant}");
     assert_eq!(grant["end_reason"], "time_bound_reached");
     let late = time_of(&grant["ended_at"]) - expires_at;
-    assert!(late >= time::Duration::ZERO && late < time::Duration::seconds(1), "ended {late} after its bound");
+    assert!(
+        late >= time::Duration::ZERO && late < time::Duration::seconds(1),
+        "ended {late} after its bound"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,18 +87,39 @@ async fn a_restart_while_a_bound_is_pending_still_ends_it_on_time() {
         let router = start(&first_dir).await;
         define_webhook_resource(&router, "prod-db", &provisioner_url).await;
         let id = request_grant(&router, ALICE, "prod-db", "PT3S").await;
-        let (_, approved) = call(&router, "POST", &format!("/v1/grants/{id}/approve"), APPROVER, None).await;
+        let (_, approved) = call(
+            &router,
+            "POST",
+            &format!("/v1/grants/{id}/approve"),
+            APPROVER,
+            None,
+        )
+        .await;
         (id, time_of(&approved["expires_at"]))
     });
     // The "server" is down now; it comes back before the bound.
     let router = start(&dir).await;
     let (_, grant) = call(&router, "GET", &format!("/v1/grants/{id}"), ALICE, None).await;
-    assert_eq!(grant["status"], "active", "nothing is lost across the restart: {grant}");
-    let ended = eventually(StdDuration::from_secs(6), || async { call(&router, "GET", &format!("/v1/grants/{id}"), ALICE, None).await.1["status"] == "ended" }).await;
-    let grant = call(&router, "GET", &format!("/v1/grants/{id}"), ALICE, None).await.1;
+    assert_eq!(
+        grant["status"], "active",
+        "nothing is lost across the restart: {grant}"
+    );
+    let ended = eventually(StdDuration::from_secs(6), || async {
+        call(&router, "GET", &format!("/v1/grants/{id}"), ALICE, None)
+            .await
+            .1["status"]
+            == "ended"
+    })
+    .await;
+    let grant = call(&router, "GET", &format!("/v1/grants/{id}"), ALICE, None)
+        .await
+        .1;
     assert!(ended, "{grant}");
     let late = time_of(&grant["ended_at"]) - expires_at;
-    assert!(late >= time::Duration::ZERO && late < time::Duration::seconds(1), "ended {late} after its bound");
+    assert!(
+        late >= time::Duration::ZERO && late < time::Duration::seconds(1),
+        "ended {late} after its bound"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,14 +131,30 @@ async fn a_bound_that_passed_while_the_server_was_down_ends_at_start() {
         let router = start(&first_dir).await;
         define_webhook_resource(&router, "prod-db", &url).await;
         let id = request_grant(&router, ALICE, "prod-db", "PT1S").await;
-        call(&router, "POST", &format!("/v1/grants/{id}/approve"), APPROVER, None).await;
+        call(
+            &router,
+            "POST",
+            &format!("/v1/grants/{id}/approve"),
+            APPROVER,
+            None,
+        )
+        .await;
         id
     });
     tokio::time::sleep(StdDuration::from_millis(1500)).await;
     let router = start(&dir).await;
-    let ended = eventually(StdDuration::from_secs(3), || async { call(&router, "GET", &format!("/v1/grants/{id}"), ALICE, None).await.1["status"] == "ended" }).await;
+    let ended = eventually(StdDuration::from_secs(3), || async {
+        call(&router, "GET", &format!("/v1/grants/{id}"), ALICE, None)
+            .await
+            .1["status"]
+            == "ended"
+    })
+    .await;
     assert!(ended);
-    let ended = eventually(StdDuration::from_secs(3), || async { provisioner_actions(&provisioner).await.len() == 2 }).await;
+    let ended = eventually(StdDuration::from_secs(3), || async {
+        provisioner_actions(&provisioner).await.len() == 2
+    })
+    .await;
     assert!(ended, "the revocation runs after the restart");
     assert_eq!(provisioner_actions(&provisioner).await, ["grant", "revoke"]);
 }

@@ -21,11 +21,22 @@ fn delivered(job: &Job) -> LambdaEvent<Value> {
     LambdaEvent::new(serde_json::from_str(&input).unwrap(), Context::default())
 }
 
-async fn approved_grant(app: &Ticketbound, provisioner: &wiremock::MockServer, duration: &str) -> (axum::Router, String) {
+async fn approved_grant(
+    app: &Ticketbound,
+    provisioner: &wiremock::MockServer,
+    duration: &str,
+) -> (axum::Router, String) {
     let router = local_router(app.clone());
     define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;
     let id = request_grant(&router, ALICE, "prod-db", duration).await;
-    let (status, body) = call(&router, "POST", &format!("/v1/grants/{id}/approve"), APPROVER, None).await;
+    let (status, body) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/approve"),
+        APPROVER,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     (router, id)
 }
@@ -38,21 +49,45 @@ async fn approval_creates_exactly_the_documented_schedule() {
     let (_, id) = approved_grant(&app, &provisioner, "PT4H").await;
     let grant = app.store.get_grant(&id).await.unwrap().unwrap();
     let name = Job::new(JobKind::Expire, &id).schedule_name();
-    assert!(name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+    assert!(
+        name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    );
 
-    let schedule = client.get_schedule().name(&name).group_name(&group).send().await.expect("the schedule exists");
-    let expected_at = EventBridgeScheduler::expression(grant.expires_at.unwrap(), clock.now_offset());
+    let schedule = client
+        .get_schedule()
+        .name(&name)
+        .group_name(&group)
+        .send()
+        .await
+        .expect("the schedule exists");
+    let expected_at =
+        EventBridgeScheduler::expression(grant.expires_at.unwrap(), clock.now_offset());
     assert_eq!(schedule.schedule_expression(), Some(expected_at.as_str()));
     assert_eq!(schedule.schedule_expression_timezone(), Some("UTC"));
     assert_eq!(schedule.group_name(), Some(group.as_str()));
-    assert_eq!(schedule.flexible_time_window().unwrap().mode().as_str(), "OFF");
-    assert_eq!(schedule.action_after_completion().map(|a| a.as_str()), Some("DELETE"));
+    assert_eq!(
+        schedule.flexible_time_window().unwrap().mode().as_str(),
+        "OFF"
+    );
+    assert_eq!(
+        schedule.action_after_completion().map(|a| a.as_str()),
+        Some("DELETE")
+    );
     let target = schedule.target().unwrap();
     assert_eq!(target.arn(), EXPIRY_ARN);
     assert_eq!(target.role_arn(), SCHEDULER_ROLE_ARN);
-    assert_eq!(target.dead_letter_config().and_then(|d| d.arn()), Some(DLQ_ARN));
+    assert_eq!(
+        target.dead_letter_config().and_then(|d| d.arn()),
+        Some(DLQ_ARN)
+    );
     let retry = target.retry_policy().unwrap();
-    assert!(retry.maximum_retry_attempts().unwrap() > 0 && retry.maximum_event_age_in_seconds().unwrap() >= 60);
+    assert!(
+        retry.maximum_retry_attempts().unwrap() > 0
+            && retry.maximum_event_age_in_seconds().unwrap() >= 60
+    );
     let input: Value = serde_json::from_str(target.input().unwrap()).unwrap();
     assert_eq!(input["job"], "expire");
     assert_eq!(input["grant_id"], id.as_str());
@@ -64,12 +99,26 @@ async fn revoking_deletes_every_schedule_of_the_grant() {
     let (app, client, group) = aws_test_app(ManualClock::now_system(), fast_retry(4)).await;
     let provisioner = provisioner_ok().await;
     let (router, id) = approved_grant(&app, &provisioner, "PT4H").await;
-    let (status, grant) = call(&router, "POST", &format!("/v1/grants/{id}/revoke"), APPROVER, None).await;
+    let (status, grant) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/revoke"),
+        APPROVER,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(grant["deprovisioning"]["state"], "done");
-    assert!(schedule_names(&client, &group).await.is_empty(), "{:?}", schedule_names(&client, &group).await);
+    assert!(
+        schedule_names(&client, &group).await.is_empty(),
+        "{:?}",
+        schedule_names(&client, &group).await
+    );
     // Deleting a schedule that is already gone is fine.
-    app.scheduler.cancel(&Job::new(JobKind::Expire, &id)).await.expect("already gone is not an error");
+    app.scheduler
+        .cancel(&Job::new(JobKind::Expire, &id))
+        .await
+        .expect("already gone is not an error");
 }
 
 #[tokio::test]
@@ -78,7 +127,14 @@ async fn approving_twice_or_retrying_the_schedule_leaves_one_schedule() {
     let (app, client, group) = aws_test_app(clock.clone(), fast_retry(4)).await;
     let provisioner = provisioner_ok().await;
     let (router, id) = approved_grant(&app, &provisioner, "PT4H").await;
-    let (status, _) = call(&router, "POST", &format!("/v1/grants/{id}/approve"), APPROVER2, None).await;
+    let (status, _) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/approve"),
+        APPROVER2,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
     // A retried create (the same job again, e.g. a Lambda retry) moves the one schedule instead of adding one.
     let job = Job::new(JobKind::Expire, &id);
@@ -86,8 +142,17 @@ async fn approving_twice_or_retrying_the_schedule_leaves_one_schedule() {
     app.scheduler.schedule(&job, later).await.unwrap();
     app.scheduler.schedule(&job, later).await.unwrap();
     assert_eq!(schedule_names(&client, &group).await, [job.schedule_name()]);
-    let schedule = client.get_schedule().name(job.schedule_name()).group_name(&group).send().await.unwrap();
-    assert_eq!(schedule.schedule_expression(), Some(EventBridgeScheduler::expression(later, clock.now_offset()).as_str()));
+    let schedule = client
+        .get_schedule()
+        .name(job.schedule_name())
+        .group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        schedule.schedule_expression(),
+        Some(EventBridgeScheduler::expression(later, clock.now_offset()).as_str())
+    );
 }
 
 #[tokio::test]
@@ -120,15 +185,33 @@ async fn the_expiry_handler_re_arms_when_it_fires_early() {
     let provisioner = provisioner_ok().await;
     let (_, id) = approved_grant(&app, &provisioner, "PT1H").await;
     let job = Job::new(JobKind::Expire, &id);
-    client.delete_schedule().name(job.schedule_name()).group_name(&group).send().await.unwrap();
+    client
+        .delete_schedule()
+        .name(job.schedule_name())
+        .group_name(&group)
+        .send()
+        .await
+        .unwrap();
     clock.advance(Duration::minutes(59));
 
     let outcome = handle_scheduled_job(&app, delivered(&job)).await.unwrap();
     assert_eq!(outcome["outcome"], "rearmed");
     let grant = app.store.get_grant(&id).await.unwrap().unwrap();
     assert_eq!(grant.status.as_str(), "active");
-    let schedule = client.get_schedule().name(job.schedule_name()).group_name(&group).send().await.expect("re-armed");
-    assert_eq!(schedule.schedule_expression(), Some(EventBridgeScheduler::expression(grant.expires_at.unwrap(), clock.now_offset()).as_str()));
+    let schedule = client
+        .get_schedule()
+        .name(job.schedule_name())
+        .group_name(&group)
+        .send()
+        .await
+        .expect("re-armed");
+    assert_eq!(
+        schedule.schedule_expression(),
+        Some(
+            EventBridgeScheduler::expression(grant.expires_at.unwrap(), clock.now_offset())
+                .as_str()
+        )
+    );
     assert_eq!(provisioner_actions(&provisioner).await, ["grant"]);
 }
 
@@ -138,17 +221,34 @@ async fn the_expiry_handler_ignores_an_ended_grant_and_junk() {
     let (app, _, _) = aws_test_app(clock.clone(), fast_retry(4)).await;
     let provisioner = provisioner_ok().await;
     let (router, id) = approved_grant(&app, &provisioner, "PT1H").await;
-    call(&router, "POST", &format!("/v1/grants/{id}/revoke"), ALICE, None).await;
+    call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/revoke"),
+        ALICE,
+        None,
+    )
+    .await;
     let before = app.store.get_grant(&id).await.unwrap();
     clock.advance(Duration::hours(2));
-    let outcome = handle_scheduled_job(&app, delivered(&Job::new(JobKind::Expire, &id))).await.unwrap();
+    let outcome = handle_scheduled_job(&app, delivered(&Job::new(JobKind::Expire, &id)))
+        .await
+        .unwrap();
     assert_eq!(outcome["outcome"], "nothing");
     assert_eq!(app.store.get_grant(&id).await.unwrap(), before);
 
-    let junk = LambdaEvent::new(serde_json::json!({"kind": "close_freshservice_ticket", "ticket_id": 123456}), Context::default());
-    assert_eq!(handle_scheduled_job(&app, junk).await.unwrap()["outcome"], "ignored");
+    let junk = LambdaEvent::new(
+        serde_json::json!({"kind": "close_freshservice_ticket", "ticket_id": 123456}),
+        Context::default(),
+    );
+    assert_eq!(
+        handle_scheduled_job(&app, junk).await.unwrap()["outcome"],
+        "ignored"
+    );
     let missing = ticketbound::domain::ids::new_ulid(clock.now_offset());
-    let outcome = handle_scheduled_job(&app, delivered(&Job::new(JobKind::Expire, &missing))).await.unwrap();
+    let outcome = handle_scheduled_job(&app, delivered(&Job::new(JobKind::Expire, &missing)))
+        .await
+        .unwrap();
     assert_eq!(outcome["outcome"], "nothing");
 }
 
@@ -165,25 +265,54 @@ async fn expiry_racing_a_revoke_ends_the_grant_once_and_revokes_once() {
             let (app, id, barrier) = (app.clone(), id.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                handle_scheduled_job(&app, delivered(&Job::new(JobKind::Expire, &id))).await.unwrap()
+                handle_scheduled_job(&app, delivered(&Job::new(JobKind::Expire, &id)))
+                    .await
+                    .unwrap()
             })
         };
         let revoke = {
             let (router, id, barrier) = (router.clone(), id.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                call(&router, "POST", &format!("/v1/grants/{id}/revoke"), APPROVER, None).await.0
+                call(
+                    &router,
+                    "POST",
+                    &format!("/v1/grants/{id}/revoke"),
+                    APPROVER,
+                    None,
+                )
+                .await
+                .0
             })
         };
         let (expired, revoked) = (expiry.await.unwrap(), revoke.await.unwrap());
         let one_winner = (expired["outcome"] == "done") != (revoked == StatusCode::OK);
-        assert!(one_winner, "round {round}: expiry {expired}, revoke {revoked}");
+        assert!(
+            one_winner,
+            "round {round}: expiry {expired}, revoke {revoked}"
+        );
         let events = app.store.list_events(&id, 100, None).await.unwrap().items;
-        assert_eq!(events.iter().filter(|e| e.kind == "ended").count(), 1, "round {round}");
-        assert!(ticketbound_tests::eventually(std::time::Duration::from_secs(5), || async {
-            app.store.get_grant(&id).await.unwrap().unwrap().deprovisioning.is_some_and(|d| d.state.eq(&ticketbound::domain::SideEffectState::Done))
-        })
-        .await);
-        assert_eq!(provisioner_actions(&provisioner).await, ["grant", "revoke"], "round {round}");
+        assert_eq!(
+            events.iter().filter(|e| e.kind == "ended").count(),
+            1,
+            "round {round}"
+        );
+        assert!(
+            ticketbound_tests::eventually(std::time::Duration::from_secs(5), || async {
+                app.store
+                    .get_grant(&id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .deprovisioning
+                    .is_some_and(|d| d.state.eq(&ticketbound::domain::SideEffectState::Done))
+            })
+            .await
+        );
+        assert_eq!(
+            provisioner_actions(&provisioner).await,
+            ["grant", "revoke"],
+            "round {round}"
+        );
     }
 }

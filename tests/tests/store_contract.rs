@@ -7,7 +7,9 @@ use time::{Duration, OffsetDateTime};
 
 use ticketbound::domain::ids::new_ulid;
 use ticketbound::domain::secret::Secret;
-use ticketbound::domain::{AuditEvent, EndReason, Grant, GrantDuration, GrantStatus, Provisioner, Resource, TicketRef};
+use ticketbound::domain::{
+    AuditEvent, EndReason, Grant, GrantDuration, GrantStatus, Provisioner, Resource, TicketRef,
+};
 use ticketbound::ports::{GrantFilter, GrantStore, StoreError};
 use ticketbound_tests::{dynamo_store, embedded_store};
 
@@ -19,23 +21,46 @@ fn grant_at(minute: i64, requester: &str, resource: &str, ticket: Option<(&str, 
         resource.into(),
         "testing".into(),
         GrantDuration::parse("PT1H").unwrap(),
-        ticket.map(|(c, k)| TicketRef { connection: c.into(), key: k.into() }),
+        ticket.map(|(c, k)| TicketRef {
+            connection: c.into(),
+            key: k.into(),
+        }),
         at,
     )
 }
 
 fn requested(grant: &Grant) -> AuditEvent {
-    AuditEvent::of(grant, "requested", Some(&grant.requester), grant.requested_at, serde_json::Value::Null)
+    AuditEvent::of(
+        grant,
+        "requested",
+        Some(&grant.requester),
+        grant.requested_at,
+        serde_json::Value::Null,
+    )
 }
 
 async fn insert(store: &dyn GrantStore, grant: &Grant) {
-    store.insert_grant(grant, &requested(grant)).await.expect("insert");
+    store
+        .insert_grant(grant, &requested(grant))
+        .await
+        .expect("insert");
 }
 
 async fn approve(store: &dyn GrantStore, grant: &Grant) -> Grant {
-    let approved = grant.approve("bob@example.com", grant.requested_at + Duration::minutes(1)).unwrap();
-    let event = AuditEvent::of(&approved, "approved", Some("bob@example.com"), approved.decided_at.unwrap(), serde_json::Value::Null);
-    store.update_grant(&approved, grant.expected(), Some(&event)).await.expect("approve");
+    let approved = grant
+        .approve("bob@example.com", grant.requested_at + Duration::minutes(1))
+        .unwrap();
+    let event = AuditEvent::of(
+        &approved,
+        "approved",
+        Some("bob@example.com"),
+        approved.decided_at.unwrap(),
+        serde_json::Value::Null,
+    );
+    store
+        .update_grant(&approved, grant.expected(), Some(&event))
+        .await
+        .expect("approve");
     approved
 }
 
@@ -46,21 +71,38 @@ fn resource(id: &str) -> Resource {
         description: "d".into(),
         max_duration: None,
         require_ticket: false,
-        provisioner: Provisioner::Webhook { url: "https://hooks.example.com/x".into(), secret: Secret::new("provisioner-secret-value") },
+        provisioner: Provisioner::Webhook {
+            url: "https://hooks.example.com/x".into(),
+            secret: Secret::new("provisioner-secret-value"),
+        },
     }
 }
 
 async fn a_grant_reads_back_as_written(store: Arc<dyn GrantStore>) {
-    let grant = grant_at(0, "alice@example.com", "prod-db", Some(("jira-main", "SEC-42")));
+    let grant = grant_at(
+        0,
+        "alice@example.com",
+        "prod-db",
+        Some(("jira-main", "SEC-42")),
+    );
     insert(&*store, &grant).await;
     assert_eq!(store.get_grant(&grant.id).await.unwrap(), Some(grant));
-    assert_eq!(store.get_grant(&new_ulid(OffsetDateTime::now_utc())).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_grant(&new_ulid(OffsetDateTime::now_utc()))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 async fn inserting_an_existing_id_is_refused(store: Arc<dyn GrantStore>) {
     let grant = grant_at(0, "alice@example.com", "prod-db", None);
     insert(&*store, &grant).await;
-    let err = store.insert_grant(&grant, &requested(&grant)).await.unwrap_err();
+    let err = store
+        .insert_grant(&grant, &requested(&grant))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists), "{err:?}");
 }
 
@@ -70,12 +112,32 @@ async fn a_stale_write_conflicts_and_changes_nothing(store: Arc<dyn GrantStore>)
     let approved = approve(&*store, &grant).await;
     // A second writer that still holds the pending version.
     let denied = grant.deny("carol@example.com", grant.requested_at).unwrap();
-    let event = AuditEvent::of(&denied, "denied", Some("carol@example.com"), grant.requested_at, serde_json::Value::Null);
-    let err = store.update_grant(&denied, grant.expected(), Some(&event)).await.unwrap_err();
+    let event = AuditEvent::of(
+        &denied,
+        "denied",
+        Some("carol@example.com"),
+        grant.requested_at,
+        serde_json::Value::Null,
+    );
+    let err = store
+        .update_grant(&denied, grant.expected(), Some(&event))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict), "{err:?}");
     assert_eq!(store.get_grant(&grant.id).await.unwrap(), Some(approved));
-    let kinds: Vec<String> = store.list_events(&grant.id, 50, None).await.unwrap().items.into_iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, ["requested", "approved"], "the losing write's event must not be stored");
+    let kinds: Vec<String> = store
+        .list_events(&grant.id, 50, None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["requested", "approved"],
+        "the losing write's event must not be stored"
+    );
 }
 
 async fn of_many_concurrent_writers_exactly_one_wins(store: Arc<dyn GrantStore>) {
@@ -87,8 +149,16 @@ async fn of_many_concurrent_writers_exactly_one_wins(store: Arc<dyn GrantStore>)
         tasks.push(tokio::spawn(async move {
             let approver = format!("approver{i}@example.com");
             let next = grant.approve(&approver, grant.requested_at).unwrap();
-            let event = AuditEvent::of(&next, "approved", Some(&approver), grant.requested_at, serde_json::Value::Null);
-            store.update_grant(&next, grant.expected(), Some(&event)).await
+            let event = AuditEvent::of(
+                &next,
+                "approved",
+                Some(&approver),
+                grant.requested_at,
+                serde_json::Value::Null,
+            );
+            store
+                .update_grant(&next, grant.expected(), Some(&event))
+                .await
         }));
     }
     let mut wins = 0;
@@ -101,7 +171,11 @@ async fn of_many_concurrent_writers_exactly_one_wins(store: Arc<dyn GrantStore>)
     }
     assert_eq!(wins, 1);
     let events = store.list_events(&grant.id, 50, None).await.unwrap().items;
-    assert_eq!(events.len(), 2, "one requested event and one approved event");
+    assert_eq!(
+        events.len(),
+        2,
+        "one requested event and one approved event"
+    );
 }
 
 async fn lists_are_newest_first_and_page_without_gaps(store: Arc<dyn GrantStore>) {
@@ -112,12 +186,18 @@ async fn lists_are_newest_first_and_page_without_gaps(store: Arc<dyn GrantStore>
         ids.push(grant.id);
     }
     ids.reverse();
-    let filter = GrantFilter { requester: Some("alice@example.com".into()), ..GrantFilter::default() };
+    let filter = GrantFilter {
+        requester: Some("alice@example.com".into()),
+        ..GrantFilter::default()
+    };
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
     loop {
-        let page = store.list_grants(&filter, 3, cursor.as_deref()).await.unwrap();
+        let page = store
+            .list_grants(&filter, 3, cursor.as_deref())
+            .await
+            .unwrap();
         assert!(page.items.len() <= 3);
         seen.extend(page.items.into_iter().map(|g| g.id));
         pages += 1;
@@ -131,30 +211,98 @@ async fn lists_are_newest_first_and_page_without_gaps(store: Arc<dyn GrantStore>
 }
 
 async fn lists_filter_by_requester_status_and_ticket(store: Arc<dyn GrantStore>) {
-    let a = grant_at(0, "alice@example.com", "prod-db", Some(("jira-main", "SEC-1")));
-    let b = grant_at(1, "alice@example.com", "prod-db", Some(("jira-main", "SEC-2")));
-    let c = grant_at(2, "dave@example.com", "prod-db", Some(("jira-main", "SEC-1")));
+    let a = grant_at(
+        0,
+        "alice@example.com",
+        "prod-db",
+        Some(("jira-main", "SEC-1")),
+    );
+    let b = grant_at(
+        1,
+        "alice@example.com",
+        "prod-db",
+        Some(("jira-main", "SEC-2")),
+    );
+    let c = grant_at(
+        2,
+        "dave@example.com",
+        "prod-db",
+        Some(("jira-main", "SEC-1")),
+    );
     for g in [&a, &b, &c] {
         insert(&*store, g).await;
     }
     let b_active = approve(&*store, &b).await;
     let ids = |page: Vec<Grant>| page.into_iter().map(|g| g.id).collect::<Vec<_>>();
-    let by = |requester: Option<&str>, status: Option<GrantStatus>, ticket: Option<&str>| GrantFilter {
-        requester: requester.map(str::to_owned),
-        status,
-        ticket: ticket.map(|k| TicketRef { connection: "jira-main".into(), key: k.into() }),
-    };
-    assert_eq!(ids(store.list_grants(&by(Some("alice@example.com"), None, None), 50, None).await.unwrap().items), [b.id.clone(), a.id.clone()]);
-    assert_eq!(ids(store.list_grants(&by(None, Some(GrantStatus::Active), None), 50, None).await.unwrap().items), [b_active.id.clone()]);
-    assert_eq!(ids(store.list_grants(&by(None, None, Some("SEC-1")), 50, None).await.unwrap().items), [c.id.clone(), a.id.clone()]);
-    assert_eq!(ids(store.list_grants(&by(Some("dave@example.com"), Some(GrantStatus::Pending), Some("SEC-1")), 50, None).await.unwrap().items), [c.id.clone()]);
-    assert_eq!(ids(store.list_grants(&GrantFilter::default(), 50, None).await.unwrap().items), [c.id, b.id, a.id]);
+    let by =
+        |requester: Option<&str>, status: Option<GrantStatus>, ticket: Option<&str>| GrantFilter {
+            requester: requester.map(str::to_owned),
+            status,
+            ticket: ticket.map(|k| TicketRef {
+                connection: "jira-main".into(),
+                key: k.into(),
+            }),
+        };
+    assert_eq!(
+        ids(store
+            .list_grants(&by(Some("alice@example.com"), None, None), 50, None)
+            .await
+            .unwrap()
+            .items),
+        [b.id.clone(), a.id.clone()]
+    );
+    assert_eq!(
+        ids(store
+            .list_grants(&by(None, Some(GrantStatus::Active), None), 50, None)
+            .await
+            .unwrap()
+            .items),
+        vec![b_active.id.clone()]
+    );
+    assert_eq!(
+        ids(store
+            .list_grants(&by(None, None, Some("SEC-1")), 50, None)
+            .await
+            .unwrap()
+            .items),
+        [c.id.clone(), a.id.clone()]
+    );
+    assert_eq!(
+        ids(store
+            .list_grants(
+                &by(
+                    Some("dave@example.com"),
+                    Some(GrantStatus::Pending),
+                    Some("SEC-1")
+                ),
+                50,
+                None
+            )
+            .await
+            .unwrap()
+            .items),
+        vec![c.id.clone()]
+    );
+    assert_eq!(
+        ids(store
+            .list_grants(&GrantFilter::default(), 50, None)
+            .await
+            .unwrap()
+            .items),
+        [c.id, b.id, a.id]
+    );
 }
 
 async fn a_forged_cursor_is_refused(store: Arc<dyn GrantStore>) {
     for cursor in ["not-a-cursor", "eyJ4IjoxfQ"] {
-        let err = store.list_grants(&GrantFilter::default(), 10, Some(cursor)).await.unwrap_err();
-        assert!(matches!(err, StoreError::InvalidCursor), "{cursor}: {err:?}");
+        let err = store
+            .list_grants(&GrantFilter::default(), 10, Some(cursor))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidCursor),
+            "{cursor}: {err:?}"
+        );
     }
 }
 
@@ -169,25 +317,64 @@ async fn active_grants_of_a_requester_and_resource_are_found(store: Arc<dyn Gran
     let first = approve(&*store, &first).await;
     let second = approve(&*store, &second).await;
     approve(&*store, &other_resource).await;
-    let mut active: Vec<String> = store.active_grants_for("alice@example.com", "prod-db").await.unwrap().into_iter().map(|g| g.id).collect();
+    let mut active: Vec<String> = store
+        .active_grants_for("alice@example.com", "prod-db")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
     active.sort();
     assert_eq!(active, [first.id.clone(), second.id.clone()]);
     // Ending one removes it from the set.
-    let ended = second.end(EndReason::Revoked, None, second.decided_at.unwrap()).unwrap();
-    store.update_grant(&ended, second.expected(), None).await.unwrap();
-    let active: Vec<String> = store.active_grants_for("alice@example.com", "prod-db").await.unwrap().into_iter().map(|g| g.id).collect();
+    let ended = second
+        .end(EndReason::Revoked, None, second.decided_at.unwrap())
+        .unwrap();
+    store
+        .update_grant(&ended, second.expected(), None)
+        .await
+        .unwrap();
+    let active: Vec<String> = store
+        .active_grants_for("alice@example.com", "prod-db")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
     assert_eq!(active, [first.id]);
 }
 
 async fn grants_bound_to_a_ticket_are_found_in_every_status(store: Arc<dyn GrantStore>) {
-    let bound: Vec<Grant> = (0..3).map(|m| grant_at(m, "alice@example.com", "prod-db", Some(("jira-main", "SEC-9")))).collect();
-    let unbound = grant_at(5, "alice@example.com", "prod-db", Some(("jira-other", "SEC-9")));
+    let bound: Vec<Grant> = (0..3)
+        .map(|m| {
+            grant_at(
+                m,
+                "alice@example.com",
+                "prod-db",
+                Some(("jira-main", "SEC-9")),
+            )
+        })
+        .collect();
+    let unbound = grant_at(
+        5,
+        "alice@example.com",
+        "prod-db",
+        Some(("jira-other", "SEC-9")),
+    );
     for g in bound.iter().chain([&unbound]) {
         insert(&*store, g).await;
     }
     approve(&*store, &bound[0]).await;
-    let mut found: Vec<String> =
-        store.grants_for_ticket(&TicketRef { connection: "jira-main".into(), key: "SEC-9".into() }).await.unwrap().into_iter().map(|g| g.id).collect();
+    let mut found: Vec<String> = store
+        .grants_for_ticket(&TicketRef {
+            connection: "jira-main".into(),
+            key: "SEC-9".into(),
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
     found.sort();
     let mut expected: Vec<String> = bound.into_iter().map(|g| g.id).collect();
     expected.sort();
@@ -200,13 +387,28 @@ async fn events_read_in_order_and_page(store: Arc<dyn GrantStore>) {
     let mut current = approve(&*store, &grant).await;
     for _ in 0..4 {
         let next = current.touched();
-        let event = AuditEvent::of(&next, "provisioning_retry", None, grant.requested_at, serde_json::Value::Null);
-        store.update_grant(&next, current.expected(), Some(&event)).await.unwrap();
+        let event = AuditEvent::of(
+            &next,
+            "provisioning_retry",
+            None,
+            grant.requested_at,
+            serde_json::Value::Null,
+        );
+        store
+            .update_grant(&next, current.expected(), Some(&event))
+            .await
+            .unwrap();
         current = next;
     }
     let first = store.list_events(&grant.id, 4, None).await.unwrap();
-    assert_eq!(first.items.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
-    let rest = store.list_events(&grant.id, 4, first.next.as_deref()).await.unwrap();
+    assert_eq!(
+        first.items.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    let rest = store
+        .list_events(&grant.id, 4, first.next.as_deref())
+        .await
+        .unwrap();
     assert_eq!(rest.items.iter().map(|e| e.seq).collect::<Vec<_>>(), [5, 6]);
     assert_eq!(rest.next, None);
 }
@@ -217,13 +419,28 @@ async fn resources_are_kept_with_their_secret_and_paged(store: Arc<dyn GrantStor
     }
     let read = store.get_resource("b-db").await.unwrap().unwrap();
     match &read.provisioner {
-        Provisioner::Webhook { secret, .. } => assert_eq!(secret.expose(), "provisioner-secret-value"),
+        Provisioner::Webhook { secret, .. } => {
+            assert_eq!(secret.expose(), "provisioner-secret-value")
+        }
         other => panic!("{other:?}"),
     }
     let first = store.list_resources(2, None).await.unwrap();
-    assert_eq!(first.items.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a-db", "b-db"]);
-    let rest = store.list_resources(2, first.next.as_deref()).await.unwrap();
-    assert_eq!(rest.items.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["c-db"]);
+    assert_eq!(
+        first
+            .items
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        ["a-db", "b-db"]
+    );
+    let rest = store
+        .list_resources(2, first.next.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.items.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["c-db"]
+    );
     assert!(store.delete_resource("b-db").await.unwrap());
     assert!(!store.delete_resource("b-db").await.unwrap());
     assert_eq!(store.get_resource("b-db").await.unwrap(), None);
@@ -231,10 +448,31 @@ async fn resources_are_kept_with_their_secret_and_paged(store: Arc<dyn GrantStor
 
 async fn a_delivery_is_remembered_until_it_expires(store: Arc<dyn GrantStore>) {
     let now = OffsetDateTime::now_utc();
-    assert!(store.remember_delivery("jira:abc", now + Duration::hours(1)).await.unwrap());
-    assert!(!store.remember_delivery("jira:abc", now + Duration::hours(1)).await.unwrap());
-    assert!(store.remember_delivery("jira:old", now - Duration::seconds(5)).await.unwrap());
-    assert!(store.remember_delivery("jira:old", now + Duration::hours(1)).await.unwrap(), "an expired record no longer blocks");
+    assert!(
+        store
+            .remember_delivery("jira:abc", now + Duration::hours(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remember_delivery("jira:abc", now + Duration::hours(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .remember_delivery("jira:old", now - Duration::seconds(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .remember_delivery("jira:old", now + Duration::hours(1))
+            .await
+            .unwrap(),
+        "an expired record no longer blocks"
+    );
 }
 
 macro_rules! contract {

@@ -51,6 +51,15 @@ pub const TTL_ATTRIBUTE: &str = "ttl";
 /// How many queries one list page may take before it returns a short page with a cursor.
 const MAX_ROUND_TRIPS: usize = 20;
 
+/// One query: the index (`None`: the table, read consistently), its partition, the direction, and an optional
+/// sort-key prefix.
+struct QuerySpec<'a> {
+    index: Option<usize>,
+    partition: String,
+    forward: bool,
+    sk_prefix: Option<&'a str>,
+}
+
 #[derive(Clone)]
 pub struct DynamoStore {
     client: Client,
@@ -211,18 +220,21 @@ impl DynamoStore {
     /// `limit` matches or the partition ends.
     async fn query_page<T, F>(
         &self,
-        index: Option<usize>,
-        partition: String,
-        forward: bool,
+        spec: QuerySpec<'_>,
         limit: usize,
         cursor: Option<&str>,
-        sk_prefix: Option<&str>,
         keep: F,
     ) -> Result<Page<T>, StoreError>
     where
         T: serde::de::DeserializeOwned,
         F: Fn(&T) -> bool,
     {
+        let QuerySpec {
+            index,
+            partition,
+            forward,
+            sk_prefix,
+        } = spec;
         let (pk_attr, sk_attr) = match index {
             Some(i) => (INDEXES[i].1, INDEXES[i].2),
             None => ("pk", "sk"),
@@ -291,12 +303,14 @@ impl DynamoStore {
         loop {
             let page = self
                 .query_page::<T, _>(
-                    Some(index),
-                    partition.clone(),
-                    true,
+                    QuerySpec {
+                        index: Some(index),
+                        partition: partition.clone(),
+                        forward: true,
+                        sk_prefix: None,
+                    },
                     500,
                     cursor.as_deref(),
-                    None,
                     |_| true,
                 )
                 .await?;
@@ -441,12 +455,14 @@ impl GrantStore for DynamoStore {
             (BY_TYPE, "GRANTS".to_owned())
         };
         self.query_page(
-            Some(index),
-            partition,
-            false,
+            QuerySpec {
+                index: Some(index),
+                partition,
+                forward: false,
+                sk_prefix: None,
+            },
             limit,
             cursor,
-            None,
             |g: &Grant| filter.matches(g),
         )
         .await
@@ -482,12 +498,14 @@ impl GrantStore for DynamoStore {
         cursor: Option<&str>,
     ) -> Result<Page<AuditEvent>, StoreError> {
         self.query_page(
-            None,
-            format!("GRANT#{grant_id}"),
-            true,
+            QuerySpec {
+                index: None,
+                partition: format!("GRANT#{grant_id}"),
+                forward: true,
+                sk_prefix: Some("EVENT#"),
+            },
             limit,
             cursor,
-            Some("EVENT#"),
             |_: &AuditEvent| true,
         )
         .await
@@ -525,12 +543,14 @@ impl GrantStore for DynamoStore {
         cursor: Option<&str>,
     ) -> Result<Page<Resource>, StoreError> {
         self.query_page(
-            Some(BY_TYPE),
-            "RESOURCES".into(),
-            true,
+            QuerySpec {
+                index: Some(BY_TYPE),
+                partition: "RESOURCES".into(),
+                forward: true,
+                sk_prefix: None,
+            },
             limit,
             cursor,
-            None,
             |_: &Resource| true,
         )
         .await
