@@ -7,6 +7,8 @@ pub mod identity;
 pub mod ids;
 pub mod resource;
 pub mod secret;
+pub mod ticket_events;
+pub mod webhook_auth;
 pub mod url_policy;
 
 pub use audit::AuditEvent;

@@ -4,6 +4,7 @@
 //! The same [`Ticketbound`] runs behind every Lambda function and the local server; only the adapters differ.
 
 mod error;
+mod closing;
 mod grants;
 mod lifecycle;
 mod resources;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use time::Duration;
 
 pub use error::{ErrorKind, ServiceError};
+pub use closing::TicketClosing;
 pub use grants::{GrantRequest, ListGrants};
 pub use lifecycle::{EndOutcome, JobOutcome};
 pub use resources::ResourceInput;

@@ -1,0 +1,68 @@
+//! A bound ticket closing or being deleted (DESIGN §1 rules 5, 7): every open grant bound to it ends.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::{EndOutcome, ServiceError, Ticketbound};
+use crate::domain::{EndReason, GrantStatus, TicketRef};
+
+/// What a closing did, as the webhook answers it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TicketClosing {
+    /// Active grants that this closing ended.
+    pub ended: usize,
+    /// Pending requests that this closing cancelled.
+    pub cancelled: usize,
+    /// Bound grants that were already closed (by time, a person, or an earlier delivery).
+    pub already_closed: usize,
+}
+
+/// How many grants of one ticket end at once: enough that 500 end well within a webhook timeout, few enough
+/// not to flood the store or the end system.
+const PARALLEL_ENDINGS: usize = 16;
+
+impl Ticketbound {
+    /// Ends every open grant bound to `ticket`: active → ended, pending → cancelled, with `reason`
+    /// (`ticket_closed` or `ticket_deleted`). Returns once every ending is durable and its side effects have had
+    /// their first attempt; an `Err` means some grant could not be ended now and the sender should retry (grants
+    /// already ended stay ended; a retry finds them closed).
+    pub async fn close_ticket(&self, ticket: &TicketRef, reason: EndReason) -> Result<TicketClosing, ServiceError> {
+        let grants = self.store.grants_for_ticket(ticket).await?;
+        let mut outcome = TicketClosing::default();
+        let permits = Arc::new(Semaphore::new(PARALLEL_ENDINGS));
+        let mut tasks = JoinSet::new();
+        for grant in grants {
+            if !grant.status.is_open() {
+                outcome.already_closed += 1;
+                continue;
+            }
+            let (app, permits) = (self.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+                app.end_grant(&grant.id, reason, None).await
+            });
+        }
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined.map_err(|e| ServiceError::internal(format!("ending task: {e}"))).and_then(|r| r) {
+                Ok(EndOutcome::Ended(g)) if g.status == GrantStatus::Cancelled => outcome.cancelled += 1,
+                Ok(EndOutcome::Ended(_)) => outcome.ended += 1,
+                Ok(EndOutcome::AlreadyClosed(_)) => outcome.already_closed += 1,
+                Err(e) => {
+                    tracing::warn!(connection = %ticket.connection, ticket = %ticket.key, error = %e, "a bound grant could not be ended");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => {
+                tracing::info!(connection = %ticket.connection, ticket = %ticket.key, reason = reason.as_str(), ended = outcome.ended, cancelled = outcome.cancelled, "ticket closed");
+                Ok(outcome)
+            }
+        }
+    }
+}
