@@ -15,7 +15,10 @@ use ticketbound_tests::*;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = std::env::var("TB_BENCH_GRANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let n: usize = std::env::var("TB_BENCH_GRANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let dir = std::env::temp_dir().join(unique("bench-expiry"));
     let (app, scheduler) = ticketbound::wiring::local_app(&dir, Settings::default()).unwrap();
     scheduler.start(Arc::new(app.clone())).await.unwrap();
@@ -29,12 +32,27 @@ async fn main() {
         // Spread the bounds over 3–5 s so timers fire while others are being armed.
         let duration = format!("PT{}S", 3 + (i % 3));
         let id = request_grant(&router, ALICE, "prod-db", &duration).await;
-        call(&router, "POST", &format!("/v1/grants/{id}/approve"), APPROVER, None).await;
+        call(
+            &router,
+            "POST",
+            &format!("/v1/grants/{id}/approve"),
+            APPROVER,
+            None,
+        )
+        .await;
         ids.push(id);
     }
     let all_ended = eventually(StdDuration::from_secs(30), || async {
-        let filter = GrantFilter { status: Some(GrantStatus::Active), ..GrantFilter::default() };
-        store.list_grants(&filter, 1, None).await.unwrap().items.is_empty()
+        let filter = GrantFilter {
+            status: Some(GrantStatus::Active),
+            ..GrantFilter::default()
+        };
+        store
+            .list_grants(&filter, 1, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
     })
     .await;
     assert!(all_ended, "not every grant ended");
@@ -47,8 +65,17 @@ async fn main() {
     }
     late_ms.sort_by(f64::total_cmp);
     let pct = |p: f64| late_ms[((late_ms.len() as f64 - 1.0) * p).round() as usize];
-    println!("local expiry precision over {n} grants (ended_at - expires_at), {}", OffsetDateTime::now_utc().date());
-    println!("  min {:.1} ms | p50 {:.1} ms | p99 {:.1} ms | max {:.1} ms", late_ms[0], pct(0.5), pct(0.99), late_ms[late_ms.len() - 1]);
+    println!(
+        "local expiry precision over {n} grants (ended_at - expires_at), {}",
+        OffsetDateTime::now_utc().date()
+    );
+    println!(
+        "  min {:.1} ms | p50 {:.1} ms | p99 {:.1} ms | max {:.1} ms",
+        late_ms[0],
+        pct(0.5),
+        pct(0.99),
+        late_ms[late_ms.len() - 1]
+    );
     assert!(late_ms[0] >= 0.0, "a grant ended before its bound");
     let _ = std::fs::remove_dir_all(&dir);
 }

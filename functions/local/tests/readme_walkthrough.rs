@@ -15,7 +15,11 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start(port: u16, data_dir: &std::path::Path) -> Server {
@@ -35,8 +39,16 @@ fn start(port: u16, data_dir: &std::path::Path) -> Server {
 }
 
 fn run(script: &str) -> String {
-    let out = Command::new("bash").arg("-c").arg(script).output().expect("bash");
-    assert!(out.status.success(), "script failed: {}\n{script}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "script failed: {}\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -51,13 +63,18 @@ fn the_readme_walkthrough_works_as_written_across_a_restart() {
         .expect("the README has a walk-through code block");
     let port = free_port();
     let block = block.replace("localhost:8080", &format!("localhost:{port}"));
-    let (before, after) = block.split_once("# Alice lists her active grants.").expect("the walk-through lists grants");
+    let (before, after) = block
+        .split_once("# Alice lists her active grants.")
+        .expect("the walk-through lists grants");
     let data_dir = std::env::temp_dir().join(format!("tb-readme-{port}"));
     let _ = std::fs::remove_dir_all(&data_dir);
     let id_file = data_dir.with_extension("id");
 
     let server = start(port, &data_dir);
-    let first = run(&format!("set -euo pipefail\n{before}\necho \"$ID\" > '{}'", id_file.display()));
+    let first = run(&format!(
+        "set -euo pipefail\n{before}\necho \"$ID\" > '{}'",
+        id_file.display()
+    ));
     assert!(first.contains("\"status\":\"active\""), "{first}");
     drop(server);
 
@@ -65,8 +82,15 @@ fn the_readme_walkthrough_works_as_written_across_a_restart() {
     let id = std::fs::read_to_string(&id_file).unwrap().trim().to_owned();
     let second = run(&format!("set -euo pipefail\nID={id}\n{after}"));
     let lines: Vec<&str> = second.lines().collect();
-    assert!(lines[0].contains(&id) && lines[0].contains("\"status\":\"active\""), "the restart lost the grant: {second}");
-    assert!(lines[1].contains("\"status\":\"ended\"") && lines[1].contains("\"end_reason\":\"revoked\""), "{second}");
+    assert!(
+        lines[0].contains(&id) && lines[0].contains("\"status\":\"active\""),
+        "the restart lost the grant: {second}"
+    );
+    assert!(
+        lines[1].contains("\"status\":\"ended\"")
+            && lines[1].contains("\"end_reason\":\"revoked\""),
+        "{second}"
+    );
     assert!(lines[2].contains("\"kind\":\"deprovisioned\""), "{second}");
     let _ = std::fs::remove_dir_all(&data_dir);
 }

@@ -598,4 +598,19 @@ impl GrantStore for DynamoStore {
             Err(e) => Err(unavailable(e)),
         }
     }
+
+    async fn delivery_seen(&self, key: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let item = self
+            .get_item(HashMap::from([
+                ("pk".into(), s(format!("DELIVERY#{key}"))),
+                ("sk".into(), s("#DELIVERY")),
+            ]))
+            .await?;
+        let expires = item
+            .as_ref()
+            .and_then(|i| i.get(TTL_ATTRIBUTE))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok());
+        Ok(expires.is_some_and(|e| e >= now.unix_timestamp()))
+    }
 }

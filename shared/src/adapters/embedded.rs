@@ -386,6 +386,29 @@ impl GrantStore for EmbeddedStore {
         })
         .await
     }
+
+    async fn delivery_seen(&self, key: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        Ok(self
+            .delivery_row(key)
+            .await?
+            .is_some_and(|expires| expires >= now.unix_timestamp()))
+    }
+}
+
+impl EmbeddedStore {
+    async fn delivery_row(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let key = key.to_owned();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT expires_at FROM deliveries WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)
+        })
+        .await
+    }
 }
 
 fn ticket_columns(ticket: Option<&TicketRef>) -> (Option<String>, Option<String>) {

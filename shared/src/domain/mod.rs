@@ -8,8 +8,8 @@ pub mod ids;
 pub mod resource;
 pub mod secret;
 pub mod ticket_events;
-pub mod webhook_auth;
 pub mod url_policy;
+pub mod webhook_auth;
 
 pub use audit::AuditEvent;
 pub use duration::{GrantDuration, IsoDuration};

@@ -43,11 +43,14 @@ pub enum DeliveryError {
 }
 
 fn text(v: Option<&Value>) -> Option<&str> {
-    v.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+    v.and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 fn in_list(name: &str, list: &[String]) -> bool {
-    list.iter().any(|s| s.trim().eq_ignore_ascii_case(name.trim()))
+    list.iter()
+        .any(|s| s.trim().eq_ignore_ascii_case(name.trim()))
 }
 
 /// Whether an issue object (REST v2 shape) is closed by its current status.
@@ -60,7 +63,9 @@ fn issue_is_closed(issue: &Value, closed_statuses: &[String]) -> bool {
         Value::String(s) => s.trim() == "3",
         _ => false,
     };
-    done_key || done_id || text(status.get("name")).is_some_and(|name| in_list(name, closed_statuses))
+    done_key
+        || done_id
+        || text(status.get("name")).is_some_and(|name| in_list(name, closed_statuses))
 }
 
 /// Whether the changelog moves the status to one of `closed_statuses`.
@@ -77,10 +82,22 @@ fn changelog_closes(changelog: &Value, closed_statuses: &[String]) -> bool {
 }
 
 /// Interprets a Jira webhook or Jira Automation body.
-pub fn interpret_jira(body: &Value, closed_statuses: &[String]) -> Result<JiraChange, DeliveryError> {
+pub fn interpret_jira(
+    body: &Value,
+    closed_statuses: &[String],
+) -> Result<JiraChange, DeliveryError> {
     let object = body.as_object().ok_or(DeliveryError::NotAnObject)?;
     if let Some(event) = text(object.get("webhookEvent")) {
-        let key = text(body["issue"].get("key")).ok_or(DeliveryError::NoTicket("issue.key is missing"))?;
+        let key = text(body["issue"].get("key"));
+        if !matches!(event, "jira:issue_updated" | "jira:issue_deleted") {
+            // Other events (created, comments, projects, ...) close nothing and may name no issue at all.
+            return Ok(JiraChange {
+                key: key.unwrap_or_default().to_owned(),
+                closing: None,
+                source: event.to_owned(),
+            });
+        }
+        let key = key.ok_or(DeliveryError::NoTicket("issue.key is missing"))?;
         let closing = match event {
             "jira:issue_deleted" => Some(Closing::Deleted),
             "jira:issue_updated" => (issue_is_closed(&body["issue"], closed_statuses)
@@ -88,7 +105,11 @@ pub fn interpret_jira(body: &Value, closed_statuses: &[String]) -> Result<JiraCh
             .then_some(Closing::Closed),
             _ => None,
         };
-        return Ok(JiraChange { key: key.to_owned(), closing, source: event.to_owned() });
+        return Ok(JiraChange {
+            key: key.to_owned(),
+            closing,
+            source: event.to_owned(),
+        });
     }
     // Jira Automation: the issue in Jira format, the raw issue, or custom data.
     let issue = if body.get("issue").is_some_and(Value::is_object) {
@@ -101,11 +122,23 @@ pub fn interpret_jira(body: &Value, closed_statuses: &[String]) -> Result<JiraCh
     if let Some(issue) = issue {
         let key = text(issue.get("key")).ok_or(DeliveryError::NoTicket("issue key is missing"))?;
         let closing = issue_is_closed(issue, closed_statuses).then_some(Closing::Closed);
-        return Ok(JiraChange { key: key.to_owned(), closing, source: "automation".into() });
+        return Ok(JiraChange {
+            key: key.to_owned(),
+            closing,
+            source: "automation".into(),
+        });
     }
-    let key = text(object.get("key")).or_else(|| text(object.get("issueKey"))).ok_or(DeliveryError::NoTicket("no `key`"))?;
-    let deleted = text(object.get("event")).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "deleted" | "issue_deleted" | "jira:issue_deleted"));
-    let category_done = text(object.get("statusCategory")).is_some_and(|c| c.eq_ignore_ascii_case("done") || c == "3");
+    let key = text(object.get("key"))
+        .or_else(|| text(object.get("issueKey")))
+        .ok_or(DeliveryError::NoTicket("no `key`"))?;
+    let deleted = text(object.get("event")).is_some_and(|e| {
+        matches!(
+            e.to_ascii_lowercase().as_str(),
+            "deleted" | "issue_deleted" | "jira:issue_deleted"
+        )
+    });
+    let category_done = text(object.get("statusCategory"))
+        .is_some_and(|c| c.eq_ignore_ascii_case("done") || c == "3");
     let status_closed = text(object.get("status")).is_some_and(|s| in_list(s, closed_statuses));
     let closing = if deleted {
         Some(Closing::Deleted)
@@ -114,7 +147,11 @@ pub fn interpret_jira(body: &Value, closed_statuses: &[String]) -> Result<JiraCh
     } else {
         None
     };
-    Ok(JiraChange { key: key.to_owned(), closing, source: "automation".into() })
+    Ok(JiraChange {
+        key: key.to_owned(),
+        closing,
+        source: "automation".into(),
+    })
 }
 
 /// The Freshservice ticket id a workflow delivery names: `ticket_id` (string or number, as the documented
@@ -124,8 +161,18 @@ pub fn interpret_freshservice(body: &Value) -> Result<String, DeliveryError> {
     if !body.is_object() {
         return Err(DeliveryError::NotAnObject);
     }
-    let root = if body["freshdesk_webhook"].is_object() { &body["freshdesk_webhook"] } else { body };
-    let candidates = [&root["ticket_id"], &root["ticket"]["id_numeric"], &root["ticket"]["id"], &root["id"], &root["ticket_display_id"]];
+    let root = if body["freshdesk_webhook"].is_object() {
+        &body["freshdesk_webhook"]
+    } else {
+        body
+    };
+    let candidates = [
+        &root["ticket_id"],
+        &root["ticket"]["id_numeric"],
+        &root["ticket"]["id"],
+        &root["id"],
+        &root["ticket_display_id"],
+    ];
     for candidate in candidates {
         let raw = match candidate {
             Value::Number(n) => n.as_u64().map(|n| n.to_string()),
@@ -135,7 +182,8 @@ pub fn interpret_freshservice(body: &Value) -> Result<String, DeliveryError> {
         let Some(raw) = raw else { continue };
         let digits = raw.rsplit_once('-').map_or(raw.as_str(), |(_, n)| n);
         if !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Ok(digits.trim_start_matches('0').to_owned()).map(|d| if d.is_empty() { "0".into() } else { d });
+            return Ok(digits.trim_start_matches('0').to_owned())
+                .map(|d| if d.is_empty() { "0".into() } else { d });
         }
     }
     Err(DeliveryError::NoTicket("no numeric `ticket_id`"))
@@ -168,13 +216,27 @@ mod tests {
 
     #[test]
     fn a_cloud_transition_to_in_progress_closes_nothing() {
-        let change = interpret_jira(&fixture("jira-cloud-issue-updated-status-inprogress.json"), &[]).unwrap();
-        assert_eq!(change, JiraChange { key: "API-1".into(), closing: None, source: "jira:issue_updated".into() });
+        let change = interpret_jira(
+            &fixture("jira-cloud-issue-updated-status-inprogress.json"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            change,
+            JiraChange {
+                key: "API-1".into(),
+                closing: None,
+                source: "jira:issue_updated".into()
+            }
+        );
     }
 
     #[test]
     fn a_cloud_transition_to_done_closes() {
-        assert_eq!(interpret_jira(&cloud_done(), &[]).unwrap().closing, Some(Closing::Closed));
+        assert_eq!(
+            interpret_jira(&cloud_done(), &[]).unwrap().closing,
+            Some(Closing::Closed)
+        );
     }
 
     #[test]
@@ -182,17 +244,30 @@ mod tests {
         let mut body = cloud_done();
         body["issue"]["fields"]["status"]["statusCategory"]["name"] = "Fertig".into();
         body["issue"]["fields"]["status"]["name"] = "Erledigt".into();
-        assert_eq!(interpret_jira(&body, &[]).unwrap().closing, Some(Closing::Closed));
+        assert_eq!(
+            interpret_jira(&body, &[]).unwrap().closing,
+            Some(Closing::Closed)
+        );
     }
 
     #[test]
     fn a_status_in_closed_statuses_closes_even_outside_the_done_category() {
         let mut body = fixture("jira-cloud-issue-updated-status-inprogress.json");
         body["issue"]["fields"]["status"]["name"] = "Won't Fix".into();
-        assert_eq!(interpret_jira(&body, &closed(&["won't fix"])).unwrap().closing, Some(Closing::Closed));
+        assert_eq!(
+            interpret_jira(&body, &closed(&["won't fix"]))
+                .unwrap()
+                .closing,
+            Some(Closing::Closed)
+        );
         let mut by_changelog = fixture("jira-cloud-issue-updated-status-inprogress.json");
         by_changelog["changelog"]["items"][0]["toString"] = "Rejected".into();
-        assert_eq!(interpret_jira(&by_changelog, &closed(&["Rejected"])).unwrap().closing, Some(Closing::Closed));
+        assert_eq!(
+            interpret_jira(&by_changelog, &closed(&["Rejected"]))
+                .unwrap()
+                .closing,
+            Some(Closing::Closed)
+        );
         assert_eq!(interpret_jira(&by_changelog, &[]).unwrap().closing, None);
     }
 
@@ -218,13 +293,22 @@ mod tests {
         let mut body = fixture("jira-cloud-issue-updated-status-inprogress.json");
         body["webhookEvent"] = "jira:issue_deleted".into();
         body.as_object_mut().unwrap().remove("changelog");
-        body.as_object_mut().unwrap().remove("issue_event_type_name");
-        assert_eq!(interpret_jira(&body, &[]).unwrap().closing, Some(Closing::Deleted));
+        body.as_object_mut()
+            .unwrap()
+            .remove("issue_event_type_name");
+        assert_eq!(
+            interpret_jira(&body, &[]).unwrap().closing,
+            Some(Closing::Deleted)
+        );
     }
 
     #[test]
     fn a_created_issue_with_a_status_changelog_closes_nothing() {
-        let change = interpret_jira(&fixture("jira-cloud-issue-created.json"), &closed(&["Done"])).unwrap();
+        let change = interpret_jira(
+            &fixture("jira-cloud-issue-created.json"),
+            &closed(&["Done"]),
+        )
+        .unwrap();
         assert_eq!(change.closing, None);
         assert_eq!(change.source, "jira:issue_created");
     }
@@ -232,30 +316,70 @@ mod tests {
     #[test]
     fn automation_bodies_in_every_form_are_understood() {
         let done_issue = json!({"id": 11111, "key": "SEC-42", "fields": {"status": {"name": "Done", "statusCategory": {"key": "done"}}}});
-        assert_eq!(interpret_jira(&done_issue, &[]).unwrap().closing, Some(Closing::Closed));
-        assert_eq!(interpret_jira(&json!({"issue": done_issue}), &[]).unwrap().key, "SEC-42");
-        let custom = json!({"source": "jira-automation", "key": "SEC-42", "statusCategory": "done"});
-        assert_eq!(interpret_jira(&custom, &[]).unwrap().closing, Some(Closing::Closed));
+        assert_eq!(
+            interpret_jira(&done_issue, &[]).unwrap().closing,
+            Some(Closing::Closed)
+        );
+        assert_eq!(
+            interpret_jira(&json!({"issue": done_issue}), &[])
+                .unwrap()
+                .key,
+            "SEC-42"
+        );
+        let custom =
+            json!({"source": "jira-automation", "key": "SEC-42", "statusCategory": "done"});
+        assert_eq!(
+            interpret_jira(&custom, &[]).unwrap().closing,
+            Some(Closing::Closed)
+        );
         let open = json!({"source": "jira-automation", "key": "SEC-42", "statusCategory": "indeterminate"});
         assert_eq!(interpret_jira(&open, &[]).unwrap().closing, None);
         let deleted = json!({"key": "SEC-42", "event": "deleted"});
-        assert_eq!(interpret_jira(&deleted, &[]).unwrap().closing, Some(Closing::Deleted));
+        assert_eq!(
+            interpret_jira(&deleted, &[]).unwrap().closing,
+            Some(Closing::Deleted)
+        );
     }
 
     #[test]
     fn bodies_without_a_ticket_are_refused() {
-        assert_eq!(interpret_jira(&json!([1, 2]), &[]), Err(DeliveryError::NotAnObject));
+        assert_eq!(
+            interpret_jira(&json!([1, 2]), &[]),
+            Err(DeliveryError::NotAnObject)
+        );
         assert!(interpret_jira(&json!({"webhookEvent": "jira:issue_updated"}), &[]).is_err());
         assert!(interpret_jira(&json!({"hello": "world"}), &[]).is_err());
     }
 
     #[test]
     fn freshservice_ticket_ids_parse_from_every_rendering() {
-        assert_eq!(interpret_freshservice(&fixture("freshservice-webhook-template.json").to_string().replace("{{ticket.id_numeric}}", "264").parse::<Value>().unwrap()).unwrap(), "264");
-        assert_eq!(interpret_freshservice(&json!({"ticket_id": 264})).unwrap(), "264");
-        assert_eq!(interpret_freshservice(&json!({"ticket": {"id": "33334", "status": 4}})).unwrap(), "33334");
-        assert_eq!(interpret_freshservice(&json!({"ticket_display_id": "INC-77"})).unwrap(), "77");
-        assert_eq!(interpret_freshservice(&json!({"freshdesk_webhook": {"ticket_id": "12"}})).unwrap(), "12");
+        assert_eq!(
+            interpret_freshservice(
+                &fixture("freshservice-webhook-template.json")
+                    .to_string()
+                    .replace("{{ticket.id_numeric}}", "264")
+                    .parse::<Value>()
+                    .unwrap()
+            )
+            .unwrap(),
+            "264"
+        );
+        assert_eq!(
+            interpret_freshservice(&json!({"ticket_id": 264})).unwrap(),
+            "264"
+        );
+        assert_eq!(
+            interpret_freshservice(&json!({"ticket": {"id": "33334", "status": 4}})).unwrap(),
+            "33334"
+        );
+        assert_eq!(
+            interpret_freshservice(&json!({"ticket_display_id": "INC-77"})).unwrap(),
+            "77"
+        );
+        assert_eq!(
+            interpret_freshservice(&json!({"freshdesk_webhook": {"ticket_id": "12"}})).unwrap(),
+            "12"
+        );
         assert!(interpret_freshservice(&json!({"ticket_id": "{{ticket.id_numeric}}"})).is_err());
         assert!(interpret_freshservice(&json!("264")).is_err());
     }

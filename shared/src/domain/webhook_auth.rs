@@ -14,11 +14,16 @@ use super::secret::Secret;
 
 /// Whether `header` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under one of `secrets`.
 pub fn hub_signature_matches(secrets: &[Secret], header: &str, body: &[u8]) -> bool {
-    let Some(hex_mac) = header.trim().strip_prefix("sha256=") else { return false };
-    let Ok(claimed) = hex::decode(hex_mac.trim()) else { return false };
+    let Some(hex_mac) = header.trim().strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(claimed) = hex::decode(hex_mac.trim()) else {
+        return false;
+    };
     let mut any = false;
     for secret in secrets {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes keys of any size");
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+            .expect("HMAC takes keys of any size");
         mac.update(body);
         // Every secret is tried, so the time taken does not say which one matched.
         any |= mac.verify_slice(&claimed).is_ok();
@@ -40,10 +45,16 @@ pub fn shared_secret_matches(secrets: &[Secret], presented: &str) -> bool {
 
 /// The password of an `Authorization: Basic` header, if it is one.
 pub fn basic_auth_password(header: &str) -> Option<String> {
-    let encoded = header.trim().strip_prefix("Basic ").or_else(|| header.trim().strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let encoded = header
+        .trim()
+        .strip_prefix("Basic ")
+        .or_else(|| header.trim().strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
-    text.split_once(':').map(|(_, password)| password.to_owned())
+    text.split_once(':')
+        .map(|(_, password)| password.to_owned())
 }
 
 #[cfg(test)]
@@ -56,8 +67,16 @@ mod tests {
         let body = br#"{"webhookEvent":"jira:issue_created"}"#;
         let header = "sha256=3fabe2d04ab39e6c32cd69443906602514ec29b8c013897d29901059b6adfbce";
         assert!(hub_signature_matches(&secrets, header, body));
-        assert!(!hub_signature_matches(&secrets, header, br#"{"webhookEvent":"jira:issue_deleted"}"#));
-        assert!(!hub_signature_matches(&[Secret::new("other")], header, body));
+        assert!(!hub_signature_matches(
+            &secrets,
+            header,
+            br#"{"webhookEvent":"jira:issue_deleted"}"#
+        ));
+        assert!(!hub_signature_matches(
+            &[Secret::new("other")],
+            header,
+            body
+        ));
         assert!(!hub_signature_matches(&secrets, "sha1=3fab", body));
         assert!(!hub_signature_matches(&secrets, "sha256=zz", body));
     }
@@ -66,7 +85,11 @@ mod tests {
     fn any_active_secret_verifies_during_rotation() {
         let secrets = [Secret::new("old-secret"), Secret::new("shhh")];
         let header = "sha256=3fabe2d04ab39e6c32cd69443906602514ec29b8c013897d29901059b6adfbce";
-        assert!(hub_signature_matches(&secrets, header, br#"{"webhookEvent":"jira:issue_created"}"#));
+        assert!(hub_signature_matches(
+            &secrets,
+            header,
+            br#"{"webhookEvent":"jira:issue_created"}"#
+        ));
         assert!(shared_secret_matches(&secrets, "old-secret"));
         assert!(!shared_secret_matches(&secrets, "old-secre"));
         assert!(!shared_secret_matches(&[], "anything"));
@@ -74,7 +97,10 @@ mod tests {
 
     #[test]
     fn basic_auth_yields_the_password() {
-        let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("ticketbound:s3cret"));
+        let header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("ticketbound:s3cret")
+        );
         assert_eq!(basic_auth_password(&header).as_deref(), Some("s3cret"));
         assert_eq!(basic_auth_password("Bearer x"), None);
         assert_eq!(basic_auth_password("Basic !!!"), None);

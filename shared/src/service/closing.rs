@@ -29,7 +29,11 @@ impl Ticketbound {
     /// (`ticket_closed` or `ticket_deleted`). Returns once every ending is durable and its side effects have had
     /// their first attempt; an `Err` means some grant could not be ended now and the sender should retry (grants
     /// already ended stay ended; a retry finds them closed).
-    pub async fn close_ticket(&self, ticket: &TicketRef, reason: EndReason) -> Result<TicketClosing, ServiceError> {
+    pub async fn close_ticket(
+        &self,
+        ticket: &TicketRef,
+        reason: EndReason,
+    ) -> Result<TicketClosing, ServiceError> {
         let grants = self.store.grants_for_ticket(ticket).await?;
         let mut outcome = TicketClosing::default();
         let permits = Arc::new(Semaphore::new(PARALLEL_ENDINGS));
@@ -41,14 +45,22 @@ impl Ticketbound {
             }
             let (app, permits) = (self.clone(), permits.clone());
             tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
                 app.end_grant(&grant.id, reason, None).await
             });
         }
         let mut first_error = None;
         while let Some(joined) = tasks.join_next().await {
-            match joined.map_err(|e| ServiceError::internal(format!("ending task: {e}"))).and_then(|r| r) {
-                Ok(EndOutcome::Ended(g)) if g.status == GrantStatus::Cancelled => outcome.cancelled += 1,
+            match joined
+                .map_err(|e| ServiceError::internal(format!("ending task: {e}")))
+                .and_then(|r| r)
+            {
+                Ok(EndOutcome::Ended(g)) if g.status == GrantStatus::Cancelled => {
+                    outcome.cancelled += 1
+                }
                 Ok(EndOutcome::Ended(_)) => outcome.ended += 1,
                 Ok(EndOutcome::AlreadyClosed(_)) => outcome.already_closed += 1,
                 Err(e) => {

@@ -3,8 +3,8 @@
 //!
 //! The same [`Ticketbound`] runs behind every Lambda function and the local server; only the adapters differ.
 
-mod error;
 mod closing;
+mod error;
 mod grants;
 mod lifecycle;
 mod resources;
@@ -12,8 +12,8 @@ mod resources;
 use std::sync::Arc;
 use time::Duration;
 
-pub use error::{ErrorKind, ServiceError};
 pub use closing::TicketClosing;
+pub use error::{ErrorKind, ServiceError};
 pub use grants::{GrantRequest, ListGrants};
 pub use lifecycle::{EndOutcome, JobOutcome};
 pub use resources::ResourceInput;
