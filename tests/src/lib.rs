@@ -342,3 +342,28 @@ pub async fn aws_test_app(
     });
     (app, client, group)
 }
+
+/// Stores `n` active grants bound to `ticket` directly (as if requested with a checked ticket and approved), one
+/// requester each so rule 8 skips no revocation. Returns their ids.
+pub async fn seed_bound_active_grants(app: &Ticketbound, ticket: &ticketbound::domain::TicketRef, resource: &str, n: usize) -> Vec<String> {
+    use ticketbound::domain::{AuditEvent, Grant, GrantDuration};
+    let now = app.clock.now();
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let grant = Grant::request(
+            ticketbound::domain::ids::new_ulid(now),
+            format!("engineer{i}@example.com"),
+            resource.to_owned(),
+            "bound to a ticket".into(),
+            GrantDuration::Indefinite,
+            Some(ticket.clone()),
+            now,
+        );
+        app.store.insert_grant(&grant, &AuditEvent::of(&grant, "requested", Some(&grant.requester), now, Value::Null)).await.unwrap();
+        let active = grant.approve(APPROVER.0, now).unwrap();
+        let event = AuditEvent::of(&active, "approved", Some(APPROVER.0), now, Value::Null);
+        app.store.update_grant(&active, grant.expected(), Some(&event)).await.unwrap();
+        ids.push(grant.id);
+    }
+    ids
+}
