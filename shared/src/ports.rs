@@ -236,3 +236,8 @@ impl Clock for SystemClock {
         now.replace_millisecond(now.millisecond()).unwrap_or(now)
     }
 }
+
+mod connections;
+pub use connections::{
+    ConnectionStore, SecretStore, SecretStoreError, TicketSystem, TicketSystemError, TicketSystems,
+};

@@ -1,6 +1,7 @@
 //! The HTTP routers: the portal API (`/v1`, DESIGN §5) for `ticketbound-api` and the local server.
 
 pub mod api;
+pub mod connections;
 pub mod error;
 pub mod extract;
 
@@ -23,6 +24,7 @@ pub struct AppState {
 /// The portal API router, with JSON 404 and 405 answers.
 pub fn api_router(state: AppState) -> Router {
     api::routes()
+        .merge(connections::routes())
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::wrong_method)
         .with_state(state)
