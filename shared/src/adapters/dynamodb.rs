@@ -212,6 +212,7 @@ impl DynamoStore {
 
     /// Queries an index (or the table with `index = None`) forward or backward, filtering client-side, until
     /// `limit` matches or the partition ends.
+    #[allow(clippy::too_many_arguments)]
     async fn query_page<T, F>(
         &self,
         index: Option<usize>,

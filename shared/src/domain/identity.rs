@@ -28,8 +28,8 @@ pub struct Caller {
 
 impl Caller {
     pub fn new(email: &str, groups: Vec<String>, roles: &RoleGroups) -> Self {
-        let approver = groups.iter().any(|g| *g == roles.approver);
-        let admin = groups.iter().any(|g| *g == roles.admin);
+        let approver = groups.contains(&roles.approver);
+        let admin = groups.contains(&roles.admin);
         Self {
             email: normalize_email(email),
             groups,
