@@ -239,37 +239,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// What the webhook handlers need to know about a connection.
-#[derive(Clone, Debug)]
-pub struct WebhookConnection {
-    pub id: String,
-    /// `jira` (Cloud or Data Center) or `freshservice`: a delivery on the other route is "unknown connection".
-    pub family: TicketFamily,
-    /// Every active webhook secret (several during a rotation).
-    pub secrets: Vec<crate::domain::secret::Secret>,
-    /// Jira status names that count as closed on top of the `done` category.
-    pub closed_statuses: Vec<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TicketFamily {
-    Jira,
-    Freshservice,
-}
-
-/// Connections as the webhooks see them.
-#[async_trait]
-pub trait WebhookConnections: Send + Sync {
-    /// The connection, or `None` when there is no such connection.
-    async fn webhook_connection(
-        &self,
-        id: &str,
-    ) -> Result<Option<WebhookConnection>, crate::service::ServiceError>;
-    /// Reads the ticket through the ticket system's API and says whether it is closed or deleted now
-    /// (`None`: open). A ticket the API answers 404 for is deleted.
-    async fn ticket_closing(
-        &self,
-        connection: &str,
-        key: &str,
-    ) -> Result<Option<crate::domain::ticket_events::Closing>, crate::service::ServiceError>;
-}
+mod connections;
+pub use connections::{
+    ConnectionStore, SecretStore, SecretStoreError, TicketSystem, TicketSystemError, TicketSystems,
+};

@@ -9,9 +9,12 @@ use crate::adapters::embedded::EmbeddedStore;
 use crate::adapters::local_scheduler::LocalScheduler;
 use crate::adapters::provisioner::{DEFAULT_TIMEOUT, HttpProvisioners};
 use crate::adapters::scheduler::{EventBridgeScheduler, EventBridgeSettings};
+use crate::adapters::secrets::{DEFAULT_CACHE_TTL, LocalSecretStore, SecretsManagerStore};
+use crate::adapters::ticket_http::HttpPolicy;
+use crate::adapters::ticket_systems::HttpTicketSystems;
 use crate::config::Config;
-use crate::ports::{Clock, SystemClock};
-use crate::service::{Settings, Ticketbound};
+use crate::ports::{Clock, SystemClock, TicketVerifier};
+use crate::service::{Connections, Settings, Ticketbound};
 
 #[derive(Debug, thiserror::Error)]
 #[error("start-up: {0}")]
@@ -34,11 +37,27 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
     );
     let provisioners =
         HttpProvisioners::new(clock.clone(), DEFAULT_TIMEOUT).map_err(|e| WiringError(e.0))?;
+    let store = Arc::new(store);
+    let connections = Connections::new(
+        store.clone(),
+        Arc::new(SecretsManagerStore::new(
+            aws_sdk_secretsmanager::Client::new(&sdk),
+            &config.secret_prefix,
+            DEFAULT_CACHE_TTL,
+        )),
+        Arc::new(
+            HttpTicketSystems::new(HttpPolicy::default())
+                .map_err(|e| WiringError(e.to_string()))?,
+        ),
+        store.clone(),
+        clock.clone(),
+    );
     Ok(Ticketbound {
-        store: Arc::new(store),
+        store,
         scheduler: Arc::new(scheduler),
         provisioners: Arc::new(provisioners),
-        tickets: None,
+        tickets: Some(Arc::new(connections.clone()) as Arc<dyn TicketVerifier>),
+        connections: Some(connections),
         clock,
         settings: Settings {
             max_duration: config.max_duration.clone(),
@@ -48,7 +67,7 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
 }
 
 /// The local application: SQLite under `data_dir`, the in-process scheduler (armed by the caller once the
-/// router is up), HTTP provisioners.
+/// router is up), HTTP provisioners, connection secrets in `data_dir/secrets.json` (mode 0600).
 pub fn local_app(
     data_dir: &Path,
     settings: Settings,
@@ -61,11 +80,25 @@ pub fn local_app(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let provisioners =
         HttpProvisioners::new(clock.clone(), DEFAULT_TIMEOUT).map_err(|e| WiringError(e.0))?;
+    let secrets = LocalSecretStore::open(&data_dir.join("secrets.json"))
+        .map_err(|e| WiringError(e.to_string()))?;
+    let store = Arc::new(store);
+    let connections = Connections::new(
+        store.clone(),
+        Arc::new(secrets),
+        Arc::new(
+            HttpTicketSystems::new(HttpPolicy::default())
+                .map_err(|e| WiringError(e.to_string()))?,
+        ),
+        store.clone(),
+        clock.clone(),
+    );
     let app = Ticketbound {
-        store: Arc::new(store),
+        store,
         scheduler: Arc::new(scheduler.clone()),
         provisioners: Arc::new(provisioners),
-        tickets: None,
+        tickets: Some(Arc::new(connections.clone()) as Arc<dyn TicketVerifier>),
+        connections: Some(connections),
         clock,
         settings,
     };

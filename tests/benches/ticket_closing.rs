@@ -18,20 +18,38 @@ use ticketbound_tests::*;
 async fn measure(label: &str, app: Ticketbound, n: usize) {
     let provisioner = provisioner_ok().await;
     define_webhook_resource(&local_router(app.clone()), "prod-db", &provisioner.uri()).await;
-    let ticket = TicketRef { connection: "jira-main".into(), key: "SEC-500".into() };
+    let ticket = TicketRef {
+        connection: "jira-main".into(),
+        key: "SEC-500".into(),
+    };
     seed_bound_active_grants(&app, &ticket, "prod-db", n).await;
     let started = Instant::now();
-    let outcome = app.close_ticket(&ticket, EndReason::TicketClosed).await.expect("closing");
+    let outcome = app
+        .close_ticket(&ticket, EndReason::TicketClosed)
+        .await
+        .expect("closing");
     let took = started.elapsed();
     assert_eq!(outcome.ended, n);
-    let revokes = provisioner_actions(&provisioner).await.iter().filter(|a| *a == "revoke").count();
+    let revokes = provisioner_actions(&provisioner)
+        .await
+        .iter()
+        .filter(|a| *a == "revoke")
+        .count();
     assert_eq!(revokes, n, "every grant's access removed once");
-    println!("{label}: {n} bound grants ended in {:.2} s ({:.1} ms per grant, {} revokes)", took.as_secs_f64(), took.as_secs_f64() * 1000.0 / n as f64, revokes);
+    println!(
+        "{label}: {n} bound grants ended in {:.2} s ({:.1} ms per grant, {} revokes)",
+        took.as_secs_f64(),
+        took.as_secs_f64() * 1000.0 / n as f64,
+        revokes
+    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = std::env::var("TB_BENCH_GRANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let n: usize = std::env::var("TB_BENCH_GRANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     let dir = std::env::temp_dir().join(unique("bench-closing"));
     let (app, scheduler) = ticketbound::wiring::local_app(&dir, Settings::default()).unwrap();
     scheduler.start(Arc::new(app.clone())).await.unwrap();
@@ -47,6 +65,11 @@ async fn main() {
             retry: Default::default(),
             provisioner_timeout: std::time::Duration::from_secs(10),
         });
-        measure("AWS adapters on moto (DynamoDB, EventBridge Scheduler)", app, n).await;
+        measure(
+            "AWS adapters on moto (DynamoDB, EventBridge Scheduler)",
+            app,
+            n,
+        )
+        .await;
     }
 }

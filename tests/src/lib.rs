@@ -17,6 +17,7 @@ use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
 use ticketbound::adapters::provisioner::HttpProvisioners;
 use ticketbound::domain::identity::RoleGroups;
+use ticketbound::http::local_router as full_local_router;
 use ticketbound::http::{AppState, IdentitySource, api_router};
 use ticketbound::ports::{Clock, GrantStore, Scheduler, SystemClock};
 use ticketbound::service::{RetryPolicy, Settings, Ticketbound};
@@ -120,6 +121,7 @@ pub fn build_app(parts: AppParts) -> Ticketbound {
         scheduler: parts.scheduler,
         provisioners: Arc::new(provisioners),
         tickets: None,
+        connections: None,
         clock: parts.clock,
         settings: Settings {
             retry: parts.retry,
@@ -143,9 +145,9 @@ pub fn local_test_app() -> (Ticketbound, EmbeddedStore, LocalScheduler) {
     (app, store, scheduler)
 }
 
-/// The portal router trusting identity headers, as the local server does.
+/// Everything the local server serves (portal API and webhooks), trusting identity headers as it does.
 pub fn local_router(app: Ticketbound) -> Router {
-    api_router(AppState {
+    full_local_router(AppState {
         app,
         identity: IdentitySource::TrustedHeaders,
         roles: RoleGroups::default(),
@@ -345,7 +347,12 @@ pub async fn aws_test_app(
 
 /// Stores `n` active grants bound to `ticket` directly (as if requested with a checked ticket and approved), one
 /// requester each so rule 8 skips no revocation. Returns their ids.
-pub async fn seed_bound_active_grants(app: &Ticketbound, ticket: &ticketbound::domain::TicketRef, resource: &str, n: usize) -> Vec<String> {
+pub async fn seed_bound_active_grants(
+    app: &Ticketbound,
+    ticket: &ticketbound::domain::TicketRef,
+    resource: &str,
+    n: usize,
+) -> Vec<String> {
     use ticketbound::domain::{AuditEvent, Grant, GrantDuration};
     let now = app.clock.now();
     let mut ids = Vec::with_capacity(n);
@@ -359,10 +366,25 @@ pub async fn seed_bound_active_grants(app: &Ticketbound, ticket: &ticketbound::d
             Some(ticket.clone()),
             now,
         );
-        app.store.insert_grant(&grant, &AuditEvent::of(&grant, "requested", Some(&grant.requester), now, Value::Null)).await.unwrap();
+        app.store
+            .insert_grant(
+                &grant,
+                &AuditEvent::of(
+                    &grant,
+                    "requested",
+                    Some(&grant.requester),
+                    now,
+                    Value::Null,
+                ),
+            )
+            .await
+            .unwrap();
         let active = grant.approve(APPROVER.0, now).unwrap();
         let event = AuditEvent::of(&active, "approved", Some(APPROVER.0), now, Value::Null);
-        app.store.update_grant(&active, grant.expected(), Some(&event)).await.unwrap();
+        app.store
+            .update_grant(&active, grant.expected(), Some(&event))
+            .await
+            .unwrap();
         ids.push(grant.id);
     }
     ids

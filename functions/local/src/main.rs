@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ticketbound::domain::IsoDuration;
 use ticketbound::domain::identity::RoleGroups;
-use ticketbound::http::{AppState, IdentitySource, api_router};
+use ticketbound::http::{AppState, IdentitySource, local_router};
 use ticketbound::service::Settings;
 
 const USAGE: &str = "usage: ticketbound-local [--listen ADDR:PORT] [--data-dir DIR]
@@ -86,7 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let armed = scheduler.start(Arc::new(app.clone())).await?;
-    let router = api_router(AppState {
+    let router = local_router(AppState {
         app,
         identity: IdentitySource::TrustedHeaders,
         roles: roles.clone(),

@@ -7,6 +7,7 @@
 //! | grant | `GRANT#<id>` | `#GRANT` | gsi1 `REQ#<requester>`/id · gsi2 `STATUS#<status>`/id · gsi3 `TICKET#<connection>#<key>`/id (bound grants) · gsi4 `ACTIVE#<requester>#<resource>`/id (active grants only) · gsi5 `GRANTS`/id |
 //! | audit event | `GRANT#<id>` | `EVENT#<version, 10 digits>` | – |
 //! | resource | `RESOURCE#<id>` | `#RESOURCE` | gsi5 `RESOURCES`/id |
+//! | connection | `CONNECTION#<id>` | `#CONNECTION` | gsi5 `CONNECTIONS`/id (settings in `doc`, authorization status in `auth`, JSON) |
 //! | webhook delivery | `DELIVERY#<key>` | `#DELIVERY` | – (`ttl` attribute: DynamoDB deletes it, days late at worst) |
 //!
 //! Grant ids are ULIDs, so every GSI sort key orders by request time: "newest first" is a reverse query. Grants
@@ -23,6 +24,8 @@ use aws_sdk_dynamodb::types::{
 };
 use std::collections::HashMap;
 use time::OffsetDateTime;
+
+mod connections;
 
 use super::{decode_cursor, encode_cursor};
 use crate::domain::grant::Expected;
@@ -218,6 +221,7 @@ impl DynamoStore {
 
     /// Queries an index (or the table with `index = None`) forward or backward, filtering client-side, until
     /// `limit` matches or the partition ends.
+    #[allow(clippy::too_many_arguments)]
     async fn query_page<T, F>(
         &self,
         spec: QuerySpec<'_>,

@@ -11,6 +11,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 
+mod connections;
+
 use super::{decode_cursor, encode_cursor};
 use crate::domain::grant::Expected;
 use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, TicketRef};
@@ -42,6 +44,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS resources (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, at TEXT NOT NULL, job TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS connections (id TEXT PRIMARY KEY, settings TEXT NOT NULL, auth TEXT NOT NULL);
 ";
 
 /// The SQLite-backed store. Cloning shares the connection.

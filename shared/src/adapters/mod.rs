@@ -2,9 +2,14 @@
 
 pub mod dynamodb;
 pub mod embedded;
+pub mod freshservice;
+pub mod jira;
 pub mod local_scheduler;
 pub mod provisioner;
 pub mod scheduler;
+pub mod secrets;
+pub mod ticket_http;
+pub mod ticket_systems;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -1,6 +1,7 @@
 //! The domain: grants and the rules of access (DESIGN §1–2), with no AWS, HTTP or storage code.
 
 pub mod audit;
+pub mod connection;
 pub mod duration;
 pub mod grant;
 pub mod identity;

@@ -28,6 +28,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/resources/{id}"),
     ("PUT", "/v1/resources/{id}"),
     ("DELETE", "/v1/resources/{id}"),
+    ("GET", "/v1/connections"),
+    ("POST", "/v1/connections"),
+    ("GET", "/v1/connections/{id}"),
+    ("PATCH", "/v1/connections/{id}"),
+    ("DELETE", "/v1/connections/{id}"),
+    ("POST", "/v1/connections/{id}/verify"),
+    ("GET", "/v1/tickets"),
 ];
 
 pub(super) fn routes() -> Router<AppState> {
@@ -61,7 +68,7 @@ pub(super) async fn wrong_method() -> impl IntoResponse {
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 200;
 
-fn page_size(limit: Option<&str>) -> Result<usize, ApiError> {
+pub(super) fn page_size(limit: Option<&str>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(text) => match text.parse::<usize>() {

@@ -1,6 +1,7 @@
 //! The HTTP routers: the portal API (`/v1`, DESIGN §5) for `ticketbound-api` and the local server.
 
 pub mod api;
+pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod webhooks;
@@ -24,7 +25,19 @@ pub struct AppState {
 /// The portal API router, with JSON 404 and 405 answers.
 pub fn api_router(state: AppState) -> Router {
     api::routes()
+        .merge(connections::routes())
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::wrong_method)
         .with_state(state)
+}
+
+/// Everything the local server serves: the portal API and both webhook routes.
+pub fn local_router(state: AppState) -> Router {
+    let webhooks = webhooks::routes(state.app.clone());
+    api::routes()
+        .merge(connections::routes())
+        .with_state(state)
+        .merge(webhooks)
+        .fallback(api::no_route)
+        .method_not_allowed_fallback(api::wrong_method)
 }

@@ -7,8 +7,6 @@
 //! are idempotent: a retry finds them closed). A reopened ticket never restores access: nothing here opens a
 //! grant.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -20,15 +18,13 @@ use time::Duration;
 
 use super::error::ApiError;
 use super::extract::read_body;
-use crate::domain::EndReason;
-use crate::domain::TicketRef;
-use crate::domain::ids::is_slug;
-use crate::domain::ticket_events::{Closing, interpret_freshservice, interpret_jira};
-use crate::domain::webhook_auth::{
-    basic_auth_password, hub_signature_matches, shared_secret_matches,
+use crate::domain::connection::{
+    ClosedStatuses, ConnectionKind, ConnectionSettings, TicketState, WebhookSecrets,
 };
-use crate::ports::{TicketFamily, WebhookConnection, WebhookConnections};
-use crate::service::{ErrorKind, Ticketbound};
+use crate::domain::ticket_events::{Closing, interpret_freshservice, interpret_jira};
+use crate::domain::webhook_auth::basic_auth_password;
+use crate::domain::{EndReason, TicketRef};
+use crate::service::{ErrorKind, ServiceError, Ticketbound};
 
 /// The largest delivery read.
 pub const WEBHOOK_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -38,26 +34,38 @@ const DEDUPE_FOR: Duration = Duration::hours(48);
 pub const JIRA_ROUTE: &str = "/webhooks/jira/{connection}";
 pub const FRESHSERVICE_ROUTE: &str = "/webhooks/freshservice/{connection}";
 
-#[derive(Clone)]
-pub struct WebhookState {
-    pub app: Ticketbound,
-    pub connections: Arc<dyn WebhookConnections>,
+/// The Jira webhook route alone, with JSON 404/405 answers (`ticketbound-jira-webhook`).
+pub fn jira_router(app: Ticketbound) -> Router {
+    with_fallbacks(Router::new().route(JIRA_ROUTE, post(jira)).with_state(app))
 }
 
-/// The Jira webhook route alone (`ticketbound-jira-webhook`).
-pub fn jira_router(state: WebhookState) -> Router {
+/// The Freshservice webhook route alone, with JSON 404/405 answers (`ticketbound-freshservice-webhook`).
+pub fn freshservice_router(app: Ticketbound) -> Router {
+    with_fallbacks(
+        Router::new()
+            .route(FRESHSERVICE_ROUTE, post(freshservice))
+            .with_state(app),
+    )
+}
+
+/// Both webhook routes without fallbacks, to merge into the local server's router.
+pub fn routes(app: Ticketbound) -> Router {
     Router::new()
         .route(JIRA_ROUTE, post(jira))
-        .fallback(super::api::no_route)
-        .with_state(state)
+        .route(FRESHSERVICE_ROUTE, post(freshservice))
+        .with_state(app)
 }
 
-/// The Freshservice webhook route alone (`ticketbound-freshservice-webhook`).
-pub fn freshservice_router(state: WebhookState) -> Router {
-    Router::new()
-        .route(FRESHSERVICE_ROUTE, post(freshservice))
+fn with_fallbacks(router: Router) -> Router {
+    router
         .fallback(super::api::no_route)
-        .with_state(state)
+        .method_not_allowed_fallback(super::api::wrong_method)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Jira,
+    Freshservice,
 }
 
 fn unauthorized() -> ApiError {
@@ -68,31 +76,40 @@ fn unauthorized() -> ApiError {
     )
 }
 
+/// The connection and its active webhook secrets; 404 when there is none of this family.
 async fn connection_for(
-    state: &WebhookState,
+    app: &Ticketbound,
     id: &str,
-    family: TicketFamily,
-) -> Result<WebhookConnection, ApiError> {
+    family: Family,
+) -> Result<(ConnectionSettings, WebhookSecrets), ApiError> {
+    let name = if family == Family::Jira {
+        "Jira"
+    } else {
+        "Freshservice"
+    };
     let unknown = || {
         ApiError::new(
             ErrorKind::NotFound,
             "unknown_connection",
-            format!(
-                "there is no {} connection `{id}`",
-                if family == TicketFamily::Jira {
-                    "Jira"
-                } else {
-                    "Freshservice"
-                }
-            ),
+            format!("there is no {name} connection `{id}`"),
         )
     };
-    if !is_slug(id) {
+    let Some(connections) = &app.connections else {
         return Err(unknown());
-    }
-    match state.connections.webhook_connection(id).await? {
-        Some(c) if c.family == family => Ok(c),
-        _ => Err(unknown()),
+    };
+    match connections.webhook_secrets(id).await? {
+        Some((settings, secrets)) => {
+            let is_jira = matches!(
+                settings.kind,
+                ConnectionKind::JiraCloud | ConnectionKind::JiraDataCenter
+            );
+            if is_jira == (family == Family::Jira) {
+                Ok((settings, secrets))
+            } else {
+                Err(unknown())
+            }
+        }
+        None => Err(unknown()),
     }
 }
 
@@ -119,7 +136,7 @@ fn ignored(reason: &str) -> Response {
 }
 
 async fn close(
-    state: &WebhookState,
+    app: &Ticketbound,
     connection: &str,
     key: &str,
     closing: Closing,
@@ -132,26 +149,31 @@ async fn close(
         connection: connection.to_owned(),
         key: key.to_owned(),
     };
-    let outcome = state.app.close_ticket(&ticket, reason).await?;
-    Ok((StatusCode::OK, Json(serde_json::json!({"ticket": key, "end_reason": reason, "ended": outcome.ended, "cancelled": outcome.cancelled, "already_closed": outcome.already_closed}))).into_response())
+    let outcome = app.close_ticket(&ticket, reason).await?;
+    let body = serde_json::json!({
+        "ticket": key,
+        "end_reason": reason,
+        "ended": outcome.ended,
+        "cancelled": outcome.cancelled,
+        "already_closed": outcome.already_closed,
+    });
+    Ok((StatusCode::OK, Json(body)).into_response())
 }
 
 async fn jira(
-    State(state): State<WebhookState>,
+    State(app): State<Ticketbound>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body, WEBHOOK_BODY_LIMIT).await?;
-    let connection = connection_for(&state, &id, TicketFamily::Jira).await?;
+    let (settings, secrets) = connection_for(&app, &id, Family::Jira).await?;
     let authentic = match (
         header(&headers, "x-hub-signature"),
         header(&headers, "x-ticketbound-secret"),
     ) {
-        (Some(signature), _) if hub_signature_matches(&connection.secrets, signature, &bytes) => {
-            true
-        }
-        (_, Some(secret)) => shared_secret_matches(&connection.secrets, secret),
+        (Some(signature), _) if secrets.accepts_hub_signature(signature, &bytes) => true,
+        (_, Some(secret)) => secrets.accepts_shared_secret(secret),
         _ => false,
     };
     if !authentic {
@@ -162,17 +184,20 @@ async fn jira(
         .filter(|d| !d.is_empty() && d.len() <= 200)
         .map(|d| format!("jira:{id}:{d}"));
     if let Some(key) = &delivery
-        && state
-            .app
+        && app
             .store
-            .delivery_seen(key, state.app.clock.now())
+            .delivery_seen(key, app.clock.now())
             .await
-            .map_err(crate::service::ServiceError::from)?
+            .map_err(ServiceError::from)?
     {
         return Ok(ignored("duplicate delivery"));
     }
     let json = parse(&bytes)?;
-    let change = interpret_jira(&json, &connection.closed_statuses).map_err(|e| {
+    let closed_names = match &settings.closed_statuses {
+        ClosedStatuses::Names(names) => names.clone(),
+        ClosedStatuses::Numbers(_) => Vec::new(),
+    };
+    let change = interpret_jira(&json, &closed_names).map_err(|e| {
         ApiError::new(
             ErrorKind::BadRequest,
             "unrecognized_delivery",
@@ -180,23 +205,21 @@ async fn jira(
         )
     })?;
     let response = match change.closing {
-        None => ignored(&format!(
-            "{} for {} closes nothing",
-            change.source,
-            if change.key.is_empty() {
+        None => {
+            let issue = if change.key.is_empty() {
                 "no issue"
             } else {
-                &change.key
-            }
-        )),
-        Some(closing) => close(&state, &id, &change.key, closing).await?,
+                change.key.as_str()
+            };
+            ignored(&format!("{} for {issue} closes nothing", change.source))
+        }
+        Some(closing) => close(&app, &id, &change.key, closing).await?,
     };
     if let Some(key) = delivery {
         // Remembered only once handled, so a delivery that failed half-way is processed again on retry.
-        if let Err(e) = state
-            .app
+        if let Err(e) = app
             .store
-            .remember_delivery(&key, state.app.clock.now() + DEDUPE_FOR)
+            .remember_delivery(&key, app.clock.now() + DEDUPE_FOR)
             .await
         {
             tracing::warn!(error = %e, "could not record the delivery id; a retry will be handled again (harmless)");
@@ -206,17 +229,17 @@ async fn jira(
 }
 
 async fn freshservice(
-    State(state): State<WebhookState>,
+    State(app): State<Ticketbound>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body, WEBHOOK_BODY_LIMIT).await?;
-    let connection = connection_for(&state, &id, TicketFamily::Freshservice).await?;
+    let (_, secrets) = connection_for(&app, &id, Family::Freshservice).await?;
     let presented = header(&headers, "x-ticketbound-secret")
         .map(str::to_owned)
         .or_else(|| header(&headers, "authorization").and_then(basic_auth_password));
-    if !presented.is_some_and(|p| shared_secret_matches(&connection.secrets, &p)) {
+    if !presented.is_some_and(|p| secrets.accepts_shared_secret(&p)) {
         tracing::warn!(connection = %id, "Freshservice delivery refused: bad or missing secret");
         return Err(unauthorized());
     }
@@ -229,8 +252,20 @@ async fn freshservice(
         )
     })?;
     // The body only says "ticket N changed": the ticket system says whether it is closed.
-    match state.connections.ticket_closing(&id, &ticket_id).await? {
-        None => Ok(ignored(&format!("ticket {ticket_id} is open"))),
-        Some(closing) => close(&state, &id, &ticket_id, closing).await,
+    let ticket = TicketRef {
+        connection: id.clone(),
+        key: ticket_id.clone(),
+    };
+    let Some(connections) = &app.connections else {
+        return Err(unauthorized());
+    };
+    match connections
+        .ticket_state(&ticket)
+        .await
+        .map_err(ServiceError::from)?
+    {
+        TicketState::Open => Ok(ignored(&format!("ticket {ticket_id} is open"))),
+        TicketState::Closed => close(&app, &id, &ticket_id, Closing::Closed).await,
+        TicketState::Deleted => close(&app, &id, &ticket_id, Closing::Deleted).await,
     }
 }

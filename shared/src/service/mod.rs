@@ -4,6 +4,7 @@
 //! The same [`Ticketbound`] runs behind every Lambda function and the local server; only the adapters differ.
 
 mod closing;
+mod connections;
 mod error;
 mod grants;
 mod lifecycle;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use time::Duration;
 
 pub use closing::TicketClosing;
+pub use connections::{ConnectionInput, ConnectionView, Connections};
 pub use error::{ErrorKind, ServiceError};
 pub use grants::{GrantRequest, ListGrants};
 pub use lifecycle::{EndOutcome, JobOutcome};
@@ -84,6 +86,8 @@ pub struct Ticketbound {
     pub provisioners: Arc<dyn Provisioners>,
     /// Checks ticket bindings (rule 3). Without one, requests that name a ticket are refused with 503.
     pub tickets: Option<Arc<dyn TicketVerifier>>,
+    /// Ticket-system connections (DESIGN §6). Without them, the connection and ticket routes answer 503.
+    pub connections: Option<Connections>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
 }

@@ -1,0 +1,168 @@
+//! [`ConnectionStore`] on DynamoDB: item `CONNECTION#<id>` / `#CONNECTION`, listed through gsi5 `CONNECTIONS`.
+//! The settings (`doc`) and the authorization status (`auth`) are separate attributes, each changed by its
+//! own conditional `UpdateItem`, so recording a call's outcome never overwrites an admin's concurrent change.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+use super::{
+    BY_TYPE, DynamoStore, INDEXES, Item, decode_key, encode_key, is_conditional_failure, s,
+    unavailable,
+};
+use crate::domain::connection::{AuthState, Connection, ConnectionSettings};
+use crate::ports::{ConnectionStore, Page, StoreError};
+
+const PARTITION: &str = "CONNECTIONS";
+
+fn key(id: &str) -> Item {
+    HashMap::from([
+        ("pk".into(), s(format!("CONNECTION#{id}"))),
+        ("sk".into(), s("#CONNECTION")),
+    ])
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+    serde_json::to_string(value)
+        .map(s)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn attribute<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<T, StoreError> {
+    let text = item
+        .get(name)
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("connection item without `{name}`")))?;
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn connection_of(item: &Item) -> Result<Connection, StoreError> {
+    Ok(Connection {
+        settings: attribute(item, "doc")?,
+        auth: attribute(item, "auth")?,
+    })
+}
+
+impl DynamoStore {
+    /// `SET <attribute> = <value>` on an existing connection; `false` when it does not exist.
+    async fn set_connection_attribute(
+        &self,
+        id: &str,
+        attribute: &str,
+        value: AttributeValue,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(id)))
+            .update_expression("SET #a = :v")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#a", attribute)
+            .expression_attribute_values(":v", value)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for DynamoStore {
+    async fn insert_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let mut item = key(&connection.settings.id);
+        item.insert("doc".into(), json(&connection.settings)?);
+        item.insert("auth".into(), json(&connection.auth)?);
+        item.insert(INDEXES[BY_TYPE].1.into(), s(PARTITION));
+        item.insert(INDEXES[BY_TYPE].2.into(), s(connection.settings.id.clone()));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => {
+                Err(StoreError::AlreadyExists)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn update_settings(&self, settings: &ConnectionSettings) -> Result<bool, StoreError> {
+        self.set_connection_attribute(&settings.id, "doc", json(settings)?)
+            .await
+    }
+
+    async fn update_auth(&self, id: &str, auth: &AuthState) -> Result<bool, StoreError> {
+        self.set_connection_attribute(id, "auth", json(auth)?).await
+    }
+
+    async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        self.get_item(key(id))
+            .await?
+            .as_ref()
+            .map(connection_of)
+            .transpose()
+    }
+
+    async fn list_connections(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Connection>, StoreError> {
+        let (index, pk_attr, _) = INDEXES[BY_TYPE];
+        let key_names = ["pk", "sk", INDEXES[BY_TYPE].1, INDEXES[BY_TYPE].2];
+        let start = cursor.map(|c| decode_key(c, &key_names)).transpose()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", pk_attr)
+            .expression_attribute_values(":pk", s(PARTITION))
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| {
+                if cursor.is_some()
+                    && aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&e)
+                        == Some("ValidationException")
+                {
+                    StoreError::InvalidCursor
+                } else {
+                    unavailable(e)
+                }
+            })?;
+        let items = out
+            .items()
+            .iter()
+            .map(connection_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            items,
+            next: out.last_evaluated_key.as_ref().map(encode_key),
+        })
+    }
+
+    async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(id)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+}

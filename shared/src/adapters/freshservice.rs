@@ -1,0 +1,218 @@
+//! The Freshservice client (protocol-facts §4): API v2, Basic auth with the API key as user name and `X` as
+//! password.
+//!
+//! - verify: `GET /api/v2/agents/me` (the agent the API key belongs to);
+//! - one ticket: `GET /api/v2/tickets/{id}`; the assignee is `responder_id` (an agent id);
+//! - person by e-mail: `GET /api/v2/agents?email=`;
+//! - open tickets: `GET /api/v2/tickets/filter?query="agent_id:N AND (status:2 OR status:3)"&page=N`, 30 a page.
+//!
+//! A ticket is closed when its status is in the connection's closed set (default 4 Resolved, 5 Closed) or it is
+//! deleted or marked spam (DESIGN §1 rule 9). Its key is its numeric id as text.
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::ticket_http::TicketHttp;
+use crate::domain::connection::{ClosedStatuses, Person, Ticket, TicketSummary, Verification};
+use crate::ports::{TicketSystem, TicketSystemError};
+
+/// The filter API's page size, and pages read at most for "my open tickets".
+const PAGE_SIZE: usize = 30;
+const MAX_PAGES: usize = 10;
+
+#[derive(Deserialize)]
+struct Agent {
+    id: u64,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    first_name: Option<String>,
+    #[serde(default)]
+    last_name: Option<String>,
+    #[serde(default)]
+    active: Option<bool>,
+}
+
+impl Agent {
+    fn person(self) -> Person {
+        let name = [self.first_name, self.last_name]
+            .into_iter()
+            .flatten()
+            .filter(|n| !n.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Person {
+            id: self.id.to_string(),
+            email: self.email.filter(|e| !e.is_empty()),
+            display_name: (!name.is_empty()).then_some(name),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AgentBody {
+    agent: Agent,
+}
+
+#[derive(Deserialize)]
+struct AgentList {
+    #[serde(default)]
+    agents: Vec<Agent>,
+}
+
+#[derive(Deserialize)]
+struct FsTicket {
+    id: u64,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    status: Option<u64>,
+    #[serde(default)]
+    responder_id: Option<u64>,
+    #[serde(default)]
+    deleted: Option<bool>,
+    #[serde(default)]
+    spam: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct TicketBody {
+    ticket: FsTicket,
+}
+
+#[derive(Deserialize)]
+struct TicketList {
+    #[serde(default)]
+    tickets: Vec<FsTicket>,
+    #[serde(default)]
+    total: Option<usize>,
+}
+
+/// The built-in status names; custom statuses show as their number.
+fn status_name(status: Option<u64>) -> String {
+    match status {
+        Some(2) => "Open".into(),
+        Some(3) => "Pending".into(),
+        Some(4) => "Resolved".into(),
+        Some(5) => "Closed".into(),
+        Some(n) => format!("Status {n}"),
+        None => "Unknown".into(),
+    }
+}
+
+/// Freshservice over API v2.
+#[derive(Clone)]
+pub struct FreshserviceClient {
+    http: TicketHttp,
+    closed: ClosedStatuses,
+}
+
+impl FreshserviceClient {
+    pub(crate) fn new(http: TicketHttp, closed: ClosedStatuses) -> Self {
+        Self { http, closed }
+    }
+
+    fn ticket(&self, t: FsTicket) -> Ticket {
+        let deleted = t.deleted == Some(true) || t.spam == Some(true);
+        let key = t.id.to_string();
+        Ticket {
+            url: self.http.site_url(&["a", "tickets", &key]),
+            summary: t.subject.unwrap_or_default(),
+            status: status_name(t.status),
+            closed: deleted || t.status.is_some_and(|s| self.closed.has_number(s)),
+            deleted,
+            assignee: t.responder_id.map(|id| Person {
+                id: id.to_string(),
+                email: None,
+                display_name: None,
+            }),
+            key,
+        }
+    }
+}
+
+#[async_trait]
+impl TicketSystem for FreshserviceClient {
+    async fn verify(&self) -> Result<Verification, TicketSystemError> {
+        let url = self.http.url(&["api", "v2", "agents", "me"]);
+        let body: AgentBody = self.http.get_json(url).await?.ok_or_else(|| {
+            TicketSystemError::Unexpected(
+                "/api/v2/agents/me answered 404; is the domain right?".into(),
+            )
+        })?;
+        Ok(Verification {
+            account: body.agent.person(),
+            projects: None,
+        })
+    }
+
+    async fn get_ticket(&self, key: &str) -> Result<Option<Ticket>, TicketSystemError> {
+        // A Freshservice key is the numeric id; anything else cannot name a ticket.
+        if key.is_empty() || key.len() > 19 || !key.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let url = self.http.url(&["api", "v2", "tickets", key]);
+        let body: Option<TicketBody> = self.http.get_json(url).await?;
+        Ok(body.map(|b| self.ticket(b.ticket)))
+    }
+
+    async fn find_person(&self, email: &str) -> Result<Option<Person>, TicketSystemError> {
+        let url = self
+            .http
+            .url_with(&["api", "v2", "agents"], &[("email", email)]);
+        let list: AgentList = self
+            .http
+            .get_json(url)
+            .await?
+            .unwrap_or(AgentList { agents: Vec::new() });
+        Ok(list
+            .agents
+            .into_iter()
+            .filter(|a| a.active != Some(false))
+            .find(|a| {
+                a.email
+                    .as_deref()
+                    .is_some_and(|e| e.trim().eq_ignore_ascii_case(email.trim()))
+            })
+            .map(Agent::person))
+    }
+
+    async fn open_tickets_for(
+        &self,
+        person: &Person,
+    ) -> Result<Vec<TicketSummary>, TicketSystemError> {
+        let Ok(agent_id) = person.id.parse::<u64>() else {
+            return Ok(Vec::new());
+        };
+        // The query is wrapped in double quotes and URL-encoded, as the API requires.
+        let query = format!("\"agent_id:{agent_id} AND (status:2 OR status:3)\"");
+        let mut out = Vec::new();
+        let mut seen = 0usize;
+        for page in 1..=MAX_PAGES {
+            let page_text = page.to_string();
+            let url = self.http.url_with(
+                &["api", "v2", "tickets", "filter"],
+                &[("query", query.as_str()), ("page", page_text.as_str())],
+            );
+            let list: TicketList = self.http.get_json(url).await?.ok_or_else(|| {
+                TicketSystemError::Unexpected("/api/v2/tickets/filter answered 404".into())
+            })?;
+            let got = list.tickets.len();
+            seen += got;
+            for t in list.tickets {
+                let ticket = self.ticket(t);
+                if !ticket.closed {
+                    out.push(TicketSummary::from(&ticket));
+                }
+            }
+            let last = match list.total {
+                Some(total) => seen >= total,
+                None => got < PAGE_SIZE,
+            };
+            if got == 0 || last {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,413 @@
+//! Jira clients (protocol-facts §2–3): [`JiraCloudClient`] (REST v3, Basic `email:api_token`) and
+//! [`JiraDataCenterClient`] (REST v2, Bearer PAT or Basic `username:password`).
+//!
+//! | | Cloud | Data Center |
+//! |---|---|---|
+//! | verify | `/rest/api/3/myself` + `/rest/api/3/project/search?maxResults=10` | `/rest/api/2/myself` + `/rest/api/2/project` |
+//! | one ticket | `/rest/api/3/issue/{key}?fields=summary,status,assignee` | `/rest/api/2/issue/{key}?…` |
+//! | person by e-mail | `/rest/api/3/user/search?query=` → `accountId` | `/rest/api/2/user/search?username=` → `name` |
+//! | open tickets | `/rest/api/3/search/jql` paged by `nextPageToken` | `/rest/api/2/search` paged by `startAt` |
+//!
+//! Cloud never calls the removed `/rest/api/3/search` (it answers 410). A ticket is closed when its status
+//! category key is `done` or its status name is one of the connection's `closed_statuses` (DESIGN §1 rule 9).
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::ticket_http::TicketHttp;
+use crate::domain::connection::{
+    ClosedStatuses, Person, ProjectSummary, Ticket, TicketSummary, Verification,
+};
+use crate::ports::{TicketSystem, TicketSystemError};
+
+/// Tickets fetched per page, and pages read at most, for "my open tickets" (500 tickets is plenty for a picker).
+const PAGE_SIZE: usize = 50;
+const MAX_PAGES: usize = 10;
+/// Projects shown by `verify`.
+const SAMPLE_PROJECTS: usize = 10;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct User {
+    #[serde(default)]
+    account_id: Option<String>,
+    #[serde(default)]
+    account_type: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    email_address: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    active: Option<bool>,
+}
+
+impl User {
+    /// Cloud identifies people by `accountId`; Data Center by user name (`key` on very old servers).
+    fn person(self, cloud: bool) -> Option<Person> {
+        let id = if cloud {
+            self.account_id
+        } else {
+            self.name.or(self.key)
+        }?;
+        Some(Person {
+            id,
+            email: self.email_address.filter(|e| !e.is_empty()),
+            display_name: self.display_name,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Issue {
+    key: String,
+    #[serde(default)]
+    fields: Fields,
+}
+
+#[derive(Deserialize, Default)]
+struct Fields {
+    #[serde(default)]
+    summary: Option<String>,
+    #[serde(default)]
+    status: Option<Status>,
+    #[serde(default)]
+    assignee: Option<User>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    status_category: Option<StatusCategory>,
+}
+
+#[derive(Deserialize)]
+struct StatusCategory {
+    #[serde(default)]
+    key: String,
+}
+
+#[derive(Deserialize)]
+struct Project {
+    key: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// What both flavours share: the HTTP client, the closed statuses and the REST version.
+#[derive(Clone)]
+struct Jira {
+    http: TicketHttp,
+    closed: ClosedStatuses,
+    cloud: bool,
+}
+
+impl Jira {
+    fn api(&self) -> &'static str {
+        if self.cloud { "3" } else { "2" }
+    }
+
+    fn is_closed(&self, status: Option<&Status>) -> bool {
+        status.is_some_and(|s| {
+            // Match the category on its key, never its (localised) name.
+            s.status_category
+                .as_ref()
+                .is_some_and(|c| c.key.eq_ignore_ascii_case("done"))
+                || self.closed.has_name(&s.name)
+        })
+    }
+
+    fn ticket(&self, issue: Issue) -> Ticket {
+        let closed = self.is_closed(issue.fields.status.as_ref());
+        Ticket {
+            url: self.http.site_url(&["browse", &issue.key]),
+            summary: issue.fields.summary.unwrap_or_default(),
+            status: issue.fields.status.map(|s| s.name).unwrap_or_default(),
+            closed,
+            deleted: false,
+            assignee: issue.fields.assignee.and_then(|u| u.person(self.cloud)),
+            key: issue.key,
+        }
+    }
+
+    async fn myself(&self) -> Result<Person, TicketSystemError> {
+        let url = self.http.url(&["rest", "api", self.api(), "myself"]);
+        let user: User = self.http.get_json(url).await?.ok_or_else(|| {
+            TicketSystemError::Unexpected("/myself answered 404; is the base URL right?".into())
+        })?;
+        user.person(self.cloud).ok_or_else(|| {
+            TicketSystemError::Unexpected(
+                "/myself did not say who the credentials belong to".into(),
+            )
+        })
+    }
+
+    async fn get_ticket(&self, key: &str) -> Result<Option<Ticket>, TicketSystemError> {
+        let url = self.http.url_with(
+            &["rest", "api", self.api(), "issue", key],
+            &[("fields", "summary,status,assignee")],
+        );
+        let issue: Option<Issue> = self.http.get_json(url).await?;
+        Ok(issue.map(|i| self.ticket(i)))
+    }
+
+    /// Among users a search returned, the one with this e-mail; when Cloud hides e-mails, the only active
+    /// human account it returned for the exact address (its search matched the hidden address).
+    fn pick(&self, users: Vec<User>, email: &str) -> Option<Person> {
+        let candidates: Vec<User> = users
+            .into_iter()
+            .filter(|u| u.active != Some(false))
+            .filter(|u| !self.cloud || u.account_type.as_deref().is_none_or(|t| t == "atlassian"))
+            .collect();
+        let matches = |u: &User| {
+            u.email_address
+                .as_deref()
+                .is_some_and(|e| e.trim().eq_ignore_ascii_case(email.trim()))
+        };
+        if let Some(i) = candidates.iter().position(matches) {
+            return candidates.into_iter().nth(i)?.person(self.cloud);
+        }
+        let hidden: Vec<User> = candidates
+            .into_iter()
+            .filter(|u| u.email_address.as_deref().is_none_or(str::is_empty))
+            .collect();
+        if self.cloud && hidden.len() == 1 {
+            return hidden.into_iter().next()?.person(true);
+        }
+        None
+    }
+
+    fn open_jql(&self, person: &Person) -> String {
+        let escaped = person.id.replace('\\', "\\\\").replace('"', "\\\"");
+        format!("assignee = \"{escaped}\" AND statusCategory != Done ORDER BY updated DESC")
+    }
+
+    fn keep_open(&self, issues: Vec<Issue>, out: &mut Vec<TicketSummary>) {
+        for issue in issues {
+            let ticket = self.ticket(issue);
+            if !ticket.closed {
+                out.push(TicketSummary::from(&ticket));
+            }
+        }
+    }
+}
+
+fn missing(path: &str) -> TicketSystemError {
+    TicketSystemError::Unexpected(format!("{path} answered 404; is the base URL right?"))
+}
+
+/// Jira Cloud over REST v3.
+#[derive(Clone)]
+pub struct JiraCloudClient(Jira);
+
+impl JiraCloudClient {
+    pub(crate) fn new(http: TicketHttp, closed: ClosedStatuses) -> Self {
+        Self(Jira {
+            http,
+            closed,
+            cloud: true,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CloudPage {
+    #[serde(default)]
+    issues: Vec<Issue>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+    #[serde(default)]
+    is_last: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ProjectPage {
+    #[serde(default)]
+    values: Vec<Project>,
+}
+
+#[async_trait]
+impl TicketSystem for JiraCloudClient {
+    async fn verify(&self) -> Result<Verification, TicketSystemError> {
+        let account = self.0.myself().await?;
+        let url = self.0.http.url_with(
+            &["rest", "api", "3", "project", "search"],
+            &[("maxResults", &SAMPLE_PROJECTS.to_string())],
+        );
+        let page: ProjectPage = self
+            .0
+            .http
+            .get_json(url)
+            .await?
+            .ok_or_else(|| missing("/rest/api/3/project/search"))?;
+        Ok(Verification {
+            account,
+            projects: Some(
+                page.values
+                    .into_iter()
+                    .take(SAMPLE_PROJECTS)
+                    .map(|p| ProjectSummary {
+                        key: p.key,
+                        name: p.name,
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    async fn get_ticket(&self, key: &str) -> Result<Option<Ticket>, TicketSystemError> {
+        self.0.get_ticket(key).await
+    }
+
+    async fn find_person(&self, email: &str) -> Result<Option<Person>, TicketSystemError> {
+        let url = self
+            .0
+            .http
+            .url_with(&["rest", "api", "3", "user", "search"], &[("query", email)]);
+        let users: Vec<User> = self.0.http.get_json(url).await?.unwrap_or_default();
+        Ok(self.0.pick(users, email))
+    }
+
+    async fn open_tickets_for(
+        &self,
+        person: &Person,
+    ) -> Result<Vec<TicketSummary>, TicketSystemError> {
+        let jql = self.0.open_jql(person);
+        let max = PAGE_SIZE.to_string();
+        let mut token: Option<String> = None;
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let mut query = vec![
+                ("jql", jql.as_str()),
+                ("fields", "summary,status"),
+                ("maxResults", max.as_str()),
+            ];
+            if let Some(t) = &token {
+                query.push(("nextPageToken", t.as_str()));
+            }
+            let url = self
+                .0
+                .http
+                .url_with(&["rest", "api", "3", "search", "jql"], &query);
+            let page: CloudPage = self
+                .0
+                .http
+                .get_json(url)
+                .await?
+                .ok_or_else(|| missing("/rest/api/3/search/jql"))?;
+            self.0.keep_open(page.issues, &mut out);
+            match page.next_page_token {
+                Some(next) if page.is_last != Some(true) && !next.is_empty() => token = Some(next),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Jira Data Center (and Server) over REST v2.
+#[derive(Clone)]
+pub struct JiraDataCenterClient(Jira);
+
+impl JiraDataCenterClient {
+    pub(crate) fn new(http: TicketHttp, closed: ClosedStatuses) -> Self {
+        Self(Jira {
+            http,
+            closed,
+            cloud: false,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OffsetPage {
+    #[serde(default)]
+    start_at: usize,
+    #[serde(default)]
+    total: Option<usize>,
+    #[serde(default)]
+    issues: Vec<Issue>,
+}
+
+#[async_trait]
+impl TicketSystem for JiraDataCenterClient {
+    async fn verify(&self) -> Result<Verification, TicketSystemError> {
+        let account = self.0.myself().await?;
+        let url = self.0.http.url(&["rest", "api", "2", "project"]);
+        let projects: Vec<Project> = self
+            .0
+            .http
+            .get_json(url)
+            .await?
+            .ok_or_else(|| missing("/rest/api/2/project"))?;
+        Ok(Verification {
+            account,
+            projects: Some(
+                projects
+                    .into_iter()
+                    .take(SAMPLE_PROJECTS)
+                    .map(|p| ProjectSummary {
+                        key: p.key,
+                        name: p.name,
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    async fn get_ticket(&self, key: &str) -> Result<Option<Ticket>, TicketSystemError> {
+        self.0.get_ticket(key).await
+    }
+
+    async fn find_person(&self, email: &str) -> Result<Option<Person>, TicketSystemError> {
+        let url = self.0.http.url_with(
+            &["rest", "api", "2", "user", "search"],
+            &[("username", email)],
+        );
+        let users: Vec<User> = self.0.http.get_json(url).await?.unwrap_or_default();
+        Ok(self.0.pick(users, email))
+    }
+
+    async fn open_tickets_for(
+        &self,
+        person: &Person,
+    ) -> Result<Vec<TicketSummary>, TicketSystemError> {
+        let jql = self.0.open_jql(person);
+        let max = PAGE_SIZE.to_string();
+        let mut start = 0usize;
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let start_text = start.to_string();
+            let url = self.0.http.url_with(
+                &["rest", "api", "2", "search"],
+                &[
+                    ("jql", jql.as_str()),
+                    ("fields", "summary,status"),
+                    ("startAt", start_text.as_str()),
+                    ("maxResults", max.as_str()),
+                ],
+            );
+            let page: OffsetPage = self
+                .0
+                .http
+                .get_json(url)
+                .await?
+                .ok_or_else(|| missing("/rest/api/2/search"))?;
+            let got = page.issues.len();
+            self.0.keep_open(page.issues, &mut out);
+            start = page.start_at + got;
+            if got == 0 || page.total.is_none_or(|total| start >= total) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}

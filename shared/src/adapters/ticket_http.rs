@@ -1,0 +1,409 @@
+//! The HTTP plumbing the ticket-system clients share: signing in, bounded retries, and turning answers into
+//! [`TicketSystemError`]s that never carry a credential.
+//!
+//! Retries (every call here is a `GET`, so repeating it is safe):
+//! - 429 and 503 wait for `Retry-After` (seconds) when it is at most [`HttpPolicy::max_wait`]; a longer wait is
+//!   not worth holding a portal request for, so the call fails as unavailable instead.
+//! - other 5xx, timeouts and connection errors back off exponentially with "equal jitter".
+//! - at most [`HttpPolicy::max_retries`] retries, and never past [`HttpPolicy::budget`] in all, so a request
+//!   behind API Gateway (29 s) gets an answer.
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+use std::time::{Duration, Instant};
+use url::Url;
+
+use crate::domain::connection::{ConnectionSecrets, ConnectionSettings, Credentials};
+use crate::ports::TicketSystemError;
+
+/// How patient a ticket-system client is.
+#[derive(Clone, Debug)]
+pub struct HttpPolicy {
+    /// One attempt's limit, connection included.
+    pub timeout: Duration,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// The longest `Retry-After` honoured.
+    pub max_wait: Duration,
+    /// The first backoff; it doubles per retry.
+    pub backoff_base: Duration,
+    /// The whole call's limit, retries and waits included.
+    pub budget: Duration,
+}
+
+impl Default for HttpPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(8),
+            max_retries: 3,
+            max_wait: Duration::from_secs(10),
+            backoff_base: Duration::from_millis(250),
+            budget: Duration::from_secs(20),
+        }
+    }
+}
+
+impl HttpPolicy {
+    fn backoff(&self, retry: u32) -> Duration {
+        let exp = self
+            .backoff_base
+            .saturating_mul(1u32 << retry.min(16))
+            .min(self.max_wait);
+        let half = exp / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+}
+
+/// The shared HTTP client of every ticket-system adapter (one connection pool per container).
+pub fn build_client() -> Result<reqwest::Client, TicketSystemError> {
+    reqwest::Client::builder()
+        // Never follow a redirect with credentials attached.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("ticketbound/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| TicketSystemError::Unexpected(format!("building the HTTP client: {e}")))
+}
+
+/// The `Authorization` header of a connection (DESIGN §6), marked sensitive so no `Debug` prints it.
+pub fn authorization(
+    settings: &ConnectionSettings,
+    secrets: &ConnectionSecrets,
+) -> Result<HeaderValue, TicketSystemError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let basic = |user: &str, password: &str| {
+        format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+    };
+    let missing = |what: &str| {
+        TicketSystemError::Unexpected(format!(
+            "connection `{}` has no {what}; set it with PATCH /v1/connections/{}",
+            settings.id, settings.id
+        ))
+    };
+    let value = match &secrets.credentials {
+        Credentials::ApiToken { api_token } => basic(
+            settings.email.as_deref().ok_or_else(|| missing("email"))?,
+            api_token.expose(),
+        ),
+        Credentials::PersonalAccessToken {
+            personal_access_token,
+        } => format!("Bearer {}", personal_access_token.expose()),
+        Credentials::Password { password } => basic(
+            settings
+                .username
+                .as_deref()
+                .ok_or_else(|| missing("username"))?,
+            password.expose(),
+        ),
+        Credentials::ApiKey { api_key } => basic(api_key.expose(), "X"),
+    };
+    let mut header = HeaderValue::from_str(&value).map_err(|_| {
+        TicketSystemError::Unexpected(
+            "the connection's credentials hold characters not allowed in an HTTP header".into(),
+        )
+    })?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+/// A signed-in HTTP client for one ticket system.
+#[derive(Clone)]
+pub(crate) struct TicketHttp {
+    client: reqwest::Client,
+    base: Url,
+    auth: HeaderValue,
+    policy: HttpPolicy,
+}
+
+impl TicketHttp {
+    pub(crate) fn new(
+        client: reqwest::Client,
+        base_url: &str,
+        auth: HeaderValue,
+        policy: HttpPolicy,
+    ) -> Result<Self, TicketSystemError> {
+        let base = Url::parse(base_url)
+            .map_err(|_| TicketSystemError::Unexpected(format!("`{base_url}` is not a URL")))?;
+        Ok(Self {
+            client,
+            base,
+            auth,
+            policy,
+        })
+    }
+
+    /// The base URL with `segments` appended, each percent-encoded (a key can never add a path segment).
+    pub(crate) fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// [`Self::url`] with a query; spaces are sent as `%20` (some APIs document that form only).
+    pub(crate) fn url_with(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
+        let mut url = self.url(segments);
+        url.query_pairs_mut().extend_pairs(query);
+        // `form_urlencoded` writes a space as `+` and a literal plus as `%2B`, so every `+` left is a space.
+        let encoded = url.query().map(|q| q.replace('+', "%20"));
+        url.set_query(encoded.as_deref());
+        url
+    }
+
+    /// Where a person opens something on the site.
+    pub(crate) fn site_url(&self, path: &[&str]) -> String {
+        self.url(path).to_string()
+    }
+
+    /// `GET url` as JSON; `Ok(None)` on 404.
+    pub(crate) async fn get_json<T: DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<Option<T>, TicketSystemError> {
+        let started = Instant::now();
+        let mut retry = 0;
+        loop {
+            let attempt = self
+                .client
+                .get(url.clone())
+                .header(AUTHORIZATION, self.auth.clone())
+                .header(ACCEPT, "application/json")
+                .timeout(self.policy.timeout)
+                .send()
+                .await;
+            let (problem, wait) = match attempt {
+                Err(e) => (describe_transport(&e), self.policy.backoff(retry)),
+                Ok(response) => match self.judge(response, url.path()).await? {
+                    Judged::Body(bytes) => {
+                        return serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                            TicketSystemError::Unexpected(format!(
+                                "{} answered JSON of an unexpected shape: {e}",
+                                url.path()
+                            ))
+                        });
+                    }
+                    Judged::NotFound => return Ok(None),
+                    Judged::Retry(problem, wait) => {
+                        (problem, wait.unwrap_or_else(|| self.policy.backoff(retry)))
+                    }
+                },
+            };
+            if retry >= self.policy.max_retries || started.elapsed() + wait > self.policy.budget {
+                return Err(TicketSystemError::Unavailable(problem));
+            }
+            tracing::info!(path = url.path(), retry = retry + 1, wait_ms = wait.as_millis() as u64, %problem, "retrying ticket-system call");
+            tokio::time::sleep(wait).await;
+            retry += 1;
+        }
+    }
+
+    async fn judge(&self, response: Response, path: &str) -> Result<Judged, TicketSystemError> {
+        let status = response.status();
+        if status.is_success() {
+            return response
+                .bytes()
+                .await
+                .map(|b| Judged::Body(b.to_vec()))
+                .map_err(|e| {
+                    TicketSystemError::Unavailable(format!(
+                        "reading the answer of {path}: {}",
+                        describe_transport(&e)
+                    ))
+                });
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.bytes().await.unwrap_or_default();
+        let detail = error_detail(&body);
+        let said = |what: &str| {
+            if detail.is_empty() {
+                format!("{path} answered HTTP {} ({what})", status.as_u16())
+            } else {
+                format!(
+                    "{path} answered HTTP {} ({what}): {detail}",
+                    status.as_u16()
+                )
+            }
+        };
+        match status {
+            StatusCode::NOT_FOUND => Ok(Judged::NotFound),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(TicketSystemError::Unauthorized {
+                    status: status.as_u16(),
+                    message: said("credentials refused"),
+                })
+            }
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => match retry_after {
+                Some(wait) if wait > self.policy.max_wait => Err(TicketSystemError::Unavailable(
+                    said(&format!("asked to wait {} s", wait.as_secs())),
+                )),
+                wait => Ok(Judged::Retry(said("busy"), wait)),
+            },
+            s if s.is_server_error() => Ok(Judged::Retry(said("server error"), None)),
+            StatusCode::GONE => Err(TicketSystemError::Unexpected(said("this API was removed"))),
+            _ => Err(TicketSystemError::Unexpected(said("unexpected"))),
+        }
+    }
+}
+
+enum Judged {
+    Body(Vec<u8>),
+    NotFound,
+    Retry(String, Option<Duration>),
+}
+
+fn describe_transport(e: &reqwest::Error) -> String {
+    // reqwest's Display includes the URL, which holds no credential (those travel in a header).
+    if e.is_timeout() {
+        "the call timed out".to_owned()
+    } else if e.is_connect() {
+        "could not connect".to_owned()
+    } else {
+        format!("the call failed: {e}")
+    }
+}
+
+/// The human part of an error body: Jira's `errorMessages`/`errors`, Freshservice's `description`/`message`/
+/// `errors[].message`. Never the raw body, which a proxy might fill with anything; at most 300 characters.
+fn error_detail(body: &[u8]) -> String {
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return String::new();
+    };
+    let mut parts: Vec<String> = Vec::new();
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    if let Some(messages) = json.get("errorMessages").and_then(|v| v.as_array()) {
+        parts.extend(messages.iter().filter_map(text));
+    }
+    match json.get("errors") {
+        Some(serde_json::Value::Object(map)) => {
+            parts.extend(
+                map.iter()
+                    .filter_map(|(k, v)| Some(format!("{k}: {}", v.as_str()?))),
+            );
+        }
+        Some(serde_json::Value::Array(items)) => {
+            parts.extend(items.iter().filter_map(|i| i.get("message").and_then(text)))
+        }
+        _ => {}
+    }
+    for field in ["description", "message"] {
+        if let Some(m) = json.get(field).and_then(text) {
+            parts.push(m);
+        }
+    }
+    let mut joined = parts.join("; ");
+    if joined.chars().count() > 300 {
+        joined = joined.chars().take(300).collect::<String>() + "…";
+    }
+    joined
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::connection::{AuthMethod, ClosedStatuses, ConnectionKind};
+    use crate::domain::secret::Secret;
+    use time::OffsetDateTime;
+
+    fn settings(kind: ConnectionKind, method: AuthMethod) -> ConnectionSettings {
+        ConnectionSettings {
+            id: "c".into(),
+            kind,
+            base_url: "https://x.example".into(),
+            auth_method: method,
+            email: Some("bot@example.com".into()),
+            username: Some("svc".into()),
+            closed_statuses: ClosedStatuses::default_for(kind),
+            webhook_secrets_active: 1,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn secrets(credentials: Credentials) -> ConnectionSecrets {
+        ConnectionSecrets {
+            credentials,
+            webhook_secrets: vec![],
+        }
+    }
+
+    #[test]
+    fn each_kind_signs_in_its_own_way() {
+        let cloud = authorization(
+            &settings(ConnectionKind::JiraCloud, AuthMethod::ApiToken),
+            &secrets(Credentials::ApiToken {
+                api_token: Secret::new("tok"),
+            }),
+        )
+        .unwrap();
+        // base64("bot@example.com:tok")
+        assert_eq!(cloud, "Basic Ym90QGV4YW1wbGUuY29tOnRvaw==");
+        assert!(cloud.is_sensitive());
+        let pat = authorization(
+            &settings(
+                ConnectionKind::JiraDataCenter,
+                AuthMethod::PersonalAccessToken,
+            ),
+            &secrets(Credentials::PersonalAccessToken {
+                personal_access_token: Secret::new("pat"),
+            }),
+        )
+        .unwrap();
+        assert_eq!(pat, "Bearer pat");
+        let fs = authorization(
+            &settings(ConnectionKind::Freshservice, AuthMethod::ApiKey),
+            &secrets(Credentials::ApiKey {
+                api_key: Secret::new("key"),
+            }),
+        )
+        .unwrap();
+        // base64("key:X")
+        assert_eq!(fs, "Basic a2V5Olg=");
+        assert!(!format!("{fs:?}").contains("a2V5"));
+    }
+
+    #[test]
+    fn error_details_come_from_known_fields_only() {
+        let jira = br#"{"errorMessages":["Issue does not exist"],"errors":{"jql":"bad"}}"#;
+        assert_eq!(error_detail(jira), "Issue does not exist; jql: bad");
+        let fs = br#"{"description":"Validation failed","errors":[{"field":"x","message":"It should be a number","code":"invalid_value"}]}"#;
+        assert_eq!(error_detail(fs), "It should be a number; Validation failed");
+        assert_eq!(error_detail(b"<html>Authorization: Basic abc</html>"), "");
+    }
+
+    #[test]
+    fn queries_encode_spaces_as_percent_twenty() {
+        let http = TicketHttp::new(
+            reqwest::Client::new(),
+            "https://x.example/jira/",
+            HeaderValue::from_static("Bearer t"),
+            HttpPolicy::default(),
+        )
+        .unwrap();
+        let url = http.url_with(
+            &["rest", "api", "2", "search"],
+            &[("jql", "a = \"b+c\" AND d")],
+        );
+        assert_eq!(
+            url.as_str(),
+            "https://x.example/jira/rest/api/2/search?jql=a%20%3D%20%22b%2Bc%22%20AND%20d"
+        );
+        assert_eq!(
+            http.url(&["issue", "../x"]).as_str(),
+            "https://x.example/jira/issue/..%2Fx"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = HttpPolicy::default();
+        assert!(p.backoff(0) <= Duration::from_millis(250));
+        assert!(p.backoff(30) <= p.max_wait);
+    }
+}

@@ -1,0 +1,148 @@
+//! `/v1/connections` (admins) and `/v1/tickets` (everyone): ticket-system connections (DESIGN §5–6). Their
+//! routes are listed in [`super::api::ROUTES`] with the others.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::AppState;
+use super::api::page_size;
+use super::error::ApiError;
+use super::extract::{JsonBody, QueryParams};
+use crate::domain::Caller;
+use crate::service::{ConnectionInput, Connections, ErrorKind};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/connections",
+            get(list_connections).post(create_connection),
+        )
+        .route(
+            "/v1/connections/{id}",
+            get(get_connection)
+                .patch(update_connection)
+                .delete(delete_connection),
+        )
+        .route("/v1/connections/{id}/verify", post(verify_connection))
+        .route("/v1/tickets", get(list_tickets))
+}
+
+fn connections(state: &AppState) -> Result<&Connections, ApiError> {
+    state.app.connections.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::Unavailable,
+            "connections_unavailable",
+            "this deployment has no ticket-system connections configured",
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    force: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketsQuery {
+    connection: Option<String>,
+    q: Option<String>,
+}
+
+async fn list_connections(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let limit = page_size(q.limit.as_deref())?;
+    let page = connections(&state)?
+        .list(&caller, limit, q.cursor.as_deref())
+        .await?;
+    Ok(Json(page))
+}
+
+async fn create_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<ConnectionInput>,
+) -> Result<impl IntoResponse, ApiError> {
+    let view = connections(&state)?.create(&caller, body).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn get_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(connections(&state)?.get(&caller, &id).await?))
+}
+
+async fn update_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ConnectionInput>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(connections(&state)?.update(&caller, &id, body).await?))
+}
+
+async fn delete_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<DeleteQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let force = match q.force.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorKind::BadRequest,
+                "invalid_force",
+                "`force` is `true` or `false`",
+            ));
+        }
+    };
+    connections(&state)?.delete(&caller, &id, force).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn verify_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(connections(&state)?.verify(&caller, &id).await?))
+}
+
+async fn list_tickets(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<TicketsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let connection = q.connection.filter(|c| !c.is_empty()).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::BadRequest,
+            "missing_connection",
+            "`connection` is required: the id of the ticket-system connection to search",
+        )
+    })?;
+    let page = connections(&state)?
+        .my_tickets(&caller, &connection, q.q.as_deref())
+        .await?;
+    Ok(Json(page))
+}

@@ -1,0 +1,99 @@
+//! The ports of ticket-system connections (DESIGN §6): where connections and their secrets are kept, and what a
+//! ticket system answers.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+use super::{Page, StoreError};
+use crate::domain::connection::{
+    AuthState, Connection, ConnectionSecrets, ConnectionSettings, Person, Ticket, TicketSummary,
+    Verification,
+};
+
+/// Connection settings and authorization status (never secrets).
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Writes a new connection; `AlreadyExists` if the id is taken.
+    async fn insert_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+    /// Replaces the settings of an existing connection, leaving its status alone; `false` if there is none.
+    async fn update_settings(&self, settings: &ConnectionSettings) -> Result<bool, StoreError>;
+    /// Replaces the authorization status of an existing connection, leaving its settings alone; `false` if there
+    /// is none (it was deleted meanwhile).
+    async fn update_auth(&self, id: &str, auth: &AuthState) -> Result<bool, StoreError>;
+    /// A strongly consistent read.
+    async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError>;
+    /// Connections by id.
+    async fn list_connections(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Connection>, StoreError>;
+    /// `false` when there was nothing to delete.
+    async fn delete_connection(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+/// Why the secret store failed. Messages never hold a secret value.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SecretStoreError {
+    /// It could not be reached or refused the call; retrying may help.
+    #[error("the secret store is unavailable: {0}")]
+    Unavailable(String),
+    /// What it holds for the connection is not readable (a manual edit, a bug).
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// Credentials and webhook secrets, one entry per connection (Secrets Manager on AWS, a 0600 file locally).
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// The connection's secrets, or `None` if none are stored.
+    async fn get(&self, connection: &str) -> Result<Option<ConnectionSecrets>, SecretStoreError>;
+    /// Creates or replaces the connection's secrets.
+    async fn put(
+        &self,
+        connection: &str,
+        secrets: &ConnectionSecrets,
+    ) -> Result<(), SecretStoreError>;
+    /// Deletes them; deleting what is not there succeeds.
+    async fn delete(&self, connection: &str) -> Result<(), SecretStoreError>;
+}
+
+/// Why a ticket-system call did not give an answer. Messages never hold a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketSystemError {
+    /// 401 or 403: the credentials were refused (or lack a permission).
+    #[error("the ticket system refused the connection's credentials (HTTP {status}): {message}")]
+    Unauthorized { status: u16, message: String },
+    /// Unreachable, timed out, rate-limited beyond our patience, or 5xx after the retries.
+    #[error("the ticket system could not be reached: {0}")]
+    Unavailable(String),
+    /// Any other answer we cannot use (an unexpected status, a body of the wrong shape, a removed API).
+    #[error("the ticket system answered unexpectedly: {0}")]
+    Unexpected(String),
+}
+
+/// One connection's ticket system, signed in with its credentials. Reads only; each call retries by itself
+/// within bounds (429/503 with `Retry-After`, other 5xx and timeouts with jittered backoff).
+#[async_trait]
+pub trait TicketSystem: Send + Sync {
+    /// Checks the credentials and says what they see.
+    async fn verify(&self) -> Result<Verification, TicketSystemError>;
+    /// One ticket; `None` when it does not exist (or is not visible to the connection).
+    async fn get_ticket(&self, key: &str) -> Result<Option<Ticket>, TicketSystemError>;
+    /// The person with this e-mail; `None` when nobody (or nobody unambiguous) matches.
+    async fn find_person(&self, email: &str) -> Result<Option<Person>, TicketSystemError>;
+    /// Open tickets assigned to `person`, most recently updated first where the system sorts.
+    async fn open_tickets_for(
+        &self,
+        person: &Person,
+    ) -> Result<Vec<TicketSummary>, TicketSystemError>;
+}
+
+/// Builds the [`TicketSystem`] of a connection from its settings and secrets.
+pub trait TicketSystems: Send + Sync {
+    fn connect(
+        &self,
+        settings: &ConnectionSettings,
+        secrets: &ConnectionSecrets,
+    ) -> Result<Arc<dyn TicketSystem>, TicketSystemError>;
+}

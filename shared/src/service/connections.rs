@@ -1,0 +1,1269 @@
+//! Ticket-system connections (DESIGN §6): admins create, change, verify and delete them; everyone lists their
+//! own open tickets through them; grant requests and approvals check ticket bindings through them (rule 3); the
+//! webhook handlers look up webhook secrets and ticket states through them.
+//!
+//! Every call to a ticket system goes through [`Connections::observe`], which keeps the connection's
+//! authorization status: a success makes it `connected`, a 401/403 `needs_reauthorization` (then `failed` after
+//! several in a row), anything else only records `last_error`.
+//!
+//! For the webhook handlers the API is:
+//! - [`Connections::webhook_secrets`]: the connection and its active webhook secrets ([`WebhookSecrets`] checks a
+//!   shared secret or an `X-Hub-Signature` in constant time);
+//! - [`Connections::ticket_state`]: whether a ticket is open, closed or deleted, read from the ticket system.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize, Serializer};
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+use super::ServiceError;
+use crate::domain::connection::{
+    AuthMethod, AuthState, AuthStatus, ClosedStatuses, Connection, ConnectionKind,
+    ConnectionSecrets, ConnectionSettings, Credentials, Person, ProjectSummary, Ticket,
+    TicketState, TicketSummary, WebhookSecrets,
+};
+use crate::domain::identity::looks_like_email;
+use crate::domain::ids::{is_slug, new_secret};
+use crate::domain::secret::{MASK, Secret};
+use crate::domain::url_policy::check_outbound_url;
+use crate::domain::{Caller, GrantStatus, TicketRef};
+use crate::ports::{
+    Clock, ConnectionStore, GrantFilter, GrantStore, Page, SecretStore, SecretStoreError,
+    StoreError, TicketCheckError, TicketSystem, TicketSystemError, TicketSystems, TicketVerifier,
+};
+
+/// Webhook secrets active at once (enough for a rotation, few enough to try them all).
+pub const MAX_WEBHOOK_SECRETS: usize = 5;
+/// The shortest webhook secret an admin may choose.
+pub const MIN_WEBHOOK_SECRET: usize = 16;
+const MAX_SECRET: usize = 8 * 1024;
+const MAX_CLOSED_STATUSES: usize = 50;
+/// A success does not rewrite `last_verified_at` more often than this (one store write per call is wasteful).
+const VERIFIED_REFRESH: time::Duration = time::Duration::minutes(1);
+
+/// The connection use cases, over their own ports. Cloning shares them.
+#[derive(Clone)]
+pub struct Connections {
+    store: Arc<dyn ConnectionStore>,
+    secrets: Arc<dyn SecretStore>,
+    systems: Arc<dyn TicketSystems>,
+    grants: Arc<dyn GrantStore>,
+    clock: Arc<dyn Clock>,
+}
+
+/// The body of `POST /v1/connections` and `PATCH /v1/connections/{id}`. Which fields apply depends on `kind`
+/// (DESIGN §6); a field that does not apply is refused rather than ignored. A secret sent back as `"********"`
+/// means "keep the current one".
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionInput {
+    /// Required on create; on PATCH, when present, it must equal the id in the path.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Required on create; it cannot change.
+    #[serde(default)]
+    pub kind: Option<ConnectionKind>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Jira Cloud: `acme` or `acme.atlassian.net`, in place of `base_url`.
+    #[serde(default)]
+    pub site: Option<String>,
+    /// Freshservice: `acme` or `acme.freshservice.com`, in place of `base_url`.
+    #[serde(default)]
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub api_token: Option<Secret>,
+    #[serde(default)]
+    pub personal_access_token: Option<Secret>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// Replaces every active webhook secret (create: generated when absent).
+    #[serde(default)]
+    pub webhook_secret: Option<Secret>,
+    /// PATCH: adds a webhook secret, keeping the others active (the start of a rotation).
+    #[serde(default)]
+    pub add_webhook_secret: Option<Secret>,
+    /// PATCH: adds a generated webhook secret, shown once in the answer.
+    #[serde(default)]
+    pub new_webhook_secret: bool,
+    /// PATCH: keeps only the most recently added webhook secret (the end of a rotation).
+    #[serde(default)]
+    pub retire_old_webhook_secrets: bool,
+    /// Jira: status names; Freshservice: status numbers (default `[4, 5]`).
+    #[serde(default)]
+    pub closed_statuses: Option<Vec<serde_json::Value>>,
+}
+
+/// A webhook secret in an answer: masked, except right after Ticketbound generated it.
+#[derive(Clone)]
+enum Shown {
+    Masked,
+    Revealed(Secret),
+}
+
+impl Serialize for Shown {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Masked => s.serialize_str(MASK),
+            // The one place a webhook secret leaves Ticketbound: the answer to the admin who created it.
+            Self::Revealed(secret) => s.serialize_str(secret.expose()),
+        }
+    }
+}
+
+/// A connection as the API shows it: settings with every secret masked, and its authorization status.
+#[derive(Clone, Serialize)]
+pub struct ConnectionView {
+    pub id: String,
+    pub kind: ConnectionKind,
+    pub base_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_token: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    personal_access_token: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_key: Option<&'static str>,
+    webhook_secret: Shown,
+    pub webhook_secrets_active: usize,
+    pub closed_statuses: ClosedStatuses,
+    pub status: AuthStatus,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_verified_at: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// `verify` only: whether the credentials worked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    /// `verify` only: the account the credentials act as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<Person>,
+    /// `verify` only (Jira): a sample of the projects the credentials see.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projects: Option<Vec<ProjectSummary>>,
+}
+
+impl ConnectionView {
+    fn of(connection: &Connection) -> Self {
+        let s = &connection.settings;
+        let masked = |method: AuthMethod| (s.auth_method == method).then_some(MASK);
+        Self {
+            id: s.id.clone(),
+            kind: s.kind,
+            base_url: s.base_url.clone(),
+            email: s.email.clone(),
+            username: s.username.clone(),
+            api_token: masked(AuthMethod::ApiToken),
+            personal_access_token: masked(AuthMethod::PersonalAccessToken),
+            password: masked(AuthMethod::Password),
+            api_key: masked(AuthMethod::ApiKey),
+            webhook_secret: Shown::Masked,
+            webhook_secrets_active: s.webhook_secrets_active,
+            closed_statuses: s.closed_statuses.clone(),
+            status: connection.auth.status,
+            last_verified_at: connection.auth.last_verified_at,
+            last_error: connection.auth.last_error.clone(),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            verified: None,
+            account: None,
+            projects: None,
+        }
+    }
+
+    fn revealing(mut self, secret: Option<Secret>) -> Self {
+        if let Some(secret) = secret {
+            self.webhook_secret = Shown::Revealed(secret);
+        }
+        self
+    }
+}
+
+/// A connection ready for calls.
+struct Session {
+    connection: Connection,
+    system: Arc<dyn TicketSystem>,
+}
+
+/// Why a session could not open.
+enum OpenError {
+    Unknown,
+    Unavailable(String),
+}
+
+impl Connections {
+    pub fn new(
+        store: Arc<dyn ConnectionStore>,
+        secrets: Arc<dyn SecretStore>,
+        systems: Arc<dyn TicketSystems>,
+        grants: Arc<dyn GrantStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            systems,
+            grants,
+            clock,
+        }
+    }
+
+    /// `GET /v1/connections`.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<ConnectionView>, ServiceError> {
+        require_admin(caller)?;
+        let page = self.store.list_connections(limit, cursor).await?;
+        Ok(Page {
+            items: page.items.iter().map(ConnectionView::of).collect(),
+            next: page.next,
+        })
+    }
+
+    /// `GET /v1/connections/{id}`.
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<ConnectionView, ServiceError> {
+        require_admin(caller)?;
+        Ok(ConnectionView::of(&self.load(id).await?))
+    }
+
+    /// `POST /v1/connections`: validates everything before writing anything; the generated webhook secret is in
+    /// the answer, and only there.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        input: ConnectionInput,
+    ) -> Result<ConnectionView, ServiceError> {
+        require_admin(caller)?;
+        let id = input.id.clone().unwrap_or_default();
+        if !is_slug(&id) {
+            return Err(ServiceError::unprocessable(
+                "invalid_id",
+                "`id` is required: 1–64 characters of a-z, 0-9, `-` and `_`, starting with a letter or digit",
+            ));
+        }
+        let kind = input.kind.ok_or_else(|| {
+            ServiceError::unprocessable(
+                "missing_kind",
+                "`kind` is required: jira_cloud, jira_data_center or freshservice",
+            )
+        })?;
+        if input.add_webhook_secret.is_some()
+            || input.new_webhook_secret
+            || input.retire_old_webhook_secrets
+        {
+            return Err(ServiceError::unprocessable(
+                "field_not_applicable",
+                "`add_webhook_secret`, `new_webhook_secret` and `retire_old_webhook_secrets` rotate the secrets of an existing connection (PATCH); give `webhook_secret` or let one be generated",
+            ));
+        }
+        let base_url = resolve_base_url(
+            kind,
+            input.base_url.as_deref(),
+            input.site.as_deref(),
+            input.domain.as_deref(),
+        )?
+        .ok_or_else(|| {
+            let which = match kind {
+                ConnectionKind::JiraCloud => "`base_url` (or `site`)",
+                ConnectionKind::JiraDataCenter => "`base_url`",
+                ConnectionKind::Freshservice => "`domain` (or `base_url`)",
+            };
+            ServiceError::unprocessable("missing_base_url", format!("{which} is required"))
+        })?;
+        let (credentials, email, username) = new_credentials(kind, &input)?;
+        let closed_statuses = match input.closed_statuses {
+            Some(values) => parse_closed_statuses(kind, &values)?,
+            None => ClosedStatuses::default_for(kind),
+        };
+        let (webhook_secret, generated) = match input.webhook_secret {
+            Some(s) => (check_webhook_secret(s)?, None),
+            None => {
+                let s = Secret::new(new_secret());
+                (s.clone(), Some(s))
+            }
+        };
+        let now = self.clock.now();
+        let connection = Connection {
+            settings: ConnectionSettings {
+                id: id.clone(),
+                kind,
+                base_url,
+                auth_method: credentials.method(),
+                email,
+                username,
+                closed_statuses,
+                webhook_secrets_active: 1,
+                created_at: now,
+                updated_at: now,
+            },
+            auth: AuthState::new(),
+        };
+        let secrets = ConnectionSecrets {
+            credentials,
+            webhook_secrets: vec![webhook_secret],
+        };
+        // The settings first: their conditional insert is what refuses a taken id, before any secret is written.
+        self.store
+            .insert_connection(&connection)
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists => ServiceError::conflict(
+                    "connection_exists",
+                    format!("there is already a connection `{id}`; change it with PATCH"),
+                ),
+                other => other.into(),
+            })?;
+        if let Err(e) = self.secrets.put(&id, &secrets).await {
+            // Undo, so a failed create leaves nothing behind.
+            if let Err(undo) = self.store.delete_connection(&id).await {
+                tracing::error!(connection = %id, error = %undo, "could not undo a half-created connection");
+            }
+            return Err(secret_store_error(e));
+        }
+        tracing::info!(connection = %id, kind = kind.as_str(), admin = %caller.email, "connection created");
+        Ok(ConnectionView::of(&connection).revealing(generated))
+    }
+
+    /// `PATCH /v1/connections/{id}`: changes the given fields (credentials rotate here), validating all of them
+    /// before writing anything. The status is left as it is until the next call or `verify`.
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        id: &str,
+        input: ConnectionInput,
+    ) -> Result<ConnectionView, ServiceError> {
+        require_admin(caller)?;
+        let mut connection = self.load(id).await?;
+        let kind = connection.settings.kind;
+        if input.id.as_deref().is_some_and(|body_id| body_id != id) {
+            return Err(ServiceError::unprocessable(
+                "id_mismatch",
+                "the `id` in the body differs from the one in the path; ids cannot change",
+            ));
+        }
+        if input.kind.is_some_and(|k| k != kind) {
+            return Err(ServiceError::unprocessable(
+                "kind_mismatch",
+                format!(
+                    "connection `{id}` is {}; the kind cannot change (create a new connection)",
+                    kind.as_str()
+                ),
+            ));
+        }
+        let mut settings = connection.settings.clone();
+        if let Some(base_url) = resolve_base_url(
+            kind,
+            input.base_url.as_deref(),
+            input.site.as_deref(),
+            input.domain.as_deref(),
+        )? {
+            settings.base_url = base_url;
+        }
+        if let Some(values) = &input.closed_statuses {
+            settings.closed_statuses = parse_closed_statuses(kind, values)?;
+        }
+        let current = self.secrets.get(id).await.map_err(secret_store_error)?;
+        let (credentials, email, username) =
+            changed_credentials(&settings, current.as_ref().map(|c| &c.credentials), &input)?;
+        let mut webhook_secrets = current
+            .as_ref()
+            .map(|c| c.webhook_secrets.clone())
+            .unwrap_or_default();
+        let mut generated = None;
+        if let Some(s) = input.webhook_secret.clone().filter(|s| !s.is_mask()) {
+            webhook_secrets = vec![check_webhook_secret(s)?];
+        }
+        if let Some(s) = input.add_webhook_secret.clone() {
+            webhook_secrets.push(check_webhook_secret(s)?);
+        }
+        if input.new_webhook_secret {
+            let s = Secret::new(new_secret());
+            webhook_secrets.push(s.clone());
+            generated = Some(s);
+        }
+        if input.retire_old_webhook_secrets && webhook_secrets.len() > 1 {
+            webhook_secrets.drain(..webhook_secrets.len() - 1);
+        }
+        if webhook_secrets.len() > MAX_WEBHOOK_SECRETS {
+            return Err(ServiceError::unprocessable(
+                "too_many_webhook_secrets",
+                format!(
+                    "at most {MAX_WEBHOOK_SECRETS} webhook secrets may be active; retire old ones with `retire_old_webhook_secrets: true`"
+                ),
+            ));
+        }
+        if webhook_secrets.is_empty() {
+            // Only reachable when the secret entry was lost: a connection always keeps one.
+            return Err(ServiceError::unprocessable(
+                "missing_webhook_secret",
+                "this connection has no webhook secret; give `webhook_secret` or `new_webhook_secret: true`",
+            ));
+        }
+        settings.auth_method = credentials.method();
+        settings.email = email;
+        settings.username = username;
+        settings.webhook_secrets_active = webhook_secrets.len();
+        settings.updated_at = self.clock.now();
+        let secrets = ConnectionSecrets {
+            credentials,
+            webhook_secrets,
+        };
+        if current.as_ref() != Some(&secrets) {
+            self.secrets
+                .put(id, &secrets)
+                .await
+                .map_err(secret_store_error)?;
+        }
+        if !self.store.update_settings(&settings).await? {
+            return Err(connection_not_found(id));
+        }
+        connection.settings = settings;
+        tracing::info!(connection = %id, admin = %caller.email, "connection changed");
+        Ok(ConnectionView::of(&connection).revealing(generated))
+    }
+
+    /// `DELETE /v1/connections/{id}`: refused while pending or active grants are bound to it, unless `force`
+    /// (those grants then keep their time bound only: no webhook of this connection can end them any more).
+    pub async fn delete(&self, caller: &Caller, id: &str, force: bool) -> Result<(), ServiceError> {
+        require_admin(caller)?;
+        self.load(id).await?;
+        if !force && let Some(grant) = self.open_grant_bound_to(id).await? {
+            return Err(ServiceError::conflict(
+                "connection_in_use",
+                format!(
+                    "grant {} ({}) is bound to a ticket of `{id}`; end it first, or delete with ?force=true",
+                    grant.id,
+                    grant.status.as_str()
+                ),
+            ));
+        }
+        // Secrets first: should the second step fail, what is left is a connection that cannot call anything,
+        // and the DELETE can simply be repeated.
+        self.secrets.delete(id).await.map_err(secret_store_error)?;
+        self.store.delete_connection(id).await?;
+        tracing::info!(connection = %id, admin = %caller.email, force, "connection deleted");
+        Ok(())
+    }
+
+    /// `POST /v1/connections/{id}/verify`: checks the credentials now. The answer is the connection with what
+    /// the credentials saw; refused credentials answer 200 with `verified: false` and the new status, an
+    /// unreachable ticket system 503.
+    pub async fn verify(&self, caller: &Caller, id: &str) -> Result<ConnectionView, ServiceError> {
+        require_admin(caller)?;
+        let mut session = self.open_for_api(id).await?;
+        let result = session.system.verify().await;
+        let result = self.observe(&mut session.connection, result, true).await;
+        let mut view = ConnectionView::of(&session.connection);
+        match result {
+            Ok(seen) => {
+                view.verified = Some(true);
+                view.account = Some(seen.account);
+                view.projects = seen.projects;
+                tracing::info!(connection = %id, admin = %caller.email, "connection verified");
+                Ok(view)
+            }
+            Err(TicketSystemError::Unauthorized { .. }) => {
+                view.verified = Some(false);
+                Ok(view)
+            }
+            Err(e) => Err(system_error(id, e)),
+        }
+    }
+
+    /// `GET /v1/tickets?connection=&q=`: the caller's open tickets, found by the caller's e-mail; `q` keeps those
+    /// whose key or summary contains it (case-insensitive).
+    pub async fn my_tickets(
+        &self,
+        caller: &Caller,
+        connection: &str,
+        q: Option<&str>,
+    ) -> Result<Page<TicketSummary>, ServiceError> {
+        let mut session = self.open_for_api(connection).await?;
+        let found = session.system.find_person(&caller.email).await;
+        let person = self
+            .observe(&mut session.connection, found, false)
+            .await
+            .map_err(|e| system_error(connection, e))?;
+        let Some(person) = person else {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        };
+        let listed = session.system.open_tickets_for(&person).await;
+        let mut items = self
+            .observe(&mut session.connection, listed, false)
+            .await
+            .map_err(|e| system_error(connection, e))?;
+        if let Some(q) = q.map(str::trim).filter(|q| !q.is_empty()) {
+            let q = q.to_lowercase();
+            items.retain(|t| {
+                t.key.to_lowercase().contains(&q) || t.summary.to_lowercase().contains(&q)
+            });
+        }
+        Ok(Page { items, next: None })
+    }
+
+    /// For the webhook handlers: the connection's settings and active webhook secrets; `None` when there is no
+    /// such connection (answer 404). An error means the stores could not be read (answer 5xx so the sender
+    /// retries).
+    pub async fn webhook_secrets(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ConnectionSettings, WebhookSecrets)>, ServiceError> {
+        if !is_slug(id) {
+            return Ok(None);
+        }
+        let Some(connection) = self.store.get_connection(id).await? else {
+            return Ok(None);
+        };
+        let secrets = self.secrets.get(id).await.map_err(secret_store_error)?;
+        let active = secrets.map(|s| s.webhook_secrets).unwrap_or_default();
+        Ok(Some((connection.settings, WebhookSecrets(active))))
+    }
+
+    /// For the webhook handlers: the ticket as the ticket system has it now (`None`: gone).
+    pub async fn read_ticket(
+        &self,
+        ticket: &TicketRef,
+    ) -> Result<Option<Ticket>, TicketCheckError> {
+        let mut session = self.open_for_check(&ticket.connection).await?;
+        let read = session.system.get_ticket(&ticket.key).await;
+        self.observe(&mut session.connection, read, false)
+            .await
+            .map_err(|e| unavailable_check(&ticket.connection, e))
+    }
+
+    /// For the webhook handlers: whether the ticket is open, closed or deleted (DESIGN §1 rule 9), confirmed with
+    /// the ticket system. An unreachable ticket system is an error, never a guess.
+    pub async fn ticket_state(&self, ticket: &TicketRef) -> Result<TicketState, TicketCheckError> {
+        Ok(TicketState::of(self.read_ticket(ticket).await?.as_ref()))
+    }
+
+    async fn load(&self, id: &str) -> Result<Connection, ServiceError> {
+        if !is_slug(id) {
+            return Err(connection_not_found(id));
+        }
+        self.store
+            .get_connection(id)
+            .await?
+            .ok_or_else(|| connection_not_found(id))
+    }
+
+    async fn open(&self, id: &str) -> Result<Session, OpenError> {
+        if !is_slug(id) {
+            return Err(OpenError::Unknown);
+        }
+        let connection = self
+            .store
+            .get_connection(id)
+            .await
+            .map_err(|e| OpenError::Unavailable(e.to_string()))?
+            .ok_or(OpenError::Unknown)?;
+        let secrets = self
+            .secrets
+            .get(id)
+            .await
+            .map_err(|e| OpenError::Unavailable(e.to_string()))?
+            .ok_or_else(|| {
+                OpenError::Unavailable(format!(
+                    "connection `{id}` has no stored credentials; an admin must set them again with PATCH"
+                ))
+            })?;
+        let system = self
+            .systems
+            .connect(&connection.settings, &secrets)
+            .map_err(|e| OpenError::Unavailable(e.to_string()))?;
+        Ok(Session { connection, system })
+    }
+
+    async fn open_for_api(&self, id: &str) -> Result<Session, ServiceError> {
+        self.open(id).await.map_err(|e| match e {
+            OpenError::Unknown => connection_not_found(id),
+            OpenError::Unavailable(m) => ServiceError::unavailable("ticket_system_unavailable", m),
+        })
+    }
+
+    async fn open_for_check(&self, id: &str) -> Result<Session, TicketCheckError> {
+        self.open(id).await.map_err(|e| match e {
+            OpenError::Unknown => TicketCheckError::UnknownConnection(id.to_owned()),
+            OpenError::Unavailable(m) => TicketCheckError::Unavailable(m),
+        })
+    }
+
+    /// Records what a call said about the credentials, then hands its result on. A failure to record is
+    /// logged, never allowed to change the caller's answer.
+    async fn observe<T>(
+        &self,
+        connection: &mut Connection,
+        result: Result<T, TicketSystemError>,
+        always: bool,
+    ) -> Result<T, TicketSystemError> {
+        let now = self.clock.now();
+        let auth = &connection.auth;
+        let next = match &result {
+            Ok(_) => {
+                let fresh = auth.status == AuthStatus::Connected
+                    && auth.last_error.is_none()
+                    && auth
+                        .last_verified_at
+                        .is_some_and(|at| now - at < VERIFIED_REFRESH);
+                (always || !fresh).then(|| auth.succeeded(now))
+            }
+            Err(e @ TicketSystemError::Unauthorized { .. }) => {
+                Some(auth.auth_failed(&e.to_string()))
+            }
+            Err(e) => Some(auth.unreachable(&e.to_string())),
+        };
+        if let Some(next) = next {
+            if next.status != connection.auth.status {
+                tracing::warn!(connection = %connection.settings.id, from = ?connection.auth.status, to = ?next.status, "connection status changed");
+            }
+            match self.store.update_auth(&connection.settings.id, &next).await {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(connection = %connection.settings.id, error = %e, "could not record the connection's status")
+                }
+            }
+            connection.auth = next;
+        }
+        result
+    }
+
+    async fn open_grant_bound_to(
+        &self,
+        connection: &str,
+    ) -> Result<Option<crate::domain::Grant>, ServiceError> {
+        for status in [GrantStatus::Pending, GrantStatus::Active] {
+            let filter = GrantFilter {
+                status: Some(status),
+                ..GrantFilter::default()
+            };
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = self
+                    .grants
+                    .list_grants(&filter, 100, cursor.as_deref())
+                    .await?;
+                if let Some(g) = page.items.into_iter().find(|g| {
+                    g.ticket
+                        .as_ref()
+                        .is_some_and(|t| t.connection == connection)
+                }) {
+                    return Ok(Some(g));
+                }
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl TicketVerifier for Connections {
+    /// Rule 3: the ticket exists, is not closed, and is assigned to the requester, matched by e-mail (directly
+    /// when the ticket system shows the assignee's e-mail, otherwise through the person that e-mail finds).
+    async fn check_binding(
+        &self,
+        ticket: &TicketRef,
+        requester_email: &str,
+    ) -> Result<(), TicketCheckError> {
+        let mut session = self.open_for_check(&ticket.connection).await?;
+        let read = session.system.get_ticket(&ticket.key).await;
+        let found = self
+            .observe(&mut session.connection, read, false)
+            .await
+            .map_err(|e| unavailable_check(&ticket.connection, e))?;
+        let Some(found) = found else {
+            return Err(TicketCheckError::NotFound(
+                ticket.key.clone(),
+                ticket.connection.clone(),
+            ));
+        };
+        if found.closed {
+            return Err(TicketCheckError::Closed(ticket.key.clone()));
+        }
+        let Some(assignee) = found.assignee else {
+            return Err(TicketCheckError::Unassigned(ticket.key.clone()));
+        };
+        if let Some(email) = &assignee.email {
+            if email.trim().eq_ignore_ascii_case(requester_email.trim()) {
+                return Ok(());
+            }
+        } else {
+            let lookup = session.system.find_person(requester_email).await;
+            let person = self
+                .observe(&mut session.connection, lookup, false)
+                .await
+                .map_err(|e| unavailable_check(&ticket.connection, e))?;
+            if person.is_some_and(|p| p.id == assignee.id) {
+                return Ok(());
+            }
+        }
+        let who = assignee
+            .display_name
+            .or(assignee.email)
+            .unwrap_or_else(|| format!("another person (id {})", assignee.id));
+        Err(TicketCheckError::NotAssigned(ticket.key.clone(), who))
+    }
+}
+
+fn require_admin(caller: &Caller) -> Result<(), ServiceError> {
+    if caller.admin {
+        Ok(())
+    } else {
+        Err(ServiceError::forbidden(
+            "not_an_admin",
+            "only members of the admin group may manage connections",
+        ))
+    }
+}
+
+fn connection_not_found(id: &str) -> ServiceError {
+    ServiceError::not_found(
+        "connection_not_found",
+        format!("there is no connection `{id}`"),
+    )
+}
+
+fn secret_store_error(e: SecretStoreError) -> ServiceError {
+    match e {
+        SecretStoreError::Unavailable(m) => ServiceError::unavailable(
+            "secret_store_unavailable",
+            format!("the secret store could not be reached ({m}); nothing was changed, try again"),
+        ),
+        SecretStoreError::Corrupt(m) => ServiceError::internal(m),
+    }
+}
+
+/// A ticket-system failure as the portal API answers it: always 503, since it is not the caller's doing.
+fn system_error(id: &str, e: TicketSystemError) -> ServiceError {
+    match e {
+        TicketSystemError::Unauthorized { .. } => ServiceError::unavailable(
+            "connection_needs_reauthorization",
+            format!(
+                "the ticket system refused the credentials of connection `{id}`; an admin must update them (PATCH /v1/connections/{id}) and verify"
+            ),
+        ),
+        other => ServiceError::unavailable(
+            "ticket_system_unavailable",
+            format!("connection `{id}`: {other}"),
+        ),
+    }
+}
+
+fn unavailable_check(id: &str, e: TicketSystemError) -> TicketCheckError {
+    match e {
+        TicketSystemError::Unauthorized { .. } => TicketCheckError::Unavailable(format!(
+            "the ticket system refused the credentials of connection `{id}`; an admin must update them"
+        )),
+        other => TicketCheckError::Unavailable(other.to_string()),
+    }
+}
+
+fn unprocessable(code: &'static str, message: impl Into<String>) -> ServiceError {
+    ServiceError::unprocessable(code, message)
+}
+
+fn not_applicable(field: &str, kind: ConnectionKind) -> ServiceError {
+    unprocessable(
+        "field_not_applicable",
+        format!("`{field}` does not apply to a {} connection", kind.as_str()),
+    )
+}
+
+/// The base URL from whichever of `base_url`, `site` (Jira Cloud) or `domain` (Freshservice) is given; `None`
+/// when none is. It must pass the outbound URL policy and carry no query or fragment.
+fn resolve_base_url(
+    kind: ConnectionKind,
+    base_url: Option<&str>,
+    site: Option<&str>,
+    domain: Option<&str>,
+) -> Result<Option<String>, ServiceError> {
+    if site.is_some() && kind != ConnectionKind::JiraCloud {
+        return Err(not_applicable("site", kind));
+    }
+    if domain.is_some() && kind != ConnectionKind::Freshservice {
+        return Err(not_applicable("domain", kind));
+    }
+    let host_form = site.or(domain);
+    if base_url.is_some() && host_form.is_some() {
+        return Err(unprocessable(
+            "ambiguous_base_url",
+            "give either `base_url` or the site/domain, not both",
+        ));
+    }
+    let raw = match (base_url, host_form) {
+        (Some(url), _) => url.trim().to_owned(),
+        (None, Some(host)) => {
+            let host = host.trim().to_ascii_lowercase();
+            let valid = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                && !host.starts_with(['-', '.'])
+                && !host.ends_with(['-', '.']);
+            if !valid {
+                return Err(unprocessable(
+                    "invalid_base_url",
+                    format!(
+                        "`{host}` is not a host name such as acme.atlassian.net or acme.freshservice.com"
+                    ),
+                ));
+            }
+            let suffix = if kind == ConnectionKind::JiraCloud {
+                ".atlassian.net"
+            } else {
+                ".freshservice.com"
+            };
+            if host.contains('.') {
+                format!("https://{host}")
+            } else {
+                format!("https://{host}{suffix}")
+            }
+        }
+        (None, None) => return Ok(None),
+    };
+    let url =
+        check_outbound_url(&raw).map_err(|e| unprocessable("invalid_base_url", e.to_string()))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(unprocessable(
+            "invalid_base_url",
+            "the base URL must not carry a query or a fragment",
+        ));
+    }
+    Ok(Some(url.as_str().trim_end_matches('/').to_owned()))
+}
+
+fn check_credential(field: &str, secret: &Secret) -> Result<(), ServiceError> {
+    let value = secret.expose();
+    if value.trim().is_empty() || value.len() > MAX_SECRET || value.chars().any(char::is_control) {
+        return Err(unprocessable(
+            "invalid_credentials",
+            format!("`{field}` must be 1 to {MAX_SECRET} printable characters"),
+        ));
+    }
+    if secret.is_mask() {
+        return Err(unprocessable(
+            "invalid_credentials",
+            format!("`{field}` is the mask; give the real value"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_webhook_secret(secret: Secret) -> Result<Secret, ServiceError> {
+    let value = secret.expose();
+    if value.len() < MIN_WEBHOOK_SECRET
+        || value.len() > 512
+        || secret.is_mask()
+        || !value.chars().all(|c| c.is_ascii_graphic())
+    {
+        return Err(unprocessable(
+            "invalid_webhook_secret",
+            format!(
+                "a webhook secret is {MIN_WEBHOOK_SECRET} to 512 printable ASCII characters without spaces (or leave it out to have one generated)"
+            ),
+        ));
+    }
+    Ok(secret)
+}
+
+fn check_email(email: &str) -> Result<String, ServiceError> {
+    let email = email.trim();
+    if !looks_like_email(email) {
+        return Err(unprocessable(
+            "invalid_email",
+            "`email` must be the e-mail address of the account the API token belongs to",
+        ));
+    }
+    Ok(email.to_owned())
+}
+
+fn check_username(username: &str) -> Result<String, ServiceError> {
+    let username = username.trim();
+    if username.is_empty() || username.len() > 255 || username.contains(':') {
+        return Err(unprocessable(
+            "invalid_username",
+            "`username` must be 1 to 255 characters, without `:`",
+        ));
+    }
+    Ok(username.to_owned())
+}
+
+/// Which credential fields a kind accepts.
+fn allowed_fields(kind: ConnectionKind) -> &'static [&'static str] {
+    match kind {
+        ConnectionKind::JiraCloud => &["email", "api_token"],
+        ConnectionKind::JiraDataCenter => &["personal_access_token", "username", "password"],
+        ConnectionKind::Freshservice => &["api_key"],
+    }
+}
+
+fn reject_foreign_fields(
+    kind: ConnectionKind,
+    input: &ConnectionInput,
+) -> Result<(), ServiceError> {
+    let present = [
+        ("email", input.email.is_some()),
+        ("api_token", input.api_token.is_some()),
+        (
+            "personal_access_token",
+            input.personal_access_token.is_some(),
+        ),
+        ("username", input.username.is_some()),
+        ("password", input.password.is_some()),
+        ("api_key", input.api_key.is_some()),
+    ];
+    for (field, given) in present {
+        if given && !allowed_fields(kind).contains(&field) {
+            return Err(not_applicable(field, kind));
+        }
+    }
+    if kind == ConnectionKind::JiraDataCenter
+        && input.personal_access_token.is_some()
+        && (input.username.is_some() || input.password.is_some())
+    {
+        return Err(unprocessable(
+            "ambiguous_credentials",
+            "give either `personal_access_token` or `username` + `password`, not both",
+        ));
+    }
+    Ok(())
+}
+
+type CredentialParts = (Credentials, Option<String>, Option<String>);
+
+/// The credentials of a new connection: (credentials, email, username).
+fn new_credentials(
+    kind: ConnectionKind,
+    input: &ConnectionInput,
+) -> Result<CredentialParts, ServiceError> {
+    reject_foreign_fields(kind, input)?;
+    let required = |field: &str, value: &Option<Secret>| -> Result<Secret, ServiceError> {
+        let secret = value.clone().ok_or_else(|| {
+            unprocessable(
+                "missing_credentials",
+                format!("`{field}` is required for a {} connection", kind.as_str()),
+            )
+        })?;
+        check_credential(field, &secret)?;
+        Ok(secret)
+    };
+    match kind {
+        ConnectionKind::JiraCloud => {
+            let email = check_email(input.email.as_deref().ok_or_else(|| {
+                unprocessable(
+                    "missing_credentials",
+                    "`email` (the API token's account) is required for a jira_cloud connection",
+                )
+            })?)?;
+            let api_token = required("api_token", &input.api_token)?;
+            Ok((Credentials::ApiToken { api_token }, Some(email), None))
+        }
+        ConnectionKind::JiraDataCenter => {
+            if input.personal_access_token.is_some() {
+                let token = required("personal_access_token", &input.personal_access_token)?;
+                return Ok((
+                    Credentials::PersonalAccessToken {
+                        personal_access_token: token,
+                    },
+                    None,
+                    None,
+                ));
+            }
+            match (&input.username, &input.password) {
+                (Some(username), Some(_)) => {
+                    let username = check_username(username)?;
+                    let password = required("password", &input.password)?;
+                    Ok((Credentials::Password { password }, None, Some(username)))
+                }
+                _ => Err(unprocessable(
+                    "missing_credentials",
+                    "a jira_data_center connection needs `personal_access_token`, or `username` and `password`",
+                )),
+            }
+        }
+        ConnectionKind::Freshservice => {
+            let api_key = required("api_key", &input.api_key)?;
+            Ok((Credentials::ApiKey { api_key }, None, None))
+        }
+    }
+}
+
+/// The credentials after a PATCH: given fields replace, absent (or masked) ones keep their current values.
+fn changed_credentials(
+    settings: &ConnectionSettings,
+    current: Option<&Credentials>,
+    input: &ConnectionInput,
+) -> Result<CredentialParts, ServiceError> {
+    let kind = settings.kind;
+    reject_foreign_fields(kind, input)?;
+    // A masked value sent back means "keep".
+    let given = |value: &Option<Secret>| value.clone().filter(|s| !s.is_mask());
+    let keep_current = || {
+        current.cloned().ok_or_else(|| {
+            unprocessable(
+                "missing_credentials",
+                format!(
+                    "connection `{}` has no stored credentials; give them in full",
+                    settings.id
+                ),
+            )
+        })
+    };
+    match kind {
+        ConnectionKind::JiraCloud => {
+            let email = match &input.email {
+                Some(e) => Some(check_email(e)?),
+                None => settings.email.clone(),
+            };
+            let credentials = match given(&input.api_token) {
+                Some(api_token) => {
+                    check_credential("api_token", &api_token)?;
+                    Credentials::ApiToken { api_token }
+                }
+                None => keep_current()?,
+            };
+            Ok((credentials, email, None))
+        }
+        ConnectionKind::JiraDataCenter => {
+            if let Some(token) = given(&input.personal_access_token) {
+                check_credential("personal_access_token", &token)?;
+                return Ok((
+                    Credentials::PersonalAccessToken {
+                        personal_access_token: token,
+                    },
+                    None,
+                    None,
+                ));
+            }
+            let username = input
+                .username
+                .as_deref()
+                .map(check_username)
+                .transpose()?
+                .or_else(|| settings.username.clone());
+            let credentials = match given(&input.password) {
+                Some(password) => {
+                    check_credential("password", &password)?;
+                    Credentials::Password { password }
+                }
+                None => keep_current()?,
+            };
+            if credentials.method() == AuthMethod::Password {
+                let username = username.ok_or_else(|| {
+                    unprocessable(
+                        "missing_credentials",
+                        "`password` needs `username` on a connection that used a personal access token",
+                    )
+                })?;
+                Ok((credentials, None, Some(username)))
+            } else if input.username.is_some() {
+                Err(unprocessable(
+                    "missing_credentials",
+                    "to switch to `username` + `password`, give both",
+                ))
+            } else {
+                Ok((credentials, None, None))
+            }
+        }
+        ConnectionKind::Freshservice => {
+            let credentials = match given(&input.api_key) {
+                Some(api_key) => {
+                    check_credential("api_key", &api_key)?;
+                    Credentials::ApiKey { api_key }
+                }
+                None => keep_current()?,
+            };
+            Ok((credentials, None, None))
+        }
+    }
+}
+
+fn parse_closed_statuses(
+    kind: ConnectionKind,
+    values: &[serde_json::Value],
+) -> Result<ClosedStatuses, ServiceError> {
+    if values.len() > MAX_CLOSED_STATUSES {
+        return Err(unprocessable(
+            "invalid_closed_statuses",
+            format!("at most {MAX_CLOSED_STATUSES} closed statuses"),
+        ));
+    }
+    if kind.is_jira() {
+        let names = values
+            .iter()
+            .map(|v| match v.as_str().map(str::trim) {
+                Some(name) if !name.is_empty() && name.len() <= 100 => Ok(name.to_owned()),
+                _ => Err(unprocessable(
+                    "invalid_closed_statuses",
+                    "Jira `closed_statuses` are status names such as \"Won't Do\" (1 to 100 characters each)",
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(ClosedStatuses::Names(names));
+    }
+    let numbers = values
+        .iter()
+        .map(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| {
+                    unprocessable(
+                        "invalid_closed_statuses",
+                        "Freshservice `closed_statuses` are status numbers such as 4 (Resolved) and 5 (Closed)",
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if numbers.is_empty() {
+        return Err(unprocessable(
+            "invalid_closed_statuses",
+            "Freshservice `closed_statuses` cannot be empty (the default is [4, 5])",
+        ));
+    }
+    Ok(ClosedStatuses::Numbers(numbers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_site_or_domain_becomes_an_https_base_url() {
+        let cloud = resolve_base_url(ConnectionKind::JiraCloud, None, Some("acme"), None).unwrap();
+        assert_eq!(cloud.as_deref(), Some("https://acme.atlassian.net"));
+        let fs = resolve_base_url(
+            ConnectionKind::Freshservice,
+            None,
+            None,
+            Some("Acme.freshservice.com"),
+        )
+        .unwrap();
+        assert_eq!(fs.as_deref(), Some("https://acme.freshservice.com"));
+        let dc = resolve_base_url(
+            ConnectionKind::JiraDataCenter,
+            Some("https://jira.corp/jira/"),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(dc.as_deref(), Some("https://jira.corp/jira"));
+    }
+
+    #[test]
+    fn unsafe_or_odd_base_urls_are_refused() {
+        for (kind, url, site, domain) in [
+            (
+                ConnectionKind::JiraCloud,
+                Some("http://acme.atlassian.net"),
+                None,
+                None,
+            ),
+            (
+                ConnectionKind::JiraDataCenter,
+                Some("https://169.254.169.254/"),
+                None,
+                None,
+            ),
+            (
+                ConnectionKind::JiraDataCenter,
+                Some("https://jira.corp/?x=1"),
+                None,
+                None,
+            ),
+            (
+                ConnectionKind::Freshservice,
+                None,
+                None,
+                Some("acme.freshservice.com/x"),
+            ),
+            (ConnectionKind::JiraDataCenter, None, Some("acme"), None),
+            (
+                ConnectionKind::JiraCloud,
+                Some("https://a.atlassian.net"),
+                Some("a"),
+                None,
+            ),
+        ] {
+            assert!(
+                resolve_base_url(kind, url, site, domain).is_err(),
+                "{url:?} {site:?} {domain:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn closed_statuses_follow_the_kind() {
+        let jira =
+            parse_closed_statuses(ConnectionKind::JiraCloud, &[serde_json::json!("Won't Do")])
+                .unwrap();
+        assert_eq!(jira, ClosedStatuses::Names(vec!["Won't Do".into()]));
+        let fs = parse_closed_statuses(
+            ConnectionKind::Freshservice,
+            &[serde_json::json!(5), serde_json::json!("6")],
+        )
+        .unwrap();
+        assert_eq!(fs, ClosedStatuses::Numbers(vec![5, 6]));
+        assert!(
+            parse_closed_statuses(ConnectionKind::Freshservice, &[serde_json::json!("Closed")])
+                .is_err()
+        );
+        assert!(parse_closed_statuses(ConnectionKind::Freshservice, &[]).is_err());
+        assert!(parse_closed_statuses(ConnectionKind::JiraCloud, &[serde_json::json!(3)]).is_err());
+    }
+
+    #[test]
+    fn credentials_must_fit_the_kind() {
+        let input = ConnectionInput {
+            api_key: Some(Secret::new("k")),
+            ..ConnectionInput::default()
+        };
+        assert!(new_credentials(ConnectionKind::JiraCloud, &input).is_err());
+        let fs = new_credentials(ConnectionKind::Freshservice, &input).unwrap();
+        assert_eq!(fs.0.method(), AuthMethod::ApiKey);
+        let both = ConnectionInput {
+            personal_access_token: Some(Secret::new("p")),
+            username: Some("u".into()),
+            password: Some(Secret::new("pw")),
+            ..ConnectionInput::default()
+        };
+        assert!(new_credentials(ConnectionKind::JiraDataCenter, &both).is_err());
+        let masked = ConnectionInput {
+            api_key: Some(Secret::new(MASK)),
+            ..ConnectionInput::default()
+        };
+        assert!(new_credentials(ConnectionKind::Freshservice, &masked).is_err());
+    }
+
+    #[test]
+    fn generated_webhook_secrets_are_revealed_only_when_asked() {
+        let masked = serde_json::to_value(Shown::Masked).unwrap();
+        assert_eq!(masked, MASK);
+        let shown = serde_json::to_value(Shown::Revealed(Secret::new("abc"))).unwrap();
+        assert_eq!(shown, "abc");
+    }
+}

@@ -1,0 +1,111 @@
+//! The `ConnectionStore` contract, run against the embedded store and DynamoDB (moto): both behave the same.
+
+mod support;
+
+use time::OffsetDateTime;
+
+use ticketbound::adapters::dynamodb::DynamoStore;
+use ticketbound::adapters::embedded::EmbeddedStore;
+use ticketbound::domain::connection::{
+    AuthMethod, AuthState, AuthStatus, ClosedStatuses, Connection, ConnectionKind,
+    ConnectionSettings,
+};
+use ticketbound::ports::{ConnectionStore, StoreError};
+
+fn connection(id: &str) -> Connection {
+    let at = OffsetDateTime::from_unix_timestamp(1_760_000_000).unwrap();
+    Connection {
+        settings: ConnectionSettings {
+            id: id.into(),
+            kind: ConnectionKind::Freshservice,
+            base_url: "https://acme.freshservice.com".into(),
+            auth_method: AuthMethod::ApiKey,
+            email: None,
+            username: None,
+            closed_statuses: ClosedStatuses::default_for(ConnectionKind::Freshservice),
+            webhook_secrets_active: 1,
+            created_at: at,
+            updated_at: at,
+        },
+        auth: AuthState::new(),
+    }
+}
+
+async fn contract(store: &dyn ConnectionStore) {
+    let a = connection("conn-a");
+    store.insert_connection(&a).await.unwrap();
+    assert!(matches!(
+        store.insert_connection(&a).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert_eq!(
+        store.get_connection("conn-a").await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(store.get_connection("nope").await.unwrap(), None);
+
+    // Settings and status change independently.
+    let mut settings = a.settings.clone();
+    settings.closed_statuses = ClosedStatuses::Numbers(vec![5]);
+    assert!(store.update_settings(&settings).await.unwrap());
+    let auth = AuthState::new().auth_failed("HTTP 401");
+    assert!(store.update_auth("conn-a", &auth).await.unwrap());
+    let read = store.get_connection("conn-a").await.unwrap().unwrap();
+    assert_eq!(read.settings, settings);
+    assert_eq!(read.auth, auth);
+    assert_eq!(read.auth.status, AuthStatus::NeedsReauthorization);
+    assert!(
+        !store.update_auth("nope", &auth).await.unwrap(),
+        "no upsert of a deleted connection"
+    );
+    assert!(
+        !store
+            .update_settings(&connection("nope").settings)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_connection("nope").await.unwrap(), None);
+
+    // Listing pages by id, each connection exactly once.
+    for id in ["conn-c", "conn-b"] {
+        store.insert_connection(&connection(id)).await.unwrap();
+    }
+    let first = store.list_connections(2, None).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    let mut ids: Vec<String> = first.items.iter().map(|c| c.settings.id.clone()).collect();
+    let mut cursor = first.next;
+    while let Some(c) = cursor {
+        let page = store.list_connections(2, Some(&c)).await.unwrap();
+        ids.extend(page.items.iter().map(|c| c.settings.id.clone()));
+        cursor = page.next;
+    }
+    assert_eq!(ids, ["conn-a", "conn-b", "conn-c"]);
+    assert!(matches!(
+        store.list_connections(2, Some("junk!")).await,
+        Err(StoreError::InvalidCursor)
+    ));
+
+    assert!(store.delete_connection("conn-a").await.unwrap());
+    assert!(!store.delete_connection("conn-a").await.unwrap());
+    assert_eq!(store.get_connection("conn-a").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_embedded_store_keeps_connections() {
+    contract(&EmbeddedStore::in_memory().unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_dynamodb_store_keeps_connections() {
+    let sdk = support::aws().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = format!("tb-conn-{}", &ticketbound::domain::ids::new_secret()[..12]);
+    DynamoStore::create_table(&client, &table).await.unwrap();
+    contract(&DynamoStore::new(client.clone(), &table)).await;
+    client
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+}
