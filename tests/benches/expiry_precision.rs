@@ -9,7 +9,7 @@ use std::time::Duration as StdDuration;
 use time::OffsetDateTime;
 
 use ticketbound::domain::GrantStatus;
-use ticketbound::ports::{GrantFilter, GrantStore};
+use ticketbound::ports::GrantFilter;
 use ticketbound::service::Settings;
 use ticketbound_tests::*;
 

@@ -12,6 +12,14 @@ use subtle::ConstantTimeEq;
 
 use super::secret::Secret;
 
+/// The `X-Hub-Signature` value Jira sends for `body` under `secret` (for tests and for documentation).
+pub fn hub_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// Whether `header` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under one of `secrets`.
 pub fn hub_signature_matches(secrets: &[Secret], header: &str, body: &[u8]) -> bool {
     let Some(hex_mac) = header.trim().strip_prefix("sha256=") else {
@@ -67,6 +75,7 @@ mod tests {
         let body = br#"{"webhookEvent":"jira:issue_created"}"#;
         let header = "sha256=3fabe2d04ab39e6c32cd69443906602514ec29b8c013897d29901059b6adfbce";
         assert!(hub_signature_matches(&secrets, header, body));
+        assert_eq!(hub_signature("shhh", body), header);
         assert!(!hub_signature_matches(
             &secrets,
             header,

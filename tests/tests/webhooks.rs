@@ -1,0 +1,777 @@
+//! Ticket webhooks end bound grants (DESIGN §1 rules 5, 7, 9; §9): signed deliveries in the Cloud, Data
+//! Center, deleted-issue, Automation and Freshservice shapes end the right grants with the right reason and no
+//! others; bad deliveries change nothing; duplicates and races end a grant once.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use ticketbound::adapters::embedded::EmbeddedStore;
+use ticketbound::adapters::local_scheduler::LocalScheduler;
+use ticketbound::adapters::provisioner::HttpProvisioners;
+use ticketbound::adapters::secrets::LocalSecretStore;
+use ticketbound::adapters::ticket_systems::HttpTicketSystems;
+use ticketbound::domain::TicketRef;
+use ticketbound::domain::webhook_auth::hub_signature;
+use ticketbound::ports::{
+    Clock, GrantFilter, GrantStore, Job, JobKind, SystemClock, TicketVerifier,
+};
+use ticketbound::service::{Connections, Settings, Ticketbound};
+use ticketbound_tests::{
+    ADMIN, ALICE, APPROVER, call, define_webhook_resource, provisioner_actions, provisioner_ok,
+    seed_bound_active_grants,
+};
+
+struct Hooks {
+    app: Ticketbound,
+    router: Router,
+    store: EmbeddedStore,
+    jira_secret: String,
+    fs_secret: String,
+    provisioner: MockServer,
+    fs: MockServer,
+    _jira: MockServer,
+}
+
+/// An app with a Jira Cloud connection `jira-main` and a Freshservice connection `fs-main` (their APIs on
+/// wiremock), and the resource `prod-db` whose provisioner is a webhook on wiremock.
+async fn hooks() -> Hooks {
+    let jira = MockServer::start().await;
+    for key in ["SEC-42", "SEC-43"] {
+        let issue = support::cloud_issue(
+            key,
+            "In Progress",
+            "indeterminate",
+            Some(support::cloud_user("acc-alice", Some("alice@example.com"))),
+        );
+        Mock::given(path(format!("/rest/api/3/issue/{key}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(issue))
+            .mount(&jira)
+            .await;
+    }
+    Mock::given(path("/rest/api/3/user/search"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!([support::cloud_user(
+                "acc-alice",
+                Some("alice@example.com")
+            )])),
+        )
+        .mount(&jira)
+        .await;
+    let fs = MockServer::start().await;
+    let store = EmbeddedStore::in_memory().unwrap();
+    let dir = support::temp_dir("hooks");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let connections = Connections::new(
+        Arc::new(store.clone()),
+        Arc::new(LocalSecretStore::open(&dir.join("secrets.json")).unwrap()),
+        Arc::new(HttpTicketSystems::new(support::quick_policy()).unwrap()),
+        Arc::new(store.clone()),
+        clock.clone(),
+    );
+    let scheduler = LocalScheduler::new(store.clone());
+    let app = Ticketbound {
+        store: Arc::new(store.clone()),
+        scheduler: Arc::new(scheduler),
+        provisioners: Arc::new(
+            HttpProvisioners::new(clock.clone(), StdDuration::from_secs(2)).unwrap(),
+        ),
+        tickets: Some(Arc::new(connections.clone()) as Arc<dyn TicketVerifier>),
+        connections: Some(connections),
+        clock,
+        settings: Settings::default(),
+    };
+    let router = ticketbound_tests::local_router(app.clone());
+    let body = json!({"id": "jira-main", "kind": "jira_cloud", "base_url": jira.uri(), "email": "bot@acme.com", "api_token": "jira-token-1", "closed_statuses": ["Won't Do"]});
+    let (status, created) = call(
+        &router,
+        "POST",
+        "/v1/connections",
+        ADMIN,
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let jira_secret = created["webhook_secret"].as_str().unwrap().to_owned();
+    let body = json!({"id": "fs-main", "kind": "freshservice", "base_url": fs.uri(), "api_key": "fs-key-123"});
+    let (status, created) = call(
+        &router,
+        "POST",
+        "/v1/connections",
+        ADMIN,
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let fs_secret = created["webhook_secret"].as_str().unwrap().to_owned();
+    let provisioner = provisioner_ok().await;
+    define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;
+    Hooks {
+        app,
+        router,
+        store,
+        jira_secret,
+        fs_secret,
+        provisioner,
+        fs,
+        _jira: jira,
+    }
+}
+
+impl Hooks {
+    /// Alice requests `prod-db` bound to `key` in jira-main (checked against the Jira API); approved unless `pending`.
+    async fn jira_grant(&self, key: &str, pending: bool) -> String {
+        let body = json!({"resource": "prod-db", "reason": "bound", "duration": "indefinite", "ticket": {"connection": "jira-main", "key": key}});
+        let (status, grant) = call(
+            &self.router,
+            "POST",
+            "/v1/grants",
+            ALICE,
+            Some(&body.to_string()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{grant}");
+        let id = grant["id"].as_str().unwrap().to_owned();
+        if !pending {
+            let (status, approved) = call(
+                &self.router,
+                "POST",
+                &format!("/v1/grants/{id}/approve"),
+                APPROVER,
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{approved}");
+        }
+        id
+    }
+
+    async fn grant(&self, id: &str) -> Value {
+        serde_json::to_value(self.store.get_grant(id).await.unwrap().unwrap()).unwrap()
+    }
+
+    async fn post(
+        &self,
+        uri: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// A Jira admin-webhook delivery signed with the connection's secret.
+    async fn jira(&self, body: &Value, delivery: &str) -> (StatusCode, Value) {
+        let bytes = body.to_string().into_bytes();
+        let headers = [
+            ("x-hub-signature", hub_signature(&self.jira_secret, &bytes)),
+            ("x-atlassian-webhook-identifier", delivery.to_owned()),
+        ];
+        self.post("/webhooks/jira/jira-main", &headers, bytes).await
+    }
+
+    async fn snapshot(&self) -> Value {
+        let grants = self
+            .store
+            .list_grants(&GrantFilter::default(), 200, None)
+            .await
+            .unwrap()
+            .items;
+        json!({"grants": grants, "calls": self.provisioner.received_requests().await.unwrap().len()})
+    }
+}
+
+fn fixture(name: &str) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The real Cloud capture, for `key`, moved to a status in `category` with a two-item changelog.
+fn cloud_transition(key: &str, status: &str, category: &str) -> Value {
+    let mut body = fixture("jira-cloud-issue-updated-status-inprogress.json");
+    body["issue"]["key"] = key.into();
+    let id = if category == "done" { 3 } else { 4 };
+    body["issue"]["fields"]["status"] = json!({"name": status, "id": "10001", "statusCategory": {"id": id, "key": category, "colorName": "green", "name": "Localised"}});
+    body["changelog"]["items"] = json!([
+        {"field": "resolution", "fieldtype": "jira", "fieldId": "resolution", "from": null, "fromString": null, "to": "10000", "toString": "Done"},
+        {"field": "status", "fieldtype": "jira", "fieldId": "status", "from": "3", "fromString": "In Progress", "to": "10001", "toString": status}
+    ]);
+    body
+}
+
+#[tokio::test]
+async fn a_cloud_issue_moving_to_done_ends_its_grants_and_no_others() {
+    let h = hooks().await;
+    let active = h.jira_grant("SEC-42", false).await;
+    let pending = h.jira_grant("SEC-42", true).await;
+    let other = h.jira_grant("SEC-43", false).await;
+
+    let (status, answer) = h
+        .jira(&cloud_transition("SEC-42", "Done", "done"), "delivery-1")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (answer["ended"].as_u64(), answer["cancelled"].as_u64()),
+        (Some(1), Some(1)),
+        "{answer}"
+    );
+
+    let ended = h.grant(&active).await;
+    assert_eq!(
+        (ended["status"].as_str(), ended["end_reason"].as_str()),
+        (Some("ended"), Some("ticket_closed"))
+    );
+    // Alice still holds prod-db through SEC-43 (rule 8): access stays in the end system.
+    assert_eq!(ended["deprovisioning"]["state"], "skipped");
+    let cancelled = h.grant(&pending).await;
+    assert_eq!(
+        (
+            cancelled["status"].as_str(),
+            cancelled["end_reason"].as_str()
+        ),
+        (Some("cancelled"), Some("ticket_closed"))
+    );
+    assert_eq!(
+        h.grant(&other).await["status"],
+        "active",
+        "a grant on another ticket must not end"
+    );
+    assert_eq!(
+        provisioner_actions(&h.provisioner).await,
+        ["grant", "grant"]
+    );
+}
+
+#[tokio::test]
+async fn the_same_delivery_twice_ends_grants_once_and_revokes_once() {
+    let h = hooks().await;
+    let id = h.jira_grant("SEC-42", false).await;
+    let body = cloud_transition("SEC-42", "Done", "done");
+    assert_eq!(h.jira(&body, "delivery-1").await.1["ended"], 1);
+    let (status, again) = h.jira(&body, "delivery-1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["ignored"], true, "{again}");
+    // The same event delivered under another id (a late duplicate) finds the grant already closed.
+    let (status, late) = h.jira(&body, "delivery-2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (late["ended"].as_u64(), late["already_closed"].as_u64()),
+        (Some(0), Some(1)),
+        "{late}"
+    );
+    let events = h.store.list_events(&id, 100, None).await.unwrap().items;
+    assert_eq!(events.iter().filter(|e| e.kind == "ended").count(), 1);
+    assert_eq!(
+        provisioner_actions(&h.provisioner).await,
+        ["grant", "revoke"]
+    );
+}
+
+#[tokio::test]
+async fn a_reopened_ticket_never_restores_access() {
+    let h = hooks().await;
+    let id = h.jira_grant("SEC-42", false).await;
+    h.jira(&cloud_transition("SEC-42", "Done", "done"), "d-1")
+        .await;
+    let reopened = cloud_transition("SEC-42", "In Progress", "indeterminate");
+    let (status, answer) = h.jira(&reopened, "d-2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["ignored"], true);
+    assert_eq!(h.grant(&id).await["status"], "ended");
+    assert_eq!(
+        provisioner_actions(&h.provisioner).await,
+        ["grant", "revoke"]
+    );
+}
+
+#[tokio::test]
+async fn events_that_close_nothing_are_ignored() {
+    let h = hooks().await;
+    let id = h.jira_grant("SEC-42", false).await;
+    let mut in_progress = fixture("jira-cloud-issue-updated-status-inprogress.json");
+    in_progress["issue"]["key"] = "SEC-42".into();
+    let mut created = fixture("jira-cloud-issue-created.json");
+    created["issue"]["key"] = "SEC-42".into();
+    for (body, delivery) in [
+        (in_progress, "a"),
+        (created, "b"),
+        (
+            json!({"webhookEvent": "project_created", "project": {"key": "X"}}),
+            "c",
+        ),
+    ] {
+        let (status, answer) = h.jira(&body, delivery).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["ignored"], true, "{answer}");
+    }
+    assert_eq!(h.grant(&id).await["status"], "active");
+}
+
+#[tokio::test]
+async fn a_status_listed_in_closed_statuses_closes() {
+    let h = hooks().await;
+    let id = h.jira_grant("SEC-42", false).await;
+    let (_, answer) = h
+        .jira(
+            &cloud_transition("SEC-42", "Won't Do", "indeterminate"),
+            "d",
+        )
+        .await;
+    assert_eq!(answer["ended"], 1, "{answer}");
+    assert_eq!(h.grant(&id).await["end_reason"], "ticket_closed");
+}
+
+#[tokio::test]
+async fn a_deleted_issue_ends_grants_as_deleted() {
+    let h = hooks().await;
+    let id = h.jira_grant("SEC-42", false).await;
+    let mut body = fixture("jira-cloud-issue-updated-status-inprogress.json");
+    body["issue"]["key"] = "SEC-42".into();
+    body["webhookEvent"] = "jira:issue_deleted".into();
+    body.as_object_mut().unwrap().remove("changelog");
+    body.as_object_mut()
+        .unwrap()
+        .remove("issue_event_type_name");
+    let (_, answer) = h.jira(&body, "d").await;
+    assert_eq!(answer["ended"], 1, "{answer}");
+    assert_eq!(h.grant(&id).await["end_reason"], "ticket_deleted");
+}
+
+#[tokio::test]
+async fn a_data_center_close_without_delivery_headers_is_understood() {
+    let h = hooks().await;
+    let id = h.jira_grant("SEC-42", false).await;
+    let body = json!({
+        "timestamp": 1591789130000u64, "webhookEvent": "jira:issue_updated", "issue_event_type_name": "issue_closed",
+        "user": {"name": "valentijn", "key": "valentijn", "emailAddress": "v@example.com"},
+        "issue": {"id": "12345", "key": "SEC-42", "fields": {"status": {"name": "Closed", "id": "6", "statusCategory": {"id": 3, "key": "done", "name": "Done"}}}},
+        "changelog": {"id": "1", "items": [{"field": "status", "fieldtype": "jira", "from": "10000", "fromString": "New", "to": "6", "toString": "Closed"}]}
+    });
+    let bytes = body.to_string().into_bytes();
+    let (status, answer) = h
+        .post(
+            "/webhooks/jira/jira-main",
+            &[("x-hub-signature", hub_signature(&h.jira_secret, &bytes))],
+            bytes,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ended"], 1);
+    assert_eq!(h.grant(&id).await["status"], "ended");
+}
+
+#[tokio::test]
+async fn a_jira_automation_body_with_the_shared_secret_header_closes() {
+    let h = hooks().await;
+    let id = h.jira_grant("SEC-42", false).await;
+    let body = json!({"source": "jira-automation", "key": "SEC-42", "statusCategory": "done"})
+        .to_string()
+        .into_bytes();
+    let (status, answer) = h
+        .post(
+            "/webhooks/jira/jira-main",
+            &[("x-ticketbound-secret", h.jira_secret.clone())],
+            body,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ended"], 1);
+    assert_eq!(h.grant(&id).await["end_reason"], "ticket_closed");
+}
+
+/// What is sent, where, with which headers and body, and the status and error code it must get.
+type BadDelivery<'a> = (
+    &'a str,
+    &'a str,
+    Vec<(&'a str, String)>,
+    Vec<u8>,
+    StatusCode,
+    &'a str,
+);
+
+#[tokio::test]
+async fn bad_deliveries_get_their_status_and_change_nothing() {
+    let h = hooks().await;
+    h.jira_grant("SEC-42", false).await;
+    let before = h.snapshot().await;
+    let body = cloud_transition("SEC-42", "Done", "done")
+        .to_string()
+        .into_bytes();
+    let other = cloud_transition("SEC-43", "Done", "done")
+        .to_string()
+        .into_bytes();
+    let signed = |b: &[u8]| hub_signature(&h.jira_secret, b);
+    let mut huge = br#"{"webhookEvent":"jira:issue_updated","pad":""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 2 * 1024 * 1024));
+    huge.extend(br#""}"#);
+    let cases: Vec<BadDelivery> = vec![
+        (
+            "no signature",
+            "/webhooks/jira/jira-main",
+            vec![],
+            body.clone(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        (
+            "a wrong signature",
+            "/webhooks/jira/jira-main",
+            vec![("x-hub-signature", hub_signature("not-the-secret", &body))],
+            body.clone(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        (
+            "a signature over another body",
+            "/webhooks/jira/jira-main",
+            vec![("x-hub-signature", signed(&other))],
+            body.clone(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        (
+            "a malformed signature",
+            "/webhooks/jira/jira-main",
+            vec![("x-hub-signature", "sha256=zz".into())],
+            body.clone(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        (
+            "a wrong shared secret",
+            "/webhooks/jira/jira-main",
+            vec![("x-ticketbound-secret", "guess".into())],
+            body.clone(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        (
+            "the Freshservice secret on Jira",
+            "/webhooks/jira/jira-main",
+            vec![("x-ticketbound-secret", h.fs_secret.clone())],
+            body.clone(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        (
+            "an unknown connection",
+            "/webhooks/jira/jira-nope",
+            vec![("x-hub-signature", signed(&body))],
+            body.clone(),
+            StatusCode::NOT_FOUND,
+            "unknown_connection",
+        ),
+        (
+            "a Freshservice connection on the Jira route",
+            "/webhooks/jira/fs-main",
+            vec![("x-ticketbound-secret", h.fs_secret.clone())],
+            body.clone(),
+            StatusCode::NOT_FOUND,
+            "unknown_connection",
+        ),
+        (
+            "a body over 2 MiB",
+            "/webhooks/jira/jira-main",
+            vec![("x-hub-signature", signed(&huge))],
+            huge.clone(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            "malformed JSON, signed",
+            "/webhooks/jira/jira-main",
+            vec![("x-hub-signature", signed(b"{\"webhookEvent\":"))],
+            b"{\"webhookEvent\":".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "JSON naming no ticket, signed",
+            "/webhooks/jira/jira-main",
+            vec![("x-hub-signature", signed(b"{\"hello\":1}"))],
+            b"{\"hello\":1}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "unrecognized_delivery",
+        ),
+        (
+            "no Freshservice secret",
+            "/webhooks/freshservice/fs-main",
+            vec![],
+            br#"{"ticket_id":"264"}"#.to_vec(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        (
+            "a wrong Basic password",
+            "/webhooks/freshservice/fs-main",
+            vec![("authorization", support::basic("ticketbound", "guess"))],
+            br#"{"ticket_id":"264"}"#.to_vec(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        (
+            "a Freshservice body without a ticket",
+            "/webhooks/freshservice/fs-main",
+            vec![("x-ticketbound-secret", h.fs_secret.clone())],
+            br#"{"ticket_id":"{{ticket.id_numeric}}"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "unrecognized_delivery",
+        ),
+    ];
+    for (what, uri, headers, body, status, code) in cases {
+        let (got, answer) = h.post(uri, &headers, body).await;
+        assert_eq!(got, status, "{what}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{what}: {answer}");
+        assert_eq!(h.snapshot().await, before, "{what} changed something");
+    }
+}
+
+/// Freshservice answers `GET /api/v2/tickets/{id}` with `status` (or 404).
+async fn freshservice_ticket(h: &Hooks, id: &str, status: Option<u64>) {
+    h.fs.reset().await;
+    let response = match status {
+        Some(status) => {
+            let mut ticket = fixture("freshservice-api-ticket-view-response.doc.json");
+            ticket["ticket"]["id"] = id.parse::<u64>().unwrap().into();
+            ticket["ticket"]["status"] = status.into();
+            ResponseTemplate::new(200).set_body_json(ticket)
+        }
+        None => ResponseTemplate::new(404)
+            .set_body_json(json!({"code": "access_denied", "message": "not found"})),
+    };
+    Mock::given(method("GET"))
+        .and(path(format!("/api/v2/tickets/{id}")))
+        .respond_with(response)
+        .mount(&h.fs)
+        .await;
+}
+
+#[tokio::test]
+async fn freshservice_deliveries_are_confirmed_with_the_api_before_grants_end() {
+    let h = hooks().await;
+    let ticket = TicketRef {
+        connection: "fs-main".into(),
+        key: "264".into(),
+    };
+    let ids = seed_bound_active_grants(&h.app, &ticket, "prod-db", 2).await;
+    let template = fixture("freshservice-webhook-template.json")
+        .to_string()
+        .replace("{{ticket.id_numeric}}", "264")
+        .replace("{{ticket.status}}", "Resolved");
+    let secret = [("x-ticketbound-secret", h.fs_secret.clone())];
+
+    freshservice_ticket(&h, "264", Some(2)).await;
+    let (status, answer) = h
+        .post(
+            "/webhooks/freshservice/fs-main",
+            &secret,
+            template.clone().into_bytes(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["ignored"], true,
+        "the body says Resolved but the API says open: the API wins"
+    );
+    assert_eq!(h.grant(&ids[0]).await["status"], "active");
+
+    freshservice_ticket(&h, "264", Some(4)).await;
+    let basic = [("authorization", support::basic("ticketbound", &h.fs_secret))];
+    let (status, answer) = h
+        .post(
+            "/webhooks/freshservice/fs-main",
+            &basic,
+            template.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ended"], 2, "{answer}");
+    assert_eq!(h.grant(&ids[1]).await["end_reason"], "ticket_closed");
+}
+
+#[tokio::test]
+async fn a_deleted_freshservice_ticket_ends_grants_as_deleted_and_an_unreachable_api_is_retried() {
+    let h = hooks().await;
+    let ticket = TicketRef {
+        connection: "fs-main".into(),
+        key: "77".into(),
+    };
+    let ids = seed_bound_active_grants(&h.app, &ticket, "prod-db", 1).await;
+    let secret = [("x-ticketbound-secret", h.fs_secret.clone())];
+    h.fs.reset().await;
+    Mock::given(path("/api/v2/tickets/77"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&h.fs)
+        .await;
+    let (status, answer) = h
+        .post(
+            "/webhooks/freshservice/fs-main",
+            &secret,
+            br#"{"ticket_id": 77}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "never a silent pass: {answer}"
+    );
+    assert_eq!(h.grant(&ids[0]).await["status"], "active");
+
+    freshservice_ticket(&h, "77", None).await;
+    let (status, answer) = h
+        .post(
+            "/webhooks/freshservice/fs-main",
+            &secret,
+            br#"{"ticket_id": 77}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(h.grant(&ids[0]).await["end_reason"], "ticket_deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_closing_webhook_racing_the_expiry_schedule_ends_the_grant_once() {
+    for round in 0..4 {
+        let h = hooks().await;
+        let body = json!({"resource": "prod-db", "reason": "bound", "duration": "PT1S", "ticket": {"connection": "jira-main", "key": "SEC-42"}});
+        let (_, grant) = call(
+            &h.router,
+            "POST",
+            "/v1/grants",
+            ALICE,
+            Some(&body.to_string()),
+        )
+        .await;
+        let id = grant["id"].as_str().unwrap().to_owned();
+        call(
+            &h.router,
+            "POST",
+            &format!("/v1/grants/{id}/approve"),
+            APPROVER,
+            None,
+        )
+        .await;
+        tokio::time::sleep(StdDuration::from_millis(1100)).await;
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let expiry = {
+            let (app, id, barrier) = (h.app.clone(), id.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                app.run_job(&Job::new(JobKind::Expire, &id)).await.unwrap()
+            })
+        };
+        let body = cloud_transition("SEC-42", "Done", "done")
+            .to_string()
+            .into_bytes();
+        let signature = hub_signature(&h.jira_secret, &body);
+        let barrier2 = barrier.clone();
+        let router = h.router.clone();
+        let webhook = tokio::spawn(async move {
+            barrier2.wait().await;
+            let request = Request::builder()
+                .method("POST")
+                .uri("/webhooks/jira/jira-main")
+                .header("x-hub-signature", signature)
+                .body(Body::from(body))
+                .unwrap();
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            (
+                status,
+                serde_json::from_slice::<Value>(
+                    &response.into_body().collect().await.unwrap().to_bytes(),
+                )
+                .unwrap(),
+            )
+        });
+        let (_, (status, answer)) = (expiry.await.unwrap(), webhook.await.unwrap());
+        assert_eq!(status, StatusCode::OK, "round {round}: {answer}");
+        let events = h.store.list_events(&id, 100, None).await.unwrap().items;
+        assert_eq!(
+            events.iter().filter(|e| e.kind == "ended").count(),
+            1,
+            "round {round}"
+        );
+        let reason = h.grant(&id).await["end_reason"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            reason == "ticket_closed" || reason == "time_bound_reached",
+            "round {round}: {reason}"
+        );
+        let revoked = ticketbound_tests::eventually(StdDuration::from_secs(5), || async {
+            provisioner_actions(&h.provisioner).await.len() == 2
+        })
+        .await;
+        assert!(revoked, "round {round}");
+        assert_eq!(
+            provisioner_actions(&h.provisioner).await,
+            ["grant", "revoke"],
+            "round {round}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_grants_on_one_ticket_all_end_in_one_delivery() {
+    let h = hooks().await;
+    let ticket = TicketRef {
+        connection: "jira-main".into(),
+        key: "SEC-500".into(),
+    };
+    let ids = seed_bound_active_grants(&h.app, &ticket, "prod-db", 500).await;
+    let (status, answer) = h
+        .jira(&cloud_transition("SEC-500", "Done", "done"), "big")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ended"], 500);
+    let active = GrantFilter {
+        status: Some(ticketbound::domain::GrantStatus::Active),
+        ..GrantFilter::default()
+    };
+    assert!(
+        h.store
+            .list_grants(&active, 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        provisioner_actions(&h.provisioner).await.len(),
+        500,
+        "one revoke per grant (one requester each)"
+    );
+    assert_eq!(h.grant(&ids[499]).await["end_reason"], "ticket_closed");
+}
