@@ -775,3 +775,45 @@ async fn five_hundred_grants_on_one_ticket_all_end_in_one_delivery() {
     );
     assert_eq!(h.grant(&ids[499]).await["end_reason"], "ticket_closed");
 }
+
+/// A delivery as API Gateway hands it to `ticketbound-jira-webhook`: payload 2.0, no authorizer, the body
+/// base64-encoded (API Gateway does this for many content types): the signature must hold over the raw bytes.
+#[tokio::test]
+async fn a_signed_delivery_through_an_api_gateway_event_ends_grants() {
+    use base64::Engine;
+    let h = hooks().await;
+    let id = h.jira_grant("SEC-42", false).await;
+    let body = cloud_transition("SEC-42", "Done", "done").to_string();
+    let mut event: Value =
+        serde_json::from_str(include_str!("../fixtures/apigw-v2-post-jwt.json")).unwrap();
+    event["rawPath"] = "/webhooks/jira/jira-main".into();
+    event["rawQueryString"] = "".into();
+    event
+        .as_object_mut()
+        .unwrap()
+        .remove("queryStringParameters");
+    event["routeKey"] = "POST /webhooks/jira/{connection}".into();
+    event["requestContext"]["http"]["path"] = "/webhooks/jira/jira-main".into();
+    event["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorizer");
+    event["headers"] = json!({
+        "content-type": "application/json",
+        "x-hub-signature": hub_signature(&h.jira_secret, body.as_bytes()),
+        "x-atlassian-webhook-identifier": "apigw-1",
+    });
+    event["body"] = base64::engine::general_purpose::STANDARD
+        .encode(body.as_bytes())
+        .into();
+    event["isBase64Encoded"] = true.into();
+    let request = lambda_http::request::from_str(&event.to_string()).expect("API Gateway v2 event");
+    let router = ticketbound::http::webhooks::jira_router(h.app.clone());
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status();
+    let answer: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ended"], 1);
+    assert_eq!(h.grant(&id).await["end_reason"], "ticket_closed");
+}
