@@ -26,10 +26,10 @@ use crate::domain::identity::looks_like_email;
 use crate::domain::ids::{is_slug, new_secret};
 use crate::domain::secret::{MASK, Secret};
 use crate::domain::url_policy::check_outbound_url;
-use crate::domain::{Caller, GrantStatus, TicketRef};
+use crate::domain::{Caller, TicketRef};
 use crate::ports::{
-    Clock, ConnectionStore, GrantFilter, GrantStore, Page, SecretStore, SecretStoreError,
-    StoreError, TicketCheckError, TicketSystem, TicketSystemError, TicketSystems, TicketVerifier,
+    Clock, ConnectionStore, GrantStore, Page, SecretStore, SecretStoreError, StoreError,
+    TicketCheckError, TicketSystem, TicketSystemError, TicketSystems, TicketVerifier,
 };
 
 /// Webhook secrets active at once (enough for a rotation, few enough to try them all).
@@ -229,7 +229,7 @@ impl Connections {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<ConnectionView>, ServiceError> {
-        require_admin(caller)?;
+        super::require_admin(caller, "manage connections")?;
         let page = self.store.list_connections(limit, cursor).await?;
         Ok(Page {
             items: page.items.iter().map(ConnectionView::of).collect(),
@@ -239,7 +239,7 @@ impl Connections {
 
     /// `GET /v1/connections/{id}`.
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<ConnectionView, ServiceError> {
-        require_admin(caller)?;
+        super::require_admin(caller, "manage connections")?;
         Ok(ConnectionView::of(&self.load(id).await?))
     }
 
@@ -250,7 +250,7 @@ impl Connections {
         caller: &Caller,
         input: ConnectionInput,
     ) -> Result<ConnectionView, ServiceError> {
-        require_admin(caller)?;
+        super::require_admin(caller, "manage connections")?;
         let id = input.id.clone().unwrap_or_default();
         if !is_slug(&id) {
             return Err(ServiceError::unprocessable(
@@ -349,7 +349,7 @@ impl Connections {
         id: &str,
         input: ConnectionInput,
     ) -> Result<ConnectionView, ServiceError> {
-        require_admin(caller)?;
+        super::require_admin(caller, "manage connections")?;
         let mut connection = self.load(id).await?;
         let kind = connection.settings.kind;
         if input.id.as_deref().is_some_and(|body_id| body_id != id) {
@@ -442,7 +442,7 @@ impl Connections {
     /// `DELETE /v1/connections/{id}`: refused while pending or active grants are bound to it, unless `force`
     /// (those grants then keep their time bound only: no webhook of this connection can end them any more).
     pub async fn delete(&self, caller: &Caller, id: &str, force: bool) -> Result<(), ServiceError> {
-        require_admin(caller)?;
+        super::require_admin(caller, "manage connections")?;
         self.load(id).await?;
         if !force && let Some(grant) = self.open_grant_bound_to(id).await? {
             return Err(ServiceError::conflict(
@@ -466,7 +466,7 @@ impl Connections {
     /// the credentials saw; refused credentials answer 200 with `verified: false` and the new status, an
     /// unreachable ticket system 503.
     pub async fn verify(&self, caller: &Caller, id: &str) -> Result<ConnectionView, ServiceError> {
-        require_admin(caller)?;
+        super::require_admin(caller, "manage connections")?;
         let mut session = self.open_for_api(id).await?;
         let result = session.system.verify().await;
         let result = self.observe(&mut session.connection, result, true).await;
@@ -651,31 +651,12 @@ impl Connections {
         &self,
         connection: &str,
     ) -> Result<Option<crate::domain::Grant>, ServiceError> {
-        for status in [GrantStatus::Pending, GrantStatus::Active] {
-            let filter = GrantFilter {
-                status: Some(status),
-                ..GrantFilter::default()
-            };
-            let mut cursor: Option<String> = None;
-            loop {
-                let page = self
-                    .grants
-                    .list_grants(&filter, 100, cursor.as_deref())
-                    .await?;
-                if let Some(g) = page.items.into_iter().find(|g| {
-                    g.ticket
-                        .as_ref()
-                        .is_some_and(|t| t.connection == connection)
-                }) {
-                    return Ok(Some(g));
-                }
-                match page.next {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
-        }
-        Ok(None)
+        super::first_open_grant(&*self.grants, |g| {
+            g.ticket
+                .as_ref()
+                .is_some_and(|t| t.connection == connection)
+        })
+        .await
     }
 }
 
@@ -725,17 +706,6 @@ impl TicketVerifier for Connections {
             .or(assignee.email)
             .unwrap_or_else(|| format!("another person (id {})", assignee.id));
         Err(TicketCheckError::NotAssigned(ticket.key.clone(), who))
-    }
-}
-
-fn require_admin(caller: &Caller) -> Result<(), ServiceError> {
-    if caller.admin {
-        Ok(())
-    } else {
-        Err(ServiceError::forbidden(
-            "not_an_admin",
-            "only members of the admin group may manage connections",
-        ))
     }
 }
 

@@ -20,8 +20,8 @@ pub use grants::{GrantRequest, ListGrants};
 pub use lifecycle::{EndOutcome, JobOutcome};
 pub use resources::ResourceInput;
 
-use crate::domain::IsoDuration;
-use crate::ports::{Clock, GrantStore, Provisioners, Scheduler, TicketVerifier};
+use crate::domain::{Caller, Grant, GrantStatus, IsoDuration};
+use crate::ports::{Clock, GrantFilter, GrantStore, Provisioners, Scheduler, TicketVerifier};
 
 /// How durable retries of side effects back off.
 #[derive(Clone, Debug)]
@@ -90,6 +90,44 @@ pub struct Ticketbound {
     pub connections: Option<Connections>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
+}
+
+/// 403 unless the caller is an admin; `what` names what only admins may do ("change resources").
+pub(crate) fn require_admin(caller: &Caller, what: &str) -> Result<(), ServiceError> {
+    if caller.admin {
+        Ok(())
+    } else {
+        Err(ServiceError::forbidden(
+            "not_an_admin",
+            format!("only members of the admin group may {what}"),
+        ))
+    }
+}
+
+/// The first pending or active grant for which `matches` holds (what deleting a resource or a connection would
+/// orphan), paging through the open grants.
+pub(crate) async fn first_open_grant(
+    store: &dyn GrantStore,
+    matches: impl Fn(&Grant) -> bool,
+) -> Result<Option<Grant>, ServiceError> {
+    for status in [GrantStatus::Pending, GrantStatus::Active] {
+        let filter = GrantFilter {
+            status: Some(status),
+            ..GrantFilter::default()
+        };
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store.list_grants(&filter, 100, cursor.as_deref()).await?;
+            if let Some(grant) = page.items.into_iter().find(|g| matches(g)) {
+                return Ok(Some(grant));
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

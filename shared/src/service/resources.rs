@@ -6,8 +6,8 @@ use super::{ServiceError, Ticketbound};
 use crate::domain::ids::is_slug;
 use crate::domain::secret::Secret;
 use crate::domain::url_policy::check_outbound_url;
-use crate::domain::{Caller, GrantStatus, IsoDuration, Provisioner, Resource};
-use crate::ports::{GrantFilter, Page};
+use crate::domain::{Caller, IsoDuration, Provisioner, Resource};
+use crate::ports::Page;
 
 /// The body of `PUT /v1/resources/{id}`. Durations arrive as text so a bad one is a 422 with a clear message.
 #[derive(Clone, Debug, Deserialize)]
@@ -54,7 +54,7 @@ impl Ticketbound {
         id: &str,
         input: ResourceInput,
     ) -> Result<(Resource, bool), ServiceError> {
-        require_admin(caller)?;
+        super::require_admin(caller, "change resources")?;
         if !is_slug(id) {
             return Err(ServiceError::unprocessable(
                 "invalid_id",
@@ -139,53 +139,25 @@ impl Ticketbound {
 
     /// Deletes a resource; refused while a pending or active grant names it (its end would have no provisioner).
     pub async fn delete_resource(&self, caller: &Caller, id: &str) -> Result<(), ServiceError> {
-        require_admin(caller)?;
+        super::require_admin(caller, "change resources")?;
         if !is_slug(id) {
             return Err(resource_not_found(id));
         }
-        for status in [GrantStatus::Pending, GrantStatus::Active] {
-            let filter = GrantFilter {
-                status: Some(status),
-                ..GrantFilter::default()
-            };
-            let mut cursor: Option<String> = None;
-            loop {
-                let page = self
-                    .store
-                    .list_grants(&filter, 100, cursor.as_deref())
-                    .await?;
-                if let Some(g) = page.items.iter().find(|g| g.resource == id) {
-                    return Err(ServiceError::conflict(
-                        "resource_in_use",
-                        format!(
-                            "grant {} ({}) uses `{id}`; end it first",
-                            g.id,
-                            g.status.as_str()
-                        ),
-                    ));
-                }
-                match page.next {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
+        if let Some(g) = super::first_open_grant(&*self.store, |g| g.resource == id).await? {
+            return Err(ServiceError::conflict(
+                "resource_in_use",
+                format!(
+                    "grant {} ({}) uses `{id}`; end it first",
+                    g.id,
+                    g.status.as_str()
+                ),
+            ));
         }
         if self.store.delete_resource(id).await? {
             Ok(())
         } else {
             Err(resource_not_found(id))
         }
-    }
-}
-
-fn require_admin(caller: &Caller) -> Result<(), ServiceError> {
-    if caller.admin {
-        Ok(())
-    } else {
-        Err(ServiceError::forbidden(
-            "not_an_admin",
-            "only members of the admin group may change resources",
-        ))
     }
 }
 
