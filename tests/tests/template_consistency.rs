@@ -435,6 +435,90 @@ async fn every_listed_route_is_served_by_the_router() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+// ----- least privilege ---------------------------------------------------------------------------------------
+
+/// Every `(action, resource as YAML)` pair a function's inline policies allow.
+fn allowed(function: &Value) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let policies = get(function, "Properties")
+        .and_then(|p| get(p, "Policies"))
+        .and_then(|p| untagged(p).as_sequence().cloned())
+        .unwrap_or_default();
+    for policy in &policies {
+        let statements = get(policy, "Statement")
+            .and_then(|s| untagged(s).as_sequence().cloned())
+            .expect("inline policies only: Statement lists");
+        for statement in &statements {
+            assert_eq!(get(statement, "Effect").map(string), Some("Allow"));
+            let actions = match get(statement, "Action").expect("Action") {
+                Value::String(a) => vec![a.clone()],
+                other => strings(other),
+            };
+            let resource =
+                serde_yaml::to_string(get(statement, "Resource").expect("Resource")).unwrap();
+            assert!(
+                !resource.trim().ends_with("'*'") && !resource.contains("- '*'"),
+                "no statement allows every resource: {actions:?}"
+            );
+            for action in actions {
+                assert!(!action.contains('*'), "no wildcard actions: {action}");
+                pairs.push((action, resource.clone()));
+            }
+        }
+    }
+    pairs
+}
+
+#[test]
+fn functions_get_only_scoped_permissions_and_only_the_api_writes_secrets() {
+    let template = template();
+    for (name, function) in functions(&template) {
+        let is_api = code_uri(function) == API_CODE_URI;
+        for (action, resource) in allowed(function) {
+            let service = action.split(':').next().unwrap();
+            match service {
+                "secretsmanager" => {
+                    assert!(
+                        resource.contains(":secret:${SecretPrefix}*"),
+                        "{name}: {action} must be limited to the SecretPrefix, is {resource}"
+                    );
+                    if !is_api {
+                        assert_eq!(
+                            action, "secretsmanager:GetSecretValue",
+                            "{name}: only the API manages connection secrets"
+                        );
+                    }
+                }
+                "scheduler" => assert!(
+                    resource.contains(":schedule/${ScheduleGroup}/*"),
+                    "{name}: {action} must be limited to the stack's schedule group, is {resource}"
+                ),
+                "iam" => {
+                    assert_eq!(action, "iam:PassRole", "{name}");
+                    assert!(resource.contains("SchedulerRole"), "{name}: {resource}");
+                }
+                "dynamodb" => {
+                    assert!(resource.contains("Table"), "{name}: {resource}");
+                    assert!(
+                        is_api || action != "dynamodb:DeleteItem",
+                        "{name}: only the API deletes items"
+                    );
+                    assert!(
+                        ![
+                            "dynamodb:Scan",
+                            "dynamodb:DeleteTable",
+                            "dynamodb:UpdateTable"
+                        ]
+                        .contains(&action.as_str()),
+                        "{name}: {action} is never needed"
+                    );
+                }
+                other => panic!("{name}: unexpected service {other} ({action})"),
+            }
+        }
+    }
+}
+
 // ----- (d) table ---------------------------------------------------------------------------------------------
 
 fn key_schema(value: &Value) -> (String, String) {
