@@ -27,4 +27,6 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export TICKETBOUND_MOTO=1
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked "$@" 2>&1 | tee target/test-output.log
+# One closing line for the whole workspace (cargo prints one per test binary, the last being the doc tests').
+grep -E '^test result:' target/test-output.log | awk '{p += $4; f += $6} END {printf "workspace: %d passed, %d failed\n", p, f}'
