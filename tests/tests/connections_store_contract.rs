@@ -26,6 +26,7 @@ fn connection(id: &str) -> Connection {
             webhook_secrets_active: 1,
             created_at: at,
             updated_at: at,
+            audit: None,
         },
         auth: AuthState::new(),
     }
