@@ -18,6 +18,11 @@ use crate::domain::ticket_writes::{NewTicket, destination, marker};
 use crate::domain::{Grant, Provisioner, Resource};
 use crate::ports::{ProvisionAction, ProvisionError, Provisioners};
 
+/// The longest one provisioning attempt may take (a marker search and a create, each with its own bounded
+/// retries): shorter than the retry lease (60 s), so two attempts never overlap. A ticket created by an attempt
+/// cut short is found by its marker on the next one.
+pub const CALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(25);
+
 /// Dispatches by provisioner kind: `ticket` to the connections, everything else to `inner`.
 #[derive(Clone)]
 pub struct TicketProvisioners {
@@ -75,11 +80,17 @@ impl Provisioners for TicketProvisioners {
             requester_email: grant.requester.clone(),
             marker: marker(&grant.id, action.as_str()),
         };
-        let created = self
-            .connections
-            .open_ticket(connection, &ticket)
-            .await
-            .map_err(|e| ProvisionError(e.to_string()))?;
+        let created = tokio::time::timeout(
+            CALL_LIMIT,
+            self.connections.open_ticket(connection, &ticket),
+        )
+        .await
+        .map_err(|_| {
+            ProvisionError(format!(
+                "connection `{connection}` did not answer within {CALL_LIMIT:?}"
+            ))
+        })?
+        .map_err(|e| ProvisionError(e.to_string()))?;
         tracing::info!(grant = %grant.id, action = action.as_str(), connection = %connection, key = %created.key, "provisioning ticket opened");
         Ok(())
     }
