@@ -14,7 +14,7 @@ use crate::adapters::ticket_http::HttpPolicy;
 use crate::adapters::ticket_systems::HttpTicketSystems;
 use crate::config::Config;
 use crate::ports::{Clock, SystemClock, TicketVerifier};
-use crate::service::{Connections, Settings, Ticketbound};
+use crate::service::{Connections, Settings, TicketProvisioners, Ticketbound};
 
 #[derive(Debug, thiserror::Error)]
 #[error("start-up: {0}")]
@@ -55,7 +55,11 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
     Ok(Ticketbound {
         store,
         scheduler: Arc::new(scheduler),
-        provisioners: Arc::new(provisioners),
+        // `webhook` and `none` over HTTP; `ticket` through the connections (DESIGN §7).
+        provisioners: Arc::new(TicketProvisioners::new(
+            Arc::new(provisioners),
+            connections.clone(),
+        )),
         tickets: Some(Arc::new(connections.clone()) as Arc<dyn TicketVerifier>),
         connections: Some(connections),
         clock,
@@ -96,7 +100,11 @@ pub fn local_app(
     let app = Ticketbound {
         store,
         scheduler: Arc::new(scheduler.clone()),
-        provisioners: Arc::new(provisioners),
+        // `webhook` and `none` over HTTP; `ticket` through the connections (DESIGN §7).
+        provisioners: Arc::new(TicketProvisioners::new(
+            Arc::new(provisioners),
+            connections.clone(),
+        )),
         tickets: Some(Arc::new(connections.clone()) as Arc<dyn TicketVerifier>),
         connections: Some(connections),
         clock,

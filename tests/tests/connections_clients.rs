@@ -32,6 +32,7 @@ fn settings(kind: ConnectionKind, base_url: &str, method: AuthMethod) -> Connect
         webhook_secrets_active: 1,
         created_at: OffsetDateTime::UNIX_EPOCH,
         updated_at: OffsetDateTime::UNIX_EPOCH,
+        audit: None,
     }
 }
 

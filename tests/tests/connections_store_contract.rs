@@ -26,6 +26,7 @@ fn connection(id: &str) -> Connection {
             webhook_secrets_active: 1,
             created_at: at,
             updated_at: at,
+            audit: None,
         },
         auth: AuthState::new(),
     }
@@ -47,6 +48,12 @@ async fn contract(store: &dyn ConnectionStore) {
     // Settings and status change independently.
     let mut settings = a.settings.clone();
     settings.closed_statuses = ClosedStatuses::Numbers(vec![5]);
+    // Audit settings (DESIGN §8) are kept with the settings.
+    settings.audit = Some(ticketbound::domain::ticket_writes::AuditSettings {
+        group_id: Some(5),
+        priority: Some(3),
+        ..Default::default()
+    });
     assert!(store.update_settings(&settings).await.unwrap());
     let auth = AuthState::new().auth_failed("HTTP 401");
     assert!(store.update_auth("conn-a", &auth).await.unwrap());

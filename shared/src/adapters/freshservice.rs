@@ -12,8 +12,11 @@
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::ticket_http::TicketHttp;
+use super::ticket_http::{TicketHttp, Written};
 use crate::domain::connection::{ClosedStatuses, Person, Ticket, TicketSummary, Verification};
+use crate::domain::ticket_writes::{
+    CloseOutcome, CreatedTicket, NewTicket, TicketDestination, html, one_line,
+};
 use crate::ports::{TicketSystem, TicketSystemError};
 
 /// The filter API's page size, and pages read at most for "my open tickets".
@@ -131,8 +134,162 @@ impl FreshserviceClient {
     }
 }
 
+/// Status 2 (Open) for new tickets, 5 (Closed) to close.
+const STATUS_OPEN: u64 = 2;
+const STATUS_CLOSED: u64 = 5;
+
+/// Whether `key` can be a Freshservice ticket id (anything else cannot name a ticket, or a URL segment).
+fn is_ticket_id(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 19 && key.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Writes (DESIGN §7–8, protocol-facts §4): create (`POST /api/v2/tickets`, tagged with the marker), find by
+/// tag (`/api/v2/tickets/filter`), a private note (`POST /api/v2/tickets/{id}/notes`) and close
+/// (`PUT /api/v2/tickets/{id}` with status 5, again with `?bypass_mandatory=true` when fields are mandatory on
+/// closing).
+impl FreshserviceClient {
+    fn ticket_ref(&self, id: u64) -> CreatedTicket {
+        let key = id.to_string();
+        CreatedTicket {
+            url: self.http.site_url(&["a", "tickets", &key]),
+            key,
+        }
+    }
+
+    async fn create(&self, t: &NewTicket) -> Result<CreatedTicket, TicketSystemError> {
+        let TicketDestination::Freshservice { group_id, priority } = &t.destination else {
+            return Err(TicketSystemError::Unexpected(
+                "a Jira destination cannot be used with a Freshservice connection".into(),
+            ));
+        };
+        let mut body = serde_json::json!({
+            "subject": one_line(&t.summary),
+            "description": html(&t.description),
+            "email": t.requester_email,
+            "status": STATUS_OPEN,
+            "priority": priority,
+            "tags": ["ticketbound", t.marker],
+        });
+        if let Some(group) = group_id {
+            body["group_id"] = (*group).into();
+        }
+        let url = self.http.url(&["api", "v2", "tickets"]);
+        match self
+            .http
+            .send_json(reqwest::Method::POST, url, Some(&body))
+            .await?
+        {
+            Written::Done(bytes) => {
+                let created: TicketBody = serde_json::from_slice(&bytes).map_err(|e| {
+                    TicketSystemError::Unexpected(format!(
+                        "creating a ticket answered JSON of an unexpected shape: {e}"
+                    ))
+                })?;
+                Ok(self.ticket_ref(created.ticket.id))
+            }
+            Written::NotFound => Err(TicketSystemError::Unexpected(
+                "/api/v2/tickets answered 404; is the domain right?".into(),
+            )),
+            Written::Rejected(m) => Err(TicketSystemError::Unexpected(format!(
+                "Freshservice refused to create the ticket: {m}"
+            ))),
+        }
+    }
+
+    async fn find(&self, marker: &str) -> Result<Option<CreatedTicket>, TicketSystemError> {
+        // Markers are `[a-z0-9-]`, so they need no escaping inside the single quotes.
+        if !marker
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Ok(None);
+        }
+        let query = format!("\"tag:'{marker}'\"");
+        let url = self.http.url_with(
+            &["api", "v2", "tickets", "filter"],
+            &[("query", query.as_str())],
+        );
+        let list: Option<TicketList> = self.http.get_json(url).await?;
+        Ok(list
+            .and_then(|l| l.tickets.into_iter().map(|t| t.id).min())
+            .map(|id| self.ticket_ref(id)))
+    }
+
+    async fn note(&self, key: &str, text: &str) -> Result<bool, TicketSystemError> {
+        if !is_ticket_id(key) {
+            return Ok(false);
+        }
+        let url = self.http.url(&["api", "v2", "tickets", key, "notes"]);
+        let body = serde_json::json!({"body": html(text), "private": true});
+        match self
+            .http
+            .send_json(reqwest::Method::POST, url, Some(&body))
+            .await?
+        {
+            Written::Done(_) => Ok(true),
+            Written::NotFound => Ok(false),
+            Written::Rejected(m) => Err(TicketSystemError::Unexpected(format!(
+                "Freshservice refused the note on ticket {key}: {m}"
+            ))),
+        }
+    }
+
+    async fn close(&self, key: &str) -> Result<CloseOutcome, TicketSystemError> {
+        if !is_ticket_id(key) {
+            return Ok(CloseOutcome::NotFound);
+        }
+        let body = serde_json::json!({"status": STATUS_CLOSED});
+        let url = self.http.url(&["api", "v2", "tickets", key]);
+        let mut rejected = match self
+            .http
+            .send_json(reqwest::Method::PUT, url, Some(&body))
+            .await?
+        {
+            Written::Done(_) => return Ok(CloseOutcome::Closed),
+            Written::NotFound => return Ok(CloseOutcome::NotFound),
+            Written::Rejected(m) => m,
+        };
+        // Fields that are mandatory on closing (protocol-facts §4): an admin's key may bypass them.
+        let bypass = self.http.url_with(
+            &["api", "v2", "tickets", key],
+            &[("bypass_mandatory", "true")],
+        );
+        match self
+            .http
+            .send_json(reqwest::Method::PUT, bypass, Some(&body))
+            .await?
+        {
+            Written::Done(_) => return Ok(CloseOutcome::Closed),
+            Written::NotFound => return Ok(CloseOutcome::NotFound),
+            Written::Rejected(m) => rejected = format!("{rejected}; with bypass_mandatory: {m}"),
+        }
+        Err(TicketSystemError::Unexpected(format!(
+            "Freshservice refused to close ticket {key}: {rejected}"
+        )))
+    }
+}
+
 #[async_trait]
 impl TicketSystem for FreshserviceClient {
+    async fn create_ticket(&self, ticket: &NewTicket) -> Result<CreatedTicket, TicketSystemError> {
+        self.create(ticket).await
+    }
+
+    async fn find_by_marker(
+        &self,
+        marker: &str,
+    ) -> Result<Option<CreatedTicket>, TicketSystemError> {
+        self.find(marker).await
+    }
+
+    async fn add_comment(&self, key: &str, text: &str) -> Result<bool, TicketSystemError> {
+        self.note(key, text).await
+    }
+
+    async fn close_ticket(&self, key: &str) -> Result<CloseOutcome, TicketSystemError> {
+        self.close(key).await
+    }
+
     async fn verify(&self) -> Result<Verification, TicketSystemError> {
         let url = self.http.url(&["api", "v2", "agents", "me"]);
         let body: AgentBody = self.http.get_json(url).await?.ok_or_else(|| {

@@ -14,9 +14,12 @@
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::ticket_http::TicketHttp;
+use super::ticket_http::{TicketHttp, Written};
 use crate::domain::connection::{
     ClosedStatuses, Person, ProjectSummary, Ticket, TicketSummary, Verification,
+};
+use crate::domain::ticket_writes::{
+    CloseOutcome, CreatedTicket, NewTicket, TicketDestination, adf, one_line,
 };
 use crate::ports::{TicketSystem, TicketSystemError};
 
@@ -198,6 +201,165 @@ impl Jira {
     }
 }
 
+#[derive(Deserialize)]
+struct CreatedIssue {
+    key: String,
+}
+
+#[derive(Deserialize)]
+struct Transitions {
+    #[serde(default)]
+    transitions: Vec<Transition>,
+}
+
+#[derive(Deserialize)]
+struct Transition {
+    id: String,
+    #[serde(default)]
+    to: Option<Status>,
+}
+
+/// Writes (DESIGN §7–8): create (`POST …/issue`, Cloud with an ADF description, Data Center with wiki text),
+/// find by label, comment (`POST …/issue/{key}/comment`) and close (the transition whose target status is in
+/// the `done` category, never a hard-coded id: protocol-facts §3.3–3.4).
+impl Jira {
+    /// A description or comment: ADF on Cloud (v3), plain text on Data Center (v2).
+    fn rich(&self, text: &str) -> serde_json::Value {
+        if self.cloud {
+            adf(text)
+        } else {
+            serde_json::Value::String(text.to_owned())
+        }
+    }
+
+    async fn create_ticket(&self, t: &NewTicket) -> Result<CreatedTicket, TicketSystemError> {
+        let TicketDestination::Jira {
+            project,
+            issue_type,
+        } = &t.destination
+        else {
+            return Err(TicketSystemError::Unexpected(
+                "a Freshservice destination cannot be used with a Jira connection".into(),
+            ));
+        };
+        let body = serde_json::json!({"fields": {
+            "project": {"key": project},
+            "issuetype": {"name": issue_type},
+            "summary": one_line(&t.summary),
+            "description": self.rich(&t.description),
+            "labels": ["ticketbound", t.marker],
+        }});
+        let url = self.http.url(&["rest", "api", self.api(), "issue"]);
+        match self
+            .http
+            .send_json(reqwest::Method::POST, url, Some(&body))
+            .await?
+        {
+            Written::Done(bytes) => {
+                let created: CreatedIssue = serde_json::from_slice(&bytes).map_err(|e| {
+                    TicketSystemError::Unexpected(format!(
+                        "creating an issue answered JSON of an unexpected shape: {e}"
+                    ))
+                })?;
+                Ok(CreatedTicket {
+                    url: self.http.site_url(&["browse", &created.key]),
+                    key: created.key,
+                })
+            }
+            Written::NotFound => Err(missing(&format!("/rest/api/{}/issue", self.api()))),
+            Written::Rejected(m) => Err(TicketSystemError::Unexpected(format!(
+                "Jira refused to create the issue in project {project} (type {issue_type}; the fields summary, description and labels must be on its create screen): {m}"
+            ))),
+        }
+    }
+
+    async fn find_by_marker(
+        &self,
+        marker: &str,
+    ) -> Result<Option<CreatedTicket>, TicketSystemError> {
+        let escaped = marker.replace('\\', "\\\\").replace('"', "\\\"");
+        let jql = format!("labels = \"{escaped}\" ORDER BY created ASC");
+        let segments: &[&str] = if self.cloud {
+            &["rest", "api", "3", "search", "jql"]
+        } else {
+            &["rest", "api", "2", "search"]
+        };
+        let url = self.http.url_with(
+            segments,
+            &[
+                ("jql", jql.as_str()),
+                ("fields", "summary"),
+                ("maxResults", "1"),
+            ],
+        );
+        let page: OffsetPage = self
+            .http
+            .get_json(url)
+            .await?
+            .ok_or_else(|| missing(&format!("/{}", segments.join("/"))))?;
+        Ok(page.issues.into_iter().next().map(|i| CreatedTicket {
+            url: self.http.site_url(&["browse", &i.key]),
+            key: i.key,
+        }))
+    }
+
+    async fn add_comment(&self, key: &str, text: &str) -> Result<bool, TicketSystemError> {
+        let url = self
+            .http
+            .url(&["rest", "api", self.api(), "issue", key, "comment"]);
+        let body = serde_json::json!({"body": self.rich(text)});
+        match self
+            .http
+            .send_json(reqwest::Method::POST, url, Some(&body))
+            .await?
+        {
+            Written::Done(_) => Ok(true),
+            Written::NotFound => Ok(false),
+            Written::Rejected(m) => Err(TicketSystemError::Unexpected(format!(
+                "Jira refused the comment on {key}: {m}"
+            ))),
+        }
+    }
+
+    async fn close_ticket(&self, key: &str) -> Result<CloseOutcome, TicketSystemError> {
+        let Some(ticket) = self.get_ticket(key).await? else {
+            return Ok(CloseOutcome::NotFound);
+        };
+        if ticket.closed {
+            return Ok(CloseOutcome::AlreadyClosed);
+        }
+        let url = self
+            .http
+            .url(&["rest", "api", self.api(), "issue", key, "transitions"]);
+        let Some(available): Option<Transitions> = self.http.get_json(url.clone()).await? else {
+            return Ok(CloseOutcome::NotFound);
+        };
+        let done = available.transitions.into_iter().find(|t| {
+            t.to.as_ref()
+                .and_then(|s| s.status_category.as_ref())
+                .is_some_and(|c| c.key.eq_ignore_ascii_case("done"))
+        });
+        let Some(done) = done else {
+            return Err(TicketSystemError::Unexpected(format!(
+                "{key} (status {}) has no transition into a done status that the connection's account may use",
+                ticket.status
+            )));
+        };
+        let body = serde_json::json!({"transition": {"id": done.id}});
+        match self
+            .http
+            .send_json(reqwest::Method::POST, url, Some(&body))
+            .await?
+        {
+            Written::Done(_) => Ok(CloseOutcome::Closed),
+            Written::NotFound => Ok(CloseOutcome::NotFound),
+            Written::Rejected(m) => Err(TicketSystemError::Unexpected(format!(
+                "Jira refused to close {key} (a field required on the transition screen?): {m}"
+            ))),
+        }
+    }
+}
+
 fn missing(path: &str) -> TicketSystemError {
     TicketSystemError::Unexpected(format!("{path} answered 404; is the base URL right?"))
 }
@@ -235,6 +397,25 @@ struct ProjectPage {
 
 #[async_trait]
 impl TicketSystem for JiraCloudClient {
+    async fn create_ticket(&self, ticket: &NewTicket) -> Result<CreatedTicket, TicketSystemError> {
+        self.0.create_ticket(ticket).await
+    }
+
+    async fn find_by_marker(
+        &self,
+        marker: &str,
+    ) -> Result<Option<CreatedTicket>, TicketSystemError> {
+        self.0.find_by_marker(marker).await
+    }
+
+    async fn add_comment(&self, key: &str, text: &str) -> Result<bool, TicketSystemError> {
+        self.0.add_comment(key, text).await
+    }
+
+    async fn close_ticket(&self, key: &str) -> Result<CloseOutcome, TicketSystemError> {
+        self.0.close_ticket(key).await
+    }
+
     async fn verify(&self) -> Result<Verification, TicketSystemError> {
         let account = self.0.myself().await?;
         let url = self.0.http.url_with(
@@ -339,6 +520,25 @@ struct OffsetPage {
 
 #[async_trait]
 impl TicketSystem for JiraDataCenterClient {
+    async fn create_ticket(&self, ticket: &NewTicket) -> Result<CreatedTicket, TicketSystemError> {
+        self.0.create_ticket(ticket).await
+    }
+
+    async fn find_by_marker(
+        &self,
+        marker: &str,
+    ) -> Result<Option<CreatedTicket>, TicketSystemError> {
+        self.0.find_by_marker(marker).await
+    }
+
+    async fn add_comment(&self, key: &str, text: &str) -> Result<bool, TicketSystemError> {
+        self.0.add_comment(key, text).await
+    }
+
+    async fn close_ticket(&self, key: &str) -> Result<CloseOutcome, TicketSystemError> {
+        self.0.close_ticket(key).await
+    }
+
     async fn verify(&self) -> Result<Verification, TicketSystemError> {
         let account = self.0.myself().await?;
         let url = self.0.http.url(&["rest", "api", "2", "project"]);

@@ -252,6 +252,93 @@ impl TicketHttp {
     }
 }
 
+/// The answer to a write ([`TicketHttp::send_json`]).
+pub(crate) enum Written {
+    /// 2xx, with the body (empty for 204).
+    Done(Vec<u8>),
+    /// 404: the ticket (or project) is not there, or not visible to the connection.
+    NotFound,
+    /// 400, 409 or 422: the ticket system refused the content; the human part of its error body.
+    Rejected(String),
+}
+
+impl TicketHttp {
+    /// Sends a write (`POST`/`PUT` with a JSON body, or a bodiless `POST`). Unlike reads, a write is retried
+    /// only when the ticket system certainly did not act on it: 429 and 503 (honouring `Retry-After` within
+    /// [`HttpPolicy::max_wait`]) and failures to connect. A timeout or another 5xx may have created a ticket,
+    /// so it is returned as unavailable and the caller's durable retry decides (after looking for the
+    /// ticket's marker). 401/403 are [`TicketSystemError::Unauthorized`], as for reads.
+    pub(crate) async fn send_json(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Written, TicketSystemError> {
+        let started = Instant::now();
+        let mut retry = 0;
+        let path = url.path().to_owned();
+        loop {
+            let mut request = self
+                .client
+                .request(method.clone(), url.clone())
+                .header(AUTHORIZATION, self.auth.clone())
+                .header(ACCEPT, "application/json")
+                .timeout(self.policy.timeout);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let (problem, wait) = match request.send().await {
+                Err(e) if e.is_connect() => (describe_transport(&e), self.policy.backoff(retry)),
+                Err(e) => {
+                    return Err(TicketSystemError::Unavailable(format!(
+                        "{} {path}: {}",
+                        method.as_str(),
+                        describe_transport(&e)
+                    )));
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    if matches!(
+                        status,
+                        StatusCode::BAD_REQUEST
+                            | StatusCode::CONFLICT
+                            | StatusCode::UNPROCESSABLE_ENTITY
+                    ) {
+                        let body = response.bytes().await.unwrap_or_default();
+                        let detail = error_detail(&body);
+                        return Ok(Written::Rejected(if detail.is_empty() {
+                            format!("{path} answered HTTP {}", status.as_u16())
+                        } else {
+                            format!("{path} answered HTTP {}: {detail}", status.as_u16())
+                        }));
+                    }
+                    let busy = matches!(
+                        status,
+                        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+                    );
+                    match self.judge(response, &path).await? {
+                        Judged::Body(bytes) => return Ok(Written::Done(bytes)),
+                        Judged::NotFound => return Ok(Written::NotFound),
+                        Judged::Retry(problem, wait) if busy => {
+                            (problem, wait.unwrap_or_else(|| self.policy.backoff(retry)))
+                        }
+                        // A 500 after a write may hide a ticket that was created: not retried here.
+                        Judged::Retry(problem, _) => {
+                            return Err(TicketSystemError::Unavailable(problem));
+                        }
+                    }
+                }
+            };
+            if retry >= self.policy.max_retries || started.elapsed() + wait > self.policy.budget {
+                return Err(TicketSystemError::Unavailable(problem));
+            }
+            tracing::info!(path = %path, retry = retry + 1, wait_ms = wait.as_millis() as u64, %problem, "retrying ticket-system write");
+            tokio::time::sleep(wait).await;
+            retry += 1;
+        }
+    }
+}
+
 enum Judged {
     Body(Vec<u8>),
     NotFound,
@@ -323,6 +410,7 @@ mod tests {
             webhook_secrets_active: 1,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
+            audit: None,
         }
     }
 

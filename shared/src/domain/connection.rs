@@ -113,6 +113,10 @@ pub struct ConnectionSettings {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// Where the audit ticket of every request goes (DESIGN §8); none when the connection opens no audit
+    /// tickets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<super::ticket_writes::AuditSettings>,
 }
 
 /// Whether a connection's credentials work (DESIGN §6).

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod resource;
 pub mod secret;
 pub mod ticket_events;
+pub mod ticket_writes;
 pub mod url_policy;
 pub mod webhook_auth;
 

@@ -9,6 +9,7 @@ use crate::domain::connection::{
     AuthState, Connection, ConnectionSecrets, ConnectionSettings, Person, Ticket, TicketSummary,
     Verification,
 };
+use crate::domain::ticket_writes::{CloseOutcome, CreatedTicket, NewTicket};
 
 /// Connection settings and authorization status (never secrets).
 #[async_trait]
@@ -72,7 +73,7 @@ pub enum TicketSystemError {
     Unexpected(String),
 }
 
-/// One connection's ticket system, signed in with its credentials. Reads only; each call retries by itself
+/// One connection's ticket system, signed in with its credentials. Each read retries by itself
 /// within bounds (429/503 with `Retry-After`, other 5xx and timeouts with jittered backoff).
 #[async_trait]
 pub trait TicketSystem: Send + Sync {
@@ -87,6 +88,39 @@ pub trait TicketSystem: Send + Sync {
         &self,
         person: &Person,
     ) -> Result<Vec<TicketSummary>, TicketSystemError>;
+
+    // Writes (DESIGN §7 `ticket` provisioner, §8 audit tickets). A write is retried here only when the ticket
+    // system certainly did not act (429/503, or no connection was made); any other failure is returned, and the
+    // durable retry of the caller repeats it after [`TicketSystem::find_by_marker`]. The defaults refuse, so a
+    // read-only implementation (a test fake) keeps compiling.
+
+    /// Opens a ticket.
+    async fn create_ticket(&self, ticket: &NewTicket) -> Result<CreatedTicket, TicketSystemError> {
+        let _ = ticket;
+        Err(not_writable())
+    }
+    /// The ticket carrying `marker` (a Jira label, a Freshservice tag), if one exists.
+    async fn find_by_marker(
+        &self,
+        marker: &str,
+    ) -> Result<Option<CreatedTicket>, TicketSystemError> {
+        let _ = marker;
+        Err(not_writable())
+    }
+    /// Adds a comment (Jira) or a private note (Freshservice); `Ok(false)` when the ticket does not exist.
+    async fn add_comment(&self, key: &str, text: &str) -> Result<bool, TicketSystemError> {
+        let _ = (key, text);
+        Err(not_writable())
+    }
+    /// Closes a ticket (Jira: the transition into the `done` category; Freshservice: status 5).
+    async fn close_ticket(&self, key: &str) -> Result<CloseOutcome, TicketSystemError> {
+        let _ = key;
+        Err(not_writable())
+    }
+}
+
+fn not_writable() -> TicketSystemError {
+    TicketSystemError::Unexpected("this ticket system client cannot write tickets".into())
 }
 
 /// Builds the [`TicketSystem`] of a connection from its settings and secrets.

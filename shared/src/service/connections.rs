@@ -25,12 +25,16 @@ use crate::domain::connection::{
 use crate::domain::identity::looks_like_email;
 use crate::domain::ids::{is_slug, new_secret};
 use crate::domain::secret::{MASK, Secret};
+use crate::domain::ticket_writes::AuditSettings;
 use crate::domain::url_policy::check_outbound_url;
 use crate::domain::{Caller, TicketRef};
+
+mod writes;
 use crate::ports::{
     Clock, ConnectionStore, GrantStore, Page, SecretStore, SecretStoreError, StoreError,
     TicketCheckError, TicketSystem, TicketSystemError, TicketSystems, TicketVerifier,
 };
+pub use writes::TicketWriteError;
 
 /// Webhook secrets active at once (enough for a rotation, few enough to try them all).
 pub const MAX_WEBHOOK_SECRETS: usize = 5;
@@ -98,6 +102,10 @@ pub struct ConnectionInput {
     /// Jira: status names; Freshservice: status numbers (default `[4, 5]`).
     #[serde(default)]
     pub closed_statuses: Option<Vec<serde_json::Value>>,
+    /// Audit tickets (DESIGN §8): Jira `{project, issue_type?}`, Freshservice `{group_id?, priority?}`; on PATCH,
+    /// `null` turns them off and an absent field keeps them.
+    #[serde(default, deserialize_with = "writes::present")]
+    pub audit: Option<Option<AuditSettings>>,
 }
 
 /// A webhook secret in an answer: masked, except right after Ticketbound generated it.
@@ -138,6 +146,8 @@ pub struct ConnectionView {
     webhook_secret: Shown,
     pub webhook_secrets_active: usize,
     pub closed_statuses: ClosedStatuses,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSettings>,
     pub status: AuthStatus,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_verified_at: Option<OffsetDateTime>,
@@ -174,6 +184,7 @@ impl ConnectionView {
             webhook_secret: Shown::Masked,
             webhook_secrets_active: s.webhook_secrets_active,
             closed_statuses: s.closed_statuses.clone(),
+            audit: s.audit.clone(),
             status: connection.auth.status,
             last_verified_at: connection.auth.last_verified_at,
             last_error: connection.auth.last_error.clone(),
@@ -292,6 +303,7 @@ impl Connections {
             Some(values) => parse_closed_statuses(kind, &values)?,
             None => ClosedStatuses::default_for(kind),
         };
+        let audit = writes::check_audit(kind, input.audit.clone().flatten())?;
         let (webhook_secret, generated) = match input.webhook_secret {
             Some(s) => (check_webhook_secret(s)?, None),
             None => {
@@ -312,6 +324,7 @@ impl Connections {
                 webhook_secrets_active: 1,
                 created_at: now,
                 updated_at: now,
+                audit,
             },
             auth: AuthState::new(),
         };
@@ -378,6 +391,9 @@ impl Connections {
         }
         if let Some(values) = &input.closed_statuses {
             settings.closed_statuses = parse_closed_statuses(kind, values)?;
+        }
+        if let Some(audit) = &input.audit {
+            settings.audit = writes::check_audit(kind, audit.clone())?;
         }
         let current = self.secrets.get(id).await.map_err(secret_store_error)?;
         let (credentials, email, username) =

@@ -143,7 +143,7 @@ impl Ticketbound {
                 other => other.into(),
             })?;
         tracing::info!(grant = %grant.id, requester = %grant.requester, resource = %grant.resource, "grant requested");
-        Ok(grant)
+        Ok(self.audit_on_request(grant).await)
     }
 
     /// `POST /v1/grants/{id}/approve`.
@@ -199,6 +199,7 @@ impl Ticketbound {
         }
         tracing::info!(grant = %id, approver = %caller.email, expires_at = ?approved.expires_at, "grant approved");
         self.provision_attempt(id).await;
+        self.audit_on_decision(id).await;
         Ok(self.store.get_grant(id).await?.unwrap_or(approved))
     }
 
@@ -225,7 +226,10 @@ impl Ticketbound {
             .update_grant(&denied, grant.expected(), Some(&event))
             .await
         {
-            Ok(()) => Ok(denied),
+            Ok(()) => {
+                self.audit_on_decision(id).await;
+                Ok(self.store.get_grant(id).await?.unwrap_or(denied))
+            }
             Err(StoreError::Conflict) => Err(ServiceError::conflict(
                 "grant_not_pending",
                 "the request was decided or withdrawn at the same moment; reload it",

@@ -130,6 +130,7 @@ impl Ticketbound {
                 Err(e) => return Err(e.into()),
             }
             tracing::info!(grant = %id, reason = reason.as_str(), status = next.status.as_str(), "grant ended");
+            self.audit_on_end(&next).await;
             if next.status == GrantStatus::Ended
                 && let Err(e) = self.deprovision_attempt(id).await
             {
@@ -346,6 +347,11 @@ impl Ticketbound {
         {
             report.error = Some(format!("deleting the provisioning retry schedule: {e}"));
         }
+        if let Err(e) = self.close_audit_ticket(grant).await
+            && report.error.is_none()
+        {
+            report.error = Some(e);
+        }
         report
     }
 
@@ -498,7 +504,11 @@ impl Ticketbound {
 
     /// Read-modify-write with a conditional write, retried when another writer got there first. `change`
     /// returns the next grant (with its version bumped) and an optional event, or `None` for "nothing to do".
-    async fn modify_grant<F>(&self, id: &str, mut change: F) -> Result<Option<Grant>, ServiceError>
+    pub(super) async fn modify_grant<F>(
+        &self,
+        id: &str,
+        mut change: F,
+    ) -> Result<Option<Grant>, ServiceError>
     where
         F: FnMut(&Grant) -> Option<(Grant, Option<AuditEvent>)> + Send,
     {

@@ -3,22 +3,25 @@
 //!
 //! The same [`Ticketbound`] runs behind every Lambda function and the local server; only the adapters differ.
 
+mod audit_tickets;
 mod closing;
 mod connections;
 mod error;
 mod grants;
 mod lifecycle;
 mod resources;
+mod ticket_writes;
 
 use std::sync::Arc;
 use time::Duration;
 
 pub use closing::TicketClosing;
-pub use connections::{ConnectionInput, ConnectionView, Connections};
+pub use connections::{ConnectionInput, ConnectionView, Connections, TicketWriteError};
 pub use error::{ErrorKind, ServiceError};
 pub use grants::{GrantRequest, ListGrants};
 pub use lifecycle::{EndOutcome, JobOutcome};
 pub use resources::ResourceInput;
+pub use ticket_writes::TicketProvisioners;
 
 use crate::domain::{Caller, Grant, GrantStatus, IsoDuration};
 use crate::ports::{Clock, GrantFilter, GrantStore, Provisioners, Scheduler, TicketVerifier};

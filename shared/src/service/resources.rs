@@ -116,12 +116,7 @@ impl Ticketbound {
                 };
                 Provisioner::Webhook { url, secret }
             }
-            Provisioner::Ticket { .. } => {
-                return Err(ServiceError::unprocessable(
-                    "unsupported_provisioner",
-                    "the `ticket` provisioner needs a ticket-system connection, which this deployment does not offer yet; use `webhook` or `none`",
-                ));
-            }
+            ticket @ Provisioner::Ticket { .. } => self.checked_ticket_provisioner(ticket).await?,
             Provisioner::None => Provisioner::None,
         };
         let resource = Resource {

@@ -1,0 +1,261 @@
+//! What Ticketbound writes into ticket systems (DESIGN §7 `ticket` provisioner, §8 audit tickets): where a new
+//! ticket goes, what it says, and the marker that finds it again.
+//!
+//! Every ticket Ticketbound opens carries a **marker** (a Jira label, a Freshservice tag) derived from the grant
+//! and the purpose, e.g. `tb-01jd3…-grant`. Before opening a ticket, Ticketbound searches for its marker, so an
+//! attempt whose answer was lost (a timeout after the ticket system created the ticket) is not repeated as a
+//! second ticket when the durable retry runs.
+
+use serde::{Deserialize, Serialize};
+
+use super::connection::ConnectionKind;
+
+/// Where a new ticket goes, per kind of ticket system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TicketDestination {
+    /// A Jira project key (`SEC`) and issue type name (`Task`).
+    Jira { project: String, issue_type: String },
+    /// A Freshservice group (optional) and priority 1–4.
+    Freshservice { group_id: Option<u64>, priority: u8 },
+}
+
+/// A ticket to open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTicket {
+    pub destination: TicketDestination,
+    /// One line; cut to [`MAX_SUMMARY`] characters.
+    pub summary: String,
+    /// Plain text; each line becomes a paragraph (ADF on Jira Cloud, wiki text on Data Center, HTML on
+    /// Freshservice).
+    pub description: String,
+    /// Freshservice needs a requester: the e-mail of the person the ticket is about.
+    pub requester_email: String,
+    /// The marker that finds this ticket again ([`marker`]).
+    pub marker: String,
+}
+
+/// A ticket Ticketbound opened (or found by its marker).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreatedTicket {
+    /// `SEC-42`, or a Freshservice id as text.
+    pub key: String,
+    pub url: String,
+}
+
+/// What closing a ticket found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// This call closed it.
+    Closed,
+    /// It was closed already (by a person, or by an earlier attempt whose answer was lost).
+    AlreadyClosed,
+    /// The ticket system no longer has it (deleted): nothing left to close.
+    NotFound,
+}
+
+/// The longest summary written (Jira's limit is 255).
+pub const MAX_SUMMARY: usize = 250;
+
+/// The marker of the ticket opened for `purpose` (`grant`, `revoke`, `audit`) of a grant: lower case, no spaces,
+/// so it is a valid Jira label and Freshservice tag.
+pub fn marker(grant_id: &str, purpose: &str) -> String {
+    format!("tb-{}-{purpose}", grant_id.to_ascii_lowercase())
+}
+
+/// A summary cut to [`MAX_SUMMARY`] characters on one line.
+pub fn one_line(text: &str) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.chars().count() > MAX_SUMMARY {
+        line.chars().take(MAX_SUMMARY - 1).collect::<String>() + "…"
+    } else {
+        line
+    }
+}
+
+/// The optional audit settings of a connection (DESIGN §8): where the audit ticket of every request goes.
+/// Jira uses `project` (required) and `issue_type` (default `Task`); Freshservice `group_id` (optional) and
+/// `priority` (1–4, default 2).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+}
+
+impl AuditSettings {
+    /// The destination these settings describe in a connection of `kind`.
+    pub fn destination(&self, kind: ConnectionKind) -> Result<TicketDestination, String> {
+        destination(
+            kind,
+            self.project.as_deref(),
+            self.issue_type.as_deref(),
+            self.group_id,
+            self.priority,
+        )
+    }
+}
+
+/// The default Jira issue type and Freshservice priority.
+pub const DEFAULT_ISSUE_TYPE: &str = "Task";
+pub const DEFAULT_PRIORITY: u8 = 2;
+
+/// Checks the kind-specific fields of a destination (a `ticket` provisioner or audit settings) and fills in the
+/// defaults. The error says which field is wrong and why, for a 422.
+pub fn destination(
+    kind: ConnectionKind,
+    project: Option<&str>,
+    issue_type: Option<&str>,
+    group_id: Option<u64>,
+    priority: Option<u8>,
+) -> Result<TicketDestination, String> {
+    if kind.is_jira() {
+        if group_id.is_some() || priority.is_some() {
+            return Err(format!(
+                "`group_id` and `priority` apply to Freshservice; a {} connection takes `project` and `issue_type`",
+                kind.as_str()
+            ));
+        }
+        let project = project.map(str::trim).unwrap_or_default();
+        let valid_project = (1..=20).contains(&project.len())
+            && project.starts_with(|c: char| c.is_ascii_uppercase())
+            && project
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if !valid_project {
+            return Err(
+                "`project` must be a Jira project key such as SEC (upper-case letters, digits, `_`)".into(),
+            );
+        }
+        let issue_type = issue_type.map(str::trim).unwrap_or(DEFAULT_ISSUE_TYPE);
+        if issue_type.is_empty()
+            || issue_type.len() > 60
+            || issue_type.chars().any(char::is_control)
+        {
+            return Err(
+                "`issue_type` must be an issue type name such as Task (1 to 60 characters)".into(),
+            );
+        }
+        return Ok(TicketDestination::Jira {
+            project: project.to_owned(),
+            issue_type: issue_type.to_owned(),
+        });
+    }
+    if project.is_some() || issue_type.is_some() {
+        return Err(
+            "`project` and `issue_type` apply to Jira; a freshservice connection takes `group_id` and `priority`"
+                .into(),
+        );
+    }
+    let priority = priority.unwrap_or(DEFAULT_PRIORITY);
+    if !(1..=4).contains(&priority) {
+        return Err("`priority` must be 1 (Low) to 4 (Urgent)".into());
+    }
+    if group_id == Some(0) {
+        return Err("`group_id` must be a Freshservice group id".into());
+    }
+    Ok(TicketDestination::Freshservice { group_id, priority })
+}
+
+/// A Jira Cloud (REST v3) rich-text value: one paragraph per non-empty line of `text`.
+pub fn adf(text: &str) -> serde_json::Value {
+    let content: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::json!({"type": "paragraph", "content": [{"type": "text", "text": l}]}))
+        .collect();
+    serde_json::json!({"type": "doc", "version": 1, "content": content})
+}
+
+/// Freshservice HTML: one `<p>` per non-empty line of `text`, every character that means something in HTML
+/// escaped (a reason typed by a requester must not become markup in an agent's browser).
+pub fn html(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut escaped = String::with_capacity(l.len());
+            for c in l.chars() {
+                match c {
+                    '&' => escaped.push_str("&amp;"),
+                    '<' => escaped.push_str("&lt;"),
+                    '>' => escaped.push_str("&gt;"),
+                    '"' => escaped.push_str("&quot;"),
+                    '\'' => escaped.push_str("&#39;"),
+                    c => escaped.push(c),
+                }
+            }
+            format!("<p>{escaped}</p>")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_are_lower_case_labels() {
+        assert_eq!(
+            marker("01JD3AAAAAAAAAAAAAAAAAAAAA", "grant"),
+            "tb-01jd3aaaaaaaaaaaaaaaaaaaaa-grant"
+        );
+    }
+
+    #[test]
+    fn destinations_fit_the_kind() {
+        assert_eq!(
+            destination(ConnectionKind::JiraCloud, Some("SEC"), None, None, None),
+            Ok(TicketDestination::Jira {
+                project: "SEC".into(),
+                issue_type: "Task".into()
+            })
+        );
+        assert!(destination(ConnectionKind::JiraCloud, None, None, None, None).is_err());
+        assert!(destination(ConnectionKind::JiraCloud, Some("sec"), None, None, None).is_err());
+        assert!(
+            destination(
+                ConnectionKind::JiraDataCenter,
+                Some("SEC"),
+                None,
+                Some(1),
+                None
+            )
+            .is_err()
+        );
+        assert_eq!(
+            destination(ConnectionKind::Freshservice, None, None, Some(7), None),
+            Ok(TicketDestination::Freshservice {
+                group_id: Some(7),
+                priority: 2
+            })
+        );
+        assert!(destination(ConnectionKind::Freshservice, None, None, None, Some(5)).is_err());
+        assert!(destination(ConnectionKind::Freshservice, Some("SEC"), None, None, None).is_err());
+    }
+
+    #[test]
+    fn rich_text_has_one_paragraph_per_line_and_html_is_escaped() {
+        let doc = adf("a\n\nb");
+        assert_eq!(doc["type"], "doc");
+        assert_eq!(doc["content"].as_array().unwrap().len(), 2);
+        assert_eq!(doc["content"][1]["content"][0]["text"], "b");
+        assert_eq!(
+            html("<b>x</b> & 'y'"),
+            "<p>&lt;b&gt;x&lt;/b&gt; &amp; &#39;y&#39;</p>"
+        );
+    }
+
+    #[test]
+    fn summaries_stay_on_one_short_line() {
+        assert_eq!(one_line("a\nb"), "a b");
+        assert_eq!(one_line(&"x".repeat(400)).chars().count(), MAX_SUMMARY);
+    }
+}
