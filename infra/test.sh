@@ -12,7 +12,7 @@ if ! python3 -c "import moto.server, flask, flask_cors" >/dev/null 2>&1; then
 fi
 
 mkdir -p target
-python3 -m moto.server -H 127.0.0.1 -p "$port" >target/moto.log 2>&1 &
+python3 infra/moto_server.py 127.0.0.1 "$port" >target/moto.log 2>&1 &
 moto_pid=$!
 trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
 
