@@ -130,13 +130,14 @@ impl Ticketbound {
                 Err(e) => return Err(e.into()),
             }
             tracing::info!(grant = %id, reason = reason.as_str(), status = next.status.as_str(), "grant ended");
-            self.audit_on_end(&next).await;
             if next.status == GrantStatus::Ended
                 && let Err(e) = self.deprovision_attempt(id).await
             {
                 // The state change is durable and the safety schedule is armed: it will try again.
                 tracing::warn!(grant = %id, error = %e, "first deprovisioning attempt could not run; the schedule will retry");
             }
+            // Access is removed first; the audit-ticket note (bounded, best effort) must never delay it.
+            self.audit_on_end(&next).await;
             let latest = self.store.get_grant(id).await?.unwrap_or(next);
             return Ok(EndOutcome::Ended(latest));
         }
