@@ -707,3 +707,40 @@ async fn two_approvers_racing_one_wins_one_gets_409_and_the_provisioner_is_calle
         );
     }
 }
+
+#[tokio::test]
+async fn a_resource_no_open_grant_uses_can_be_deleted_once() {
+    let (app, store, _) = local_test_app();
+    let router = local_router(app);
+    define_webhook_resource(&router, "old-db", "https://hooks.example.com/p").await;
+    let id = request_grant(&router, ALICE, "old-db", "PT1H").await;
+    let (status, _) = call(&router, "DELETE", "/v1/resources/old-db", ADMIN, None).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a pending request still names it"
+    );
+    call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/revoke"),
+        ALICE,
+        None,
+    )
+    .await;
+
+    let (status, body) = call(&router, "DELETE", "/v1/resources/old-db", ADMIN, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(store.get_resource("old-db").await.unwrap(), None);
+    let (status, body) = call(&router, "GET", "/v1/resources/old-db", ALICE, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("resource_not_found"))
+    );
+    let (status, _) = call(&router, "DELETE", "/v1/resources/old-db", ADMIN, None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "deleting twice says it is gone"
+    );
+}

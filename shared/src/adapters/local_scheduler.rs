@@ -32,13 +32,15 @@ impl JobRunner for Ticketbound {
                 tracing::debug!(?job, ?outcome, "job ran");
                 Ok(())
             }
-            Err(e)
-                if matches!(
-                    e.kind,
-                    ErrorKind::Unavailable | ErrorKind::Conflict | ErrorKind::Internal
-                ) =>
-            {
+            // The store or scheduler was unreachable, or the grant kept changing: trying again can help.
+            Err(e) if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Conflict) => {
                 Err(e.to_string())
+            }
+            // An unreadable item does not heal by retrying, and locally there is no dead-letter queue to end the
+            // loop: say so loudly once (on Lambda the same error goes through two retries to the DLQ alarm).
+            Err(e) if e.kind == ErrorKind::Internal => {
+                tracing::error!(?job, error = %e, "job failed on an internal error; not retried, look at the grant by hand");
+                Ok(())
             }
             Err(e) => {
                 tracing::warn!(?job, error = %e, "job failed and will not be retried");
