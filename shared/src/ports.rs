@@ -208,6 +208,10 @@ pub enum TicketCheckError {
     NotAssigned(String, String),
     #[error("ticket {0} has no assignee; assign it to the requester first")]
     Unassigned(String),
+    /// The assignee's address is hidden and the requester could not be matched to an account exactly; the
+    /// message says how to configure a mapping. Never passed as a match.
+    #[error("{1}")]
+    RequesterNotVerifiable(String, String),
     /// The ticket system could not be asked: the request is refused rather than passed unchecked.
     #[error("the ticket system could not be reached: {0}")]
     Unavailable(String),

@@ -614,7 +614,42 @@ async fn ticket_bindings_are_checked_before_anything_is_stored() {
         "no refused request stored anything"
     );
 
-    // Assigned to Alice, whose e-mail Jira hides: matched through the user search.
+    // Assigned to Alice, whose e-mail Jira hides: her search result cannot prove it is her (the search matches
+    // prefixes), so the request is refused with the way to fix it, and nothing is stored.
+    let unverifiable = app
+        .call("POST", "/v1/grants", ALICE, Some(request("SEC-1")))
+        .await;
+    assert_eq!(
+        unverifiable.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        unverifiable.text
+    );
+    assert_eq!(
+        unverifiable.json["error"]["code"],
+        "requester_not_verifiable"
+    );
+    let message = unverifiable.json["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("PATCH /v1/connections/jira-main") && message.contains("\"people\""),
+        "{message}"
+    );
+    assert_eq!(grants_stored(&app).await, 0);
+
+    // An admin maps her address to her account: exact, so the same request now binds.
+    let mapped = app
+        .call(
+            "PATCH",
+            "/v1/connections/jira-main",
+            ADMIN,
+            Some(json!({"people": {"Alice@Example.com": "acc-alice"}})),
+        )
+        .await;
+    assert_eq!(mapped.status, StatusCode::OK, "{}", mapped.text);
+    assert_eq!(
+        mapped.json["people"],
+        json!({"alice@example.com": "acc-alice"})
+    );
     let granted = app
         .call("POST", "/v1/grants", ALICE, Some(request("SEC-1")))
         .await;
@@ -664,6 +699,144 @@ async fn ticket_bindings_are_checked_before_anything_is_stored() {
         )
         .await;
     assert_eq!(forced.status, StatusCode::NO_CONTENT);
+}
+
+/// The reported attack: Jira Cloud hides e-mails and its user search matches prefixes, so
+/// `mallory@example.com` finds only the account `mallory@example.com.evil` (address hidden). That account is
+/// not Mallory, so neither a binding to its ticket nor a search of its tickets is allowed.
+#[tokio::test]
+async fn a_prefix_match_with_a_hidden_address_never_binds_or_lists_another_persons_tickets() {
+    let app = spawn_app(quick_policy()).await;
+    let server = MockServer::start().await;
+    create_cloud(&app, &server, TOKEN).await;
+    mount_issue(
+        &server,
+        "SEC-7",
+        ResponseTemplate::new(200).set_body_json(cloud_issue(
+            "SEC-7",
+            "In Progress",
+            "indeterminate",
+            Some(cloud_user("acc-evil", None)),
+        )),
+    )
+    .await;
+    Mock::given(path("/rest/api/3/user/search"))
+        .and(query_param("query", "mallory@example.com"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!([cloud_user("acc-evil", None)])),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/rest/api/3/search/jql"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issues": [cloud_issue("SEC-7", "In Progress", "indeterminate", None)], "isLast": true
+        })))
+        .mount(&server)
+        .await;
+    let mallory = ("mallory@example.com", "");
+
+    let bind = app
+        .call("POST", "/v1/grants", mallory, Some(request("SEC-7")))
+        .await;
+    assert_eq!(
+        bind.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        bind.text
+    );
+    assert_eq!(bind.json["error"]["code"], "requester_not_verifiable");
+    assert_eq!(grants_stored(&app).await, 0);
+
+    let listed = app
+        .call("GET", "/v1/tickets?connection=jira-main", mallory, None)
+        .await;
+    assert_eq!(
+        listed.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        listed.text
+    );
+    assert_eq!(listed.json["error"]["code"], "requester_not_verifiable");
+    let searched = server.received_requests().await.unwrap();
+    assert!(
+        !searched
+            .iter()
+            .any(|r| r.url.path() == "/rest/api/3/search/jql"),
+        "nobody's tickets were searched for Mallory"
+    );
+
+    // A mapping to another account is exact too: Mallory mapped to her own account still cannot bind SEC-7.
+    let mapped = app
+        .call(
+            "PATCH",
+            "/v1/connections/jira-main",
+            ADMIN,
+            Some(json!({"people": {"mallory@example.com": "acc-mallory"}})),
+        )
+        .await;
+    assert_eq!(mapped.status, StatusCode::OK, "{}", mapped.text);
+    let bind = app
+        .call("POST", "/v1/grants", mallory, Some(request("SEC-7")))
+        .await;
+    assert_eq!(bind.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        bind.json["error"]["code"],
+        "ticket_not_assigned_to_requester"
+    );
+    assert_eq!(grants_stored(&app).await, 0);
+}
+
+#[tokio::test]
+async fn the_people_mapping_is_validated_merged_and_removable() {
+    let app = spawn_app(quick_policy()).await;
+    let server = MockServer::start().await;
+    create_cloud(&app, &server, TOKEN).await;
+    let patch = |body: Value| {
+        let app = &app;
+        async move {
+            app.call("PATCH", "/v1/connections/jira-main", ADMIN, Some(body))
+                .await
+        }
+    };
+    let first =
+        patch(json!({"people": {"a@example.com": "acc-a", "b@example.com": "acc-b"}})).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+
+    let unprocessable = (StatusCode::UNPROCESSABLE_ENTITY, "invalid_people");
+    for (bad, (status, code)) in [
+        (
+            json!({"people": {"not-an-address": "acc-x"}}),
+            unprocessable,
+        ),
+        (json!({"people": {"c@example.com": ""}}), unprocessable),
+        (
+            json!({"people": {"c@example.com": "has space"}}),
+            unprocessable,
+        ),
+        (
+            json!({"people": {"c@example.com": 42}}),
+            (StatusCode::BAD_REQUEST, "malformed_request"),
+        ),
+    ] {
+        let refused = patch(bad.clone()).await;
+        assert_eq!(refused.status, status, "{bad}: {}", refused.text);
+        assert_eq!(refused.json["error"]["code"], code, "{bad}");
+    }
+    let shown = app
+        .call("GET", "/v1/connections/jira-main", ADMIN, None)
+        .await;
+    assert_eq!(
+        shown.json["people"],
+        json!({"a@example.com": "acc-a", "b@example.com": "acc-b"}),
+        "refused changes left the mapping as it was"
+    );
+
+    let merged = patch(json!({"people": {"a@example.com": null, "c@example.com": "acc-c"}})).await;
+    assert_eq!(merged.status, StatusCode::OK, "{}", merged.text);
+    assert_eq!(
+        merged.json["people"],
+        json!({"b@example.com": "acc-b", "c@example.com": "acc-c"})
+    );
 }
 
 // ------------------------------------------------------------------ no secret in bodies or logs

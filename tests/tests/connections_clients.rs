@@ -15,7 +15,7 @@ use ticketbound::adapters::ticket_http::HttpPolicy;
 use ticketbound::adapters::ticket_systems::HttpTicketSystems;
 use ticketbound::domain::connection::{
     AuthMethod, ClosedStatuses, ConnectionKind, ConnectionSecrets, ConnectionSettings, Credentials,
-    Person,
+    Person, PersonLookup,
 };
 use ticketbound::domain::secret::Secret;
 use ticketbound::ports::{TicketSystem, TicketSystemError, TicketSystems};
@@ -33,6 +33,7 @@ fn settings(kind: ConnectionKind, base_url: &str, method: AuthMethod) -> Connect
         created_at: OffsetDateTime::UNIX_EPOCH,
         updated_at: OffsetDateTime::UNIX_EPOCH,
         audit: None,
+        people: Default::default(),
     }
 }
 
@@ -191,20 +192,22 @@ async fn cloud_401_is_an_authorization_failure() {
     );
 }
 
+/// The found account's id, or a panic that says what the lookup answered instead.
+fn found_id(lookup: PersonLookup) -> String {
+    match lookup {
+        PersonLookup::Found(person) => person.id,
+        other => panic!("expected one exact match, got {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn cloud_finds_a_person_by_email_even_when_the_address_is_hidden() {
+async fn cloud_finds_a_person_only_by_an_exact_visible_address() {
     let server = MockServer::start().await;
-    Mock::given(path("/rest/api/3/user/search"))
-        .and(query_param("query", "alice@example.com"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!([cloud_user("acc-alice", None),])),
-        )
-        .mount(&server)
-        .await;
+    // Jira Cloud's `query` matches prefixes: bob@example.com also finds bobby@ and an app named after him.
     Mock::given(path("/rest/api/3/user/search"))
         .and(query_param("query", "bob@example.com"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([
-            cloud_user("acc-bobby", Some("bobby@example.com")),
+            cloud_user("acc-bobby", Some("bob@example.com.evil")),
             cloud_user("acc-bob", Some("Bob@Example.com")),
             {"accountId": "app-1", "accountType": "app", "displayName": "bob@example.com bot"}
         ])))
@@ -217,22 +220,89 @@ async fn cloud_finds_a_person_by_email_even_when_the_address_is_hidden() {
         .await;
     let jira = cloud(&server).await;
     assert_eq!(
-        jira.find_person("alice@example.com")
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
-        "acc-alice"
-    );
-    assert_eq!(
-        jira.find_person("bob@example.com")
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
+        found_id(jira.find_person("bob@example.com").await.unwrap()),
         "acc-bob"
     );
-    assert_eq!(jira.find_person("nobody@example.com").await.unwrap(), None);
+    assert_eq!(
+        jira.find_person("nobody@example.com").await.unwrap(),
+        PersonLookup::NotFound
+    );
+}
+
+#[tokio::test]
+async fn cloud_never_takes_a_hidden_address_for_the_person_searched_for() {
+    let server = MockServer::start().await;
+    // The security case: mallory@example.com searches, and the only account Jira returns is
+    // `mallory@example.com.evil` with its address hidden by profile visibility.
+    Mock::given(path("/rest/api/3/user/search"))
+        .and(query_param("query", "mallory@example.com"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!([cloud_user("acc-evil", None)])),
+        )
+        .mount(&server)
+        .await;
+    // Two prefix matches, both hidden (alice@corp.co finds alice@corp.com).
+    Mock::given(path("/rest/api/3/user/search"))
+        .and(query_param("query", "alice@corp.co"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            cloud_user("acc-1", None),
+            cloud_user("acc-2", Some("")),
+        ])))
+        .mount(&server)
+        .await;
+    let jira = cloud(&server).await;
+    assert_eq!(
+        jira.find_person("mallory@example.com").await.unwrap(),
+        PersonLookup::Unverifiable
+    );
+    assert_eq!(
+        jira.find_person("alice@corp.co").await.unwrap(),
+        PersonLookup::Unverifiable
+    );
+}
+
+#[tokio::test]
+async fn data_center_masked_addresses_are_never_compared() {
+    let server = MockServer::start().await;
+    // Data Center with e-mail visibility "masked" shows `alice at example dot com`.
+    Mock::given(path("/jira/rest/api/2/user/search"))
+        .and(query_param("username", "alice@example.com"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"name": "alice", "key": "JIRAUSER1", "emailAddress": "alice at example dot com", "displayName": "Alice", "active": true}
+        ])))
+        .mount(&server)
+        .await;
+    mount_dc_issue_assigned_to_masked(&server).await;
+    let jira = dc(
+        &server,
+        Credentials::PersonalAccessToken {
+            personal_access_token: Secret::new("pat"),
+        },
+    );
+    assert_eq!(
+        jira.find_person("alice@example.com").await.unwrap(),
+        PersonLookup::Unverifiable
+    );
+    let assignee = jira
+        .get_ticket("OPS-9")
+        .await
+        .unwrap()
+        .unwrap()
+        .assignee
+        .unwrap();
+    assert_eq!(assignee.id, "alice");
+    assert_eq!(assignee.email, None, "a masked address is no address");
+}
+
+async fn mount_dc_issue_assigned_to_masked(server: &MockServer) {
+    Mock::given(path("/jira/rest/api/2/issue/OPS-9"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "10009", "key": "OPS-9",
+            "fields": {"summary": "s", "status": {"name": "Open", "statusCategory": {"key": "new"}},
+                       "assignee": {"name": "alice", "emailAddress": "alice at example dot com", "displayName": "Alice"}}
+        })))
+        .mount(server)
+        .await;
 }
 
 #[tokio::test]
@@ -511,11 +581,7 @@ async fn data_center_signs_in_with_username_and_password() {
         },
     );
     assert_eq!(
-        jira.find_person("alice@example.com")
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
+        found_id(jira.find_person("alice@example.com").await.unwrap()),
         "alice"
     );
 }
@@ -693,11 +759,9 @@ async fn freshservice_finds_agents_and_pages_through_the_filter() {
         &server,
         ClosedStatuses::default_for(ConnectionKind::Freshservice),
     );
-    let alice = system
-        .find_person("alice@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let PersonLookup::Found(alice) = system.find_person("alice@example.com").await.unwrap() else {
+        panic!("alice is an agent with that exact address");
+    };
     assert_eq!(alice.id, "9");
     let tickets = system.open_tickets_for(&alice).await.unwrap();
     assert_eq!(tickets.len(), 32);

@@ -27,6 +27,7 @@ fn connection(id: &str) -> Connection {
             created_at: at,
             updated_at: at,
             audit: None,
+            people: Default::default(),
         },
         auth: AuthState::new(),
     }

@@ -61,6 +61,7 @@ fn client(kind: ConnectionKind, server: &MockServer) -> Arc<dyn TicketSystem> {
         created_at: OffsetDateTime::UNIX_EPOCH,
         updated_at: OffsetDateTime::UNIX_EPOCH,
         audit: None,
+        people: Default::default(),
     };
     HttpTicketSystems::new(quick_policy())
         .unwrap()

@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::ticket_http::{TicketHttp, Written};
-use crate::domain::connection::{ClosedStatuses, Person, Ticket, TicketSummary, Verification};
+use crate::domain::connection::{
+    ClosedStatuses, Person, PersonLookup, Ticket, TicketSummary, Verification, visible_email,
+};
 use crate::domain::ticket_writes::{
     CloseOutcome, CreatedTicket, NewTicket, TicketDestination, html, one_line,
 };
@@ -46,7 +48,7 @@ impl Agent {
             .join(" ");
         Person {
             id: self.id.to_string(),
-            email: self.email.filter(|e| !e.is_empty()),
+            email: visible_email(self.email),
             display_name: (!name.is_empty()).then_some(name),
         }
     }
@@ -313,7 +315,7 @@ impl TicketSystem for FreshserviceClient {
         Ok(body.map(|b| self.ticket(b.ticket)))
     }
 
-    async fn find_person(&self, email: &str) -> Result<Option<Person>, TicketSystemError> {
+    async fn find_person(&self, email: &str) -> Result<PersonLookup, TicketSystemError> {
         let url = self
             .http
             .url_with(&["api", "v2", "agents"], &[("email", email)]);
@@ -322,16 +324,13 @@ impl TicketSystem for FreshserviceClient {
             .get_json(url)
             .await?
             .unwrap_or(AgentList { agents: Vec::new() });
-        Ok(list
+        let agents = list
             .agents
             .into_iter()
             .filter(|a| a.active != Some(false))
-            .find(|a| {
-                a.email
-                    .as_deref()
-                    .is_some_and(|e| e.trim().eq_ignore_ascii_case(email.trim()))
-            })
-            .map(Agent::person))
+            .map(Agent::person)
+            .collect();
+        Ok(PersonLookup::among(agents, email))
     }
 
     async fn open_tickets_for(

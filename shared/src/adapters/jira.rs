@@ -16,7 +16,8 @@ use serde::Deserialize;
 
 use super::ticket_http::{TicketHttp, Written};
 use crate::domain::connection::{
-    ClosedStatuses, Person, ProjectSummary, Ticket, TicketSummary, Verification,
+    ClosedStatuses, Person, PersonLookup, ProjectSummary, Ticket, TicketSummary, Verification,
+    visible_email,
 };
 use crate::domain::ticket_writes::{
     CloseOutcome, CreatedTicket, NewTicket, TicketDestination, adf, one_line,
@@ -58,7 +59,7 @@ impl User {
         }?;
         Some(Person {
             id,
-            email: self.email_address.filter(|e| !e.is_empty()),
+            email: visible_email(self.email_address),
             display_name: self.display_name,
         })
     }
@@ -160,30 +161,17 @@ impl Jira {
         Ok(issue.map(|i| self.ticket(i)))
     }
 
-    /// Among users a search returned, the one with this e-mail; when Cloud hides e-mails, the only active
-    /// human account it returned for the exact address (its search matched the hidden address).
-    fn pick(&self, users: Vec<User>, email: &str) -> Option<Person> {
-        let candidates: Vec<User> = users
+    /// Among users a search returned (Cloud's `query` and Data Center's `username` both match prefixes), the
+    /// active human account whose visible address is exactly `email`; accounts with a hidden or masked address
+    /// make the answer [`PersonLookup::Unverifiable`], never a match.
+    fn pick(&self, users: Vec<User>, email: &str) -> PersonLookup {
+        let candidates = users
             .into_iter()
             .filter(|u| u.active != Some(false))
             .filter(|u| !self.cloud || u.account_type.as_deref().is_none_or(|t| t == "atlassian"))
+            .filter_map(|u| u.person(self.cloud))
             .collect();
-        let matches = |u: &User| {
-            u.email_address
-                .as_deref()
-                .is_some_and(|e| e.trim().eq_ignore_ascii_case(email.trim()))
-        };
-        if let Some(i) = candidates.iter().position(matches) {
-            return candidates.into_iter().nth(i)?.person(self.cloud);
-        }
-        let hidden: Vec<User> = candidates
-            .into_iter()
-            .filter(|u| u.email_address.as_deref().is_none_or(str::is_empty))
-            .collect();
-        if self.cloud && hidden.len() == 1 {
-            return hidden.into_iter().next()?.person(true);
-        }
-        None
+        PersonLookup::among(candidates, email)
     }
 
     fn open_jql(&self, person: &Person) -> String {
@@ -447,7 +435,7 @@ impl TicketSystem for JiraCloudClient {
         self.0.get_ticket(key).await
     }
 
-    async fn find_person(&self, email: &str) -> Result<Option<Person>, TicketSystemError> {
+    async fn find_person(&self, email: &str) -> Result<PersonLookup, TicketSystemError> {
         let url = self
             .0
             .http
@@ -567,7 +555,7 @@ impl TicketSystem for JiraDataCenterClient {
         self.0.get_ticket(key).await
     }
 
-    async fn find_person(&self, email: &str) -> Result<Option<Person>, TicketSystemError> {
+    async fn find_person(&self, email: &str) -> Result<PersonLookup, TicketSystemError> {
         let url = self.0.http.url_with(
             &["rest", "api", "2", "user", "search"],
             &[("username", email)],

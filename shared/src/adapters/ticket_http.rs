@@ -411,6 +411,7 @@ mod tests {
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
             audit: None,
+            people: Default::default(),
         }
     }
 

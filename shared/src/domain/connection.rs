@@ -117,6 +117,11 @@ pub struct ConnectionSettings {
     /// tickets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<super::ticket_writes::AuditSettings>,
+    /// People an admin has mapped to their account in this ticket system: lower-cased e-mail → Jira
+    /// `accountId` (Cloud) or user name (Data Center) or Freshservice agent id. The exact way to match a
+    /// requester whose address the ticket system hides (see [`PersonLookup`]); it wins over a search.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub people: std::collections::BTreeMap<String, String>,
 }
 
 /// Whether a connection's credentials work (DESIGN §6).
@@ -342,9 +347,63 @@ pub struct Ticket {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Person {
     pub id: String,
-    /// Absent where the ticket system hides it (Jira Cloud profile visibility) or does not embed it.
+    /// A real e-mail address as the ticket system shows it. Absent where the system hides it (Jira Cloud
+    /// profile visibility, Data Center "hidden"), masks it (Data Center "masked": `alice at example dot com`)
+    /// or does not embed it: adapters never put anything here that is not an address.
     pub email: Option<String>,
     pub display_name: Option<String>,
+}
+
+impl Person {
+    /// Whether the ticket system shows this person's address and it is exactly `email` (case-insensitive).
+    pub fn has_email(&self, email: &str) -> bool {
+        self.email
+            .as_deref()
+            .is_some_and(|e| e.trim().eq_ignore_ascii_case(email.trim()))
+    }
+}
+
+/// An address as a ticket system shows it, kept only when it is one: hidden (empty) and masked forms
+/// (`alice at example dot com`, `a***@example.com`) are dropped, so nothing downstream can compare them.
+pub fn visible_email(shown: Option<String>) -> Option<String> {
+    shown
+        .map(|e| e.trim().to_owned())
+        .filter(|e| super::identity::looks_like_email(e) && !e.contains('*'))
+}
+
+/// Who an e-mail address is in a ticket system, as exactly as the system lets Ticketbound tell.
+///
+/// Jira's user search matches *prefixes* of names and addresses and may hide addresses: an account whose
+/// address is hidden can never be taken for the person searched for, because `alice@corp.co` also finds
+/// `alice@corp.com` and `alice@corp.co.evil`. Only an exact, visible address identifies someone; the exact
+/// alternatives when addresses are hidden are an admin's mapping on the connection (`people`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PersonLookup {
+    /// The one active account whose visible address is exactly the one searched for.
+    Found(Person),
+    /// The search matched nobody.
+    NotFound,
+    /// The search matched accounts, but their addresses are hidden or masked: none of them can be taken as
+    /// this person.
+    Unverifiable,
+}
+
+impl PersonLookup {
+    /// Picks the account with exactly `email` among what a (prefix-matching) search returned.
+    pub fn among(candidates: Vec<Person>, email: &str) -> Self {
+        let mut hidden = false;
+        for person in candidates {
+            if person.has_email(email) {
+                return Self::Found(person);
+            }
+            hidden |= person.email.is_none();
+        }
+        if hidden {
+            Self::Unverifiable
+        } else {
+            Self::NotFound
+        }
+    }
 }
 
 /// A ticket in `GET /v1/tickets` (DESIGN §5).
@@ -489,6 +548,56 @@ mod tests {
         assert!(!secrets.accepts_hub_signature(header, b"{}"));
         assert!(!secrets.accepts_hub_signature("sha1=00", body));
         assert!(!secrets.accepts_hub_signature("sha256=zz", body));
+    }
+
+    fn person(id: &str, email: Option<&str>) -> Person {
+        Person {
+            id: id.into(),
+            email: visible_email(email.map(str::to_owned)),
+            display_name: None,
+        }
+    }
+
+    #[test]
+    fn only_an_exact_visible_address_identifies_a_person() {
+        let found = PersonLookup::among(
+            vec![
+                person("longer", Some("alice@corp.com")),
+                person("alice", Some("Alice@Corp.co")),
+            ],
+            "alice@corp.co",
+        );
+        let PersonLookup::Found(alice) = found else {
+            panic!("expected the exact match, got {found:?}");
+        };
+        assert_eq!(alice.id, "alice");
+    }
+
+    #[test]
+    fn a_lone_hidden_address_is_unverifiable_not_a_match() {
+        assert_eq!(
+            PersonLookup::among(vec![person("evil", None)], "mallory@example.com"),
+            PersonLookup::Unverifiable
+        );
+        assert_eq!(
+            PersonLookup::among(
+                vec![person("other", Some("alice@corp.com"))],
+                "alice@corp.co"
+            ),
+            PersonLookup::NotFound
+        );
+        assert_eq!(PersonLookup::among(vec![], "a@b.c"), PersonLookup::NotFound);
+    }
+
+    #[test]
+    fn masked_and_hidden_addresses_are_not_addresses() {
+        assert_eq!(visible_email(Some("alice at example dot com".into())), None);
+        assert_eq!(visible_email(Some("a***@example.com".into())), None);
+        assert_eq!(visible_email(Some(String::new())), None);
+        assert_eq!(
+            visible_email(Some(" alice@example.com ".into())).as_deref(),
+            Some("alice@example.com")
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::{Page, StoreError};
 use crate::domain::connection::{
-    AuthState, Connection, ConnectionSecrets, ConnectionSettings, Person, Ticket, TicketSummary,
-    Verification,
+    AuthState, Connection, ConnectionSecrets, ConnectionSettings, Person, PersonLookup, Ticket,
+    TicketSummary, Verification,
 };
 use crate::domain::ticket_writes::{CloseOutcome, CreatedTicket, NewTicket};
 
@@ -81,8 +81,9 @@ pub trait TicketSystem: Send + Sync {
     async fn verify(&self) -> Result<Verification, TicketSystemError>;
     /// One ticket; `None` when it does not exist (or is not visible to the connection).
     async fn get_ticket(&self, key: &str) -> Result<Option<Ticket>, TicketSystemError>;
-    /// The person with this e-mail; `None` when nobody (or nobody unambiguous) matches.
-    async fn find_person(&self, email: &str) -> Result<Option<Person>, TicketSystemError>;
+    /// The account whose visible e-mail is exactly `email`; never an account found by a prefix of it or
+    /// whose address is hidden ([`PersonLookup`]).
+    async fn find_person(&self, email: &str) -> Result<PersonLookup, TicketSystemError>;
     /// Open tickets assigned to `person`, most recently updated first where the system sorts.
     async fn open_tickets_for(
         &self,

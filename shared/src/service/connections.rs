@@ -13,16 +13,17 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize, Serializer};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::ServiceError;
 use crate::domain::connection::{
     AuthMethod, AuthState, AuthStatus, ClosedStatuses, Connection, ConnectionKind,
-    ConnectionSecrets, ConnectionSettings, Credentials, Person, ProjectSummary, Ticket,
-    TicketState, TicketSummary, WebhookSecrets,
+    ConnectionSecrets, ConnectionSettings, Credentials, Person, PersonLookup, ProjectSummary,
+    Ticket, TicketState, TicketSummary, WebhookSecrets,
 };
-use crate::domain::identity::looks_like_email;
+use crate::domain::identity::{looks_like_email, normalize_email};
 use crate::domain::ids::{is_slug, new_secret};
 use crate::domain::secret::{MASK, Secret};
 use crate::domain::ticket_writes::AuditSettings;
@@ -106,6 +107,10 @@ pub struct ConnectionInput {
     /// `null` turns them off and an absent field keeps them.
     #[serde(default, deserialize_with = "writes::present")]
     pub audit: Option<Option<AuditSettings>>,
+    /// People mapped to their account in the ticket system (e-mail → account id), for requesters whose address
+    /// the ticket system hides. On PATCH the entries are merged: a `null` value removes that person.
+    #[serde(default)]
+    pub people: Option<BTreeMap<String, Option<String>>>,
 }
 
 /// A webhook secret in an answer: masked, except right after Ticketbound generated it.
@@ -148,6 +153,8 @@ pub struct ConnectionView {
     pub closed_statuses: ClosedStatuses,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditSettings>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub people: BTreeMap<String, String>,
     pub status: AuthStatus,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_verified_at: Option<OffsetDateTime>,
@@ -185,6 +192,7 @@ impl ConnectionView {
             webhook_secrets_active: s.webhook_secrets_active,
             closed_statuses: s.closed_statuses.clone(),
             audit: s.audit.clone(),
+            people: s.people.clone(),
             status: connection.auth.status,
             last_verified_at: connection.auth.last_verified_at,
             last_error: connection.auth.last_error.clone(),
@@ -304,6 +312,7 @@ impl Connections {
             None => ClosedStatuses::default_for(kind),
         };
         let audit = writes::check_audit(kind, input.audit.clone().flatten())?;
+        let people = merge_people(BTreeMap::new(), input.people.as_ref())?;
         let (webhook_secret, generated) = match input.webhook_secret {
             Some(s) => (check_webhook_secret(s)?, None),
             None => {
@@ -325,6 +334,7 @@ impl Connections {
                 created_at: now,
                 updated_at: now,
                 audit,
+                people,
             },
             auth: AuthState::new(),
         };
@@ -395,6 +405,7 @@ impl Connections {
         if let Some(audit) = &input.audit {
             settings.audit = writes::check_audit(kind, audit.clone())?;
         }
+        settings.people = merge_people(settings.people, input.people.as_ref())?;
         let current = self.secrets.get(id).await.map_err(secret_store_error)?;
         let (credentials, email, username) =
             changed_credentials(&settings, current.as_ref().map(|c| &c.credentials), &input)?;
@@ -512,16 +523,29 @@ impl Connections {
         q: Option<&str>,
     ) -> Result<Page<TicketSummary>, ServiceError> {
         let mut session = self.open_for_api(connection).await?;
-        let found = session.system.find_person(&caller.email).await;
-        let person = self
-            .observe(&mut session.connection, found, false)
-            .await
-            .map_err(|e| system_error(connection, e))?;
-        let Some(person) = person else {
-            return Ok(Page {
-                items: Vec::new(),
-                next: None,
-            });
+        let person = match session.connection.settings.people.get(&caller.email) {
+            Some(id) => PersonLookup::Found(mapped_person(id, &caller.email)),
+            None => {
+                let found = session.system.find_person(&caller.email).await;
+                self.observe(&mut session.connection, found, false)
+                    .await
+                    .map_err(|e| system_error(connection, e))?
+            }
+        };
+        let person = match person {
+            PersonLookup::Found(person) => person,
+            PersonLookup::NotFound => {
+                return Ok(Page {
+                    items: Vec::new(),
+                    next: None,
+                });
+            }
+            PersonLookup::Unverifiable => {
+                return Err(ServiceError::unprocessable(
+                    "requester_not_verifiable",
+                    unverifiable_message(connection, &caller.email, None),
+                ));
+            }
         };
         let listed = session.system.open_tickets_for(&person).await;
         let mut items = self
@@ -703,26 +727,105 @@ impl TicketVerifier for Connections {
         let Some(assignee) = found.assignee else {
             return Err(TicketCheckError::Unassigned(ticket.key.clone()));
         };
-        if let Some(email) = &assignee.email {
-            if email.trim().eq_ignore_ascii_case(requester_email.trim()) {
-                return Ok(());
+        if assignee.has_email(requester_email) {
+            return Ok(());
+        }
+        let requester = normalize_email(requester_email);
+        let lookup = match session.connection.settings.people.get(&requester) {
+            // The admin's word is exact: it is compared, never searched.
+            Some(id) => PersonLookup::Found(mapped_person(id, &requester)),
+            // A visible address that is not the requester's: somebody else.
+            None if assignee.email.is_some() => PersonLookup::NotFound,
+            None => {
+                let lookup = session.system.find_person(&requester).await;
+                match self
+                    .observe(&mut session.connection, lookup, false)
+                    .await
+                    .map_err(|e| unavailable_check(&ticket.connection, e))?
+                {
+                    PersonLookup::NotFound => PersonLookup::Unverifiable,
+                    other => other,
+                }
             }
-        } else {
-            let lookup = session.system.find_person(requester_email).await;
-            let person = self
-                .observe(&mut session.connection, lookup, false)
-                .await
-                .map_err(|e| unavailable_check(&ticket.connection, e))?;
-            if person.is_some_and(|p| p.id == assignee.id) {
-                return Ok(());
+        };
+        match lookup {
+            PersonLookup::Found(person) if person.id == assignee.id => Ok(()),
+            PersonLookup::Unverifiable => Err(TicketCheckError::RequesterNotVerifiable(
+                ticket.key.clone(),
+                unverifiable_message(&ticket.connection, &requester, Some(&ticket.key)),
+            )),
+            PersonLookup::Found(_) | PersonLookup::NotFound => {
+                let who = assignee
+                    .display_name
+                    .or(assignee.email)
+                    .unwrap_or_else(|| format!("another person (id {})", assignee.id));
+                Err(TicketCheckError::NotAssigned(ticket.key.clone(), who))
             }
         }
-        let who = assignee
-            .display_name
-            .or(assignee.email)
-            .unwrap_or_else(|| format!("another person (id {})", assignee.id));
-        Err(TicketCheckError::NotAssigned(ticket.key.clone(), who))
     }
+}
+
+/// A requester as an admin mapped them on the connection.
+fn mapped_person(id: &str, email: &str) -> Person {
+    Person {
+        id: id.to_owned(),
+        email: Some(email.to_owned()),
+        display_name: None,
+    }
+}
+
+/// Why a requester could not be matched exactly, and the one way to fix it.
+fn unverifiable_message(connection: &str, email: &str, key: Option<&str>) -> String {
+    let what = match key {
+        Some(key) => format!("ticket {key} is assigned to an account whose e-mail address"),
+        None => "the accounts that match your e-mail address have addresses that".to_owned(),
+    };
+    format!(
+        "{what} connection `{connection}` hides, and no account there shows exactly `{email}`, so Ticketbound cannot tell whether it is you (the ticket system's user search also matches longer addresses); an admin can map the address to its account: PATCH /v1/connections/{connection} with {{\"people\": {{\"{email}\": \"<account id>\"}}}}"
+    )
+}
+
+/// Most people one connection maps by hand (the mapping lives in the connection's settings item).
+pub const MAX_PEOPLE: usize = 1000;
+
+/// Applies `input` (e-mail → account id, `null` removes) to the mapping, checking every entry first.
+fn merge_people(
+    mut people: BTreeMap<String, String>,
+    input: Option<&BTreeMap<String, Option<String>>>,
+) -> Result<BTreeMap<String, String>, ServiceError> {
+    let invalid = |m: String| ServiceError::unprocessable("invalid_people", m);
+    for (email, id) in input.into_iter().flatten() {
+        let email_key = normalize_email(email);
+        if !looks_like_email(&email_key) {
+            return Err(invalid(format!(
+                "`people` maps e-mail addresses to account ids; `{}` is not an e-mail address",
+                email.chars().take(80).collect::<String>()
+            )));
+        }
+        match id.as_deref().map(str::trim) {
+            None => {
+                people.remove(&email_key);
+            }
+            Some(id)
+                if !id.is_empty()
+                    && id.len() <= 128
+                    && !id.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+            {
+                people.insert(email_key, id.to_owned());
+            }
+            Some(_) => {
+                return Err(invalid(format!(
+                    "the account id of `{email_key}` must be 1 to 128 characters without spaces (a Jira accountId, a Data Center user name or a Freshservice agent id), or null to remove the mapping"
+                )));
+            }
+        }
+    }
+    if people.len() > MAX_PEOPLE {
+        return Err(invalid(format!(
+            "at most {MAX_PEOPLE} people may be mapped on one connection"
+        )));
+    }
+    Ok(people)
 }
 
 fn connection_not_found(id: &str) -> ServiceError {

@@ -108,6 +108,7 @@ impl From<TicketCheckError> for ServiceError {
             TicketCheckError::NotAssigned(..) | TicketCheckError::Unassigned(_) => {
                 "ticket_not_assigned_to_requester"
             }
+            TicketCheckError::RequesterNotVerifiable(..) => "requester_not_verifiable",
             TicketCheckError::Unavailable(_) => {
                 return Self::unavailable(
                     "ticket_system_unavailable",
