@@ -84,6 +84,13 @@ pub trait GrantStore: Send + Sync {
     ) -> Result<Vec<Grant>, StoreError>;
     /// Every grant bound to a ticket, in any status.
     async fn grants_for_ticket(&self, ticket: &TicketRef) -> Result<Vec<Grant>, StoreError>;
+    /// Every grant bound to the ticket with this stable id (`Grant::ticket_id`) in `connection`, whatever key
+    /// it was bound by (a Jira issue moved to another project has a new key and the same id).
+    async fn grants_for_ticket_id(
+        &self,
+        connection: &str,
+        ticket_id: &str,
+    ) -> Result<Vec<Grant>, StoreError>;
     /// A grant's audit trail, oldest first.
     async fn list_events(
         &self,
@@ -220,11 +227,13 @@ pub enum TicketCheckError {
 /// Checks that a bound ticket exists, is open and is assigned to the requester.
 #[async_trait]
 pub trait TicketVerifier: Send + Sync {
+    /// `Ok` with the ticket's stable id where the ticket system has one besides its key (a Jira issue id),
+    /// which the grant keeps so that a moved issue (a new key) still ends it.
     async fn check_binding(
         &self,
         ticket: &TicketRef,
         requester_email: &str,
-    ) -> Result<(), TicketCheckError>;
+    ) -> Result<Option<String>, TicketCheckError>;
 }
 
 /// The time, behind a trait so tests can hold it still.

@@ -25,7 +25,7 @@ async fn measure(label: &str, app: Ticketbound, n: usize) {
     seed_bound_active_grants(&app, &ticket, "prod-db", n).await;
     let started = Instant::now();
     let outcome = app
-        .close_ticket(&ticket, EndReason::TicketClosed)
+        .close_ticket(&ticket, None, EndReason::TicketClosed)
         .await
         .expect("closing");
     let took = started.elapsed();

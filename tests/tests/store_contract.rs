@@ -381,6 +381,66 @@ async fn grants_bound_to_a_ticket_are_found_in_every_status(store: Arc<dyn Grant
     assert_eq!(found, expected);
 }
 
+async fn grants_are_found_by_their_tickets_stable_id_whatever_their_key(
+    store: Arc<dyn GrantStore>,
+) {
+    // Two grants bound to one Jira issue (id 10042) by its old key, one bound after it moved (new key); one
+    // grant of another connection with the same id, and one with no id recorded.
+    let mut old_key = grant_at(
+        0,
+        "alice@example.com",
+        "prod-db",
+        Some(("jira-main", "SEC-42")),
+    );
+    old_key.ticket_id = Some("10042".into());
+    let mut new_key = grant_at(
+        1,
+        "bob@example.com",
+        "prod-db",
+        Some(("jira-main", "OPS-7")),
+    );
+    new_key.ticket_id = Some("10042".into());
+    let mut elsewhere = grant_at(
+        2,
+        "alice@example.com",
+        "prod-db",
+        Some(("jira-dc", "SEC-42")),
+    );
+    elsewhere.ticket_id = Some("10042".into());
+    let no_id = grant_at(
+        3,
+        "alice@example.com",
+        "prod-db",
+        Some(("jira-main", "SEC-42")),
+    );
+    for g in [&old_key, &new_key, &elsewhere, &no_id] {
+        insert(&*store, g).await;
+    }
+    // The id survives a state change.
+    let approved = approve(&*store, &old_key).await;
+    assert_eq!(approved.ticket_id.as_deref(), Some("10042"));
+    let mut found: Vec<String> = store
+        .grants_for_ticket_id("jira-main", "10042")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    found.sort();
+    let mut expected = vec![old_key.id.clone(), new_key.id.clone()];
+    expected.sort();
+    assert_eq!(found, expected);
+    assert!(
+        store
+            .grants_for_ticket_id("jira-main", "99999")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let read = store.get_grant(&new_key.id).await.unwrap().unwrap();
+    assert_eq!(read.ticket_id.as_deref(), Some("10042"));
+}
+
 async fn events_read_in_order_and_page(store: Arc<dyn GrantStore>) {
     let grant = grant_at(0, "alice@example.com", "prod-db", None);
     insert(&*store, &grant).await;
@@ -500,6 +560,7 @@ macro_rules! contract {
             case!(a_forged_cursor_is_refused);
             case!(active_grants_of_a_requester_and_resource_are_found);
             case!(grants_bound_to_a_ticket_are_found_in_every_status);
+            case!(grants_are_found_by_their_tickets_stable_id_whatever_their_key);
             case!(events_read_in_order_and_page);
             case!(resources_are_kept_with_their_secret_and_paged);
             case!(a_delivery_is_remembered_until_it_expires);

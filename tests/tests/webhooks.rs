@@ -220,6 +220,7 @@ fn fixture(name: &str) -> Value {
 fn cloud_transition(key: &str, status: &str, category: &str) -> Value {
     let mut body = fixture("jira-cloud-issue-updated-status-inprogress.json");
     body["issue"]["key"] = key.into();
+    body["issue"]["id"] = support::issue_id(key).into();
     let id = if category == "done" { 3 } else { 4 };
     body["issue"]["fields"]["status"] = json!({"name": status, "id": "10001", "statusCategory": {"id": id, "key": category, "colorName": "green", "name": "Localised"}});
     body["changelog"]["items"] = json!([
@@ -270,6 +271,45 @@ async fn a_cloud_issue_moving_to_done_ends_its_grants_and_no_others() {
         provisioner_actions(&h.provisioner).await,
         ["grant", "grant"]
     );
+}
+
+/// Item 7 of issue 9: SEC-42 is moved to project OPS and becomes OPS-7 (same issue id). The closing delivery
+/// names only the new key; the grants bound under the old key still end, matched by the id recorded when the
+/// binding was checked.
+#[tokio::test]
+async fn a_jira_issue_moved_to_another_project_still_ends_its_grants() {
+    let h = hooks().await;
+    let active = h.jira_grant("SEC-42", false).await;
+    let other = h.jira_grant("SEC-43", false).await;
+    assert_eq!(
+        h.grant(&active).await["ticket_id"],
+        support::issue_id("SEC-42"),
+        "the binding check recorded the issue id"
+    );
+
+    let mut moved = cloud_transition("OPS-7", "Done", "done");
+    moved["issue"]["id"] = support::issue_id("SEC-42").into();
+    let (status, answer) = h.jira(&moved, "delivery-moved").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ended"], 1, "{answer}");
+    let ended = h.grant(&active).await;
+    assert_eq!(
+        (ended["status"].as_str(), ended["end_reason"].as_str()),
+        (Some("ended"), Some("ticket_closed"))
+    );
+    assert_eq!(h.grant(&other).await["status"], "active");
+
+    // A delivery with an id nobody is bound to, under a key nobody is bound to, ends nothing.
+    let mut stranger = cloud_transition("OPS-8", "Done", "done");
+    stranger["issue"]["id"] = "424242".into();
+    let (status, answer) = h.jira(&stranger, "delivery-stranger").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (answer["ended"].as_u64(), answer["already_closed"].as_u64()),
+        (Some(0), Some(0)),
+        "{answer}"
+    );
+    assert_eq!(h.grant(&other).await["status"], "active");
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //!
 //! | item | pk | sk | GSI keys |
 //! |---|---|---|---|
-//! | grant | `GRANT#<id>` | `#GRANT` | gsi1 `REQ#<requester>`/id · gsi2 `STATUS#<status>`/id · gsi3 `TICKET#<connection>#<key>`/id (bound grants) · gsi4 `ACTIVE#<requester>#<resource>`/id (active grants only) · gsi5 `GRANTS`/id |
+//! | grant | `GRANT#<id>` | `#GRANT` | gsi1 `REQ#<requester>`/id · gsi2 `STATUS#<status>`/id · gsi3 `TICKET#<connection>#<key>`/id (bound grants) · gsi4 `ACTIVE#<requester>#<resource>`/id (active grants only) · gsi5 `GRANTS`/id · gsi6 `TICKETID#<connection>#<ticket id>`/id (bound grants whose ticket has a stable id) |
 //! | audit event | `GRANT#<id>` | `EVENT#<version, 10 digits>` | – |
 //! | resource | `RESOURCE#<id>` | `#RESOURCE` | gsi5 `RESOURCES`/id |
 //! | connection | `CONNECTION#<id>` | `#CONNECTION` | gsi5 `CONNECTIONS`/id (settings in `doc`, authorization status in `auth`, JSON) |
@@ -35,18 +35,20 @@ use crate::ports::{GrantFilter, GrantStore, Page, StoreError};
 type Item = HashMap<String, AttributeValue>;
 
 /// The global secondary indexes: (name, partition key, sort key).
-pub const INDEXES: [(&str, &str, &str); 5] = [
+pub const INDEXES: [(&str, &str, &str); 6] = [
     ("gsi1", "gsi1pk", "gsi1sk"),
     ("gsi2", "gsi2pk", "gsi2sk"),
     ("gsi3", "gsi3pk", "gsi3sk"),
     ("gsi4", "gsi4pk", "gsi4sk"),
     ("gsi5", "gsi5pk", "gsi5sk"),
+    ("gsi6", "gsi6pk", "gsi6sk"),
 ];
 const BY_REQUESTER: usize = 0;
 const BY_STATUS: usize = 1;
 const BY_TICKET: usize = 2;
 const BY_ACCESS: usize = 3;
 const BY_TYPE: usize = 4;
+const BY_TICKET_ID: usize = 5;
 
 /// The attribute DynamoDB's TTL deletes by (webhook delivery records only).
 pub const TTL_ATTRIBUTE: &str = "ttl";
@@ -117,6 +119,9 @@ fn grant_item(grant: &Grant) -> Result<Item, StoreError> {
     index(BY_STATUS, format!("STATUS#{}", grant.status.as_str()));
     if let Some(t) = &grant.ticket {
         index(BY_TICKET, ticket_pk(t));
+        if let Some(id) = &grant.ticket_id {
+            index(BY_TICKET_ID, ticket_id_pk(&t.connection, id));
+        }
     }
     if grant.status == GrantStatus::Active {
         index(BY_ACCESS, access_pk(&grant.requester, &grant.resource));
@@ -127,6 +132,10 @@ fn grant_item(grant: &Grant) -> Result<Item, StoreError> {
 
 fn ticket_pk(t: &TicketRef) -> String {
     format!("TICKET#{}#{}", t.connection, t.key)
+}
+
+fn ticket_id_pk(connection: &str, ticket_id: &str) -> String {
+    format!("TICKETID#{connection}#{ticket_id}")
 }
 
 fn access_pk(requester: &str, resource: &str) -> String {
@@ -493,6 +502,15 @@ impl GrantStore for DynamoStore {
 
     async fn grants_for_ticket(&self, ticket: &TicketRef) -> Result<Vec<Grant>, StoreError> {
         self.query_all(BY_TICKET, ticket_pk(ticket)).await
+    }
+
+    async fn grants_for_ticket_id(
+        &self,
+        connection: &str,
+        ticket_id: &str,
+    ) -> Result<Vec<Grant>, StoreError> {
+        self.query_all(BY_TICKET_ID, ticket_id_pk(connection, ticket_id))
+            .await
     }
 
     async fn list_events(

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS grants (
 CREATE INDEX IF NOT EXISTS grants_by_requester ON grants (requester, id);
 CREATE INDEX IF NOT EXISTS grants_by_status ON grants (status, id);
 CREATE INDEX IF NOT EXISTS grants_by_ticket ON grants (ticket_connection, ticket_key, id);
+CREATE INDEX IF NOT EXISTS grants_by_ticket_id ON grants (ticket_connection, json_extract(doc, '$.ticket_id'));
 CREATE INDEX IF NOT EXISTS grants_by_access ON grants (requester, resource, status);
 CREATE TABLE IF NOT EXISTS events (
     grant_id TEXT NOT NULL,
@@ -259,6 +260,26 @@ impl GrantStore for EmbeddedStore {
                 .map_err(unavailable)?;
             let docs: Vec<String> = stmt
                 .query_map(params![ticket.connection, ticket.key], |r| r.get(0))
+                .map_err(unavailable)?
+                .collect::<Result<_, _>>()
+                .map_err(unavailable)?;
+            docs.iter().map(|d| grant_from(d)).collect()
+        })
+        .await
+    }
+
+    async fn grants_for_ticket_id(
+        &self,
+        connection: &str,
+        ticket_id: &str,
+    ) -> Result<Vec<Grant>, StoreError> {
+        let (connection, ticket_id) = (connection.to_owned(), ticket_id.to_owned());
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT doc FROM grants WHERE ticket_connection = ?1 AND json_extract(doc, '$.ticket_id') = ?2 ORDER BY id")
+                .map_err(unavailable)?;
+            let docs: Vec<String> = stmt
+                .query_map(params![connection, ticket_id], |r| r.get(0))
                 .map_err(unavailable)?
                 .collect::<Result<_, _>>()
                 .map_err(unavailable)?;

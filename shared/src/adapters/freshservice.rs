@@ -121,6 +121,7 @@ impl FreshserviceClient {
         let deleted = t.deleted == Some(true) || t.spam == Some(true);
         let key = t.id.to_string();
         Ticket {
+            id: None,
             url: self.http.site_url(&["a", "tickets", &key]),
             summary: t.subject.unwrap_or_default(),
             status: status_name(t.status),

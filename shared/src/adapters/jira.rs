@@ -67,6 +67,8 @@ impl User {
 
 #[derive(Deserialize)]
 struct Issue {
+    #[serde(default)]
+    id: Option<String>,
     key: String,
     #[serde(default)]
     fields: Fields,
@@ -136,6 +138,7 @@ impl Jira {
             closed,
             deleted: false,
             assignee: issue.fields.assignee.and_then(|u| u.person(self.cloud)),
+            id: issue.id,
             key: issue.key,
         }
     }

@@ -331,6 +331,9 @@ impl WebhookSecrets {
 pub struct Ticket {
     /// The key as Ticketbound uses it: `SEC-42`, or a Freshservice numeric id as text.
     pub key: String,
+    /// The ticket's stable id where the system has one besides the key (a Jira issue id, which survives a move
+    /// to another project that changes the key); `None` for Freshservice, whose key is its id.
+    pub id: Option<String>,
     pub summary: String,
     /// The status as people read it (`In Progress`, `Resolved`).
     pub status: String,
@@ -612,6 +615,7 @@ mod tests {
     #[test]
     fn ticket_state_distinguishes_closed_and_deleted() {
         let t = Ticket {
+            id: None,
             key: "1".into(),
             summary: String::new(),
             status: "Open".into(),

@@ -144,6 +144,11 @@ pub struct Grant {
     pub reason: String,
     pub duration: GrantDuration,
     pub ticket: Option<TicketRef>,
+    /// The bound ticket's stable id where the ticket system has one besides its key (a Jira issue id),
+    /// recorded when the binding is checked: webhooks and reconciliation match it as well as the key, so an
+    /// issue moved to another project (a new key) still ends the grant. Additive to DESIGN §5's shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<String>,
     pub status: GrantStatus,
     pub end_reason: Option<EndReason>,
     #[serde(with = "time::serde::rfc3339")]
@@ -201,6 +206,7 @@ impl Grant {
             reason,
             duration,
             ticket,
+            ticket_id: None,
             status: GrantStatus::Pending,
             end_reason: None,
             requested_at: now,

@@ -28,6 +28,9 @@ pub enum Closing {
 pub struct JiraChange {
     /// The issue key (`SEC-42`).
     pub key: String,
+    /// The issue's numeric id when the delivery carries one: it survives a move to another project, which
+    /// changes the key.
+    pub id: Option<String>,
     /// `None`: the event closes nothing (ignored with 200).
     pub closing: Option<Closing>,
     /// What sent it, for the logs: the webhook event name, or `automation`.
@@ -46,6 +49,16 @@ fn text(v: Option<&Value>) -> Option<&str> {
     v.and_then(Value::as_str)
         .map(str::trim)
         .filter(|s| !s.is_empty())
+}
+
+/// A Jira issue id (`"10042"`, or a JSON number): digits only, at most 20; anything else is not an id.
+fn issue_id(v: Option<&Value>) -> Option<String> {
+    let id = match v? {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.as_u64()?.to_string(),
+        _ => return None,
+    };
+    (!id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())).then_some(id)
 }
 
 fn in_list(name: &str, list: &[String]) -> bool {
@@ -93,6 +106,7 @@ pub fn interpret_jira(
             // Other events (created, comments, projects, ...) close nothing and may name no issue at all.
             return Ok(JiraChange {
                 key: key.unwrap_or_default().to_owned(),
+                id: issue_id(body["issue"].get("id")),
                 closing: None,
                 source: event.to_owned(),
             });
@@ -107,6 +121,7 @@ pub fn interpret_jira(
         };
         return Ok(JiraChange {
             key: key.to_owned(),
+            id: issue_id(body["issue"].get("id")),
             closing,
             source: event.to_owned(),
         });
@@ -124,6 +139,7 @@ pub fn interpret_jira(
         let closing = issue_is_closed(issue, closed_statuses).then_some(Closing::Closed);
         return Ok(JiraChange {
             key: key.to_owned(),
+            id: issue_id(issue.get("id")),
             closing,
             source: "automation".into(),
         });
@@ -149,6 +165,7 @@ pub fn interpret_jira(
     };
     Ok(JiraChange {
         key: key.to_owned(),
+        id: issue_id(object.get("id").or_else(|| object.get("issueId"))),
         closing,
         source: "automation".into(),
     })
@@ -225,6 +242,7 @@ mod tests {
             change,
             JiraChange {
                 key: "API-1".into(),
+                id: Some("10005".into()),
                 closing: None,
                 source: "jira:issue_updated".into()
             }

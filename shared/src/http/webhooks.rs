@@ -139,6 +139,7 @@ async fn close(
     app: &Ticketbound,
     connection: &str,
     key: &str,
+    ticket_id: Option<&str>,
     closing: Closing,
 ) -> Result<Response, ApiError> {
     let reason = match closing {
@@ -149,7 +150,7 @@ async fn close(
         connection: connection.to_owned(),
         key: key.to_owned(),
     };
-    let outcome = app.close_ticket(&ticket, reason).await?;
+    let outcome = app.close_ticket(&ticket, ticket_id, reason).await?;
     let body = serde_json::json!({
         "ticket": key,
         "end_reason": reason,
@@ -213,7 +214,7 @@ async fn jira(
             };
             ignored(&format!("{} for {issue} closes nothing", change.source))
         }
-        Some(closing) => close(&app, &id, &change.key, closing).await?,
+        Some(closing) => close(&app, &id, &change.key, change.id.as_deref(), closing).await?,
     };
     if let Some(key) = delivery {
         // Remembered only once handled, so a delivery that failed half-way is processed again on retry.
@@ -265,7 +266,7 @@ async fn freshservice(
         .map_err(ServiceError::from)?
     {
         TicketState::Open => Ok(ignored(&format!("ticket {ticket_id} is open"))),
-        TicketState::Closed => close(&app, &id, &ticket_id, Closing::Closed).await,
-        TicketState::Deleted => close(&app, &id, &ticket_id, Closing::Deleted).await,
+        TicketState::Closed => close(&app, &id, &ticket_id, None, Closing::Closed).await,
+        TicketState::Deleted => close(&app, &id, &ticket_id, None, Closing::Deleted).await,
     }
 }

@@ -25,16 +25,29 @@ pub struct TicketClosing {
 const PARALLEL_ENDINGS: usize = 16;
 
 impl Ticketbound {
-    /// Ends every open grant bound to `ticket`: active → ended, pending → cancelled, with `reason`
-    /// (`ticket_closed` or `ticket_deleted`). Returns once every ending is durable and its side effects have had
-    /// their first attempt; an `Err` means some grant could not be ended now and the sender should retry (grants
-    /// already ended stay ended; a retry finds them closed).
+    /// Ends every open grant bound to `ticket` (by its key, or by its stable `ticket_id` when the sender gives
+    /// one, so a Jira issue moved to another project still ends the grants bound under its old key): active →
+    /// ended, pending → cancelled, with `reason` (`ticket_closed` or `ticket_deleted`). Returns once every
+    /// ending is durable and its side effects have had their first attempt; an `Err` means some grant could not
+    /// be ended now and the sender should retry (grants already ended stay ended; a retry finds them closed).
     pub async fn close_ticket(
         &self,
         ticket: &TicketRef,
+        ticket_id: Option<&str>,
         reason: EndReason,
     ) -> Result<TicketClosing, ServiceError> {
-        let grants = self.store.grants_for_ticket(ticket).await?;
+        let mut grants = self.store.grants_for_ticket(ticket).await?;
+        if let Some(id) = ticket_id {
+            for grant in self
+                .store
+                .grants_for_ticket_id(&ticket.connection, id)
+                .await?
+            {
+                if !grants.iter().any(|g| g.id == grant.id) {
+                    grants.push(grant);
+                }
+            }
+        }
         let mut outcome = TicketClosing::default();
         let permits = Arc::new(Semaphore::new(PARALLEL_ENDINGS));
         let mut tasks = JoinSet::new();

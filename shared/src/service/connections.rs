@@ -708,7 +708,7 @@ impl TicketVerifier for Connections {
         &self,
         ticket: &TicketRef,
         requester_email: &str,
-    ) -> Result<(), TicketCheckError> {
+    ) -> Result<Option<String>, TicketCheckError> {
         let mut session = self.open_for_check(&ticket.connection).await?;
         let read = session.system.get_ticket(&ticket.key).await;
         let found = self
@@ -724,11 +724,12 @@ impl TicketVerifier for Connections {
         if found.closed {
             return Err(TicketCheckError::Closed(ticket.key.clone()));
         }
+        let stable_id = found.id;
         let Some(assignee) = found.assignee else {
             return Err(TicketCheckError::Unassigned(ticket.key.clone()));
         };
         if assignee.has_email(requester_email) {
-            return Ok(());
+            return Ok(stable_id);
         }
         let requester = normalize_email(requester_email);
         let lookup = match session.connection.settings.people.get(&requester) {
@@ -749,7 +750,7 @@ impl TicketVerifier for Connections {
             }
         };
         match lookup {
-            PersonLookup::Found(person) if person.id == assignee.id => Ok(()),
+            PersonLookup::Found(person) if person.id == assignee.id => Ok(stable_id),
             PersonLookup::Unverifiable => Err(TicketCheckError::RequesterNotVerifiable(
                 ticket.key.clone(),
                 unverifiable_message(&ticket.connection, &requester, Some(&ticket.key)),

@@ -115,11 +115,12 @@ impl Ticketbound {
                 format!("`{}` can only be requested with a ticket", resource.id),
             ));
         }
-        if let Some(ticket) = &req.ticket {
-            self.check_ticket(ticket, &caller.email).await?;
-        }
+        let ticket_id = match &req.ticket {
+            Some(ticket) => self.check_ticket(ticket, &caller.email).await?,
+            None => None,
+        };
         let now = self.clock.now();
-        let grant = Grant::request(
+        let mut grant = Grant::request(
             new_ulid(now),
             caller.email.clone(),
             resource.id,
@@ -128,6 +129,7 @@ impl Ticketbound {
             req.ticket,
             now,
         );
+        grant.ticket_id = ticket_id;
         let event = AuditEvent::of(
             &grant,
             "requested",
@@ -156,7 +158,7 @@ impl Ticketbound {
         }
         let grant = self.visible_grant(caller, id).await?;
         let now = self.clock.now();
-        let approved = grant.approve(&caller.email, now)?;
+        let mut approved = grant.approve(&caller.email, now)?;
         if self.store.get_resource(&grant.resource).await?.is_none() {
             return Err(ServiceError::conflict(
                 "resource_missing",
@@ -167,7 +169,9 @@ impl Ticketbound {
             ));
         }
         if let Some(ticket) = &grant.ticket {
-            self.check_ticket(ticket, &grant.requester).await?;
+            let ticket_id = self.check_ticket(ticket, &grant.requester).await?;
+            // Grants requested before ids were recorded learn theirs here.
+            approved.ticket_id = approved.ticket_id.take().or(ticket_id);
         }
         // The expiry schedule exists before the grant is active, so an active grant always has one. A loser of
         // the race below leaves it behind; it names the same schedule, and it finds an active grant or nothing.
@@ -319,7 +323,12 @@ impl Ticketbound {
         }
     }
 
-    async fn check_ticket(&self, ticket: &TicketRef, requester: &str) -> Result<(), ServiceError> {
+    /// Rule 3, through the ticket system; `Ok` carries the ticket's stable id where it has one.
+    async fn check_ticket(
+        &self,
+        ticket: &TicketRef,
+        requester: &str,
+    ) -> Result<Option<String>, ServiceError> {
         let Some(tickets) = &self.tickets else {
             return Err(ServiceError::unavailable(
                 "ticket_system_unavailable",

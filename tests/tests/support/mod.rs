@@ -174,11 +174,20 @@ pub fn basic(user: &str, password: &str) -> String {
 }
 
 /// A Jira Cloud issue as `/rest/api/3/issue/{key}` answers it.
+/// A stable numeric issue id per key, as Jira gives every issue one (distinct keys, distinct ids).
+pub fn issue_id(key: &str) -> String {
+    let hash = key
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    (10_000 + hash % 900_000).to_string()
+}
+
 pub fn cloud_issue(key: &str, status: &str, category: &str, assignee: Option<Value>) -> Value {
+    let id = issue_id(key);
     serde_json::json!({
-        "id": "10005",
+        "id": id,
         "key": key,
-        "self": format!("https://acme.atlassian.net/rest/api/3/issue/10005"),
+        "self": format!("https://acme.atlassian.net/rest/api/3/issue/{id}"),
         "fields": {
             "summary": format!("Summary of {key}"),
             "assignee": assignee,
