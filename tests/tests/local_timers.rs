@@ -158,3 +158,79 @@ async fn a_bound_that_passed_while_the_server_was_down_ends_at_start() {
     assert!(ended, "the revocation runs after the restart");
     assert_eq!(provisioner_actions(&provisioner).await, ["grant", "revoke"]);
 }
+
+/// The names of the stored schedules of one grant's job of one kind (`exp`, `prv`, `dep`), every arming.
+async fn local_armings(
+    scheduler: &ticketbound::adapters::local_scheduler::LocalScheduler,
+    id: &str,
+    kind: &str,
+) -> Vec<String> {
+    let base = format!("tb-{id}-{kind}");
+    scheduler
+        .pending()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|n| *n == base || n.starts_with(&format!("{base}-")))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_early_local_expiry_re_arms_under_a_new_name_and_leaves_exactly_one_schedule() {
+    use ticketbound::ports::{Job, JobKind};
+    // The local scheduler stores schedules but fires none (not started): the test fires them.
+    let clock = ManualClock::now_system();
+    let store = embedded_store();
+    let scheduler = ticketbound::adapters::local_scheduler::LocalScheduler::new(store.clone());
+    let app = build_app(AppParts {
+        store: Arc::new(store),
+        scheduler: Arc::new(scheduler.clone()),
+        clock: Arc::new(clock.clone()),
+        retry: fast_retry(4),
+        provisioner_timeout: StdDuration::from_secs(2),
+    });
+    let router = local_router(app.clone());
+    let provisioner = provisioner_ok().await;
+    define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;
+    let id = request_grant(&router, ALICE, "prod-db", "PT1H").await;
+    let (_, approved) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/approve"),
+        APPROVER,
+        None,
+    )
+    .await;
+    let first = Job::new(JobKind::Expire, &id);
+    assert_eq!(
+        local_armings(&scheduler, &id, "exp").await,
+        [first.schedule_name()]
+    );
+    clock.advance(time::Duration::minutes(59));
+
+    let outcome = app.run_job(&first).await.unwrap();
+
+    assert_eq!(outcome, ticketbound::service::JobOutcome::Rearmed);
+    let second = first.with_arming(1);
+    let stored = scheduler.pending().await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|(n, _)| n.contains("-exp"))
+            .collect::<Vec<_>>(),
+        [&(second.schedule_name(), time_of(&approved["expires_at"]))],
+        "one schedule, at the bound, not the one that fired"
+    );
+    app.run_job(&second).await.unwrap();
+    assert_eq!(
+        local_armings(&scheduler, &id, "exp").await,
+        [first.with_arming(2).schedule_name()]
+    );
+
+    clock.advance(time::Duration::minutes(1));
+    let outcome = app.run_job(&first.with_arming(2)).await.unwrap();
+    assert_eq!(outcome, ticketbound::service::JobOutcome::Done);
+    assert_eq!(provisioner_actions(&provisioner).await, ["grant", "revoke"]);
+    assert_eq!(scheduler.pending().await.unwrap(), []);
+}

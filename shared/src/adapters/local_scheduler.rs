@@ -4,6 +4,12 @@
 //!
 //! A fired timer hands its job to a fresh task before running it, so a job that cancels or re-arms its own
 //! schedule (as the side-effect retries do) never aborts itself.
+//!
+//! Schedules follow the EventBridge model: one row and timer per arming, named by [`Job::schedule_name`], so a
+//! job re-arming itself adds the next arming and deletes the one that fired (see "Armings" in
+//! `service/lifecycle.rs`). A job whose run fails with a retryable error is delivered again under the same
+//! name, as EventBridge and Lambda retry the same invocation of one arming: that is a redelivery, not a
+//! re-arming, and nothing here deletes a schedule after it fires except the success of that very run.
 
 use async_trait::async_trait;
 use rusqlite::params;
