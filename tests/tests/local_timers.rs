@@ -234,3 +234,111 @@ async fn an_early_local_expiry_re_arms_under_a_new_name_and_leaves_exactly_one_s
     assert_eq!(provisioner_actions(&provisioner).await, ["grant", "revoke"]);
     assert_eq!(scheduler.pending().await.unwrap(), []);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_in_flight_when_the_server_died_resumes_at_restart_without_waiting_for_the_lease()
+{
+    use wiremock::matchers::{body_partial_json, method};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    // The end system is slow to answer the first revoke: it is in flight when the "process" dies.
+    let provisioner = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(serde_json::json!({"action": "revoke"})))
+        .respond_with(ResponseTemplate::new(200).set_delay(StdDuration::from_secs(30)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&provisioner)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&provisioner)
+        .await;
+    let dir = temp_dir("local-lease");
+    let (first_dir, url) = (dir.clone(), provisioner.uri());
+    let id = in_a_process_that_stops(async move {
+        let router = start(&first_dir).await;
+        define_webhook_resource(&router, "prod-db", &url).await;
+        let id = request_grant(&router, ALICE, "prod-db", "PT1H").await;
+        call(
+            &router,
+            "POST",
+            &format!("/v1/grants/{id}/approve"),
+            APPROVER,
+            None,
+        )
+        .await;
+        let revoking = {
+            let (router, id) = (router.clone(), id.clone());
+            tokio::spawn(async move {
+                call(
+                    &router,
+                    "POST",
+                    &format!("/v1/grants/{id}/revoke"),
+                    ALICE,
+                    None,
+                )
+                .await
+            })
+        };
+        let claimed = eventually(StdDuration::from_secs(5), || async {
+            call(&router, "GET", &format!("/v1/grants/{id}"), ALICE, None)
+                .await
+                .1["deprovisioning"]["attempts"]
+                == 1
+        })
+        .await;
+        assert!(claimed);
+        // Let the claimed call reach the end system, then the process dies with it unanswered.
+        tokio::time::sleep(StdDuration::from_millis(300)).await;
+        drop(revoking);
+        id
+    });
+    let leased = {
+        let (app, _) = ticketbound::wiring::local_app(&dir, Settings::default()).unwrap();
+        app.store.get_grant(&id).await.unwrap().unwrap()
+    };
+    let deprovisioning = leased.deprovisioning.unwrap();
+    assert_eq!(
+        deprovisioning.state,
+        ticketbound::domain::SideEffectState::Pending
+    );
+    assert!(
+        deprovisioning.lease_until.unwrap()
+            > OffsetDateTime::now_utc() + time::Duration::seconds(30),
+        "the dead process's lease still runs for most of a minute"
+    );
+
+    let restarted = std::time::Instant::now();
+    let router = start(&dir).await;
+
+    let done = eventually(StdDuration::from_secs(5), || async {
+        call(&router, "GET", &format!("/v1/grants/{id}"), ALICE, None)
+            .await
+            .1["deprovisioning"]["state"]
+            == "done"
+    })
+    .await;
+    assert!(
+        done,
+        "{}",
+        call(&router, "GET", &format!("/v1/grants/{id}"), ALICE, None)
+            .await
+            .1
+    );
+    assert!(restarted.elapsed() < StdDuration::from_secs(5));
+    let revokes: Vec<String> = provisioner
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+        .filter(|b| b["action"] == "revoke")
+        .map(|b| b["idempotency_key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        revokes,
+        [format!("{id}-revoke"), format!("{id}-revoke")],
+        "the call in flight is repeated once, with the same key"
+    );
+}
