@@ -225,7 +225,7 @@ async fn an_early_expiry_re_arms_under_a_new_name_and_leaves_exactly_one_schedul
     let provisioner = provisioner_ok().await;
     let (_, id) = approved_grant(&app, &provisioner, "PT1H").await;
     let first = Job::new(JobKind::Expire, &id).schedule_name();
-    assert_eq!(armings(&client, &group, &id, "exp").await, [first.clone()]);
+    assert_eq!(armings(&client, &group, &id, "exp").await, [first.as_str()]);
     clock.advance(Duration::minutes(59));
 
     // The schedule fires early and is still there while its target runs (EventBridge deletes it afterwards).
