@@ -342,3 +342,77 @@ async fn a_revoke_in_flight_when_the_server_died_resumes_at_restart_without_wait
         "the call in flight is repeated once, with the same key"
     );
 }
+
+#[tokio::test]
+async fn at_start_only_side_effects_in_flight_or_never_attempted_are_released_and_resumed() {
+    use ticketbound::domain::{AuditEvent, EndReason, Grant, GrantDuration, SideEffectState};
+    use ticketbound::ports::{GrantStore, Job, JobKind};
+    let store = embedded_store();
+    let now = OffsetDateTime::now_utc();
+    // An ended grant whose deprovisioning is shaped by `shape`; returns its id.
+    let ended = |shape: fn(&mut ticketbound::domain::grant::SideEffect)| {
+        let store = store.clone();
+        async move {
+            let grant = Grant::request(
+                ticketbound::domain::ids::new_ulid(now),
+                "alice@example.com".into(),
+                "prod-db".into(),
+                "INC-7".into(),
+                GrantDuration::parse("PT1H").unwrap(),
+                None,
+                now,
+            );
+            let event = AuditEvent::of(&grant, "requested", None, now, serde_json::Value::Null);
+            store.insert_grant(&grant, &event).await.unwrap();
+            let mut over = grant
+                .approve(APPROVER.0, now)
+                .unwrap()
+                .end(EndReason::Revoked, None, now)
+                .unwrap();
+            // Access was set up; only the end's side effect varies.
+            over.provisioning.as_mut().unwrap().state = SideEffectState::Done;
+            shape(over.deprovisioning.as_mut().unwrap());
+            store
+                .update_grant(&over, grant.expected(), None)
+                .await
+                .unwrap();
+            over.id
+        }
+    };
+    let in_flight = ended(|d| {
+        d.attempts = 3;
+        d.arming = 2;
+        d.lease_until = Some(OffsetDateTime::now_utc() + time::Duration::seconds(50));
+    })
+    .await;
+    let never_attempted = ended(|_| {}).await;
+    let backing_off = ended(|d| {
+        d.attempts = 1;
+        d.arming = 1;
+        d.next_attempt_at = Some(OffsetDateTime::now_utc() + time::Duration::minutes(5));
+    })
+    .await;
+    let finished = ended(|d| d.state = SideEffectState::Done).await;
+    let before_backing_off = store.get_grant(&backing_off).await.unwrap();
+    let before_finished = store.get_grant(&finished).await.unwrap();
+
+    let mut resumed = store.release_leases().await.unwrap();
+
+    resumed.sort_by(|a, b| a.grant_id.cmp(&b.grant_id));
+    let mut expected = vec![
+        Job::armed(JobKind::Deprovision, &in_flight, 2),
+        Job::new(JobKind::Deprovision, &never_attempted),
+    ];
+    expected.sort_by(|a, b| a.grant_id.cmp(&b.grant_id));
+    assert_eq!(resumed, expected);
+    let released = store.get_grant(&in_flight).await.unwrap().unwrap();
+    let deprovisioning = released.deprovisioning.unwrap();
+    assert_eq!(deprovisioning.lease_until, None);
+    assert_eq!(deprovisioning.attempts, 3, "only the lease changes");
+    assert_eq!(
+        store.get_grant(&backing_off).await.unwrap(),
+        before_backing_off,
+        "a retry waiting out its backoff keeps its schedule"
+    );
+    assert_eq!(store.get_grant(&finished).await.unwrap(), before_finished);
+}
