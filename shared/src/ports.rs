@@ -132,29 +132,56 @@ pub enum JobKind {
 }
 
 /// A scheduled job: the `Input` of an EventBridge Scheduler schedule.
+///
+/// Every arming of a job is its own schedule, numbered per (grant, kind): arming 0 is the first (the expiry
+/// armed at approval, the safety net armed when a grant ends) and keeps the name schedules had before armings
+/// were numbered, so a schedule created by an older release is still arming 0. A job that re-arms itself uses a
+/// higher number than the one firing, so it never updates a schedule that EventBridge is about to delete
+/// (`ActionAfterCompletion: DELETE`). How the live arming is tracked and stale ones removed is in
+/// `service/lifecycle.rs`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Job {
     pub job: JobKind,
     pub grant_id: String,
+    /// Which arming of this (grant, kind) this is; absent in the Input of schedules armed before armings were
+    /// numbered, which are arming 0.
+    #[serde(default)]
+    pub arming: u32,
 }
 
 impl Job {
+    /// Arming 0 of a job.
     pub fn new(job: JobKind, grant_id: &str) -> Self {
+        Self::armed(job, grant_id, 0)
+    }
+
+    /// A given arming of a job.
+    pub fn armed(job: JobKind, grant_id: &str, arming: u32) -> Self {
         Self {
             job,
             grant_id: grant_id.to_owned(),
+            arming,
         }
     }
 
-    /// The schedule's name: deterministic per (grant, kind), so creating it twice cannot make two schedules.
-    /// A ULID grant id gives 33 characters of `[0-9A-Za-z-]`, inside EventBridge's 64 and `[0-9a-zA-Z-_.]`.
+    /// The same job under another arming.
+    pub fn with_arming(&self, arming: u32) -> Self {
+        Self::armed(self.job, &self.grant_id, arming)
+    }
+
+    /// The schedule's name: deterministic per (grant, kind, arming), so creating one arming twice cannot make
+    /// two schedules: `tb-<grant>-<exp|prv|dep>` for arming 0, `tb-<grant>-<exp|prv|dep>-<n>` after. A ULID
+    /// grant id gives at most 44 characters of `[0-9A-Za-z-]`, inside EventBridge's 64 and `[0-9a-zA-Z-_.]`.
     pub fn schedule_name(&self) -> String {
         let kind = match self.job {
             JobKind::Expire => "exp",
             JobKind::Provision => "prv",
             JobKind::Deprovision => "dep",
         };
-        format!("tb-{}-{kind}", self.grant_id)
+        match self.arming {
+            0 => format!("tb-{}-{kind}", self.grant_id),
+            n => format!("tb-{}-{kind}-{n}", self.grant_id),
+        }
     }
 }
 
@@ -162,8 +189,8 @@ impl Job {
 #[error("scheduler: {0}")]
 pub struct SchedulerError(pub String);
 
-/// One-time schedules (DESIGN §2–3). `schedule` is an upsert keyed by [`Job::schedule_name`]; `cancel` of a
-/// schedule that is already gone succeeds.
+/// One-time schedules (DESIGN §2–3). `schedule` is an upsert keyed by [`Job::schedule_name`] (one schedule per
+/// arming); `cancel` removes that one arming and succeeds when it is already gone.
 #[async_trait]
 pub trait Scheduler: Send + Sync {
     async fn schedule(&self, job: &Job, at: OffsetDateTime) -> Result<(), SchedulerError>;

@@ -275,3 +275,210 @@ async fn an_overlapping_grant_keeps_access_until_the_last_one_ends() {
         ["grant", "grant", "revoke"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_local_deprovisioning_re_arms_under_a_new_name_and_leaves_exactly_one_schedule() {
+    let provisioner = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"action": "revoke"})))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&provisioner)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&provisioner)
+        .await;
+    // Retries 1–2 s apart, so the test sees each arming before it fires.
+    let retry = RetryPolicy {
+        base: time::Duration::seconds(2),
+        cap: time::Duration::seconds(2),
+        max_attempts: 5,
+        lease: time::Duration::seconds(5),
+    };
+    let store = embedded_store();
+    let scheduler = LocalScheduler::new(store.clone());
+    let app = build_app(AppParts {
+        store: Arc::new(store),
+        scheduler: Arc::new(scheduler.clone()),
+        clock: Arc::new(SystemClock),
+        retry,
+        provisioner_timeout: StdDuration::from_secs(2),
+    });
+    scheduler.start(Arc::new(app.clone())).await.unwrap();
+    let router = local_router(app.clone());
+    define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;
+    let id = request_grant(&router, ALICE, "prod-db", "PT1H").await;
+    call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/approve"),
+        APPROVER,
+        None,
+    )
+    .await;
+    let dep = |scheduler: LocalScheduler, id: String| async move {
+        scheduler
+            .pending()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|n| n.starts_with(&format!("tb-{id}-dep")))
+            .collect::<Vec<_>>()
+    };
+    let safety_net = format!("tb-{id}-dep");
+
+    let (status, _) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/revoke"),
+        ALICE,
+        None,
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        dep(scheduler.clone(), id.clone()).await,
+        [format!("{safety_net}-1")],
+        "the first retry replaced the safety net"
+    );
+    let second = eventually(StdDuration::from_secs(5), || {
+        let (scheduler, id) = (scheduler.clone(), id.clone());
+        let expected = format!("{safety_net}-2");
+        async move { dep(scheduler, id).await == [expected] }
+    })
+    .await;
+    assert!(
+        second,
+        "arming 1 fired, failed and left only arming 2: {:?}",
+        dep(scheduler.clone(), id.clone()).await
+    );
+    assert_eq!(
+        grant_json(&router, &id).await["deprovisioning"]["attempts"],
+        2
+    );
+    let done = eventually(StdDuration::from_secs(5), || async {
+        grant_json(&router, &id).await["deprovisioning"]["state"] == "done"
+    })
+    .await;
+    assert!(done, "{}", grant_json(&router, &id).await);
+    assert_eq!(
+        provisioner_actions(&provisioner).await,
+        ["grant", "revoke", "revoke", "revoke"]
+    );
+    let cleared = eventually(StdDuration::from_secs(2), || async {
+        scheduler.pending().await.unwrap().is_empty()
+    })
+    .await;
+    assert!(cleared, "{:?}", scheduler.pending().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_provisioner_call_carries_one_signed_idempotency_key_per_action_across_retries() {
+    let provisioner = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"action": "grant"})))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&provisioner)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"action": "revoke"})))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&provisioner)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&provisioner)
+        .await;
+    let (_, router) = running_app(fast_retry(6), StdDuration::from_secs(2)).await;
+    define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;
+    let id = request_grant(&router, ALICE, "prod-db", "PT1H").await;
+    call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/approve"),
+        APPROVER,
+        None,
+    )
+    .await;
+    let provisioned = eventually(StdDuration::from_secs(5), || async {
+        grant_json(&router, &id).await["provisioning"]["state"] == "done"
+    })
+    .await;
+    assert!(provisioned, "{}", grant_json(&router, &id).await);
+    call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/revoke"),
+        ALICE,
+        None,
+    )
+    .await;
+    let done = eventually(StdDuration::from_secs(5), || async {
+        grant_json(&router, &id).await["deprovisioning"]["state"] == "done"
+    })
+    .await;
+    assert!(done, "{}", grant_json(&router, &id).await);
+
+    let requests = provisioner.received_requests().await.unwrap();
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for request in &requests {
+        let header = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} is sent"))
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let key = header("idempotency-key");
+        assert_eq!(
+            body["idempotency_key"],
+            key.as_str(),
+            "body and header agree"
+        );
+        assert_eq!(header("x-ticketbound-delivery"), key);
+        // The key is inside the signed bytes: changing it breaks the signature.
+        let signature = header("x-ticketbound-signature");
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let verify = |body: &[u8]| {
+            ticketbound::adapters::provisioner::verify_signature_header(
+                "provisioner-secret-0123456789",
+                &signature,
+                body,
+                now,
+                300,
+            )
+        };
+        assert!(verify(&request.body));
+        let tampered = String::from_utf8(request.body.clone())
+            .unwrap()
+            .replace(&key, &format!("{id}-other"));
+        assert!(!verify(tampered.as_bytes()));
+        keys.push((body["action"].as_str().unwrap().to_owned(), key));
+    }
+    let grant_key = format!("{id}-grant");
+    let revoke_key = format!("{id}-revoke");
+    assert_eq!(
+        keys,
+        [
+            ("grant".to_owned(), grant_key.clone()),
+            ("grant".to_owned(), grant_key),
+            ("revoke".to_owned(), revoke_key.clone()),
+            ("revoke".to_owned(), revoke_key.clone()),
+            ("revoke".to_owned(), revoke_key),
+        ],
+        "one key per action, identical on every attempt"
+    );
+}

@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use lambda_runtime::{Context, LambdaEvent};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use time::Duration;
 
@@ -15,10 +15,41 @@ use ticketbound_tests::*;
 
 /// What EventBridge Scheduler delivers for `job`: the schedule's Input with its placeholders substituted.
 fn delivered(job: &Job) -> LambdaEvent<Value> {
-    let input = EventBridgeScheduler::input(job)
+    substituted(&EventBridgeScheduler::input(job))
+}
+
+fn substituted(input: &str) -> LambdaEvent<Value> {
+    let input = input
         .replace("<aws.scheduler.scheduled-time>", "2026-03-01T09:00:00Z")
         .replace("<aws.scheduler.attempt-number>", "1");
     LambdaEvent::new(serde_json::from_str(&input).unwrap(), Context::default())
+}
+
+/// What EventBridge Scheduler delivers when the schedule `name` fires: the Input stored on it in moto.
+async fn fired(client: &aws_sdk_scheduler::Client, group: &str, name: &str) -> LambdaEvent<Value> {
+    let schedule = client
+        .get_schedule()
+        .name(name)
+        .group_name(group)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("schedule {name} exists: {e:?}"));
+    substituted(schedule.target().unwrap().input().unwrap())
+}
+
+/// The names of the schedules of one grant's job of one kind (`exp`, `prv`, `dep`), every arming of it.
+async fn armings(
+    client: &aws_sdk_scheduler::Client,
+    group: &str,
+    id: &str,
+    kind: &str,
+) -> Vec<String> {
+    let base = format!("tb-{id}-{kind}");
+    schedule_names(client, group)
+        .await
+        .into_iter()
+        .filter(|n| *n == base || n.starts_with(&format!("{base}-")))
+        .collect()
 }
 
 async fn approved_grant(
@@ -91,6 +122,7 @@ async fn approval_creates_exactly_the_documented_schedule() {
     let input: Value = serde_json::from_str(target.input().unwrap()).unwrap();
     assert_eq!(input["job"], "expire");
     assert_eq!(input["grant_id"], id.as_str());
+    assert_eq!(input["arming"], 0, "the first arming");
     assert_eq!(schedule_names(&client, &group).await, [name]);
 }
 
@@ -142,6 +174,14 @@ async fn approving_twice_or_retrying_the_schedule_leaves_one_schedule() {
     app.scheduler.schedule(&job, later).await.unwrap();
     app.scheduler.schedule(&job, later).await.unwrap();
     assert_eq!(schedule_names(&client, &group).await, [job.schedule_name()]);
+    // The same holds for a later arming: arming 3 created twice is one schedule beside arming 0.
+    let third = job.with_arming(3);
+    app.scheduler.schedule(&third, later).await.unwrap();
+    app.scheduler.schedule(&third, later).await.unwrap();
+    assert_eq!(
+        schedule_names(&client, &group).await,
+        [job.schedule_name(), third.schedule_name()]
+    );
     let schedule = client
         .get_schedule()
         .name(job.schedule_name())
@@ -179,32 +219,36 @@ async fn the_expiry_handler_ends_a_due_grant_once() {
 }
 
 #[tokio::test]
-async fn the_expiry_handler_re_arms_when_it_fires_early() {
+async fn an_early_expiry_re_arms_under_a_new_name_and_leaves_exactly_one_schedule() {
     let clock = ManualClock::now_system();
     let (app, client, group) = aws_test_app(clock.clone(), fast_retry(4)).await;
     let provisioner = provisioner_ok().await;
     let (_, id) = approved_grant(&app, &provisioner, "PT1H").await;
-    let job = Job::new(JobKind::Expire, &id);
-    client
-        .delete_schedule()
-        .name(job.schedule_name())
+    let first = Job::new(JobKind::Expire, &id).schedule_name();
+    assert_eq!(armings(&client, &group, &id, "exp").await, [first.as_str()]);
+    clock.advance(Duration::minutes(59));
+
+    // The schedule fires early and is still there while its target runs (EventBridge deletes it afterwards).
+    let outcome = handle_scheduled_job(&app, fired(&client, &group, &first).await)
+        .await
+        .unwrap();
+
+    assert_eq!(outcome["outcome"], "rearmed");
+    let grant = app.store.get_grant(&id).await.unwrap().unwrap();
+    assert_eq!(grant.status.as_str(), "active");
+    let live = armings(&client, &group, &id, "exp").await;
+    assert_eq!(
+        live,
+        [format!("{first}-1")],
+        "one schedule, not the one that fired"
+    );
+    let schedule = client
+        .get_schedule()
+        .name(&live[0])
         .group_name(&group)
         .send()
         .await
         .unwrap();
-    clock.advance(Duration::minutes(59));
-
-    let outcome = handle_scheduled_job(&app, delivered(&job)).await.unwrap();
-    assert_eq!(outcome["outcome"], "rearmed");
-    let grant = app.store.get_grant(&id).await.unwrap().unwrap();
-    assert_eq!(grant.status.as_str(), "active");
-    let schedule = client
-        .get_schedule()
-        .name(job.schedule_name())
-        .group_name(&group)
-        .send()
-        .await
-        .expect("re-armed");
     assert_eq!(
         schedule.schedule_expression(),
         Some(
@@ -212,7 +256,116 @@ async fn the_expiry_handler_re_arms_when_it_fires_early() {
                 .as_str()
         )
     );
+
+    // Early again (and Lambda delivering that event twice): each time one new arming replaces the last.
+    let second = fired(&client, &group, &live[0]).await;
+    handle_scheduled_job(&app, second.clone()).await.unwrap();
+    assert_eq!(
+        armings(&client, &group, &id, "exp").await,
+        [format!("{first}-2")]
+    );
+    handle_scheduled_job(&app, second).await.unwrap();
+    let live = armings(&client, &group, &id, "exp").await;
+    assert_eq!(live, [format!("{first}-3")]);
     assert_eq!(provisioner_actions(&provisioner).await, ["grant"]);
+
+    // On time, the live arming ends the grant and nothing is left behind.
+    clock.advance(Duration::minutes(1));
+    let outcome = handle_scheduled_job(&app, fired(&client, &group, &live[0]).await)
+        .await
+        .unwrap();
+    assert_eq!(outcome["outcome"], "done");
+    assert_eq!(provisioner_actions(&provisioner).await, ["grant", "revoke"]);
+    assert!(
+        schedule_names(&client, &group).await.is_empty(),
+        "{:?}",
+        schedule_names(&client, &group).await
+    );
+}
+
+#[tokio::test]
+async fn a_failing_deprovisioning_re_arms_under_a_new_name_and_leaves_exactly_one_schedule() {
+    let clock = ManualClock::now_system();
+    let (app, client, group) = aws_test_app(clock.clone(), fast_retry(5)).await;
+    let provisioner = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::body_partial_json(
+        serde_json::json!({"action": "revoke"}),
+    ))
+    .respond_with(wiremock::ResponseTemplate::new(503))
+    .up_to_n_times(2)
+    .with_priority(1)
+    .mount(&provisioner)
+    .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&provisioner)
+        .await;
+    let (router, id) = approved_grant(&app, &provisioner, "PT4H").await;
+    let safety_net = Job::new(JobKind::Deprovision, &id).schedule_name();
+
+    // The first revoke fails: its retry is arming 1, and the safety net (arming 0) is gone.
+    let (status, ended) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/revoke"),
+        APPROVER,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ended["deprovisioning"]["state"], "pending");
+    let live = armings(&client, &group, &id, "dep").await;
+    assert_eq!(live, [format!("{safety_net}-1")]);
+
+    // Arming 1 fires and fails: exactly one schedule for the next try, under a new name.
+    let outcome = handle_scheduled_job(&app, fired(&client, &group, &live[0]).await)
+        .await
+        .unwrap();
+    assert_eq!(outcome["outcome"], "done", "an attempt was made");
+    let grant = app.store.get_grant(&id).await.unwrap().unwrap();
+    let deprovisioning = grant.deprovisioning.unwrap();
+    assert_eq!(deprovisioning.attempts, 2);
+    assert_eq!(
+        deprovisioning.state,
+        ticketbound::domain::SideEffectState::Pending
+    );
+    let next = armings(&client, &group, &id, "dep").await;
+    assert_eq!(next, [format!("{safety_net}-2")]);
+    assert_ne!(next, live);
+    let schedule = client
+        .get_schedule()
+        .name(&next[0])
+        .group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    // Its Input tells the job which arming it is (what the next re-arm numbers from).
+    let input: Value = serde_json::from_str(schedule.target().unwrap().input().unwrap()).unwrap();
+    assert_eq!(
+        (&input["job"], &input["grant_id"], &input["arming"]),
+        (&json!("deprovision"), &json!(id), &json!(2))
+    );
+
+    // Arming 2 fires and the end system answers: done, and no schedule of the grant is left.
+    let outcome = handle_scheduled_job(&app, fired(&client, &group, &next[0]).await)
+        .await
+        .unwrap();
+    assert_eq!(outcome["outcome"], "done");
+    let grant = app.store.get_grant(&id).await.unwrap().unwrap();
+    assert_eq!(
+        grant.deprovisioning.unwrap().state,
+        ticketbound::domain::SideEffectState::Done
+    );
+    assert_eq!(
+        provisioner_actions(&provisioner).await,
+        ["grant", "revoke", "revoke", "revoke"]
+    );
+    assert!(
+        schedule_names(&client, &group).await.is_empty(),
+        "{:?}",
+        schedule_names(&client, &group).await
+    );
 }
 
 #[tokio::test]

@@ -15,8 +15,8 @@ mod connections;
 
 use super::{decode_cursor, encode_cursor};
 use crate::domain::grant::Expected;
-use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, TicketRef};
-use crate::ports::{GrantFilter, GrantStore, Page, StoreError};
+use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, SideEffectState, TicketRef};
+use crate::ports::{GrantFilter, GrantStore, Job, JobKind, Page, StoreError};
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
@@ -430,6 +430,70 @@ impl EmbeddedStore {
             )
             .optional()
             .map_err(unavailable)
+        })
+        .await
+    }
+}
+
+impl EmbeddedStore {
+    /// Crash recovery, for the local server at start only: releases every side-effect lease (`lease_until`)
+    /// held by a process that is gone, and returns the jobs to run at once: each side effect that was in flight
+    /// (leased) or had not had its first attempt finished (no retry pending), under its live arming.
+    ///
+    /// Only one local server uses a data directory, so at start no lease can belong to a live worker; on Lambda
+    /// another container may be mid-attempt, so the DynamoDB store has no such method and leases expire.
+    pub async fn release_leases(&self) -> Result<Vec<Job>, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            let docs: Vec<String> = {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT doc FROM grants
+                         WHERE json_extract(doc, '$.provisioning.state') = 'pending'
+                            OR json_extract(doc, '$.deprovisioning.state') = 'pending'",
+                    )
+                    .map_err(unavailable)?;
+                stmt.query_map([], |r| r.get(0))
+                    .map_err(unavailable)?
+                    .collect::<Result<_, _>>()
+                    .map_err(unavailable)?
+            };
+            let mut resume = Vec::new();
+            for doc in docs {
+                let grant = grant_from(&doc)?;
+                let mut next = grant.touched();
+                let mut released = false;
+                for (kind, effect) in [
+                    (JobKind::Provision, next.provisioning.as_mut()),
+                    (JobKind::Deprovision, next.deprovisioning.as_mut()),
+                ] {
+                    let Some(effect) = effect.filter(|e| e.state == SideEffectState::Pending)
+                    else {
+                        continue;
+                    };
+                    if effect.lease_until.take().is_some() {
+                        released = true;
+                    } else if effect.next_attempt_at.is_some() {
+                        // Waiting out its backoff: its retry schedule stands.
+                        continue;
+                    }
+                    resume.push(Job::armed(kind, &grant.id, effect.arming));
+                }
+                if released {
+                    tx.execute(
+                        "UPDATE grants SET version = ?1, doc = ?2 WHERE id = ?3 AND version = ?4",
+                        params![
+                            next.version as i64,
+                            to_json(&next)?,
+                            next.id,
+                            grant.version as i64
+                        ],
+                    )
+                    .map_err(unavailable)?;
+                }
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(resume)
         })
         .await
     }

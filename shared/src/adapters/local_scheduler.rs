@@ -4,6 +4,12 @@
 //!
 //! A fired timer hands its job to a fresh task before running it, so a job that cancels or re-arms its own
 //! schedule (as the side-effect retries do) never aborts itself.
+//!
+//! Schedules follow the EventBridge model: one row and timer per arming, named by [`Job::schedule_name`], so a
+//! job re-arming itself adds the next arming and deletes the one that fired (see "Armings" in
+//! `service/lifecycle.rs`). A job whose run fails with a retryable error is delivered again under the same
+//! name, as EventBridge and Lambda retry the same invocation of one arming: that is a redelivery, not a
+//! re-arming, and nothing here deletes a schedule after it fires except the success of that very run.
 
 use async_trait::async_trait;
 use rusqlite::params;
@@ -79,8 +85,13 @@ impl LocalScheduler {
     }
 
     /// Binds the runner and arms every stored schedule. Returns how many were armed.
+    ///
+    /// First it releases the side-effect leases the previous process held (it is gone: only one server uses a
+    /// data directory) and runs at once the side effects that were in flight or never finished a first attempt,
+    /// instead of waiting for the lease and the safety-net schedule (a minute) after a crash.
     pub async fn start(&self, runner: Arc<dyn JobRunner>) -> Result<usize, StoreError> {
         let _ = self.inner.runner.set(runner);
+        let resume = self.inner.store.release_leases().await?;
         let rows: Vec<(String, String, String)> = self
             .inner
             .store
@@ -108,6 +119,19 @@ impl LocalScheduler {
                 }
                 _ => tracing::error!(schedule = %name, "unreadable stored schedule skipped"),
             }
+        }
+        if !resume.is_empty() {
+            tracing::info!(
+                side_effects = resume.len(),
+                "resuming side effects left unfinished by a stopped server"
+            );
+        }
+        let now = OffsetDateTime::now_utc();
+        for job in resume {
+            // The live arming, moved to now (an upsert of its row and timer, so still one schedule).
+            self.schedule(&job, now)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         }
         Ok(armed)
     }

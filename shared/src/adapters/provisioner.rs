@@ -1,10 +1,14 @@
 //! Provisioners (DESIGN §7): the signed `webhook` call and `none`.
 //!
-//! A webhook call is `POST <url>` with `{"action": "grant"|"revoke", "grant": {...}}`, the headers
-//! `X-Ticketbound-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` and
-//! `X-Ticketbound-Delivery` (the same for every retry of one action on one grant, for the receiver's
-//! de-duplication). 2xx means done; anything else, a timeout or a connection error is a failed attempt that the
-//! service retries durably. Redirects are not followed.
+//! A webhook call is `POST <url>` with `{"action": "grant"|"revoke", "grant": {...}, "resource": {...},
+//! "idempotency_key": "..."}` and the headers
+//! `X-Ticketbound-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, `Idempotency-Key` and
+//! `X-Ticketbound-Delivery`. The idempotency key ([`idempotency_key`]) is the same on every attempt of one
+//! action on one grant, so the receiver can make a repeated call harmless: a call in flight when a process
+//! dies is made again (at-least-once across crashes). It is in the body so the signature covers it; the
+//! headers repeat it for receivers that de-duplicate before parsing (`X-Ticketbound-Delivery` was the name
+//! before the key existed, kept for them). 2xx means done; anything else, a timeout or a connection error is a
+//! failed attempt that the service retries durably. Redirects are not followed.
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -25,6 +29,11 @@ pub fn signature_header(secret: &str, t: i64, body: &[u8]) -> String {
     mac.update(b".");
     mac.update(body);
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The idempotency key of one action on one grant: `<grant id>-<action>`, the same on every attempt.
+pub fn idempotency_key(grant_id: &str, action: ProvisionAction) -> String {
+    format!("{grant_id}-{}", action.as_str())
 }
 
 /// Verifies an `X-Ticketbound-Signature` header the way a provisioner endpoint should: HMAC over `"<t>.<body>"`
@@ -113,10 +122,12 @@ impl Provisioners for HttpProvisioners {
                 "the ticket provisioner (connection `{connection}`) is not available in this deployment"
             ))),
             Provisioner::Webhook { url, secret } => {
+                let key = idempotency_key(&grant.id, action);
                 let body = serde_json::to_vec(&serde_json::json!({
                     "action": action,
                     "grant": grant,
                     "resource": {"id": resource.id, "name": resource.name},
+                    "idempotency_key": key,
                 }))
                 .map_err(|e| ProvisionError(e.to_string()))?;
                 let t = self.clock.now().unix_timestamp();
@@ -128,10 +139,8 @@ impl Provisioners for HttpProvisioners {
                         "x-ticketbound-signature",
                         signature_header(secret.expose(), t, &body),
                     )
-                    .header(
-                        "x-ticketbound-delivery",
-                        format!("{}-{}", grant.id, action.as_str()),
-                    )
+                    .header("idempotency-key", &key)
+                    .header("x-ticketbound-delivery", &key)
                     .body(body)
                     .send()
                     .await;
@@ -198,6 +207,19 @@ mod tests {
             1_700_000_010,
             300
         ));
+    }
+
+    #[test]
+    fn the_idempotency_key_names_the_grant_and_the_action() {
+        let id = "01JD3AAAAAAAAAAAAAAAAAAAAA";
+        assert_eq!(
+            idempotency_key(id, ProvisionAction::Revoke),
+            "01JD3AAAAAAAAAAAAAAAAAAAAA-revoke"
+        );
+        assert_ne!(
+            idempotency_key(id, ProvisionAction::Grant),
+            idempotency_key(id, ProvisionAction::Revoke)
+        );
     }
 
     #[test]

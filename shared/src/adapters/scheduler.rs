@@ -56,11 +56,14 @@ impl EventBridgeScheduler {
         format!("at({text})")
     }
 
-    /// The schedule's `Input`: the job, plus what EventBridge substitutes at each invocation (for the logs).
+    /// The schedule's `Input`: the job with its arming (so the fired job knows which schedule it came from),
+    /// plus what EventBridge substitutes at each invocation (for the logs; `attempt` counts EventBridge's
+    /// deliveries of this one arming, not armings).
     pub fn input(job: &Job) -> String {
         serde_json::json!({
             "job": job.job,
             "grant_id": job.grant_id,
+            "arming": job.arming,
             "scheduled_time": "<aws.scheduler.scheduled-time>",
             "attempt": "<aws.scheduler.attempt-number>",
         })
@@ -215,5 +218,39 @@ mod tests {
         assert_eq!(json["grant_id"], "01JD3AAAAAAAAAAAAAAAAAAAAA");
         let job: Job = serde_json::from_value(json).unwrap();
         assert_eq!(job.schedule_name(), "tb-01JD3AAAAAAAAAAAAAAAAAAAAA-exp");
+    }
+
+    #[test]
+    fn each_arming_has_its_own_name_and_travels_in_the_input() {
+        let third = Job::armed(JobKind::Deprovision, "01JD3AAAAAAAAAAAAAAAAAAAAA", 3);
+        let input: serde_json::Value =
+            serde_json::from_str(&EventBridgeScheduler::input(&third)).unwrap();
+        assert_eq!(input["arming"], 3);
+        let fired: Job = serde_json::from_value(input).unwrap();
+        assert_eq!(fired, third);
+        assert_eq!(fired.schedule_name(), "tb-01JD3AAAAAAAAAAAAAAAAAAAAA-dep-3");
+        assert_ne!(fired.schedule_name(), third.with_arming(4).schedule_name());
+        let longest = third.with_arming(u32::MAX).schedule_name();
+        assert!(
+            longest.len() <= 64
+                && longest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+            "{longest}"
+        );
+    }
+
+    #[test]
+    fn an_input_from_before_armings_were_numbered_is_arming_zero() {
+        // What schedules in deployed stacks carry: no `arming` field.
+        let old = serde_json::json!({
+            "job": "deprovision",
+            "grant_id": "01JD3AAAAAAAAAAAAAAAAAAAAA",
+            "scheduled_time": "2026-03-01T09:00:00Z",
+            "attempt": "1",
+        });
+        let job: Job = serde_json::from_value(old).unwrap();
+        assert_eq!(job.arming, 0);
+        assert_eq!(job.schedule_name(), "tb-01JD3AAAAAAAAAAAAAAAAAAAAA-dep");
     }
 }

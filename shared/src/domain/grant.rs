@@ -116,6 +116,14 @@ pub struct SideEffect {
     /// The end system has confirmed the provisioner call; later retries only finish the remaining steps.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub provisioner_done: bool,
+    /// The live arming of this side effect's retry schedule (`ports::Job::arming`), so that finishing it
+    /// deletes exactly that schedule. 0, the safety net's arming, is not written.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub arming: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl SideEffect {
@@ -128,6 +136,7 @@ impl SideEffect {
             next_attempt_at: None,
             lease_until: None,
             provisioner_done: false,
+            arming: 0,
         }
     }
 }
@@ -166,6 +175,10 @@ pub struct Grant {
     /// Access being set up in the end system after approval (not in DESIGN §5's sample; additive).
     #[serde(default)]
     pub provisioning: Option<Provisioning>,
+    /// The live arming of the expiry schedule (`ports::Job::arming`); above 0 only after an expiry fired early
+    /// and re-armed itself. Not written while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expiry_arming: u32,
     /// Bumped by every write; the store's conditional writes check it.
     pub version: u64,
 }
@@ -218,6 +231,7 @@ impl Grant {
             deprovisioning: None,
             audit_ticket: None,
             provisioning: None,
+            expiry_arming: 0,
             version: 1,
         }
     }

@@ -7,6 +7,21 @@
 //! a schedule firing while another worker is mid-attempt does not call the end system twice. Failures back off
 //! with jitter through one-time retry schedules until the budget is spent; then the state is `failed`, logged at
 //! error level and counted as a metric.
+//!
+//! ## Armings
+//!
+//! A job never re-arms under the name of the schedule that is firing: EventBridge deletes a one-time schedule
+//! after it fires (`ActionAfterCompletion: DELETE`), and whether it would delete one updated while it fires is
+//! not documented. So every arming is its own schedule, numbered per (grant, kind) ([`Job::arming`], carried
+//! in the schedule's Input): arming 0 is the first (the expiry armed at approval, the safety net armed when a
+//! grant ends), and a re-arm takes a number above both the arming that fired and the one the grant records as
+//! live. The live arming is recorded on the grant (`expiry_arming`, and `arming` in `provisioning` and
+//! `deprovisioning`) by a conditional write after the schedule exists; then the armings it replaces (the one
+//! recorded before and the one that fired) are deleted. Arming a number the grant no longer wants (a higher one
+//! is recorded, or the work is finished) deletes it again. Cancelling a job deletes the recorded live arming,
+//! so no list call (and no account-wide `ListSchedules` permission) is needed. Creating the same arming twice
+//! is an upsert: one schedule. If a process dies between creating a schedule and recording it, that schedule
+//! fires once and finds nothing to do, or does an attempt that was due anyway.
 
 use time::{Duration, OffsetDateTime};
 
@@ -59,10 +74,10 @@ impl Effect {
             Self::Deprovision => grant.deprovisioning.as_mut(),
         }
     }
-    fn job(self, grant_id: &str) -> Job {
+    fn kind(self) -> JobKind {
         match self {
-            Self::Provision => Job::new(JobKind::Provision, grant_id),
-            Self::Deprovision => Job::new(JobKind::Deprovision, grant_id),
+            Self::Provision => JobKind::Provision,
+            Self::Deprovision => JobKind::Deprovision,
         }
     }
     fn name(self) -> &'static str {
@@ -71,6 +86,37 @@ impl Effect {
             Self::Deprovision => "deprovisioning",
         }
     }
+}
+
+/// The arming of `kind` that `grant` records as live (see "Armings" in the module docs).
+fn live_arming(kind: JobKind, grant: &Grant) -> u32 {
+    match kind {
+        JobKind::Expire => grant.expiry_arming,
+        JobKind::Provision => grant.provisioning.as_ref().map_or(0, |p| p.arming),
+        JobKind::Deprovision => grant.deprovisioning.as_ref().map_or(0, |d| d.arming),
+    }
+}
+
+/// Records `arming` as the live one on `next`, if the grant still wants that job (an active grant's expiry, a
+/// pending side effect). `false` when it does not.
+fn record_arming(kind: JobKind, next: &mut Grant, arming: u32) -> bool {
+    let slot = match kind {
+        JobKind::Expire if next.status == GrantStatus::Active => &mut next.expiry_arming,
+        JobKind::Expire => return false,
+        JobKind::Provision | JobKind::Deprovision => {
+            let effect = if kind == JobKind::Provision {
+                next.provisioning.as_mut()
+            } else {
+                next.deprovisioning.as_mut()
+            };
+            match effect {
+                Some(e) if e.state == SideEffectState::Pending => &mut e.arming,
+                _ => return false,
+            }
+        }
+    };
+    *slot = arming;
+    true
 }
 
 /// The result of one attempt at a side effect's steps.
@@ -103,7 +149,7 @@ impl Ticketbound {
                 // The safety net: armed before the write, so a crash after it still ends in a revocation.
                 self.scheduler
                     .schedule(
-                        &Effect::Deprovision.job(id),
+                        &Job::new(JobKind::Deprovision, id),
                         now + self.settings.retry.lease,
                     )
                     .await?;
@@ -150,19 +196,70 @@ impl Ticketbound {
     /// Handles a scheduled job (the expiry function's event, or an in-process timer locally).
     pub async fn run_job(&self, job: &Job) -> Result<JobOutcome, ServiceError> {
         match job.job {
-            JobKind::Expire => self.expire(&job.grant_id).await,
+            JobKind::Expire => self.expire(&job.grant_id, job.arming).await,
             JobKind::Provision => {
-                self.side_effect_attempt(Effect::Provision, &job.grant_id)
+                self.side_effect_attempt(Effect::Provision, &job.grant_id, job.arming)
                     .await
             }
             JobKind::Deprovision => {
-                self.side_effect_attempt(Effect::Deprovision, &job.grant_id)
+                self.side_effect_attempt(Effect::Deprovision, &job.grant_id, job.arming)
                     .await
             }
         }
     }
 
-    async fn expire(&self, id: &str) -> Result<JobOutcome, ServiceError> {
+    /// Arms the next arming of `kind` for grant `id` at `at`, numbered above `fired` (the arming running now;
+    /// 0 outside a fired job) and above the grant's live arming, records it as live and deletes the armings it
+    /// replaces ("Armings" in the module docs).
+    async fn rearm(
+        &self,
+        kind: JobKind,
+        id: &str,
+        fired: u32,
+        at: OffsetDateTime,
+    ) -> Result<(), ServiceError> {
+        let Some(grant) = self.store.get_grant(id).await? else {
+            return Ok(());
+        };
+        let next = fired.max(live_arming(kind, &grant)).saturating_add(1);
+        let job = Job::armed(kind, id, next);
+        self.scheduler.schedule(&job, at).await?;
+        let mut live = next;
+        let mut replaced = None;
+        let recorded = self
+            .modify_grant(id, |g| {
+                live = live_arming(kind, g);
+                replaced = Some(live);
+                if live >= next {
+                    return None;
+                }
+                let mut updated = g.touched();
+                record_arming(kind, &mut updated, next).then_some((updated, None))
+            })
+            .await?;
+        let (keep, mut stale) = match (recorded, replaced) {
+            (Some(_), Some(before)) => (next, vec![fired, before]),
+            // Not wanted (finished, or a higher arming is live): this one would only fire for nothing.
+            _ => (live, vec![fired, next]),
+        };
+        stale.retain(|a| *a != keep);
+        self.remove_armings(kind, id, stale).await;
+        Ok(())
+    }
+
+    /// Deletes the given (stale) armings of a job. A failure is only logged: such a schedule fires once, finds
+    /// the work done or due, and EventBridge deletes it after it fires.
+    async fn remove_armings(&self, kind: JobKind, id: &str, mut armings: Vec<u32>) {
+        armings.sort_unstable();
+        armings.dedup();
+        for arming in armings {
+            if let Err(e) = self.scheduler.cancel(&Job::armed(kind, id, arming)).await {
+                tracing::warn!(grant = %id, job = ?kind, arming, error = %e, "could not delete a stale schedule");
+            }
+        }
+    }
+
+    async fn expire(&self, id: &str, fired: u32) -> Result<JobOutcome, ServiceError> {
         let Some(grant) = self.store.get_grant(id).await? else {
             tracing::warn!(grant = %id, "expiry schedule fired for a grant that does not exist");
             return Ok(JobOutcome::Nothing);
@@ -171,10 +268,8 @@ impl Ticketbound {
             (GrantStatus::Active, Some(expires_at)) => {
                 let now = self.clock.now();
                 if now < expires_at {
-                    // Early (clock skew, or the bound moved): re-arm rather than end.
-                    self.scheduler
-                        .schedule(&Job::new(JobKind::Expire, id), expires_at)
-                        .await?;
+                    // Early (clock skew, or the bound moved): re-arm rather than end, under a new name.
+                    self.rearm(JobKind::Expire, id, fired, expires_at).await?;
                     tracing::info!(grant = %id, %expires_at, "expiry fired early; re-armed");
                     return Ok(JobOutcome::Rearmed);
                 }
@@ -193,7 +288,8 @@ impl Ticketbound {
                     .as_ref()
                     .is_some_and(|d| d.state == SideEffectState::Pending) =>
             {
-                self.side_effect_attempt(Effect::Deprovision, id).await
+                // The expiry's arming number says nothing about deprovisioning's: none fired.
+                self.side_effect_attempt(Effect::Deprovision, id, 0).await
             }
             _ => Ok(JobOutcome::Nothing),
         }
@@ -201,21 +297,24 @@ impl Ticketbound {
 
     /// One attempt at setting up access after approval; failures are retried through the scheduler.
     pub(crate) async fn provision_attempt(&self, id: &str) {
-        if let Err(e) = self.side_effect_attempt(Effect::Provision, id).await {
+        if let Err(e) = self.side_effect_attempt(Effect::Provision, id, 0).await {
             tracing::warn!(grant = %id, error = %e, "provisioning attempt could not run");
         }
     }
 
-    /// One attempt at finishing the side effects of a grant's end.
+    /// One attempt at finishing the side effects of a grant's end, outside any fired schedule (the safety net,
+    /// arming 0, is what it stands for).
     pub(crate) async fn deprovision_attempt(&self, id: &str) -> Result<JobOutcome, ServiceError> {
-        self.side_effect_attempt(Effect::Deprovision, id).await
+        self.side_effect_attempt(Effect::Deprovision, id, 0).await
     }
 
     /// Claims the side effect (a lease), runs its steps, records the outcome and arranges the next retry.
+    /// `fired` is the arming of the schedule running this attempt (0 outside one).
     async fn side_effect_attempt(
         &self,
         effect: Effect,
         id: &str,
+        fired: u32,
     ) -> Result<JobOutcome, ServiceError> {
         let now = self.clock.now();
         let lease = self.settings.retry.lease;
@@ -274,8 +373,7 @@ impl Ticketbound {
                 .is_some_and(|s| s.state == SideEffectState::Pending)
         }) else {
             if let Some(until) = busy_until {
-                self.scheduler
-                    .schedule(&effect.job(id), until + Duration::seconds(1))
+                self.rearm(effect.kind(), id, fired, until + Duration::seconds(1))
                     .await?;
                 return Ok(JobOutcome::Rearmed);
             }
@@ -285,7 +383,7 @@ impl Ticketbound {
             Effect::Provision => self.provision_steps(&grant).await,
             Effect::Deprovision => self.deprovision_steps(&grant).await,
         };
-        self.record_attempt(effect, &grant, report).await
+        self.record_attempt(effect, &grant, report, fired).await
     }
 
     async fn provision_steps(&self, grant: &Grant) -> Report {
@@ -331,7 +429,7 @@ impl Ticketbound {
         if grant.expires_at.is_some()
             && let Err(e) = self
                 .scheduler
-                .cancel(&Job::new(JobKind::Expire, &grant.id))
+                .cancel(&Job::armed(JobKind::Expire, &grant.id, grant.expiry_arming))
                 .await
         {
             report.error = Some(format!("deleting the expiry schedule: {e}"));
@@ -343,7 +441,11 @@ impl Ticketbound {
             .is_some_and(|p| p.state == SideEffectState::Pending)
             && let Err(e) = self
                 .scheduler
-                .cancel(&Job::new(JobKind::Provision, &grant.id))
+                .cancel(&Job::armed(
+                    JobKind::Provision,
+                    &grant.id,
+                    live_arming(JobKind::Provision, grant),
+                ))
                 .await
         {
             report.error = Some(format!("deleting the provisioning retry schedule: {e}"));
@@ -392,6 +494,7 @@ impl Ticketbound {
         effect: Effect,
         claimed: &Grant,
         report: Report,
+        fired: u32,
     ) -> Result<JobOutcome, ServiceError> {
         let id = claimed.id.as_str();
         let attempts = effect.field(claimed).map_or(1, |s| s.attempts);
@@ -399,10 +502,17 @@ impl Ticketbound {
         let now = self.clock.now();
         let retry_at = (report.error.is_some() && attempts < policy.max_attempts)
             .then(|| now + policy.delay_after(attempts));
+        // The retry is a new arming, above the one firing and the one recorded ("Armings" in the module docs).
+        let retry_arming = fired
+            .max(live_arming(effect.kind(), claimed))
+            .saturating_add(1);
         if let Some(at) = retry_at {
             // Armed before the outcome is written: if this fails, the attempt errors and its own trigger retries.
-            self.scheduler.schedule(&effect.job(id), at).await?;
+            self.scheduler
+                .schedule(&Job::armed(effect.kind(), id, retry_arming), at)
+                .await?;
         }
+        let mut replaced = Vec::new();
         let mut kind = "";
         let written = self
             .modify_grant(id, |g| {
@@ -410,6 +520,10 @@ impl Ticketbound {
                 let state = effect.field_mut(&mut next)?;
                 if state.state != SideEffectState::Pending {
                     return None;
+                }
+                replaced = vec![fired, state.arming];
+                if retry_at.is_some() && state.arming < retry_arming {
+                    state.arming = retry_arming;
                 }
                 state.attempts = state.attempts.max(attempts);
                 state.lease_until = None;
@@ -461,6 +575,11 @@ impl Ticketbound {
             })
             .await?;
         let Some(grant) = written else {
+            if retry_at.is_some() {
+                // Somebody else finished it meanwhile: the retry just armed has nothing to do.
+                self.remove_armings(effect.kind(), id, vec![retry_arming])
+                    .await;
+            }
             return Ok(JobOutcome::Nothing);
         };
         let state = effect
@@ -469,6 +588,9 @@ impl Ticketbound {
             .unwrap_or_else(SideEffect::pending);
         match state.state {
             SideEffectState::Pending => {
+                replaced.push(retry_arming);
+                replaced.retain(|a| *a != state.arming);
+                self.remove_armings(effect.kind(), id, replaced).await;
                 tracing::warn!(grant = %id, effect = effect.name(), attempts = state.attempts, error = ?state.last_error, next_attempt_at = ?state.next_attempt_at, "side effect failed; retry scheduled");
                 telemetry::metric(
                     if effect == Effect::Provision {
@@ -494,7 +616,8 @@ impl Ticketbound {
                 } else {
                     tracing::info!(grant = %id, effect = effect.name(), attempts = state.attempts, state = ?finished, "side effect finished");
                 }
-                if let Err(e) = self.scheduler.cancel(&effect.job(id)).await {
+                let live = Job::armed(effect.kind(), id, state.arming);
+                if let Err(e) = self.scheduler.cancel(&live).await {
                     // Harmless: when it fires it finds nothing pending.
                     tracing::warn!(grant = %id, error = %e, "could not delete a finished retry schedule");
                 }
