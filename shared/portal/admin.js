@@ -212,7 +212,7 @@ async function connectionsSection(section) {
   };
   section.append(
     r.data.items.length
-      ? h("div", { class: "cards" }, r.data.items.map((c) => connectionCard(c, [
+      ? h("div", { class: "cards wide" }, r.data.items.map((c) => connectionCard(c, [
         h("button", { type: "button", id: `verify-${c.id}`, on: { click: () => verify(c) } }, "Verify"),
         h("button", { type: "button", id: `edit-connection-${c.id}`, on: { click: () => wizardSlot.replaceChildren(editForm(c, reload)) } }, "Edit"),
         h("button", { type: "button", class: "danger", id: `delete-connection-${c.id}`, on: { click: () => remove(c, false) } }, "Delete"),
@@ -290,7 +290,7 @@ function wizard(reload) {
   const showKind = () => {
     const [label, hint] = SITE_LABELS[kind.value];
     siteField.replaceChildren(field(label, site, hint));
-    credentials.replaceChildren(h("legend", {}, "Credentials"), credentialFields(kind.value, false),
+    credentials.replaceChildren(h("legend", {}, "Credentials"), ...credentialFields(kind.value, false),
       h("p", { class: "error", id: "err-conn-credentials", "aria-live": "polite" }));
   };
   kind.addEventListener("change", showKind);

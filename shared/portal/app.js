@@ -117,10 +117,15 @@ function showRoles() {
   document.getElementById("nav-admin").parentElement.hidden = !hasGroup(config.admin_group);
 }
 
+// Views render into a fresh container that replaces the page's content only if no later navigation started
+// meanwhile, so two quick clicks never mix two views.
+let generation = 0;
+
 async function render() {
   if (location.hash && !location.hash.startsWith("#/")) return; // the skip link
   const [name, arg] = location.hash.replace(/^#\/?/, "").split("/");
   const view = views[name] || viewRequest;
+  const mine = ++generation;
   if (stopView) stopView();
   stopView = null;
   for (const link of document.querySelectorAll("nav a")) {
@@ -128,19 +133,27 @@ async function render() {
     else link.removeAttribute("aria-current");
   }
   const main = document.getElementById("main");
-  main.replaceChildren();
   main.setAttribute("aria-busy", "true");
-  const ctx = { config, rerender: render, onLeave: (f) => { stopView = f; } };
+  const container = h("div", { class: "view" });
+  let leave = null;
+  const ctx = { config, rerender: render, onLeave: (f) => { leave = f; } };
   try {
-    await view(main, decodeURIComponent(arg || ""), ctx);
+    await view(container, decodeURIComponent(arg || ""), ctx);
   } catch (e) {
-    main.append(notice("error", `Something went wrong in the page: ${e.message}`));
+    container.append(notice("error", `Something went wrong in the page: ${e.message}`));
   }
+  if (mine !== generation) {
+    if (leave) leave();
+    return;
+  }
+  stopView = leave;
+  const hadFocus = main.contains(document.activeElement);
+  main.replaceChildren(container);
   main.removeAttribute("aria-busy");
   const title = main.querySelector("h1");
   if (title) {
     document.title = `${title.textContent} · Ticketbound`;
-    if (document.activeElement === document.body || !main.contains(document.activeElement)) title.focus();
+    if (hadFocus || document.activeElement === document.body) title.focus();
   }
 }
 

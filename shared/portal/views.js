@@ -59,7 +59,7 @@ export async function viewRequest(main) {
 
   const custom = h("input", { id: "duration-custom", type: "text", autocomplete: "off", spellcheck: "false", placeholder: "e.g. PT30M, P2D" });
   const radio = (value, label) => {
-    const id = `duration-${value.toLowerCase()}`;
+    const id = `duration-option-${value.toLowerCase()}`;
     return h("div", { class: "choice", id: `choice-${id}` },
       h("input", { type: "radio", name: "duration", id, value, checked: value === "PT4H", "aria-describedby": "err-duration" }),
       h("label", { for: id }, label));
@@ -73,14 +73,14 @@ export async function viewRequest(main) {
   const bound = () => connection.value.trim() !== "" && key.value.trim() !== "";
   const update = () => {
     const r = catalog.get(resource.value);
-    info.replaceChildren(
+    info.replaceChildren(...[
       r.description ? h("p", {}, r.description) : null,
       h("p", {}, "Longest allowed: ", h("strong", {}, r.max_duration ? humanDuration(r.max_duration) : "the deployment's maximum"), r.max_duration ? ` (${r.max_duration})` : ""),
       r.require_ticket ? h("p", { class: "requires", id: "requires-ticket" }, "This resource requires a ticket: bind the request to one below.") : null,
-    );
+    ].filter(Boolean));
     key.required = !!r.require_ticket;
     indefinite.hidden = !bound();
-    if (!bound() && indefinite.querySelector("input").checked) document.getElementById("duration-pt4h").checked = true;
+    if (!bound() && indefinite.querySelector("input").checked) document.getElementById("duration-option-pt4h").checked = true;
   };
   resource.addEventListener("change", update);
   connection.addEventListener("input", update);
@@ -203,7 +203,8 @@ function grantCard(g, { actions = [], headingLevel = "h3" } = {}) {
   return h("article", { class: `grant ${g.status}`, id: `grant-${g.id}`, "aria-labelledby": titleId },
     h(headingLevel, { id: titleId }, `${g.resource} `, badge(g.status)),
     details(pairs),
-    h("div", { class: "actions" }, actions, h("a", { href: `#/grant/${encodeURIComponent(g.id)}` }, "Details and audit trail")));
+    h("div", { class: "actions" }, actions,
+      headingLevel === "h3" ? h("a", { href: `#/grant/${encodeURIComponent(g.id)}` }, "Details and audit trail") : null));
 }
 
 function section(title, id, cards, empty) {
