@@ -62,7 +62,7 @@ function localIdentity() {
   );
   const form = h(
     "form",
-    { id: "who", class: "who", on: { submit: (event) => {
+    { id: "who", class: "who", "aria-label": "Act as (local only)", on: { submit: (event) => {
       event.preventDefault();
       const next = { email: email.value.trim(), groups: groups.value.split(",").map((g) => g.trim()).filter(Boolean) };
       sessionStorage.setItem(LOCAL_KEY, JSON.stringify(next));
