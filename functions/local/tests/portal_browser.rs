@@ -14,8 +14,23 @@ use std::process::{Command, Stdio};
 
 use browser::{Browser, Process, free_port, temp_dir, wait_for_port};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// `Basic base64("bot@acme.com:tok-SECRET-123")`, the credentials the admin types in the wizard.
+const BOT_BASIC_AUTH: &str = "Basic Ym90QGFjbWUuY29tOnRvay1TRUNSRVQtMTIz";
+
+/// Every form control on the page has an accessible name (a label or `aria-label`); `[]` when all do.
+async fn unlabelled_controls(browser: &Browser) -> Value {
+    browser
+        .script(
+            "return Array.from(document.querySelectorAll('input, select, textarea'))
+               .filter((el) => el.type !== 'hidden' && el.labels.length === 0 && !el.getAttribute('aria-label'))
+               .map((el) => el.id || el.outerHTML);",
+            json!([]),
+        )
+        .await
+}
 
 fn cloud_user(account: &str, email: &str) -> Value {
     json!({"accountId": account, "accountType": "atlassian", "displayName": format!("User {account}"),
@@ -37,8 +52,10 @@ async fn fake_jira() -> MockServer {
         ("SEC-1", "10001", "Database is slow"),
         ("SEC-2", "10002", "Rotate the replica certificates"),
     ];
+    // Only the credentials the admin typed open Jira: a verify after an edit proves the token was kept.
     Mock::given(method("GET"))
         .and(path("/rest/api/3/myself"))
+        .and(header("authorization", BOT_BASIC_AUTH))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(cloud_user("acc-bot", "bot@acme.com")),
         )
@@ -125,6 +142,7 @@ async fn the_portal_walks_a_request_from_connection_to_the_end_of_access_in_a_re
     browser
         .screenshot_at("#connections", "01-admin-connect")
         .await;
+    assert_eq!(unlabelled_controls(&browser).await, json!([]), "admin page");
     browser.click("#connect").await;
     let verified = browser
         .wait_text("#verify-result", "The credentials work.")
@@ -178,6 +196,22 @@ async fn the_portal_walks_a_request_from_connection_to_the_end_of_access_in_a_re
     assert!(
         error.contains("must be bound to a ticket"),
         "the API's message: {error}"
+    );
+    assert_eq!(
+        unlabelled_controls(&browser).await,
+        json!([]),
+        "request page"
+    );
+    let described = browser
+        .script(
+            "return document.getElementById('duration-custom').getAttribute('aria-invalid');",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        described,
+        json!("true"),
+        "the field in error is marked invalid"
     );
     browser.type_into("#duration-custom", "P30D").await;
     browser.click("#submit-request").await;
@@ -276,6 +310,28 @@ async fn the_portal_walks_a_request_from_connection_to_the_end_of_access_in_a_re
     browser.wait_text("#connections", "connected").await;
     browser
         .screenshot_at("#resources", "07-admin-delete-refused")
+        .await;
+
+    // Editing a connection without typing a token keeps the stored one: it still verifies.
+    browser.click("#edit-connection-jira-main").await;
+    let placeholder = browser
+        .script(
+            "return document.getElementById('conn-api-token').placeholder;",
+            json!([]),
+        )
+        .await;
+    assert!(
+        placeholder.as_str().unwrap().starts_with("********"),
+        "{placeholder}"
+    );
+    browser.type_into("#conn-closed", "Won't Do").await;
+    browser.click("#save-connection").await;
+    browser
+        .wait_text("#connections-result", "Saved connection jira-main.")
+        .await;
+    browser.click("#verify-jira-main").await;
+    browser
+        .wait_text("#connections-result", "jira-main is connected.")
         .await;
 
     // Alice sees it active, with the time left and her ticket, and is done early.
