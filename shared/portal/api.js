@@ -3,6 +3,12 @@
 // Tokens live in this module's memory only: never in localStorage, sessionStorage or cookies.
 
 let caller = null; // {email, groups: [...], token?: string}
+let signedOut = () => {};
+
+// `handler` runs when the API refuses the signed-in caller's token (it expired): the page offers to sign in again.
+export function onSignedOut(handler) {
+  signedOut = handler;
+}
 
 export function setCaller(next) {
   caller = next;
@@ -47,6 +53,10 @@ export async function api(method, path, body) {
     }
   }
   if (response.ok) return { ok: true, status: response.status, data, error: null };
+  if (response.status === 401 && caller && caller.token) {
+    caller = null;
+    signedOut();
+  }
   let error = data && data.error;
   if (!error) {
     error = response.status === 401

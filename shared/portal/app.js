@@ -2,7 +2,7 @@
 // OpenID Connect sign-in), and shows the view the URL's hash names (#/request, #/access, #/approvals,
 // #/grant/<id>, #/admin).
 
-import { setCaller, currentCaller, hasGroup } from "./api.js";
+import { setCaller, currentCaller, hasGroup, onSignedOut } from "./api.js";
 import { signIn, completeSignIn, groupsOf } from "./oidc.js";
 import { h, notice, heading } from "./dom.js";
 import { viewRequest, viewAccess, viewApprovals, viewGrant } from "./views.js";
@@ -104,6 +104,10 @@ async function oidcIdentity(main) {
     } } }, "Sign out"));
   document.getElementById("identity").replaceChildren(who);
   showRoles();
+  onSignedOut(() => {
+    document.getElementById("identity").replaceChildren(
+      h("p", { class: "who", role: "alert" }, "Your sign-in has expired. ", signInButton()));
+  });
   return true;
 }
 

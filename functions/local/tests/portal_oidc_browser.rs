@@ -100,6 +100,7 @@ async fn fake_idp(issuer: &str, seen: Arc<Mutex<Idp>>) -> MockServer {
             let id_token = jwt(&json!({
                 "iss": issuer, "aud": CLIENT_ID, "sub": "alice-sub", "email": "alice@example.com",
                 GROUPS_CLAIM: ["engineers"], "nonce": a["nonce"],
+                "iat": time::OffsetDateTime::now_utc().unix_timestamp(),
                 "exp": time::OffsetDateTime::now_utc().unix_timestamp() + 3600,
             }));
             seen.id_token = Some(id_token.clone());
@@ -122,6 +123,8 @@ struct Gateway {
     router: axum::Router,
     issuer: String,
     bearers: Arc<Mutex<Vec<String>>>,
+    /// Tokens issued before this (Unix seconds) count as expired, as if time had passed.
+    not_before: Arc<Mutex<i64>>,
 }
 
 /// API Gateway renders claims as strings, arrays as `"[a b]"`.
@@ -155,7 +158,8 @@ impl Gateway {
         let token = authorization?.strip_prefix("Bearer ")?;
         let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
         let claims: Value = serde_json::from_slice(&payload).ok()?;
-        let fresh = claims["exp"].as_i64()? > time::OffsetDateTime::now_utc().unix_timestamp();
+        let fresh = claims["exp"].as_i64()? > time::OffsetDateTime::now_utc().unix_timestamp()
+            && claims["iat"].as_i64()? >= *self.not_before.lock().unwrap();
         (claims["iss"] == self.issuer.as_str() && claims["aud"] == CLIENT_ID && fresh)
             .then_some(claims)
     }
@@ -283,10 +287,12 @@ async fn on_aws_the_page_signs_in_with_pkce_sends_the_id_token_and_keeps_no_toke
         Portal::aws(Some(oidc), &roles, "email", GROUPS_CLAIM),
     );
     let bearers = Arc::new(Mutex::new(Vec::new()));
+    let not_before = Arc::new(Mutex::new(0));
     let service = axum::Router::new().fallback(gateway).with_state(Gateway {
         router,
         issuer: issuer.clone(),
         bearers: bearers.clone(),
+        not_before: not_before.clone(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
@@ -355,6 +361,21 @@ async fn on_aws_the_page_signs_in_with_pkce_sends_the_id_token_and_keeps_no_toke
                 .await
                 == json!(true),
         "Alice is no admin: the Admin page is not offered"
+    );
+
+    // When the token expires, the API's 401 makes the page offer to sign in again, which lands where it was.
+    *not_before.lock().unwrap() = time::OffsetDateTime::now_utc().unix_timestamp() + 1;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    browser.click("#nav-request").await;
+    browser
+        .wait_text("#identity", "Your sign-in has expired.")
+        .await;
+    browser.click("#sign-in").await;
+    browser.wait_text("#identity", "Signed in as").await;
+    browser.wait_text("#resource-info", "Longest allowed").await;
+    assert_eq!(
+        browser.script("return location.hash;", json!([])).await,
+        json!("#/request")
     );
 
     // A return the page did not start (a forged `state`) is refused, and nothing is exchanged.
