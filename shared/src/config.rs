@@ -13,13 +13,35 @@ pub const COMMON_VARS: &[&str] = &[
     "SECRET_PREFIX",
     "MAX_DURATION",
 ];
-/// What the portal API reads on top of [`COMMON_VARS`]: identity.
+/// What the portal API reads on top of [`COMMON_VARS`]: identity, and the portal's OpenID Connect sign-in
+/// (the `OIDC_*` variables; `OIDC_ISSUER` is the JWT authorizer's issuer, so the page signs in where the API
+/// checks).
 pub const API_VARS: &[&str] = &[
     "APPROVER_GROUP",
     "ADMIN_GROUP",
     "EMAIL_CLAIM",
     "GROUPS_CLAIM",
+    "OIDC_ISSUER",
+    "OIDC_CLIENT_ID",
+    "OIDC_AUTHORIZATION_ENDPOINT",
+    "OIDC_TOKEN_ENDPOINT",
+    "OIDC_SCOPES",
 ];
+
+/// The portal's OpenID Connect sign-in on AWS (authorization code with PKCE, a public client).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// The issuer, as in the tokens' `iss` (the JWT authorizer's `JwtIssuer`).
+    pub issuer: String,
+    /// The public client the page signs in as; its ID token's `aud`, which the JWT authorizer accepts.
+    pub client_id: String,
+    /// Where the browser is sent to sign in (`https://`).
+    pub authorization_endpoint: String,
+    /// Where the page exchanges the code for tokens (`https://`, reachable from the browser with CORS).
+    pub token_endpoint: String,
+    /// Space-separated scopes; `openid` is always among them.
+    pub scopes: String,
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -37,6 +59,8 @@ pub struct Config {
     pub roles: RoleGroups,
     pub email_claim: String,
     pub groups_claim: String,
+    /// The portal's sign-in; `None` while `OIDC_CLIENT_ID` is unset (the page then says how to set it up).
+    pub oidc: Option<OidcSettings>,
 }
 
 impl Config {
@@ -67,8 +91,45 @@ impl Config {
             },
             email_claim: or("EMAIL_CLAIM", "email"),
             groups_claim: or("GROUPS_CLAIM", "groups"),
+            oidc: oidc_settings(&lookup)?,
         })
     }
+}
+
+/// The portal's sign-in settings: all of them once `OIDC_CLIENT_ID` is set, none before.
+fn oidc_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<OidcSettings>, ConfigError> {
+    let Some(client_id) = lookup("OIDC_CLIENT_ID") else {
+        return Ok(None);
+    };
+    let https = |name: &str| -> Result<String, ConfigError> {
+        let value = lookup(name).ok_or_else(|| {
+            ConfigError(format!(
+                "{name} is not set (the portal's sign-in needs it once OIDC_CLIENT_ID is set)"
+            ))
+        })?;
+        match url::Url::parse(&value) {
+            Ok(u) if u.scheme() == "https" && u.host_str().is_some() => Ok(value),
+            _ => Err(ConfigError(format!("{name} must be an https:// URL"))),
+        }
+    };
+    let mut scopes: Vec<String> = lookup("OIDC_SCOPES")
+        .unwrap_or_else(|| "openid email profile".to_owned())
+        .split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".to_owned());
+    }
+    Ok(Some(OidcSettings {
+        issuer: https("OIDC_ISSUER")?,
+        client_id,
+        authorization_endpoint: https("OIDC_AUTHORIZATION_ENDPOINT")?,
+        token_endpoint: https("OIDC_TOKEN_ENDPOINT")?,
+        scopes: scopes.join(" "),
+    }))
 }
 
 #[cfg(test)]
@@ -104,6 +165,45 @@ mod tests {
     fn a_missing_required_variable_is_named() {
         let err = Config::from_lookup(env(&REQUIRED[1..])).unwrap_err();
         assert!(err.0.contains("TABLE_NAME"));
+    }
+
+    #[test]
+    fn the_portal_sign_in_is_off_until_a_client_id_is_set() {
+        let config = Config::from_lookup(env(REQUIRED)).unwrap();
+        assert_eq!(config.oidc, None);
+    }
+
+    #[test]
+    fn the_portal_sign_in_needs_https_endpoints_and_always_asks_for_openid() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.extend([
+            (
+                "OIDC_ISSUER",
+                "https://cognito-idp.eu-west-1.amazonaws.com/pool",
+            ),
+            ("OIDC_CLIENT_ID", "client-1"),
+            (
+                "OIDC_AUTHORIZATION_ENDPOINT",
+                "https://acme.auth.eu-west-1.amazoncognito.com/oauth2/authorize",
+            ),
+            (
+                "OIDC_TOKEN_ENDPOINT",
+                "https://acme.auth.eu-west-1.amazoncognito.com/oauth2/token",
+            ),
+            ("OIDC_SCOPES", "email,profile"),
+        ]);
+        let oidc = Config::from_lookup(env(&pairs)).unwrap().oidc.unwrap();
+        assert_eq!(oidc.client_id, "client-1");
+        assert_eq!(oidc.scopes, "openid email profile");
+
+        pairs.push(("OIDC_TOKEN_ENDPOINT", "http://idp.example/token"));
+        let err = Config::from_lookup(env(&pairs)).unwrap_err();
+        assert!(
+            err.0
+                .contains("OIDC_TOKEN_ENDPOINT must be an https:// URL"),
+            "{}",
+            err.0
+        );
     }
 
     #[test]

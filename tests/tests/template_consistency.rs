@@ -11,7 +11,8 @@ use serde_yaml::Value;
 use ticketbound::adapters::dynamodb::{INDEXES, TTL_ATTRIBUTE};
 use ticketbound::config::{API_VARS, COMMON_VARS};
 use ticketbound::http::api::ROUTES;
-use ticketbound::http::{AppState, IdentitySource, api_router};
+use ticketbound::http::portal::ROUTES as PORTAL_ROUTES;
+use ticketbound::http::{AppState, IdentitySource, Portal, api_router_with_portal};
 use tower::ServiceExt;
 
 /// The webhook routes: served by their own functions, not by the `/v1` router, and without the JWT authorizer.
@@ -320,6 +321,7 @@ fn the_template_routes_are_exactly_the_router_routes_and_the_webhooks() {
     let template = template();
     let mut expected: BTreeSet<(String, String, String)> = ROUTES
         .iter()
+        .chain(PORTAL_ROUTES)
         .map(|(m, p)| (m.to_string(), p.to_string(), API_CODE_URI.to_owned()))
         .collect();
     expected.extend(
@@ -343,7 +345,7 @@ fn the_template_routes_are_exactly_the_router_routes_and_the_webhooks() {
 }
 
 #[test]
-fn v1_routes_require_the_jwt_authorizer_and_webhooks_do_not() {
+fn v1_routes_require_the_jwt_authorizer_and_webhooks_and_the_portal_page_do_not() {
     let template = template();
     let apis = resources_of_type(&template, "AWS::Serverless::HttpApi");
     assert_eq!(apis.len(), 1, "one HTTP API");
@@ -368,6 +370,12 @@ fn v1_routes_require_the_jwt_authorizer_and_webhooks_do_not() {
                 named.is_none() || named == Some(default),
                 "{method} {path} must use the JWT authorizer, has {named:?}"
             );
+        } else if PORTAL_ROUTES.contains(&(method.as_str(), path.as_str())) {
+            assert_eq!(
+                named,
+                Some("NONE"),
+                "{method} {path}: the portal page loads before anyone signs in"
+            );
         } else {
             assert!(
                 path.starts_with("/webhooks/"),
@@ -382,19 +390,27 @@ fn v1_routes_require_the_jwt_authorizer_and_webhooks_do_not() {
     }
 }
 
-/// `ROUTES` is what the router serves: each entry reaches a handler (not the JSON 404/405 fallbacks).
+/// `ROUTES` and `PORTAL_ROUTES` are what the API function's router serves: each entry reaches a handler (not
+/// the JSON 404/405 fallbacks).
 #[tokio::test]
 async fn every_listed_route_is_served_by_the_router() {
     let dir = std::env::temp_dir().join(format!("ticketbound-routes-{}", std::process::id()));
     let (app, _scheduler) =
         ticketbound::wiring::local_app(&dir, Default::default()).expect("local app");
-    let router = api_router(AppState {
-        app,
-        identity: IdentitySource::TrustedHeaders,
-        roles: Default::default(),
-    });
-    for (method, path) in ROUTES {
-        let uri = path.replace("{id}", "no-such-id");
+    let roles = Default::default();
+    let portal = Portal::aws(None, &roles, "email", "groups");
+    let router = api_router_with_portal(
+        AppState {
+            app,
+            identity: IdentitySource::TrustedHeaders,
+            roles,
+        },
+        portal,
+    );
+    for (method, path) in ROUTES.iter().chain(PORTAL_ROUTES) {
+        let uri = path
+            .replace("{id}", "no-such-id")
+            .replace("{file}", "app.js");
         let response = router
             .clone()
             .oneshot(

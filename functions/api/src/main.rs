@@ -1,13 +1,20 @@
-//! `ticketbound-api`: the portal API (DESIGN §5) behind API Gateway's JWT authorizer.
+//! `ticketbound-api`: the portal API (DESIGN §5) behind API Gateway's JWT authorizer, and the portal page
+//! (DESIGN §12), which loads without it and signs in with OpenID Connect.
 
 use ticketbound::config::Config;
-use ticketbound::http::{AppState, IdentitySource, api_router};
+use ticketbound::http::{AppState, IdentitySource, Portal, api_router_with_portal};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     ticketbound::telemetry::init_lambda();
     let config = Config::from_env()?;
     let app = ticketbound::wiring::aws_app(&config).await?;
+    let portal = Portal::aws(
+        config.oidc.clone(),
+        &config.roles,
+        &config.email_claim,
+        &config.groups_claim,
+    );
     let state = AppState {
         app,
         identity: IdentitySource::JwtClaims {
@@ -16,5 +23,5 @@ async fn main() -> Result<(), lambda_http::Error> {
         },
         roles: config.roles.clone(),
     };
-    lambda_http::run(api_router(state)).await
+    lambda_http::run(api_router_with_portal(state, portal)).await
 }

@@ -1,15 +1,18 @@
-//! The HTTP routers: the portal API (`/v1`, DESIGN §5) for `ticketbound-api` and the local server.
+//! The HTTP routers: the portal API (`/v1`, DESIGN §5) for `ticketbound-api` and the local server, and the
+//! portal page that uses it (DESIGN §12).
 
 pub mod api;
 pub mod connections;
 pub mod error;
 pub mod extract;
+pub mod portal;
 pub mod webhooks;
 
 use axum::Router;
 
 pub use error::ApiError;
 pub use extract::IdentitySource;
+pub use portal::Portal;
 
 use crate::domain::identity::RoleGroups;
 use crate::service::Ticketbound;
@@ -31,13 +34,25 @@ pub fn api_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Everything the local server serves: the portal API and both webhook routes.
+/// What the API function serves on AWS: the portal API and the portal page (same origin, so no CORS).
+pub fn api_router_with_portal(state: AppState, portal: Portal) -> Router {
+    api::routes()
+        .merge(connections::routes())
+        .with_state(state)
+        .merge(portal::routes(portal))
+        .fallback(api::no_route)
+        .method_not_allowed_fallback(api::wrong_method)
+}
+
+/// Everything the local server serves: the portal API, both webhook routes, and the portal page at `/`.
 pub fn local_router(state: AppState) -> Router {
     let webhooks = webhooks::routes(state.app.clone());
+    let portal = portal::routes(Portal::local(&state.roles));
     api::routes()
         .merge(connections::routes())
         .with_state(state)
         .merge(webhooks)
+        .merge(portal)
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::wrong_method)
 }

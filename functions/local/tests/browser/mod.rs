@@ -1,0 +1,314 @@
+//! The browser harness of the portal's tests: Debian's headless `chromium` driven through `chromedriver`'s W3C
+//! WebDriver HTTP API, with `reqwest` as the client (no WebDriver crate: the dozen commands used are plain JSON
+//! over HTTP). Without `chromium` and `chromedriver` every browser test fails, naming `infra/browser_deps.sh`.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The key W3C WebDriver names an element reference by.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A child process that is killed when the test ends, however it ends.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `name` on PATH, or the reason the test cannot run.
+fn find_program(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not installed: the portal's browser test needs Debian's chromium and chromium-driver. \
+                 Run `bash infra/browser_deps.sh` (as root; the test command and CI do)."
+            )
+        })
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/portal-screenshots")
+        .to_path_buf();
+    std::fs::create_dir_all(&dir).expect("screenshot directory");
+    dir
+}
+
+/// One WebDriver session in headless Chromium.
+pub struct Browser {
+    http: reqwest::Client,
+    session: String,
+    _driver: Process,
+    _profile: TempDir,
+}
+
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir(label: &str) -> TempDir {
+    let dir =
+        std::env::temp_dir().join(format!("tb-{label}-{}-{}", std::process::id(), free_port()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    TempDir(dir)
+}
+
+impl Browser {
+    pub async fn start() -> Self {
+        let chromedriver = find_program("chromedriver");
+        let chromium = find_program("chromium");
+        let port = free_port();
+        let driver = Process(
+            Command::new(chromedriver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver"),
+        );
+        wait_for_port(port, "chromedriver");
+        let profile = temp_dir("chromium-profile");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--window-size=1280,1200",
+                    format!("--user-data-dir={}", profile.0.display()),
+                ],
+            },
+        }}});
+        let answer: Value = http
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .expect("chromedriver answers")
+            .json()
+            .await
+            .expect("JSON");
+        let session = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("chromium did not start: {answer}"))
+            .to_owned();
+        Self {
+            http,
+            session: format!("{base}/session/{session}"),
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    /// One WebDriver command: `Ok(value)` or `Err(the driver's error)`.
+    pub async fn command(&self, method: &str, path: &str, body: Value) -> Result<Value, Value> {
+        let url = format!("{}{path}", self.session);
+        let request = match method {
+            "GET" => self.http.get(url),
+            "DELETE" => self.http.delete(url),
+            _ => self.http.post(url).json(&body),
+        };
+        let response = request.send().await.expect("chromedriver answers");
+        let ok = response.status().is_success();
+        let answer: Value = response.json().await.expect("JSON");
+        if ok {
+            Ok(answer["value"].clone())
+        } else {
+            Err(answer["value"].clone())
+        }
+    }
+
+    pub async fn script(&self, script: &str, args: Value) -> Value {
+        self.command(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": args}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e}"))
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.command("POST", "/url", json!({"url": url}))
+            .await
+            .unwrap_or_else(|e| panic!("navigate to {url}: {e}"));
+    }
+
+    /// The element `css` selects, waiting for it to appear.
+    pub async fn find(&self, css: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self
+                .command(
+                    "POST",
+                    "/element",
+                    json!({"using": "css selector", "value": css}),
+                )
+                .await
+            {
+                Ok(element) => return element[ELEMENT].as_str().unwrap().to_owned(),
+                Err(e) if Instant::now() > deadline => {
+                    panic!("no element `{css}`: {e}\npage:\n{}", self.page_text().await)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Clicks as a person does (WebDriver refuses elements that are hidden or covered).
+    pub async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        let deadline = Instant::now() + WAIT;
+        while let Err(e) = self
+            .command("POST", &format!("/element/{element}/click"), json!({}))
+            .await
+        {
+            assert!(
+                Instant::now() < deadline,
+                "cannot click `{css}`: {e}\npage:\n{}",
+                self.page_text().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Replaces the text of the field `css` by typing `text`.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.command("POST", &format!("/element/{element}/clear"), json!({}))
+            .await
+            .unwrap_or_else(|e| panic!("clear `{css}`: {e}"));
+        self.command(
+            "POST",
+            &format!("/element/{element}/value"),
+            json!({"text": text}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("type into `{css}`: {e}"));
+    }
+
+    /// The visible text of `css` (an input's value), or `None` when it is not on the page.
+    pub async fn text(&self, css: &str) -> Option<String> {
+        self.script(
+            "const el = document.querySelector(arguments[0]);
+             if (!el) return null;
+             return ['INPUT', 'TEXTAREA', 'SELECT'].includes(el.tagName) ? el.value : el.innerText;",
+            json!([css]),
+        )
+        .await
+        .as_str()
+        .map(str::to_owned)
+    }
+
+    /// Waits until `css` shows `needle`, and returns its text.
+    pub async fn wait_text(&self, css: &str, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(text) = self.text(css).await
+                && text.contains(needle)
+            {
+                return text;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "`{css}` never showed {needle:?}; it shows {:?}\npage:\n{}",
+                    self.text(css).await,
+                    self.page_text().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn page_text(&self) -> String {
+        self.script("return document.body.innerText;", json!([]))
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Saves what the window shows, with `css` scrolled into view, as `target/portal-screenshots/<name>.png`.
+    pub async fn screenshot_at(&self, css: &str, name: &str) {
+        self.script(
+            "document.querySelector(arguments[0]).scrollIntoView({block: 'start'});",
+            json!([css]),
+        )
+        .await;
+        self.screenshot(name).await;
+    }
+
+    pub async fn screenshot(&self, name: &str) {
+        use base64::Engine;
+        let png = self
+            .command("GET", "/screenshot", json!({}))
+            .await
+            .expect("screenshot");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        std::fs::write(screenshots_dir().join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    pub async fn window(&self, width: u32, height: u32) {
+        self.command(
+            "POST",
+            "/window/rect",
+            json!({"width": width, "height": height}),
+        )
+        .await
+        .expect("resize");
+    }
+
+    /// Uses the page's "local only" picker to act as `email` with `groups`.
+    pub async fn act_as(&self, email: &str, groups: &str) {
+        self.type_into("#who-email", email).await;
+        self.type_into("#who-groups", groups).await;
+        self.click("#who-switch").await;
+    }
+
+    pub async fn quit(&self) {
+        let _ = self.command("DELETE", "", json!({})).await;
+    }
+}

@@ -1,0 +1,387 @@
+//! The portal in a real browser: Debian's headless `chromium`, driven through `chromedriver`'s W3C WebDriver
+//! HTTP API, against the real `ticketbound-local` binary and a fake Jira Cloud (wiremock, answering as the
+//! reference does). It walks the issue's story: an admin creates a resource and a Jira connection (verify shows
+//! it connected), Alice searches her tickets and requests access bound to one, Bob approves from his inbox,
+//! Alice sees it active and clicks "I'm done", and the grant shows ended with deprovisioning done; bad input
+//! shows the API's message next to the field. Screenshots of each page go to `target/portal-screenshots/`.
+//!
+//! Without `chromium` and `chromedriver` this test fails (it never passes silently): run
+//! `bash infra/browser_deps.sh` (CI does).
+
+mod browser;
+
+use std::process::{Command, Stdio};
+
+use browser::{Browser, Process, free_port, temp_dir, wait_for_port};
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// `Basic base64("bot@acme.com:tok-SECRET-123")`, the credentials the admin types in the wizard.
+const BOT_BASIC_AUTH: &str = "Basic Ym90QGFjbWUuY29tOnRvay1TRUNSRVQtMTIz";
+
+/// Every form control on the page has an accessible name (a label or `aria-label`); `[]` when all do.
+async fn unlabelled_controls(browser: &Browser) -> Value {
+    browser
+        .script(
+            "return Array.from(document.querySelectorAll('input, select, textarea'))
+               .filter((el) => el.type !== 'hidden' && el.labels.length === 0 && !el.getAttribute('aria-label'))
+               .map((el) => el.id || el.outerHTML);",
+            json!([]),
+        )
+        .await
+}
+
+fn cloud_user(account: &str, email: &str) -> Value {
+    json!({"accountId": account, "accountType": "atlassian", "displayName": format!("User {account}"),
+           "active": true, "emailAddress": email})
+}
+
+fn cloud_issue(key: &str, id: &str, summary: &str) -> Value {
+    json!({"id": id, "key": key, "self": format!("https://acme.atlassian.net/rest/api/3/issue/{id}"),
+           "fields": {"summary": summary, "assignee": cloud_user("acc-alice", "alice@example.com"),
+                      "status": {"name": "In Progress", "id": "3",
+                                 "statusCategory": {"id": 4, "key": "indeterminate", "colorName": "yellow", "name": "In Progress"}}}})
+}
+
+/// Jira Cloud as the reference answers: the bot's own account, its projects, Alice found by her visible
+/// e-mail, her open issues through `/rest/api/3/search/jql`, and each issue.
+async fn fake_jira() -> MockServer {
+    let server = MockServer::start().await;
+    let issues = [
+        ("SEC-1", "10001", "Database is slow"),
+        ("SEC-2", "10002", "Rotate the replica certificates"),
+    ];
+    // Only the credentials the admin typed open Jira: a verify after an edit proves the token was kept.
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/myself"))
+        .and(header("authorization", BOT_BASIC_AUTH))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(cloud_user("acc-bot", "bot@acme.com")),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/project/search"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "values": [{"key": "SEC", "name": "Security"}, {"key": "OPS", "name": "Operations"}],
+            "isLast": true})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/user/search"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([cloud_user("acc-alice", "alice@example.com")])),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/search/jql"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issues": issues.iter().map(|(k, id, s)| cloud_issue(k, id, s)).collect::<Vec<_>>(),
+            "isLast": true})))
+        .mount(&server)
+        .await;
+    for (key, id, summary) in issues {
+        Mock::given(method("GET"))
+            .and(path(format!("/rest/api/3/issue/{key}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(cloud_issue(key, id, summary)))
+            .mount(&server)
+            .await;
+    }
+    server
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_portal_walks_a_request_from_connection_to_the_end_of_access_in_a_real_browser() {
+    // Arrange: the fake Jira, the real local server on a free port with its own data, and Chromium.
+    let jira = fake_jira().await;
+    let port = free_port();
+    let data = temp_dir("portal-data");
+    let _server = Process(
+        Command::new(env!("CARGO_BIN_EXE_ticketbound-local"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(&data.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ticketbound-local"),
+    );
+    wait_for_port(port, "ticketbound-local");
+    let browser = Browser::start().await;
+    let portal = format!("http://127.0.0.1:{port}/");
+    browser.goto(&portal).await;
+
+    // The admin creates a resource.
+    browser
+        .act_as("admin@example.com", "ticketbound-admins")
+        .await;
+    browser.click("#nav-admin").await;
+    browser.click("#new-resource").await;
+    browser.type_into("#res-id", "prod-db").await;
+    browser.type_into("#res-name", "Production database").await;
+    browser
+        .type_into("#res-description", "The main Postgres cluster, read-write.")
+        .await;
+    browser.type_into("#res-max", "P1D").await;
+    browser.click("#save-resource").await;
+    browser
+        .wait_text("#resources-result", "Created resource prod-db.")
+        .await;
+    browser
+        .wait_text("#resources table", "Production database")
+        .await;
+
+    // … and connects Jira Cloud: Connect, Verify (connected, the projects seen), then the webhook.
+    browser.click("#new-connection").await;
+    browser.type_into("#conn-id", "jira-main").await;
+    browser.type_into("#conn-site", &jira.uri()).await;
+    browser.type_into("#conn-email", "bot@acme.com").await;
+    browser.type_into("#conn-api-token", "tok-SECRET-123").await;
+    browser
+        .screenshot_at("#connections", "01-admin-connect")
+        .await;
+    assert_eq!(unlabelled_controls(&browser).await, json!([]), "admin page");
+    browser.click("#connect").await;
+    let verified = browser
+        .wait_text("#verify-result", "The credentials work.")
+        .await;
+    assert!(verified.contains("connected"), "{verified}");
+    assert!(
+        verified.contains("SEC (Security), OPS (Operations)"),
+        "{verified}"
+    );
+    browser
+        .screenshot_at("#connections", "02-admin-verify")
+        .await;
+    browser.click("#wizard-continue").await;
+    let setup = browser.wait_text("#wizard", "jira-main is set up").await;
+    assert!(
+        setup.contains(&format!("http://127.0.0.1:{port}/webhooks/jira/jira-main")),
+        "the webhook URL to register: {setup}"
+    );
+    assert!(setup.contains("Issue → updated"), "the Jira steps: {setup}");
+    let secret = browser.text("#webhook-secret").await.unwrap();
+    assert!(
+        secret.len() >= 16 && !secret.contains('*'),
+        "the secret is shown once, in full: {secret}"
+    );
+    assert!(
+        !browser.page_text().await.contains("tok-SECRET-123"),
+        "the API token is never shown back"
+    );
+    browser.screenshot_at("#wizard", "03-admin-webhook").await;
+    browser.click("#wizard-done").await;
+    let listed = browser
+        .wait_text("#connections", "Connection jira-main added.")
+        .await;
+    assert!(
+        !listed.contains(&secret),
+        "the secret is not shown a second time"
+    );
+
+    // Alice: bad input first. Indefinite without a ticket, then longer than the resource allows.
+    browser.act_as("alice@example.com", "").await;
+    browser.click("#nav-request").await;
+    browser
+        .wait_text("#resource-info", "Longest allowed: 1 day")
+        .await;
+    browser.type_into("#reason", "INC-7 debugging").await;
+    browser.type_into("#duration-custom", "indefinite").await;
+    browser.click("#submit-request").await;
+    let error = browser
+        .wait_text("#err-duration", "(indefinite_requires_ticket)")
+        .await;
+    assert!(
+        error.contains("must be bound to a ticket"),
+        "the API's message: {error}"
+    );
+    assert_eq!(
+        unlabelled_controls(&browser).await,
+        json!([]),
+        "request page"
+    );
+    let described = browser
+        .script(
+            "return document.getElementById('duration-custom').getAttribute('aria-invalid');",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        described,
+        json!("true"),
+        "the field in error is marked invalid"
+    );
+    browser.type_into("#duration-custom", "P30D").await;
+    browser.click("#submit-request").await;
+    let error = browser
+        .wait_text("#err-duration", "(duration_too_long)")
+        .await;
+    assert!(error.contains("longer than the P1D allowed"), "{error}");
+    browser.screenshot_at("#reason", "04-request-errors").await;
+
+    // … then she searches her tickets, binds SEC-1 and asks for four hours.
+    browser.type_into("#connection", "jira-main").await;
+    browser.click("#search-tickets").await;
+    let found = browser.wait_text("#ticket-results", "SEC-2").await;
+    assert!(
+        found.contains("Database is slow") && found.contains("2 open ticket(s)"),
+        "{found}"
+    );
+    browser
+        .click("#ticket-results button[data-key=\"SEC-1\"]")
+        .await;
+    assert_eq!(browser.text("#ticket-key").await.as_deref(), Some("SEC-1"));
+    browser.click("#duration-option-pt4h").await;
+    browser.screenshot_at("#reason", "05-request-ticket").await;
+    browser.click("#submit-request").await;
+    browser
+        .wait_text("#request-result", "Requested prod-db for 4 hours")
+        .await;
+    browser.wait_text("#request-result", "pending").await;
+    assert_eq!(
+        browser.text("#err-duration").await.as_deref(),
+        Some(""),
+        "a successful request clears the old message"
+    );
+
+    // Bob asks for access himself, then approves Alice's request from his inbox; his own is shown there but
+    // cannot be decided by him.
+    browser
+        .act_as("bob@example.com", "ticketbound-approvers")
+        .await;
+    browser.click("#nav-request").await;
+    browser.type_into("#reason", "Bob's own check").await;
+    browser.click("#duration-option-pt1h").await;
+    browser.click("#submit-request").await;
+    browser.wait_text("#request-result", "pending").await;
+    browser.click("#nav-approvals").await;
+    let inbox = browser.wait_text("main", "alice@example.com").await;
+    assert!(
+        inbox.contains("INC-7 debugging") && inbox.contains("SEC-1 (jira-main)"),
+        "{inbox}"
+    );
+    assert!(
+        inbox.contains("Bob's own check")
+            && inbox.contains("Your own request: another approver decides it."),
+        "{inbox}"
+    );
+    let buttons = browser
+        .script(
+            "return document.querySelectorAll('button[id^=\"approve-\"]').length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(buttons, 1, "only Alice's request can be approved by Bob");
+    browser.screenshot("06-approvals").await;
+    browser.click("button[id^=\"approve-\"]").await;
+    browser
+        .wait_text(
+            "#approvals-result",
+            "Approved alice@example.com's request for prod-db.",
+        )
+        .await;
+    let after = browser.wait_text("main", "Bob's own check").await;
+    assert!(!after.contains("INC-7 debugging"), "{after}");
+
+    // The admin cannot delete what an active grant uses, and is told why and which grant.
+    browser
+        .act_as("admin@example.com", "ticketbound-admins")
+        .await;
+    browser.click("#nav-admin").await;
+    browser.click("#delete-resource-prod-db").await;
+    let refused = browser
+        .wait_text("#resources-result", "prod-db was not deleted.")
+        .await;
+    assert!(
+        refused.contains("while a pending or active grant uses it")
+            && refused.contains("uses `prod-db`; end it first"),
+        "{refused}"
+    );
+    browser.click("#delete-connection-jira-main").await;
+    let refused = browser
+        .wait_text("#connections-result", "jira-main was not deleted")
+        .await;
+    assert!(
+        refused.contains("(active) is bound to a ticket of `jira-main`"),
+        "the bound grant is named: {refused}"
+    );
+    browser.wait_text("#connections", "connected").await;
+    browser
+        .screenshot_at("#resources", "07-admin-delete-refused")
+        .await;
+
+    // Editing a connection without typing a token keeps the stored one: it still verifies.
+    browser.click("#edit-connection-jira-main").await;
+    let placeholder = browser
+        .script(
+            "return document.getElementById('conn-api-token').placeholder;",
+            json!([]),
+        )
+        .await;
+    assert!(
+        placeholder.as_str().unwrap().starts_with("********"),
+        "{placeholder}"
+    );
+    browser.type_into("#conn-closed", "Won't Do").await;
+    browser.click("#save-connection").await;
+    browser
+        .wait_text("#connections-result", "Saved connection jira-main.")
+        .await;
+    browser.click("#verify-jira-main").await;
+    browser
+        .wait_text("#connections-result", "jira-main is connected.")
+        .await;
+
+    // Alice sees it active, with the time left and her ticket, and is done early.
+    browser.act_as("alice@example.com", "").await;
+    browser.click("#nav-access").await;
+    let active = browser
+        .wait_text("section[aria-labelledby=\"active-title\"]", "left")
+        .await;
+    assert!(
+        active.contains("3 h 5") || active.contains("4 h left"),
+        "{active}"
+    );
+    assert!(active.contains("SEC-1 (jira-main)"), "{active}");
+    assert!(active.contains("bob@example.com"), "{active}");
+    browser.screenshot("08-my-access-active").await;
+    browser.window(390, 844).await;
+    browser.screenshot("09-my-access-phone").await;
+    browser.window(1280, 1200).await;
+    browser.click("button[id^=\"done-\"]").await;
+    let ended = browser
+        .wait_text("section[aria-labelledby=\"ended-title\"]", "done")
+        .await;
+    assert!(
+        ended.contains("ended early") && ended.contains("alice@example.com"),
+        "{ended}"
+    );
+    assert!(
+        browser
+            .text("section[aria-labelledby=\"active-title\"]")
+            .await
+            .unwrap()
+            .contains("No active access."),
+        "nothing is active any more"
+    );
+    browser.screenshot("10-my-access-ended").await;
+
+    // The grant's audit trail.
+    browser
+        .click("section[aria-labelledby=\"ended-title\"] .actions a")
+        .await;
+    let trail = browser
+        .wait_text("#audit-trail", "Access removed in the end system")
+        .await;
+    for step in [
+        "Requested",
+        "Approved by bob@example.com",
+        "Ended by alice@example.com",
+    ] {
+        assert!(trail.contains(step), "{step:?} missing from {trail}");
+    }
+    browser.screenshot("11-grant-detail").await;
+    browser.quit().await;
+}

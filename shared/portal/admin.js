@@ -1,0 +1,401 @@
+// The admin's view: the resource catalog, and ticket-system connections as a wizard (Connect → Verify →
+// the connection, its webhook URL, its secret shown once, and how to register the webhook).
+
+import { api, listAll } from "./api.js";
+import { h, field, fieldError, clearErrors, notice, errorText, heading, when, humanDuration, badge, details, announce } from "./dom.js";
+
+const MASK = "********";
+const KINDS = { jira_cloud: "Jira Cloud", jira_data_center: "Jira Data Center", freshservice: "Freshservice" };
+
+export async function viewAdmin(main, _arg, ctx) {
+  heading(main, "Admin");
+  const resources = h("section", { "aria-labelledby": "resources-title", id: "resources" });
+  const connections = h("section", { "aria-labelledby": "connections-title", id: "connections" });
+  main.append(resources, connections);
+  await Promise.all([resourcesSection(resources, ctx), connectionsSection(connections, ctx)]);
+}
+
+// ----- resources -----------------------------------------------------------------------------------------
+
+function resourceFieldOf(code) {
+  return { invalid_id: "res-id", id_mismatch: "res-id", invalid_name: "res-name", invalid_description: "res-description",
+    invalid_duration: "res-max", invalid_url: "res-url", invalid_secret: "res-secret" }[code] || "res-form";
+}
+
+async function resourcesSection(section) {
+  const result = h("div", { id: "resources-result", "aria-live": "polite" });
+  section.replaceChildren(h("h2", { id: "resources-title" }, "Resources"), result);
+  const r = await listAll("/v1/resources");
+  if (!r.ok) {
+    section.append(notice("error", errorText(r.error)));
+    return;
+  }
+  const reload = async (message) => {
+    await resourcesSection(section);
+    if (message) {
+      document.getElementById("resources-result").replaceChildren(notice("ok", message));
+      announce(message);
+    }
+  };
+  const formSlot = h("div", { id: "resource-form-slot" });
+  const remove = async (res) => {
+    const answer = await api("DELETE", `/v1/resources/${encodeURIComponent(res.id)}`);
+    if (answer.ok) return reload(`Deleted resource ${res.id}.`);
+    const why = answer.status === 409
+      ? `A resource cannot be deleted while a pending or active grant uses it: ending that grant needs the resource's provisioner. End or deny the grant first (My access, Approvals), then delete. The server says: ${answer.error.message}`
+      : errorText(answer.error);
+    result.replaceChildren(notice("error", `${res.id} was not deleted. ${why}`));
+  };
+  const rows = r.data.items.map((res) => h("tr", {},
+    h("th", { scope: "row" }, res.id),
+    h("td", {}, res.name),
+    h("td", {}, res.max_duration ? humanDuration(res.max_duration) : "default"),
+    h("td", {}, res.require_ticket ? "required" : "optional"),
+    h("td", {}, res.provisioner.kind),
+    h("td", { class: "actions" },
+      h("button", { type: "button", id: `edit-resource-${res.id}`, on: { click: () => formSlot.replaceChildren(resourceForm(res, reload)) } }, "Edit", h("span", { class: "visually-hidden" }, ` ${res.id}`)),
+      h("button", { type: "button", id: `delete-resource-${res.id}`, class: "danger", on: { click: () => remove(res) } }, "Delete", h("span", { class: "visually-hidden" }, ` ${res.id}`)))));
+  section.append(
+    r.data.items.length
+      ? h("div", { class: "table-wrap" }, h("table", {},
+        h("caption", { class: "visually-hidden" }, "The resource catalog"),
+        h("thead", {}, h("tr", {}, ["Id", "Name", "Longest", "Ticket", "Provisioner", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, rows)))
+      : h("p", { class: "empty" }, "No resources yet."),
+    h("button", { type: "button", id: "new-resource", on: { click: () => formSlot.replaceChildren(resourceForm(null, reload)) } }, "New resource"),
+    formSlot);
+}
+
+function resourceForm(existing, reload) {
+  const p = existing ? existing.provisioner : { kind: "none" };
+  const id = h("input", { id: "res-id", type: "text", required: true, value: existing ? existing.id : "", readonly: !!existing, autocomplete: "off" });
+  const name = h("input", { id: "res-name", type: "text", required: true, value: existing ? existing.name : "" });
+  const description = h("textarea", { id: "res-description", rows: "2" });
+  description.value = existing ? existing.description || "" : "";
+  const max = h("input", { id: "res-max", type: "text", value: existing && existing.max_duration ? existing.max_duration : "", placeholder: "e.g. P1D" });
+  const requireTicket = h("input", { id: "res-require-ticket", type: "checkbox", checked: existing && existing.require_ticket });
+  const kind = h("select", { id: "res-kind" },
+    h("option", { value: "none" }, "None: record only"),
+    h("option", { value: "webhook" }, "Webhook: call your endpoint"),
+    h("option", { value: "json" }, "Other (JSON, e.g. a ticket provisioner)"));
+  kind.value = ["none", "webhook"].includes(p.kind) ? p.kind : "json";
+  const url = h("input", { id: "res-url", type: "url", value: p.kind === "webhook" ? p.url : "" });
+  const secret = h("input", { id: "res-secret", type: "password", autocomplete: "new-password",
+    placeholder: p.kind === "webhook" ? `${MASK} (kept unless you type a new one)` : "at least 16 characters" });
+  const json = h("textarea", { id: "res-json", rows: "4", spellcheck: "false" });
+  json.value = JSON.stringify(p, null, 1);
+  const webhookFields = h("div", {}, field("Endpoint URL", url), field("Signing secret", secret));
+  const jsonFields = h("div", {}, field("Provisioner (JSON)", json, "Secrets read back as ******** are kept."));
+  const showKind = () => {
+    webhookFields.hidden = kind.value !== "webhook";
+    jsonFields.hidden = kind.value !== "json";
+  };
+  kind.addEventListener("change", showKind);
+  const form = h("form", { id: "resource-form", class: "panel", novalidate: true, on: { submit: async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    let provisioner = { kind: "none" };
+    if (kind.value === "webhook") provisioner = { kind: "webhook", url: url.value.trim(), secret: secret.value || MASK };
+    if (kind.value === "json") {
+      try {
+        provisioner = JSON.parse(json.value);
+      } catch (e) {
+        fieldError("res-json", `This is not JSON: ${e.message}`);
+        return;
+      }
+    }
+    const body = { name: name.value.trim(), description: description.value, require_ticket: requireTicket.checked, provisioner };
+    if (max.value.trim()) body.max_duration = max.value.trim();
+    const answer = await api("PUT", `/v1/resources/${encodeURIComponent(id.value.trim())}`, body);
+    if (!answer.ok) {
+      const target = kind.value === "json" && ["res-url", "res-secret"].includes(resourceFieldOf(answer.error.code)) ? "res-json" : resourceFieldOf(answer.error.code);
+      fieldError(target, errorText(answer.error));
+      return;
+    }
+    reload(`${answer.status === 201 ? "Created" : "Saved"} resource ${answer.data.id}.`);
+  } } },
+    h("h3", {}, existing ? `Edit ${existing.id}` : "New resource"),
+    field("Id", id, existing ? "Ids cannot change." : "Lower-case letters, digits, - and _, e.g. prod-db."),
+    field("Name", name),
+    field("Description", description, "Shown to requesters."),
+    field("Longest duration", max, "ISO-8601, e.g. PT4H or P1D; empty for the deployment's maximum."),
+    h("div", { class: "choice" }, requireTicket, h("label", { for: "res-require-ticket" }, "Requests must be bound to a ticket")),
+    field("Provisioner", kind),
+    webhookFields,
+    jsonFields,
+    h("p", { class: "error", id: "err-res-form", "aria-live": "polite" }),
+    h("button", { type: "submit", class: "primary", id: "save-resource" }, existing ? "Save" : "Create resource"));
+  showKind();
+  setTimeout(() => name.focus(), 0);
+  return form;
+}
+
+// ----- connections ---------------------------------------------------------------------------------------
+
+function webhookUrl(c) {
+  return `${location.origin}/webhooks/${c.kind === "freshservice" ? "freshservice" : "jira"}/${c.id}`;
+}
+
+// How to register the webhook in that ticket system (the README's steps, with this connection's URL).
+function webhookSteps(c) {
+  const url = webhookUrl(c);
+  const code = (text) => h("code", {}, text);
+  if (c.kind === "freshservice") {
+    return h("ol", { class: "steps" },
+      h("li", {}, "Admin → Automation & Productivity → Workflow Automator → new Ticket workflow, event ", h("em", {}, "Ticket is updated"), " (status changed) and, if you like, ", h("em", {}, "Ticket is deleted"), "."),
+      h("li", {}, "Action ", h("em", {}, "Trigger Webhook"), ": request type POST, callback URL ", code(url), ", encoding JSON."),
+      h("li", {}, "Custom header ", code("X-Ticketbound-Secret"), " with the webhook secret (or a Basic Auth credential whose password is the secret)."),
+      h("li", {}, "Content ", h("em", {}, "Advanced"), ", exactly this body: ",
+        code('{"event": "ticket_updated", "ticket_id": "{{ticket.id_numeric}}", "ticket_display_id": "{{ticket.id}}", "status": "{{ticket.status}}"}')));
+  }
+  const where = c.kind === "jira_cloud"
+    ? "System → WebHooks → Create a WebHook (Jira admin)"
+    : "Administration → System → WebHooks → Create a WebHook";
+  return h("ol", { class: "steps" },
+    h("li", {}, `${where}.`),
+    h("li", {}, "URL: ", code(url)),
+    h("li", {}, "Secret: the connection's webhook secret (Jira then signs every delivery with ", code("X-Hub-Signature"), ")."),
+    h("li", {}, "Events: ", h("em", {}, "Issue → updated"), " and ", h("em", {}, "Issue → deleted"), "."),
+    h("li", {}, "A JQL filter so only relevant issues are sent, e.g. ", code("project in (SEC, OPS)"), "."),
+    h("li", {}, "Without admin webhooks, a Jira Automation rule (", h("em", {}, "Issue transitioned → Send web request"), ") can POST to the same URL with the header ", code("X-Ticketbound-Secret"), "."));
+}
+
+function statusBadge(c) {
+  return badge(c.status, `conn-${c.status}`);
+}
+
+function connectionCard(c, actions) {
+  return h("article", { class: "connection", id: `connection-${c.id}`, "aria-labelledby": `connection-title-${c.id}` },
+    h("h3", { id: `connection-title-${c.id}` }, `${c.id} `, statusBadge(c)),
+    details([
+      ["Kind", KINDS[c.kind] || c.kind],
+      ["Site", c.base_url],
+      ["Signs in as", c.email || c.username],
+      ["Last verified", when(c.last_verified_at)],
+      ["Last error", c.last_error ? h("span", { class: "error-text" }, c.last_error) : null],
+      ["Webhook URL", h("code", { class: "webhook-url" }, webhookUrl(c))],
+      ["Webhook secrets", `${c.webhook_secrets_active} active`],
+    ]),
+    h("details", {}, h("summary", {}, "How to register the webhook"), webhookSteps(c)),
+    h("div", { class: "actions" }, actions));
+}
+
+async function connectionsSection(section) {
+  const result = h("div", { id: "connections-result", "aria-live": "polite" });
+  const wizardSlot = h("div", { id: "wizard-slot" });
+  section.replaceChildren(h("h2", { id: "connections-title" }, "Ticket-system connections"), result);
+  const r = await listAll("/v1/connections");
+  if (!r.ok) {
+    section.append(notice("error", errorText(r.error)));
+    return;
+  }
+  const reload = async (message, kind = "ok") => {
+    await connectionsSection(section);
+    if (message) {
+      document.getElementById("connections-result").replaceChildren(notice(kind, message));
+      announce(message);
+    }
+  };
+  const verify = async (c) => {
+    const answer = await api("POST", `/v1/connections/${encodeURIComponent(c.id)}/verify`);
+    if (!answer.ok) return reload(`${c.id}: ${errorText(answer.error)}`, "error");
+    reload(answer.data.verified ? `${c.id} is connected.` : `${c.id}: the credentials were refused: ${answer.data.last_error}`, answer.data.verified ? "ok" : "error");
+  };
+  const remove = async (c, force) => {
+    const answer = await api("DELETE", `/v1/connections/${encodeURIComponent(c.id)}${force ? "?force=true" : ""}`);
+    if (answer.ok) return reload(`Deleted connection ${c.id}.`);
+    if (answer.status !== 409) return result.replaceChildren(notice("error", errorText(answer.error)));
+    result.replaceChildren(notice("error",
+      h("p", {}, `${c.id} was not deleted: ${answer.error.message}.`),
+      h("p", {}, "Grants bound to its tickets end when those tickets close, which only this connection's webhooks can tell. Deleting it anyway leaves them their time bound only (an indefinite one then never ends by itself)."),
+      h("button", { type: "button", class: "danger", id: `force-delete-${c.id}`, on: { click: () => remove(c, true) } }, `Delete ${c.id} anyway`)));
+  };
+  section.append(
+    r.data.items.length
+      ? h("div", { class: "cards wide" }, r.data.items.map((c) => connectionCard(c, [
+        h("button", { type: "button", id: `verify-${c.id}`, on: { click: () => verify(c) } }, "Verify"),
+        h("button", { type: "button", id: `edit-connection-${c.id}`, on: { click: () => wizardSlot.replaceChildren(editForm(c, reload)) } }, "Edit"),
+        h("button", { type: "button", class: "danger", id: `delete-connection-${c.id}`, on: { click: () => remove(c, false) } }, "Delete"),
+      ])))
+      : h("p", { class: "empty" }, "No connections yet."),
+    h("button", { type: "button", id: "new-connection", on: { click: () => wizardSlot.replaceChildren(wizard(reload)) } }, "Connect a ticket system"),
+    wizardSlot);
+}
+
+function steps(current) {
+  return h("ol", { class: "wizard-steps", "aria-label": "Steps" },
+    ["Connect", "Verify", "Webhook"].map((s, i) => h("li", { "aria-current": i === current ? "step" : null, class: i === current ? "current" : null }, s)));
+}
+
+// The credential inputs of a kind; `editing` leaves them empty with a masked placeholder.
+function credentialFields(kind, editing, c = {}) {
+  const secretInput = (id, label) => field(label, h("input", { id, type: "password", autocomplete: "new-password",
+    placeholder: editing ? `${MASK} (kept unless you type a new one)` : "" }));
+  if (kind === "jira_cloud") {
+    return [field("Account e-mail", h("input", { id: "conn-email", type: "email", value: c.email || "" })), secretInput("conn-api-token", "API token")];
+  }
+  if (kind === "jira_data_center") {
+    return [
+      secretInput("conn-pat", "Personal access token"),
+      h("p", { class: "hint" }, "Or a username and password instead of a token:"),
+      field("Username", h("input", { id: "conn-username", type: "text", value: c.username || "" })),
+      secretInput("conn-password", "Password"),
+    ];
+  }
+  return [secretInput("conn-api-key", "API key")];
+}
+
+function readCredentials(body) {
+  const value = (id) => {
+    const el = document.getElementById(id);
+    return el ? el.value.trim() : "";
+  };
+  for (const [id, key] of [["conn-email", "email"], ["conn-api-token", "api_token"], ["conn-pat", "personal_access_token"],
+    ["conn-username", "username"], ["conn-password", "password"], ["conn-api-key", "api_key"]]) {
+    if (value(id)) body[key] = value(id);
+  }
+  return body;
+}
+
+function siteBody(kind, text, body) {
+  if (!text) return body;
+  if (/^https?:\/\//.test(text) || kind === "jira_data_center") body.base_url = text;
+  else if (kind === "jira_cloud") body.site = text;
+  else body.domain = text;
+  return body;
+}
+
+function connectionFieldOf(code) {
+  if (/id/.test(code) && !/valid_url/.test(code)) return "conn-id";
+  if (/url|site|domain/.test(code)) return "conn-site";
+  if (/closed/.test(code)) return "conn-closed";
+  if (/secret|token|password|key|credential|email|username/.test(code)) return "conn-credentials";
+  return "conn-form";
+}
+
+const SITE_LABELS = {
+  jira_cloud: ["Site", "acme, acme.atlassian.net, or a full https:// URL"],
+  jira_data_center: ["Base URL", "https://jira.example.com"],
+  freshservice: ["Domain", "acme.freshservice.com, or a full https:// URL"],
+};
+
+function wizard(reload) {
+  const slot = h("div", { id: "wizard", class: "panel" });
+  const id = h("input", { id: "conn-id", type: "text", required: true, autocomplete: "off", placeholder: "e.g. jira-main" });
+  const kind = h("select", { id: "conn-kind" }, Object.entries(KINDS).map(([v, l]) => h("option", { value: v }, l)));
+  const site = h("input", { id: "conn-site", type: "text", required: true, autocomplete: "off", spellcheck: "false" });
+  const siteField = h("div", {});
+  const credentials = h("fieldset", { id: "conn-credentials-set" });
+  const closed = h("input", { id: "conn-closed", type: "text", placeholder: "optional, comma-separated" });
+  const showKind = () => {
+    const [label, hint] = SITE_LABELS[kind.value];
+    siteField.replaceChildren(field(label, site, hint));
+    credentials.replaceChildren(h("legend", {}, "Credentials"), ...credentialFields(kind.value, false),
+      h("p", { class: "error", id: "err-conn-credentials", "aria-live": "polite" }));
+  };
+  kind.addEventListener("change", showKind);
+  const form = h("form", { id: "connect-form", novalidate: true, on: { submit: async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const body = readCredentials(siteBody(kind.value, site.value.trim(), { id: id.value.trim(), kind: kind.value }));
+    if (closed.value.trim()) body.closed_statuses = closed.value.split(",").map((s) => s.trim()).filter(Boolean);
+    const answer = await api("POST", "/v1/connections", body);
+    if (!answer.ok) {
+      fieldError(connectionFieldOf(answer.error.code), errorText(answer.error));
+      return;
+    }
+    verifyStep(slot, answer.data, reload);
+  } } },
+    field("Connection id", id, "Used in webhook URLs and by requesters, e.g. jira-main."),
+    field("Ticket system", kind),
+    siteField,
+    credentials,
+    field("Closed statuses", closed, "Statuses that count as closed besides the done category (Jira) or Resolved and Closed (Freshservice)."),
+    h("p", { class: "error", id: "err-conn-form", "aria-live": "polite" }),
+    h("button", { type: "submit", class: "primary", id: "connect" }, "Connect"));
+  showKind();
+  slot.append(h("h3", { tabindex: "-1" }, "Connect a ticket system"), steps(0), form);
+  setTimeout(() => id.focus(), 0);
+  return slot;
+}
+
+// Step 2: what the credentials saw. The created connection's webhook secret is kept in memory until step 3.
+async function verifyStep(slot, created, reload) {
+  const title = h("h3", { tabindex: "-1" }, `Verify ${created.id}`);
+  const out = h("div", { id: "verify-result", "aria-live": "polite" }, h("p", {}, "Checking the credentials…"));
+  slot.replaceChildren(title, steps(1), out);
+  title.focus();
+  const answer = await api("POST", `/v1/connections/${encodeURIComponent(created.id)}/verify`);
+  const c = answer.ok ? answer.data : created;
+  const seen = [];
+  if (c.account) seen.push(h("p", {}, "Signed in as ", h("strong", {}, c.account.display_name || c.account.email || c.account.id), c.account.email ? ` (${c.account.email})` : ""));
+  if (c.projects) seen.push(h("p", {}, `Projects these credentials see: ${c.projects.map((p) => `${p.key} (${p.name})`).join(", ") || "none"}`));
+  out.replaceChildren(
+    answer.ok
+      ? notice(c.verified ? "ok" : "error", h("p", {}, statusBadge(c), c.verified ? " The credentials work." : ` The credentials were refused: ${c.last_error}`), seen)
+      : notice("error", errorText(answer.error)),
+    h("button", { type: "button", class: "primary", id: "wizard-continue", on: { click: () => webhookStep(slot, { ...c, webhook_secret: created.webhook_secret }, reload) } },
+      c.verified ? "Continue" : "Continue anyway (fix the credentials with Edit)"));
+}
+
+// Step 3: the connection, its webhook URL and secret (shown this once), and the registration steps.
+function webhookStep(slot, c, reload) {
+  const title = h("h3", { tabindex: "-1" }, `${c.id} is set up`);
+  const secret = h("input", { id: "webhook-secret", type: "text", readonly: true, value: c.webhook_secret, spellcheck: "false" });
+  const copied = h("span", { id: "copy-state", "aria-live": "polite" });
+  const copy = h("button", { type: "button", id: "copy-secret", on: { click: async () => {
+    try {
+      await navigator.clipboard.writeText(secret.value);
+      copied.textContent = "Copied.";
+    } catch {
+      secret.select();
+      copied.textContent = "Selected: press Ctrl+C (⌘C) to copy.";
+    }
+  } } }, "Copy");
+  slot.replaceChildren(title, steps(2),
+    connectionCard(c, []),
+    h("div", { class: "notice info secret" },
+      field("Webhook secret", secret, "Shown this once: keep it for the webhook below. It cannot be read back; Edit can generate a new one."),
+      copy, copied),
+    h("h4", {}, `Register the webhook in ${KINDS[c.kind]}`),
+    webhookSteps(c),
+    h("button", { type: "button", id: "wizard-done", on: { click: () => reload(`Connection ${c.id} added.`) } }, "Done"));
+  title.focus();
+}
+
+function editForm(c, reload) {
+  const slot = h("div", { id: "edit-connection", class: "panel" });
+  const site = h("input", { id: "conn-site", type: "text", value: c.base_url, spellcheck: "false" });
+  const closed = h("input", { id: "conn-closed", type: "text", value: Array.isArray(c.closed_statuses) ? c.closed_statuses.join(", ") : "" });
+  const regenerate = h("input", { id: "conn-new-secret", type: "checkbox" });
+  const out = h("div", { id: "edit-result", "aria-live": "polite" });
+  const form = h("form", { novalidate: true, on: { submit: async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const body = readCredentials({});
+    if (site.value.trim() && site.value.trim() !== c.base_url) body.base_url = site.value.trim();
+    const statuses = closed.value.split(",").map((s) => s.trim()).filter(Boolean);
+    if (closed.value !== (Array.isArray(c.closed_statuses) ? c.closed_statuses.join(", ") : "")) body.closed_statuses = statuses;
+    if (regenerate.checked) body.new_webhook_secret = true;
+    const answer = await api("PATCH", `/v1/connections/${encodeURIComponent(c.id)}`, body);
+    if (!answer.ok) {
+      fieldError(connectionFieldOf(answer.error.code), errorText(answer.error));
+      return;
+    }
+    if (answer.data.webhook_secret && answer.data.webhook_secret !== MASK) {
+      webhookStep(slot, answer.data, reload);
+      return;
+    }
+    reload(`Saved connection ${c.id}. Verify it to check the credentials.`);
+  } } },
+    field(c.kind === "jira_data_center" ? "Base URL" : "Site URL", site),
+    h("fieldset", { id: "conn-credentials-set" }, h("legend", {}, "Credentials"), credentialFields(c.kind, true, c),
+      h("p", { class: "error", id: "err-conn-credentials", "aria-live": "polite" })),
+    field("Closed statuses", closed),
+    h("div", { class: "choice" }, regenerate, h("label", { for: "conn-new-secret" }, "Add a new webhook secret (shown once; the old one keeps working until retired)")),
+    h("p", { class: "error", id: "err-conn-form", "aria-live": "polite" }),
+    h("button", { type: "submit", class: "primary", id: "save-connection" }, "Save"),
+    out);
+  slot.append(h("h3", {}, `Edit ${c.id}`), form);
+  return slot;
+}
