@@ -17,7 +17,9 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem,
@@ -27,6 +29,7 @@ use time::OffsetDateTime;
 
 mod connections;
 
+use super::aws_errors::{self, Fault};
 use super::{decode_cursor, encode_cursor};
 use crate::domain::grant::Expected;
 use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, TicketRef};
@@ -73,16 +76,58 @@ fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn describe<E: ProvideErrorMetadata + std::fmt::Display>(e: &E) -> String {
-    match (e.code(), e.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => e.to_string(),
+/// A failed call, classified (`adapters::aws_errors`): `Unavailable` when trying again can help (throttling,
+/// 5xx, a timeout), `Rejected` when it cannot. Callers read conditional failures before this.
+fn store_error<E>(e: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match aws_errors::classify(&e) {
+        Fault::Retryable => StoreError::Unavailable(aws_errors::describe(&e)),
+        Fault::Permanent => StoreError::Rejected(aws_errors::describe(&e)),
     }
 }
 
-fn unavailable<E: ProvideErrorMetadata + std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Unavailable(describe(&e))
+/// A request the SDK's builders refused (a required field missing): a bug, the same every time.
+fn unbuildable(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Rejected(format!("the request could not be built: {e}"))
+}
+
+/// `CancellationReasons` codes of a cancelled transaction that trying again can clear.
+const RETRYABLE_CANCELLATIONS: [&str; 5] = [
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+    "TransactionConflict",
+    "RequestLimitExceeded",
+    "InternalServerError",
+];
+
+/// A failed `TransactWriteItems`. A cancelled transaction is read by its reasons, item by item: a failed condition
+/// is `condition_failed` (somebody else wrote first: a conflict, or an id already taken), whatever else was
+/// cancelled alongside; throttling, a concurrent transaction on the same item or a server error is
+/// `Unavailable`; anything else (a validation error, an item collection too large) is `Rejected`.
+fn transaction_error(
+    e: SdkError<TransactWriteItemsError, HttpResponse>,
+    condition_failed: StoreError,
+) -> StoreError {
+    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+        e.as_service_error()
+    else {
+        return store_error(e);
+    };
+    let reasons: Vec<&str> = cancelled
+        .cancellation_reasons()
+        .iter()
+        .filter_map(|r| r.code())
+        .collect();
+    let detail = format!("transaction cancelled: [{}]", reasons.join(", "));
+    if reasons.contains(&"ConditionalCheckFailed") {
+        condition_failed
+    } else if reasons.iter().any(|r| RETRYABLE_CANCELLATIONS.contains(r)) {
+        StoreError::Unavailable(detail)
+    } else {
+        StoreError::Rejected(detail)
+    }
 }
 
 fn doc_of<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
@@ -183,7 +228,7 @@ impl DynamoStore {
                         .attribute_name(*name)
                         .attribute_type(ScalarAttributeType::S)
                         .build()
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                        .map_err(unbuildable)?,
                 );
             }
         }
@@ -199,10 +244,10 @@ impl DynamoStore {
                             .build(),
                     )
                     .build()
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                    .map_err(unbuildable)?,
             );
         }
-        request.send().await.map_err(unavailable)?;
+        request.send().await.map_err(store_error)?;
         Ok(())
     }
 
@@ -215,7 +260,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         Ok(out.item)
     }
 
@@ -276,7 +321,7 @@ impl DynamoStore {
                 if e.code() == Some("ValidationException") && cursor.is_some() {
                     StoreError::InvalidCursor
                 } else {
-                    unavailable(e)
+                    store_error(e)
                 }
             })?;
             for item in out.items() {
@@ -333,7 +378,7 @@ fn key_schema(pk: &str, sk: &str) -> Result<Vec<KeySchemaElement>, StoreError> {
             .attribute_name(name)
             .key_type(kind)
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+            .map_err(unbuildable)
     };
     Ok(vec![build(pk, KeyType::Hash)?, build(sk, KeyType::Range)?])
 }
@@ -350,22 +395,19 @@ impl GrantStore for DynamoStore {
             .set_item(Some(grant_item(grant)?))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(unbuildable)?;
         let event_put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(event_item(event)?))
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(unbuildable)?;
         self.client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(grant_put).build())
             .transact_items(TransactWriteItem::builder().put(event_put).build())
             .send()
             .await
-            .map_err(|e| match e.as_service_error() {
-                Some(s) if s.is_transaction_canceled_exception() => StoreError::AlreadyExists,
-                _ => unavailable(e),
-            })?;
+            .map_err(|e| transaction_error(e, StoreError::AlreadyExists))?;
         Ok(())
     }
 
@@ -403,7 +445,7 @@ impl GrantStore for DynamoStore {
                     if e.as_service_error().is_some_and(is_conditional_failure) {
                         StoreError::Conflict
                     } else {
-                        unavailable(e)
+                        store_error(e)
                     }
                 });
         };
@@ -414,12 +456,12 @@ impl GrantStore for DynamoStore {
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(unbuildable)?;
         let event_put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(event_item(event)?))
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(unbuildable)?;
         self.client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(grant_put).build())
@@ -427,12 +469,8 @@ impl GrantStore for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| match e.as_service_error() {
-                // A cancelled transaction here is the grant's condition (the event key is new by construction)
-                // or a conflicting concurrent transaction: either way, somebody else moved the grant.
-                Some(s) if s.is_transaction_canceled_exception() => StoreError::Conflict,
-                _ => unavailable(e),
-            })
+            // The grant's condition failed (the event key is new by construction): somebody else moved it.
+            .map_err(|e| transaction_error(e, StoreError::Conflict))
     }
 
     async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
@@ -529,7 +567,7 @@ impl GrantStore for DynamoStore {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         Ok(())
     }
 
@@ -570,7 +608,7 @@ impl GrantStore for DynamoStore {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 
@@ -599,7 +637,7 @@ impl GrantStore for DynamoStore {
         match result {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => Ok(false),
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(store_error(e)),
         }
     }
 
@@ -616,5 +654,83 @@ impl GrantStore for DynamoStore {
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse::<i64>().ok());
         Ok(expires.is_some_and(|e| e >= now.unix_timestamp()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::aws_errors::tests::raw;
+    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+
+    fn cancelled(reasons: &[&str]) -> SdkError<TransactWriteItemsError, HttpResponse> {
+        let exception = TransactionCanceledException::builder()
+            .set_cancellation_reasons(Some(
+                reasons
+                    .iter()
+                    .map(|code| CancellationReason::builder().code(*code).build())
+                    .collect(),
+            ))
+            .build();
+        SdkError::service_error(
+            TransactWriteItemsError::TransactionCanceledException(exception),
+            raw(400),
+        )
+    }
+
+    #[test]
+    fn a_failed_condition_is_a_conflict_whatever_was_cancelled_beside_it() {
+        for reasons in [
+            &["ConditionalCheckFailed", "None"][..],
+            &["ConditionalCheckFailed", "ThrottlingError"][..],
+        ] {
+            let error = transaction_error(cancelled(reasons), StoreError::Conflict);
+            assert!(
+                matches!(error, StoreError::Conflict),
+                "{reasons:?}: {error:?}"
+            );
+        }
+        let error = transaction_error(
+            cancelled(&["ConditionalCheckFailed", "None"]),
+            StoreError::AlreadyExists,
+        );
+        assert!(matches!(error, StoreError::AlreadyExists), "{error:?}");
+    }
+
+    #[test]
+    fn a_transaction_cancelled_by_throttling_or_a_concurrent_transaction_is_retryable() {
+        for reason in RETRYABLE_CANCELLATIONS {
+            let error = transaction_error(cancelled(&["None", reason]), StoreError::Conflict);
+            assert!(
+                matches!(error, StoreError::Unavailable(_)),
+                "{reason}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_transaction_cancelled_by_validation_is_rejected_not_retried() {
+        for reason in ["ValidationError", "ItemCollectionSizeLimitExceeded"] {
+            let error = transaction_error(cancelled(&[reason, "None"]), StoreError::Conflict);
+            assert!(
+                matches!(error, StoreError::Rejected(_)),
+                "{reason}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_throttled_transaction_that_was_not_cancelled_is_retryable() {
+        let throttled = SdkError::service_error(
+            TransactWriteItemsError::generic(
+                aws_sdk_dynamodb::error::ErrorMetadata::builder()
+                    .code("ThrottlingException")
+                    .build(),
+            ),
+            raw(400),
+        );
+        let error = transaction_error(throttled, StoreError::Conflict);
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
     }
 }

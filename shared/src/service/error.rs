@@ -89,13 +89,14 @@ impl From<StoreError> for ServiceError {
 
 impl From<SchedulerError> for ServiceError {
     fn from(e: SchedulerError) -> Self {
-        Self::unavailable(
-            "scheduler_unavailable",
-            format!(
-                "the scheduler could not be reached ({}); nothing was changed, try again",
-                e.0
+        match e {
+            SchedulerError::Unavailable(m) => Self::unavailable(
+                "scheduler_unavailable",
+                format!("the scheduler could not be reached ({m}); nothing was changed, try again"),
             ),
-        )
+            // A misconfiguration: logged in full, never described to the client.
+            SchedulerError::Rejected(_) => Self::internal(e.to_string()),
+        }
     }
 }
 

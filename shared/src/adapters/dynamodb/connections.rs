@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use super::{
     BY_TYPE, DynamoStore, INDEXES, Item, decode_key, encode_key, is_conditional_failure, s,
-    unavailable,
+    store_error,
 };
 use crate::domain::connection::{AuthState, Connection, ConnectionSettings};
 use crate::ports::{ConnectionStore, Page, StoreError};
@@ -65,7 +65,7 @@ impl DynamoStore {
         match result {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => Ok(false),
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(store_error(e)),
         }
     }
 }
@@ -91,7 +91,7 @@ impl ConnectionStore for DynamoStore {
             Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => {
                 Err(StoreError::AlreadyExists)
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(store_error(e)),
         }
     }
 
@@ -139,7 +139,7 @@ impl ConnectionStore for DynamoStore {
                 {
                     StoreError::InvalidCursor
                 } else {
-                    unavailable(e)
+                    store_error(e)
                 }
             })?;
         let items = out
@@ -162,7 +162,7 @@ impl ConnectionStore for DynamoStore {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 }
