@@ -18,6 +18,9 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -25,6 +28,8 @@ use aws_sdk_dynamodb::types::{
     KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use time::OffsetDateTime;
 
 mod connections;
@@ -372,6 +377,59 @@ impl DynamoStore {
     }
 }
 
+/// Counts the attempts of one call: the SDK's standard retry sends a call again after a 5xx or a timeout, and
+/// the attempt that failed may have been applied (the answer, not the write, was lost).
+#[derive(Clone, Debug, Default)]
+struct Attempts(Arc<AtomicU32>);
+
+impl Attempts {
+    fn retried(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 1
+    }
+}
+
+impl Intercept for Attempts {
+    fn name(&self) -> &'static str {
+        "ticketbound.attempts"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl DynamoStore {
+    /// A conditional write of `grant` whose retry failed its condition may have failed it on its own first
+    /// attempt, applied by DynamoDB but answered with a 5xx or not at all. If the SDK did retry and the grant now
+    /// stored is exactly the one written (a fresh version, timestamps included), that write was ours and it
+    /// succeeded. A condition that fails on the first attempt is always somebody else's write.
+    async fn unless_landed(
+        &self,
+        result: Result<(), StoreError>,
+        attempts: &Attempts,
+        grant: &Grant,
+    ) -> Result<(), StoreError> {
+        match result {
+            Err(StoreError::Conflict | StoreError::AlreadyExists) if attempts.retried() => {
+                match self.get_grant(&grant.id).await? {
+                    Some(stored) if stored == *grant => {
+                        tracing::info!(grant = %grant.id, "a retried write had already been applied");
+                        Ok(())
+                    }
+                    _ => result,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 fn key_schema(pk: &str, sk: &str) -> Result<Vec<KeySchemaElement>, StoreError> {
     let build = |name: &str, kind: KeyType| {
         KeySchemaElement::builder()
@@ -401,14 +459,19 @@ impl GrantStore for DynamoStore {
             .set_item(Some(event_item(event)?))
             .build()
             .map_err(unbuildable)?;
-        self.client
+        let attempts = Attempts::default();
+        let result = self
+            .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(grant_put).build())
             .transact_items(TransactWriteItem::builder().put(event_put).build())
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await
-            .map_err(|e| transaction_error(e, StoreError::AlreadyExists))?;
-        Ok(())
+            .map(|_| ())
+            .map_err(|e| transaction_error(e, StoreError::AlreadyExists));
+        self.unless_landed(result, &attempts, grant).await
     }
 
     async fn update_grant(
@@ -429,8 +492,9 @@ impl GrantStore for DynamoStore {
                 AttributeValue::N(expected.version.to_string()),
             ),
         ]);
+        let attempts = Attempts::default();
         let Some(event) = event else {
-            return self
+            let result = self
                 .client
                 .put_item()
                 .table_name(&self.table)
@@ -438,6 +502,8 @@ impl GrantStore for DynamoStore {
                 .condition_expression(condition)
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
+                .customize()
+                .interceptor(attempts.clone())
                 .send()
                 .await
                 .map(|_| ())
@@ -448,6 +514,7 @@ impl GrantStore for DynamoStore {
                         store_error(e)
                     }
                 });
+            return self.unless_landed(result, &attempts, grant).await;
         };
         let grant_put = Put::builder()
             .table_name(&self.table)
@@ -462,15 +529,19 @@ impl GrantStore for DynamoStore {
             .set_item(Some(event_item(event)?))
             .build()
             .map_err(unbuildable)?;
-        self.client
+        let result = self
+            .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(grant_put).build())
             .transact_items(TransactWriteItem::builder().put(event_put).build())
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await
             .map(|_| ())
             // The grant's condition failed (the event key is new by construction): somebody else moved it.
-            .map_err(|e| transaction_error(e, StoreError::Conflict))
+            .map_err(|e| transaction_error(e, StoreError::Conflict));
+        self.unless_landed(result, &attempts, grant).await
     }
 
     async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
@@ -618,25 +689,43 @@ impl GrantStore for DynamoStore {
         expires_at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
+        // Which call wrote the record, so a retried write that had already been applied is told from a duplicate.
+        let writer = format!("{:016x}", fastrand::u64(..));
+        let attempts = Attempts::default();
+        let key = HashMap::from([
+            ("pk".to_owned(), s(format!("DELIVERY#{key}"))),
+            ("sk".to_owned(), s("#DELIVERY")),
+        ]);
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(format!("DELIVERY#{key}")))
-            .item("sk", s("#DELIVERY"))
+            .set_item(Some(key.clone()))
             .item(
                 TTL_ATTRIBUTE,
                 AttributeValue::N(expires_at.unix_timestamp().to_string()),
             )
+            .item("writer", s(writer.clone()))
             // New, or an expired record DynamoDB has not swept yet.
             .condition_expression("attribute_not_exists(pk) OR #ttl < :now")
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => Ok(false),
+            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => {
+                if !attempts.retried() {
+                    return Ok(false);
+                }
+                let stored = self.get_item(key).await?;
+                Ok(stored
+                    .as_ref()
+                    .and_then(|item| item.get("writer"))
+                    .is_some_and(|w| w.as_s().ok() == Some(&writer)))
+            }
             Err(e) => Err(store_error(e)),
         }
     }
