@@ -1,6 +1,6 @@
 //! The ports: traits the use cases need, one per concern, held as `Arc<dyn _>`.
 //!
-//! Every adapter of a port passes the same contract tests (`tests/tests/store_contract.rs`, ...).
+//! Every adapter of a port passes the same contract tests (`tests/tests/store_contract/`, ...).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
