@@ -669,3 +669,21 @@ async fn every_expiry_ends_its_grant_once_with_a_fifth_of_aws_calls_faulted() {
         "the proxy faulted nothing: {stats}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// What is not retryable stays so, over the real wire protocol (moto, no proxy needed). Scheduler's equivalent (a
+// missing schedule group) cannot be shown on moto, which answers it with a 500 of its own (a KeyError).
+// ---------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_missing_table_is_a_refused_call_not_an_outage() {
+    let client = aws_sdk_dynamodb::Client::new(&moto_config().await);
+    let store = DynamoStore::new(client, unique("no-such-table"));
+
+    let error = store
+        .get_grant("01JD3AAAAAAAAAAAAAAAAAAAAA")
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, StoreError::Rejected(_)), "{error:?}");
+}

@@ -119,3 +119,45 @@ impl From<TicketCheckError> for ServiceError {
         Self::unprocessable(code, e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retryable_dependency_failure_is_a_503_and_a_refused_call_is_a_500() {
+        let cases = [
+            (
+                ServiceError::from(StoreError::Unavailable("ThrottlingException".into())),
+                ErrorKind::Unavailable,
+                "store_unavailable",
+            ),
+            (
+                ServiceError::from(SchedulerError::Unavailable("ThrottlingException".into())),
+                ErrorKind::Unavailable,
+                "scheduler_unavailable",
+            ),
+            (
+                ServiceError::from(StoreError::Rejected("AccessDeniedException".into())),
+                ErrorKind::Internal,
+                "internal_error",
+            ),
+            (
+                ServiceError::from(SchedulerError::Rejected("ValidationException".into())),
+                ErrorKind::Internal,
+                "internal_error",
+            ),
+        ];
+        for (error, kind, code) in cases {
+            assert_eq!((error.kind, error.code), (kind, code), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_old_scheduler_error_constructor_is_retryable() {
+        assert!(matches!(
+            crate::ports::SchedulerError("database is locked".into()),
+            SchedulerError::Unavailable(_)
+        ));
+    }
+}
