@@ -131,7 +131,13 @@ fn faults_injected(stats: &Value) -> u64 {
 /// A caller of the store that retries what is worth retrying, as the service's callers do (a webhook sender on
 /// 503, Lambda on a retryable error). A write retried after `Unavailable` may have been applied the first time
 /// (the answer was lost): if the retry then finds its own grant in place, the write was done.
-struct RetryingStore(DynamoStore);
+///
+/// Like any caller, it knows what it has already written: an insert that finds its grant in place after an
+/// unanswered attempt was applied, unless this caller had inserted that grant before (then the id was taken).
+struct RetryingStore(
+    DynamoStore,
+    std::sync::Mutex<std::collections::HashSet<String>>,
+);
 
 async fn retried<T, F, Fut>(mut call: F) -> Result<T, StoreError>
 where
@@ -157,6 +163,18 @@ impl RetryingStore {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), StoreError>>,
     {
+        let result = self.write_once(grant, &mut write).await;
+        if result.is_ok() {
+            self.1.lock().unwrap().insert(grant.id.clone());
+        }
+        result
+    }
+
+    async fn write_once<F, Fut>(&self, grant: &Grant, write: &mut F) -> Result<(), StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), StoreError>>,
+    {
         let mut unanswered = false;
         for _ in 0..CALLER_TRIES {
             match write().await {
@@ -164,10 +182,13 @@ impl RetryingStore {
                     unanswered = true;
                     tokio::time::sleep(StdDuration::from_millis(50)).await;
                 }
-                Err(StoreError::Conflict | StoreError::AlreadyExists)
+                Err(StoreError::Conflict) if unanswered && self.holds(grant).await? => {
+                    return Ok(());
+                }
+                Err(StoreError::AlreadyExists)
                     if unanswered
-                        && retried(|| self.0.get_grant(&grant.id)).await?.as_ref()
-                            == Some(grant) =>
+                        && !self.1.lock().unwrap().contains(&grant.id)
+                        && self.holds(grant).await? =>
                 {
                     return Ok(());
                 }
@@ -175,6 +196,12 @@ impl RetryingStore {
             }
         }
         Err(StoreError::Unavailable("still unavailable".into()))
+    }
+}
+
+impl RetryingStore {
+    async fn holds(&self, grant: &Grant) -> Result<bool, StoreError> {
+        Ok(retried(|| self.0.get_grant(&grant.id)).await?.as_ref() == Some(grant))
     }
 }
 
@@ -243,7 +270,34 @@ impl GrantStore for RetryingStore {
         key: &str,
         expires_at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        retried(|| self.0.remember_delivery(key, expires_at)).await
+        // As for inserts: "already recorded" after an unanswered attempt was this caller's own record, unless it
+        // had recorded this very delivery before.
+        let mine = format!("delivery:{key}:{}", expires_at.unix_timestamp());
+        let mut unanswered = false;
+        for _ in 0..CALLER_TRIES {
+            match self.0.remember_delivery(key, expires_at).await {
+                Err(StoreError::Unavailable(_)) => {
+                    unanswered = true;
+                    tokio::time::sleep(StdDuration::from_millis(50)).await;
+                }
+                Ok(false)
+                    if unanswered
+                        && !self.1.lock().unwrap().contains(&mine)
+                        && retried(|| self.0.delivery_seen(key, expires_at)).await? =>
+                {
+                    self.1.lock().unwrap().insert(mine);
+                    return Ok(true);
+                }
+                Ok(recorded) => {
+                    if recorded {
+                        self.1.lock().unwrap().insert(mine);
+                    }
+                    return Ok(recorded);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(StoreError::Unavailable("still unavailable".into()))
     }
     async fn delivery_seen(&self, key: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
         retried(|| self.0.delivery_seen(key, now)).await
@@ -259,7 +313,10 @@ async fn store_through_faults() -> Option<RetryingStore> {
         .await
         .expect("create table on moto");
     let faulty = faulty_clients(&proxy).await;
-    Some(RetryingStore(DynamoStore::new(faulty.dynamodb, table)))
+    Some(RetryingStore(
+        DynamoStore::new(faulty.dynamodb, table),
+        Default::default(),
+    ))
 }
 
 contract!(
@@ -462,13 +519,21 @@ impl Pipeline {
                 .await
                 .ok();
             if now_there.is_some_and(|s| s.schedule_expression() == Some(expression.as_str())) {
-                self.schedules
+                let deleted = self
+                    .schedules
                     .delete_schedule()
                     .name(&name)
                     .group_name(&self.group)
                     .send()
-                    .await
-                    .expect("delete a fired schedule");
+                    .await;
+                if let Err(e) = deleted {
+                    assert!(
+                        e.as_service_error()
+                            .is_some_and(|e| e.is_resource_not_found_exception()),
+                        "deleting fired schedule {name}: {:?}",
+                        e
+                    );
+                }
             }
         }
         (delivered, retryable)

@@ -10,6 +10,10 @@
 //! | connection | `CONNECTION#<id>` | `#CONNECTION` | gsi5 `CONNECTIONS`/id (settings in `doc`, authorization status in `auth`, JSON) |
 //! | webhook delivery | `DELIVERY#<key>` | `#DELIVERY` | – (`ttl` attribute: DynamoDB deletes it, days late at worst) |
 //!
+//! Grants and delivery records also carry `writer`, a random token of the call that wrote them last: when the
+//! SDK retries a conditional write whose first attempt was applied but not answered, the retry's condition
+//! fails, and the token tells "my own earlier attempt" from "somebody else".
+//!
 //! Grant ids are ULIDs, so every GSI sort key orders by request time: "newest first" is a reverse query. Grants
 //! carry `status` and `version` as attributes: every state change is a `PutItem` (or a `TransactWriteItems` with
 //! its audit event) conditioned on both. GSIs project all attributes and are eventually consistent; where
@@ -404,25 +408,45 @@ impl Intercept for Attempts {
     }
 }
 
+/// The attribute naming the call that last wrote a grant item (random per call; not part of the grant).
+const WRITER: &str = "writer";
+
+/// A fresh writer token for one call.
+fn writer_token() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// `grant`'s item, marked as written by `writer`.
+fn written_by(grant: &Grant, writer: &str) -> Result<Item, StoreError> {
+    let mut item = grant_item(grant)?;
+    item.insert(WRITER.into(), s(writer));
+    Ok(item)
+}
+
 impl DynamoStore {
-    /// A conditional write of `grant` whose retry failed its condition may have failed it on its own first
-    /// attempt, applied by DynamoDB but answered with a 5xx or not at all. If the SDK did retry and the grant now
-    /// stored is exactly the one written (a fresh version, timestamps included), that write was ours and it
-    /// succeeded. A condition that fails on the first attempt is always somebody else's write.
+    /// A conditional write whose retry failed its condition may have failed it on its own first attempt, applied
+    /// by DynamoDB but answered with a 5xx or not at all. If the SDK did retry and the grant item now stored
+    /// carries this call's `writer` token, that write was ours and it succeeded. A condition that fails on the
+    /// first attempt is always somebody else's write.
     async fn unless_landed(
         &self,
         result: Result<(), StoreError>,
         attempts: &Attempts,
-        grant: &Grant,
+        id: &str,
+        writer: &str,
     ) -> Result<(), StoreError> {
         match result {
             Err(StoreError::Conflict | StoreError::AlreadyExists) if attempts.retried() => {
-                match self.get_grant(&grant.id).await? {
-                    Some(stored) if stored == *grant => {
-                        tracing::info!(grant = %grant.id, "a retried write had already been applied");
-                        Ok(())
-                    }
-                    _ => result,
+                let stored = self.get_item(grant_key(id)).await?;
+                let ours = stored
+                    .as_ref()
+                    .and_then(|item| item.get(WRITER))
+                    .is_some_and(|w| w.as_s().ok().map(String::as_str) == Some(writer));
+                if ours {
+                    tracing::info!(grant = %id, "a retried write had already been applied");
+                    Ok(())
+                } else {
+                    result
                 }
             }
             other => other,
@@ -448,9 +472,10 @@ fn is_conditional_failure<E: ProvideErrorMetadata>(e: &E) -> bool {
 #[async_trait]
 impl GrantStore for DynamoStore {
     async fn insert_grant(&self, grant: &Grant, event: &AuditEvent) -> Result<(), StoreError> {
+        let writer = writer_token();
         let grant_put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(grant_item(grant)?))
+            .set_item(Some(written_by(grant, &writer)?))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(unbuildable)?;
@@ -471,7 +496,8 @@ impl GrantStore for DynamoStore {
             .await
             .map(|_| ())
             .map_err(|e| transaction_error(e, StoreError::AlreadyExists));
-        self.unless_landed(result, &attempts, grant).await
+        self.unless_landed(result, &attempts, &grant.id, &writer)
+            .await
     }
 
     async fn update_grant(
@@ -492,13 +518,13 @@ impl GrantStore for DynamoStore {
                 AttributeValue::N(expected.version.to_string()),
             ),
         ]);
-        let attempts = Attempts::default();
+        let (attempts, writer) = (Attempts::default(), writer_token());
         let Some(event) = event else {
             let result = self
                 .client
                 .put_item()
                 .table_name(&self.table)
-                .set_item(Some(grant_item(grant)?))
+                .set_item(Some(written_by(grant, &writer)?))
                 .condition_expression(condition)
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
@@ -514,11 +540,13 @@ impl GrantStore for DynamoStore {
                         store_error(e)
                     }
                 });
-            return self.unless_landed(result, &attempts, grant).await;
+            return self
+                .unless_landed(result, &attempts, &grant.id, &writer)
+                .await;
         };
         let grant_put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(grant_item(grant)?))
+            .set_item(Some(written_by(grant, &writer)?))
             .condition_expression(condition)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
@@ -541,7 +569,8 @@ impl GrantStore for DynamoStore {
             .map(|_| ())
             // The grant's condition failed (the event key is new by construction): somebody else moved it.
             .map_err(|e| transaction_error(e, StoreError::Conflict));
-        self.unless_landed(result, &attempts, grant).await
+        self.unless_landed(result, &attempts, &grant.id, &writer)
+            .await
     }
 
     async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
@@ -670,17 +699,20 @@ impl GrantStore for DynamoStore {
     }
 
     async fn delete_resource(&self, id: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
+        // Read first: a delete the SDK retried after its first attempt was applied finds nothing to return, so
+        // `ReturnValues` alone would call an existing resource missing.
+        if self.get_resource(id).await?.is_none() {
+            return Ok(false);
+        }
+        self.client
             .delete_item()
             .table_name(&self.table)
             .key("pk", s(format!("RESOURCE#{id}")))
             .key("sk", s("#RESOURCE"))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
             .map_err(store_error)?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+        Ok(true)
     }
 
     async fn remember_delivery(
@@ -690,7 +722,7 @@ impl GrantStore for DynamoStore {
     ) -> Result<bool, StoreError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         // Which call wrote the record, so a retried write that had already been applied is told from a duplicate.
-        let writer = format!("{:016x}", fastrand::u64(..));
+        let writer = writer_token();
         let attempts = Attempts::default();
         let key = HashMap::from([
             ("pk".to_owned(), s(format!("DELIVERY#{key}"))),
@@ -705,7 +737,7 @@ impl GrantStore for DynamoStore {
                 TTL_ATTRIBUTE,
                 AttributeValue::N(expires_at.unix_timestamp().to_string()),
             )
-            .item("writer", s(writer.clone()))
+            .item(WRITER, s(writer.clone()))
             // New, or an expired record DynamoDB has not swept yet.
             .condition_expression("attribute_not_exists(pk) OR #ttl < :now")
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
@@ -723,7 +755,7 @@ impl GrantStore for DynamoStore {
                 let stored = self.get_item(key).await?;
                 Ok(stored
                     .as_ref()
-                    .and_then(|item| item.get("writer"))
+                    .and_then(|item| item.get(WRITER))
                     .is_some_and(|w| w.as_s().ok() == Some(&writer)))
             }
             Err(e) => Err(store_error(e)),
