@@ -39,9 +39,10 @@ const THROTTLING_CODES: [&str; 10] = [
 ];
 
 /// Error codes of a failure on the service's side, whatever status they came with.
-const TRANSIENT_CODES: [&str; 7] = [
+const TRANSIENT_CODES: [&str; 8] = [
     "InternalServerError",
     "InternalServerException",
+    "InternalServiceError",
     "InternalFailure",
     "ServiceUnavailable",
     "ServiceUnavailableException",
@@ -125,16 +126,73 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn each_sdks_modelled_errors_classify_the_same_way() {
+        // Built as each SDK's deserializer builds them: the modelled error, with the wire's code in its metadata.
+        let meta = |code: &str| ErrorMetadata::builder().code(code).build();
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        use aws_sdk_scheduler::operation::create_schedule::CreateScheduleError;
+        use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+        let throttled = SdkError::service_error(
+            CreateScheduleError::ThrottlingException(
+                aws_sdk_scheduler::types::error::ThrottlingException::builder()
+                    .message("Rate exceeded")
+                    .meta(meta("ThrottlingException"))
+                    .build()
+                    .expect("message set"),
+            ),
+            raw(429),
+        );
+        assert_eq!(classify(&throttled), Fault::Retryable);
+        let invalid = SdkError::service_error(
+            CreateScheduleError::ValidationException(
+                aws_sdk_scheduler::types::error::ValidationException::builder()
+                    .message("bad expression")
+                    .meta(meta("ValidationException"))
+                    .build()
+                    .expect("message set"),
+            ),
+            raw(400),
+        );
+        assert_eq!(classify(&invalid), Fault::Permanent);
+        let busy = SdkError::service_error(
+            PutItemError::ProvisionedThroughputExceededException(
+                aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException::builder()
+                    .meta(meta("ProvisionedThroughputExceededException"))
+                    .build(),
+            ),
+            raw(400),
+        );
+        assert_eq!(classify(&busy), Fault::Retryable);
+        let failing = SdkError::service_error(
+            GetSecretValueError::InternalServiceError(
+                aws_sdk_secretsmanager::types::error::InternalServiceError::builder()
+                    .meta(meta("InternalServiceError"))
+                    .build(),
+            ),
+            raw(500),
+        );
+        assert_eq!(classify(&failing), Fault::Retryable);
+        let denied = SdkError::service_error(
+            GetSecretValueError::DecryptionFailure(
+                aws_sdk_secretsmanager::types::error::DecryptionFailure::builder()
+                    .meta(meta("DecryptionFailure"))
+                    .build(),
+            ),
+            raw(400),
+        );
+        assert_eq!(classify(&denied), Fault::Permanent);
+    }
+
+    #[test]
     fn server_errors_are_retryable_whatever_their_code() {
         assert_eq!(
             classify(&service("InternalServerError", 500)),
             Fault::Retryable
         );
         assert_eq!(classify(&service("Whatever", 503)), Fault::Retryable);
-        assert_eq!(
-            service_fault(Some("InternalFailure"), 400),
-            Fault::Retryable
-        );
+        for code in ["InternalFailure", "InternalServiceError"] {
+            assert_eq!(service_fault(Some(code), 400), Fault::Retryable, "{code}");
+        }
         assert_eq!(service_fault(None, 502), Fault::Retryable);
     }
 
