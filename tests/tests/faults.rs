@@ -752,3 +752,42 @@ async fn a_missing_table_is_a_refused_call_not_an_outage() {
 
     assert!(matches!(error, StoreError::Rejected(_)), "{error:?}");
 }
+
+#[tokio::test]
+async fn a_stalled_endpoint_fails_as_retryable_within_the_operation_timeout() {
+    moto_config().await; // the test command's region and credentials
+    // An endpoint that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let timeouts = AwsTimeouts {
+        operation: StdDuration::from_secs(3),
+        ..TEST_TIMEOUTS
+    };
+    let sdk = aws_sdk_config(timeouts).await;
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    let store = DynamoStore::new(client, "grants");
+
+    let started = std::time::Instant::now();
+    let error = store
+        .get_grant("01JD3AAAAAAAAAAAAAAAAAAAAA")
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(
+        started.elapsed() < StdDuration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
+    held.abort();
+}
