@@ -149,6 +149,13 @@ def server_error(service: str):
     }
 
 
+class Server(ThreadingHTTPServer):
+    # Tests open many connections at once (a closing ends 16 grants in parallel): the default backlog of 5
+    # would refuse some, adding faults nobody asked for.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 def make_handler(faults: Faults, upstream):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -234,8 +241,7 @@ def main() -> None:
         f"FAULT_SEED={seed} FAULT_STALL_SECONDS={stall}",
         flush=True,
     )
-    server = ThreadingHTTPServer((host, port), make_handler(faults, upstream))
-    server.daemon_threads = True
+    server = Server((host, port), make_handler(faults, upstream))
     server.serve_forever()
 
 
