@@ -1,6 +1,6 @@
 //! The ports: traits the use cases need, one per concern, held as `Arc<dyn _>`.
 //!
-//! Every adapter of a port passes the same contract tests (`tests/tests/store_contract.rs`, ...).
+//! Every adapter of a port passes the same contract tests (`tests/tests/store_contract/`, ...).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -46,9 +46,14 @@ pub enum StoreError {
     AlreadyExists,
     #[error("the pagination cursor is not valid for this list")]
     InvalidCursor,
-    /// The store could not be reached or refused the call; retrying may help.
+    /// The store could not be reached, throttled the call, failed on its side or timed out: retrying later
+    /// can help (webhooks answer 503, scheduled jobs fail retryably).
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// The store refused the call for what it is (validation, access denied, a missing table): a
+    /// misconfiguration or a bug that retrying would only repeat.
+    #[error("the store refused the call: {0}")]
+    Rejected(String),
     /// An item could not be read back (a bug or a manual edit).
     #[error("a stored item is unreadable: {0}")]
     Corrupt(String),
@@ -185,9 +190,17 @@ impl Job {
     }
 }
 
+/// Why a schedule could not be created, moved or deleted.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("scheduler: {0}")]
-pub struct SchedulerError(pub String);
+pub enum SchedulerError {
+    /// Throttled, a server error, a timeout or an unreachable endpoint: retrying later can help.
+    #[error("scheduler: {0}")]
+    Unavailable(String),
+    /// Refused for what it is (validation, access denied, a missing schedule group): a misconfiguration or a
+    /// bug that retrying would only repeat.
+    #[error("scheduler refused the call: {0}")]
+    Rejected(String),
+}
 
 /// One-time schedules (DESIGN §2–3). `schedule` is an upsert keyed by [`Job::schedule_name`] (one schedule per
 /// arming); `cancel` removes that one arming and succeeds when it is already gone.

@@ -3,6 +3,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::embedded::EmbeddedStore;
@@ -20,10 +24,50 @@ use crate::service::{Connections, Settings, TicketProvisioners, Ticketbound};
 #[error("start-up: {0}")]
 pub struct WiringError(pub String);
 
-/// The application over DynamoDB, EventBridge Scheduler and HTTP provisioners. AWS endpoints come from the
-/// SDK's standard configuration (`AWS_ENDPOINT_URL*` included, which is how tests point it at moto).
+/// How long one AWS call may take. DynamoDB, Scheduler and Secrets Manager answer in milliseconds; a stalled
+/// endpoint must fail as a retryable timeout well inside a function's own timeout (25 s for the HTTP functions)
+/// rather than hang it. The SDK's standard retry (3 attempts, jittered backoff) runs within `operation`.
+#[derive(Clone, Copy, Debug)]
+pub struct AwsTimeouts {
+    /// Establishing a connection.
+    pub connect: Duration,
+    /// One attempt, from sending the request to reading the whole answer.
+    pub attempt: Duration,
+    /// All attempts of one call together, backoff included.
+    pub operation: Duration,
+}
+
+impl Default for AwsTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(2),
+            attempt: Duration::from_secs(4),
+            operation: Duration::from_secs(12),
+        }
+    }
+}
+
+/// The SDK configuration the AWS clients are built from: the standard chain (region, credentials,
+/// `AWS_ENDPOINT_URL*`, which is how tests point it at moto or the fault proxy), the standard retry, and
+/// `timeouts`.
+pub async fn aws_sdk_config(timeouts: AwsTimeouts) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(timeouts.connect)
+                .operation_attempt_timeout(timeouts.attempt)
+                .operation_timeout(timeouts.operation)
+                .build(),
+        )
+        .retry_config(RetryConfig::standard())
+        .load()
+        .await
+}
+
+/// The application over DynamoDB, EventBridge Scheduler and HTTP provisioners, with [`aws_sdk_config`] and the
+/// default [`AwsTimeouts`].
 pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = aws_sdk_config(AwsTimeouts::default()).await;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
     let scheduler = EventBridgeScheduler::new(

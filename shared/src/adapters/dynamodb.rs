@@ -10,6 +10,10 @@
 //! | connection | `CONNECTION#<id>` | `#CONNECTION` | gsi5 `CONNECTIONS`/id (settings in `doc`, authorization status in `auth`, JSON) |
 //! | webhook delivery | `DELIVERY#<key>` | `#DELIVERY` | – (`ttl` attribute: DynamoDB deletes it, days late at worst) |
 //!
+//! Grants and delivery records also carry `writer`, a random token of the call that wrote them last: when the
+//! SDK retries a conditional write whose first attempt was applied but not answered, the retry's condition
+//! fails, and the token tells "my own earlier attempt" from "somebody else".
+//!
 //! Grant ids are ULIDs, so every GSI sort key orders by request time: "newest first" is a reverse query. Grants
 //! carry `status` and `version` as attributes: every state change is a `PutItem` (or a `TransactWriteItems` with
 //! its audit event) conditioned on both. GSIs project all attributes and are eventually consistent; where
@@ -17,16 +21,24 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use time::OffsetDateTime;
 
 mod connections;
 
+use super::aws_errors::{self, Fault};
 use super::{decode_cursor, encode_cursor};
 use crate::domain::grant::Expected;
 use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, TicketRef};
@@ -75,16 +87,58 @@ fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn describe<E: ProvideErrorMetadata + std::fmt::Display>(e: &E) -> String {
-    match (e.code(), e.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => e.to_string(),
+/// A failed call, classified (`adapters::aws_errors`): `Unavailable` when trying again can help (throttling,
+/// 5xx, a timeout), `Rejected` when it cannot. Callers read conditional failures before this.
+fn store_error<E>(e: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match aws_errors::classify(&e) {
+        Fault::Retryable => StoreError::Unavailable(aws_errors::describe(&e)),
+        Fault::Permanent => StoreError::Rejected(aws_errors::describe(&e)),
     }
 }
 
-fn unavailable<E: ProvideErrorMetadata + std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Unavailable(describe(&e))
+/// A request the SDK's builders refused (a required field missing): a bug, the same every time.
+fn unbuildable(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Rejected(format!("the request could not be built: {e}"))
+}
+
+/// `CancellationReasons` codes of a cancelled transaction that trying again can clear.
+const RETRYABLE_CANCELLATIONS: [&str; 5] = [
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+    "TransactionConflict",
+    "RequestLimitExceeded",
+    "InternalServerError",
+];
+
+/// A failed `TransactWriteItems`. A cancelled transaction is read by its reasons, item by item: a failed condition
+/// is `condition_failed` (somebody else wrote first: a conflict, or an id already taken), whatever else was
+/// cancelled alongside; throttling, a concurrent transaction on the same item or a server error is
+/// `Unavailable`; anything else (a validation error, an item collection too large) is `Rejected`.
+fn transaction_error(
+    e: SdkError<TransactWriteItemsError, HttpResponse>,
+    condition_failed: StoreError,
+) -> StoreError {
+    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+        e.as_service_error()
+    else {
+        return store_error(e);
+    };
+    let reasons: Vec<&str> = cancelled
+        .cancellation_reasons()
+        .iter()
+        .filter_map(|r| r.code())
+        .collect();
+    let detail = format!("transaction cancelled: [{}]", reasons.join(", "));
+    if reasons.contains(&"ConditionalCheckFailed") {
+        condition_failed
+    } else if reasons.iter().any(|r| RETRYABLE_CANCELLATIONS.contains(r)) {
+        StoreError::Unavailable(detail)
+    } else {
+        StoreError::Rejected(detail)
+    }
 }
 
 fn doc_of<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
@@ -192,7 +246,7 @@ impl DynamoStore {
                         .attribute_name(*name)
                         .attribute_type(ScalarAttributeType::S)
                         .build()
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                        .map_err(unbuildable)?,
                 );
             }
         }
@@ -208,10 +262,10 @@ impl DynamoStore {
                             .build(),
                     )
                     .build()
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                    .map_err(unbuildable)?,
             );
         }
-        request.send().await.map_err(unavailable)?;
+        request.send().await.map_err(store_error)?;
         Ok(())
     }
 
@@ -224,7 +278,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         Ok(out.item)
     }
 
@@ -285,7 +339,7 @@ impl DynamoStore {
                 if e.code() == Some("ValidationException") && cursor.is_some() {
                     StoreError::InvalidCursor
                 } else {
-                    unavailable(e)
+                    store_error(e)
                 }
             })?;
             for item in out.items() {
@@ -336,13 +390,86 @@ impl DynamoStore {
     }
 }
 
+/// Counts the attempts of one call: the SDK's standard retry sends a call again after a 5xx or a timeout, and
+/// the attempt that failed may have been applied (the answer, not the write, was lost).
+#[derive(Clone, Debug, Default)]
+struct Attempts(Arc<AtomicU32>);
+
+impl Attempts {
+    fn retried(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 1
+    }
+}
+
+impl Intercept for Attempts {
+    fn name(&self) -> &'static str {
+        "ticketbound.attempts"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The attribute naming the call that last wrote a grant item (random per call; not part of the grant).
+const WRITER: &str = "writer";
+
+/// A fresh writer token for one call.
+fn writer_token() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// `grant`'s item, marked as written by `writer`.
+fn written_by(grant: &Grant, writer: &str) -> Result<Item, StoreError> {
+    let mut item = grant_item(grant)?;
+    item.insert(WRITER.into(), s(writer));
+    Ok(item)
+}
+
+impl DynamoStore {
+    /// A conditional write whose retry failed its condition may have failed it on its own first attempt, applied
+    /// by DynamoDB but answered with a 5xx or not at all. If the SDK did retry and the grant item now stored
+    /// carries this call's `writer` token, that write was ours and it succeeded. A condition that fails on the
+    /// first attempt is always somebody else's write.
+    async fn unless_landed(
+        &self,
+        result: Result<(), StoreError>,
+        attempts: &Attempts,
+        id: &str,
+        writer: &str,
+    ) -> Result<(), StoreError> {
+        match result {
+            Err(StoreError::Conflict | StoreError::AlreadyExists) if attempts.retried() => {
+                let stored = self.get_item(grant_key(id)).await?;
+                let ours = stored
+                    .as_ref()
+                    .and_then(|item| item.get(WRITER))
+                    .is_some_and(|w| w.as_s().ok().map(String::as_str) == Some(writer));
+                if ours {
+                    tracing::info!(grant = %id, "a retried write had already been applied");
+                    Ok(())
+                } else {
+                    result
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 fn key_schema(pk: &str, sk: &str) -> Result<Vec<KeySchemaElement>, StoreError> {
     let build = |name: &str, kind: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(name)
             .key_type(kind)
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+            .map_err(unbuildable)
     };
     Ok(vec![build(pk, KeyType::Hash)?, build(sk, KeyType::Range)?])
 }
@@ -354,28 +481,32 @@ fn is_conditional_failure<E: ProvideErrorMetadata>(e: &E) -> bool {
 #[async_trait]
 impl GrantStore for DynamoStore {
     async fn insert_grant(&self, grant: &Grant, event: &AuditEvent) -> Result<(), StoreError> {
+        let writer = writer_token();
         let grant_put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(grant_item(grant)?))
+            .set_item(Some(written_by(grant, &writer)?))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(unbuildable)?;
         let event_put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(event_item(event)?))
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        self.client
+            .map_err(unbuildable)?;
+        let attempts = Attempts::default();
+        let result = self
+            .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(grant_put).build())
             .transact_items(TransactWriteItem::builder().put(event_put).build())
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await
-            .map_err(|e| match e.as_service_error() {
-                Some(s) if s.is_transaction_canceled_exception() => StoreError::AlreadyExists,
-                _ => unavailable(e),
-            })?;
-        Ok(())
+            .map(|_| ())
+            .map_err(|e| transaction_error(e, StoreError::AlreadyExists));
+        self.unless_landed(result, &attempts, &grant.id, &writer)
+            .await
     }
 
     async fn update_grant(
@@ -396,15 +527,18 @@ impl GrantStore for DynamoStore {
                 AttributeValue::N(expected.version.to_string()),
             ),
         ]);
+        let (attempts, writer) = (Attempts::default(), writer_token());
         let Some(event) = event else {
-            return self
+            let result = self
                 .client
                 .put_item()
                 .table_name(&self.table)
-                .set_item(Some(grant_item(grant)?))
+                .set_item(Some(written_by(grant, &writer)?))
                 .condition_expression(condition)
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
+                .customize()
+                .interceptor(attempts.clone())
                 .send()
                 .await
                 .map(|_| ())
@@ -412,36 +546,40 @@ impl GrantStore for DynamoStore {
                     if e.as_service_error().is_some_and(is_conditional_failure) {
                         StoreError::Conflict
                     } else {
-                        unavailable(e)
+                        store_error(e)
                     }
                 });
+            return self
+                .unless_landed(result, &attempts, &grant.id, &writer)
+                .await;
         };
         let grant_put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(grant_item(grant)?))
+            .set_item(Some(written_by(grant, &writer)?))
             .condition_expression(condition)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(unbuildable)?;
         let event_put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(event_item(event)?))
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        self.client
+            .map_err(unbuildable)?;
+        let result = self
+            .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(grant_put).build())
             .transact_items(TransactWriteItem::builder().put(event_put).build())
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| match e.as_service_error() {
-                // A cancelled transaction here is the grant's condition (the event key is new by construction)
-                // or a conflicting concurrent transaction: either way, somebody else moved the grant.
-                Some(s) if s.is_transaction_canceled_exception() => StoreError::Conflict,
-                _ => unavailable(e),
-            })
+            // The grant's condition failed (the event key is new by construction): somebody else moved it.
+            .map_err(|e| transaction_error(e, StoreError::Conflict));
+        self.unless_landed(result, &attempts, &grant.id, &writer)
+            .await
     }
 
     async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
@@ -547,7 +685,7 @@ impl GrantStore for DynamoStore {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         Ok(())
     }
 
@@ -579,17 +717,20 @@ impl GrantStore for DynamoStore {
     }
 
     async fn delete_resource(&self, id: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
+        // Read first: a delete the SDK retried after its first attempt was applied finds nothing to return, so
+        // `ReturnValues` alone would call an existing resource missing.
+        if self.get_resource(id).await?.is_none() {
+            return Ok(false);
+        }
+        self.client
             .delete_item()
             .table_name(&self.table)
             .key("pk", s(format!("RESOURCE#{id}")))
             .key("sk", s("#RESOURCE"))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
-            .map_err(unavailable)?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+            .map_err(store_error)?;
+        Ok(true)
     }
 
     async fn remember_delivery(
@@ -598,26 +739,44 @@ impl GrantStore for DynamoStore {
         expires_at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
+        // Which call wrote the record, so a retried write that had already been applied is told from a duplicate.
+        let writer = writer_token();
+        let attempts = Attempts::default();
+        let key = HashMap::from([
+            ("pk".to_owned(), s(format!("DELIVERY#{key}"))),
+            ("sk".to_owned(), s("#DELIVERY")),
+        ]);
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(format!("DELIVERY#{key}")))
-            .item("sk", s("#DELIVERY"))
+            .set_item(Some(key.clone()))
             .item(
                 TTL_ATTRIBUTE,
                 AttributeValue::N(expires_at.unix_timestamp().to_string()),
             )
+            .item(WRITER, s(writer.clone()))
             // New, or an expired record DynamoDB has not swept yet.
             .condition_expression("attribute_not_exists(pk) OR #ttl < :now")
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => Ok(false),
-            Err(e) => Err(unavailable(e)),
+            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => {
+                if !attempts.retried() {
+                    return Ok(false);
+                }
+                let stored = self.get_item(key).await?;
+                Ok(stored
+                    .as_ref()
+                    .and_then(|item| item.get(WRITER))
+                    .is_some_and(|w| w.as_s().ok() == Some(&writer)))
+            }
+            Err(e) => Err(store_error(e)),
         }
     }
 
@@ -634,5 +793,83 @@ impl GrantStore for DynamoStore {
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse::<i64>().ok());
         Ok(expires.is_some_and(|e| e >= now.unix_timestamp()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::aws_errors::tests::raw;
+    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+
+    fn cancelled(reasons: &[&str]) -> SdkError<TransactWriteItemsError, HttpResponse> {
+        let exception = TransactionCanceledException::builder()
+            .set_cancellation_reasons(Some(
+                reasons
+                    .iter()
+                    .map(|code| CancellationReason::builder().code(*code).build())
+                    .collect(),
+            ))
+            .build();
+        SdkError::service_error(
+            TransactWriteItemsError::TransactionCanceledException(exception),
+            raw(400),
+        )
+    }
+
+    #[test]
+    fn a_failed_condition_is_a_conflict_whatever_was_cancelled_beside_it() {
+        for reasons in [
+            &["ConditionalCheckFailed", "None"][..],
+            &["ConditionalCheckFailed", "ThrottlingError"][..],
+        ] {
+            let error = transaction_error(cancelled(reasons), StoreError::Conflict);
+            assert!(
+                matches!(error, StoreError::Conflict),
+                "{reasons:?}: {error:?}"
+            );
+        }
+        let error = transaction_error(
+            cancelled(&["ConditionalCheckFailed", "None"]),
+            StoreError::AlreadyExists,
+        );
+        assert!(matches!(error, StoreError::AlreadyExists), "{error:?}");
+    }
+
+    #[test]
+    fn a_transaction_cancelled_by_throttling_or_a_concurrent_transaction_is_retryable() {
+        for reason in RETRYABLE_CANCELLATIONS {
+            let error = transaction_error(cancelled(&["None", reason]), StoreError::Conflict);
+            assert!(
+                matches!(error, StoreError::Unavailable(_)),
+                "{reason}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_transaction_cancelled_by_validation_is_rejected_not_retried() {
+        for reason in ["ValidationError", "ItemCollectionSizeLimitExceeded"] {
+            let error = transaction_error(cancelled(&[reason, "None"]), StoreError::Conflict);
+            assert!(
+                matches!(error, StoreError::Rejected(_)),
+                "{reason}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_throttled_transaction_that_was_not_cancelled_is_retryable() {
+        let throttled = SdkError::service_error(
+            TransactWriteItemsError::generic(
+                aws_sdk_dynamodb::error::ErrorMetadata::builder()
+                    .code("ThrottlingException")
+                    .build(),
+            ),
+            raw(400),
+        );
+        let error = transaction_error(throttled, StoreError::Conflict);
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
     }
 }

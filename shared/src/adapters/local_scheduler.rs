@@ -218,8 +218,8 @@ impl Scheduler for LocalScheduler {
         let (row_name, at_text, job_text) = (
             name.clone(),
             at.format(&Rfc3339)
-                .map_err(|e| SchedulerError(e.to_string()))?,
-            serde_json::to_string(job).map_err(|e| SchedulerError(e.to_string()))?,
+                .map_err(|e| SchedulerError::Unavailable(e.to_string()))?,
+            serde_json::to_string(job).map_err(|e| SchedulerError::Unavailable(e.to_string()))?,
         );
         self.inner
             .store
@@ -231,7 +231,7 @@ impl Scheduler for LocalScheduler {
                 .map_err(|e| StoreError::Unavailable(e.to_string()))
             })
             .await
-            .map_err(|e| SchedulerError(e.to_string()))?;
+            .map_err(|e| SchedulerError::Unavailable(e.to_string()))?;
         self.arm(name, job.clone(), at);
         Ok(())
     }
@@ -254,7 +254,7 @@ impl Scheduler for LocalScheduler {
                     .map_err(|e| StoreError::Unavailable(e.to_string()))
             })
             .await
-            .map_err(|e| SchedulerError(e.to_string()))?;
+            .map_err(|e| SchedulerError::Unavailable(e.to_string()))?;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Adapters: one module per technology, each implementing ports from [`crate::ports`].
 
+pub mod aws_errors;
 pub mod dynamodb;
 pub mod embedded;
 pub mod freshservice;

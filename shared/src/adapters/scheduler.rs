@@ -4,13 +4,15 @@
 
 use async_trait::async_trait;
 use aws_sdk_scheduler::Client;
-use aws_sdk_scheduler::error::ProvideErrorMetadata;
+use aws_sdk_scheduler::config::http::HttpResponse;
+use aws_sdk_scheduler::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_scheduler::types::{
     ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
     RetryPolicy, ScheduleState, Target,
 };
 use time::{Duration, OffsetDateTime, macros::format_description};
 
+use super::aws_errors::{self, Fault};
 use crate::ports::{Job, Scheduler, SchedulerError};
 
 /// Where the schedules go and what they invoke.
@@ -87,7 +89,7 @@ impl EventBridgeScheduler {
                     .build(),
             )
             .build()
-            .map_err(|e| SchedulerError(e.to_string()))
+            .map_err(|e| SchedulerError::Rejected(e.to_string()))
     }
 }
 
@@ -95,14 +97,19 @@ fn window() -> Result<FlexibleTimeWindow, SchedulerError> {
     FlexibleTimeWindow::builder()
         .mode(FlexibleTimeWindowMode::Off)
         .build()
-        .map_err(|e| SchedulerError(e.to_string()))
+        .map_err(|e| SchedulerError::Rejected(e.to_string()))
 }
 
-fn describe<E: ProvideErrorMetadata + std::fmt::Display>(e: &E) -> String {
-    match (e.code(), e.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => e.to_string(),
+/// A failed call on schedule `name`, classified (`adapters::aws_errors`): throttling (429), 5xx and timeouts
+/// are `Unavailable`, client errors `Rejected`.
+fn scheduler_error<E>(operation: &str, name: &str, e: SdkError<E, HttpResponse>) -> SchedulerError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let detail = format!("{operation} {name}: {}", aws_errors::describe(&e));
+    match aws_errors::classify(&e) {
+        Fault::Retryable => SchedulerError::Unavailable(detail),
+        Fault::Permanent => SchedulerError::Rejected(detail),
     }
 }
 
@@ -147,12 +154,19 @@ impl Scheduler for EventBridgeScheduler {
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| SchedulerError(format!("UpdateSchedule {name}: {}", describe(&e))))
+                    .map_err(|e| match e.as_service_error() {
+                        // Gone between the create and the update (it fired and was deleted): not a
+                        // misconfiguration, since the create just found the group; the next try creates it.
+                        Some(s) if s.is_resource_not_found_exception() => {
+                            SchedulerError::Unavailable(format!(
+                                "UpdateSchedule {name}: {}",
+                                aws_errors::describe(&e)
+                            ))
+                        }
+                        _ => scheduler_error("UpdateSchedule", &name, e),
+                    })
             }
-            Err(e) => Err(SchedulerError(format!(
-                "CreateSchedule {name}: {}",
-                describe(&e)
-            ))),
+            Err(e) => Err(scheduler_error("CreateSchedule", &name, e)),
         }
     }
 
@@ -173,10 +187,7 @@ impl Scheduler for EventBridgeScheduler {
             {
                 Ok(())
             }
-            Err(e) => Err(SchedulerError(format!(
-                "DeleteSchedule {name}: {}",
-                describe(&e)
-            ))),
+            Err(e) => Err(scheduler_error("DeleteSchedule", &name, e)),
         }
     }
 }

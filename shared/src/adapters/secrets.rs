@@ -11,12 +11,14 @@
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use aws_sdk_secretsmanager::config::http::HttpResponse;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::aws_errors::{self, Fault};
 use crate::domain::connection::ConnectionSecrets;
 use crate::ports::{SecretStore, SecretStoreError};
 
@@ -34,11 +36,15 @@ pub struct SecretsManagerStore {
     cache: Arc<Mutex<Cache>>,
 }
 
-fn describe<E: ProvideErrorMetadata + std::fmt::Display>(e: &E) -> String {
-    match (e.code(), e.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => e.to_string(),
+/// A failed call, classified (`adapters::aws_errors`): throttling, 5xx and timeouts are `Unavailable`, client
+/// errors (access denied, a key policy, validation) `Rejected`. AWS messages name the secret, never its value.
+fn secret_error<E>(e: SdkError<E, HttpResponse>) -> SecretStoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match aws_errors::classify(&e) {
+        Fault::Retryable => SecretStoreError::Unavailable(aws_errors::describe(&e)),
+        Fault::Permanent => SecretStoreError::Rejected(aws_errors::describe(&e)),
     }
 }
 
@@ -95,7 +101,7 @@ impl SecretStore for SecretsManagerStore {
             Ok(out) => out,
             // A miss is not cached: a connection created in another container must show up at once.
             Err(e) if e.as_service_error().is_some_and(not_found) => return Ok(None),
-            Err(e) => return Err(SecretStoreError::Unavailable(describe(&e))),
+            Err(e) => return Err(secret_error(e)),
         };
         let text = out.secret_string().ok_or_else(|| {
             SecretStoreError::Corrupt(format!("secret `{name}` holds no text value"))
@@ -143,12 +149,12 @@ impl SecretStore for SecretsManagerStore {
                             .secret_string(&value)
                             .send()
                             .await
-                            .map_err(|e| SecretStoreError::Unavailable(describe(&e)))?;
+                            .map_err(secret_error)?;
                     }
-                    Err(e) => return Err(SecretStoreError::Unavailable(describe(&e))),
+                    Err(e) => return Err(secret_error(e)),
                 }
             }
-            Err(e) => return Err(SecretStoreError::Unavailable(describe(&e))),
+            Err(e) => return Err(secret_error(e)),
         }
         self.remember(connection, Some(secrets));
         Ok(())
@@ -167,7 +173,7 @@ impl SecretStore for SecretsManagerStore {
         {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(not_found) => Ok(()),
-            Err(e) => Err(SecretStoreError::Unavailable(describe(&e))),
+            Err(e) => Err(secret_error(e)),
         }
     }
 }

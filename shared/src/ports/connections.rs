@@ -36,9 +36,12 @@ pub trait ConnectionStore: Send + Sync {
 /// Why the secret store failed. Messages never hold a secret value.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SecretStoreError {
-    /// It could not be reached or refused the call; retrying may help.
+    /// It could not be reached, throttled the call, failed on its side or timed out: retrying later can help.
     #[error("the secret store is unavailable: {0}")]
     Unavailable(String),
+    /// It refused the call for what it is (access denied, validation): a misconfiguration retrying would repeat.
+    #[error("the secret store refused the call: {0}")]
+    Rejected(String),
     /// What it holds for the connection is not readable (a manual edit, a bug).
     #[error("{0}")]
     Corrupt(String),

@@ -842,7 +842,7 @@ fn secret_store_error(e: SecretStoreError) -> ServiceError {
             "secret_store_unavailable",
             format!("the secret store could not be reached ({m}); nothing was changed, try again"),
         ),
-        SecretStoreError::Corrupt(m) => ServiceError::internal(m),
+        SecretStoreError::Corrupt(m) | SecretStoreError::Rejected(m) => ServiceError::internal(m),
     }
 }
 

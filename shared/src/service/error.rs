@@ -89,13 +89,14 @@ impl From<StoreError> for ServiceError {
 
 impl From<SchedulerError> for ServiceError {
     fn from(e: SchedulerError) -> Self {
-        Self::unavailable(
-            "scheduler_unavailable",
-            format!(
-                "the scheduler could not be reached ({}); nothing was changed, try again",
-                e.0
+        match e {
+            SchedulerError::Unavailable(m) => Self::unavailable(
+                "scheduler_unavailable",
+                format!("the scheduler could not be reached ({m}); nothing was changed, try again"),
             ),
-        )
+            // A misconfiguration: logged in full, never described to the client.
+            SchedulerError::Rejected(_) => Self::internal(e.to_string()),
+        }
     }
 }
 
@@ -117,5 +118,47 @@ impl From<TicketCheckError> for ServiceError {
             }
         };
         Self::unprocessable(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retryable_dependency_failure_is_a_503_and_a_refused_call_is_a_500() {
+        let cases = [
+            (
+                ServiceError::from(StoreError::Unavailable("ThrottlingException".into())),
+                ErrorKind::Unavailable,
+                "store_unavailable",
+            ),
+            (
+                ServiceError::from(SchedulerError::Unavailable("ThrottlingException".into())),
+                ErrorKind::Unavailable,
+                "scheduler_unavailable",
+            ),
+            (
+                ServiceError::from(StoreError::Rejected("AccessDeniedException".into())),
+                ErrorKind::Internal,
+                "internal_error",
+            ),
+            (
+                ServiceError::from(SchedulerError::Rejected("ValidationException".into())),
+                ErrorKind::Internal,
+                "internal_error",
+            ),
+        ];
+        for (error, kind, code) in cases {
+            assert_eq!((error.kind, error.code), (kind, code), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_old_scheduler_error_constructor_is_retryable() {
+        assert!(matches!(
+            crate::ports::SchedulerError::Unavailable("database is locked".into()),
+            SchedulerError::Unavailable(_)
+        ));
     }
 }

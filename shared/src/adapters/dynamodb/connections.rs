@@ -7,8 +7,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 
 use super::{
-    BY_TYPE, DynamoStore, INDEXES, Item, decode_key, encode_key, is_conditional_failure, s,
-    unavailable,
+    Attempts, BY_TYPE, DynamoStore, INDEXES, Item, WRITER, decode_key, encode_key,
+    is_conditional_failure, s, store_error, writer_token,
 };
 use crate::domain::connection::{AuthState, Connection, ConnectionSettings};
 use crate::ports::{ConnectionStore, Page, StoreError};
@@ -65,7 +65,7 @@ impl DynamoStore {
         match result {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => Ok(false),
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(store_error(e)),
         }
     }
 }
@@ -78,20 +78,37 @@ impl ConnectionStore for DynamoStore {
         item.insert("auth".into(), json(&connection.auth)?);
         item.insert(INDEXES[BY_TYPE].1.into(), s(PARTITION));
         item.insert(INDEXES[BY_TYPE].2.into(), s(connection.settings.id.clone()));
+        let writer = writer_token();
+        item.insert(WRITER.into(), s(writer.clone()));
+        let attempts = Attempts::default();
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => {
-                Err(StoreError::AlreadyExists)
+                // Our own first attempt, applied but unanswered, if the SDK retried and the item bears our token.
+                let ours = attempts.retried()
+                    && self
+                        .get_item(key(&connection.settings.id))
+                        .await?
+                        .as_ref()
+                        .and_then(|item| item.get(WRITER))
+                        .is_some_and(|w| w.as_s().ok() == Some(&writer));
+                if ours {
+                    Ok(())
+                } else {
+                    Err(StoreError::AlreadyExists)
+                }
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(store_error(e)),
         }
     }
 
@@ -139,7 +156,7 @@ impl ConnectionStore for DynamoStore {
                 {
                     StoreError::InvalidCursor
                 } else {
-                    unavailable(e)
+                    store_error(e)
                 }
             })?;
         let items = out
@@ -162,7 +179,7 @@ impl ConnectionStore for DynamoStore {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 }

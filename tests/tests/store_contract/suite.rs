@@ -1,4 +1,5 @@
-//! The grant store contract: the embedded (SQLite) store and the DynamoDB store (on moto) pass the same suite.
+//! The grant store contract, generic over the store: `main.rs` runs it against the embedded (SQLite) store and
+//! the DynamoDB store (on moto), `faults.rs` against DynamoDB behind the fault-injecting proxy.
 
 use std::sync::Arc;
 
@@ -11,7 +12,6 @@ use ticketbound::domain::{
     AuditEvent, EndReason, Grant, GrantDuration, GrantStatus, Provisioner, Resource, TicketRef,
 };
 use ticketbound::ports::{GrantFilter, GrantStore, StoreError};
-use ticketbound_tests::{dynamo_store, embedded_store};
 
 fn grant_at(minute: i64, requester: &str, resource: &str, ticket: Option<(&str, &str)>) -> Grant {
     let at = datetime!(2026-03-01 09:00 UTC) + Duration::minutes(minute);
@@ -78,7 +78,7 @@ fn resource(id: &str) -> Resource {
     }
 }
 
-async fn a_grant_reads_back_as_written(store: Arc<dyn GrantStore>) {
+pub async fn a_grant_reads_back_as_written(store: Arc<dyn GrantStore>) {
     let grant = grant_at(
         0,
         "alice@example.com",
@@ -96,7 +96,7 @@ async fn a_grant_reads_back_as_written(store: Arc<dyn GrantStore>) {
     );
 }
 
-async fn inserting_an_existing_id_is_refused(store: Arc<dyn GrantStore>) {
+pub async fn inserting_an_existing_id_is_refused(store: Arc<dyn GrantStore>) {
     let grant = grant_at(0, "alice@example.com", "prod-db", None);
     insert(&*store, &grant).await;
     let err = store
@@ -106,7 +106,7 @@ async fn inserting_an_existing_id_is_refused(store: Arc<dyn GrantStore>) {
     assert!(matches!(err, StoreError::AlreadyExists), "{err:?}");
 }
 
-async fn a_stale_write_conflicts_and_changes_nothing(store: Arc<dyn GrantStore>) {
+pub async fn a_stale_write_conflicts_and_changes_nothing(store: Arc<dyn GrantStore>) {
     let grant = grant_at(0, "alice@example.com", "prod-db", None);
     insert(&*store, &grant).await;
     let approved = approve(&*store, &grant).await;
@@ -140,7 +140,7 @@ async fn a_stale_write_conflicts_and_changes_nothing(store: Arc<dyn GrantStore>)
     );
 }
 
-async fn of_many_concurrent_writers_exactly_one_wins(store: Arc<dyn GrantStore>) {
+pub async fn of_many_concurrent_writers_exactly_one_wins(store: Arc<dyn GrantStore>) {
     let grant = grant_at(0, "alice@example.com", "prod-db", None);
     insert(&*store, &grant).await;
     let mut tasks = Vec::new();
@@ -178,7 +178,7 @@ async fn of_many_concurrent_writers_exactly_one_wins(store: Arc<dyn GrantStore>)
     );
 }
 
-async fn lists_are_newest_first_and_page_without_gaps(store: Arc<dyn GrantStore>) {
+pub async fn lists_are_newest_first_and_page_without_gaps(store: Arc<dyn GrantStore>) {
     let mut ids = Vec::new();
     for minute in 0..7 {
         let grant = grant_at(minute, "alice@example.com", "prod-db", None);
@@ -210,7 +210,7 @@ async fn lists_are_newest_first_and_page_without_gaps(store: Arc<dyn GrantStore>
     assert_eq!(seen, ids);
 }
 
-async fn lists_filter_by_requester_status_and_ticket(store: Arc<dyn GrantStore>) {
+pub async fn lists_filter_by_requester_status_and_ticket(store: Arc<dyn GrantStore>) {
     let a = grant_at(
         0,
         "alice@example.com",
@@ -293,7 +293,7 @@ async fn lists_filter_by_requester_status_and_ticket(store: Arc<dyn GrantStore>)
     );
 }
 
-async fn a_forged_cursor_is_refused(store: Arc<dyn GrantStore>) {
+pub async fn a_forged_cursor_is_refused(store: Arc<dyn GrantStore>) {
     for cursor in ["not-a-cursor", "eyJ4IjoxfQ"] {
         let err = store
             .list_grants(&GrantFilter::default(), 10, Some(cursor))
@@ -306,7 +306,7 @@ async fn a_forged_cursor_is_refused(store: Arc<dyn GrantStore>) {
     }
 }
 
-async fn active_grants_of_a_requester_and_resource_are_found(store: Arc<dyn GrantStore>) {
+pub async fn active_grants_of_a_requester_and_resource_are_found(store: Arc<dyn GrantStore>) {
     let first = grant_at(0, "alice@example.com", "prod-db", None);
     let second = grant_at(1, "alice@example.com", "prod-db", None);
     let other_resource = grant_at(2, "alice@example.com", "staging-db", None);
@@ -344,7 +344,7 @@ async fn active_grants_of_a_requester_and_resource_are_found(store: Arc<dyn Gran
     assert_eq!(active, [first.id]);
 }
 
-async fn grants_bound_to_a_ticket_are_found_in_every_status(store: Arc<dyn GrantStore>) {
+pub async fn grants_bound_to_a_ticket_are_found_in_every_status(store: Arc<dyn GrantStore>) {
     let bound: Vec<Grant> = (0..3)
         .map(|m| {
             grant_at(
@@ -381,7 +381,7 @@ async fn grants_bound_to_a_ticket_are_found_in_every_status(store: Arc<dyn Grant
     assert_eq!(found, expected);
 }
 
-async fn grants_are_found_by_their_tickets_stable_id_whatever_their_key(
+pub async fn grants_are_found_by_their_tickets_stable_id_whatever_their_key(
     store: Arc<dyn GrantStore>,
 ) {
     // Two grants bound to one Jira issue (id 10042) by its old key, one bound after it moved (new key); one
@@ -441,7 +441,7 @@ async fn grants_are_found_by_their_tickets_stable_id_whatever_their_key(
     assert_eq!(read.ticket_id.as_deref(), Some("10042"));
 }
 
-async fn events_read_in_order_and_page(store: Arc<dyn GrantStore>) {
+pub async fn events_read_in_order_and_page(store: Arc<dyn GrantStore>) {
     let grant = grant_at(0, "alice@example.com", "prod-db", None);
     insert(&*store, &grant).await;
     let mut current = approve(&*store, &grant).await;
@@ -473,7 +473,7 @@ async fn events_read_in_order_and_page(store: Arc<dyn GrantStore>) {
     assert_eq!(rest.next, None);
 }
 
-async fn resources_are_kept_with_their_secret_and_paged(store: Arc<dyn GrantStore>) {
+pub async fn resources_are_kept_with_their_secret_and_paged(store: Arc<dyn GrantStore>) {
     for id in ["a-db", "b-db", "c-db"] {
         store.put_resource(&resource(id)).await.unwrap();
     }
@@ -506,7 +506,7 @@ async fn resources_are_kept_with_their_secret_and_paged(store: Arc<dyn GrantStor
     assert_eq!(store.get_resource("b-db").await.unwrap(), None);
 }
 
-async fn a_delivery_is_remembered_until_it_expires(store: Arc<dyn GrantStore>) {
+pub async fn a_delivery_is_remembered_until_it_expires(store: Arc<dyn GrantStore>) {
     let now = OffsetDateTime::now_utc();
     let later = now + Duration::hours(1);
     assert!(!store.delivery_seen("jira:abc", now).await.unwrap());
@@ -538,6 +538,8 @@ async fn a_delivery_is_remembered_until_it_expires(store: Arc<dyn GrantStore>) {
     );
 }
 
+/// One test per case of the suite, each with a fresh store from `$make`, in module `$store` (the including file
+/// names this module `suite` and imports `Arc` and `GrantStore`).
 macro_rules! contract {
     ($store:ident, $make:expr) => {
         mod $store {
@@ -547,7 +549,7 @@ macro_rules! contract {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                     async fn $name() {
                         let store: Arc<dyn GrantStore> = Arc::new($make);
-                        super::$name(store).await;
+                        suite::$name(store).await;
                     }
                 };
             }
@@ -567,6 +569,3 @@ macro_rules! contract {
         }
     };
 }
-
-contract!(embedded, embedded_store());
-contract!(dynamodb, dynamo_store().await);
