@@ -34,6 +34,17 @@ impl Ticketbound {
         ticket: &TicketRef,
         reason: EndReason,
     ) -> Result<TicketClosing, ServiceError> {
+        self.close_ticket_found_by(ticket, reason, None).await
+    }
+
+    /// [`Self::close_ticket`], each audit event saying who found the closing (`"reconciliation"`) when it
+    /// was not a delivery.
+    pub(crate) async fn close_ticket_found_by(
+        &self,
+        ticket: &TicketRef,
+        reason: EndReason,
+        found_by: Option<&'static str>,
+    ) -> Result<TicketClosing, ServiceError> {
         let grants = self.store.grants_for_ticket(ticket).await?;
         let mut outcome = TicketClosing::default();
         let permits = Arc::new(Semaphore::new(PARALLEL_ENDINGS));
@@ -49,7 +60,8 @@ impl Ticketbound {
                     .acquire_owned()
                     .await
                     .expect("the semaphore is never closed");
-                app.end_grant(&grant.id, reason, None).await
+                app.end_grant_noting(&grant.id, reason, None, found_by)
+                    .await
             });
         }
         let mut first_error = None;
