@@ -826,3 +826,68 @@ async fn the_expiry_handler_runs_a_reconciliation_for_the_reconcile_job_and_ackn
     assert_eq!(answer["outcome"], "off");
     assert_eq!(w.jira.received_requests().await.unwrap().len(), before);
 }
+
+#[tokio::test]
+async fn jira_data_center_is_asked_through_rest_api_2_search_with_the_same_batches() {
+    let _serial = METRIC_LOCK.lock().await;
+    let w = world(ReconcileSettings::default()).await;
+    let dc = MockServer::start().await;
+    let issues = Issues::default();
+    for key in ["DC-1", "DC-2", "DC-3"] {
+        issues.open(key);
+    }
+    issues.set("DC-2", "Closed", "done");
+    let held = issues.clone();
+    Mock::given(method("GET"))
+        .and(path("/rest/api/2/search"))
+        .respond_with(move |request: &Request| {
+            let keys = jql_keys(&query(request, "jql").unwrap_or_default());
+            let found: Vec<Value> = keys.iter().filter_map(|k| held.issue(k)).collect();
+            ResponseTemplate::new(200).set_body_json(json!({
+                "startAt": 0, "maxResults": 100, "total": found.len(), "issues": found
+            }))
+        })
+        .mount(&dc)
+        .await;
+    let body = json!({"id": "jira-dc", "kind": "jira_data_center", "base_url": dc.uri(), "personal_access_token": "dc-pat-0123456789"});
+    let (status, created) = call(
+        &w.router,
+        "POST",
+        "/v1/connections",
+        ADMIN,
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let mut ids = BTreeMap::new();
+    for key in ["DC-1", "DC-2", "DC-3"] {
+        let id = seed_bound_active_grants(&w.app, &ticket("jira-dc", key), "prod-db", 1)
+            .await
+            .remove(0);
+        ids.insert(key, id);
+    }
+
+    let report = w.app.reconcile().await.unwrap();
+
+    let asked = dc.received_requests().await.unwrap();
+    assert_eq!(asked.len(), 1, "one search for three keys");
+    assert_eq!(
+        query(&asked[0], "jql").unwrap(),
+        quoted(&["DC-1".into(), "DC-2".into(), "DC-3".into()])
+    );
+    assert_eq!(query(&asked[0], "startAt").as_deref(), Some("0"));
+    assert_eq!(
+        asked[0].headers.get("authorization").unwrap(),
+        "Bearer dc-pat-0123456789"
+    );
+    assert_eq!(report.closings_found, 1);
+    assert_eq!(grant(&w.app, &ids["DC-2"]).await.status, GrantStatus::Ended);
+    assert_eq!(
+        grant(&w.app, &ids["DC-1"]).await.status,
+        GrantStatus::Active
+    );
+    assert_eq!(
+        grant(&w.app, &ids["DC-3"]).await.status,
+        GrantStatus::Active
+    );
+}

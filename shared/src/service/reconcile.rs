@@ -91,7 +91,6 @@ impl Ticketbound {
         let ids = connections.all_ids().await?;
         state.prune(now, |c| ids.iter().any(|id| id == c));
         let order = state.run_order(&ids);
-        state.next_connection = None;
         let mut tickets_left = self.settings.reconcile.tickets_per_run.max(1);
         for id in order {
             if state.is_paused(&id, now) {
@@ -107,6 +106,8 @@ impl Ticketbound {
                     continue;
                 }
             };
+            // If this run dies here, the next starts with this connection.
+            state.next_connection = Some(id.clone());
             let part = self
                 .reconcile_connection(
                     &id,
@@ -119,9 +120,9 @@ impl Ticketbound {
                 .await?;
             if let Part::OutOfBudget(why) = part {
                 report.stopped_by = Some(why);
-                state.next_connection = Some(id);
                 break;
             }
+            state.next_connection = None;
         }
         state.saved_at = Some(now);
         self.store.save_reconcile_state(&state).await?;
@@ -200,6 +201,9 @@ impl Ticketbound {
                 report.tickets_checked += 1;
                 state.positions.insert(id.to_owned(), key.clone());
             }
+            // Saved after every batch, so a run cut short (a Lambda timeout, a crash) loses at most one batch.
+            state.saved_at = Some(self.clock.now());
+            self.store.save_reconcile_state(state).await?;
             if let Some(wait) = answer.rate_limited {
                 let until = self.clock.now()
                     + time::Duration::try_from(wait).unwrap_or(time::Duration::minutes(1));
