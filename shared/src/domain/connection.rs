@@ -468,6 +468,32 @@ mod tests {
     use time::macros::datetime;
 
     #[test]
+    fn webhook_health_is_unknown_then_ok_and_a_missed_closing_warns_for_seven_days() {
+        let now = datetime!(2026-05-01 12:00 UTC);
+        let mut activity = WebhookActivity::default();
+        assert_eq!(activity.health(now), WebhookHealth::Unknown);
+        activity.last_delivery_at = Some(now - time::Duration::hours(1));
+        assert_eq!(activity.health(now), WebhookHealth::Ok);
+        activity.last_missed_closing = Some(MissedClosing {
+            at: now - time::Duration::days(6),
+            ticket: "SEC-42".into(),
+        });
+        // Deliveries after the miss do not clear it: a filtered webhook misses only some closings.
+        assert_eq!(activity.health(now), WebhookHealth::Warning);
+        assert_eq!(
+            activity.health(now + time::Duration::days(2)),
+            WebhookHealth::Ok,
+            "only time clears it"
+        );
+        activity.last_delivery_at = None;
+        assert_eq!(
+            activity.health(now + time::Duration::days(30)),
+            WebhookHealth::Warning,
+            "nothing has ever been delivered"
+        );
+    }
+
+    #[test]
     fn secrets_round_trip_through_storage_and_never_print() {
         let secrets = ConnectionSecrets {
             credentials: Credentials::ApiToken {
