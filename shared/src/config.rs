@@ -43,6 +43,9 @@ pub struct OidcSettings {
     pub scopes: String,
 }
 
+/// What the expiry function reads on top of [`COMMON_VARS`]: the reconciliation interval.
+pub const EXPIRY_VARS: &[&str] = &["RECONCILE_EVERY"];
+
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
@@ -61,6 +64,20 @@ pub struct Config {
     pub groups_claim: String,
     /// The portal's sign-in; `None` while `OIDC_CLIENT_ID` is unset (the page then says how to set it up).
     pub oidc: Option<OidcSettings>,
+    /// `RECONCILE_EVERY` (default `PT15M`); `None` when `off`.
+    pub reconcile_every: Option<IsoDuration>,
+}
+
+/// Parses a reconciliation interval: an ISO-8601 duration of at least a second, or `off`.
+pub fn parse_reconcile_every(value: &str) -> Result<Option<IsoDuration>, String> {
+    if value.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let every = IsoDuration::parse(value.trim()).map_err(|e| e.to_string())?;
+    if every.seconds() < 1 {
+        return Err("the interval must be at least one second (or `off`)".into());
+    }
+    Ok(Some(every))
 }
 
 impl Config {
@@ -92,6 +109,8 @@ impl Config {
             email_claim: or("EMAIL_CLAIM", "email"),
             groups_claim: or("GROUPS_CLAIM", "groups"),
             oidc: oidc_settings(&lookup)?,
+            reconcile_every: parse_reconcile_every(&or("RECONCILE_EVERY", "PT15M"))
+                .map_err(|e| ConfigError(format!("RECONCILE_EVERY: {e}")))?,
         })
     }
 }
@@ -204,6 +223,30 @@ mod tests {
             "{}",
             err.0
         );
+    }
+
+    #[test]
+    fn reconciliation_defaults_to_fifteen_minutes_and_can_be_turned_off() {
+        let config = Config::from_lookup(env(REQUIRED)).unwrap();
+        assert_eq!(config.reconcile_every.map(|d| d.seconds()), Some(900));
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("RECONCILE_EVERY", "off"));
+        assert!(
+            Config::from_lookup(env(&pairs))
+                .unwrap()
+                .reconcile_every
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_bad_reconciliation_interval_is_refused_with_its_name() {
+        for bad in ["sometimes", "PT0S", "-PT5M"] {
+            let mut pairs = REQUIRED.to_vec();
+            pairs.push(("RECONCILE_EVERY", bad));
+            let err = Config::from_lookup(env(&pairs)).unwrap_err();
+            assert!(err.0.starts_with("RECONCILE_EVERY"), "{bad}: {}", err.0);
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 
 use crate::ports::Job;
-use crate::service::{ErrorKind, JobOutcome, Ticketbound};
+use crate::service::{ErrorKind, JobOutcome, RECONCILE_JOB, Ticketbound};
 
 /// An error the runtime reports, so Lambda's asynchronous retries (and then the on-failure destination) apply.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +21,8 @@ impl From<RetryableJobError> for Diagnostic {
 }
 
 /// Handles one EventBridge Scheduler invocation. The event is exactly the schedule's `Input`
-/// (`{"job": "expire"|"provision"|"deprovision", "grant_id": "...", ...}`).
+/// (`{"job": "expire"|"provision"|"deprovision", "grant_id": "...", ...}`, or the recurring schedule's
+/// `{"job": "reconcile"}`).
 ///
 /// Returns `Err` only when trying again can help (the store or scheduler was unreachable, or the grant kept
 /// changing); a malformed event or a grant that is gone is logged and acknowledged, since a retry cannot help.
@@ -29,6 +30,10 @@ pub async fn handle_scheduled_job(
     app: &Ticketbound,
     event: LambdaEvent<Value>,
 ) -> Result<Value, RetryableJobError> {
+    // Not a grant job, and never created through the Scheduler port: recognised first.
+    if event.payload.get("job").and_then(Value::as_str) == Some(RECONCILE_JOB) {
+        return handle_reconcile(app, &event).await;
+    }
     let job: Job = match serde_json::from_value(event.payload.clone()) {
         Ok(job) => job,
         Err(e) => {
@@ -62,6 +67,43 @@ pub async fn handle_scheduled_job(
         }
         Err(e) => {
             tracing::warn!(grant = %job.grant_id, error = %e, "scheduled job refused; not retried");
+            Ok(serde_json::json!({"outcome": "refused", "reason": e.code}))
+        }
+    }
+}
+
+/// Runs one reconciliation for the recurring schedule. The event must be exactly `{"job": "reconcile"}`:
+/// anything more is logged and acknowledged without a run (a retry could not make it valid). A run that could
+/// not reach the store is retryable; ticket-system errors are part of its report, never an error here.
+async fn handle_reconcile(
+    app: &Ticketbound,
+    event: &LambdaEvent<Value>,
+) -> Result<Value, RetryableJobError> {
+    let exact = event
+        .payload
+        .as_object()
+        .is_some_and(|fields| fields.len() == 1);
+    if !exact {
+        tracing::error!(request_id = %event.context.request_id, "reconcile job with unexpected fields; ignored (the schedule's Input must be {{\"job\": \"reconcile\"}})");
+        return Ok(serde_json::json!({"outcome": "ignored", "reason": "malformed reconcile job"}));
+    }
+    if app.settings.reconcile.every.is_none() {
+        tracing::info!("reconcile job while RECONCILE_EVERY is off; nothing done");
+        return Ok(serde_json::json!({"outcome": "off"}));
+    }
+    match app.reconcile().await {
+        Ok(report) => Ok(serde_json::json!({"outcome": "done", "report": report})),
+        Err(e)
+            if matches!(
+                e.kind,
+                ErrorKind::Unavailable | ErrorKind::Conflict | ErrorKind::Internal
+            ) =>
+        {
+            tracing::warn!(error = %e, "reconciliation failed; Lambda will retry");
+            Err(RetryableJobError(e.to_string()))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reconciliation refused; not retried");
             Ok(serde_json::json!({"outcome": "refused", "reason": e.code}))
         }
     }

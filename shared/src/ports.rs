@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::domain::grant::Expected;
+use crate::domain::reconcile::ReconcileState;
 use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, TicketRef};
 
 /// One page of a list, with the opaque cursor of the next page.
@@ -122,6 +123,22 @@ pub trait GrantStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Whether a delivery id is recorded and not expired at `now`.
     async fn delivery_seen(&self, key: &str, now: OffsetDateTime) -> Result<bool, StoreError>;
+
+    // Reconciliation (DESIGN §2): which tickets to re-read, and where the last run stopped.
+
+    /// The keys of `connection`'s tickets that have at least one open (pending or active) bound grant, each
+    /// once, in ascending byte order of the key, strictly after `after`; at most `limit`. The order is the
+    /// same in every store, so a position saved by one run means the same thing to the next.
+    async fn open_bound_tickets(
+        &self,
+        connection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+    /// The reconciliation position saved by the last run, if any.
+    async fn reconcile_state(&self) -> Result<Option<ReconcileState>, StoreError>;
+    /// Replaces the reconciliation position (one small item; runs do not overlap, see the operator guide).
+    async fn save_reconcile_state(&self, state: &ReconcileState) -> Result<(), StoreError>;
 }
 
 /// The kinds of scheduled work, all handled by the expiry function (locally: the in-process scheduler).
@@ -294,5 +311,6 @@ impl Clock for SystemClock {
 
 mod connections;
 pub use connections::{
-    ConnectionStore, SecretStore, SecretStoreError, TicketSystem, TicketSystemError, TicketSystems,
+    ConnectionStore, ReconcileBatch, SecretStore, SecretStoreError, TicketStates, TicketSystem,
+    TicketSystemError, TicketSystems,
 };

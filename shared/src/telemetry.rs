@@ -2,6 +2,8 @@
 //! CloudWatch Embedded Metric Format lines: CloudWatch turns them into metrics in the `Ticketbound` namespace
 //! with no API call and no extra permission.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_subscriber::EnvFilter;
 
@@ -31,8 +33,22 @@ pub fn init_local() {
         .try_init();
 }
 
+/// What this process has emitted per metric name, so the local server and tests can see it too.
+static TOTALS: Mutex<BTreeMap<String, f64>> = Mutex::new(BTreeMap::new());
+
+/// The sum of the values this process has emitted for metric `name`.
+pub fn metric_total(name: &str) -> f64 {
+    TOTALS
+        .lock()
+        .map(|totals| totals.get(name).copied().unwrap_or(0.0))
+        .unwrap_or(0.0)
+}
+
 /// Emits one metric value (count-like) in Embedded Metric Format when running on Lambda.
 pub fn metric(name: &str, value: f64) {
+    if let Ok(mut totals) = TOTALS.lock() {
+        *totals.entry(name.to_owned()).or_default() += value;
+    }
     if !EMF.load(Ordering::Relaxed) {
         return;
     }

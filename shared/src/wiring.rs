@@ -18,7 +18,7 @@ use crate::adapters::ticket_http::HttpPolicy;
 use crate::adapters::ticket_systems::HttpTicketSystems;
 use crate::config::Config;
 use crate::ports::{Clock, SystemClock, TicketVerifier};
-use crate::service::{Connections, Settings, TicketProvisioners, Ticketbound};
+use crate::service::{Connections, ReconcileSettings, Settings, TicketProvisioners, Ticketbound};
 
 #[derive(Debug, thiserror::Error)]
 #[error("start-up: {0}")]
@@ -109,6 +109,13 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
         clock,
         settings: Settings {
             max_duration: config.max_duration.clone(),
+            reconcile: ReconcileSettings {
+                every: config
+                    .reconcile_every
+                    .as_ref()
+                    .map(|d| std::time::Duration::from_secs(d.seconds().unsigned_abs())),
+                ..ReconcileSettings::default()
+            },
             ..Settings::default()
         },
     })

@@ -8,7 +8,7 @@ use ticketbound::adapters::dynamodb::DynamoStore;
 use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::domain::connection::{
     AuthMethod, AuthState, AuthStatus, ClosedStatuses, Connection, ConnectionKind,
-    ConnectionSettings,
+    ConnectionSettings, MissedClosing, WebhookActivity,
 };
 use ticketbound::ports::{ConnectionStore, StoreError};
 
@@ -30,6 +30,7 @@ fn connection(id: &str) -> Connection {
             people: Default::default(),
         },
         auth: AuthState::new(),
+        webhook: WebhookActivity::default(),
     }
 }
 
@@ -74,6 +75,44 @@ async fn contract(store: &dyn ConnectionStore) {
     );
     assert_eq!(store.get_connection("nope").await.unwrap(), None);
 
+    // Webhook activity: each part written on its own, never touching settings or status, never creating a
+    // connection.
+    let delivered = OffsetDateTime::from_unix_timestamp(1_760_000_100).unwrap();
+    assert!(store.record_delivery("conn-a", delivered).await.unwrap());
+    let missed = MissedClosing {
+        at: OffsetDateTime::from_unix_timestamp(1_760_000_200).unwrap(),
+        ticket: "SEC-42".into(),
+    };
+    assert!(
+        store
+            .record_missed_closing("conn-a", &missed)
+            .await
+            .unwrap()
+    );
+    let later = OffsetDateTime::from_unix_timestamp(1_760_000_300).unwrap();
+    assert!(store.record_delivery("conn-a", later).await.unwrap());
+    let read = store.get_connection("conn-a").await.unwrap().unwrap();
+    assert_eq!(
+        read.webhook,
+        WebhookActivity {
+            last_delivery_at: Some(later),
+            last_missed_closing: Some(missed.clone()),
+        }
+    );
+    assert_eq!((read.settings, read.auth), (settings.clone(), auth.clone()));
+    assert!(!store.record_delivery("nope", delivered).await.unwrap());
+    assert!(!store.record_missed_closing("nope", &missed).await.unwrap());
+    assert_eq!(store.get_connection("nope").await.unwrap(), None);
+    // A status write leaves the activity alone.
+    assert!(
+        store
+            .update_auth("conn-a", &AuthState::new())
+            .await
+            .unwrap()
+    );
+    let read = store.get_connection("conn-a").await.unwrap().unwrap();
+    assert_eq!(read.webhook.last_delivery_at, Some(later));
+
     // Listing pages by id, each connection exactly once.
     for id in ["conn-c", "conn-b"] {
         store.insert_connection(&connection(id)).await.unwrap();
@@ -96,6 +135,17 @@ async fn contract(store: &dyn ConnectionStore) {
     assert!(store.delete_connection("conn-a").await.unwrap());
     assert!(!store.delete_connection("conn-a").await.unwrap());
     assert_eq!(store.get_connection("conn-a").await.unwrap(), None);
+    // A connection created again under the id starts with no webhook history.
+    store.insert_connection(&a).await.unwrap();
+    assert_eq!(
+        store
+            .get_connection("conn-a")
+            .await
+            .unwrap()
+            .unwrap()
+            .webhook,
+        WebhookActivity::default()
+    );
 }
 
 #[tokio::test]

@@ -248,6 +248,25 @@ impl GrantStore for RetryingStore {
     ) -> Result<Vec<Grant>, StoreError> {
         retried(|| self.0.grants_for_ticket_id(connection, ticket_id)).await
     }
+    async fn open_bound_tickets(
+        &self,
+        connection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        retried(|| self.0.open_bound_tickets(connection, after, limit)).await
+    }
+    async fn reconcile_state(
+        &self,
+    ) -> Result<Option<ticketbound::domain::reconcile::ReconcileState>, StoreError> {
+        retried(|| self.0.reconcile_state()).await
+    }
+    async fn save_reconcile_state(
+        &self,
+        state: &ticketbound::domain::reconcile::ReconcileState,
+    ) -> Result<(), StoreError> {
+        retried(|| self.0.save_reconcile_state(state)).await
+    }
     async fn list_events(
         &self,
         grant_id: &str,

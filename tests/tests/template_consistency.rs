@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::Request;
 use serde_yaml::Value;
 use ticketbound::adapters::dynamodb::{INDEXES, TTL_ATTRIBUTE};
-use ticketbound::config::{API_VARS, COMMON_VARS};
+use ticketbound::config::{API_VARS, COMMON_VARS, EXPIRY_VARS};
 use ticketbound::http::api::ROUTES;
 use ticketbound::http::portal::ROUTES as PORTAL_ROUTES;
 use ticketbound::http::{AppState, IdentitySource, Portal, api_router_with_portal};
@@ -197,6 +197,11 @@ fn every_function_gets_exactly_the_variables_its_configuration_reads() {
                 .union(&names(API_VARS))
                 .cloned()
                 .collect()
+        } else if code_uri(function) == EXPIRY_CODE_URI {
+            names(COMMON_VARS)
+                .union(&names(EXPIRY_VARS))
+                .cloned()
+                .collect()
         } else {
             names(COMMON_VARS)
         };
@@ -211,6 +216,64 @@ fn every_function_gets_exactly_the_variables_its_configuration_reads() {
             actual.difference(&expected).collect::<Vec<_>>(),
         );
     }
+}
+
+#[test]
+fn a_recurring_schedule_runs_reconciliation_on_the_expiry_function_and_an_alarm_watches_what_it_finds()
+ {
+    let template = template();
+    let yaml = |v: &Value| serde_yaml::to_string(v).unwrap();
+    let schedules = resources_of_type(&template, "AWS::Scheduler::Schedule");
+    assert_eq!(schedules.len(), 1, "one recurring schedule: {schedules:?}");
+    let schedule = schedules.values().next().unwrap();
+    let props = get(schedule, "Properties").expect("Properties");
+    let target = get(props, "Target").expect("Target");
+    // Exactly the job the expiry handler recognises (anything more is ignored there as junk).
+    let input: serde_json::Value =
+        serde_json::from_str(string(get(target, "Input").expect("Input"))).expect("JSON Input");
+    assert_eq!(
+        input,
+        serde_json::json!({"job": ticketbound::service::RECONCILE_JOB})
+    );
+    assert!(yaml(get(target, "Arn").unwrap()).contains("ExpiryFunction.Arn"));
+    assert!(yaml(get(target, "RoleArn").unwrap()).contains("SchedulerRole.Arn"));
+    assert!(
+        yaml(get(get(target, "DeadLetterConfig").unwrap(), "Arn").unwrap())
+            .contains("ScheduleDlq.Arn")
+    );
+    assert!(yaml(get(props, "GroupName").unwrap()).contains("ScheduleGroup"));
+    let rate = yaml(get(props, "ScheduleExpression").unwrap());
+    assert!(
+        rate.contains("rate(${ReconcileEveryMinutes} minutes)"),
+        "{rate}"
+    );
+    // The interval the function is told is the schedule's, and both are off together.
+    assert_eq!(get(schedule, "Condition").map(string), Some("ReconcileOn"));
+    let (_, expiry) = function_with_code_uri(&template, EXPIRY_CODE_URI);
+    let env = yaml(
+        environment(&template, expiry)
+            .get("RECONCILE_EVERY")
+            .unwrap(),
+    );
+    assert!(
+        env.contains("ReconcileOn")
+            && env.contains("PT${ReconcileEveryMinutes}M")
+            && env.contains("off"),
+        "{env}"
+    );
+
+    let alarms = resources_of_type(&template, "AWS::CloudWatch::Alarm");
+    let watched = alarms.values().any(|a| {
+        let p = get(a, "Properties").unwrap();
+        get(p, "Namespace").map(string) == Some("Ticketbound")
+            && get(p, "MetricName").map(string) == Some("ClosingsFoundByReconciliation")
+    });
+    assert!(watched, "an alarm on ClosingsFoundByReconciliation");
+    let source = std::fs::read_to_string(root().join("shared/src/service/reconcile.rs")).unwrap();
+    assert!(
+        source.contains("metric(\"ClosingsFoundByReconciliation\""),
+        "the code emits the metric the alarm watches"
+    );
 }
 
 #[test]

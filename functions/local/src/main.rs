@@ -1,32 +1,38 @@
 //! `ticketbound-local`: every route in one process, on an embedded store, with an in-process scheduler.
 //!
-//! `cargo run -p ticketbound-local -- [--listen 127.0.0.1:8080] [--data-dir ./.ticketbound]`
+//! `cargo run -p ticketbound-local -- [--listen 127.0.0.1:8080] [--data-dir ./.ticketbound] [--reconcile-every PT15M|off]`
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ticketbound::config::parse_reconcile_every;
 use ticketbound::domain::IsoDuration;
 use ticketbound::domain::identity::RoleGroups;
 use ticketbound::http::{AppState, IdentitySource, local_router};
-use ticketbound::service::Settings;
+use ticketbound::service::{ReconcileSettings, Settings, spawn_reconciliation};
 
-const USAGE: &str = "usage: ticketbound-local [--listen ADDR:PORT] [--data-dir DIR]
+const USAGE: &str = "usage: ticketbound-local [--listen ADDR:PORT] [--data-dir DIR] [--reconcile-every DURATION|off]
 
-  --listen    where to serve (default 127.0.0.1:8080)
-  --data-dir  where the database lives (default ./.ticketbound)
+  --listen           where to serve (default 127.0.0.1:8080)
+  --data-dir         where the database lives (default ./.ticketbound)
+  --reconcile-every  how often to re-read the tickets of open bound grants, catching closings whose
+                     webhook was lost: an ISO-8601 duration such as PT15M (the default) or PT1M, or `off`
 
 Environment: APPROVER_GROUP, ADMIN_GROUP, MAX_DURATION as on AWS; RUST_LOG for log levels.";
 
 struct Args {
     listen: SocketAddr,
     data_dir: PathBuf,
+    /// `None`: off.
+    reconcile_every: Option<std::time::Duration>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         listen: "127.0.0.1:8080".parse().expect("valid"),
         data_dir: PathBuf::from(".ticketbound"),
+        reconcile_every: Some(std::time::Duration::from_secs(15 * 60)),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -43,6 +49,11 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--listen" => args.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
             "--data-dir" => args.data_dir = PathBuf::from(value()?),
+            "--reconcile-every" => {
+                args.reconcile_every = parse_reconcile_every(&value()?)
+                    .map_err(|e| format!("--reconcile-every: {e}"))?
+                    .map(|d| std::time::Duration::from_secs(d.seconds().unsigned_abs()))
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -79,6 +90,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("MAX_DURATION: {e}"))?;
     let settings = Settings {
         max_duration,
+        reconcile: ReconcileSettings {
+            every: args.reconcile_every,
+            ..ReconcileSettings::default()
+        },
         ..Settings::default()
     };
     let (app, scheduler) = ticketbound::wiring::local_app(&args.data_dir, settings)?;
@@ -86,6 +101,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let armed = scheduler.start(Arc::new(app.clone())).await?;
+    if let Some(every) = args.reconcile_every {
+        spawn_reconciliation(app.clone(), every);
+    }
     let router = local_router(AppState {
         app,
         identity: IdentitySource::TrustedHeaders,
@@ -110,6 +128,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  approvers: group `{}`; admins: group `{}`",
         roles.approver, roles.admin
     );
+    match args.reconcile_every {
+        Some(every) => println!(
+            "  reconciliation: every {} s (re-reads the tickets of open bound grants)",
+            every.as_secs()
+        ),
+        None => println!("  reconciliation: off (a lost webhook leaves its grants open)"),
+    }
 
     axum::serve(listener, router)
         .with_graceful_shutdown(async {

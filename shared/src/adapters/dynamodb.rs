@@ -4,11 +4,12 @@
 //!
 //! | item | pk | sk | GSI keys |
 //! |---|---|---|---|
-//! | grant | `GRANT#<id>` | `#GRANT` | gsi1 `REQ#<requester>`/id · gsi2 `STATUS#<status>`/id · gsi3 `TICKET#<connection>#<key>`/id (bound grants) · gsi4 `ACTIVE#<requester>#<resource>`/id (active grants only) · gsi5 `GRANTS`/id · gsi6 `TICKETID#<connection>#<ticket id>`/id (bound grants whose ticket has a stable id) |
+//! | grant | `GRANT#<id>` | `#GRANT` | gsi1 `REQ#<requester>`/id · gsi2 `STATUS#<status>`/id · gsi3 `TICKET#<connection>#<key>`/id (bound grants) · gsi4 `ACTIVE#<requester>#<resource>`/id (active grants only) · gsi5 `GRANTS`/id · gsi6 `OPEN#<connection>`/`<key>#<id>` (open bound grants only: reconciliation) · gsi7 `TICKETID#<connection>#<ticket id>`/id (bound grants whose ticket has a stable id) |
 //! | audit event | `GRANT#<id>` | `EVENT#<version, 10 digits>` | – |
 //! | resource | `RESOURCE#<id>` | `#RESOURCE` | gsi5 `RESOURCES`/id |
 //! | connection | `CONNECTION#<id>` | `#CONNECTION` | gsi5 `CONNECTIONS`/id (settings in `doc`, authorization status in `auth`, JSON) |
 //! | webhook delivery | `DELIVERY#<key>` | `#DELIVERY` | – (`ttl` attribute: DynamoDB deletes it, days late at worst) |
+//! | reconciliation position | `STATE#reconcile` | `#STATE` | – |
 //!
 //! Grants and delivery records also carry `writer`, a random token of the call that wrote them last: when the
 //! SDK retries a conditional write whose first attempt was applied but not answered, the retry's condition
@@ -41,26 +42,29 @@ mod connections;
 use super::aws_errors::{self, Fault};
 use super::{decode_cursor, encode_cursor};
 use crate::domain::grant::Expected;
+use crate::domain::reconcile::ReconcileState;
 use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, TicketRef};
 use crate::ports::{GrantFilter, GrantStore, Page, StoreError};
 
 type Item = HashMap<String, AttributeValue>;
 
 /// The global secondary indexes: (name, partition key, sort key).
-pub const INDEXES: [(&str, &str, &str); 6] = [
+pub const INDEXES: [(&str, &str, &str); 7] = [
     ("gsi1", "gsi1pk", "gsi1sk"),
     ("gsi2", "gsi2pk", "gsi2sk"),
     ("gsi3", "gsi3pk", "gsi3sk"),
     ("gsi4", "gsi4pk", "gsi4sk"),
     ("gsi5", "gsi5pk", "gsi5sk"),
     ("gsi6", "gsi6pk", "gsi6sk"),
+    ("gsi7", "gsi7pk", "gsi7sk"),
 ];
 const BY_REQUESTER: usize = 0;
 const BY_STATUS: usize = 1;
 const BY_TICKET: usize = 2;
 const BY_ACCESS: usize = 3;
 const BY_TYPE: usize = 4;
-const BY_TICKET_ID: usize = 5;
+const OPEN_BOUND: usize = 5;
+const BY_TICKET_ID: usize = 6;
 
 /// The attribute DynamoDB's TTL deletes by (webhook delivery records only).
 pub const TTL_ATTRIBUTE: &str = "ttl";
@@ -181,6 +185,16 @@ fn grant_item(grant: &Grant) -> Result<Item, StoreError> {
         index(BY_ACCESS, access_pk(&grant.requester, &grant.resource));
     }
     index(BY_TYPE, "GRANTS".into());
+    if let Some(t) = grant.ticket.as_ref().filter(|_| grant.status.is_open()) {
+        item.insert(
+            INDEXES[OPEN_BOUND].1.into(),
+            s(open_bound_pk(&t.connection)),
+        );
+        item.insert(
+            INDEXES[OPEN_BOUND].2.into(),
+            s(format!("{}#{}", t.key, grant.id)),
+        );
+    }
     Ok(item)
 }
 
@@ -191,6 +205,21 @@ fn ticket_pk(t: &TicketRef) -> String {
 fn ticket_id_pk(connection: &str, ticket_id: &str) -> String {
     format!("TICKETID#{connection}#{ticket_id}")
 }
+
+fn open_bound_pk(connection: &str) -> String {
+    format!("OPEN#{connection}")
+}
+
+/// The gsi6 sort keys of a ticket are `<key>#<grant id>`. Keys are `[A-Za-z0-9_-]` and grant ids ULIDs
+/// (`[0-9A-Z]`), all above `#` and below `~`: so every sort key of a ticket sorts below `<key>#~`, and every
+/// key that sorts after `<key>` sorts above it. "Strictly after key K" is therefore `sk > "K#~"`, and the
+/// order of keys is plain byte order, as in the embedded store.
+fn after_key(key: &str) -> String {
+    format!("{key}#~")
+}
+
+const RECONCILE_STATE_PK: &str = "STATE#reconcile";
+const STATE_SK: &str = "#STATE";
 
 fn access_pk(requester: &str, resource: &str) -> String {
     format!("ACTIVE#{requester}#{resource}")
@@ -778,6 +807,80 @@ impl GrantStore for DynamoStore {
             }
             Err(e) => Err(store_error(e)),
         }
+    }
+
+    async fn open_bound_tickets(
+        &self,
+        connection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let (index, pk_attr, sk_attr) = INDEXES[OPEN_BOUND];
+        let limit = limit.max(1);
+        let mut keys: Vec<String> = Vec::new();
+        let mut start: Option<Item> = None;
+        for _ in 0..MAX_ROUND_TRIPS {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .expression_attribute_names("#pk", pk_attr)
+                .expression_attribute_names("#sk", sk_attr)
+                .expression_attribute_values(":pk", s(open_bound_pk(connection)))
+                .projection_expression("#sk")
+                .set_exclusive_start_key(start.take());
+            query = match after {
+                Some(key) => query
+                    .key_condition_expression("#pk = :pk AND #sk > :after")
+                    .expression_attribute_values(":after", s(after_key(key))),
+                None => query.key_condition_expression("#pk = :pk"),
+            };
+            let out = query.send().await.map_err(store_error)?;
+            for item in out.items() {
+                let sort = item
+                    .get(sk_attr)
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| StoreError::Corrupt("gsi6 item without its sort key".into()))?;
+                let key = sort.rsplit_once('#').map_or(sort.as_str(), |(k, _)| k);
+                if keys.last().is_none_or(|last| last != key) {
+                    if keys.len() == limit {
+                        return Ok(keys);
+                    }
+                    keys.push(key.to_owned());
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn reconcile_state(&self) -> Result<Option<ReconcileState>, StoreError> {
+        self.get_item(HashMap::from([
+            ("pk".into(), s(RECONCILE_STATE_PK)),
+            ("sk".into(), s(STATE_SK)),
+        ]))
+        .await?
+        .as_ref()
+        .map(doc_of)
+        .transpose()
+    }
+
+    async fn save_reconcile_state(&self, state: &ReconcileState) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(RECONCILE_STATE_PK))
+            .item("sk", s(STATE_SK))
+            .item("doc", s(doc))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
     }
 
     async fn delivery_seen(&self, key: &str, now: OffsetDateTime) -> Result<bool, StoreError> {

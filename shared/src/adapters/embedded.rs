@@ -15,6 +15,7 @@ mod connections;
 
 use super::{decode_cursor, encode_cursor};
 use crate::domain::grant::Expected;
+use crate::domain::reconcile::ReconcileState;
 use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, SideEffectState, TicketRef};
 use crate::ports::{GrantFilter, GrantStore, Job, JobKind, Page, StoreError};
 
@@ -46,7 +47,12 @@ CREATE TABLE IF NOT EXISTS resources (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, at TEXT NOT NULL, job TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS connections (id TEXT PRIMARY KEY, settings TEXT NOT NULL, auth TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS connection_webhooks (id TEXT PRIMARY KEY, last_delivery_at TEXT, missed_closing TEXT);
+CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
 ";
+
+/// The name of the reconciliation position in the `state` table.
+const RECONCILE_STATE: &str = "reconcile";
 
 /// The SQLite-backed store. Cloning shares the connection.
 #[derive(Clone)]
@@ -416,6 +422,71 @@ impl GrantStore for EmbeddedStore {
             .delivery_row(key)
             .await?
             .is_some_and(|expires| expires >= now.unix_timestamp()))
+    }
+
+    async fn open_bound_tickets(
+        &self,
+        connection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let (connection, after) = (connection.to_owned(), after.unwrap_or_default().to_owned());
+        let limit = limit.max(1) as i64;
+        self.with(move |conn| {
+            // Served by grants_by_ticket; SQLite's default (BINARY) collation compares bytes, as DynamoDB does.
+            let mut stmt = conn
+                .prepare(
+                    "SELECT DISTINCT ticket_key FROM grants
+                     WHERE ticket_connection = ?1 AND ticket_key > ?2 AND status IN (?3, ?4)
+                     ORDER BY ticket_key LIMIT ?5",
+                )
+                .map_err(unavailable)?;
+            let keys = stmt
+                .query_map(
+                    params![
+                        connection,
+                        after,
+                        GrantStatus::Pending.as_str(),
+                        GrantStatus::Active.as_str(),
+                        limit
+                    ],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(unavailable)?;
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn reconcile_state(&self) -> Result<Option<ReconcileState>, StoreError> {
+        self.with(|conn| {
+            let doc: Option<String> = conn
+                .query_row(
+                    "SELECT doc FROM state WHERE name = ?1",
+                    [RECONCILE_STATE],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            doc.map(|d| serde_json::from_str(&d).map_err(corrupt))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn save_reconcile_state(&self, state: &ReconcileState) -> Result<(), StoreError> {
+        let doc = to_json(state)?;
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO state (name, doc) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET doc = excluded.doc",
+                params![RECONCILE_STATE, doc],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
     }
 }
 

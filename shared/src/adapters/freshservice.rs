@@ -11,19 +11,27 @@
 
 use async_trait::async_trait;
 use serde::Deserialize;
+use std::time::Duration;
 
-use super::ticket_http::{TicketHttp, Written};
+use super::ticket_http::{Probed, TicketHttp, Written};
 use crate::domain::connection::{
-    ClosedStatuses, Person, PersonLookup, Ticket, TicketSummary, Verification, visible_email,
+    ClosedStatuses, Person, PersonLookup, Ticket, TicketState, TicketSummary, Verification,
+    visible_email,
 };
 use crate::domain::ticket_writes::{
     CloseOutcome, CreatedTicket, NewTicket, TicketDestination, html, one_line,
 };
-use crate::ports::{TicketSystem, TicketSystemError};
+use crate::ports::{ReconcileBatch, TicketStates, TicketSystem, TicketSystemError};
 
 /// The filter API's page size, and pages read at most for "my open tickets".
 const PAGE_SIZE: usize = 30;
 const MAX_PAGES: usize = 10;
+/// Reconciliation reads tickets one by one (the filter API cannot name a list of ids), at most this many per
+/// run: under half of the smallest plan's 50 "view ticket" calls a minute (protocol-facts §4), so webhook
+/// confirmations and people's ticket searches keep the rest.
+const READS_PER_RUN: usize = 20;
+/// How long to leave Freshservice alone after a 429 without `Retry-After`.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 struct Agent {
@@ -274,6 +282,43 @@ impl FreshserviceClient {
 
 #[async_trait]
 impl TicketSystem for FreshserviceClient {
+    fn reconcile_batch(&self) -> ReconcileBatch {
+        ReconcileBatch {
+            keys_per_call: 1,
+            calls_per_run: READS_PER_RUN,
+        }
+    }
+
+    /// Single reads; the first 429 stops them (the rest of the run leaves this connection alone, and the next
+    /// run waits out `Retry-After`), because a rate limit is account-wide and webhook confirmations need it.
+    async fn ticket_states(&self, keys: &[String]) -> Result<TicketStates, TicketSystemError> {
+        let mut out = TicketStates::default();
+        for key in keys {
+            if !is_ticket_id(key) {
+                out.states.push((key.clone(), TicketState::Deleted));
+                continue;
+            }
+            out.calls += 1;
+            let url = self.http.url(&["api", "v2", "tickets", key]);
+            let ticket = match self.http.probe_json::<TicketBody>(url).await? {
+                Probed::Found(body) => Some(self.ticket(body.ticket)),
+                Probed::NotFound => None,
+                Probed::Busy(wait) => {
+                    out.rate_limited = Some(wait.unwrap_or(DEFAULT_PAUSE));
+                    return Ok(out);
+                }
+                Probed::Refused(detail) => {
+                    return Err(TicketSystemError::Unexpected(format!(
+                        "/api/v2/tickets/{key} answered HTTP 400: {detail}"
+                    )));
+                }
+            };
+            out.states
+                .push((key.clone(), TicketState::of(ticket.as_ref())));
+        }
+        Ok(out)
+    }
+
     async fn create_ticket(&self, ticket: &NewTicket) -> Result<CreatedTicket, TicketSystemError> {
         self.create(ticket).await
     }

@@ -13,22 +13,31 @@
 
 use async_trait::async_trait;
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::time::Duration;
 
-use super::ticket_http::{TicketHttp, Written};
+use super::ticket_http::{Probed, TicketHttp, Written};
 use crate::domain::connection::{
-    ClosedStatuses, Person, PersonLookup, ProjectSummary, Ticket, TicketSummary, Verification,
-    visible_email,
+    ClosedStatuses, Person, PersonLookup, ProjectSummary, Ticket, TicketState, TicketSummary,
+    Verification, visible_email,
 };
 use crate::domain::ticket_writes::{
     CloseOutcome, CreatedTicket, NewTicket, TicketDestination, adf, one_line,
 };
-use crate::ports::{TicketSystem, TicketSystemError};
+use crate::ports::{ReconcileBatch, TicketStates, TicketSystem, TicketSystemError};
 
 /// Tickets fetched per page, and pages read at most, for "my open tickets" (500 tickets is plenty for a picker).
 const PAGE_SIZE: usize = 50;
 const MAX_PAGES: usize = 10;
 /// Projects shown by `verify`.
 const SAMPLE_PROJECTS: usize = 10;
+/// Reconciliation: keys per JQL search (`key in (...)`, `maxResults=100`, the most `/search/jql` returns in
+/// one page), and searches per run and connection (well inside the per-second burst limits when spread over a
+/// run, protocol-facts §3.5).
+const KEYS_PER_SEARCH: usize = 100;
+const SEARCHES_PER_RUN: usize = 50;
+/// How long to leave Jira alone after a 429 without `Retry-After`.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -189,6 +198,119 @@ impl Jira {
                 out.push(TicketSummary::from(&ticket));
             }
         }
+    }
+}
+
+/// A page of a reconciliation search, Cloud (`nextPageToken`, `isLast`) or Data Center (`startAt`, `total`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatesPage {
+    #[serde(default)]
+    issues: Vec<Issue>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+    #[serde(default)]
+    is_last: Option<bool>,
+    #[serde(default)]
+    start_at: usize,
+    #[serde(default)]
+    total: Option<usize>,
+}
+
+/// The JQL naming `keys`, each quoted (keys are `[A-Za-z0-9_-]` by the time they are bound, but a quote keeps
+/// a key that happens to be a JQL word from being read as one).
+fn keys_jql(keys: &[String]) -> String {
+    let quoted: Vec<String> = keys
+        .iter()
+        .map(|k| format!("\"{}\"", k.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("key in ({})", quoted.join(", "))
+}
+
+/// Reconciliation (DESIGN §2): one JQL search over up to [`KEYS_PER_SEARCH`] keys; when Jira refuses it
+/// (400: it names a key that no longer exists), or leaves a key out of its answer (moved, no longer visible,
+/// or not yet indexed), those keys are read one by one, where a 404 means deleted. "Closed" is decided by
+/// [`Jira::is_closed`], as for every other read.
+impl Jira {
+    async fn ticket_states(&self, keys: &[String]) -> Result<TicketStates, TicketSystemError> {
+        let mut out = TicketStates::default();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let jql = keys_jql(keys);
+        let max = KEYS_PER_SEARCH.to_string();
+        let segments: &[&str] = if self.cloud {
+            &["rest", "api", "3", "search", "jql"]
+        } else {
+            &["rest", "api", "2", "search"]
+        };
+        // Keyed by the upper-case key: JQL matches keys without regard to case.
+        let mut found: HashMap<String, TicketState> = HashMap::new();
+        let mut token: Option<String> = None;
+        let mut start = 0usize;
+        let mut refused = false;
+        for _ in 0..MAX_PAGES {
+            let start_text = start.to_string();
+            let mut query = vec![
+                ("jql", jql.as_str()),
+                ("fields", "status"),
+                ("maxResults", max.as_str()),
+            ];
+            match (&token, self.cloud) {
+                (Some(t), true) => query.push(("nextPageToken", t.as_str())),
+                (_, false) => query.push(("startAt", start_text.as_str())),
+                _ => {}
+            }
+            let url = self.http.url_with(segments, &query);
+            out.calls += 1;
+            let page: StatesPage = match self.http.probe_json(url).await? {
+                Probed::Found(page) => page,
+                Probed::Refused(detail) => {
+                    tracing::info!(%detail, keys = keys.len(), "Jira refused the reconciliation search; reading the tickets one by one");
+                    refused = true;
+                    break;
+                }
+                Probed::Busy(wait) => {
+                    out.rate_limited = Some(wait.unwrap_or(DEFAULT_PAUSE));
+                    return Ok(out);
+                }
+                Probed::NotFound => return Err(missing(&format!("/{}", segments.join("/")))),
+            };
+            let got = page.issues.len();
+            for issue in page.issues {
+                let ticket = self.ticket(issue);
+                found.insert(
+                    ticket.key.to_ascii_uppercase(),
+                    TicketState::of(Some(&ticket)),
+                );
+            }
+            start = page.start_at + got;
+            let more = if self.cloud {
+                match page.next_page_token {
+                    Some(next) if page.is_last != Some(true) && !next.is_empty() => {
+                        token = Some(next);
+                        true
+                    }
+                    _ => false,
+                }
+            } else {
+                got > 0 && page.total.is_some_and(|total| start < total)
+            };
+            if !more {
+                break;
+            }
+        }
+        for key in keys {
+            let state = match found.get(&key.to_ascii_uppercase()) {
+                Some(state) if !refused => *state,
+                _ => {
+                    out.calls += 1;
+                    TicketState::of(self.get_ticket(key).await?.as_ref())
+                }
+            };
+            out.states.push((key.clone(), state));
+        }
+        Ok(out)
     }
 }
 
@@ -388,6 +510,17 @@ struct ProjectPage {
 
 #[async_trait]
 impl TicketSystem for JiraCloudClient {
+    fn reconcile_batch(&self) -> ReconcileBatch {
+        ReconcileBatch {
+            keys_per_call: KEYS_PER_SEARCH,
+            calls_per_run: SEARCHES_PER_RUN,
+        }
+    }
+
+    async fn ticket_states(&self, keys: &[String]) -> Result<TicketStates, TicketSystemError> {
+        self.0.ticket_states(keys).await
+    }
+
     async fn create_ticket(&self, ticket: &NewTicket) -> Result<CreatedTicket, TicketSystemError> {
         self.0.create_ticket(ticket).await
     }
@@ -511,6 +644,17 @@ struct OffsetPage {
 
 #[async_trait]
 impl TicketSystem for JiraDataCenterClient {
+    fn reconcile_batch(&self) -> ReconcileBatch {
+        ReconcileBatch {
+            keys_per_call: KEYS_PER_SEARCH,
+            calls_per_run: SEARCHES_PER_RUN,
+        }
+    }
+
+    async fn ticket_states(&self, keys: &[String]) -> Result<TicketStates, TicketSystemError> {
+        self.0.ticket_states(keys).await
+    }
+
     async fn create_ticket(&self, ticket: &NewTicket) -> Result<CreatedTicket, TicketSystemError> {
         self.0.create_ticket(ticket).await
     }

@@ -199,6 +199,59 @@ impl TicketHttp {
         }
     }
 
+    /// `GET url` as JSON for reconciliation, which must tell apart what [`Self::get_json`] folds into errors:
+    /// a 400 (Jira refuses a search naming a key that no longer exists) and a 429 (stop asking this system
+    /// for the rest of the run rather than wait). Other answers are retried and judged as by `get_json`.
+    pub(crate) async fn probe_json<T: DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<Probed<T>, TicketSystemError> {
+        let started = Instant::now();
+        let mut retry = 0;
+        loop {
+            let attempt = self
+                .client
+                .get(url.clone())
+                .header(AUTHORIZATION, self.auth.clone())
+                .header(ACCEPT, "application/json")
+                .timeout(self.policy.timeout)
+                .send()
+                .await;
+            let (problem, wait) = match attempt {
+                Err(e) => (describe_transport(&e), self.policy.backoff(retry)),
+                Ok(response) if response.status() == StatusCode::BAD_REQUEST => {
+                    let body = response.bytes().await.unwrap_or_default();
+                    return Ok(Probed::Refused(error_detail(&body)));
+                }
+                Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
+                    return Ok(Probed::Busy(retry_after(&response)));
+                }
+                Ok(response) => match self.judge(response, url.path()).await? {
+                    Judged::Body(bytes) => {
+                        return serde_json::from_slice(&bytes)
+                            .map(Probed::Found)
+                            .map_err(|e| {
+                                TicketSystemError::Unexpected(format!(
+                                    "{} answered JSON of an unexpected shape: {e}",
+                                    url.path()
+                                ))
+                            });
+                    }
+                    Judged::NotFound => return Ok(Probed::NotFound),
+                    Judged::Retry(problem, wait) => {
+                        (problem, wait.unwrap_or_else(|| self.policy.backoff(retry)))
+                    }
+                },
+            };
+            if retry >= self.policy.max_retries || started.elapsed() + wait > self.policy.budget {
+                return Err(TicketSystemError::Unavailable(problem));
+            }
+            tracing::info!(path = url.path(), retry = retry + 1, wait_ms = wait.as_millis() as u64, %problem, "retrying ticket-system call");
+            tokio::time::sleep(wait).await;
+            retry += 1;
+        }
+    }
+
     async fn judge(&self, response: Response, path: &str) -> Result<Judged, TicketSystemError> {
         let status = response.status();
         if status.is_success() {
@@ -213,12 +266,7 @@ impl TicketHttp {
                     ))
                 });
         }
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(&response);
         let body = response.bytes().await.unwrap_or_default();
         let detail = error_detail(&body);
         let said = |what: &str| {
@@ -337,6 +385,27 @@ impl TicketHttp {
             retry += 1;
         }
     }
+}
+
+/// What [`TicketHttp::probe_json`] found.
+pub(crate) enum Probed<T> {
+    Found(T),
+    /// 404.
+    NotFound,
+    /// 400, with the human part of the error body.
+    Refused(String),
+    /// 429, with its `Retry-After` when it gave one.
+    Busy(Option<Duration>),
+}
+
+/// `Retry-After` in seconds (the form Jira and Freshservice send).
+fn retry_after(response: &Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 enum Judged {

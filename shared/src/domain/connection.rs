@@ -203,11 +203,58 @@ impl Default for AuthState {
     }
 }
 
-/// A connection as stored: settings and authorization status.
+/// A connection as stored: settings, authorization status and webhook health.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Connection {
     pub settings: ConnectionSettings,
     pub auth: AuthState,
+    pub webhook: WebhookActivity,
+}
+
+/// What is known about a connection's webhook: when an authentic delivery last arrived, and the last closing
+/// that reconciliation found without a delivery. Each is written on its own, never with the settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebhookActivity {
+    pub last_delivery_at: Option<OffsetDateTime>,
+    pub last_missed_closing: Option<MissedClosing>,
+}
+
+/// A closing that reconciliation found and no webhook delivery had announced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissedClosing {
+    /// When reconciliation found it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The ticket's key.
+    pub ticket: String,
+}
+
+/// `webhook_health` in the connection JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookHealth {
+    /// Deliveries arrive and reconciliation found no missed closing lately.
+    Ok,
+    /// Reconciliation found a closing that no delivery announced within [`WebhookActivity::WARNING_FOR`].
+    Warning,
+    /// No delivery has arrived yet and nothing was missed: the webhook may not be registered.
+    Unknown,
+}
+
+impl WebhookActivity {
+    /// How long one missed closing keeps the warning up: deliveries arriving meanwhile do not prove that the
+    /// webhook sees every closing (a project filter, a workflow that skips the event), so only time clears it.
+    pub const WARNING_FOR: time::Duration = time::Duration::days(7);
+
+    /// The health at `now`.
+    pub fn health(&self, now: OffsetDateTime) -> WebhookHealth {
+        match (&self.last_missed_closing, self.last_delivery_at) {
+            (Some(missed), _) if now - missed.at < Self::WARNING_FOR => WebhookHealth::Warning,
+            (_, Some(_)) => WebhookHealth::Ok,
+            (Some(_), None) => WebhookHealth::Warning,
+            (None, None) => WebhookHealth::Unknown,
+        }
+    }
 }
 
 /// A connection's credentials. `Debug` and `Serialize` mask every value.
@@ -481,6 +528,32 @@ impl Serialize for Person {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn webhook_health_is_unknown_then_ok_and_a_missed_closing_warns_for_seven_days() {
+        let now = datetime!(2026-05-01 12:00 UTC);
+        let mut activity = WebhookActivity::default();
+        assert_eq!(activity.health(now), WebhookHealth::Unknown);
+        activity.last_delivery_at = Some(now - time::Duration::hours(1));
+        assert_eq!(activity.health(now), WebhookHealth::Ok);
+        activity.last_missed_closing = Some(MissedClosing {
+            at: now - time::Duration::days(6),
+            ticket: "SEC-42".into(),
+        });
+        // Deliveries after the miss do not clear it: a filtered webhook misses only some closings.
+        assert_eq!(activity.health(now), WebhookHealth::Warning);
+        assert_eq!(
+            activity.health(now + time::Duration::days(2)),
+            WebhookHealth::Ok,
+            "only time clears it"
+        );
+        activity.last_delivery_at = None;
+        assert_eq!(
+            activity.health(now + time::Duration::days(30)),
+            WebhookHealth::Warning,
+            "nothing has ever been delivered"
+        );
+    }
 
     #[test]
     fn secrets_round_trip_through_storage_and_never_print() {

@@ -135,6 +135,15 @@ fn ignored(reason: &str) -> Response {
         .into_response()
 }
 
+/// Webhook health: an authentic delivery arrived. Recorded beside the work, never in its way (a failure is
+/// logged; the write is skipped when this container recorded one in the last minute).
+fn note_delivery(app: &Ticketbound, connection: &str) {
+    if let Some(connections) = app.connections.clone() {
+        let connection = connection.to_owned();
+        tokio::spawn(async move { connections.note_delivery(&connection).await });
+    }
+}
+
 async fn close(
     app: &Ticketbound,
     connection: &str,
@@ -181,6 +190,7 @@ async fn jira(
         tracing::warn!(connection = %id, "Jira delivery refused: bad or missing signature");
         return Err(unauthorized());
     }
+    note_delivery(&app, &id);
     let delivery = header(&headers, "x-atlassian-webhook-identifier")
         .filter(|d| !d.is_empty() && d.len() <= 200)
         .map(|d| format!("jira:{id}:{d}"));
@@ -244,6 +254,7 @@ async fn freshservice(
         tracing::warn!(connection = %id, "Freshservice delivery refused: bad or missing secret");
         return Err(unauthorized());
     }
+    note_delivery(&app, &id);
     let json = parse(&bytes)?;
     let ticket_id = interpret_freshservice(&json).map_err(|e| {
         ApiError::new(

@@ -3,11 +3,13 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
 
 use super::{Page, StoreError};
 use crate::domain::connection::{
-    AuthState, Connection, ConnectionSecrets, ConnectionSettings, Person, PersonLookup, Ticket,
-    TicketSummary, Verification,
+    AuthState, Connection, ConnectionSecrets, ConnectionSettings, MissedClosing, Person,
+    PersonLookup, Ticket, TicketState, TicketSummary, Verification,
 };
 use crate::domain::ticket_writes::{CloseOutcome, CreatedTicket, NewTicket};
 
@@ -31,6 +33,16 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<Page<Connection>, StoreError>;
     /// `false` when there was nothing to delete.
     async fn delete_connection(&self, id: &str) -> Result<bool, StoreError>;
+    /// Notes that an authentic webhook delivery arrived at `at` (webhook health), leaving settings and status
+    /// alone; `false` if there is no such connection.
+    async fn record_delivery(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
+    /// Notes a closing that reconciliation found and no delivery had announced; `false` if there is no such
+    /// connection.
+    async fn record_missed_closing(
+        &self,
+        id: &str,
+        missed: &MissedClosing,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Why the secret store failed. Messages never hold a secret value.
@@ -93,6 +105,30 @@ pub trait TicketSystem: Send + Sync {
         person: &Person,
     ) -> Result<Vec<TicketSummary>, TicketSystemError>;
 
+    // Reconciliation (DESIGN §2): re-reading the tickets of open bound grants in batches.
+
+    /// How reconciliation should ask this ticket system: keys per [`TicketSystem::ticket_states`] call, and
+    /// calls per run, so one run stays within the system's rate limits.
+    fn reconcile_batch(&self) -> ReconcileBatch {
+        ReconcileBatch {
+            keys_per_call: 1,
+            calls_per_run: 20,
+        }
+    }
+    /// The state of each of `keys` (at most [`ReconcileBatch::keys_per_call`]), "closed" decided by the same
+    /// rule as [`TicketSystem::get_ticket`]. A rate limit stops early: the answer then covers a prefix of
+    /// `keys` and says how long to wait. The default reads the tickets one by one.
+    async fn ticket_states(&self, keys: &[String]) -> Result<TicketStates, TicketSystemError> {
+        let mut out = TicketStates::default();
+        for key in keys {
+            out.calls += 1;
+            let ticket = self.get_ticket(key).await?;
+            out.states
+                .push((key.clone(), TicketState::of(ticket.as_ref())));
+        }
+        Ok(out)
+    }
+
     // Writes (DESIGN §7 `ticket` provisioner, §8 audit tickets). A write is retried here only when the ticket
     // system certainly did not act (429/503, or no connection was made); any other failure is returned, and the
     // durable retry of the caller repeats it after [`TicketSystem::find_by_marker`]. The defaults refuse, so a
@@ -121,6 +157,24 @@ pub trait TicketSystem: Send + Sync {
         let _ = key;
         Err(not_writable())
     }
+}
+
+/// How reconciliation batches its reads of one ticket system ([`TicketSystem::reconcile_batch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReconcileBatch {
+    pub keys_per_call: usize,
+    pub calls_per_run: usize,
+}
+
+/// The answer to [`TicketSystem::ticket_states`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TicketStates {
+    /// The state of each key answered, in the order asked.
+    pub states: Vec<(String, TicketState)>,
+    /// Set when the ticket system rate limited the reads: wait this long before asking it again.
+    pub rate_limited: Option<Duration>,
+    /// HTTP calls made.
+    pub calls: usize,
 }
 
 fn not_writable() -> TicketSystemError {

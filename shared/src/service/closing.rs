@@ -36,6 +36,19 @@ impl Ticketbound {
         ticket_id: Option<&str>,
         reason: EndReason,
     ) -> Result<TicketClosing, ServiceError> {
+        self.close_ticket_found_by(ticket, ticket_id, reason, None)
+            .await
+    }
+
+    /// [`Self::close_ticket`], each audit event saying who found the closing (`"reconciliation"`) when it
+    /// was not a delivery.
+    pub(crate) async fn close_ticket_found_by(
+        &self,
+        ticket: &TicketRef,
+        ticket_id: Option<&str>,
+        reason: EndReason,
+        found_by: Option<&'static str>,
+    ) -> Result<TicketClosing, ServiceError> {
         let mut grants = self.store.grants_for_ticket(ticket).await?;
         if let Some(id) = ticket_id {
             for grant in self
@@ -62,7 +75,8 @@ impl Ticketbound {
                     .acquire_owned()
                     .await
                     .expect("the semaphore is never closed");
-                app.end_grant(&grant.id, reason, None).await
+                app.end_grant_noting(&grant.id, reason, None, found_by)
+                    .await
             });
         }
         let mut first_error = None;

@@ -20,8 +20,9 @@ use time::OffsetDateTime;
 use super::ServiceError;
 use crate::domain::connection::{
     AuthMethod, AuthState, AuthStatus, ClosedStatuses, Connection, ConnectionKind,
-    ConnectionSecrets, ConnectionSettings, Credentials, Person, PersonLookup, ProjectSummary,
-    Ticket, TicketState, TicketSummary, WebhookSecrets,
+    ConnectionSecrets, ConnectionSettings, Credentials, MissedClosing, Person, PersonLookup,
+    ProjectSummary, Ticket, TicketState, TicketSummary, WebhookActivity, WebhookHealth,
+    WebhookSecrets,
 };
 use crate::domain::identity::{looks_like_email, normalize_email};
 use crate::domain::ids::{is_slug, new_secret};
@@ -30,11 +31,13 @@ use crate::domain::ticket_writes::AuditSettings;
 use crate::domain::url_policy::check_outbound_url;
 use crate::domain::{Caller, TicketRef};
 
+mod health;
 mod writes;
 use crate::ports::{
     Clock, ConnectionStore, GrantStore, Page, SecretStore, SecretStoreError, StoreError,
     TicketCheckError, TicketSystem, TicketSystemError, TicketSystems, TicketVerifier,
 };
+pub(crate) use health::ReconcileSession;
 pub use writes::TicketWriteError;
 
 /// Webhook secrets active at once (enough for a rotation, few enough to try them all).
@@ -54,6 +57,8 @@ pub struct Connections {
     systems: Arc<dyn TicketSystems>,
     grants: Arc<dyn GrantStore>,
     clock: Arc<dyn Clock>,
+    /// When this container last recorded a delivery per connection (webhook health, [`health`]).
+    deliveries_noted: Arc<std::sync::Mutex<std::collections::HashMap<String, OffsetDateTime>>>,
 }
 
 /// The body of `POST /v1/connections` and `PATCH /v1/connections/{id}`. Which fields apply depends on `kind`
@@ -159,6 +164,14 @@ pub struct ConnectionView {
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_verified_at: Option<OffsetDateTime>,
     pub last_error: Option<String>,
+    /// When an authentic webhook delivery last arrived (recorded at most once a minute per container).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_delivery_at: Option<OffsetDateTime>,
+    /// `ok`, `warning` (reconciliation found a closing no delivery announced, within the last 7 days) or
+    /// `unknown` (no delivery yet).
+    pub webhook_health: WebhookHealth,
+    /// The last closing reconciliation found without a delivery: `{"at": "...", "ticket": "SEC-42"}`.
+    pub last_missed_closing: Option<MissedClosing>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -175,7 +188,7 @@ pub struct ConnectionView {
 }
 
 impl ConnectionView {
-    fn of(connection: &Connection) -> Self {
+    fn of(connection: &Connection, now: OffsetDateTime) -> Self {
         let s = &connection.settings;
         let masked = |method: AuthMethod| (s.auth_method == method).then_some(MASK);
         Self {
@@ -196,6 +209,9 @@ impl ConnectionView {
             status: connection.auth.status,
             last_verified_at: connection.auth.last_verified_at,
             last_error: connection.auth.last_error.clone(),
+            last_delivery_at: connection.webhook.last_delivery_at,
+            webhook_health: connection.webhook.health(now),
+            last_missed_closing: connection.webhook.last_missed_closing.clone(),
             created_at: s.created_at,
             updated_at: s.updated_at,
             verified: None,
@@ -238,6 +254,7 @@ impl Connections {
             systems,
             grants,
             clock,
+            deliveries_noted: Arc::default(),
         }
     }
 
@@ -251,7 +268,13 @@ impl Connections {
         super::require_admin(caller, "manage connections")?;
         let page = self.store.list_connections(limit, cursor).await?;
         Ok(Page {
-            items: page.items.iter().map(ConnectionView::of).collect(),
+            items: {
+                let now = self.clock.now();
+                page.items
+                    .iter()
+                    .map(|c| ConnectionView::of(c, now))
+                    .collect()
+            },
             next: page.next,
         })
     }
@@ -259,7 +282,7 @@ impl Connections {
     /// `GET /v1/connections/{id}`.
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<ConnectionView, ServiceError> {
         super::require_admin(caller, "manage connections")?;
-        Ok(ConnectionView::of(&self.load(id).await?))
+        Ok(ConnectionView::of(&self.load(id).await?, self.clock.now()))
     }
 
     /// `POST /v1/connections`: validates everything before writing anything; the generated webhook secret is in
@@ -337,6 +360,7 @@ impl Connections {
                 people,
             },
             auth: AuthState::new(),
+            webhook: WebhookActivity::default(),
         };
         let secrets = ConnectionSecrets {
             credentials,
@@ -361,7 +385,7 @@ impl Connections {
             return Err(secret_store_error(e));
         }
         tracing::info!(connection = %id, kind = kind.as_str(), admin = %caller.email, "connection created");
-        Ok(ConnectionView::of(&connection).revealing(generated))
+        Ok(ConnectionView::of(&connection, self.clock.now()).revealing(generated))
     }
 
     /// `PATCH /v1/connections/{id}`: changes the given fields (credentials rotate here), validating all of them
@@ -463,7 +487,7 @@ impl Connections {
         }
         connection.settings = settings;
         tracing::info!(connection = %id, admin = %caller.email, "connection changed");
-        Ok(ConnectionView::of(&connection).revealing(generated))
+        Ok(ConnectionView::of(&connection, self.clock.now()).revealing(generated))
     }
 
     /// `DELETE /v1/connections/{id}`: refused while pending or active grants are bound to it, unless `force`
@@ -497,7 +521,7 @@ impl Connections {
         let mut session = self.open_for_api(id).await?;
         let result = session.system.verify().await;
         let result = self.observe(&mut session.connection, result, true).await;
-        let mut view = ConnectionView::of(&session.connection);
+        let mut view = ConnectionView::of(&session.connection, self.clock.now());
         match result {
             Ok(seen) => {
                 view.verified = Some(true);

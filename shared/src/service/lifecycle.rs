@@ -136,6 +136,17 @@ impl Ticketbound {
         reason: EndReason,
         actor: Option<&str>,
     ) -> Result<EndOutcome, ServiceError> {
+        self.end_grant_noting(id, reason, actor, None).await
+    }
+
+    /// [`Self::end_grant`], with `"found_by": found_by` added to the audit event (reconciliation says so).
+    pub(crate) async fn end_grant_noting(
+        &self,
+        id: &str,
+        reason: EndReason,
+        actor: Option<&str>,
+        found_by: Option<&str>,
+    ) -> Result<EndOutcome, ServiceError> {
         for _ in 0..RACE_RETRIES {
             let Some(grant) = self.store.get_grant(id).await? else {
                 return Err(ServiceError::grant_not_found(id));
@@ -159,13 +170,11 @@ impl Ticketbound {
             } else {
                 "ended"
             };
-            let event = AuditEvent::of(
-                &next,
-                kind,
-                actor,
-                now,
-                serde_json::json!({"end_reason": reason}),
-            );
+            let mut detail = serde_json::json!({"end_reason": reason});
+            if let Some(found_by) = found_by {
+                detail["found_by"] = found_by.into();
+            }
+            let event = AuditEvent::of(&next, kind, actor, now, detail);
             match self
                 .store
                 .update_grant(&next, grant.expected(), Some(&event))

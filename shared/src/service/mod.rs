@@ -9,6 +9,7 @@ mod connections;
 mod error;
 mod grants;
 mod lifecycle;
+mod reconcile;
 mod resources;
 mod ticket_writes;
 
@@ -20,6 +21,10 @@ pub use connections::{ConnectionInput, ConnectionView, Connections, TicketWriteE
 pub use error::{ErrorKind, ServiceError};
 pub use grants::{GrantRequest, ListGrants};
 pub use lifecycle::{EndOutcome, JobOutcome};
+pub use reconcile::{
+    FOUND_BY_RECONCILIATION, RECONCILE_JOB, ReconcileReport, ReconcileSettings,
+    spawn_reconciliation,
+};
 pub use resources::ResourceInput;
 pub use ticket_writes::TicketProvisioners;
 
@@ -70,6 +75,7 @@ pub struct Settings {
     /// The longest grant for a resource without its own `max_duration` (`MAX_DURATION`, default `P7D`).
     pub max_duration: IsoDuration,
     pub retry: RetryPolicy,
+    pub reconcile: ReconcileSettings,
 }
 
 impl Default for Settings {
@@ -77,6 +83,7 @@ impl Default for Settings {
         Self {
             max_duration: IsoDuration::parse("P7D").expect("valid literal"),
             retry: RetryPolicy::default(),
+            reconcile: ReconcileSettings::default(),
         }
     }
 }

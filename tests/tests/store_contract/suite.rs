@@ -538,6 +538,121 @@ pub async fn a_delivery_is_remembered_until_it_expires(store: Arc<dyn GrantStore
     );
 }
 
+pub async fn open_bound_tickets_are_listed_once_each_in_key_order_after_a_position(
+    store: Arc<dyn GrantStore>,
+) {
+    // Several grants on one ticket, keys whose order differs from insertion order, a ticket whose key is a
+    // prefix of another, another connection, an unbound grant, and closed grants that must not count.
+    let mut minute = 0;
+    let mut bound = |connection: &'static str, key: &'static str| {
+        minute += 1;
+        grant_at(minute, "alice@example.com", "db", Some((connection, key)))
+    };
+    let pending_a = [bound("jira", "SEC-4"), bound("jira", "SEC-4")];
+    let active_b = bound("jira", "SEC-40");
+    let active_c = bound("jira", "OPS-7");
+    let other = bound("fs", "1234");
+    let ended = bound("jira", "AAA-1");
+    let denied = bound("jira", "ZZZ-9");
+    let unbound = grant_at(99, "alice@example.com", "db", None);
+    for g in pending_a
+        .iter()
+        .chain([&active_b, &active_c, &other, &ended, &denied, &unbound])
+    {
+        insert(&*store, g).await;
+    }
+    approve(&*store, &active_b).await;
+    approve(&*store, &active_c).await;
+    let approved = approve(&*store, &ended).await;
+    let closed = approved
+        .end(EndReason::Revoked, None, approved.decided_at.unwrap())
+        .unwrap();
+    store
+        .update_grant(&closed, approved.expected(), None)
+        .await
+        .unwrap();
+    let refused = denied.deny("bob@example.com", denied.requested_at).unwrap();
+    store
+        .update_grant(&refused, denied.expected(), None)
+        .await
+        .unwrap();
+
+    let all = store.open_bound_tickets("jira", None, 10).await.unwrap();
+    assert_eq!(
+        all,
+        ["OPS-7", "SEC-4", "SEC-40"],
+        "each open ticket once, in key order"
+    );
+    let first = store.open_bound_tickets("jira", None, 2).await.unwrap();
+    assert_eq!(first, ["OPS-7", "SEC-4"]);
+    let rest = store
+        .open_bound_tickets("jira", Some("SEC-4"), 2)
+        .await
+        .unwrap();
+    assert_eq!(rest, ["SEC-40"], "strictly after the position");
+    assert!(
+        store
+            .open_bound_tickets("jira", Some("SEC-40"), 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.open_bound_tickets("fs", None, 10).await.unwrap(),
+        ["1234"]
+    );
+    assert!(
+        store
+            .open_bound_tickets("nope", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A ticket whose last open grant ends leaves the list.
+    let active = approve(&*store, &pending_a[0]).await;
+    let gone = active
+        .end(EndReason::TicketClosed, None, active.decided_at.unwrap())
+        .unwrap();
+    store
+        .update_grant(&gone, active.expected(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.open_bound_tickets("jira", None, 10).await.unwrap(),
+        ["OPS-7", "SEC-4", "SEC-40"],
+        "SEC-4 still has a pending request"
+    );
+    let cancelled = pending_a[1]
+        .end(EndReason::TicketClosed, None, pending_a[1].requested_at)
+        .unwrap();
+    store
+        .update_grant(&cancelled, pending_a[1].expected(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.open_bound_tickets("jira", None, 10).await.unwrap(),
+        ["OPS-7", "SEC-40"]
+    );
+}
+
+pub async fn the_reconciliation_position_is_kept(store: Arc<dyn GrantStore>) {
+    use ticketbound::domain::reconcile::{ReconcileState, TimeValue};
+    assert_eq!(store.reconcile_state().await.unwrap(), None);
+    let mut state = ReconcileState::default();
+    state.positions.insert("jira".into(), "SEC-42".into());
+    state
+        .paused_until
+        .insert("fs".into(), TimeValue(datetime!(2026-03-01 09:00 UTC)));
+    state.next_connection = Some("fs".into());
+    state.saved_at = Some(datetime!(2026-03-01 08:59 UTC));
+    store.save_reconcile_state(&state).await.unwrap();
+    assert_eq!(store.reconcile_state().await.unwrap(), Some(state.clone()));
+    state.positions.clear();
+    store.save_reconcile_state(&state).await.unwrap();
+    assert_eq!(store.reconcile_state().await.unwrap(), Some(state));
+}
+
 /// One test per case of the suite, each with a fresh store from `$make`, in module `$store` (the including file
 /// names this module `suite` and imports `Arc` and `GrantStore`).
 macro_rules! contract {
@@ -566,6 +681,8 @@ macro_rules! contract {
             case!(events_read_in_order_and_page);
             case!(resources_are_kept_with_their_secret_and_paged);
             case!(a_delivery_is_remembered_until_it_expires);
+            case!(open_bound_tickets_are_listed_once_each_in_key_order_after_a_position);
+            case!(the_reconciliation_position_is_kept);
         }
     };
 }

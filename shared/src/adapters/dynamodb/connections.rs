@@ -10,8 +10,16 @@ use super::{
     Attempts, BY_TYPE, DynamoStore, INDEXES, Item, WRITER, decode_key, encode_key,
     is_conditional_failure, s, store_error, writer_token,
 };
-use crate::domain::connection::{AuthState, Connection, ConnectionSettings};
+use crate::domain::connection::{
+    AuthState, Connection, ConnectionSettings, MissedClosing, WebhookActivity,
+};
 use crate::ports::{ConnectionStore, Page, StoreError};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Webhook activity: two attributes of the connection item, each set by its own `UpdateItem`.
+const LAST_DELIVERY: &str = "last_delivery_at";
+const MISSED_CLOSING: &str = "missed_closing";
 
 const PARTITION: &str = "CONNECTIONS";
 
@@ -37,9 +45,21 @@ fn attribute<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<
 }
 
 fn connection_of(item: &Item) -> Result<Connection, StoreError> {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
     Ok(Connection {
         settings: attribute(item, "doc")?,
         auth: attribute(item, "auth")?,
+        webhook: WebhookActivity {
+            last_delivery_at: text(LAST_DELIVERY)
+                .map(|t| {
+                    OffsetDateTime::parse(t, &Rfc3339)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))
+                })
+                .transpose()?,
+            last_missed_closing: text(MISSED_CLOSING)
+                .map(|_| attribute(item, MISSED_CLOSING))
+                .transpose()?,
+        },
     })
 }
 
@@ -168,6 +188,23 @@ impl ConnectionStore for DynamoStore {
             items,
             next: out.last_evaluated_key.as_ref().map(encode_key),
         })
+    }
+
+    async fn record_delivery(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+        let at = at
+            .format(&Rfc3339)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.set_connection_attribute(id, LAST_DELIVERY, s(at))
+            .await
+    }
+
+    async fn record_missed_closing(
+        &self,
+        id: &str,
+        missed: &MissedClosing,
+    ) -> Result<bool, StoreError> {
+        self.set_connection_attribute(id, MISSED_CLOSING, json(missed)?)
+            .await
     }
 
     async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {

@@ -6,13 +6,38 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{EmbeddedStore, corrupt, to_json, unavailable};
 use crate::adapters::{decode_cursor, encode_cursor};
-use crate::domain::connection::{AuthState, Connection, ConnectionSettings};
+use crate::domain::connection::{
+    AuthState, Connection, ConnectionSettings, MissedClosing, WebhookActivity,
+};
 use crate::ports::{ConnectionStore, Page, StoreError};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
-fn connection_from(settings: &str, auth: &str) -> Result<Connection, StoreError> {
+/// The columns every read selects: settings and status, and the webhook activity kept in
+/// `connection_webhooks` (its own table, so that noting a delivery never rewrites the connection).
+const COLUMNS: &str = "c.settings, c.auth, w.last_delivery_at, w.missed_closing
+     FROM connections c LEFT JOIN connection_webhooks w ON w.id = c.id";
+
+type Row = (String, String, Option<String>, Option<String>);
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn connection_from((settings, auth, delivery, missed): &Row) -> Result<Connection, StoreError> {
     Ok(Connection {
         settings: serde_json::from_str(settings).map_err(corrupt)?,
         auth: serde_json::from_str(auth).map_err(corrupt)?,
+        webhook: WebhookActivity {
+            last_delivery_at: delivery
+                .as_deref()
+                .map(|d| OffsetDateTime::parse(d, &Rfc3339).map_err(corrupt))
+                .transpose()?,
+            last_missed_closing: missed
+                .as_deref()
+                .map(|m| serde_json::from_str(m).map_err(corrupt))
+                .transpose()?,
+        },
     })
 }
 
@@ -68,15 +93,11 @@ impl ConnectionStore for EmbeddedStore {
     async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
         let id = id.to_owned();
         self.with(move |conn| {
-            let row: Option<(String, String)> = conn
-                .query_row(
-                    "SELECT settings, auth FROM connections WHERE id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+            let found: Option<Row> = conn
+                .query_row(&format!("SELECT {COLUMNS} WHERE c.id = ?1"), [id], row)
                 .optional()
                 .map_err(unavailable)?;
-            row.map(|(s, a)| connection_from(&s, &a)).transpose()
+            found.as_ref().map(connection_from).transpose()
         })
         .await
     }
@@ -90,20 +111,18 @@ impl ConnectionStore for EmbeddedStore {
         let limit = limit.max(1);
         self.with(move |conn| {
             let mut stmt = conn
-                .prepare(
-                    "SELECT settings, auth FROM connections WHERE id > ?1 ORDER BY id LIMIT ?2",
-                )
+                .prepare(&format!(
+                    "SELECT {COLUMNS} WHERE c.id > ?1 ORDER BY c.id LIMIT ?2"
+                ))
                 .map_err(unavailable)?;
-            let rows: Vec<(String, String)> = stmt
-                .query_map(params![after, (limit + 1) as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+            let rows: Vec<Row> = stmt
+                .query_map(params![after, (limit + 1) as i64], row)
                 .map_err(unavailable)?
                 .collect::<Result<_, _>>()
                 .map_err(unavailable)?;
             let mut items = rows
                 .iter()
-                .map(|(s, a)| connection_from(s, a))
+                .map(connection_from)
                 .collect::<Result<Vec<_>, _>>()?;
             let next = if items.len() > limit {
                 items.truncate(limit);
@@ -119,10 +138,55 @@ impl ConnectionStore for EmbeddedStore {
     async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.with(move |conn| {
-            Ok(conn
-                .execute("DELETE FROM connections WHERE id = ?1", [id])
-                .map_err(unavailable)?
-                > 0)
+            let tx = conn.transaction().map_err(unavailable)?;
+            tx.execute("DELETE FROM connection_webhooks WHERE id = ?1", [&id])
+                .map_err(unavailable)?;
+            let deleted = tx
+                .execute("DELETE FROM connections WHERE id = ?1", [&id])
+                .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn record_delivery(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+        let at = at.format(&Rfc3339).map_err(corrupt)?;
+        self.set_webhook_column(id, "last_delivery_at", at).await
+    }
+
+    async fn record_missed_closing(
+        &self,
+        id: &str,
+        missed: &MissedClosing,
+    ) -> Result<bool, StoreError> {
+        self.set_webhook_column(id, "missed_closing", to_json(missed)?)
+            .await
+    }
+}
+
+impl EmbeddedStore {
+    /// Sets one column of a connection's webhook activity; `false` (nothing written) when the connection does
+    /// not exist. `column` is one of two literals, never input.
+    async fn set_webhook_column(
+        &self,
+        id: &str,
+        column: &'static str,
+        value: String,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.with(move |conn| {
+            let changed = conn
+                .execute(
+                    &format!(
+                        "INSERT INTO connection_webhooks (id, {column})
+                         SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM connections WHERE id = ?1)
+                         ON CONFLICT(id) DO UPDATE SET {column} = excluded.{column}"
+                    ),
+                    params![id, value],
+                )
+                .map_err(unavailable)?;
+            Ok(changed > 0)
         })
         .await
     }

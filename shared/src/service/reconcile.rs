@@ -1,0 +1,272 @@
+//! Reconciliation (DESIGN §2): the backstop for lost webhooks. A run re-reads, in batches, the tickets that
+//! have open bound grants, and ends the grants of those the ticket system says are closed or deleted through
+//! the normal pipeline ([`Ticketbound::close_ticket`]), the audit event saying `"found_by":
+//! "reconciliation"`. Each such closing is a webhook that was missed: logged at warn, counted as the
+//! `ClosingsFoundByReconciliation` metric, and shown on the connection (`webhook_health`).
+//!
+//! A run is bounded (a ticket budget, a wall-time budget, and each ticket system's calls per run) and
+//! resumable: each connection's position in its sweep (tickets in key order) is saved in the store, so the
+//! next run continues after the last ticket checked and a sweep checks each ticket once; a finished sweep
+//! starts again from the first ticket on the next run. Ticket-system errors never end a grant: the position
+//! stays, the next run asks again. A 429 pauses that connection until its `Retry-After` has passed.
+
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+use super::connections::ReconcileSession;
+use super::{ServiceError, Ticketbound};
+use crate::domain::connection::TicketState;
+use crate::domain::reconcile::{ReconcileState, TimeValue};
+use crate::domain::{EndReason, TicketRef};
+use crate::telemetry;
+
+/// The audit detail's `found_by` for closings reconciliation found.
+pub const FOUND_BY_RECONCILIATION: &str = "reconciliation";
+/// The scheduled job that runs reconciliation: `{"job": "reconcile"}`.
+pub const RECONCILE_JOB: &str = "reconcile";
+
+/// How reconciliation runs.
+#[derive(Clone, Debug)]
+pub struct ReconcileSettings {
+    /// The interval (`RECONCILE_EVERY`, default `PT15M`); `None` when it is off.
+    pub every: Option<Duration>,
+    /// Tickets checked per run, all connections together.
+    pub tickets_per_run: usize,
+    /// Wall time after which a run starts no new batch: well under the expiry function's 55 s timeout, leaving
+    /// room for the closings of the last batch.
+    pub time_budget: Duration,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            every: Some(Duration::from_secs(15 * 60)),
+            tickets_per_run: 5_000,
+            time_budget: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What one run did (the expiry function's answer, and a log line).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    /// Tickets whose state was read.
+    pub tickets_checked: usize,
+    /// Closed or deleted tickets that still had open grants: missed webhooks.
+    pub closings_found: usize,
+    /// Grants ended (active) or cancelled (pending) because of them.
+    pub grants_ended: usize,
+    /// Calls made to ticket systems.
+    pub ticket_system_calls: usize,
+    /// Connections whose sweep reached its last ticket in this run.
+    pub sweeps_completed: usize,
+    /// Connections skipped because they rate limited an earlier run.
+    pub connections_paused: usize,
+    /// Ticket-system or ending errors (logged; retried by the next run).
+    pub errors: usize,
+    /// Why the run stopped before visiting every connection: `ticket_budget` or `time_budget`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<&'static str>,
+}
+
+/// How one connection's part of a run ended.
+enum Part {
+    /// Its sweep is complete, or its share of calls for this run is used up, or it failed: go on.
+    Next,
+    /// The run's budget is used up: stop the run here, and start with this connection next time.
+    OutOfBudget(&'static str),
+}
+
+impl Ticketbound {
+    /// One reconciliation run. `Err` only when the store could not be read or written; ticket-system errors
+    /// are counted in the report and logged.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, ServiceError> {
+        let mut report = ReconcileReport::default();
+        let Some(connections) = &self.connections else {
+            return Ok(report);
+        };
+        let started = Instant::now();
+        let now = self.clock.now();
+        let mut state = self.store.reconcile_state().await?.unwrap_or_default();
+        let ids = connections.all_ids().await?;
+        state.prune(now, |c| ids.iter().any(|id| id == c));
+        let order = state.run_order(&ids);
+        let mut tickets_left = self.settings.reconcile.tickets_per_run.max(1);
+        for id in order {
+            if state.is_paused(&id, now) {
+                report.connections_paused += 1;
+                continue;
+            }
+            let session = match connections.open_for_reconcile(&id).await {
+                Ok(Some(session)) => session,
+                Ok(None) => continue,
+                Err(message) => {
+                    tracing::warn!(connection = %id, error = %message, "reconciliation could not open the connection");
+                    report.errors += 1;
+                    continue;
+                }
+            };
+            // If this run dies here, the next starts with this connection.
+            state.next_connection = Some(id.clone());
+            let part = self
+                .reconcile_connection(
+                    &id,
+                    session,
+                    &mut state,
+                    &mut report,
+                    &mut tickets_left,
+                    started,
+                )
+                .await?;
+            if let Part::OutOfBudget(why) = part {
+                report.stopped_by = Some(why);
+                break;
+            }
+            state.next_connection = None;
+        }
+        state.saved_at = Some(now);
+        self.store.save_reconcile_state(&state).await?;
+        tracing::info!(
+            tickets = report.tickets_checked,
+            closings_found = report.closings_found,
+            grants_ended = report.grants_ended,
+            calls = report.ticket_system_calls,
+            sweeps_completed = report.sweeps_completed,
+            errors = report.errors,
+            stopped_by = report.stopped_by.unwrap_or("done"),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "reconciliation run"
+        );
+        Ok(report)
+    }
+
+    async fn reconcile_connection(
+        &self,
+        id: &str,
+        mut session: ReconcileSession,
+        state: &mut ReconcileState,
+        report: &mut ReconcileReport,
+        tickets_left: &mut usize,
+        started: Instant,
+    ) -> Result<Part, ServiceError> {
+        let Some(connections) = &self.connections else {
+            return Ok(Part::Next);
+        };
+        let batch = session.batch();
+        let mut calls_left = batch.calls_per_run.max(1);
+        loop {
+            if *tickets_left == 0 {
+                return Ok(Part::OutOfBudget("ticket_budget"));
+            }
+            if started.elapsed() >= self.settings.reconcile.time_budget {
+                return Ok(Part::OutOfBudget("time_budget"));
+            }
+            if calls_left == 0 {
+                return Ok(Part::Next);
+            }
+            let wanted = batch.keys_per_call.max(1).min(*tickets_left);
+            let keys = self
+                .store
+                .open_bound_tickets(id, state.positions.get(id).map(String::as_str), wanted)
+                .await?;
+            if keys.is_empty() {
+                state.positions.remove(id);
+                report.sweeps_completed += 1;
+                return Ok(Part::Next);
+            }
+            let answer = match connections.reconcile_states(&mut session, &keys).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    // Never a reason to end a grant: the position stays and the next run asks again.
+                    tracing::warn!(connection = %id, error = %e, "reconciliation could not read ticket states");
+                    report.errors += 1;
+                    return Ok(Part::Next);
+                }
+            };
+            calls_left = calls_left.saturating_sub(answer.calls.max(1));
+            report.ticket_system_calls += answer.calls;
+            for (key, ticket_state) in &answer.states {
+                let reason = match ticket_state {
+                    TicketState::Open => None,
+                    TicketState::Closed => Some(EndReason::TicketClosed),
+                    TicketState::Deleted => Some(EndReason::TicketDeleted),
+                };
+                if let Some(reason) = reason
+                    && !self.end_found_closing(id, key, reason, report).await
+                {
+                    // Not ended now: leave the position before it, so the next run tries again.
+                    return Ok(Part::Next);
+                }
+                *tickets_left = tickets_left.saturating_sub(1);
+                report.tickets_checked += 1;
+                state.positions.insert(id.to_owned(), key.clone());
+            }
+            // Saved after every batch, so a run cut short (a Lambda timeout, a crash) loses at most one batch.
+            state.saved_at = Some(self.clock.now());
+            self.store.save_reconcile_state(state).await?;
+            if let Some(wait) = answer.rate_limited {
+                let until = self.clock.now()
+                    + time::Duration::try_from(wait).unwrap_or(time::Duration::minutes(1));
+                tracing::warn!(connection = %id, until = %until, "the ticket system rate limited reconciliation; pausing this connection");
+                state.paused_until.insert(id.to_owned(), TimeValue(until));
+                return Ok(Part::Next);
+            }
+            if keys.len() < wanted {
+                state.positions.remove(id);
+                report.sweeps_completed += 1;
+                return Ok(Part::Next);
+            }
+        }
+    }
+
+    /// Ends the open grants of a ticket reconciliation found closed; `false` when they could not be ended now.
+    async fn end_found_closing(
+        &self,
+        connection: &str,
+        key: &str,
+        reason: EndReason,
+        report: &mut ReconcileReport,
+    ) -> bool {
+        let ticket = TicketRef {
+            connection: connection.to_owned(),
+            key: key.to_owned(),
+        };
+        match self
+            .close_ticket_found_by(&ticket, None, reason, Some(FOUND_BY_RECONCILIATION))
+            .await
+        {
+            Ok(outcome) if outcome.ended + outcome.cancelled > 0 => {
+                tracing::warn!(%connection, ticket = %key, reason = reason.as_str(), ended = outcome.ended, cancelled = outcome.cancelled, "reconciliation found a closing no webhook delivered; check the connection's webhook");
+                telemetry::metric("ClosingsFoundByReconciliation", 1.0);
+                report.closings_found += 1;
+                report.grants_ended += outcome.ended + outcome.cancelled;
+                if let Some(connections) = &self.connections {
+                    connections.note_missed_closing(connection, key).await;
+                }
+                true
+            }
+            // Ended meanwhile by a delivery, a schedule or a person: nothing was missed.
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(%connection, ticket = %key, error = %e, "reconciliation could not end the grants of a closed ticket; the next run tries again");
+                report.errors += 1;
+                false
+            }
+        }
+    }
+}
+
+/// Runs reconciliation every `every` in this process (the local server's timer; on AWS a recurring schedule
+/// invokes the expiry function instead). Runs never overlap: the next waits for the last to finish.
+pub fn spawn_reconciliation(app: Ticketbound, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(e) = app.reconcile().await {
+                tracing::warn!(error = %e, "reconciliation run failed; the next one tries again");
+            }
+        }
+    })
+}
