@@ -4,7 +4,8 @@
 //!
 //! | item | pk | sk | GSI keys |
 //! |---|---|---|---|
-//! | grant | `GRANT#<id>` | `#GRANT` | gsi1 `REQ#<requester>`/id · gsi2 `STATUS#<status>`/id · gsi3 `TICKET#<connection>#<key>`/id (bound grants) · gsi4 `ACTIVE#<requester>#<resource>`/id (active grants only) · gsi5 `GRANTS`/id · gsi6 `OPEN#<connection>`/`<key>#<id>` (open bound grants only: reconciliation) · gsi7 `TICKETID#<connection>#<ticket id>`/id (bound grants whose ticket has a stable id) |
+//! | grant | `GRANT#<id>` | `#GRANT` | gsi1 `REQ#<requester>`/id · gsi2 `STATUS#<status>`/id · gsi3 `TICKET#<connection>#<key>`/id (bound grants) · gsi4 `ACTIVE#<requester>#<resource>`/id (active grants only) · gsi5 `GRANTS`/id · gsi6 `OPEN#<connection>`/`<key>#<id>` (open bound grants only: reconciliation) |
+//! | ticket id alias | `TICKETID#<connection>#<ticket id>` | `GRANT#<id>` | – (written with the grant, in its insert transaction, when it has a `ticket_id`; `doc` is the grant id) |
 //! | audit event | `GRANT#<id>` | `EVENT#<version, 10 digits>` | – |
 //! | resource | `RESOURCE#<id>` | `#RESOURCE` | gsi5 `RESOURCES`/id |
 //! | connection | `CONNECTION#<id>` | `#CONNECTION` | gsi5 `CONNECTIONS`/id (settings in `doc`, authorization status in `auth`, JSON) |
@@ -49,14 +50,13 @@ use crate::ports::{GrantFilter, GrantStore, Page, StoreError};
 type Item = HashMap<String, AttributeValue>;
 
 /// The global secondary indexes: (name, partition key, sort key).
-pub const INDEXES: [(&str, &str, &str); 7] = [
+pub const INDEXES: [(&str, &str, &str); 6] = [
     ("gsi1", "gsi1pk", "gsi1sk"),
     ("gsi2", "gsi2pk", "gsi2sk"),
     ("gsi3", "gsi3pk", "gsi3sk"),
     ("gsi4", "gsi4pk", "gsi4sk"),
     ("gsi5", "gsi5pk", "gsi5sk"),
     ("gsi6", "gsi6pk", "gsi6sk"),
-    ("gsi7", "gsi7pk", "gsi7sk"),
 ];
 const BY_REQUESTER: usize = 0;
 const BY_STATUS: usize = 1;
@@ -64,7 +64,6 @@ const BY_TICKET: usize = 2;
 const BY_ACCESS: usize = 3;
 const BY_TYPE: usize = 4;
 const OPEN_BOUND: usize = 5;
-const BY_TICKET_ID: usize = 6;
 
 /// The attribute DynamoDB's TTL deletes by (webhook delivery records only).
 pub const TTL_ATTRIBUTE: &str = "ttl";
@@ -177,9 +176,6 @@ fn grant_item(grant: &Grant) -> Result<Item, StoreError> {
     index(BY_STATUS, format!("STATUS#{}", grant.status.as_str()));
     if let Some(t) = &grant.ticket {
         index(BY_TICKET, ticket_pk(t));
-        if let Some(id) = &grant.ticket_id {
-            index(BY_TICKET_ID, ticket_id_pk(&t.connection, id));
-        }
     }
     if grant.status == GrantStatus::Active {
         index(BY_ACCESS, access_pk(&grant.requester, &grant.resource));
@@ -204,6 +200,21 @@ fn ticket_pk(t: &TicketRef) -> String {
 
 fn ticket_id_pk(connection: &str, ticket_id: &str) -> String {
     format!("TICKETID#{connection}#{ticket_id}")
+}
+
+/// The alias that finds a grant by its ticket's stable id. A base-table item rather than a GSI: the id is set
+/// once, when the grant is requested, so the alias is written with the grant in one transaction, and a stack
+/// upgrade never has to add two GSIs in one CloudFormation update (it cannot).
+fn ticket_id_alias(grant: &Grant) -> Result<Option<Item>, StoreError> {
+    let (Some(ticket), Some(id)) = (&grant.ticket, &grant.ticket_id) else {
+        return Ok(None);
+    };
+    let doc = serde_json::to_string(&grant.id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Some(HashMap::from([
+        ("pk".into(), s(ticket_id_pk(&ticket.connection, id))),
+        ("sk".into(), s(format!("GRANT#{}", grant.id))),
+        ("doc".into(), s(doc)),
+    ])))
 }
 
 fn open_bound_pk(connection: &str) -> String {
@@ -522,12 +533,26 @@ impl GrantStore for DynamoStore {
             .set_item(Some(event_item(event)?))
             .build()
             .map_err(unbuildable)?;
+        let alias_put = ticket_id_alias(grant)?
+            .map(|alias| {
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(alias))
+                    .build()
+                    .map_err(unbuildable)
+            })
+            .transpose()?;
         let attempts = Attempts::default();
-        let result = self
+        let mut transaction = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(grant_put).build())
-            .transact_items(TransactWriteItem::builder().put(event_put).build())
+            .transact_items(TransactWriteItem::builder().put(event_put).build());
+        if let Some(alias_put) = alias_put {
+            transaction =
+                transaction.transact_items(TransactWriteItem::builder().put(alias_put).build());
+        }
+        let result = transaction
             .customize()
             .interceptor(attempts.clone())
             .send()
@@ -676,8 +701,32 @@ impl GrantStore for DynamoStore {
         connection: &str,
         ticket_id: &str,
     ) -> Result<Vec<Grant>, StoreError> {
-        self.query_all(BY_TICKET_ID, ticket_id_pk(connection, ticket_id))
-            .await
+        let mut grants = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .query_page::<String, _>(
+                    QuerySpec {
+                        index: None,
+                        partition: ticket_id_pk(connection, ticket_id),
+                        forward: true,
+                        sk_prefix: Some("GRANT#"),
+                    },
+                    500,
+                    cursor.as_deref(),
+                    |_| true,
+                )
+                .await?;
+            for id in page.items {
+                if let Some(grant) = self.get_grant(&id).await? {
+                    grants.push(grant);
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(grants),
+            }
+        }
     }
 
     async fn list_events(

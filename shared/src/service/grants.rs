@@ -158,7 +158,7 @@ impl Ticketbound {
         }
         let grant = self.visible_grant(caller, id).await?;
         let now = self.clock.now();
-        let mut approved = grant.approve(&caller.email, now)?;
+        let approved = grant.approve(&caller.email, now)?;
         if self.store.get_resource(&grant.resource).await?.is_none() {
             return Err(ServiceError::conflict(
                 "resource_missing",
@@ -169,9 +169,8 @@ impl Ticketbound {
             ));
         }
         if let Some(ticket) = &grant.ticket {
-            let ticket_id = self.check_ticket(ticket, &grant.requester).await?;
-            // Grants requested before ids were recorded learn theirs here.
-            approved.ticket_id = approved.ticket_id.take().or(ticket_id);
+            // The id was recorded at the request (the stores index it once, with the grant's insert).
+            self.check_ticket(ticket, &grant.requester).await?;
         }
         // The expiry schedule exists before the grant is active, so an active grant always has one. A loser of
         // the race below leaves it behind; it names the same schedule, and it finds an active grant or nothing.
