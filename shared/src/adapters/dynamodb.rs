@@ -26,6 +26,8 @@ use std::collections::HashMap;
 use time::OffsetDateTime;
 
 mod connections;
+#[cfg(test)]
+mod cursor_props;
 
 use super::{decode_cursor, encode_cursor};
 use crate::domain::grant::Expected;
