@@ -1558,3 +1558,88 @@ fn any_scheduler_event_is_acknowledged_without_a_change_when_it_names_no_grant()
         Ok(())
     });
 }
+
+#[test]
+fn any_jwt_claims_identify_a_caller_whose_groups_claim_in_any_rendering_gives_its_roles() {
+    let w = world();
+    let router = ticketbound_tests::lambda_router(w.t.app.clone());
+    let fixture = fixture("apigw-v2-post-jwt.json");
+    let emails = prop_oneof![
+        2 => "[a-z0-9.+_-]{1,10}@[a-z0-9.-]{1,10}",
+        1 => any::<String>(),
+        1 => header_text(),
+    ];
+    let groups = (
+        prop::collection::vec("[a-z0-9_-]{1,16}", 0..4),
+        any::<bool>(),
+        0..5usize,
+        any::<String>(),
+    );
+    run(
+        (emails, groups),
+        |(email, (mut groups, admin, rendering, junk))| {
+            if admin {
+                groups.push("ticketbound-admins".to_owned());
+            }
+            let claim = match rendering {
+                0 => format!("[{}]", groups.join(" ")),
+                1 => serde_json::to_string(&groups).expect("JSON"),
+                2 => groups.join(","),
+                3 => groups.join(" "),
+                _ => junk,
+            };
+            let mut event = fixture.clone();
+            event["rawPath"] = "/v1/connections".into();
+            event["rawQueryString"] = "".into();
+            for gone in ["queryStringParameters", "pathParameters", "body"] {
+                event.as_object_mut().expect("object").remove(gone);
+            }
+            event["routeKey"] = "GET /v1/connections".into();
+            event["requestContext"]["http"]["method"] = "GET".into();
+            event["requestContext"]["http"]["path"] = "/v1/connections".into();
+            event["requestContext"]["authorizer"]["jwt"]["claims"] =
+                json!({"email": email, "groups": claim, "sub": "abc"});
+            let request =
+                lambda_http::request::from_str(&event.to_string()).expect("an API Gateway event");
+            let (status, answer) = w.rt.block_on(async {
+                let response = router.clone().oneshot(request).await.expect("infallible");
+                let status = response.status();
+                let bytes = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                (
+                    status,
+                    serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+                )
+            });
+            let trimmed = email.trim();
+            let plausible = trimmed.len() <= 320
+                && !trimmed.chars().any(|c| c.is_whitespace() || c.is_control())
+                && trimmed
+                    .split_once('@')
+                    .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty());
+            let expected = if !plausible {
+                StatusCode::UNAUTHORIZED
+            } else if rendering == 4 {
+                // A junk claim gives no role, unless it happens to name the admin group.
+                if parse_groups(&claim)
+                    .iter()
+                    .any(|g| g == "ticketbound-admins")
+                {
+                    StatusCode::OK
+                } else {
+                    StatusCode::FORBIDDEN
+                }
+            } else if admin {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            prop_assert_eq!(status, expected, "{:?} {:?}: {}", email, claim, answer);
+            Ok(())
+        },
+    );
+}
