@@ -39,6 +39,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use time::OffsetDateTime;
 
 mod connections;
+#[cfg(test)]
+mod cursor_props;
 
 use super::aws_errors::{self, Fault};
 use super::{decode_cursor, encode_cursor};

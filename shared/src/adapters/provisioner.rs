@@ -55,7 +55,11 @@ pub fn verify_signature_header(
         }
     }
     let Some(t) = t else { return false };
-    if (now - t).abs() > tolerance_seconds {
+    // `abs_diff`: a forged `t` near i64::MIN or MAX is out of the window, not an overflow.
+    if i64::try_from(now.abs_diff(t))
+        .ok()
+        .is_none_or(|age| age > tolerance_seconds)
+    {
         return false;
     }
     v1.iter().any(|candidate| {
@@ -220,6 +224,20 @@ mod tests {
             idempotency_key(id, ProvisionAction::Grant),
             idempotency_key(id, ProvisionAction::Revoke)
         );
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_i64_are_refused_without_overflowing() {
+        for (t, now) in [(i64::MIN, i64::MAX), (i64::MIN, 0), (i64::MAX, i64::MIN)] {
+            let header = signature_header("topsecret-provisioner", t, b"{}");
+            assert!(!verify_signature_header(
+                "topsecret-provisioner",
+                &header,
+                b"{}",
+                now,
+                300
+            ));
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use ticketbound::adapters::ticket_http::HttpPolicy;
 use ticketbound::adapters::ticket_systems::HttpTicketSystems;
 use ticketbound::domain::identity::RoleGroups;
 use ticketbound::domain::{Provisioner, Resource};
-use ticketbound::http::{AppState, IdentitySource, api_router};
+use ticketbound::http::{AppState, IdentitySource, local_router};
 use ticketbound::ports::{Clock, GrantStore, SystemClock, TicketVerifier};
 use ticketbound::service::{Connections, Settings, Ticketbound};
 
@@ -45,6 +45,8 @@ pub struct TestApp {
     pub router: Router,
     pub store: EmbeddedStore,
     pub dir: PathBuf,
+    /// The application behind the router, for what does not come through HTTP (scheduled jobs).
+    pub app: Ticketbound,
 }
 
 impl Drop for TestApp {
@@ -64,7 +66,17 @@ pub fn temp_dir(label: &str) -> PathBuf {
 
 pub async fn spawn_app(policy: HttpPolicy) -> TestApp {
     let store = EmbeddedStore::in_memory().expect("in-memory store");
-    let dir = temp_dir("conn");
+    spawn_app_with(store, temp_dir("conn"), policy).await
+}
+
+/// The same application with its store in a file under its temporary directory, as the local server keeps it.
+pub async fn spawn_app_on_disk(policy: HttpPolicy) -> TestApp {
+    let dir = temp_dir("disk");
+    let store = EmbeddedStore::open(&dir.join("ticketbound.db")).expect("store file");
+    spawn_app_with(store, dir, policy).await
+}
+
+async fn spawn_app_with(store: EmbeddedStore, dir: PathBuf, policy: HttpPolicy) -> TestApp {
     let secrets = LocalSecretStore::open(&dir.join("secrets.json")).expect("secret file");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let connections = Connections::new(
@@ -96,12 +108,18 @@ pub async fn spawn_app(policy: HttpPolicy) -> TestApp {
         })
         .await
         .expect("resource");
-    let router = api_router(AppState {
-        app,
+    // Everything the local server serves: the portal API and the webhook routes.
+    let router = local_router(AppState {
+        app: app.clone(),
         identity: IdentitySource::TrustedHeaders,
         roles: RoleGroups::default(),
     });
-    TestApp { router, store, dir }
+    TestApp {
+        router,
+        store,
+        dir,
+        app,
+    }
 }
 
 /// An answer: status, JSON body (Null when empty) and the raw text.
