@@ -59,8 +59,20 @@ impl Issues {
     }
     fn issue(&self, key: &str) -> Option<Value> {
         let issues = self.0.lock().unwrap();
-        let (name, category) = issues.get(key)?;
-        Some(support::cloud_issue(key, name, category, None))
+        // Jira keeps a moved issue's old key as an alias: asking for it answers the issue under its new key.
+        let key = issues
+            .get(&format!("moved:{key}"))
+            .map_or(key.to_owned(), |(new_key, _)| new_key.clone());
+        let (name, category) = issues.get(&key)?;
+        Some(support::cloud_issue(&key, name, category, None))
+    }
+
+    /// Moves `old` to another project as `new`, keeping its status (its id in a real Jira stays the same).
+    fn move_to(&self, old: &str, new: &str) {
+        let mut issues = self.0.lock().unwrap();
+        let status = issues.remove(old).expect("the issue exists");
+        issues.insert(new.to_owned(), status);
+        issues.insert(format!("moved:{old}"), (new.to_owned(), String::new()));
     }
 }
 
@@ -461,6 +473,51 @@ async fn an_unknown_key_makes_jira_refuse_the_search_and_single_reads_end_only_t
             "{key}"
         );
     }
+}
+
+/// An issue moved to another project answers the search under its new key; the old key is then missing from
+/// the answer and read alone, which Jira resolves to the moved issue: a moved issue that closed still ends its
+/// grants, and a moved issue that is open is never taken for deleted.
+#[tokio::test]
+async fn an_issue_moved_to_another_project_is_followed_never_taken_for_deleted() {
+    let _serial = METRIC_LOCK.lock().await;
+    let w = world(ReconcileSettings::default()).await;
+    let mut ids = BTreeMap::new();
+    for key in ["SEC-1", "SEC-2", "SEC-3"] {
+        w.issues.open(key);
+        let id = seed_bound_active_grants(&w.app, &ticket("jira-main", key), "prod-db", 1)
+            .await
+            .remove(0);
+        ids.insert(key, id);
+    }
+    w.issues.move_to("SEC-1", "OPS-11");
+    w.issues.move_to("SEC-2", "OPS-12");
+    w.issues.close("OPS-12");
+
+    let report = w.app.reconcile().await.unwrap();
+
+    assert_eq!(searches(&w.jira).await.len(), 1);
+    assert_eq!(
+        single_reads(&w.jira).await,
+        2,
+        "the two moved keys, read alone"
+    );
+    assert_eq!(report.closings_found, 1);
+    assert_eq!(
+        grant(&w.app, &ids["SEC-1"]).await.status,
+        GrantStatus::Active,
+        "moved and open: not deleted"
+    );
+    let closed = grant(&w.app, &ids["SEC-2"]).await;
+    assert_eq!(closed.status, GrantStatus::Ended);
+    assert_eq!(
+        serde_json::to_value(closed.end_reason).unwrap(),
+        "ticket_closed"
+    );
+    assert_eq!(
+        grant(&w.app, &ids["SEC-3"]).await.status,
+        GrantStatus::Active
+    );
 }
 
 /// A Freshservice connection `fs-main` on its own fake; returns the fake.
