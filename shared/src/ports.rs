@@ -151,6 +151,11 @@ pub enum JobKind {
     Provision,
     /// Retry (or make sure of) the side effects of a grant's end.
     Deprovision,
+    /// Ask the ticket system again whether the grant's bound ticket closed: a webhook delivery whose
+    /// confirmation was rate limited for longer than the sender can wait (issue 9 item 8). It ends every grant
+    /// of that ticket when it is closed; it is not recorded on the grant (each one deletes itself after it
+    /// fires, and a stale one finds nothing to end).
+    Confirm,
 }
 
 /// A scheduled job: the `Input` of an EventBridge Scheduler schedule.
@@ -199,6 +204,7 @@ impl Job {
             JobKind::Expire => "exp",
             JobKind::Provision => "prv",
             JobKind::Deprovision => "dep",
+            JobKind::Confirm => "cnf",
         };
         match self.arming {
             0 => format!("tb-{}-{kind}", self.grant_id),
@@ -276,6 +282,10 @@ pub enum TicketCheckError {
     /// message says how to configure a mapping. Never passed as a match.
     #[error("{1}")]
     RequesterNotVerifiable(String, String),
+    /// The ticket system asks us to wait (429/503 with a `Retry-After` beyond what a caller can hold a request
+    /// for, or busy through every retry): `Some` is how long it asked for.
+    #[error("the ticket system is rate limiting the connection: {0}")]
+    RateLimited(String, Option<std::time::Duration>),
     /// The ticket system could not be asked: the request is refused rather than passed unchecked.
     #[error("the ticket system could not be reached: {0}")]
     Unavailable(String),

@@ -699,6 +699,131 @@ async fn a_deleted_freshservice_ticket_ends_grants_as_deleted_and_an_unreachable
     assert_eq!(h.grant(&ids[0]).await["end_reason"], "ticket_deleted");
 }
 
+/// The confirmation schedules of the app's local scheduler: (name, when).
+async fn confirmations(h: &Hooks) -> Vec<(String, time::OffsetDateTime)> {
+    LocalScheduler::new(h.store.clone())
+        .pending()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(name, _)| name.contains("-cnf"))
+        .collect()
+}
+
+/// Issue 9 item 8: Freshservice rate limits the confirmation for longer than the webhook can wait. The
+/// delivery is recorded as a one-time schedule after `Retry-After` and answered 202 (not a 503 the sender may
+/// never retry); when the schedule fires and the ticket is resolved, every grant of the ticket ends.
+#[tokio::test]
+async fn a_rate_limited_freshservice_confirmation_is_deferred_and_the_closing_is_not_lost() {
+    let h = hooks().await;
+    let ticket = TicketRef {
+        connection: "fs-main".into(),
+        key: "88".into(),
+    };
+    let ids = seed_bound_active_grants(&h.app, &ticket, "prod-db", 2).await;
+    let secret = [("x-ticketbound-secret", h.fs_secret.clone())];
+    h.fs.reset().await;
+    Mock::given(path("/api/v2/tickets/88"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "120"))
+        .mount(&h.fs)
+        .await;
+    let before = time::OffsetDateTime::now_utc();
+
+    let deliver = || {
+        h.post(
+            "/webhooks/freshservice/fs-main",
+            &secret,
+            br#"{"ticket_id": "88", "status": "Resolved"}"#.to_vec(),
+        )
+    };
+    let (status, answer) = deliver().await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["deferred"], true);
+    let scheduled = confirmations(&h).await;
+    assert_eq!(scheduled.len(), 1, "{scheduled:?}");
+    let wait = scheduled[0].1 - before;
+    assert!(
+        wait >= time::Duration::seconds(119) && wait <= time::Duration::seconds(125),
+        "after Retry-After: {wait}"
+    );
+    for id in &ids {
+        assert_eq!(
+            h.grant(id).await["status"],
+            "active",
+            "nothing ends unconfirmed"
+        );
+    }
+    // The sender retries while still rate limited: the same one schedule, not two.
+    let (status, _) = deliver().await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(confirmations(&h).await.len(), 1);
+
+    // It fires while Freshservice is still rate limiting: it re-arms under a new name.
+    let grant_id = scheduled[0]
+        .0
+        .strip_prefix("tb-")
+        .and_then(|n| n.strip_suffix("-cnf"))
+        .unwrap()
+        .to_owned();
+    let job = Job::new(JobKind::Confirm, &grant_id);
+    assert_eq!(
+        h.app.run_job(&job).await.unwrap(),
+        ticketbound::service::JobOutcome::Rearmed
+    );
+    let names: Vec<String> = confirmations(&h)
+        .await
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        names.contains(&format!("tb-{grant_id}-cnf-1")),
+        "re-armed under its own name: {names:?}"
+    );
+
+    // The next firing finds the ticket resolved: both grants end, access is removed.
+    freshservice_ticket(&h, "88", Some(4)).await;
+    assert_eq!(
+        h.app.run_job(&job.with_arming(1)).await.unwrap(),
+        ticketbound::service::JobOutcome::Done
+    );
+    for id in &ids {
+        let ended = h.grant(id).await;
+        assert_eq!(
+            (ended["status"].as_str(), ended["end_reason"].as_str()),
+            (Some("ended"), Some("ticket_closed"))
+        );
+    }
+    assert_eq!(
+        provisioner_actions(&h.provisioner)
+            .await
+            .iter()
+            .filter(|a| *a == "revoke")
+            .count(),
+        2,
+        "one revoke per grant (two requesters)"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limited_confirmation_for_a_ticket_nobody_is_bound_to_schedules_nothing() {
+    let h = hooks().await;
+    h.fs.reset().await;
+    Mock::given(path("/api/v2/tickets/99"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "600"))
+        .mount(&h.fs)
+        .await;
+    let (status, answer) = h
+        .post(
+            "/webhooks/freshservice/fs-main",
+            &[("x-ticketbound-secret", h.fs_secret.clone())],
+            br#"{"ticket_id": 99}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ignored"], true);
+    assert!(confirmations(&h).await.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_closing_webhook_racing_the_expiry_schedule_ends_the_grant_once() {
     for round in 0..4 {

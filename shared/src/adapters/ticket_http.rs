@@ -173,6 +173,7 @@ impl TicketHttp {
                 .timeout(self.policy.timeout)
                 .send()
                 .await;
+            let mut busy = false;
             let (problem, wait) = match attempt {
                 Err(e) => (describe_transport(&e), self.policy.backoff(retry)),
                 Ok(response) => match self.judge(response, url.path()).await? {
@@ -188,10 +189,21 @@ impl TicketHttp {
                     Judged::Retry(problem, wait) => {
                         (problem, wait.unwrap_or_else(|| self.policy.backoff(retry)))
                     }
+                    Judged::Busy(problem, wait) => {
+                        busy = true;
+                        (problem, wait.unwrap_or_else(|| self.policy.backoff(retry)))
+                    }
                 },
             };
             if retry >= self.policy.max_retries || started.elapsed() + wait > self.policy.budget {
-                return Err(TicketSystemError::Unavailable(problem));
+                return Err(if busy {
+                    TicketSystemError::RateLimited {
+                        message: problem,
+                        retry_after: Some(wait),
+                    }
+                } else {
+                    TicketSystemError::Unavailable(problem)
+                });
             }
             tracing::info!(path = url.path(), retry = retry + 1, wait_ms = wait.as_millis() as u64, %problem, "retrying ticket-system call");
             tokio::time::sleep(wait).await;
@@ -238,7 +250,7 @@ impl TicketHttp {
                             });
                     }
                     Judged::NotFound => return Ok(Probed::NotFound),
-                    Judged::Retry(problem, wait) => {
+                    Judged::Retry(problem, wait) | Judged::Busy(problem, wait) => {
                         (problem, wait.unwrap_or_else(|| self.policy.backoff(retry)))
                     }
                 },
@@ -288,10 +300,11 @@ impl TicketHttp {
                 })
             }
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => match retry_after {
-                Some(wait) if wait > self.policy.max_wait => Err(TicketSystemError::Unavailable(
-                    said(&format!("asked to wait {} s", wait.as_secs())),
-                )),
-                wait => Ok(Judged::Retry(said("busy"), wait)),
+                Some(wait) if wait > self.policy.max_wait => Err(TicketSystemError::RateLimited {
+                    message: said(&format!("asked to wait {} s", wait.as_secs())),
+                    retry_after: Some(wait),
+                }),
+                wait => Ok(Judged::Busy(said("busy"), wait)),
             },
             s if s.is_server_error() => Ok(Judged::Retry(said("server error"), None)),
             StatusCode::GONE => Err(TicketSystemError::Unexpected(said("this API was removed"))),
@@ -360,14 +373,10 @@ impl TicketHttp {
                             format!("{path} answered HTTP {}: {detail}", status.as_u16())
                         }));
                     }
-                    let busy = matches!(
-                        status,
-                        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-                    );
                     match self.judge(response, &path).await? {
                         Judged::Body(bytes) => return Ok(Written::Done(bytes)),
                         Judged::NotFound => return Ok(Written::NotFound),
-                        Judged::Retry(problem, wait) if busy => {
+                        Judged::Busy(problem, wait) => {
                             (problem, wait.unwrap_or_else(|| self.policy.backoff(retry)))
                         }
                         // A 500 after a write may hide a ticket that was created: not retried here.
@@ -411,7 +420,10 @@ fn retry_after(response: &Response) -> Option<Duration> {
 enum Judged {
     Body(Vec<u8>),
     NotFound,
+    /// A 5xx: try again after a backoff.
     Retry(String, Option<Duration>),
+    /// 429 or 503 asking to wait no longer than a call may: try again after the wait.
+    Busy(String, Option<Duration>),
 }
 
 fn describe_transport(e: &reqwest::Error) -> String {

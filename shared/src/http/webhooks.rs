@@ -24,7 +24,8 @@ use crate::domain::connection::{
 use crate::domain::ticket_events::{Closing, interpret_freshservice, interpret_jira};
 use crate::domain::webhook_auth::basic_auth_password;
 use crate::domain::{EndReason, TicketRef};
-use crate::service::{ErrorKind, ServiceError, Ticketbound};
+use crate::ports::TicketCheckError;
+use crate::service::{Confirmation, ErrorKind, ServiceError, Ticketbound};
 
 /// The largest delivery read.
 pub const WEBHOOK_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -271,11 +272,29 @@ async fn freshservice(
     let Some(connections) = &app.connections else {
         return Err(unauthorized());
     };
-    match connections
-        .ticket_state(&ticket)
-        .await
-        .map_err(ServiceError::from)?
-    {
+    let state = match connections.ticket_state(&ticket).await {
+        Ok(state) => state,
+        // Rate limited beyond what the sender can wait: record the closing durably and confirm it later
+        // (a one-time schedule), rather than a 503 the sender may never retry.
+        Err(TicketCheckError::RateLimited(_, retry_after)) => {
+            return match app.defer_confirmation(&ticket, retry_after).await? {
+                Confirmation::Deferred { at } => Ok((
+                    StatusCode::ACCEPTED,
+                    Json(serde_json::json!({
+                        "ticket": ticket_id,
+                        "deferred": true,
+                        "confirm_at": at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                    })),
+                )
+                    .into_response()),
+                Confirmation::NothingBound => Ok(ignored(&format!(
+                    "no open grant is bound to ticket {ticket_id}"
+                ))),
+            };
+        }
+        Err(e) => return Err(ServiceError::from(e).into()),
+    };
+    match state {
         TicketState::Open => Ok(ignored(&format!("ticket {ticket_id} is open"))),
         TicketState::Closed => close(&app, &id, &ticket_id, None, Closing::Closed).await,
         TicketState::Deleted => close(&app, &id, &ticket_id, None, Closing::Deleted).await,

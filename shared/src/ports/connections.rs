@@ -80,9 +80,16 @@ pub enum TicketSystemError {
     /// 401 or 403: the credentials were refused (or lack a permission).
     #[error("the ticket system refused the connection's credentials (HTTP {status}): {message}")]
     Unauthorized { status: u16, message: String },
-    /// Unreachable, timed out, rate-limited beyond our patience, or 5xx after the retries.
+    /// Unreachable, timed out, or 5xx after the retries.
     #[error("the ticket system could not be reached: {0}")]
     Unavailable(String),
+    /// 429 (or 503) asking to wait longer than a call may, or still busy after the retries; `retry_after` is
+    /// what it asked for, when it said.
+    #[error("the ticket system is rate limiting the connection: {message}")]
+    RateLimited {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
     /// Any other answer we cannot use (an unexpected status, a body of the wrong shape, a removed API).
     #[error("the ticket system answered unexpectedly: {0}")]
     Unexpected(String),

@@ -891,6 +891,10 @@ fn unavailable_check(id: &str, e: TicketSystemError) -> TicketCheckError {
         TicketSystemError::Unauthorized { .. } => TicketCheckError::Unavailable(format!(
             "the ticket system refused the credentials of connection `{id}`; an admin must update them"
         )),
+        TicketSystemError::RateLimited {
+            message,
+            retry_after,
+        } => TicketCheckError::RateLimited(message, retry_after),
         other => TicketCheckError::Unavailable(other.to_string()),
     }
 }

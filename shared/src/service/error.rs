@@ -110,7 +110,7 @@ impl From<TicketCheckError> for ServiceError {
                 "ticket_not_assigned_to_requester"
             }
             TicketCheckError::RequesterNotVerifiable(..) => "requester_not_verifiable",
-            TicketCheckError::Unavailable(_) => {
+            TicketCheckError::Unavailable(_) | TicketCheckError::RateLimited(..) => {
                 return Self::unavailable(
                     "ticket_system_unavailable",
                     format!("{e}; nothing was changed, try again"),

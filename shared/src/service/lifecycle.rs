@@ -94,6 +94,7 @@ fn live_arming(kind: JobKind, grant: &Grant) -> u32 {
         JobKind::Expire => grant.expiry_arming,
         JobKind::Provision => grant.provisioning.as_ref().map_or(0, |p| p.arming),
         JobKind::Deprovision => grant.deprovisioning.as_ref().map_or(0, |d| d.arming),
+        JobKind::Confirm => 0,
     }
 }
 
@@ -102,7 +103,7 @@ fn live_arming(kind: JobKind, grant: &Grant) -> u32 {
 fn record_arming(kind: JobKind, next: &mut Grant, arming: u32) -> bool {
     let slot = match kind {
         JobKind::Expire if next.status == GrantStatus::Active => &mut next.expiry_arming,
-        JobKind::Expire => return false,
+        JobKind::Expire | JobKind::Confirm => return false,
         JobKind::Provision | JobKind::Deprovision => {
             let effect = if kind == JobKind::Provision {
                 next.provisioning.as_mut()
@@ -214,6 +215,7 @@ impl Ticketbound {
                 self.side_effect_attempt(Effect::Deprovision, &job.grant_id, job.arming)
                     .await
             }
+            JobKind::Confirm => self.confirm_ticket(job).await,
         }
     }
 

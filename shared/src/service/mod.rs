@@ -5,6 +5,7 @@
 
 mod audit_tickets;
 mod closing;
+mod confirm;
 mod connections;
 mod error;
 mod grants;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use time::Duration;
 
 pub use closing::TicketClosing;
+pub use confirm::Confirmation;
 pub use connections::{ConnectionInput, ConnectionView, Connections, TicketWriteError};
 pub use error::{ErrorKind, ServiceError};
 pub use grants::{GrantRequest, ListGrants};
