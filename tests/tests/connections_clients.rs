@@ -402,7 +402,7 @@ async fn a_429_waits_for_retry_after_then_succeeds() {
 }
 
 #[tokio::test]
-async fn a_retry_after_beyond_the_cap_fails_at_once() {
+async fn a_retry_after_beyond_the_cap_fails_at_once_as_rate_limited_with_the_wait() {
     let server = MockServer::start().await;
     Mock::given(path("/rest/api/3/issue/SEC-1"))
         .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "120"))
@@ -411,8 +411,10 @@ async fn a_retry_after_beyond_the_cap_fails_at_once() {
         .await;
     let started = Instant::now();
     let err = cloud(&server).await.get_ticket("SEC-1").await.unwrap_err();
+    // Told apart from an outage, with the wait asked for: a deferred confirmation is scheduled after it.
     assert!(
-        matches!(&err, TicketSystemError::Unavailable(m) if m.contains("120")),
+        matches!(&err, TicketSystemError::RateLimited { message, retry_after: Some(wait) }
+            if message.contains("120") && *wait == Duration::from_secs(120)),
         "{err:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(2));
