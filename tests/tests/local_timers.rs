@@ -296,7 +296,7 @@ async fn a_revoke_in_flight_when_the_server_died_resumes_at_restart_without_wait
     });
     let leased = {
         let (app, _) = ticketbound::wiring::local_app(&dir, Settings::default()).unwrap();
-        app.store.get_grant(&id).await.unwrap().unwrap()
+        app.store().get_grant(&id).await.unwrap().unwrap()
     };
     let deprovisioning = leased.deprovisioning.unwrap();
     assert_eq!(

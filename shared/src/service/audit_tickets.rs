@@ -98,10 +98,7 @@ impl Ticketbound {
         let Some(audit) = &grant.audit_ticket else {
             return Ok(());
         };
-        let connections = self
-            .connections
-            .as_ref()
-            .ok_or("no ticket-system connections are configured")?;
+        let connections = &self.connections;
         match connections.close(audit).await {
             Ok(outcome) => {
                 if outcome != CloseOutcome::Closed {
@@ -118,7 +115,7 @@ impl Ticketbound {
     /// The grant with its audit ticket opened, when a connection asks for one; `None` when the grant is
     /// missing or could not be read. Best effort: failures are logged and recorded.
     async fn ensure_audit_ticket(&self, id: &str) -> Option<Grant> {
-        let connections = self.connections.as_ref()?;
+        let connections = &self.connections;
         let grant = match self.store.get_grant(id).await {
             Ok(Some(g)) => g,
             Ok(None) => return None,
@@ -212,9 +209,7 @@ impl Ticketbound {
 
     /// Comments on the audit ticket, best effort.
     async fn audit_note(&self, grant: &Grant, audit: &TicketRef, text: &str) {
-        let Some(connections) = &self.connections else {
-            return;
-        };
+        let connections = &self.connections;
         let result = tokio::time::timeout(AUDIT_CALL_LIMIT, connections.comment(audit, text)).await;
         let error = match result {
             Ok(Ok(true)) => return,

@@ -6,7 +6,7 @@ use super::{ServiceError, Ticketbound};
 use crate::domain::grant::TransitionError;
 use crate::domain::ids::{is_slug, is_ulid, new_ulid};
 use crate::domain::{AuditEvent, Caller, EndReason, Grant, GrantDuration, GrantStatus, TicketRef};
-use crate::ports::{GrantFilter, Job, JobKind, Page, StoreError};
+use crate::ports::{GrantFilter, Job, JobKind, Page, StoreError, TicketVerifier};
 
 /// The body of `POST /v1/grants`.
 #[derive(Clone, Debug, Deserialize)]
@@ -329,13 +329,7 @@ impl Ticketbound {
         ticket: &TicketRef,
         requester: &str,
     ) -> Result<Option<String>, ServiceError> {
-        let Some(tickets) = &self.tickets else {
-            return Err(ServiceError::unavailable(
-                "ticket_system_unavailable",
-                "no ticket systems are configured, so a ticket binding cannot be checked",
-            ));
-        };
-        Ok(tickets.check_binding(ticket, requester).await?)
+        Ok(self.connections.check_binding(ticket, requester).await?)
     }
 }
 

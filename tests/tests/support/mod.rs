@@ -1,168 +1,17 @@
-//! Shared helpers of the connection tests: an app over an in-memory store and a temporary secret file, HTTP
-//! calls through the router as a client makes them, quick HTTP policies, and the moto guard.
+//! Vendor fixtures of the connection tests (Jira Cloud issues and users, Basic auth). The harness itself (the
+//! app, HTTP calls through the router, quick HTTP policies, the moto guard) is the one in `ticketbound_tests`,
+//! re-exported here so these tests keep reading `support::spawn_app`.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::Value;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-use tower::ServiceExt;
 
-use ticketbound::adapters::embedded::EmbeddedStore;
-use ticketbound::adapters::local_scheduler::LocalScheduler;
-use ticketbound::adapters::provisioner::{DEFAULT_TIMEOUT, HttpProvisioners};
-use ticketbound::adapters::secrets::LocalSecretStore;
-use ticketbound::adapters::ticket_http::HttpPolicy;
-use ticketbound::adapters::ticket_systems::HttpTicketSystems;
-use ticketbound::domain::identity::RoleGroups;
-use ticketbound::domain::{Provisioner, Resource};
-use ticketbound::http::{AppState, IdentitySource, api_router};
-use ticketbound::ports::{Clock, GrantStore, SystemClock, TicketVerifier};
-use ticketbound::service::{Connections, Settings, Ticketbound};
+pub use ticketbound_tests::{
+    ADMIN, ALICE, Answer, TestApp, aws, quick_policy, require_moto, spawn_app, temp_dir,
+};
 
-pub const ADMIN: (&str, &str) = ("admin@example.com", "ticketbound-admins");
-pub const ALICE: (&str, &str) = ("alice@example.com", "");
-pub const BOB: (&str, &str) = ("bob@example.com", "ticketbound-approvers");
-
-/// Short limits, so timeouts and retries take milliseconds.
-pub fn quick_policy() -> HttpPolicy {
-    HttpPolicy {
-        timeout: Duration::from_millis(400),
-        max_retries: 2,
-        max_wait: Duration::from_secs(2),
-        backoff_base: Duration::from_millis(10),
-        budget: Duration::from_secs(5),
-    }
-}
-
-/// One test's application.
-pub struct TestApp {
-    pub router: Router,
-    pub store: EmbeddedStore,
-    pub dir: PathBuf,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-pub fn temp_dir(label: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "tb-{label}-{}",
-        ticketbound::domain::ids::new_secret()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-pub async fn spawn_app(policy: HttpPolicy) -> TestApp {
-    let store = EmbeddedStore::in_memory().expect("in-memory store");
-    let dir = temp_dir("conn");
-    let secrets = LocalSecretStore::open(&dir.join("secrets.json")).expect("secret file");
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let connections = Connections::new(
-        Arc::new(store.clone()),
-        Arc::new(secrets),
-        Arc::new(HttpTicketSystems::new(policy).expect("http client")),
-        Arc::new(store.clone()),
-        clock.clone(),
-    );
-    let app = Ticketbound {
-        store: Arc::new(store.clone()),
-        scheduler: Arc::new(LocalScheduler::new(store.clone())),
-        provisioners: Arc::new(
-            HttpProvisioners::new(clock.clone(), DEFAULT_TIMEOUT).expect("provisioners"),
-        ),
-        tickets: Some(Arc::new(connections.clone()) as Arc<dyn TicketVerifier>),
-        connections: Some(connections),
-        clock,
-        settings: Settings::default(),
-    };
-    store
-        .put_resource(&Resource {
-            id: "prod-db".into(),
-            name: "Production database".into(),
-            description: String::new(),
-            max_duration: None,
-            require_ticket: false,
-            provisioner: Provisioner::None,
-        })
-        .await
-        .expect("resource");
-    let router = api_router(AppState {
-        app,
-        identity: IdentitySource::TrustedHeaders,
-        roles: RoleGroups::default(),
-    });
-    TestApp { router, store, dir }
-}
-
-/// An answer: status, JSON body (Null when empty) and the raw text.
-pub struct Answer {
-    pub status: StatusCode,
-    pub json: Value,
-    pub text: String,
-}
-
-impl TestApp {
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        who: (&str, &str),
-        body: Option<Value>,
-    ) -> Answer {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("x-ticketbound-user", who.0)
-            .header("x-ticketbound-groups", who.1);
-        let body = match body {
-            Some(json) => {
-                request = request.header("content-type", "application/json");
-                Body::from(json.to_string())
-            }
-            None => Body::empty(),
-        };
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body).expect("request"))
-            .await
-            .expect("infallible router");
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer { status, json, text }
-    }
-}
-
-/// Tests that need moto fail loudly without it: a test that silently passes proves nothing.
-pub fn require_moto() {
-    if std::env::var("TICKETBOUND_MOTO").is_err() || std::env::var("AWS_ENDPOINT_URL").is_err() {
-        panic!(
-            "this test needs the moto server: run the suite with `bash infra/test.sh` (it starts moto and sets AWS_ENDPOINT_URL and TICKETBOUND_MOTO)"
-        );
-    }
-}
-
-pub async fn aws() -> aws_config::SdkConfig {
-    require_moto();
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
-}
+/// The approver of the connection tests.
+pub const BOB: (&str, &str) = ticketbound_tests::APPROVER;
 
 /// `Basic base64(user:password)`.
 pub fn basic(user: &str, password: &str) -> String {
