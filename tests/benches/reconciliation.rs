@@ -18,7 +18,9 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
 use ticketbound::adapters::ticket_http::HttpPolicy;
-use ticketbound::domain::{AuditEvent, Grant, GrantDuration, Provisioner, Resource, TicketRef};
+use ticketbound::domain::{
+    AuditEvent, AuditKind, Grant, GrantDuration, Provisioner, Resource, TicketRef,
+};
 use ticketbound::ports::{Clock, GrantStore, SystemClock};
 use ticketbound::service::{Settings, Ticketbound};
 use ticketbound_tests::{ADMIN, APPROVER, call, unique};
@@ -132,10 +134,16 @@ async fn main() {
                 }),
                 now,
             );
-            let requested = AuditEvent::of(&grant, "requested", None, now, Value::Null);
+            let requested = AuditEvent::of(&grant, AuditKind::Requested, None, now, Value::Null);
             store.insert_grant(&grant, &requested).await.unwrap();
             let active = grant.approve(APPROVER.0, now).unwrap();
-            let approved = AuditEvent::of(&active, "approved", Some(APPROVER.0), now, Value::Null);
+            let approved = AuditEvent::of(
+                &active,
+                AuditKind::Approved,
+                Some(APPROVER.0),
+                now,
+                Value::Null,
+            );
             store
                 .update_grant(&active, grant.expected(), Some(&approved))
                 .await

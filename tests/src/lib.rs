@@ -390,7 +390,7 @@ pub async fn seed_bound_active_grants(
     resource: &str,
     n: usize,
 ) -> Vec<String> {
-    use ticketbound::domain::{AuditEvent, Grant, GrantDuration};
+    use ticketbound::domain::{AuditEvent, AuditKind, Grant, GrantDuration};
     let now = app.clock().now();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
@@ -408,7 +408,7 @@ pub async fn seed_bound_active_grants(
                 &grant,
                 &AuditEvent::of(
                     &grant,
-                    "requested",
+                    AuditKind::Requested,
                     Some(&grant.requester),
                     now,
                     Value::Null,
@@ -417,7 +417,13 @@ pub async fn seed_bound_active_grants(
             .await
             .unwrap();
         let active = grant.approve(APPROVER.0, now).unwrap();
-        let event = AuditEvent::of(&active, "approved", Some(APPROVER.0), now, Value::Null);
+        let event = AuditEvent::of(
+            &active,
+            AuditKind::Approved,
+            Some(APPROVER.0),
+            now,
+            Value::Null,
+        );
         app.store()
             .update_grant(&active, grant.expected(), Some(&event))
             .await

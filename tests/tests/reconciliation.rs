@@ -19,7 +19,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
-use ticketbound::domain::{AuditEvent, Grant, GrantDuration, GrantStatus, TicketRef};
+use ticketbound::domain::{AuditEvent, AuditKind, Grant, GrantDuration, GrantStatus, TicketRef};
 use ticketbound::handlers::handle_scheduled_job;
 use ticketbound::ports::{Clock, ConnectionStore, GrantStore};
 use ticketbound::service::{ReconcileSettings, Settings, Ticketbound};
@@ -251,7 +251,7 @@ async fn seed_pending(app: &Ticketbound, ticket: &TicketRef) -> String {
     );
     let event = AuditEvent::of(
         &grant,
-        "requested",
+        AuditKind::Requested,
         Some("pat@example.com"),
         now,
         Value::Null,

@@ -5,7 +5,9 @@ use serde::Deserialize;
 use super::{ServiceError, Ticketbound};
 use crate::domain::grant::TransitionError;
 use crate::domain::ids::{is_slug, is_ulid, new_ulid};
-use crate::domain::{AuditEvent, Caller, EndReason, Grant, GrantDuration, GrantStatus, TicketRef};
+use crate::domain::{
+    AuditEvent, AuditKind, Caller, EndReason, Grant, GrantDuration, GrantStatus, TicketRef,
+};
 use crate::ports::{GrantFilter, Job, JobKind, Page, StoreError, TicketVerifier};
 
 /// The body of `POST /v1/grants`.
@@ -132,7 +134,7 @@ impl Ticketbound {
         grant.ticket_id = ticket_id;
         let event = AuditEvent::of(
             &grant,
-            "requested",
+            AuditKind::Requested,
             Some(&caller.email),
             now,
             serde_json::json!({"reason": grant.reason, "duration": grant.duration}),
@@ -182,7 +184,7 @@ impl Ticketbound {
         }
         let event = AuditEvent::of(
             &approved,
-            "approved",
+            AuditKind::Approved,
             Some(&caller.email),
             now,
             serde_json::json!({"expires_at": approved.expires_at.map(rfc3339)}),
@@ -220,7 +222,7 @@ impl Ticketbound {
         let denied = grant.deny(&caller.email, now)?;
         let event = AuditEvent::of(
             &denied,
-            "denied",
+            AuditKind::Denied,
             Some(&caller.email),
             now,
             serde_json::Value::Null,
