@@ -21,21 +21,32 @@ pub fn random_bytes(buf: &mut [u8]) {
     getrandom::fill(buf).expect("the operating system's random number generator is unavailable");
 }
 
-/// A new ULID for `now`.
+/// The last id this process made, so ids made within one millisecond still sort in the order they were made.
+static LAST_ULID: std::sync::Mutex<Option<ulid::Ulid>> = std::sync::Mutex::new(None);
+
+/// A new ULID for `now`: its first 48 bits are `now` in milliseconds; within the millisecond of the previous
+/// id of this process it is that id plus one (monotonic, as the ULID specification describes), otherwise its
+/// 80 other bits are random. An id for an earlier time than the previous one keeps its own time (a clock that
+/// moved back, or a test's clock) rather than borrowing the later one, so an id's time is always its grant's.
 pub fn new_ulid(now: OffsetDateTime) -> String {
-    let millis = (now.unix_timestamp_nanos() / 1_000_000).clamp(0, (1 << 48) - 1) as u128;
-    let mut random = [0u8; 10];
-    random_bytes(&mut random);
-    let mut value = millis << 80;
-    for (i, byte) in random.iter().enumerate() {
-        value |= u128::from(*byte) << (8 * (9 - i));
+    let millis = (now.unix_timestamp_nanos() / 1_000_000).clamp(0, (1 << 48) - 1) as u64;
+    let mut last = LAST_ULID
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let next = match *last {
+        // `Err` only when 2^80 ids were made in one millisecond: then a fresh random one.
+        Some(previous) if previous.timestamp_ms() == millis => previous.increment().ok(),
+        _ => None,
+    };
+    let id = next.unwrap_or_else(|| {
+        let mut random = [0u8; 16];
+        random_bytes(&mut random);
+        ulid::Ulid::from_parts(millis, u128::from_be_bytes(random))
+    });
+    if last.is_none_or(|previous| previous.timestamp_ms() <= millis) {
+        *last = Some(id);
     }
-    let mut out = [0u8; 26];
-    for (i, slot) in out.iter_mut().enumerate() {
-        let shift = 5 * (25 - i);
-        *slot = CROCKFORD[((value >> shift) & 0x1f) as usize];
-    }
-    String::from_utf8(out.to_vec()).expect("Crockford alphabet is ASCII")
+    id.to_string()
 }
 
 /// Whether `s` has the shape of a ULID (used to reject junk ids before they reach a store).
@@ -195,6 +206,31 @@ mod tests {
         let earlier = new_ulid(datetime!(2026-01-01 00:00:00 UTC));
         let later = new_ulid(datetime!(2026-01-01 00:00:00.002 UTC));
         assert!(is_ulid(&earlier) && is_ulid(&later));
+        assert!(earlier < later);
+    }
+
+    #[test]
+    fn ulids_made_within_one_millisecond_sort_in_the_order_they_were_made() {
+        // Later than any other test's clock, so ids of other tests made meanwhile cannot interleave.
+        let now = datetime!(2100-05-01 12:00:00.000 UTC);
+
+        let ids: Vec<String> = (0..100).map(|_| new_ulid(now)).collect();
+
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        assert!(
+            ids.iter().all(|id| id[..10] == ids[0][..10]),
+            "one timestamp"
+        );
+    }
+
+    #[test]
+    fn a_ulid_for_an_earlier_time_keeps_its_own_time() {
+        let later = new_ulid(datetime!(2026-05-02 00:00:00 UTC));
+
+        let earlier = new_ulid(datetime!(2026-05-01 00:00:00 UTC));
+
         assert!(earlier < later);
     }
 
