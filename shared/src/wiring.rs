@@ -17,8 +17,8 @@ use crate::adapters::secrets::{DEFAULT_CACHE_TTL, LocalSecretStore, SecretsManag
 use crate::adapters::ticket_http::HttpPolicy;
 use crate::adapters::ticket_systems::HttpTicketSystems;
 use crate::config::Config;
-use crate::ports::{Clock, SystemClock, TicketVerifier};
-use crate::service::{Connections, ReconcileSettings, Settings, TicketProvisioners, Ticketbound};
+use crate::ports::{Clock, SystemClock};
+use crate::service::{Ports, ReconcileSettings, Settings, Ticketbound};
 
 #[derive(Debug, thiserror::Error)]
 #[error("start-up: {0}")]
@@ -82,32 +82,25 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
     let provisioners =
         HttpProvisioners::new(clock.clone(), DEFAULT_TIMEOUT).map_err(|e| WiringError(e.0))?;
     let store = Arc::new(store);
-    let connections = Connections::new(
-        store.clone(),
-        Arc::new(SecretsManagerStore::new(
+    let ports = Ports {
+        grants: store.clone(),
+        connections: store,
+        scheduler: Arc::new(scheduler),
+        secrets: Arc::new(SecretsManagerStore::new(
             aws_sdk_secretsmanager::Client::new(&sdk),
             &config.secret_prefix,
             DEFAULT_CACHE_TTL,
         )),
-        Arc::new(
+        ticket_systems: Arc::new(
             HttpTicketSystems::new(HttpPolicy::default())
                 .map_err(|e| WiringError(e.to_string()))?,
         ),
-        store.clone(),
-        clock.clone(),
-    );
-    Ok(Ticketbound {
-        store,
-        scheduler: Arc::new(scheduler),
-        // `webhook` and `none` over HTTP; `ticket` through the connections (DESIGN §7).
-        provisioners: Arc::new(TicketProvisioners::new(
-            Arc::new(provisioners),
-            connections.clone(),
-        )),
-        tickets: Some(Arc::new(connections.clone()) as Arc<dyn TicketVerifier>),
-        connections: Some(connections),
+        provisioners: Arc::new(provisioners),
         clock,
-        settings: Settings {
+    };
+    Ok(Ticketbound::build(
+        ports,
+        Settings {
             max_duration: config.max_duration.clone(),
             reconcile: ReconcileSettings {
                 every: config
@@ -118,7 +111,7 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
             },
             ..Settings::default()
         },
-    })
+    ))
 }
 
 /// The local application: SQLite under `data_dir`, the in-process scheduler (armed by the caller once the
@@ -138,28 +131,18 @@ pub fn local_app(
     let secrets = LocalSecretStore::open(&data_dir.join("secrets.json"))
         .map_err(|e| WiringError(e.to_string()))?;
     let store = Arc::new(store);
-    let connections = Connections::new(
-        store.clone(),
-        Arc::new(secrets),
-        Arc::new(
+    let ports = Ports {
+        grants: store.clone(),
+        connections: store,
+        scheduler: Arc::new(scheduler.clone()),
+        secrets: Arc::new(secrets),
+        ticket_systems: Arc::new(
             HttpTicketSystems::new(HttpPolicy::default())
                 .map_err(|e| WiringError(e.to_string()))?,
         ),
-        store.clone(),
-        clock.clone(),
-    );
-    let app = Ticketbound {
-        store,
-        scheduler: Arc::new(scheduler.clone()),
-        // `webhook` and `none` over HTTP; `ticket` through the connections (DESIGN §7).
-        provisioners: Arc::new(TicketProvisioners::new(
-            Arc::new(provisioners),
-            connections.clone(),
-        )),
-        tickets: Some(Arc::new(connections.clone()) as Arc<dyn TicketVerifier>),
-        connections: Some(connections),
+        provisioners: Arc::new(provisioners),
         clock,
-        settings,
     };
+    let app = Ticketbound::build(ports, settings);
     Ok((app, scheduler))
 }

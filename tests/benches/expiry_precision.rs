@@ -22,7 +22,7 @@ async fn main() {
     let dir = std::env::temp_dir().join(unique("bench-expiry"));
     let (app, scheduler) = ticketbound::wiring::local_app(&dir, Settings::default()).unwrap();
     scheduler.start(Arc::new(app.clone())).await.unwrap();
-    let store = app.store.clone();
+    let store = app.store().clone();
     let router = local_router(app);
     let provisioner = provisioner_ok().await;
     define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration as StdDuration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -17,13 +17,12 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
-use ticketbound::adapters::provisioner::HttpProvisioners;
-use ticketbound::adapters::secrets::LocalSecretStore;
 use ticketbound::adapters::ticket_http::HttpPolicy;
-use ticketbound::adapters::ticket_systems::HttpTicketSystems;
-use ticketbound::domain::{AuditEvent, Grant, GrantDuration, Provisioner, Resource, TicketRef};
-use ticketbound::ports::{Clock, GrantStore, SystemClock, TicketVerifier};
-use ticketbound::service::{Connections, Settings, Ticketbound};
+use ticketbound::domain::{
+    AuditEvent, AuditKind, Grant, GrantDuration, Provisioner, Resource, TicketRef,
+};
+use ticketbound::ports::{Clock, GrantStore, SystemClock};
+use ticketbound::service::{Settings, Ticketbound};
 use ticketbound_tests::{ADMIN, APPROVER, call, unique};
 
 /// Answers `key in (...)` with every key, the closed ones in the `done` category.
@@ -83,24 +82,16 @@ async fn main() {
     let dir = std::env::temp_dir().join(unique("bench-reconcile"));
     std::fs::create_dir_all(&dir).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let connections = Connections::new(
-        Arc::new(store.clone()),
-        Arc::new(LocalSecretStore::open(&dir.join("secrets.json")).unwrap()),
-        Arc::new(HttpTicketSystems::new(HttpPolicy::default()).unwrap()),
-        Arc::new(store.clone()),
-        clock.clone(),
-    );
-    let app = Ticketbound {
-        store: Arc::new(store.clone()),
-        scheduler: Arc::new(LocalScheduler::new(store.clone())),
-        provisioners: Arc::new(
-            HttpProvisioners::new(clock.clone(), StdDuration::from_secs(2)).unwrap(),
+    let app = Ticketbound::build(
+        ticketbound_tests::ticket_ports(
+            Arc::new(store.clone()),
+            Arc::new(LocalScheduler::new(store.clone())),
+            clock.clone(),
+            &dir.join("secrets.json"),
+            HttpPolicy::default(),
         ),
-        tickets: Some(Arc::new(connections.clone()) as Arc<dyn TicketVerifier>),
-        connections: Some(connections),
-        clock,
-        settings: Settings::default(),
-    };
+        Settings::default(),
+    );
     let router = ticketbound_tests::local_router(app.clone());
     let body = json!({"id": "jira-main", "kind": "jira_cloud", "base_url": jira.uri(), "email": "bot@acme.com", "api_token": "jira-token-1"});
     let (status, json) = call(
@@ -143,10 +134,16 @@ async fn main() {
                 }),
                 now,
             );
-            let requested = AuditEvent::of(&grant, "requested", None, now, Value::Null);
+            let requested = AuditEvent::of(&grant, AuditKind::Requested, None, now, Value::Null);
             store.insert_grant(&grant, &requested).await.unwrap();
             let active = grant.approve(APPROVER.0, now).unwrap();
-            let approved = AuditEvent::of(&active, "approved", Some(APPROVER.0), now, Value::Null);
+            let approved = AuditEvent::of(
+                &active,
+                AuditKind::Approved,
+                Some(APPROVER.0),
+                now,
+                Value::Null,
+            );
             store
                 .update_grant(&active, grant.expected(), Some(&approved))
                 .await

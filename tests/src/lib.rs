@@ -1,6 +1,7 @@
 //! Test support: stores and apps wired to real adapters (SQLite, DynamoDB and EventBridge Scheduler on moto,
 //! HTTP provisioners against wiremock), a clock tests can move, and a small HTTP client for the router.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -15,12 +16,17 @@ use tower::ServiceExt;
 use ticketbound::adapters::dynamodb::DynamoStore;
 use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
-use ticketbound::adapters::provisioner::HttpProvisioners;
+use ticketbound::adapters::no_ticket_systems::NoTicketSystems;
+use ticketbound::adapters::provisioner::{DEFAULT_TIMEOUT, HttpProvisioners};
+use ticketbound::adapters::secrets::LocalSecretStore;
+use ticketbound::adapters::ticket_http::HttpPolicy;
+use ticketbound::adapters::ticket_systems::HttpTicketSystems;
 use ticketbound::domain::identity::RoleGroups;
+use ticketbound::domain::{Provisioner, Resource};
 use ticketbound::http::local_router as full_local_router;
 use ticketbound::http::{AppState, IdentitySource, api_router};
-use ticketbound::ports::{Clock, GrantStore, Scheduler, SystemClock};
-use ticketbound::service::{RetryPolicy, Settings, Ticketbound};
+use ticketbound::ports::{Clock, ConnectionStore, GrantStore, Scheduler, SystemClock};
+use ticketbound::service::{Ports, RetryPolicy, Settings, Ticketbound};
 
 pub const ADMIN: (&str, &str) = ("admin@example.com", "ticketbound-admins");
 pub const APPROVER: (&str, &str) = ("bob@example.com", "ticketbound-approvers");
@@ -104,30 +110,61 @@ pub fn fast_retry(max_attempts: u32) -> RetryPolicy {
     }
 }
 
-/// What an app is built from.
-pub struct AppParts {
-    pub store: Arc<dyn GrantStore>,
+/// What an app is built from: the store (grants and connections), the scheduler and the clock a test picks;
+/// the other ports come from [`test_ports`].
+pub struct AppParts<S> {
+    pub store: Arc<S>,
     pub scheduler: Arc<dyn Scheduler>,
     pub clock: Arc<dyn Clock>,
     pub retry: RetryPolicy,
     pub provisioner_timeout: StdDuration,
 }
 
-pub fn build_app(parts: AppParts) -> Ticketbound {
+/// The ports of a test app with no ticket systems: `store` for grants and connections, HTTP provisioners,
+/// [`NoTicketSystems`], and a secret file in a directory nobody creates (no connection can be made without a
+/// ticket system, so it is never written). A test swaps a field with struct-update syntax.
+pub fn test_ports<S>(
+    store: Arc<S>,
+    scheduler: Arc<dyn Scheduler>,
+    clock: Arc<dyn Clock>,
+    provisioner_timeout: StdDuration,
+) -> Ports
+where
+    S: GrantStore + ConnectionStore + 'static,
+{
     let provisioners =
-        HttpProvisioners::new(parts.clock.clone(), parts.provisioner_timeout).expect("http client");
-    Ticketbound {
-        store: parts.store,
-        scheduler: parts.scheduler,
+        HttpProvisioners::new(clock.clone(), provisioner_timeout).expect("http client");
+    let unused = std::env::temp_dir()
+        .join(unique("tb-no-secrets"))
+        .join("secrets.json");
+    Ports {
+        grants: store.clone(),
+        connections: store,
+        scheduler,
+        secrets: Arc::new(LocalSecretStore::open(&unused).expect("secret file path")),
+        ticket_systems: Arc::new(NoTicketSystems),
         provisioners: Arc::new(provisioners),
-        tickets: None,
-        connections: None,
-        clock: parts.clock,
-        settings: Settings {
+        clock,
+    }
+}
+
+/// The application through the production composition root ([`Ticketbound::build`]).
+pub fn build_app<S>(parts: AppParts<S>) -> Ticketbound
+where
+    S: GrantStore + ConnectionStore + 'static,
+{
+    Ticketbound::build(
+        test_ports(
+            parts.store,
+            parts.scheduler,
+            parts.clock,
+            parts.provisioner_timeout,
+        ),
+        Settings {
             retry: parts.retry,
             ..Settings::default()
         },
-    }
+    )
 }
 
 /// The usual test app: in-memory SQLite, the local scheduler (not started: schedules are stored, not fired),
@@ -353,8 +390,8 @@ pub async fn seed_bound_active_grants(
     resource: &str,
     n: usize,
 ) -> Vec<String> {
-    use ticketbound::domain::{AuditEvent, Grant, GrantDuration};
-    let now = app.clock.now();
+    use ticketbound::domain::{AuditEvent, AuditKind, Grant, GrantDuration};
+    let now = app.clock().now();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         let grant = Grant::request(
@@ -366,12 +403,12 @@ pub async fn seed_bound_active_grants(
             Some(ticket.clone()),
             now,
         );
-        app.store
+        app.store()
             .insert_grant(
                 &grant,
                 &AuditEvent::of(
                     &grant,
-                    "requested",
+                    AuditKind::Requested,
                     Some(&grant.requester),
                     now,
                     Value::Null,
@@ -380,12 +417,180 @@ pub async fn seed_bound_active_grants(
             .await
             .unwrap();
         let active = grant.approve(APPROVER.0, now).unwrap();
-        let event = AuditEvent::of(&active, "approved", Some(APPROVER.0), now, Value::Null);
-        app.store
+        let event = AuditEvent::of(
+            &active,
+            AuditKind::Approved,
+            Some(APPROVER.0),
+            now,
+            Value::Null,
+        );
+        app.store()
             .update_grant(&active, grant.expected(), Some(&event))
             .await
             .unwrap();
         ids.push(grant.id);
     }
     ids
+}
+
+/// Short limits, so timeouts and retries take milliseconds.
+pub fn quick_policy() -> HttpPolicy {
+    HttpPolicy {
+        timeout: StdDuration::from_millis(400),
+        max_retries: 2,
+        max_wait: StdDuration::from_secs(2),
+        backoff_base: StdDuration::from_millis(10),
+        budget: StdDuration::from_secs(5),
+    }
+}
+
+/// One test's application over the embedded store, a secret file of its own and real ticket-system clients
+/// with `policy` (the connection tests' `spawn_app`), served as the local server serves it (the portal API and
+/// the webhook routes).
+pub struct TestApp {
+    pub router: Router,
+    pub store: EmbeddedStore,
+    pub dir: PathBuf,
+    /// The application behind the router, for what does not come through HTTP (scheduled jobs).
+    pub app: Ticketbound,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn temp_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "tb-{label}-{}",
+        ticketbound::domain::ids::new_secret()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+pub async fn spawn_app(policy: HttpPolicy) -> TestApp {
+    let store = EmbeddedStore::in_memory().expect("in-memory store");
+    spawn_app_with(store, temp_dir("conn"), policy).await
+}
+
+/// The same application with its store in a file under its temporary directory, as the local server keeps it.
+pub async fn spawn_app_on_disk(policy: HttpPolicy) -> TestApp {
+    let dir = temp_dir("disk");
+    let store = EmbeddedStore::open(&dir.join("ticketbound.db")).expect("store file");
+    spawn_app_with(store, dir, policy).await
+}
+
+async fn spawn_app_with(store: EmbeddedStore, dir: PathBuf, policy: HttpPolicy) -> TestApp {
+    let secrets = LocalSecretStore::open(&dir.join("secrets.json")).expect("secret file");
+    let store_arc = Arc::new(store.clone());
+    let ports = Ports {
+        secrets: Arc::new(secrets),
+        ticket_systems: Arc::new(HttpTicketSystems::new(policy).expect("http client")),
+        ..test_ports(
+            store_arc,
+            Arc::new(LocalScheduler::new(store.clone())),
+            Arc::new(SystemClock),
+            DEFAULT_TIMEOUT,
+        )
+    };
+    let app = Ticketbound::build(ports, Settings::default());
+    store
+        .put_resource(&Resource {
+            id: "prod-db".into(),
+            name: "Production database".into(),
+            description: String::new(),
+            max_duration: None,
+            require_ticket: false,
+            provisioner: Provisioner::None,
+        })
+        .await
+        .expect("resource");
+    let router = local_router(app.clone());
+    TestApp {
+        router,
+        store,
+        dir,
+        app,
+    }
+}
+
+/// An answer: status, JSON body (Null when empty) and the raw text.
+pub struct Answer {
+    pub status: StatusCode,
+    pub json: Value,
+    pub text: String,
+}
+
+impl TestApp {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        who: (&str, &str),
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-ticketbound-user", who.0)
+            .header("x-ticketbound-groups", who.1);
+        let body = match body {
+            Some(json) => {
+                request = request.header("content-type", "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body).expect("request"))
+            .await
+            .expect("infallible router");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer { status, json, text }
+    }
+}
+
+/// Tests that need moto fail loudly without it: a test that silently passes proves nothing.
+pub fn require_moto() {
+    if std::env::var("TICKETBOUND_MOTO").is_err() || std::env::var("AWS_ENDPOINT_URL").is_err() {
+        panic!(
+            "this test needs the moto server: run the suite with `bash infra/test.sh` (it starts moto and sets AWS_ENDPOINT_URL and TICKETBOUND_MOTO)"
+        );
+    }
+}
+
+pub async fn aws() -> aws_config::SdkConfig {
+    require_moto();
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// The ports of an app with real ticket-system clients (`policy`) and connection secrets in the file
+/// `secrets`, over `store` for grants and connections.
+pub fn ticket_ports<S>(
+    store: Arc<S>,
+    scheduler: Arc<dyn Scheduler>,
+    clock: Arc<dyn Clock>,
+    secrets: &std::path::Path,
+    policy: HttpPolicy,
+) -> Ports
+where
+    S: GrantStore + ConnectionStore + 'static,
+{
+    Ports {
+        secrets: Arc::new(LocalSecretStore::open(secrets).expect("secret file")),
+        ticket_systems: Arc::new(HttpTicketSystems::new(policy).expect("http client")),
+        ..test_ports(store, scheduler, clock, StdDuration::from_secs(2))
+    }
 }

@@ -607,7 +607,9 @@ async fn a_ticket_binding_is_never_accepted_unchecked() {
     define_webhook_resource(&router, "prod-db", "https://hooks.example.com/p").await;
     let body = r#"{"resource":"prod-db","reason":"r","duration":"indefinite","ticket":{"connection":"jira-main","key":"SEC-42"}}"#;
     let (status, json) = call(&router, "POST", "/v1/grants", ALICE, Some(body)).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+    // The app has connections (none defined, no ticket systems): the binding is checked and refused.
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+    assert_eq!(json["error"]["code"], "unknown_connection", "{json}");
     assert!(
         store
             .list_grants(&GrantFilter::default(), 10, None)

@@ -24,7 +24,6 @@ use time::{Duration, OffsetDateTime};
 use tower::ServiceExt;
 
 use ticketbound::adapters::dynamodb::DynamoStore;
-use ticketbound::adapters::provisioner::HttpProvisioners;
 use ticketbound::adapters::scheduler::{EventBridgeScheduler, EventBridgeSettings};
 use ticketbound::adapters::secrets::SecretsManagerStore;
 use ticketbound::adapters::ticket_systems::HttpTicketSystems;
@@ -32,8 +31,8 @@ use ticketbound::domain::grant::Expected;
 use ticketbound::domain::webhook_auth::hub_signature;
 use ticketbound::domain::{AuditEvent, Grant, Resource, SideEffectState, TicketRef};
 use ticketbound::handlers::handle_scheduled_job;
-use ticketbound::ports::{Clock, GrantFilter, GrantStore, Page, StoreError, TicketVerifier};
-use ticketbound::service::{Connections, Settings, Ticketbound};
+use ticketbound::ports::{Clock, GrantFilter, GrantStore, Page, StoreError};
+use ticketbound::service::{Ports, Settings, Ticketbound};
 use ticketbound::wiring::{AwsTimeouts, aws_sdk_config};
 use ticketbound_tests::{
     ADMIN, APPROVER, DLQ_ARN, EXPIRY_ARN, ManualClock, SCHEDULER_ROLE_ARN, call,
@@ -383,17 +382,6 @@ fn app_over(
     let (table, group, prefix) = names;
     let clock: Arc<dyn Clock> = Arc::new(clock.clone());
     let store = Arc::new(DynamoStore::new(dynamodb, table));
-    let connections = Connections::new(
-        store.clone(),
-        Arc::new(SecretsManagerStore::new(
-            secrets,
-            prefix,
-            StdDuration::from_secs(30),
-        )),
-        Arc::new(HttpTicketSystems::new(support::quick_policy()).unwrap()),
-        store.clone(),
-        clock.clone(),
-    );
     let scheduler = EventBridgeScheduler::new(
         scheduler,
         EventBridgeSettings {
@@ -403,20 +391,27 @@ fn app_over(
             dlq_arn: DLQ_ARN.into(),
         },
     );
-    Ticketbound {
-        store,
-        scheduler: Arc::new(scheduler),
-        provisioners: Arc::new(
-            HttpProvisioners::new(clock.clone(), StdDuration::from_secs(2)).unwrap(),
-        ),
-        tickets: Some(Arc::new(connections.clone()) as Arc<dyn TicketVerifier>),
-        connections: Some(connections),
-        clock,
-        settings: Settings {
+    let ports = Ports {
+        secrets: Arc::new(SecretsManagerStore::new(
+            secrets,
+            prefix,
+            StdDuration::from_secs(30),
+        )),
+        ticket_systems: Arc::new(HttpTicketSystems::new(support::quick_policy()).unwrap()),
+        ..ticketbound_tests::test_ports(
+            store,
+            Arc::new(scheduler),
+            clock,
+            StdDuration::from_secs(2),
+        )
+    };
+    Ticketbound::build(
+        ports,
+        Settings {
             retry: fast_retry(8),
             ..Settings::default()
         },
-    }
+    )
 }
 
 async fn pipeline() -> Option<Pipeline> {
@@ -582,7 +577,7 @@ impl Pipeline {
 
     async fn all_settled(&self, ids: &[String]) -> bool {
         for id in ids {
-            let grant = self.clean.store.get_grant(id).await.unwrap().unwrap();
+            let grant = self.clean.store().get_grant(id).await.unwrap().unwrap();
             let done = grant
                 .deprovisioning
                 .as_ref()
@@ -598,14 +593,14 @@ impl Pipeline {
     /// version with exactly one `ended`; the provisioner saw each revoke at least once. Returns the repeats.
     async fn assert_every_grant_ended_once(&self, ids: &[String], reason: &str) -> usize {
         for id in ids {
-            let grant = self.clean.store.get_grant(id).await.unwrap().unwrap();
+            let grant = self.clean.store().get_grant(id).await.unwrap().unwrap();
             let json = serde_json::to_value(&grant).unwrap();
             assert_eq!(json["status"], "ended", "{json}");
             assert_eq!(json["end_reason"], reason, "{json}");
             assert_eq!(json["deprovisioning"]["state"], "done", "{json}");
             let events = self
                 .clean
-                .store
+                .store()
                 .list_events(id, 200, None)
                 .await
                 .unwrap()

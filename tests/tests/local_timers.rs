@@ -296,7 +296,7 @@ async fn a_revoke_in_flight_when_the_server_died_resumes_at_restart_without_wait
     });
     let leased = {
         let (app, _) = ticketbound::wiring::local_app(&dir, Settings::default()).unwrap();
-        app.store.get_grant(&id).await.unwrap().unwrap()
+        app.store().get_grant(&id).await.unwrap().unwrap()
     };
     let deprovisioning = leased.deprovisioning.unwrap();
     assert_eq!(
@@ -345,7 +345,9 @@ async fn a_revoke_in_flight_when_the_server_died_resumes_at_restart_without_wait
 
 #[tokio::test]
 async fn at_start_only_side_effects_in_flight_or_never_attempted_are_released_and_resumed() {
-    use ticketbound::domain::{AuditEvent, EndReason, Grant, GrantDuration, SideEffectState};
+    use ticketbound::domain::{
+        AuditEvent, AuditKind, EndReason, Grant, GrantDuration, SideEffectState,
+    };
     use ticketbound::ports::{GrantStore, Job, JobKind};
     let store = embedded_store();
     let now = OffsetDateTime::now_utc();
@@ -362,7 +364,13 @@ async fn at_start_only_side_effects_in_flight_or_never_attempted_are_released_an
                 None,
                 now,
             );
-            let event = AuditEvent::of(&grant, "requested", None, now, serde_json::Value::Null);
+            let event = AuditEvent::of(
+                &grant,
+                AuditKind::Requested,
+                None,
+                now,
+                serde_json::Value::Null,
+            );
             store.insert_grant(&grant, &event).await.unwrap();
             let mut over = grant
                 .approve(APPROVER.0, now)

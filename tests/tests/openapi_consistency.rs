@@ -97,3 +97,22 @@ fn every_operation_documents_its_errors_with_the_error_body() {
         }
     }
 }
+
+#[test]
+fn the_documented_audit_event_kinds_are_exactly_the_ones_the_code_records() {
+    let spec = openapi();
+    let documented: BTreeSet<String> =
+        spec["components"]["schemas"]["AuditEvent"]["properties"]["kind"]["enum"]
+            .as_sequence()
+            .expect("AuditEvent.kind has an enum")
+            .iter()
+            .map(|v| v.as_str().expect("a kind").to_owned())
+            .collect();
+
+    let recorded: BTreeSet<String> = ticketbound::domain::AuditKind::ALL
+        .iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
+
+    assert_eq!(documented, recorded);
+}

@@ -23,7 +23,7 @@ use tower::ServiceExt;
 use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
 
 use ticketbound::domain::webhook_auth::hub_signature;
-use ticketbound::domain::{AuditEvent, Grant, GrantDuration, IsoDuration, TicketRef};
+use ticketbound::domain::{AuditEvent, AuditKind, Grant, GrantDuration, IsoDuration, TicketRef};
 use ticketbound::ports::{GrantStore, Job, JobKind};
 use ticketbound_tests::{ADMIN, APPROVER, define_webhook_resource};
 
@@ -78,7 +78,7 @@ async fn seed_expired_bound_grant(
     );
     let requested = AuditEvent::of(
         &grant,
-        "requested",
+        AuditKind::Requested,
         Some(&grant.requester),
         then,
         Value::Null,
@@ -88,7 +88,13 @@ async fn seed_expired_bound_grant(
         .await
         .expect("insert");
     let active = grant.approve(APPROVER.0, then).expect("approve");
-    let approved = AuditEvent::of(&active, "approved", Some(APPROVER.0), then, Value::Null);
+    let approved = AuditEvent::of(
+        &active,
+        AuditKind::Approved,
+        Some(APPROVER.0),
+        then,
+        Value::Null,
+    );
     store
         .update_grant(&active, grant.expected(), Some(&approved))
         .await

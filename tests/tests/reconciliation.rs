@@ -19,13 +19,10 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
-use ticketbound::adapters::provisioner::HttpProvisioners;
-use ticketbound::adapters::secrets::LocalSecretStore;
-use ticketbound::adapters::ticket_systems::HttpTicketSystems;
-use ticketbound::domain::{AuditEvent, Grant, GrantDuration, GrantStatus, TicketRef};
+use ticketbound::domain::{AuditEvent, AuditKind, Grant, GrantDuration, GrantStatus, TicketRef};
 use ticketbound::handlers::handle_scheduled_job;
-use ticketbound::ports::{Clock, ConnectionStore, GrantStore, TicketVerifier};
-use ticketbound::service::{Connections, ReconcileSettings, Settings, Ticketbound};
+use ticketbound::ports::{Clock, ConnectionStore, GrantStore};
+use ticketbound::service::{ReconcileSettings, Settings, Ticketbound};
 use ticketbound::telemetry::metric_total;
 use ticketbound_tests::{
     ADMIN, ManualClock, call, define_webhook_resource, provisioner_actions, provisioner_ok,
@@ -207,27 +204,19 @@ async fn world(reconcile: ReconcileSettings) -> World {
     let dir = TempDir(support::temp_dir("reconcile"));
     let clock = ManualClock::now_system();
     let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let connections = Connections::new(
-        Arc::new(store.clone()),
-        Arc::new(LocalSecretStore::open(&dir.0.join("secrets.json")).unwrap()),
-        Arc::new(HttpTicketSystems::new(support::quick_policy()).unwrap()),
-        Arc::new(store.clone()),
-        shared_clock.clone(),
-    );
-    let app = Ticketbound {
-        store: Arc::new(store.clone()),
-        scheduler: Arc::new(LocalScheduler::new(store.clone())),
-        provisioners: Arc::new(
-            HttpProvisioners::new(shared_clock.clone(), StdDuration::from_secs(2)).unwrap(),
+    let app = Ticketbound::build(
+        ticketbound_tests::ticket_ports(
+            Arc::new(store.clone()),
+            Arc::new(LocalScheduler::new(store.clone())),
+            shared_clock.clone(),
+            &dir.0.join("secrets.json"),
+            support::quick_policy(),
         ),
-        tickets: Some(Arc::new(connections.clone()) as Arc<dyn TicketVerifier>),
-        connections: Some(connections),
-        clock: shared_clock,
-        settings: Settings {
+        Settings {
             reconcile,
             ..Settings::default()
         },
-    };
+    );
     let router = ticketbound_tests::local_router(app.clone());
     let body = json!({"id": "jira-main", "kind": "jira_cloud", "base_url": jira.uri(), "email": "bot@acme.com", "api_token": "jira-token-1"});
     let (status, created) = call(
@@ -262,7 +251,7 @@ fn ticket(connection: &str, key: &str) -> TicketRef {
 
 /// A pending request bound to `ticket`.
 async fn seed_pending(app: &Ticketbound, ticket: &TicketRef) -> String {
-    let now = app.clock.now();
+    let now = app.clock().now();
     let grant = Grant::request(
         ticketbound::domain::ids::new_ulid(now),
         "pat@example.com".into(),
@@ -274,17 +263,17 @@ async fn seed_pending(app: &Ticketbound, ticket: &TicketRef) -> String {
     );
     let event = AuditEvent::of(
         &grant,
-        "requested",
+        AuditKind::Requested,
         Some("pat@example.com"),
         now,
         Value::Null,
     );
-    app.store.insert_grant(&grant, &event).await.unwrap();
+    app.store().insert_grant(&grant, &event).await.unwrap();
     grant.id
 }
 
 async fn grant(app: &Ticketbound, id: &str) -> Grant {
-    app.store.get_grant(id).await.unwrap().unwrap()
+    app.store().get_grant(id).await.unwrap().unwrap()
 }
 
 /// The JQL of every search the fake Jira received, in order.
@@ -761,8 +750,9 @@ async fn a_small_budget_spreads_a_sweep_over_runs_that_check_each_ticket_once() 
     assert_eq!(distinct.len(), 25);
 
     // A run out of time starts nothing and keeps the position.
-    let mut out_of_time = w.app.clone();
-    out_of_time.settings.reconcile.time_budget = StdDuration::ZERO;
+    let mut settings = w.app.settings().clone();
+    settings.reconcile.time_budget = StdDuration::ZERO;
+    let out_of_time = w.app.clone().with_settings(settings);
     let before = searches(&w.jira).await.len();
     let report = out_of_time.reconcile().await.unwrap();
     assert_eq!(report.stopped_by, Some("time_budget"));
@@ -871,8 +861,9 @@ async fn the_expiry_handler_runs_a_reconciliation_for_the_reconcile_job_and_ackn
     assert_eq!(grant(&w.app, &id).await.status, GrantStatus::Ended);
 
     // Turned off: acknowledged, nothing asked.
-    let mut off = w.app.clone();
-    off.settings.reconcile.every = None;
+    let mut settings = w.app.settings().clone();
+    settings.reconcile.every = None;
+    let off = w.app.clone().with_settings(settings);
     let before = w.jira.received_requests().await.unwrap().len();
     let answer = handle_scheduled_job(
         &off,

@@ -78,7 +78,7 @@ async fn approval_creates_exactly_the_documented_schedule() {
     let (app, client, group) = aws_test_app(clock.clone(), fast_retry(4)).await;
     let provisioner = provisioner_ok().await;
     let (_, id) = approved_grant(&app, &provisioner, "PT4H").await;
-    let grant = app.store.get_grant(&id).await.unwrap().unwrap();
+    let grant = app.store().get_grant(&id).await.unwrap().unwrap();
     let name = Job::new(JobKind::Expire, &id).schedule_name();
     assert!(
         name.len() <= 64
@@ -147,7 +147,7 @@ async fn revoking_deletes_every_schedule_of_the_grant() {
         schedule_names(&client, &group).await
     );
     // Deleting a schedule that is already gone is fine.
-    app.scheduler
+    app.scheduler()
         .cancel(&Job::new(JobKind::Expire, &id))
         .await
         .expect("already gone is not an error");
@@ -171,13 +171,13 @@ async fn approving_twice_or_retrying_the_schedule_leaves_one_schedule() {
     // A retried create (the same job again, e.g. a Lambda retry) moves the one schedule instead of adding one.
     let job = Job::new(JobKind::Expire, &id);
     let later = clock.now_offset() + Duration::hours(5);
-    app.scheduler.schedule(&job, later).await.unwrap();
-    app.scheduler.schedule(&job, later).await.unwrap();
+    app.scheduler().schedule(&job, later).await.unwrap();
+    app.scheduler().schedule(&job, later).await.unwrap();
     assert_eq!(schedule_names(&client, &group).await, [job.schedule_name()]);
     // The same holds for a later arming: arming 3 created twice is one schedule beside arming 0.
     let third = job.with_arming(3);
-    app.scheduler.schedule(&third, later).await.unwrap();
-    app.scheduler.schedule(&third, later).await.unwrap();
+    app.scheduler().schedule(&third, later).await.unwrap();
+    app.scheduler().schedule(&third, later).await.unwrap();
     assert_eq!(
         schedule_names(&client, &group).await,
         [job.schedule_name(), third.schedule_name()]
@@ -206,7 +206,7 @@ async fn the_expiry_handler_ends_a_due_grant_once() {
     let job = Job::new(JobKind::Expire, &id);
     let first = handle_scheduled_job(&app, delivered(&job)).await.unwrap();
     assert_eq!(first["outcome"], "done");
-    let grant = app.store.get_grant(&id).await.unwrap().unwrap();
+    let grant = app.store().get_grant(&id).await.unwrap().unwrap();
     assert_eq!(grant.status.as_str(), "ended");
     assert_eq!(grant.end_reason.unwrap().as_str(), "time_bound_reached");
     assert_eq!(grant.ended_by, None);
@@ -234,7 +234,7 @@ async fn an_early_expiry_re_arms_under_a_new_name_and_leaves_exactly_one_schedul
         .unwrap();
 
     assert_eq!(outcome["outcome"], "rearmed");
-    let grant = app.store.get_grant(&id).await.unwrap().unwrap();
+    let grant = app.store().get_grant(&id).await.unwrap().unwrap();
     assert_eq!(grant.status.as_str(), "active");
     let live = armings(&client, &group, &id, "exp").await;
     assert_eq!(
@@ -323,7 +323,7 @@ async fn a_failing_deprovisioning_re_arms_under_a_new_name_and_leaves_exactly_on
         .await
         .unwrap();
     assert_eq!(outcome["outcome"], "done", "an attempt was made");
-    let grant = app.store.get_grant(&id).await.unwrap().unwrap();
+    let grant = app.store().get_grant(&id).await.unwrap().unwrap();
     let deprovisioning = grant.deprovisioning.unwrap();
     assert_eq!(deprovisioning.attempts, 2);
     assert_eq!(
@@ -352,7 +352,7 @@ async fn a_failing_deprovisioning_re_arms_under_a_new_name_and_leaves_exactly_on
         .await
         .unwrap();
     assert_eq!(outcome["outcome"], "done");
-    let grant = app.store.get_grant(&id).await.unwrap().unwrap();
+    let grant = app.store().get_grant(&id).await.unwrap().unwrap();
     assert_eq!(
         grant.deprovisioning.unwrap().state,
         ticketbound::domain::SideEffectState::Done
@@ -382,13 +382,13 @@ async fn the_expiry_handler_ignores_an_ended_grant_and_junk() {
         None,
     )
     .await;
-    let before = app.store.get_grant(&id).await.unwrap();
+    let before = app.store().get_grant(&id).await.unwrap();
     clock.advance(Duration::hours(2));
     let outcome = handle_scheduled_job(&app, delivered(&Job::new(JobKind::Expire, &id)))
         .await
         .unwrap();
     assert_eq!(outcome["outcome"], "nothing");
-    assert_eq!(app.store.get_grant(&id).await.unwrap(), before);
+    assert_eq!(app.store().get_grant(&id).await.unwrap(), before);
 
     let junk = LambdaEvent::new(
         serde_json::json!({"kind": "close_freshservice_ticket", "ticket_id": 123456}),
@@ -444,7 +444,7 @@ async fn expiry_racing_a_revoke_ends_the_grant_once_and_revokes_once() {
             one_winner,
             "round {round}: expiry {expired}, revoke {revoked}"
         );
-        let events = app.store.list_events(&id, 100, None).await.unwrap().items;
+        let events = app.store().list_events(&id, 100, None).await.unwrap().items;
         assert_eq!(
             events.iter().filter(|e| e.kind == "ended").count(),
             1,
@@ -452,7 +452,7 @@ async fn expiry_racing_a_revoke_ends_the_grant_once_and_revokes_once() {
         );
         assert!(
             ticketbound_tests::eventually(std::time::Duration::from_secs(5), || async {
-                app.store
+                app.store()
                     .get_grant(&id)
                     .await
                     .unwrap()

@@ -8,7 +8,6 @@ mod support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::Duration as StdDuration;
 
 use axum::Router;
 use axum::body::Body;
@@ -20,11 +19,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
-use ticketbound::adapters::provisioner::HttpProvisioners;
-use ticketbound::adapters::secrets::LocalSecretStore;
-use ticketbound::adapters::ticket_systems::HttpTicketSystems;
-use ticketbound::ports::{Clock, Job, JobKind, SystemClock, TicketVerifier};
-use ticketbound::service::{Connections, Settings, TicketProvisioners, Ticketbound};
+use ticketbound::ports::{Clock, Job, JobKind, SystemClock};
+use ticketbound::service::{Settings, Ticketbound};
 use ticketbound_tests::{ADMIN, ALICE, APPROVER, call, fast_retry};
 
 const JIRA_TOKEN: &str = "jira-token-s3cr3t-value";
@@ -78,26 +74,19 @@ async fn world() -> World {
     let store = EmbeddedStore::in_memory().unwrap();
     let dir = support::temp_dir("ticket-effects");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let connections = Connections::new(
-        Arc::new(store.clone()),
-        Arc::new(LocalSecretStore::open(&dir.join("secrets.json")).unwrap()),
-        Arc::new(HttpTicketSystems::new(support::quick_policy()).unwrap()),
-        Arc::new(store.clone()),
-        clock.clone(),
-    );
-    let http = HttpProvisioners::new(clock.clone(), StdDuration::from_secs(2)).unwrap();
-    let app = Ticketbound {
-        store: Arc::new(store.clone()),
-        scheduler: Arc::new(LocalScheduler::new(store.clone())),
-        provisioners: Arc::new(TicketProvisioners::new(Arc::new(http), connections.clone())),
-        tickets: Some(Arc::new(connections.clone()) as Arc<dyn TicketVerifier>),
-        connections: Some(connections),
-        clock,
-        settings: Settings {
+    let app = Ticketbound::build(
+        ticketbound_tests::ticket_ports(
+            Arc::new(store.clone()),
+            Arc::new(LocalScheduler::new(store.clone())),
+            clock.clone(),
+            &dir.join("secrets.json"),
+            support::quick_policy(),
+        ),
+        Settings {
             retry: fast_retry(4),
             ..Settings::default()
         },
-    };
+    );
     let router = ticketbound_tests::local_router(app.clone());
     let mut w = World {
         app,

@@ -18,15 +18,10 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
-use ticketbound::adapters::provisioner::HttpProvisioners;
-use ticketbound::adapters::secrets::LocalSecretStore;
-use ticketbound::adapters::ticket_systems::HttpTicketSystems;
 use ticketbound::domain::TicketRef;
 use ticketbound::domain::webhook_auth::hub_signature;
-use ticketbound::ports::{
-    Clock, GrantFilter, GrantStore, Job, JobKind, SystemClock, TicketVerifier,
-};
-use ticketbound::service::{Connections, Settings, Ticketbound};
+use ticketbound::ports::{Clock, GrantFilter, GrantStore, Job, JobKind, SystemClock};
+use ticketbound::service::{Settings, Ticketbound};
 use ticketbound_tests::{
     ADMIN, ALICE, APPROVER, call, define_webhook_resource, provisioner_actions, provisioner_ok,
     seed_bound_active_grants,
@@ -72,25 +67,16 @@ async fn hooks() -> Hooks {
     let store = EmbeddedStore::in_memory().unwrap();
     let dir = support::temp_dir("hooks");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let connections = Connections::new(
-        Arc::new(store.clone()),
-        Arc::new(LocalSecretStore::open(&dir.join("secrets.json")).unwrap()),
-        Arc::new(HttpTicketSystems::new(support::quick_policy()).unwrap()),
-        Arc::new(store.clone()),
-        clock.clone(),
-    );
-    let scheduler = LocalScheduler::new(store.clone());
-    let app = Ticketbound {
-        store: Arc::new(store.clone()),
-        scheduler: Arc::new(scheduler),
-        provisioners: Arc::new(
-            HttpProvisioners::new(clock.clone(), StdDuration::from_secs(2)).unwrap(),
+    let app = Ticketbound::build(
+        ticketbound_tests::ticket_ports(
+            Arc::new(store.clone()),
+            Arc::new(LocalScheduler::new(store.clone())),
+            clock.clone(),
+            &dir.join("secrets.json"),
+            support::quick_policy(),
         ),
-        tickets: Some(Arc::new(connections.clone()) as Arc<dyn TicketVerifier>),
-        connections: Some(connections),
-        clock,
-        settings: Settings::default(),
-    };
+        Settings::default(),
+    );
     let router = ticketbound_tests::local_router(app.clone());
     let body = json!({"id": "jira-main", "kind": "jira_cloud", "base_url": jira.uri(), "email": "bot@acme.com", "api_token": "jira-token-1", "closed_statuses": ["Won't Do"]});
     let (status, created) = call(

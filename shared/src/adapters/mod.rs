@@ -6,6 +6,7 @@ pub mod embedded;
 pub mod freshservice;
 pub mod jira;
 pub mod local_scheduler;
+pub mod no_ticket_systems;
 pub mod provisioner;
 pub mod scheduler;
 pub mod secrets;

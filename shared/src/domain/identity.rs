@@ -49,13 +49,45 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_ascii_lowercase()
 }
 
-/// A plausible e-mail: something@something, no spaces or control characters, at most 320 bytes.
+/// A plausible e-mail (see [`Email`]).
 pub fn looks_like_email(email: &str) -> bool {
-    email.len() <= 320
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+    Email::parse(email).is_ok()
+}
+
+/// Why a string is not an e-mail address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not an e-mail address (something@something, no spaces, at most 320 bytes)")]
+pub struct EmailError;
+
+/// A plausible e-mail address: something@something, no spaces or control characters, at most 320 bytes. Kept
+/// as given; compare through [`normalize_email`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    /// The address in `s`, if it looks like one.
+    pub fn parse(s: &str) -> Result<Self, EmailError> {
+        let ok = s.len() <= 320
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+            && s.split_once('@')
+                .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty());
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(EmailError)
+        }
+    }
+
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Parses a groups claim as API Gateway renders it: `"[a b c]"`, a JSON array `["a","b"]`, or a plain
@@ -130,5 +162,18 @@ mod tests {
         assert!(!looks_like_email("ab.c"));
         assert!(!looks_like_email("a b@c"));
         assert!(!looks_like_email("@c"));
+    }
+
+    #[test]
+    fn an_email_parses_only_from_an_address_and_reads_back_as_given() {
+        let email = Email::parse("Alice@Example.com").unwrap();
+
+        assert_eq!(email.as_str(), "Alice@Example.com");
+        assert_eq!(Email::parse("alice@"), Err(EmailError));
+        assert_eq!(Email::parse("alice@example.com\n"), Err(EmailError));
+        assert_eq!(
+            Email::parse(&format!("{}@x.io", "a".repeat(320))),
+            Err(EmailError)
+        );
     }
 }

@@ -14,7 +14,7 @@ pub mod ticket_writes;
 pub mod url_policy;
 pub mod webhook_auth;
 
-pub use audit::AuditEvent;
+pub use audit::{AuditEvent, AuditKind};
 pub use duration::{GrantDuration, IsoDuration};
 pub use grant::{
     Deprovisioning, EndReason, Grant, GrantStatus, Provisioning, SideEffectState, TicketRef,

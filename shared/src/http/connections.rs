@@ -33,13 +33,7 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 fn connections(state: &AppState) -> Result<&Connections, ApiError> {
-    state.app.connections.as_ref().ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::Unavailable,
-            "connections_unavailable",
-            "this deployment has no ticket-system connections configured",
-        )
-    })
+    Ok(state.app.connections())
 }
 
 #[derive(Deserialize)]

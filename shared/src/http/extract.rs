@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::Caller;
-use crate::domain::identity::{looks_like_email, parse_groups};
+use crate::domain::identity::{Email, parse_groups};
 use crate::service::ErrorKind;
 
 /// Where the caller's identity comes from.
@@ -91,7 +91,7 @@ impl FromRequestParts<AppState> for Caller {
                 )
             }
         };
-        if !looks_like_email(email.trim()) {
+        if Email::parse(email.trim()).is_err() {
             return Err(unauthenticated(
                 "the caller's identity is not an e-mail address",
             ));

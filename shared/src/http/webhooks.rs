@@ -95,10 +95,7 @@ async fn connection_for(
             format!("there is no {name} connection `{id}`"),
         )
     };
-    let Some(connections) = &app.connections else {
-        return Err(unknown());
-    };
-    match connections.webhook_secrets(id).await? {
+    match app.connections().webhook_secrets(id).await? {
         Some((settings, secrets)) => {
             let is_jira = matches!(
                 settings.kind,
@@ -139,10 +136,9 @@ fn ignored(reason: &str) -> Response {
 /// Webhook health: an authentic delivery arrived. Recorded beside the work, never in its way (a failure is
 /// logged; the write is skipped when this container recorded one in the last minute).
 fn note_delivery(app: &Ticketbound, connection: &str) {
-    if let Some(connections) = app.connections.clone() {
-        let connection = connection.to_owned();
-        tokio::spawn(async move { connections.note_delivery(&connection).await });
-    }
+    let connections = app.connections().clone();
+    let connection = connection.to_owned();
+    tokio::spawn(async move { connections.note_delivery(&connection).await });
 }
 
 async fn close(
@@ -269,10 +265,7 @@ async fn freshservice(
         connection: id.clone(),
         key: ticket_id.clone(),
     };
-    let Some(connections) = &app.connections else {
-        return Err(unauthorized());
-    };
-    let state = match connections.ticket_state(&ticket).await {
+    let state = match app.connections().ticket_state(&ticket).await {
         Ok(state) => state,
         // Rate limited beyond what the sender can wait: record the closing durably and confirm it later
         // (a one-time schedule), rather than a 503 the sender may never retry.

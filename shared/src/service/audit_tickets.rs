@@ -20,7 +20,7 @@ use std::time::Duration as StdDuration;
 use super::Ticketbound;
 use crate::domain::grant::SideEffect;
 use crate::domain::ticket_writes::{CloseOutcome, NewTicket, marker};
-use crate::domain::{AuditEvent, Grant, GrantStatus, TicketRef};
+use crate::domain::{AuditEvent, AuditKind, Grant, GrantStatus, TicketRef};
 use crate::ports::{Job, JobKind};
 
 /// The longest a portal request waits for one audit-ticket call (API Gateway gives up after 29 s).
@@ -98,10 +98,7 @@ impl Ticketbound {
         let Some(audit) = &grant.audit_ticket else {
             return Ok(());
         };
-        let connections = self
-            .connections
-            .as_ref()
-            .ok_or("no ticket-system connections are configured")?;
+        let connections = &self.connections;
         match connections.close(audit).await {
             Ok(outcome) => {
                 if outcome != CloseOutcome::Closed {
@@ -118,7 +115,7 @@ impl Ticketbound {
     /// The grant with its audit ticket opened, when a connection asks for one; `None` when the grant is
     /// missing or could not be read. Best effort: failures are logged and recorded.
     async fn ensure_audit_ticket(&self, id: &str) -> Option<Grant> {
-        let connections = self.connections.as_ref()?;
+        let connections = &self.connections;
         let grant = match self.store.get_grant(id).await {
             Ok(Some(g)) => g,
             Ok(None) => return None,
@@ -134,7 +131,7 @@ impl Ticketbound {
             Ok(Some(found)) => found,
             Ok(None) => return Some(grant),
             Err(e) => {
-                self.record_audit_failure(&grant, "audit_ticket_failed", &e.to_string())
+                self.record_audit_failure(&grant, AuditKind::AuditTicketFailed, &e.to_string())
                     .await;
                 return Some(grant);
             }
@@ -157,14 +154,14 @@ impl Ticketbound {
         let created = match opened {
             Ok(Ok(created)) => created,
             Ok(Err(e)) => {
-                self.record_audit_failure(&grant, "audit_ticket_failed", &e.to_string())
+                self.record_audit_failure(&grant, AuditKind::AuditTicketFailed, &e.to_string())
                     .await;
                 return Some(grant);
             }
             Err(_) => {
                 self.record_audit_failure(
                     &grant,
-                    "audit_ticket_failed",
+                    AuditKind::AuditTicketFailed,
                     &format!(
                         "connection `{}` did not answer within {AUDIT_CALL_LIMIT:?}",
                         settings.id
@@ -188,7 +185,7 @@ impl Ticketbound {
                 next.audit_ticket = Some(audit.clone());
                 let event = AuditEvent::of(
                     &next,
-                    "audit_ticket_opened",
+                    AuditKind::AuditTicketOpened,
                     None,
                     now,
                     serde_json::json!({"connection": audit.connection, "key": audit.key, "url": created.url}),
@@ -212,9 +209,7 @@ impl Ticketbound {
 
     /// Comments on the audit ticket, best effort.
     async fn audit_note(&self, grant: &Grant, audit: &TicketRef, text: &str) {
-        let Some(connections) = &self.connections else {
-            return;
-        };
+        let connections = &self.connections;
         let result = tokio::time::timeout(AUDIT_CALL_LIMIT, connections.comment(audit, text)).await;
         let error = match result {
             Ok(Ok(true)) => return,
@@ -225,7 +220,7 @@ impl Ticketbound {
                 audit.connection
             ),
         };
-        self.record_audit_failure(grant, "audit_note_failed", &error)
+        self.record_audit_failure(grant, AuditKind::AuditNoteFailed, &error)
             .await;
     }
 
@@ -272,8 +267,8 @@ impl Ticketbound {
 
     /// Logs an audit-ticket failure and records it on the grant's trail (best effort: a failure to record is
     /// only logged).
-    async fn record_audit_failure(&self, grant: &Grant, kind: &str, error: &str) {
-        tracing::warn!(grant = %grant.id, kind, error, "audit ticket call failed; the request goes on");
+    async fn record_audit_failure(&self, grant: &Grant, kind: AuditKind, error: &str) {
+        tracing::warn!(grant = %grant.id, kind = kind.as_str(), error, "audit ticket call failed; the request goes on");
         let now = self.clock.now();
         let detail = serde_json::json!({"error": error});
         if let Err(e) = self

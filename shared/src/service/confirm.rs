@@ -62,10 +62,7 @@ impl Ticketbound {
         let Some(ticket) = grant.ticket.clone() else {
             return Ok(JobOutcome::Nothing);
         };
-        let Some(connections) = &self.connections else {
-            return Ok(JobOutcome::Nothing);
-        };
-        let reason = match connections.ticket_state(&ticket).await {
+        let reason = match self.connections().ticket_state(&ticket).await {
             Ok(TicketState::Open) => {
                 tracing::info!(ticket = %ticket.key, "deferred confirmation: the ticket is open; nothing ends");
                 return Ok(JobOutcome::Nothing);

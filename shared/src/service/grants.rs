@@ -4,9 +4,11 @@ use serde::Deserialize;
 
 use super::{ServiceError, Ticketbound};
 use crate::domain::grant::TransitionError;
-use crate::domain::ids::{is_slug, is_ulid, new_ulid};
-use crate::domain::{AuditEvent, Caller, EndReason, Grant, GrantDuration, GrantStatus, TicketRef};
-use crate::ports::{GrantFilter, Job, JobKind, Page, StoreError};
+use crate::domain::ids::{GrantId, Slug, TicketKey};
+use crate::domain::{
+    AuditEvent, AuditKind, Caller, EndReason, Grant, GrantDuration, GrantStatus, TicketRef,
+};
+use crate::ports::{GrantFilter, Job, JobKind, Page, StoreError, TicketVerifier};
 
 /// The body of `POST /v1/grants`.
 #[derive(Clone, Debug, Deserialize)]
@@ -28,7 +30,6 @@ pub struct ListGrants {
 }
 
 const MAX_REASON: usize = 2_000;
-const MAX_TICKET_KEY: usize = 128;
 
 impl From<TransitionError> for ServiceError {
     fn from(e: TransitionError) -> Self {
@@ -66,7 +67,7 @@ impl Ticketbound {
         if let Some(ticket) = &req.ticket {
             validate_ticket_ref(ticket)?;
         }
-        if !is_slug(&req.resource) {
+        if Slug::parse(&req.resource).is_err() {
             return Err(ServiceError::unprocessable(
                 "unknown_resource",
                 format!("there is no resource `{}`", req.resource),
@@ -121,7 +122,7 @@ impl Ticketbound {
         };
         let now = self.clock.now();
         let mut grant = Grant::request(
-            new_ulid(now),
+            GrantId::new(now).into_string(),
             caller.email.clone(),
             resource.id,
             reason.to_owned(),
@@ -132,7 +133,7 @@ impl Ticketbound {
         grant.ticket_id = ticket_id;
         let event = AuditEvent::of(
             &grant,
-            "requested",
+            AuditKind::Requested,
             Some(&caller.email),
             now,
             serde_json::json!({"reason": grant.reason, "duration": grant.duration}),
@@ -181,7 +182,7 @@ impl Ticketbound {
         }
         let event = AuditEvent::of(
             &approved,
-            "approved",
+            AuditKind::Approved,
             Some(&caller.email),
             now,
             serde_json::json!({"expires_at": approved.expires_at.map(rfc3339)}),
@@ -219,7 +220,7 @@ impl Ticketbound {
         let denied = grant.deny(&caller.email, now)?;
         let event = AuditEvent::of(
             &denied,
-            "denied",
+            AuditKind::Denied,
             Some(&caller.email),
             now,
             serde_json::Value::Null,
@@ -313,7 +314,7 @@ impl Ticketbound {
 
     /// The grant, if the caller may see it; a grant they may not see is "not found", so ids cannot be probed.
     async fn visible_grant(&self, caller: &Caller, id: &str) -> Result<Grant, ServiceError> {
-        if !is_ulid(id) {
+        if GrantId::parse(id).is_err() {
             return Err(ServiceError::grant_not_found(id));
         }
         match self.store.get_grant(id).await? {
@@ -328,30 +329,18 @@ impl Ticketbound {
         ticket: &TicketRef,
         requester: &str,
     ) -> Result<Option<String>, ServiceError> {
-        let Some(tickets) = &self.tickets else {
-            return Err(ServiceError::unavailable(
-                "ticket_system_unavailable",
-                "no ticket systems are configured, so a ticket binding cannot be checked",
-            ));
-        };
-        Ok(tickets.check_binding(ticket, requester).await?)
+        Ok(self.connections.check_binding(ticket, requester).await?)
     }
 }
 
 fn validate_ticket_ref(ticket: &TicketRef) -> Result<(), ServiceError> {
-    if !is_slug(&ticket.connection) {
+    if Slug::parse(&ticket.connection).is_err() {
         return Err(ServiceError::unprocessable(
             "unknown_connection",
             format!("there is no connection `{}`", ticket.connection),
         ));
     }
-    let key = ticket.key.as_str();
-    if key.is_empty()
-        || key.len() > MAX_TICKET_KEY
-        || !key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if TicketKey::parse(&ticket.key).is_err() {
         return Err(ServiceError::unprocessable(
             "invalid_ticket_key",
             "`ticket.key` must be a ticket key such as SEC-42 (Jira) or 1234 (Freshservice)",

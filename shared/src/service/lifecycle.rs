@@ -27,7 +27,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::{ServiceError, Ticketbound};
 use crate::domain::grant::SideEffect;
-use crate::domain::{AuditEvent, EndReason, Grant, GrantStatus, SideEffectState};
+use crate::domain::{AuditEvent, AuditKind, EndReason, Grant, GrantStatus, SideEffectState};
 use crate::ports::{Job, JobKind, ProvisionAction, StoreError};
 use crate::telemetry;
 
@@ -167,9 +167,9 @@ impl Ticketbound {
                     .await?;
             }
             let kind = if next.status == GrantStatus::Cancelled {
-                "cancelled"
+                AuditKind::Cancelled
             } else {
-                "ended"
+                AuditKind::Ended
             };
             let mut detail = serde_json::json!({"end_reason": reason});
             if let Some(found_by) = found_by {
@@ -351,7 +351,7 @@ impl Ticketbound {
                         p.next_attempt_at = None;
                         let event = AuditEvent::of(
                             &next,
-                            "provisioning_skipped",
+                            AuditKind::ProvisioningSkipped,
                             None,
                             now,
                             serde_json::Value::Null,
@@ -524,7 +524,6 @@ impl Ticketbound {
                 .await?;
         }
         let mut replaced = Vec::new();
-        let mut kind = "";
         let written = self
             .modify_grant(id, |g| {
                 let mut next = g.touched();
@@ -540,6 +539,7 @@ impl Ticketbound {
                 state.lease_until = None;
                 state.provisioner_done = report.provisioner_done;
                 state.reason = report.skipped.clone();
+                let kind;
                 match (&report.error, retry_at) {
                     (None, _) => {
                         state.state = if report.skipped.is_some() {
@@ -550,18 +550,18 @@ impl Ticketbound {
                         state.last_error = None;
                         state.next_attempt_at = None;
                         kind = match (effect, report.skipped.is_some()) {
-                            (Effect::Provision, _) => "provisioned",
-                            (Effect::Deprovision, false) => "deprovisioned",
-                            (Effect::Deprovision, true) => "deprovisioning_skipped",
+                            (Effect::Provision, _) => AuditKind::Provisioned,
+                            (Effect::Deprovision, false) => AuditKind::Deprovisioned,
+                            (Effect::Deprovision, true) => AuditKind::DeprovisioningSkipped,
                         };
                     }
                     (Some(error), Some(at)) => {
                         state.last_error = Some(error.clone());
                         state.next_attempt_at = Some(at);
                         kind = if effect == Effect::Provision {
-                            "provisioning_retry"
+                            AuditKind::ProvisioningRetry
                         } else {
-                            "deprovisioning_retry"
+                            AuditKind::DeprovisioningRetry
                         };
                     }
                     (Some(error), None) => {
@@ -569,9 +569,9 @@ impl Ticketbound {
                         state.last_error = Some(error.clone());
                         state.next_attempt_at = None;
                         kind = if effect == Effect::Provision {
-                            "provisioning_failed"
+                            AuditKind::ProvisioningFailed
                         } else {
-                            "deprovisioning_failed"
+                            AuditKind::DeprovisioningFailed
                         };
                     }
                 }

@@ -31,7 +31,10 @@ pub use resources::ResourceInput;
 pub use ticket_writes::TicketProvisioners;
 
 use crate::domain::{Caller, Grant, GrantStatus, IsoDuration};
-use crate::ports::{Clock, GrantFilter, GrantStore, Provisioners, Scheduler, TicketVerifier};
+use crate::ports::{
+    Clock, ConnectionStore, GrantFilter, GrantStore, Provisioners, Scheduler, SecretStore,
+    TicketSystems,
+};
 
 /// How durable retries of side effects back off.
 #[derive(Clone, Debug)]
@@ -90,18 +93,90 @@ impl Default for Settings {
     }
 }
 
-/// The application core, shared by every entry point.
+/// The application core, shared by every entry point. Built only through [`Ticketbound::build`], by the
+/// wiring of every `main` and by the test harness alike, so what tests run is what production runs.
 #[derive(Clone)]
 pub struct Ticketbound {
-    pub store: Arc<dyn GrantStore>,
+    pub(crate) store: Arc<dyn GrantStore>,
+    pub(crate) scheduler: Arc<dyn Scheduler>,
+    /// `webhook` and `none` provisioners, with `ticket` ones through the connections (DESIGN §7).
+    pub(crate) provisioners: Arc<dyn Provisioners>,
+    /// Ticket-system connections (DESIGN §6); they also check ticket bindings (rule 3). A deployment without
+    /// ticket systems has connections over a [`TicketSystems`] that refuses.
+    pub(crate) connections: Connections,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) settings: Settings,
+}
+
+/// Every port the application needs, none optional. Production wiring fills it with the AWS or the embedded
+/// adapters; a test swaps one field for another real adapter.
+pub struct Ports {
+    pub grants: Arc<dyn GrantStore>,
+    pub connections: Arc<dyn ConnectionStore>,
     pub scheduler: Arc<dyn Scheduler>,
+    pub secrets: Arc<dyn SecretStore>,
+    /// Builds a connection's client; `NoTicketSystems` where a deployment (or a test) has none.
+    pub ticket_systems: Arc<dyn TicketSystems>,
+    /// The `webhook` and `none` provisioners; [`Ticketbound::build`] routes `ticket` ones through the
+    /// connections.
     pub provisioners: Arc<dyn Provisioners>,
-    /// Checks ticket bindings (rule 3). Without one, requests that name a ticket are refused with 503.
-    pub tickets: Option<Arc<dyn TicketVerifier>>,
-    /// Ticket-system connections (DESIGN §6). Without them, the connection and ticket routes answer 503.
-    pub connections: Option<Connections>,
     pub clock: Arc<dyn Clock>,
-    pub settings: Settings,
+}
+
+impl Ticketbound {
+    /// The one composition root: the application over `ports` with `settings`.
+    pub fn build(ports: Ports, settings: Settings) -> Self {
+        let connections = Connections::new(
+            ports.connections,
+            ports.secrets,
+            ports.ticket_systems,
+            ports.grants.clone(),
+            ports.clock.clone(),
+        );
+        Self {
+            store: ports.grants,
+            scheduler: ports.scheduler,
+            provisioners: Arc::new(TicketProvisioners::new(
+                ports.provisioners,
+                connections.clone(),
+            )),
+            connections,
+            clock: ports.clock,
+            settings,
+        }
+    }
+
+    /// The grant store (tests read state back through it).
+    pub fn store(&self) -> &Arc<dyn GrantStore> {
+        &self.store
+    }
+
+    /// The scheduler the grants' end and retry jobs go to.
+    pub fn scheduler(&self) -> &Arc<dyn Scheduler> {
+        &self.scheduler
+    }
+
+    /// The ticket-system connections.
+    pub fn connections(&self) -> &Connections {
+        &self.connections
+    }
+
+    /// The clock every decision reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The deployment settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The same application under other settings (a second deployment over the same ports).
+    #[must_use]
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
 }
 
 /// 403 unless the caller is an admin; `what` names what only admins may do ("change resources").

@@ -82,9 +82,7 @@ impl Ticketbound {
     /// are counted in the report and logged.
     pub async fn reconcile(&self) -> Result<ReconcileReport, ServiceError> {
         let mut report = ReconcileReport::default();
-        let Some(connections) = &self.connections else {
-            return Ok(report);
-        };
+        let connections = &self.connections;
         let started = Instant::now();
         let now = self.clock.now();
         let mut state = self.store.reconcile_state().await?.unwrap_or_default();
@@ -149,9 +147,7 @@ impl Ticketbound {
         tickets_left: &mut usize,
         started: Instant,
     ) -> Result<Part, ServiceError> {
-        let Some(connections) = &self.connections else {
-            return Ok(Part::Next);
-        };
+        let connections = &self.connections;
         let batch = session.batch();
         let mut calls_left = batch.calls_per_run.max(1);
         loop {
@@ -240,9 +236,7 @@ impl Ticketbound {
                 telemetry::metric("ClosingsFoundByReconciliation", 1.0);
                 report.closings_found += 1;
                 report.grants_ended += outcome.ended + outcome.cancelled;
-                if let Some(connections) = &self.connections {
-                    connections.note_missed_closing(connection, key).await;
-                }
+                self.connections.note_missed_closing(connection, key).await;
                 true
             }
             // Ended meanwhile by a delivery, a schedule or a person: nothing was missed.

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::{ServiceError, Ticketbound};
-use crate::domain::ids::is_slug;
+use crate::domain::ids::Slug;
 use crate::domain::secret::Secret;
 use crate::domain::url_policy::check_outbound_url;
 use crate::domain::{Caller, IsoDuration, Provisioner, Resource};
@@ -38,7 +38,7 @@ impl Ticketbound {
     }
 
     pub async fn get_resource(&self, id: &str) -> Result<Resource, ServiceError> {
-        if !is_slug(id) {
+        if Slug::parse(id).is_err() {
             return Err(resource_not_found(id));
         }
         self.store
@@ -55,7 +55,7 @@ impl Ticketbound {
         input: ResourceInput,
     ) -> Result<(Resource, bool), ServiceError> {
         super::require_admin(caller, "change resources")?;
-        if !is_slug(id) {
+        if Slug::parse(id).is_err() {
             return Err(ServiceError::unprocessable(
                 "invalid_id",
                 "a resource id is 1–64 characters of a-z, 0-9, `-` and `_`, starting with a letter or digit",
@@ -135,7 +135,7 @@ impl Ticketbound {
     /// Deletes a resource; refused while a pending or active grant names it (its end would have no provisioner).
     pub async fn delete_resource(&self, caller: &Caller, id: &str) -> Result<(), ServiceError> {
         super::require_admin(caller, "change resources")?;
-        if !is_slug(id) {
+        if Slug::parse(id).is_err() {
             return Err(resource_not_found(id));
         }
         if let Some(g) = super::first_open_grant(&*self.store, |g| g.resource == id).await? {

@@ -174,12 +174,7 @@ impl Ticketbound {
         else {
             return Ok(provisioner);
         };
-        let Some(connections) = &self.connections else {
-            return Err(ServiceError::unprocessable(
-                "unsupported_provisioner",
-                "the `ticket` provisioner needs ticket-system connections, which this deployment does not offer; use `webhook` or `none`",
-            ));
-        };
+        let connections = &self.connections;
         let settings = connections.settings(&connection).await?.ok_or_else(|| {
             ServiceError::unprocessable(
                 "unknown_connection",

@@ -9,7 +9,8 @@ use time::{Duration, OffsetDateTime};
 use ticketbound::domain::ids::new_ulid;
 use ticketbound::domain::secret::Secret;
 use ticketbound::domain::{
-    AuditEvent, EndReason, Grant, GrantDuration, GrantStatus, Provisioner, Resource, TicketRef,
+    AuditEvent, AuditKind, EndReason, Grant, GrantDuration, GrantStatus, Provisioner, Resource,
+    TicketRef,
 };
 use ticketbound::ports::{GrantFilter, GrantStore, StoreError};
 
@@ -32,7 +33,7 @@ fn grant_at(minute: i64, requester: &str, resource: &str, ticket: Option<(&str, 
 fn requested(grant: &Grant) -> AuditEvent {
     AuditEvent::of(
         grant,
-        "requested",
+        AuditKind::Requested,
         Some(&grant.requester),
         grant.requested_at,
         serde_json::Value::Null,
@@ -52,7 +53,7 @@ async fn approve(store: &dyn GrantStore, grant: &Grant) -> Grant {
         .unwrap();
     let event = AuditEvent::of(
         &approved,
-        "approved",
+        AuditKind::Approved,
         Some("bob@example.com"),
         approved.decided_at.unwrap(),
         serde_json::Value::Null,
@@ -114,7 +115,7 @@ pub async fn a_stale_write_conflicts_and_changes_nothing(store: Arc<dyn GrantSto
     let denied = grant.deny("carol@example.com", grant.requested_at).unwrap();
     let event = AuditEvent::of(
         &denied,
-        "denied",
+        AuditKind::Denied,
         Some("carol@example.com"),
         grant.requested_at,
         serde_json::Value::Null,
@@ -125,7 +126,7 @@ pub async fn a_stale_write_conflicts_and_changes_nothing(store: Arc<dyn GrantSto
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict), "{err:?}");
     assert_eq!(store.get_grant(&grant.id).await.unwrap(), Some(approved));
-    let kinds: Vec<String> = store
+    let kinds: Vec<AuditKind> = store
         .list_events(&grant.id, 50, None)
         .await
         .unwrap()
@@ -135,7 +136,7 @@ pub async fn a_stale_write_conflicts_and_changes_nothing(store: Arc<dyn GrantSto
         .collect();
     assert_eq!(
         kinds,
-        ["requested", "approved"],
+        [AuditKind::Requested, AuditKind::Approved],
         "the losing write's event must not be stored"
     );
 }
@@ -151,7 +152,7 @@ pub async fn of_many_concurrent_writers_exactly_one_wins(store: Arc<dyn GrantSto
             let next = grant.approve(&approver, grant.requested_at).unwrap();
             let event = AuditEvent::of(
                 &next,
-                "approved",
+                AuditKind::Approved,
                 Some(&approver),
                 grant.requested_at,
                 serde_json::Value::Null,
@@ -449,7 +450,7 @@ pub async fn events_read_in_order_and_page(store: Arc<dyn GrantStore>) {
         let next = current.touched();
         let event = AuditEvent::of(
             &next,
-            "provisioning_retry",
+            AuditKind::ProvisioningRetry,
             None,
             grant.requested_at,
             serde_json::Value::Null,
