@@ -18,10 +18,12 @@ use time::Duration;
 
 use super::error::ApiError;
 use super::extract::read_body;
+use crate::adapters::freshservice::events::interpret_freshservice;
+use crate::adapters::jira::events::interpret_jira;
 use crate::domain::connection::{
     ClosedStatuses, ConnectionKind, ConnectionSettings, TicketState, WebhookSecrets,
 };
-use crate::domain::ticket_events::{Closing, interpret_freshservice, interpret_jira};
+use crate::domain::ticket_events::Closing;
 use crate::domain::webhook_auth::basic_auth_password;
 use crate::domain::{EndReason, TicketRef};
 use crate::service::{ErrorKind, ServiceError, Ticketbound};
