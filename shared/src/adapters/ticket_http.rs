@@ -463,7 +463,7 @@ fn error_detail(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::connection::{AuthMethod, ClosedStatuses, ConnectionKind};
+    use crate::domain::connection::{AuthMethod, ConnectionKind};
     use crate::domain::secret::Secret;
     use time::OffsetDateTime;
 
@@ -475,7 +475,8 @@ mod tests {
             auth_method: method,
             email: Some("bot@example.com".into()),
             username: Some("svc".into()),
-            closed_statuses: ClosedStatuses::default_for(kind),
+            closed_statuses: crate::adapters::ticket_systems::system(kind)
+                .default_closed_statuses(),
             webhook_secrets_active: 1,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,

@@ -20,9 +20,8 @@ use time::OffsetDateTime;
 use super::ServiceError;
 use crate::domain::connection::{
     AuthMethod, AuthState, AuthStatus, ClosedStatuses, Connection, ConnectionKind,
-    ConnectionSecrets, ConnectionSettings, Credentials, MissedClosing, Person, PersonLookup,
-    ProjectSummary, Ticket, TicketState, TicketSummary, WebhookActivity, WebhookHealth,
-    WebhookSecrets,
+    ConnectionSecrets, ConnectionSettings, MissedClosing, Person, PersonLookup, ProjectSummary,
+    Ticket, TicketState, TicketSummary, WebhookActivity, WebhookHealth, WebhookSecrets,
 };
 use crate::domain::identity::{looks_like_email, normalize_email};
 use crate::domain::ids::{is_slug, new_secret};
@@ -34,8 +33,9 @@ use crate::domain::{Caller, TicketRef};
 mod health;
 mod writes;
 use crate::ports::{
-    Clock, ConnectionStore, GrantStore, Page, SecretStore, SecretStoreError, StoreError,
-    TicketCheckError, TicketSystem, TicketSystemError, TicketSystems, TicketVerifier,
+    Clock, ConnectionStore, CredentialFields, GrantStore, Page, SecretStore, SecretStoreError,
+    SettingsError, StoreError, TicketCheckError, TicketSystem, TicketSystemError, TicketSystemKind,
+    TicketSystems, TicketVerifier,
 };
 pub(crate) use health::ReconcileSession;
 pub use writes::TicketWriteError;
@@ -44,7 +44,6 @@ pub use writes::TicketWriteError;
 pub const MAX_WEBHOOK_SECRETS: usize = 5;
 /// The shortest webhook secret an admin may choose.
 pub const MIN_WEBHOOK_SECRET: usize = 16;
-const MAX_SECRET: usize = 8 * 1024;
 const MAX_CLOSED_STATUSES: usize = 50;
 /// A success does not rewrite `last_verified_at` more often than this (one store write per call is wasteful).
 const VERIFIED_REFRESH: time::Duration = time::Duration::minutes(1);
@@ -116,6 +115,20 @@ pub struct ConnectionInput {
     /// the ticket system hides. On PATCH the entries are merged: a `null` value removes that person.
     #[serde(default)]
     pub people: Option<BTreeMap<String, Option<String>>>,
+}
+
+impl ConnectionInput {
+    /// The credential fields, for the ticket system to check.
+    fn credential_fields(&self) -> CredentialFields {
+        CredentialFields {
+            email: self.email.clone(),
+            api_token: self.api_token.clone(),
+            personal_access_token: self.personal_access_token.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            api_key: self.api_key.clone(),
+        }
+    }
 }
 
 /// A webhook secret in an answer: masked, except right after Ticketbound generated it.
@@ -315,26 +328,28 @@ impl Connections {
                 "`add_webhook_secret`, `new_webhook_secret` and `retire_old_webhook_secrets` rotate the secrets of an existing connection (PATCH); give `webhook_secret` or let one be generated",
             ));
         }
+        let system = self.systems.kind(kind);
         let base_url = resolve_base_url(
-            kind,
+            system,
             input.base_url.as_deref(),
             input.site.as_deref(),
             input.domain.as_deref(),
         )?
         .ok_or_else(|| {
-            let which = match kind {
-                ConnectionKind::JiraCloud => "`base_url` (or `site`)",
-                ConnectionKind::JiraDataCenter => "`base_url`",
-                ConnectionKind::Freshservice => "`domain` (or `base_url`)",
-            };
-            ServiceError::unprocessable("missing_base_url", format!("{which} is required"))
+            ServiceError::unprocessable(
+                "missing_base_url",
+                format!("{} is required", system.base_url_fields()),
+            )
         })?;
-        let (credentials, email, username) = new_credentials(kind, &input)?;
+        let checked = system
+            .new_credentials(&input.credential_fields())
+            .map_err(settings_error)?;
+        let (credentials, email, username) = (checked.credentials, checked.email, checked.username);
         let closed_statuses = match input.closed_statuses {
-            Some(values) => parse_closed_statuses(kind, &values)?,
-            None => ClosedStatuses::default_for(kind),
+            Some(values) => parse_closed_statuses(system, &values)?,
+            None => system.default_closed_statuses(),
         };
-        let audit = writes::check_audit(kind, input.audit.clone().flatten())?;
+        let audit = writes::check_audit(system, input.audit.clone().flatten())?;
         let people = merge_people(BTreeMap::new(), input.people.as_ref())?;
         let (webhook_secret, generated) = match input.webhook_secret {
             Some(s) => (check_webhook_secret(s)?, None),
@@ -414,9 +429,10 @@ impl Connections {
                 ),
             ));
         }
+        let system = self.systems.kind(kind);
         let mut settings = connection.settings.clone();
         if let Some(base_url) = resolve_base_url(
-            kind,
+            system,
             input.base_url.as_deref(),
             input.site.as_deref(),
             input.domain.as_deref(),
@@ -424,15 +440,21 @@ impl Connections {
             settings.base_url = base_url;
         }
         if let Some(values) = &input.closed_statuses {
-            settings.closed_statuses = parse_closed_statuses(kind, values)?;
+            settings.closed_statuses = parse_closed_statuses(system, values)?;
         }
         if let Some(audit) = &input.audit {
-            settings.audit = writes::check_audit(kind, audit.clone())?;
+            settings.audit = writes::check_audit(system, audit.clone())?;
         }
         settings.people = merge_people(settings.people, input.people.as_ref())?;
         let current = self.secrets.get(id).await.map_err(secret_store_error)?;
-        let (credentials, email, username) =
-            changed_credentials(&settings, current.as_ref().map(|c| &c.credentials), &input)?;
+        let checked = system
+            .changed_credentials(
+                &settings,
+                current.as_ref().map(|c| &c.credentials),
+                &input.credential_fields(),
+            )
+            .map_err(settings_error)?;
+        let (credentials, email, username) = (checked.credentials, checked.email, checked.username);
         let mut webhook_secrets = current
             .as_ref()
             .map(|c| c.webhook_secrets.clone())
@@ -906,19 +928,24 @@ fn not_applicable(field: &str, kind: ConnectionKind) -> ServiceError {
     )
 }
 
+/// A ticket system's refusal of the settings given: a 422 with its code.
+fn settings_error(e: SettingsError) -> ServiceError {
+    unprocessable(e.code, e.message)
+}
+
 /// The base URL from whichever of `base_url`, `site` (Jira Cloud) or `domain` (Freshservice) is given; `None`
 /// when none is. It must pass the outbound URL policy and carry no query or fragment.
 fn resolve_base_url(
-    kind: ConnectionKind,
+    system: &dyn TicketSystemKind,
     base_url: Option<&str>,
     site: Option<&str>,
     domain: Option<&str>,
 ) -> Result<Option<String>, ServiceError> {
-    if site.is_some() && kind != ConnectionKind::JiraCloud {
-        return Err(not_applicable("site", kind));
-    }
-    if domain.is_some() && kind != ConnectionKind::Freshservice {
-        return Err(not_applicable("domain", kind));
+    let host_field = system.host_form().map(|h| h.field);
+    for (field, given) in [("site", site.is_some()), ("domain", domain.is_some())] {
+        if given && host_field != Some(field) {
+            return Err(not_applicable(field, system.kind()));
+        }
     }
     let host_form = site.or(domain);
     if base_url.is_some() && host_form.is_some() {
@@ -946,11 +973,8 @@ fn resolve_base_url(
                     ),
                 ));
             }
-            let suffix = if kind == ConnectionKind::JiraCloud {
-                ".atlassian.net"
-            } else {
-                ".freshservice.com"
-            };
+            // Only a kind with a host form gets here (the checks above refuse the field otherwise).
+            let suffix = system.host_form().map_or("", |h| h.suffix);
             if host.contains('.') {
                 format!("https://{host}")
             } else {
@@ -970,23 +994,6 @@ fn resolve_base_url(
     Ok(Some(url.as_str().trim_end_matches('/').to_owned()))
 }
 
-fn check_credential(field: &str, secret: &Secret) -> Result<(), ServiceError> {
-    let value = secret.expose();
-    if value.trim().is_empty() || value.len() > MAX_SECRET || value.chars().any(char::is_control) {
-        return Err(unprocessable(
-            "invalid_credentials",
-            format!("`{field}` must be 1 to {MAX_SECRET} printable characters"),
-        ));
-    }
-    if secret.is_mask() {
-        return Err(unprocessable(
-            "invalid_credentials",
-            format!("`{field}` is the mask; give the real value"),
-        ));
-    }
-    Ok(())
-}
-
 fn check_webhook_secret(secret: Secret) -> Result<Secret, ServiceError> {
     let value = secret.expose();
     if value.len() < MIN_WEBHOOK_SECRET
@@ -1004,220 +1011,9 @@ fn check_webhook_secret(secret: Secret) -> Result<Secret, ServiceError> {
     Ok(secret)
 }
 
-fn check_email(email: &str) -> Result<String, ServiceError> {
-    let email = email.trim();
-    if !looks_like_email(email) {
-        return Err(unprocessable(
-            "invalid_email",
-            "`email` must be the e-mail address of the account the API token belongs to",
-        ));
-    }
-    Ok(email.to_owned())
-}
-
-fn check_username(username: &str) -> Result<String, ServiceError> {
-    let username = username.trim();
-    if username.is_empty() || username.len() > 255 || username.contains(':') {
-        return Err(unprocessable(
-            "invalid_username",
-            "`username` must be 1 to 255 characters, without `:`",
-        ));
-    }
-    Ok(username.to_owned())
-}
-
-/// Which credential fields a kind accepts.
-fn allowed_fields(kind: ConnectionKind) -> &'static [&'static str] {
-    match kind {
-        ConnectionKind::JiraCloud => &["email", "api_token"],
-        ConnectionKind::JiraDataCenter => &["personal_access_token", "username", "password"],
-        ConnectionKind::Freshservice => &["api_key"],
-    }
-}
-
-fn reject_foreign_fields(
-    kind: ConnectionKind,
-    input: &ConnectionInput,
-) -> Result<(), ServiceError> {
-    let present = [
-        ("email", input.email.is_some()),
-        ("api_token", input.api_token.is_some()),
-        (
-            "personal_access_token",
-            input.personal_access_token.is_some(),
-        ),
-        ("username", input.username.is_some()),
-        ("password", input.password.is_some()),
-        ("api_key", input.api_key.is_some()),
-    ];
-    for (field, given) in present {
-        if given && !allowed_fields(kind).contains(&field) {
-            return Err(not_applicable(field, kind));
-        }
-    }
-    if kind == ConnectionKind::JiraDataCenter
-        && input.personal_access_token.is_some()
-        && (input.username.is_some() || input.password.is_some())
-    {
-        return Err(unprocessable(
-            "ambiguous_credentials",
-            "give either `personal_access_token` or `username` + `password`, not both",
-        ));
-    }
-    Ok(())
-}
-
-type CredentialParts = (Credentials, Option<String>, Option<String>);
-
-/// The credentials of a new connection: (credentials, email, username).
-fn new_credentials(
-    kind: ConnectionKind,
-    input: &ConnectionInput,
-) -> Result<CredentialParts, ServiceError> {
-    reject_foreign_fields(kind, input)?;
-    let required = |field: &str, value: &Option<Secret>| -> Result<Secret, ServiceError> {
-        let secret = value.clone().ok_or_else(|| {
-            unprocessable(
-                "missing_credentials",
-                format!("`{field}` is required for a {} connection", kind.as_str()),
-            )
-        })?;
-        check_credential(field, &secret)?;
-        Ok(secret)
-    };
-    match kind {
-        ConnectionKind::JiraCloud => {
-            let email = check_email(input.email.as_deref().ok_or_else(|| {
-                unprocessable(
-                    "missing_credentials",
-                    "`email` (the API token's account) is required for a jira_cloud connection",
-                )
-            })?)?;
-            let api_token = required("api_token", &input.api_token)?;
-            Ok((Credentials::ApiToken { api_token }, Some(email), None))
-        }
-        ConnectionKind::JiraDataCenter => {
-            if input.personal_access_token.is_some() {
-                let token = required("personal_access_token", &input.personal_access_token)?;
-                return Ok((
-                    Credentials::PersonalAccessToken {
-                        personal_access_token: token,
-                    },
-                    None,
-                    None,
-                ));
-            }
-            match (&input.username, &input.password) {
-                (Some(username), Some(_)) => {
-                    let username = check_username(username)?;
-                    let password = required("password", &input.password)?;
-                    Ok((Credentials::Password { password }, None, Some(username)))
-                }
-                _ => Err(unprocessable(
-                    "missing_credentials",
-                    "a jira_data_center connection needs `personal_access_token`, or `username` and `password`",
-                )),
-            }
-        }
-        ConnectionKind::Freshservice => {
-            let api_key = required("api_key", &input.api_key)?;
-            Ok((Credentials::ApiKey { api_key }, None, None))
-        }
-    }
-}
-
-/// The credentials after a PATCH: given fields replace, absent (or masked) ones keep their current values.
-fn changed_credentials(
-    settings: &ConnectionSettings,
-    current: Option<&Credentials>,
-    input: &ConnectionInput,
-) -> Result<CredentialParts, ServiceError> {
-    let kind = settings.kind;
-    reject_foreign_fields(kind, input)?;
-    // A masked value sent back means "keep".
-    let given = |value: &Option<Secret>| value.clone().filter(|s| !s.is_mask());
-    let keep_current = || {
-        current.cloned().ok_or_else(|| {
-            unprocessable(
-                "missing_credentials",
-                format!(
-                    "connection `{}` has no stored credentials; give them in full",
-                    settings.id
-                ),
-            )
-        })
-    };
-    match kind {
-        ConnectionKind::JiraCloud => {
-            let email = match &input.email {
-                Some(e) => Some(check_email(e)?),
-                None => settings.email.clone(),
-            };
-            let credentials = match given(&input.api_token) {
-                Some(api_token) => {
-                    check_credential("api_token", &api_token)?;
-                    Credentials::ApiToken { api_token }
-                }
-                None => keep_current()?,
-            };
-            Ok((credentials, email, None))
-        }
-        ConnectionKind::JiraDataCenter => {
-            if let Some(token) = given(&input.personal_access_token) {
-                check_credential("personal_access_token", &token)?;
-                return Ok((
-                    Credentials::PersonalAccessToken {
-                        personal_access_token: token,
-                    },
-                    None,
-                    None,
-                ));
-            }
-            let username = input
-                .username
-                .as_deref()
-                .map(check_username)
-                .transpose()?
-                .or_else(|| settings.username.clone());
-            let credentials = match given(&input.password) {
-                Some(password) => {
-                    check_credential("password", &password)?;
-                    Credentials::Password { password }
-                }
-                None => keep_current()?,
-            };
-            if credentials.method() == AuthMethod::Password {
-                let username = username.ok_or_else(|| {
-                    unprocessable(
-                        "missing_credentials",
-                        "`password` needs `username` on a connection that used a personal access token",
-                    )
-                })?;
-                Ok((credentials, None, Some(username)))
-            } else if input.username.is_some() {
-                Err(unprocessable(
-                    "missing_credentials",
-                    "to switch to `username` + `password`, give both",
-                ))
-            } else {
-                Ok((credentials, None, None))
-            }
-        }
-        ConnectionKind::Freshservice => {
-            let credentials = match given(&input.api_key) {
-                Some(api_key) => {
-                    check_credential("api_key", &api_key)?;
-                    Credentials::ApiKey { api_key }
-                }
-                None => keep_current()?,
-            };
-            Ok((credentials, None, None))
-        }
-    }
-}
-
+/// `closed_statuses` as given: at most [`MAX_CLOSED_STATUSES`], in the form the ticket system writes them.
 fn parse_closed_statuses(
-    kind: ConnectionKind,
+    system: &dyn TicketSystemKind,
     values: &[serde_json::Value],
 ) -> Result<ClosedStatuses, ServiceError> {
     if values.len() > MAX_CLOSED_STATUSES {
@@ -1226,151 +1022,45 @@ fn parse_closed_statuses(
             format!("at most {MAX_CLOSED_STATUSES} closed statuses"),
         ));
     }
-    if kind.is_jira() {
-        let names = values
-            .iter()
-            .map(|v| match v.as_str().map(str::trim) {
-                Some(name) if !name.is_empty() && name.len() <= 100 => Ok(name.to_owned()),
-                _ => Err(unprocessable(
-                    "invalid_closed_statuses",
-                    "Jira `closed_statuses` are status names such as \"Won't Do\" (1 to 100 characters each)",
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(ClosedStatuses::Names(names));
-    }
-    let numbers = values
-        .iter()
-        .map(|v| {
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                .filter(|n| (1..=1_000_000).contains(n))
-                .ok_or_else(|| {
-                    unprocessable(
-                        "invalid_closed_statuses",
-                        "Freshservice `closed_statuses` are status numbers such as 4 (Resolved) and 5 (Closed)",
-                    )
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if numbers.is_empty() {
-        return Err(unprocessable(
-            "invalid_closed_statuses",
-            "Freshservice `closed_statuses` cannot be empty (the default is [4, 5])",
-        ));
-    }
-    Ok(ClosedStatuses::Numbers(numbers))
+    system.closed_statuses(values).map_err(settings_error)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::freshservice::Freshservice;
+    use crate::adapters::jira::{JiraCloud, JiraDataCenter};
+
+    const CLOUD: &dyn TicketSystemKind = &JiraCloud;
+    const DATA_CENTER: &dyn TicketSystemKind = &JiraDataCenter;
+    const FRESHSERVICE: &dyn TicketSystemKind = &Freshservice;
 
     #[test]
     fn a_site_or_domain_becomes_an_https_base_url() {
-        let cloud = resolve_base_url(ConnectionKind::JiraCloud, None, Some("acme"), None).unwrap();
+        let cloud = resolve_base_url(CLOUD, None, Some("acme"), None).unwrap();
         assert_eq!(cloud.as_deref(), Some("https://acme.atlassian.net"));
-        let fs = resolve_base_url(
-            ConnectionKind::Freshservice,
-            None,
-            None,
-            Some("Acme.freshservice.com"),
-        )
-        .unwrap();
+        let fs = resolve_base_url(FRESHSERVICE, None, None, Some("Acme.freshservice.com")).unwrap();
         assert_eq!(fs.as_deref(), Some("https://acme.freshservice.com"));
-        let dc = resolve_base_url(
-            ConnectionKind::JiraDataCenter,
-            Some("https://jira.corp/jira/"),
-            None,
-            None,
-        )
-        .unwrap();
+        let dc =
+            resolve_base_url(DATA_CENTER, Some("https://jira.corp/jira/"), None, None).unwrap();
         assert_eq!(dc.as_deref(), Some("https://jira.corp/jira"));
     }
 
     #[test]
     fn unsafe_or_odd_base_urls_are_refused() {
         for (kind, url, site, domain) in [
-            (
-                ConnectionKind::JiraCloud,
-                Some("http://acme.atlassian.net"),
-                None,
-                None,
-            ),
-            (
-                ConnectionKind::JiraDataCenter,
-                Some("https://169.254.169.254/"),
-                None,
-                None,
-            ),
-            (
-                ConnectionKind::JiraDataCenter,
-                Some("https://jira.corp/?x=1"),
-                None,
-                None,
-            ),
-            (
-                ConnectionKind::Freshservice,
-                None,
-                None,
-                Some("acme.freshservice.com/x"),
-            ),
-            (ConnectionKind::JiraDataCenter, None, Some("acme"), None),
-            (
-                ConnectionKind::JiraCloud,
-                Some("https://a.atlassian.net"),
-                Some("a"),
-                None,
-            ),
+            (CLOUD, Some("http://acme.atlassian.net"), None, None),
+            (DATA_CENTER, Some("https://169.254.169.254/"), None, None),
+            (DATA_CENTER, Some("https://jira.corp/?x=1"), None, None),
+            (FRESHSERVICE, None, None, Some("acme.freshservice.com/x")),
+            (DATA_CENTER, None, Some("acme"), None),
+            (CLOUD, Some("https://a.atlassian.net"), Some("a"), None),
         ] {
             assert!(
                 resolve_base_url(kind, url, site, domain).is_err(),
                 "{url:?} {site:?} {domain:?}"
             );
         }
-    }
-
-    #[test]
-    fn closed_statuses_follow_the_kind() {
-        let jira =
-            parse_closed_statuses(ConnectionKind::JiraCloud, &[serde_json::json!("Won't Do")])
-                .unwrap();
-        assert_eq!(jira, ClosedStatuses::Names(vec!["Won't Do".into()]));
-        let fs = parse_closed_statuses(
-            ConnectionKind::Freshservice,
-            &[serde_json::json!(5), serde_json::json!("6")],
-        )
-        .unwrap();
-        assert_eq!(fs, ClosedStatuses::Numbers(vec![5, 6]));
-        assert!(
-            parse_closed_statuses(ConnectionKind::Freshservice, &[serde_json::json!("Closed")])
-                .is_err()
-        );
-        assert!(parse_closed_statuses(ConnectionKind::Freshservice, &[]).is_err());
-        assert!(parse_closed_statuses(ConnectionKind::JiraCloud, &[serde_json::json!(3)]).is_err());
-    }
-
-    #[test]
-    fn credentials_must_fit_the_kind() {
-        let input = ConnectionInput {
-            api_key: Some(Secret::new("k")),
-            ..ConnectionInput::default()
-        };
-        assert!(new_credentials(ConnectionKind::JiraCloud, &input).is_err());
-        let fs = new_credentials(ConnectionKind::Freshservice, &input).unwrap();
-        assert_eq!(fs.0.method(), AuthMethod::ApiKey);
-        let both = ConnectionInput {
-            personal_access_token: Some(Secret::new("p")),
-            username: Some("u".into()),
-            password: Some(Secret::new("pw")),
-            ..ConnectionInput::default()
-        };
-        assert!(new_credentials(ConnectionKind::JiraDataCenter, &both).is_err());
-        let masked = ConnectionInput {
-            api_key: Some(Secret::new(MASK)),
-            ..ConnectionInput::default()
-        };
-        assert!(new_credentials(ConnectionKind::Freshservice, &masked).is_err());
     }
 
     #[test]

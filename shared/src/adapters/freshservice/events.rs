@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{MAX_TICKET_ID_DIGITS, is_ticket_id};
+use super::is_ticket_id;
 use crate::domain::ticket_events::DeliveryError;
 
 /// The Freshservice ticket id a workflow delivery names: `ticket_id` (string or number, as the documented
@@ -49,6 +49,7 @@ pub fn interpret_freshservice(body: &Value) -> Result<String, DeliveryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::freshservice::MAX_TICKET_ID_DIGITS;
     use serde_json::json;
 
     fn fixture(name: &str) -> Value {

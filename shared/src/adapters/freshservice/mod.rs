@@ -14,6 +14,9 @@ use serde::Deserialize;
 use std::time::Duration;
 
 pub mod events;
+mod settings;
+
+pub use settings::Freshservice;
 
 use super::ticket_http::{Probed, TicketHttp, Written};
 use crate::domain::connection::{

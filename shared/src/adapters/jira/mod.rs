@@ -17,6 +17,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 pub mod events;
+mod settings;
+
+pub use settings::{JiraCloud, JiraDataCenter};
 
 use super::ticket_http::{Probed, TicketHttp, Written};
 use crate::domain::connection::{
@@ -120,20 +123,19 @@ impl StatusCategory {
 }
 
 /// The one Jira rule for "this status category means closed" (DESIGN §1 rule 9, protocol-facts §3): the
-/// category key `done` or its id 3, never the (localised) category name. Webhook deliveries, reads,
-/// reconciliation and the close-transition search all ask this function.
+/// category key `done`, or, when a body carries no key, the category id 3; never the (localised) category
+/// name. The key decides when present because it is what Jira documents as stable. Webhook deliveries,
+/// reads, reconciliation and the close-transition search all ask this function.
 pub(crate) fn category_is_done(key: Option<&str>, id: Option<&serde_json::Value>) -> bool {
-    let by_key = key.is_some_and(|k| {
-        let k = k.trim();
+    match key.map(str::trim).filter(|k| !k.is_empty()) {
         // Automation "Custom data" may render the id in place of the key.
-        k.eq_ignore_ascii_case("done") || k == "3"
-    });
-    let by_id = match id {
-        Some(serde_json::Value::Number(n)) => n.as_u64() == Some(3),
-        Some(serde_json::Value::String(s)) => s.trim() == "3",
-        _ => false,
-    };
-    by_key || by_id
+        Some(key) => key.eq_ignore_ascii_case("done") || key == "3",
+        None => match id {
+            Some(serde_json::Value::Number(n)) => n.as_u64() == Some(3),
+            Some(serde_json::Value::String(s)) => s.trim() == "3",
+            _ => false,
+        },
+    }
 }
 
 #[derive(Deserialize)]
@@ -813,5 +815,10 @@ mod tests {
         ));
         // "Fertig" is the German name of the done category; the name alone decides nothing.
         assert!(!category_is_done(Some("Fertig"), None));
+        // The key decides when present.
+        assert!(!category_is_done(
+            Some("indeterminate"),
+            Some(&serde_json::json!(3))
+        ));
     }
 }
