@@ -19,3 +19,46 @@ pub enum DeliveryError {
     #[error("the body names no ticket ({0})")]
     NoTicket(&'static str),
 }
+
+/// A delivery, interpreted: which ticket changed and what that means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketChange {
+    /// The ticket key (`SEC-42`, or a Freshservice id).
+    pub key: String,
+    /// The ticket's stable id when the delivery carries one: it survives a move to another project, which
+    /// changes a Jira key.
+    pub id: Option<String>,
+    /// `None`: the event closes nothing (ignored with 200).
+    pub closing: Option<Closing>,
+    /// What sent it, for the logs: the webhook event name, or `automation`.
+    pub source: String,
+}
+
+/// An authentic delivery, as a verified extractor hands it to the handler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// The body says what happened (Jira): act on it.
+    Told {
+        connection: String,
+        /// The sender's delivery id when it gives one (`X-Atlassian-Webhook-Identifier`), for dedupe.
+        delivery_id: Option<String>,
+        change: TicketChange,
+    },
+    /// The body only names the ticket (Freshservice): the ticket system must be asked before acting.
+    Named { connection: String, key: String },
+}
+
+/// What handling a delivery did, as the webhook answers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Nothing to do, and why (answered 200 `{"ignored": true, "reason": …}`).
+    Ignored(String),
+    /// The bound grants ended.
+    Closed {
+        key: String,
+        reason: super::EndReason,
+        ended: usize,
+        cancelled: usize,
+        already_closed: usize,
+    },
+}

@@ -32,6 +32,7 @@ use crate::domain::{Caller, TicketRef};
 
 mod health;
 mod writes;
+use crate::ports::WebhookSource;
 use crate::ports::{
     Clock, ConnectionStore, CredentialFields, GrantStore, Page, SecretStore, SecretStoreError,
     SettingsError, StoreError, TicketCheckError, TicketSystem, TicketSystemError, TicketSystemKind,
@@ -623,6 +624,19 @@ impl Connections {
         let secrets = self.secrets.get(id).await.map_err(secret_store_error)?;
         let active = secrets.map(|s| s.webhook_secrets).unwrap_or_default();
         Ok(Some((connection.settings, WebhookSecrets(active))))
+    }
+
+    /// For the verified-delivery extractors: the connection and its active webhook secrets when it exists and
+    /// its deliveries arrive from `source`; `None` answers 404.
+    pub async fn webhook_target(
+        &self,
+        id: &str,
+        source: WebhookSource,
+    ) -> Result<Option<(ConnectionSettings, WebhookSecrets)>, ServiceError> {
+        Ok(self
+            .webhook_secrets(id)
+            .await?
+            .filter(|(settings, _)| self.systems.kind(settings.kind).webhook_source() == source))
     }
 
     /// For the webhook handlers: the ticket as the ticket system has it now (`None`: gone).

@@ -12,21 +12,10 @@
 use serde_json::Value;
 
 use super::category_is_done;
-pub use crate::domain::ticket_events::{Closing, DeliveryError};
+pub use crate::domain::ticket_events::{Closing, DeliveryError, TicketChange};
 
 /// A Jira delivery, interpreted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JiraChange {
-    /// The issue key (`SEC-42`).
-    pub key: String,
-    /// The issue's numeric id when the delivery carries one: it survives a move to another project, which
-    /// changes the key.
-    pub id: Option<String>,
-    /// `None`: the event closes nothing (ignored with 200).
-    pub closing: Option<Closing>,
-    /// What sent it, for the logs: the webhook event name, or `automation`.
-    pub source: String,
-}
+pub type JiraChange = TicketChange;
 
 fn text(v: Option<&Value>) -> Option<&str> {
     v.and_then(Value::as_str)
