@@ -76,10 +76,72 @@ impl TicketSystems for HttpTicketSystems {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::ticket_http::authorization;
     use crate::domain::connection::AuthMethod;
+    use crate::domain::connection::Credentials;
     use crate::domain::secret::{MASK, Secret};
     use crate::domain::ticket_writes::TicketDestination;
     use crate::ports::{CredentialFields, DestinationFields};
+    use time::OffsetDateTime;
+
+    fn settings(kind: ConnectionKind, method: AuthMethod) -> ConnectionSettings {
+        ConnectionSettings {
+            id: "c".into(),
+            kind,
+            base_url: "https://x.example".into(),
+            auth_method: method,
+            email: Some("bot@example.com".into()),
+            username: Some("svc".into()),
+            closed_statuses: system(kind).default_closed_statuses(),
+            webhook_secrets_active: 1,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+            audit: None,
+            people: Default::default(),
+        }
+    }
+
+    fn secrets(credentials: Credentials) -> ConnectionSecrets {
+        ConnectionSecrets {
+            credentials,
+            webhook_secrets: vec![],
+        }
+    }
+
+    #[test]
+    fn each_kind_signs_in_its_own_way() {
+        let cloud = authorization(
+            &settings(ConnectionKind::JiraCloud, AuthMethod::ApiToken),
+            &secrets(Credentials::ApiToken {
+                api_token: Secret::new("tok"),
+            }),
+        )
+        .unwrap();
+        // base64("bot@example.com:tok")
+        assert_eq!(cloud, "Basic Ym90QGV4YW1wbGUuY29tOnRvaw==");
+        assert!(cloud.is_sensitive());
+        let pat = authorization(
+            &settings(
+                ConnectionKind::JiraDataCenter,
+                AuthMethod::PersonalAccessToken,
+            ),
+            &secrets(Credentials::PersonalAccessToken {
+                personal_access_token: Secret::new("pat"),
+            }),
+        )
+        .unwrap();
+        assert_eq!(pat, "Bearer pat");
+        let fs = authorization(
+            &settings(ConnectionKind::Freshservice, AuthMethod::ApiKey),
+            &secrets(Credentials::ApiKey {
+                api_key: Secret::new("key"),
+            }),
+        )
+        .unwrap();
+        // base64("key:X")
+        assert_eq!(fs, "Basic a2V5Olg=");
+        assert!(!format!("{fs:?}").contains("a2V5"));
+    }
 
     #[test]
     fn closed_statuses_follow_the_kind() {
