@@ -82,19 +82,22 @@ fn parse(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     })
 }
 
-/// The part every source shares: the body read up to the limit (413), the connection of this source (404).
+/// The part every source shares: the body read up to the limit (413), the connection of this source (404), its
+/// authenticity (401).
 struct Received {
     id: String,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
     settings: ConnectionSettings,
-    secrets: WebhookSecrets,
 }
 
+/// Reads, finds and authenticates a delivery: `authentic` judges the raw bytes against the connection's active
+/// webhook secrets (in constant time, through [`WebhookSecrets`]). Nothing is parsed before it says yes.
 async fn receive(
     req: Request,
     app: &Ticketbound,
     source: WebhookSource,
+    authentic: impl FnOnce(&HeaderMap, &[u8], &WebhookSecrets) -> bool,
 ) -> Result<Received, ApiError> {
     let (mut parts, body) = req.into_parts();
     let unknown = |id: &str| {
@@ -115,12 +118,16 @@ async fn receive(
         .webhook_target(&id, source)
         .await?
         .ok_or_else(|| unknown(&id))?;
+    if !authentic(&parts.headers, &bytes, &secrets) {
+        tracing::warn!(connection = %id, source = source.name(), "delivery refused: bad or missing signature or secret");
+        return Err(unauthorized());
+    }
+    note_delivery(app, &id);
     Ok(Received {
         id,
         headers: parts.headers,
         bytes,
         settings,
-        secrets,
     })
 }
 
@@ -145,21 +152,20 @@ impl FromRequest<Ticketbound> for VerifiedJiraDelivery {
             headers,
             bytes,
             settings,
-            secrets,
-        } = receive(req, app, WebhookSource::Jira).await?;
-        let authentic = match (
-            header(&headers, "x-hub-signature"),
-            header(&headers, "x-ticketbound-secret"),
-        ) {
-            (Some(signature), _) if secrets.accepts_hub_signature(signature, &bytes) => true,
-            (_, Some(secret)) => secrets.accepts_shared_secret(secret),
-            _ => false,
-        };
-        if !authentic {
-            tracing::warn!(connection = %id, "Jira delivery refused: bad or missing signature");
-            return Err(unauthorized());
-        }
-        note_delivery(app, &id);
+        } = receive(
+            req,
+            app,
+            WebhookSource::Jira,
+            |headers, bytes, secrets| match (
+                header(headers, "x-hub-signature"),
+                header(headers, "x-ticketbound-secret"),
+            ) {
+                (Some(signature), _) if secrets.accepts_hub_signature(signature, bytes) => true,
+                (_, Some(secret)) => secrets.accepts_shared_secret(secret),
+                _ => false,
+            },
+        )
+        .await?;
         let delivery_id = header(&headers, "x-atlassian-webhook-identifier")
             .filter(|d| !d.is_empty() && d.len() <= 200)
             .map(|d| format!("jira:{id}:{d}"));
@@ -190,21 +196,18 @@ impl FromRequest<Ticketbound> for VerifiedFreshserviceDelivery {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, app: &Ticketbound) -> Result<Self, Self::Rejection> {
-        let Received {
-            id,
-            headers,
-            bytes,
-            secrets,
-            ..
-        } = receive(req, app, WebhookSource::Freshservice).await?;
-        let presented = header(&headers, "x-ticketbound-secret")
-            .map(str::to_owned)
-            .or_else(|| header(&headers, "authorization").and_then(basic_auth_password));
-        if !presented.is_some_and(|p| secrets.accepts_shared_secret(&p)) {
-            tracing::warn!(connection = %id, "Freshservice delivery refused: bad or missing secret");
-            return Err(unauthorized());
-        }
-        note_delivery(app, &id);
+        let Received { id, bytes, .. } = receive(
+            req,
+            app,
+            WebhookSource::Freshservice,
+            |headers, _, secrets| {
+                header(headers, "x-ticketbound-secret")
+                    .map(str::to_owned)
+                    .or_else(|| header(headers, "authorization").and_then(basic_auth_password))
+                    .is_some_and(|presented| secrets.accepts_shared_secret(&presented))
+            },
+        )
+        .await?;
         let json = parse(&bytes)?;
         let key = interpret_freshservice(&json).map_err(|e| {
             ApiError::new(
