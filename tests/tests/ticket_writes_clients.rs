@@ -496,7 +496,7 @@ async fn refused_credentials_on_writes_are_unauthorized_for_every_kind() {
         ConnectionKind::Freshservice,
     ] {
         let c = client(kind, &server);
-        let ticket = if kind.is_jira() {
+        let ticket = if kind != ConnectionKind::Freshservice {
             jira_ticket()
         } else {
             fs_ticket()

@@ -30,10 +30,6 @@ impl ConnectionKind {
             Self::Freshservice => "freshservice",
         }
     }
-
-    pub fn is_jira(self) -> bool {
-        matches!(self, Self::JiraCloud | Self::JiraDataCenter)
-    }
 }
 
 /// How a connection signs in to its ticket system; which credential fields exist follows from it, so a list of
