@@ -320,7 +320,9 @@ impl Clock for SystemClock {
 }
 
 mod connections;
+pub use crate::domain::ticket_writes::DestinationFields;
 pub use connections::{
-    ConnectionStore, ReconcileBatch, SecretStore, SecretStoreError, TicketStates, TicketSystem,
-    TicketSystemError, TicketSystems,
+    CheckedCredentials, ConnectionStore, CredentialFields, HostForm, ReconcileBatch, SecretStore,
+    SecretStoreError, SettingsError, TicketStates, TicketSystem, TicketSystemError,
+    TicketSystemKind, TicketSystems, WebhookSource,
 };

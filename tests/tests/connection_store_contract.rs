@@ -23,7 +23,10 @@ fn connection(id: &str) -> Connection {
             auth_method: AuthMethod::ApiKey,
             email: None,
             username: None,
-            closed_statuses: ClosedStatuses::default_for(ConnectionKind::Freshservice),
+            closed_statuses: ticketbound::adapters::ticket_systems::rules(
+                ConnectionKind::Freshservice,
+            )
+            .default_closed_statuses(),
             webhook_secrets_active: 1,
             created_at: at,
             updated_at: at,

@@ -28,7 +28,8 @@ fn settings(kind: ConnectionKind, base_url: &str, method: AuthMethod) -> Connect
         auth_method: method,
         email: Some("bot@acme.com".into()),
         username: Some("svc".into()),
-        closed_statuses: ClosedStatuses::default_for(kind),
+        closed_statuses: ticketbound::adapters::ticket_systems::rules(kind)
+            .default_closed_statuses(),
         webhook_secrets_active: 1,
         created_at: OffsetDateTime::UNIX_EPOCH,
         updated_at: OffsetDateTime::UNIX_EPOCH,
@@ -681,7 +682,8 @@ async fn freshservice_verifies_with_the_api_keys_agent() {
         .await;
     let seen = fs(
         &server,
-        ClosedStatuses::default_for(ConnectionKind::Freshservice),
+        ticketbound::adapters::ticket_systems::rules(ConnectionKind::Freshservice)
+            .default_closed_statuses(),
     )
     .verify()
     .await
@@ -759,7 +761,8 @@ async fn freshservice_finds_agents_and_pages_through_the_filter() {
         .await;
     let system = fs(
         &server,
-        ClosedStatuses::default_for(ConnectionKind::Freshservice),
+        ticketbound::adapters::ticket_systems::rules(ConnectionKind::Freshservice)
+            .default_closed_statuses(),
     );
     let PersonLookup::Found(alice) = system.find_person("alice@example.com").await.unwrap() else {
         panic!("alice is an agent with that exact address");
@@ -810,7 +813,8 @@ async fn freshservice_429_honours_retry_after_and_401_is_an_authorization_failur
         .await;
     let system = fs(
         &server,
-        ClosedStatuses::default_for(ConnectionKind::Freshservice),
+        ticketbound::adapters::ticket_systems::rules(ConnectionKind::Freshservice)
+            .default_closed_statuses(),
     );
     let started = Instant::now();
     assert!(system.get_ticket("1").await.unwrap().is_some());

@@ -14,7 +14,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use support::{basic, cloud_issue, quick_policy};
 use ticketbound::adapters::ticket_systems::HttpTicketSystems;
 use ticketbound::domain::connection::{
-    AuthMethod, ClosedStatuses, ConnectionKind, ConnectionSecrets, ConnectionSettings, Credentials,
+    AuthMethod, ConnectionKind, ConnectionSecrets, ConnectionSettings, Credentials,
 };
 use ticketbound::domain::secret::Secret;
 use ticketbound::domain::ticket_writes::{CloseOutcome, NewTicket, TicketDestination};
@@ -56,7 +56,8 @@ fn client(kind: ConnectionKind, server: &MockServer) -> Arc<dyn TicketSystem> {
         auth_method: method,
         email: Some("bot@acme.com".into()),
         username: None,
-        closed_statuses: ClosedStatuses::default_for(kind),
+        closed_statuses: ticketbound::adapters::ticket_systems::rules(kind)
+            .default_closed_statuses(),
         webhook_secrets_active: 1,
         created_at: OffsetDateTime::UNIX_EPOCH,
         updated_at: OffsetDateTime::UNIX_EPOCH,
@@ -495,7 +496,7 @@ async fn refused_credentials_on_writes_are_unauthorized_for_every_kind() {
         ConnectionKind::Freshservice,
     ] {
         let c = client(kind, &server);
-        let ticket = if kind.is_jira() {
+        let ticket = if kind != ConnectionKind::Freshservice {
             jira_ticket()
         } else {
             fs_ticket()

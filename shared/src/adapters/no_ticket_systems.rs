@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::domain::connection::{ConnectionSecrets, ConnectionSettings};
-use crate::ports::{TicketSystem, TicketSystemError, TicketSystems};
+use crate::domain::connection::{ConnectionKind, ConnectionSecrets, ConnectionSettings};
+use crate::ports::{TicketSystem, TicketSystemError, TicketSystemKind, TicketSystems};
 
 /// Refuses every connection: "no ticket systems here".
 #[derive(Clone, Copy, Debug, Default)]
@@ -21,5 +21,10 @@ impl TicketSystems for NoTicketSystems {
             "no ticket systems here: this deployment cannot reach connection `{}`",
             settings.id
         )))
+    }
+
+    /// What each kind of system means (its settings and rules) holds without a client.
+    fn kind(&self, kind: ConnectionKind) -> &'static dyn TicketSystemKind {
+        super::ticket_systems::system(kind)
     }
 }

@@ -157,45 +157,34 @@ impl TicketHttp {
         self.url(path).to_string()
     }
 
-    /// `GET url` as JSON; `Ok(None)` on 404.
-    pub(crate) async fn get_json<T: DeserializeOwned>(
+    /// The one retry loop of every ticket-system call: `attempt` runs until it is done, or until the retries
+    /// ([`HttpPolicy::max_retries`]) or the time budget ([`HttpPolicy::budget`]) run out. A retry waits the
+    /// `Retry-After` the attempt reports, else the policy's backoff.
+    async fn with_retries<R, A: Future<Output = Step<R>>>(
         &self,
-        url: Url,
-    ) -> Result<Option<T>, TicketSystemError> {
+        path: &str,
+        what: &'static str,
+        mut attempt: impl FnMut() -> A,
+    ) -> Result<R, TicketSystemError> {
         let started = Instant::now();
         let mut retry = 0;
         loop {
-            let attempt = self
-                .client
-                .get(url.clone())
-                .header(AUTHORIZATION, self.auth.clone())
-                .header(ACCEPT, "application/json")
-                .timeout(self.policy.timeout)
-                .send()
-                .await;
-            let mut busy = false;
-            let (problem, wait) = match attempt {
-                Err(e) => (describe_transport(&e), self.policy.backoff(retry)),
-                Ok(response) => match self.judge(response, url.path()).await? {
-                    Judged::Body(bytes) => {
-                        return serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                            TicketSystemError::Unexpected(format!(
-                                "{} answered JSON of an unexpected shape: {e}",
-                                url.path()
-                            ))
-                        });
-                    }
-                    Judged::NotFound => return Ok(None),
-                    Judged::Retry(problem, wait) => {
-                        (problem, wait.unwrap_or_else(|| self.policy.backoff(retry)))
-                    }
-                    Judged::Busy(problem, wait) => {
-                        busy = true;
-                        (problem, wait.unwrap_or_else(|| self.policy.backoff(retry)))
-                    }
-                },
+            let (problem, wait, busy) = match attempt().await {
+                Step::Done(result) => return result,
+                Step::Retry(problem, wait) => (
+                    problem,
+                    wait.unwrap_or_else(|| self.policy.backoff(retry)),
+                    false,
+                ),
+                Step::Busy(problem, wait) => (
+                    problem,
+                    wait.unwrap_or_else(|| self.policy.backoff(retry)),
+                    true,
+                ),
             };
             if retry >= self.policy.max_retries || started.elapsed() + wait > self.policy.budget {
+                // Still asked to wait when patience ran out: a rate limit, told apart from an outage so a
+                // caller can come back after the wait (a deferred webhook confirmation).
                 return Err(if busy {
                     TicketSystemError::RateLimited {
                         message: problem,
@@ -205,10 +194,43 @@ impl TicketHttp {
                     TicketSystemError::Unavailable(problem)
                 });
             }
-            tracing::info!(path = url.path(), retry = retry + 1, wait_ms = wait.as_millis() as u64, %problem, "retrying ticket-system call");
+            tracing::info!(path, retry = retry + 1, wait_ms = wait.as_millis() as u64, %problem, "retrying ticket-system {what}");
             tokio::time::sleep(wait).await;
             retry += 1;
         }
+    }
+
+    /// One `GET url` asking for JSON.
+    async fn get(&self, url: &Url) -> reqwest::Result<Response> {
+        self.client
+            .get(url.clone())
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(ACCEPT, "application/json")
+            .timeout(self.policy.timeout)
+            .send()
+            .await
+    }
+
+    /// `GET url` as JSON; `Ok(None)` on 404.
+    pub(crate) async fn get_json<T: DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<Option<T>, TicketSystemError> {
+        let path = &url.path().to_owned();
+        let url = &url;
+        self.with_retries(path, "call", move || async move {
+            match self.get(url).await {
+                Err(e) => Step::Retry(describe_transport(&e), None),
+                Ok(response) => match self.judge(response, path).await {
+                    Err(e) => Step::Done(Err(e)),
+                    Ok(Judged::Body(bytes)) => Step::Done(shaped(path, &bytes).map(Some)),
+                    Ok(Judged::NotFound) => Step::Done(Ok(None)),
+                    Ok(Judged::Retry(problem, wait)) => Step::Retry(problem, wait),
+                    Ok(Judged::Busy(problem, wait)) => Step::Busy(problem, wait),
+                },
+            }
+        })
+        .await
     }
 
     /// `GET url` as JSON for reconciliation, which must tell apart what [`Self::get_json`] folds into errors:
@@ -218,50 +240,28 @@ impl TicketHttp {
         &self,
         url: Url,
     ) -> Result<Probed<T>, TicketSystemError> {
-        let started = Instant::now();
-        let mut retry = 0;
-        loop {
-            let attempt = self
-                .client
-                .get(url.clone())
-                .header(AUTHORIZATION, self.auth.clone())
-                .header(ACCEPT, "application/json")
-                .timeout(self.policy.timeout)
-                .send()
-                .await;
-            let (problem, wait) = match attempt {
-                Err(e) => (describe_transport(&e), self.policy.backoff(retry)),
+        let path = &url.path().to_owned();
+        let url = &url;
+        self.with_retries(path, "call", move || async move {
+            match self.get(url).await {
+                Err(e) => Step::Retry(describe_transport(&e), None),
                 Ok(response) if response.status() == StatusCode::BAD_REQUEST => {
                     let body = response.bytes().await.unwrap_or_default();
-                    return Ok(Probed::Refused(error_detail(&body)));
+                    Step::Done(Ok(Probed::Refused(error_detail(&body))))
                 }
                 Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
-                    return Ok(Probed::Busy(retry_after(&response)));
+                    Step::Done(Ok(Probed::Busy(retry_after(&response))))
                 }
-                Ok(response) => match self.judge(response, url.path()).await? {
-                    Judged::Body(bytes) => {
-                        return serde_json::from_slice(&bytes)
-                            .map(Probed::Found)
-                            .map_err(|e| {
-                                TicketSystemError::Unexpected(format!(
-                                    "{} answered JSON of an unexpected shape: {e}",
-                                    url.path()
-                                ))
-                            });
-                    }
-                    Judged::NotFound => return Ok(Probed::NotFound),
-                    Judged::Retry(problem, wait) | Judged::Busy(problem, wait) => {
-                        (problem, wait.unwrap_or_else(|| self.policy.backoff(retry)))
-                    }
+                Ok(response) => match self.judge(response, path).await {
+                    Err(e) => Step::Done(Err(e)),
+                    Ok(Judged::Body(bytes)) => Step::Done(shaped(path, &bytes).map(Probed::Found)),
+                    Ok(Judged::NotFound) => Step::Done(Ok(Probed::NotFound)),
+                    Ok(Judged::Retry(problem, wait)) => Step::Retry(problem, wait),
+                    Ok(Judged::Busy(problem, wait)) => Step::Busy(problem, wait),
                 },
-            };
-            if retry >= self.policy.max_retries || started.elapsed() + wait > self.policy.budget {
-                return Err(TicketSystemError::Unavailable(problem));
             }
-            tracing::info!(path = url.path(), retry = retry + 1, wait_ms = wait.as_millis() as u64, %problem, "retrying ticket-system call");
-            tokio::time::sleep(wait).await;
-            retry += 1;
-        }
+        })
+        .await
     }
 
     async fn judge(&self, response: Response, path: &str) -> Result<Judged, TicketSystemError> {
@@ -335,10 +335,9 @@ impl TicketHttp {
         url: Url,
         body: Option<&serde_json::Value>,
     ) -> Result<Written, TicketSystemError> {
-        let started = Instant::now();
-        let mut retry = 0;
-        let path = url.path().to_owned();
-        loop {
+        let path = &url.path().to_owned();
+        let (url, method) = (&url, &method);
+        self.with_retries(path, "write", move || async move {
             let mut request = self
                 .client
                 .request(method.clone(), url.clone())
@@ -348,52 +347,60 @@ impl TicketHttp {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let (problem, wait) = match request.send().await {
-                Err(e) if e.is_connect() => (describe_transport(&e), self.policy.backoff(retry)),
+            let response = match request.send().await {
+                Err(e) if e.is_connect() => return Step::Retry(describe_transport(&e), None),
                 Err(e) => {
-                    return Err(TicketSystemError::Unavailable(format!(
+                    return Step::Done(Err(TicketSystemError::Unavailable(format!(
                         "{} {path}: {}",
                         method.as_str(),
                         describe_transport(&e)
-                    )));
+                    ))));
                 }
-                Ok(response) => {
-                    let status = response.status();
-                    if matches!(
-                        status,
-                        StatusCode::BAD_REQUEST
-                            | StatusCode::CONFLICT
-                            | StatusCode::UNPROCESSABLE_ENTITY
-                    ) {
-                        let body = response.bytes().await.unwrap_or_default();
-                        let detail = error_detail(&body);
-                        return Ok(Written::Rejected(if detail.is_empty() {
-                            format!("{path} answered HTTP {}", status.as_u16())
-                        } else {
-                            format!("{path} answered HTTP {}: {detail}", status.as_u16())
-                        }));
-                    }
-                    match self.judge(response, &path).await? {
-                        Judged::Body(bytes) => return Ok(Written::Done(bytes)),
-                        Judged::NotFound => return Ok(Written::NotFound),
-                        Judged::Busy(problem, wait) => {
-                            (problem, wait.unwrap_or_else(|| self.policy.backoff(retry)))
-                        }
-                        // A 500 after a write may hide a ticket that was created: not retried here.
-                        Judged::Retry(problem, _) => {
-                            return Err(TicketSystemError::Unavailable(problem));
-                        }
-                    }
-                }
+                Ok(response) => response,
             };
-            if retry >= self.policy.max_retries || started.elapsed() + wait > self.policy.budget {
-                return Err(TicketSystemError::Unavailable(problem));
+            let status = response.status();
+            if matches!(
+                status,
+                StatusCode::BAD_REQUEST | StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY
+            ) {
+                let body = response.bytes().await.unwrap_or_default();
+                let detail = error_detail(&body);
+                return Step::Done(Ok(Written::Rejected(if detail.is_empty() {
+                    format!("{path} answered HTTP {}", status.as_u16())
+                } else {
+                    format!("{path} answered HTTP {}: {detail}", status.as_u16())
+                })));
             }
-            tracing::info!(path = %path, retry = retry + 1, wait_ms = wait.as_millis() as u64, %problem, "retrying ticket-system write");
-            tokio::time::sleep(wait).await;
-            retry += 1;
-        }
+            match self.judge(response, path).await {
+                Err(e) => Step::Done(Err(e)),
+                Ok(Judged::Body(bytes)) => Step::Done(Ok(Written::Done(bytes))),
+                Ok(Judged::NotFound) => Step::Done(Ok(Written::NotFound)),
+                // 429/503: the ticket system certainly did not act; worth the wait.
+                Ok(Judged::Busy(problem, wait)) => Step::Busy(problem, wait),
+                // A 500 after a write may hide a ticket that was created: not retried here.
+                Ok(Judged::Retry(problem, _)) => {
+                    Step::Done(Err(TicketSystemError::Unavailable(problem)))
+                }
+            }
+        })
+        .await
     }
+}
+
+/// What one attempt of [`TicketHttp::with_retries`] came to.
+enum Step<R> {
+    Done(Result<R, TicketSystemError>),
+    /// Worth another attempt: what went wrong, and the `Retry-After` when the answer gave one.
+    Retry(String, Option<Duration>),
+    /// Asked to wait (429/503): retried like [`Step::Retry`], but a rate limit when patience runs out.
+    Busy(String, Option<Duration>),
+}
+
+/// A 2xx body as the JSON shape the caller expects.
+fn shaped<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, TicketSystemError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        TicketSystemError::Unexpected(format!("{path} answered JSON of an unexpected shape: {e}"))
+    })
 }
 
 /// What [`TicketHttp::probe_json`] found.
@@ -475,68 +482,6 @@ fn error_detail(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::connection::{AuthMethod, ClosedStatuses, ConnectionKind};
-    use crate::domain::secret::Secret;
-    use time::OffsetDateTime;
-
-    fn settings(kind: ConnectionKind, method: AuthMethod) -> ConnectionSettings {
-        ConnectionSettings {
-            id: "c".into(),
-            kind,
-            base_url: "https://x.example".into(),
-            auth_method: method,
-            email: Some("bot@example.com".into()),
-            username: Some("svc".into()),
-            closed_statuses: ClosedStatuses::default_for(kind),
-            webhook_secrets_active: 1,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            updated_at: OffsetDateTime::UNIX_EPOCH,
-            audit: None,
-            people: Default::default(),
-        }
-    }
-
-    fn secrets(credentials: Credentials) -> ConnectionSecrets {
-        ConnectionSecrets {
-            credentials,
-            webhook_secrets: vec![],
-        }
-    }
-
-    #[test]
-    fn each_kind_signs_in_its_own_way() {
-        let cloud = authorization(
-            &settings(ConnectionKind::JiraCloud, AuthMethod::ApiToken),
-            &secrets(Credentials::ApiToken {
-                api_token: Secret::new("tok"),
-            }),
-        )
-        .unwrap();
-        // base64("bot@example.com:tok")
-        assert_eq!(cloud, "Basic Ym90QGV4YW1wbGUuY29tOnRvaw==");
-        assert!(cloud.is_sensitive());
-        let pat = authorization(
-            &settings(
-                ConnectionKind::JiraDataCenter,
-                AuthMethod::PersonalAccessToken,
-            ),
-            &secrets(Credentials::PersonalAccessToken {
-                personal_access_token: Secret::new("pat"),
-            }),
-        )
-        .unwrap();
-        assert_eq!(pat, "Bearer pat");
-        let fs = authorization(
-            &settings(ConnectionKind::Freshservice, AuthMethod::ApiKey),
-            &secrets(Credentials::ApiKey {
-                api_key: Secret::new("key"),
-            }),
-        )
-        .unwrap();
-        // base64("key:X")
-        assert_eq!(fs, "Basic a2V5Olg=");
-        assert!(!format!("{fs:?}").contains("a2V5"));
-    }
 
     #[test]
     fn error_details_come_from_known_fields_only() {

@@ -30,10 +30,6 @@ impl ConnectionKind {
             Self::Freshservice => "freshservice",
         }
     }
-
-    pub fn is_jira(self) -> bool {
-        matches!(self, Self::JiraCloud | Self::JiraDataCenter)
-    }
 }
 
 /// How a connection signs in to its ticket system; which credential fields exist follows from it, so a list of
@@ -64,14 +60,6 @@ pub enum ClosedStatuses {
 pub const FRESHSERVICE_DEFAULT_CLOSED: [u64; 2] = [4, 5];
 
 impl ClosedStatuses {
-    /// The default for a kind: no extra Jira names; Freshservice 4 and 5.
-    pub fn default_for(kind: ConnectionKind) -> Self {
-        match kind {
-            ConnectionKind::Freshservice => Self::Numbers(FRESHSERVICE_DEFAULT_CLOSED.to_vec()),
-            _ => Self::Names(Vec::new()),
-        }
-    }
-
     /// Whether a Jira status name is listed (names compare case-insensitively, trimmed).
     pub fn has_name(&self, name: &str) -> bool {
         match self {
@@ -678,7 +666,7 @@ mod tests {
 
     #[test]
     fn closed_statuses_match_by_kind() {
-        let fs = ClosedStatuses::default_for(ConnectionKind::Freshservice);
+        let fs = ClosedStatuses::Numbers(FRESHSERVICE_DEFAULT_CLOSED.to_vec());
         assert!(fs.has_number(4) && fs.has_number(5) && !fs.has_number(2));
         let jira = ClosedStatuses::Names(vec!["Won't Do".into()]);
         assert!(jira.has_name("won't do"));

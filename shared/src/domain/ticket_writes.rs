@@ -8,8 +8,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::connection::ConnectionKind;
-
 /// Where a new ticket goes, per kind of ticket system.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TicketDestination {
@@ -91,79 +89,30 @@ pub struct AuditSettings {
     pub priority: Option<u8>,
 }
 
+/// The destination fields of a `ticket` provisioner or of audit settings, as given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DestinationFields<'a> {
+    pub project: Option<&'a str>,
+    pub issue_type: Option<&'a str>,
+    pub group_id: Option<u64>,
+    pub priority: Option<u8>,
+}
+
 impl AuditSettings {
-    /// The destination these settings describe in a connection of `kind`.
-    pub fn destination(&self, kind: ConnectionKind) -> Result<TicketDestination, String> {
-        destination(
-            kind,
-            self.project.as_deref(),
-            self.issue_type.as_deref(),
-            self.group_id,
-            self.priority,
-        )
+    /// The destination fields these settings give (the connection's ticket system checks them).
+    pub fn fields(&self) -> DestinationFields<'_> {
+        DestinationFields {
+            project: self.project.as_deref(),
+            issue_type: self.issue_type.as_deref(),
+            group_id: self.group_id,
+            priority: self.priority,
+        }
     }
 }
 
 /// The default Jira issue type and Freshservice priority.
 pub const DEFAULT_ISSUE_TYPE: &str = "Task";
 pub const DEFAULT_PRIORITY: u8 = 2;
-
-/// Checks the kind-specific fields of a destination (a `ticket` provisioner or audit settings) and fills in the
-/// defaults. The error says which field is wrong and why, for a 422.
-pub fn destination(
-    kind: ConnectionKind,
-    project: Option<&str>,
-    issue_type: Option<&str>,
-    group_id: Option<u64>,
-    priority: Option<u8>,
-) -> Result<TicketDestination, String> {
-    if kind.is_jira() {
-        if group_id.is_some() || priority.is_some() {
-            return Err(format!(
-                "`group_id` and `priority` apply to Freshservice; a {} connection takes `project` and `issue_type`",
-                kind.as_str()
-            ));
-        }
-        let project = project.map(str::trim).unwrap_or_default();
-        let valid_project = (1..=20).contains(&project.len())
-            && project.starts_with(|c: char| c.is_ascii_uppercase())
-            && project
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-        if !valid_project {
-            return Err(
-                "`project` must be a Jira project key such as SEC (upper-case letters, digits, `_`)".into(),
-            );
-        }
-        let issue_type = issue_type.map(str::trim).unwrap_or(DEFAULT_ISSUE_TYPE);
-        if issue_type.is_empty()
-            || issue_type.len() > 60
-            || issue_type.chars().any(char::is_control)
-        {
-            return Err(
-                "`issue_type` must be an issue type name such as Task (1 to 60 characters)".into(),
-            );
-        }
-        return Ok(TicketDestination::Jira {
-            project: project.to_owned(),
-            issue_type: issue_type.to_owned(),
-        });
-    }
-    if project.is_some() || issue_type.is_some() {
-        return Err(
-            "`project` and `issue_type` apply to Jira; a freshservice connection takes `group_id` and `priority`"
-                .into(),
-        );
-    }
-    let priority = priority.unwrap_or(DEFAULT_PRIORITY);
-    if !(1..=4).contains(&priority) {
-        return Err("`priority` must be 1 (Low) to 4 (Urgent)".into());
-    }
-    if group_id == Some(0) {
-        return Err("`group_id` must be a Freshservice group id".into());
-    }
-    Ok(TicketDestination::Freshservice { group_id, priority })
-}
 
 /// A Jira Cloud (REST v3) rich-text value: one paragraph per non-empty line of `text`.
 pub fn adf(text: &str) -> serde_json::Value {
@@ -207,38 +156,6 @@ mod tests {
             marker("01JD3AAAAAAAAAAAAAAAAAAAAA", "grant"),
             "tb-01jd3aaaaaaaaaaaaaaaaaaaaa-grant"
         );
-    }
-
-    #[test]
-    fn destinations_fit_the_kind() {
-        assert_eq!(
-            destination(ConnectionKind::JiraCloud, Some("SEC"), None, None, None),
-            Ok(TicketDestination::Jira {
-                project: "SEC".into(),
-                issue_type: "Task".into()
-            })
-        );
-        assert!(destination(ConnectionKind::JiraCloud, None, None, None, None).is_err());
-        assert!(destination(ConnectionKind::JiraCloud, Some("sec"), None, None, None).is_err());
-        assert!(
-            destination(
-                ConnectionKind::JiraDataCenter,
-                Some("SEC"),
-                None,
-                Some(1),
-                None
-            )
-            .is_err()
-        );
-        assert_eq!(
-            destination(ConnectionKind::Freshservice, None, None, Some(7), None),
-            Ok(TicketDestination::Freshservice {
-                group_id: Some(7),
-                priority: 2
-            })
-        );
-        assert!(destination(ConnectionKind::Freshservice, None, None, None, Some(5)).is_err());
-        assert!(destination(ConnectionKind::Freshservice, Some("SEC"), None, None, None).is_err());
     }
 
     #[test]

@@ -1,36 +1,33 @@
 //! `POST /webhooks/jira/{connection}` and `POST /webhooks/freshservice/{connection}` (DESIGN §9).
 //!
-//! In order: the body is read up to 2 MiB (413 beyond); the connection is looked up (404); authenticity is
-//! checked on the raw bytes in constant time (401, nothing changes); only then is the body parsed (400). A Jira
-//! delivery already handled (same `X-Atlassian-Webhook-Identifier`) answers 200 at once. The answer comes once
-//! every bound grant is durably ended and says how many; a failure answers 503 so the sender retries (endings
-//! are idempotent: a retry finds them closed). A reopened ticket never restores access: nothing here opens a
-//! grant.
+//! One extractor per source ([`VerifiedJiraDelivery`], [`VerifiedFreshserviceDelivery`]) does, in order: read
+//! the body up to 2 MiB (413 beyond); look the connection up (404); check authenticity on the raw bytes in
+//! constant time (401, nothing changes); only then parse (400). The handler receives a verified, typed
+//! [`Delivery`] and hands it to the service ([`Ticketbound::handle_delivery`]), which owns dedupe (a Jira
+//! delivery already handled, same `X-Atlassian-Webhook-Identifier`, answers 200 at once), confirmation through
+//! the ticket system and the end reasons. The answer comes once every bound grant is durably ended and says how
+//! many; a failure answers 503 so the sender retries (endings are idempotent: a retry finds them closed).
+//! This layer never reaches the store.
 
 use axum::Json;
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use time::Duration;
 
 use super::error::ApiError;
 use super::extract::read_body;
-use crate::domain::connection::{
-    ClosedStatuses, ConnectionKind, ConnectionSettings, TicketState, WebhookSecrets,
-};
-use crate::domain::ticket_events::{Closing, interpret_freshservice, interpret_jira};
+use crate::adapters::freshservice::events::interpret_freshservice;
+use crate::adapters::jira::events::interpret_jira;
+use crate::domain::connection::{ClosedStatuses, ConnectionSettings, WebhookSecrets};
+use crate::domain::ticket_events::{Delivery, DeliveryOutcome};
 use crate::domain::webhook_auth::basic_auth_password;
-use crate::domain::{EndReason, TicketRef};
-use crate::ports::TicketCheckError;
-use crate::service::{Confirmation, ErrorKind, ServiceError, Ticketbound};
+use crate::ports::WebhookSource;
+use crate::service::{ErrorKind, Ticketbound};
 
 /// The largest delivery read.
 pub const WEBHOOK_BODY_LIMIT: usize = 2 * 1024 * 1024;
-/// How long a Jira delivery id is remembered: Jira retries for well under a day.
-const DEDUPE_FOR: Duration = Duration::hours(48);
 
 pub const JIRA_ROUTE: &str = "/webhooks/jira/{connection}";
 pub const FRESHSERVICE_ROUTE: &str = "/webhooks/freshservice/{connection}";
@@ -63,52 +60,12 @@ fn with_fallbacks(router: Router) -> Router {
         .method_not_allowed_fallback(super::api::wrong_method)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Family {
-    Jira,
-    Freshservice,
-}
-
 fn unauthorized() -> ApiError {
     ApiError::new(
         ErrorKind::Unauthenticated,
         "invalid_signature",
         "the delivery is not signed with, and does not carry, an active webhook secret of this connection",
     )
-}
-
-/// The connection and its active webhook secrets; 404 when there is none of this family.
-async fn connection_for(
-    app: &Ticketbound,
-    id: &str,
-    family: Family,
-) -> Result<(ConnectionSettings, WebhookSecrets), ApiError> {
-    let name = if family == Family::Jira {
-        "Jira"
-    } else {
-        "Freshservice"
-    };
-    let unknown = || {
-        ApiError::new(
-            ErrorKind::NotFound,
-            "unknown_connection",
-            format!("there is no {name} connection `{id}`"),
-        )
-    };
-    match app.connections().webhook_secrets(id).await? {
-        Some((settings, secrets)) => {
-            let is_jira = matches!(
-                settings.kind,
-                ConnectionKind::JiraCloud | ConnectionKind::JiraDataCenter
-            );
-            if is_jira == (family == Family::Jira) {
-                Ok((settings, secrets))
-            } else {
-                Err(unknown())
-            }
-        }
-        None => Err(unknown()),
-    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -125,12 +82,51 @@ fn parse(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     })
 }
 
-fn ignored(reason: &str) -> Response {
-    (
-        StatusCode::OK,
-        Json(serde_json::json!({"ignored": true, "reason": reason})),
-    )
-        .into_response()
+/// The part every source shares: the body read up to the limit (413), the connection of this source (404), its
+/// authenticity (401).
+struct Received {
+    id: String,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+    settings: ConnectionSettings,
+}
+
+/// Reads, finds and authenticates a delivery: `authentic` judges the raw bytes against the connection's active
+/// webhook secrets (in constant time, through [`WebhookSecrets`]). Nothing is parsed before it says yes.
+async fn receive(
+    req: Request,
+    app: &Ticketbound,
+    source: WebhookSource,
+    authentic: impl FnOnce(&HeaderMap, &[u8], &WebhookSecrets) -> bool,
+) -> Result<Received, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let unknown = |id: &str| {
+        ApiError::new(
+            ErrorKind::NotFound,
+            "unknown_connection",
+            format!("there is no {} connection `{id}`", source.name()),
+        )
+    };
+    let Path(id) = Path::<String>::from_request_parts(&mut parts, app)
+        .await
+        .map_err(|_| unknown(""))?;
+    let bytes = read_body(axum::body::Body::new(body), WEBHOOK_BODY_LIMIT).await?;
+    let (settings, secrets) = app
+        .connections()
+        .webhook_target(&id, source)
+        .await?
+        .ok_or_else(|| unknown(&id))?;
+    if !authentic(&parts.headers, &bytes, &secrets) {
+        tracing::warn!(connection = %id, source = source.name(), "delivery refused: bad or missing signature or secret");
+        return Err(unauthorized());
+    }
+    note_delivery(app, &id);
+    Ok(Received {
+        id,
+        headers: parts.headers,
+        bytes,
+        settings,
+    })
 }
 
 /// Webhook health: an authentic delivery arrived. Recorded beside the work, never in its way (a failure is
@@ -141,155 +137,126 @@ fn note_delivery(app: &Ticketbound, connection: &str) {
     tokio::spawn(async move { connections.note_delivery(&connection).await });
 }
 
-async fn close(
-    app: &Ticketbound,
-    connection: &str,
-    key: &str,
-    ticket_id: Option<&str>,
-    closing: Closing,
-) -> Result<Response, ApiError> {
-    let reason = match closing {
-        Closing::Closed => EndReason::TicketClosed,
-        Closing::Deleted => EndReason::TicketDeleted,
+/// A Jira delivery whose `X-Hub-Signature` (or shared secret) matched an active webhook secret, parsed.
+pub struct VerifiedJiraDelivery(pub Delivery);
+
+impl FromRequest<Ticketbound> for VerifiedJiraDelivery {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &Ticketbound) -> Result<Self, Self::Rejection> {
+        let Received {
+            id,
+            headers,
+            bytes,
+            settings,
+        } = receive(
+            req,
+            app,
+            WebhookSource::Jira,
+            |headers, bytes, secrets| match (
+                header(headers, "x-hub-signature"),
+                header(headers, "x-ticketbound-secret"),
+            ) {
+                (Some(signature), _) if secrets.accepts_hub_signature(signature, bytes) => true,
+                (_, Some(secret)) => secrets.accepts_shared_secret(secret),
+                _ => false,
+            },
+        )
+        .await?;
+        let delivery_id = header(&headers, "x-atlassian-webhook-identifier")
+            .filter(|d| !d.is_empty() && d.len() <= 200)
+            .map(|d| format!("jira:{id}:{d}"));
+        let json = parse(&bytes)?;
+        let closed_names = match &settings.closed_statuses {
+            ClosedStatuses::Names(names) => names.clone(),
+            ClosedStatuses::Numbers(_) => Vec::new(),
+        };
+        let change = interpret_jira(&json, &closed_names).map_err(|e| {
+            ApiError::new(
+                ErrorKind::BadRequest,
+                "unrecognized_delivery",
+                format!("{e}; send a Jira webhook or an Automation body naming the issue key"),
+            )
+        })?;
+        Ok(Self(Delivery::Told {
+            connection: id,
+            delivery_id,
+            change,
+        }))
+    }
+}
+
+/// A Freshservice delivery that carried an active webhook secret (header or Basic auth), naming a ticket.
+pub struct VerifiedFreshserviceDelivery(pub Delivery);
+
+impl FromRequest<Ticketbound> for VerifiedFreshserviceDelivery {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &Ticketbound) -> Result<Self, Self::Rejection> {
+        let Received { id, bytes, .. } = receive(
+            req,
+            app,
+            WebhookSource::Freshservice,
+            |headers, _, secrets| {
+                header(headers, "x-ticketbound-secret")
+                    .map(str::to_owned)
+                    .or_else(|| header(headers, "authorization").and_then(basic_auth_password))
+                    .is_some_and(|presented| secrets.accepts_shared_secret(&presented))
+            },
+        )
+        .await?;
+        let json = parse(&bytes)?;
+        let key = interpret_freshservice(&json).map_err(|e| {
+            ApiError::new(
+                ErrorKind::BadRequest,
+                "unrecognized_delivery",
+                format!("{e}; use the body template in the README"),
+            )
+        })?;
+        Ok(Self(Delivery::Named {
+            connection: id,
+            key,
+        }))
+    }
+}
+
+fn answer(outcome: DeliveryOutcome) -> Response {
+    let body = match outcome {
+        DeliveryOutcome::Ignored(reason) => serde_json::json!({"ignored": true, "reason": reason}),
+        DeliveryOutcome::Closed {
+            key,
+            reason,
+            ended,
+            cancelled,
+            already_closed,
+        } => serde_json::json!({
+            "ticket": key,
+            "end_reason": reason,
+            "ended": ended,
+            "cancelled": cancelled,
+            "already_closed": already_closed,
+        }),
+        DeliveryOutcome::Deferred { key, confirm_at } => {
+            let at = confirm_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            let body = serde_json::json!({"ticket": key, "deferred": true, "confirm_at": at});
+            return (StatusCode::ACCEPTED, Json(body)).into_response();
+        }
     };
-    let ticket = TicketRef {
-        connection: connection.to_owned(),
-        key: key.to_owned(),
-    };
-    let outcome = app.close_ticket(&ticket, ticket_id, reason).await?;
-    let body = serde_json::json!({
-        "ticket": key,
-        "end_reason": reason,
-        "ended": outcome.ended,
-        "cancelled": outcome.cancelled,
-        "already_closed": outcome.already_closed,
-    });
-    Ok((StatusCode::OK, Json(body)).into_response())
+    (StatusCode::OK, Json(body)).into_response()
 }
 
 async fn jira(
-    State(app): State<Ticketbound>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    axum::extract::State(app): axum::extract::State<Ticketbound>,
+    VerifiedJiraDelivery(delivery): VerifiedJiraDelivery,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, WEBHOOK_BODY_LIMIT).await?;
-    let (settings, secrets) = connection_for(&app, &id, Family::Jira).await?;
-    let authentic = match (
-        header(&headers, "x-hub-signature"),
-        header(&headers, "x-ticketbound-secret"),
-    ) {
-        (Some(signature), _) if secrets.accepts_hub_signature(signature, &bytes) => true,
-        (_, Some(secret)) => secrets.accepts_shared_secret(secret),
-        _ => false,
-    };
-    if !authentic {
-        tracing::warn!(connection = %id, "Jira delivery refused: bad or missing signature");
-        return Err(unauthorized());
-    }
-    note_delivery(&app, &id);
-    let delivery = header(&headers, "x-atlassian-webhook-identifier")
-        .filter(|d| !d.is_empty() && d.len() <= 200)
-        .map(|d| format!("jira:{id}:{d}"));
-    if let Some(key) = &delivery
-        && app
-            .store
-            .delivery_seen(key, app.clock.now())
-            .await
-            .map_err(ServiceError::from)?
-    {
-        return Ok(ignored("duplicate delivery"));
-    }
-    let json = parse(&bytes)?;
-    let closed_names = match &settings.closed_statuses {
-        ClosedStatuses::Names(names) => names.clone(),
-        ClosedStatuses::Numbers(_) => Vec::new(),
-    };
-    let change = interpret_jira(&json, &closed_names).map_err(|e| {
-        ApiError::new(
-            ErrorKind::BadRequest,
-            "unrecognized_delivery",
-            format!("{e}; send a Jira webhook or an Automation body naming the issue key"),
-        )
-    })?;
-    let response = match change.closing {
-        None => {
-            let issue = if change.key.is_empty() {
-                "no issue"
-            } else {
-                change.key.as_str()
-            };
-            ignored(&format!("{} for {issue} closes nothing", change.source))
-        }
-        Some(closing) => close(&app, &id, &change.key, change.id.as_deref(), closing).await?,
-    };
-    if let Some(key) = delivery {
-        // Remembered only once handled, so a delivery that failed half-way is processed again on retry.
-        if let Err(e) = app
-            .store
-            .remember_delivery(&key, app.clock.now() + DEDUPE_FOR)
-            .await
-        {
-            tracing::warn!(error = %e, "could not record the delivery id; a retry will be handled again (harmless)");
-        }
-    }
-    Ok(response)
+    Ok(answer(app.handle_delivery(delivery).await?))
 }
 
 async fn freshservice(
-    State(app): State<Ticketbound>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    axum::extract::State(app): axum::extract::State<Ticketbound>,
+    VerifiedFreshserviceDelivery(delivery): VerifiedFreshserviceDelivery,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, WEBHOOK_BODY_LIMIT).await?;
-    let (_, secrets) = connection_for(&app, &id, Family::Freshservice).await?;
-    let presented = header(&headers, "x-ticketbound-secret")
-        .map(str::to_owned)
-        .or_else(|| header(&headers, "authorization").and_then(basic_auth_password));
-    if !presented.is_some_and(|p| secrets.accepts_shared_secret(&p)) {
-        tracing::warn!(connection = %id, "Freshservice delivery refused: bad or missing secret");
-        return Err(unauthorized());
-    }
-    note_delivery(&app, &id);
-    let json = parse(&bytes)?;
-    let ticket_id = interpret_freshservice(&json).map_err(|e| {
-        ApiError::new(
-            ErrorKind::BadRequest,
-            "unrecognized_delivery",
-            format!("{e}; use the body template in the README"),
-        )
-    })?;
-    // The body only says "ticket N changed": the ticket system says whether it is closed.
-    let ticket = TicketRef {
-        connection: id.clone(),
-        key: ticket_id.clone(),
-    };
-    let state = match app.connections().ticket_state(&ticket).await {
-        Ok(state) => state,
-        // Rate limited beyond what the sender can wait: record the closing durably and confirm it later
-        // (a one-time schedule), rather than a 503 the sender may never retry.
-        Err(TicketCheckError::RateLimited(_, retry_after)) => {
-            return match app.defer_confirmation(&ticket, retry_after).await? {
-                Confirmation::Deferred { at } => Ok((
-                    StatusCode::ACCEPTED,
-                    Json(serde_json::json!({
-                        "ticket": ticket_id,
-                        "deferred": true,
-                        "confirm_at": at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-                    })),
-                )
-                    .into_response()),
-                Confirmation::NothingBound => Ok(ignored(&format!(
-                    "no open grant is bound to ticket {ticket_id}"
-                ))),
-            };
-        }
-        Err(e) => return Err(ServiceError::from(e).into()),
-    };
-    match state {
-        TicketState::Open => Ok(ignored(&format!("ticket {ticket_id} is open"))),
-        TicketState::Closed => close(&app, &id, &ticket_id, None, Closing::Closed).await,
-        TicketState::Deleted => close(&app, &id, &ticket_id, None, Closing::Deleted).await,
-    }
+    Ok(answer(app.handle_delivery(delivery).await?))
 }

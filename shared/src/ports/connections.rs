@@ -8,10 +8,14 @@ use time::OffsetDateTime;
 
 use super::{Page, StoreError};
 use crate::domain::connection::{
-    AuthState, Connection, ConnectionSecrets, ConnectionSettings, MissedClosing, Person,
-    PersonLookup, Ticket, TicketState, TicketSummary, Verification,
+    AuthState, ClosedStatuses, Connection, ConnectionKind, ConnectionSecrets, ConnectionSettings,
+    Credentials, MissedClosing, Person, PersonLookup, Ticket, TicketState, TicketSummary,
+    Verification,
 };
-use crate::domain::ticket_writes::{CloseOutcome, CreatedTicket, NewTicket};
+use crate::domain::secret::Secret;
+use crate::domain::ticket_writes::{
+    CloseOutcome, CreatedTicket, DestinationFields, NewTicket, TicketDestination,
+};
 
 /// Connection settings and authorization status (never secrets).
 #[async_trait]
@@ -188,11 +192,115 @@ fn not_writable() -> TicketSystemError {
     TicketSystemError::Unexpected("this ticket system client cannot write tickets".into())
 }
 
-/// Builds the [`TicketSystem`] of a connection from its settings and secrets.
+/// Builds the [`TicketSystem`] of a connection from its settings and secrets, and tells what each kind of ticket
+/// system means for its settings.
 pub trait TicketSystems: Send + Sync {
     fn connect(
         &self,
         settings: &ConnectionSettings,
         secrets: &ConnectionSecrets,
     ) -> Result<Arc<dyn TicketSystem>, TicketSystemError>;
+    /// The rules of one kind of ticket system (the registry's exhaustive match).
+    fn kind(&self, kind: ConnectionKind) -> &'static dyn TicketSystemKind;
+}
+
+/// Where a delivery for a connection of this kind arrives (`/webhooks/jira/…` or `/webhooks/freshservice/…`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookSource {
+    Jira,
+    Freshservice,
+}
+
+impl WebhookSource {
+    /// The name in a 404's message.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jira => "Jira",
+            Self::Freshservice => "Freshservice",
+        }
+    }
+}
+
+/// A host name an admin may give in place of `base_url` (`site` for Jira Cloud, `domain` for Freshservice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostForm {
+    /// The input field: `site` or `domain`.
+    pub field: &'static str,
+    /// Added to a bare name (`acme` → `acme.atlassian.net`).
+    pub suffix: &'static str,
+}
+
+/// The credential fields of a connection's input as given (a masked value means "keep" on a change).
+#[derive(Clone, Debug, Default)]
+pub struct CredentialFields {
+    pub email: Option<String>,
+    pub api_token: Option<Secret>,
+    pub personal_access_token: Option<Secret>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub api_key: Option<Secret>,
+}
+
+/// Credentials checked for a kind, with the non-secret parts kept in the settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedCredentials {
+    pub credentials: Credentials,
+    /// Jira Cloud: the account the API token belongs to.
+    pub email: Option<String>,
+    /// Jira Data Center with a password.
+    pub username: Option<String>,
+}
+
+/// Settings input a ticket system refuses: answered 422 with this code and message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SettingsError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl SettingsError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What one kind of ticket system means for the settings an admin gives (DESIGN §6): which credentials it
+/// takes, how its closed statuses are written, where its tickets go and where its deliveries arrive.
+/// Implemented once per ticket system in its own module (`adapters::jira`, `adapters::freshservice`) and chosen
+/// by [`TicketSystems::kind`]; the service never branches on the kind itself.
+pub trait TicketSystemKind: Send + Sync {
+    fn kind(&self) -> ConnectionKind;
+    /// Where its deliveries arrive.
+    fn webhook_source(&self) -> WebhookSource;
+    /// The host-name field it accepts in place of `base_url`, if any.
+    fn host_form(&self) -> Option<HostForm>;
+    /// The field(s) that give the base URL, for the message when none is given.
+    fn base_url_fields(&self) -> &'static str;
+    /// The credential fields it accepts; any other one is refused, never ignored.
+    fn credential_fields(&self) -> &'static [&'static str];
+    /// The credentials of a new connection: every required field given and valid.
+    fn new_credentials(
+        &self,
+        given: &CredentialFields,
+    ) -> Result<CheckedCredentials, SettingsError>;
+    /// The credentials after a change: given fields replace, absent (or masked) ones keep `current`.
+    fn changed_credentials(
+        &self,
+        settings: &ConnectionSettings,
+        current: Option<&Credentials>,
+        given: &CredentialFields,
+    ) -> Result<CheckedCredentials, SettingsError>;
+    /// `closed_statuses` as given (at most `MAX_CLOSED_STATUSES`, checked by the caller).
+    fn closed_statuses(
+        &self,
+        values: &[serde_json::Value],
+    ) -> Result<ClosedStatuses, SettingsError>;
+    /// The closed statuses of a connection that gives none.
+    fn default_closed_statuses(&self) -> ClosedStatuses;
+    /// Where a new ticket goes, with the defaults filled in; the error says which field is wrong and why.
+    fn destination(&self, fields: &DestinationFields<'_>) -> Result<TicketDestination, String>;
 }

@@ -1,4 +1,5 @@
-//! A bound ticket closing or being deleted (DESIGN §1 rules 5, 7): every open grant bound to it ends.
+//! A bound ticket closing or being deleted (DESIGN §1 rules 5, 7): every open grant bound to it ends; and the
+//! use case of a verified webhook delivery that announces it (DESIGN §9).
 
 use std::sync::Arc;
 
@@ -6,8 +7,11 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{EndOutcome, ServiceError, Ticketbound};
+use super::{Confirmation, EndOutcome, ServiceError, Ticketbound};
+use crate::domain::connection::TicketState;
+use crate::domain::ticket_events::{Closing, Delivery, DeliveryOutcome};
 use crate::domain::{EndReason, GrantStatus, TicketRef};
+use crate::ports::TicketCheckError;
 
 /// What a closing did, as the webhook answers it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -103,5 +107,123 @@ impl Ticketbound {
                 Ok(outcome)
             }
         }
+    }
+}
+
+/// How long a delivery id is remembered: Jira retries for well under a day.
+const DEDUPE_FOR: time::Duration = time::Duration::hours(48);
+
+impl Ticketbound {
+    /// A verified delivery (DESIGN §9): dedupe by the sender's delivery id, confirm through the ticket system
+    /// when the body only names the ticket, then end every grant bound to it with the matching reason. A
+    /// reopened ticket never restores access: nothing here opens a grant. An `Err` asks the sender to retry.
+    pub async fn handle_delivery(
+        &self,
+        delivery: Delivery,
+    ) -> Result<DeliveryOutcome, ServiceError> {
+        match delivery {
+            Delivery::Told {
+                connection,
+                delivery_id,
+                change,
+            } => {
+                if let Some(key) = &delivery_id
+                    && self.store.delivery_seen(key, self.clock.now()).await?
+                {
+                    return Ok(DeliveryOutcome::Ignored("duplicate delivery".into()));
+                }
+                let outcome = match change.closing {
+                    None => {
+                        let ticket = if change.key.is_empty() {
+                            "no issue"
+                        } else {
+                            change.key.as_str()
+                        };
+                        DeliveryOutcome::Ignored(format!(
+                            "{} for {ticket} closes nothing",
+                            change.source
+                        ))
+                    }
+                    Some(closing) => {
+                        self.end_bound(&connection, &change.key, change.id.as_deref(), closing)
+                            .await?
+                    }
+                };
+                if let Some(key) = delivery_id {
+                    // Remembered only once handled, so a delivery that failed half-way is handled again on retry.
+                    if let Err(e) = self
+                        .store
+                        .remember_delivery(&key, self.clock.now() + DEDUPE_FOR)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not record the delivery id; a retry will be handled again (harmless)");
+                    }
+                }
+                Ok(outcome)
+            }
+            Delivery::Named { connection, key } => {
+                let ticket = TicketRef {
+                    connection: connection.clone(),
+                    key: key.clone(),
+                };
+                // The body only says "ticket N changed": the ticket system says whether it is closed.
+                let state = match self.connections().ticket_state(&ticket).await {
+                    Ok(state) => state,
+                    // Rate limited beyond what the sender can wait: record the closing durably and confirm it
+                    // later (a one-time schedule), rather than a 503 the sender may never retry.
+                    Err(TicketCheckError::RateLimited(_, retry_after)) => {
+                        return Ok(match self.defer_confirmation(&ticket, retry_after).await? {
+                            Confirmation::Deferred { at } => DeliveryOutcome::Deferred {
+                                key,
+                                confirm_at: at,
+                            },
+                            Confirmation::NothingBound => DeliveryOutcome::Ignored(format!(
+                                "no open grant is bound to ticket {key}"
+                            )),
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                match state {
+                    TicketState::Open => {
+                        Ok(DeliveryOutcome::Ignored(format!("ticket {key} is open")))
+                    }
+                    TicketState::Closed => {
+                        self.end_bound(&connection, &key, None, Closing::Closed)
+                            .await
+                    }
+                    TicketState::Deleted => {
+                        self.end_bound(&connection, &key, None, Closing::Deleted)
+                            .await
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the grants bound to a closed or deleted ticket, with the matching end reason.
+    async fn end_bound(
+        &self,
+        connection: &str,
+        key: &str,
+        ticket_id: Option<&str>,
+        closing: Closing,
+    ) -> Result<DeliveryOutcome, ServiceError> {
+        let reason = match closing {
+            Closing::Closed => EndReason::TicketClosed,
+            Closing::Deleted => EndReason::TicketDeleted,
+        };
+        let ticket = TicketRef {
+            connection: connection.to_owned(),
+            key: key.to_owned(),
+        };
+        let done = self.close_ticket(&ticket, ticket_id, reason).await?;
+        Ok(DeliveryOutcome::Closed {
+            key: key.to_owned(),
+            reason,
+            ended: done.ended,
+            cancelled: done.cancelled,
+            already_closed: done.already_closed,
+        })
     }
 }

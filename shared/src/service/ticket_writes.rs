@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use super::{Connections, ServiceError, Ticketbound};
-use crate::domain::ticket_writes::{NewTicket, destination, marker};
+use crate::domain::ticket_writes::{DestinationFields, NewTicket, marker};
 use crate::domain::{Grant, Provisioner, Resource};
 use crate::ports::{ProvisionAction, ProvisionError, Provisioners};
 
@@ -64,14 +64,16 @@ impl Provisioners for TicketProvisioners {
                     "connection `{connection}` no longer exists; point the resource at another connection"
                 ))
             })?;
-        let destination = destination(
-            settings.kind,
-            project.as_deref(),
-            issue_type.as_deref(),
-            *group_id,
-            *priority,
-        )
-        .map_err(|m| ProvisionError(format!("the resource's ticket provisioner: {m}")))?;
+        let fields = DestinationFields {
+            project: project.as_deref(),
+            issue_type: issue_type.as_deref(),
+            group_id: *group_id,
+            priority: *priority,
+        };
+        let destination = self
+            .connections
+            .destination(&settings, &fields)
+            .map_err(|m| ProvisionError(format!("the resource's ticket provisioner: {m}")))?;
         let (summary, description) = provisioning_text(resource, action, grant);
         let ticket = NewTicket {
             destination,
@@ -183,14 +185,15 @@ impl Ticketbound {
                 ),
             )
         })?;
-        let checked = destination(
-            settings.kind,
-            project.as_deref(),
-            issue_type.as_deref(),
+        let fields = DestinationFields {
+            project: project.as_deref(),
+            issue_type: issue_type.as_deref(),
             group_id,
             priority,
-        )
-        .map_err(|m| ServiceError::unprocessable("invalid_provisioner", m))?;
+        };
+        let checked = connections
+            .destination(&settings, &fields)
+            .map_err(|m| ServiceError::unprocessable("invalid_provisioner", m))?;
         Ok(match checked {
             crate::domain::ticket_writes::TicketDestination::Jira {
                 project,

@@ -6,12 +6,12 @@
 use serde::{Deserialize, Deserializer};
 
 use super::{Connections, OpenError, unprocessable};
-use crate::domain::connection::{ConnectionKind, ConnectionSettings};
+use crate::domain::connection::ConnectionSettings;
 use crate::domain::ticket_writes::{
-    AuditSettings, CloseOutcome, CreatedTicket, NewTicket, TicketDestination,
+    AuditSettings, CloseOutcome, CreatedTicket, DestinationFields, NewTicket, TicketDestination,
 };
 use crate::domain::{Grant, TicketRef};
-use crate::ports::TicketSystemError;
+use crate::ports::{TicketSystemError, TicketSystemKind};
 use crate::service::ServiceError;
 
 /// Connections scanned at most when looking for the one with audit settings.
@@ -54,14 +54,14 @@ where
 
 /// Checks audit settings against the connection's kind and fills in the defaults (a 422 when they do not fit).
 pub(super) fn check_audit(
-    kind: ConnectionKind,
+    system: &dyn TicketSystemKind,
     audit: Option<AuditSettings>,
 ) -> Result<Option<AuditSettings>, ServiceError> {
     let Some(audit) = audit else {
         return Ok(None);
     };
-    let destination = audit
-        .destination(kind)
+    let destination = system
+        .destination(&audit.fields())
         .map_err(|m| unprocessable("invalid_audit", format!("audit: {m}")))?;
     Ok(Some(match destination {
         TicketDestination::Jira {
@@ -81,6 +81,16 @@ pub(super) fn check_audit(
 }
 
 impl Connections {
+    /// Where a new ticket of a `ticket` provisioner goes in the connection's ticket system, with the defaults
+    /// filled in; the error says which field is wrong and why.
+    pub fn destination(
+        &self,
+        settings: &ConnectionSettings,
+        fields: &DestinationFields<'_>,
+    ) -> Result<TicketDestination, String> {
+        self.systems.kind(settings.kind).destination(fields)
+    }
+
     /// A connection's settings (never its secrets); `None` when there is no such connection.
     pub async fn settings(&self, id: &str) -> Result<Option<ConnectionSettings>, ServiceError> {
         if !crate::domain::ids::is_slug(id) {
@@ -99,7 +109,11 @@ impl Connections {
         let unavailable =
             |e: crate::ports::StoreError| TicketWriteError::Failed("*".into(), e.to_string());
         let with_destination = |s: ConnectionSettings| {
-            let destination = s.audit.as_ref()?.destination(s.kind).ok()?;
+            let destination = self
+                .systems
+                .kind(s.kind)
+                .destination(&s.audit.as_ref()?.fields())
+                .ok()?;
             Some((s, destination))
         };
         if let Some(bound) = &grant.ticket

@@ -16,6 +16,11 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::time::Duration;
 
+pub mod events;
+mod settings;
+
+pub use settings::{JiraCloud, JiraDataCenter};
+
 use super::ticket_http::{Probed, TicketHttp, Written};
 use crate::domain::connection::{
     ClosedStatuses, Person, PersonLookup, ProjectSummary, Ticket, TicketState, TicketSummary,
@@ -106,6 +111,31 @@ struct Status {
 struct StatusCategory {
     #[serde(default)]
     key: String,
+    /// A number in REST answers (`3`), a string in some deliveries (`"3"`).
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+}
+
+impl StatusCategory {
+    fn is_done(&self) -> bool {
+        category_is_done(Some(&self.key), self.id.as_ref())
+    }
+}
+
+/// The one Jira rule for "this status category means closed" (DESIGN §1 rule 9, protocol-facts §3): the
+/// category key `done`, or, when a body carries no key, the category id 3; never the (localised) category
+/// name. The key decides when present because it is what Jira documents as stable. Webhook deliveries,
+/// reads, reconciliation and the close-transition search all ask this function.
+pub(crate) fn category_is_done(key: Option<&str>, id: Option<&serde_json::Value>) -> bool {
+    match key.map(str::trim).filter(|k| !k.is_empty()) {
+        // Automation "Custom data" may render the id in place of the key.
+        Some(key) => key.eq_ignore_ascii_case("done") || key == "3",
+        None => match id {
+            Some(serde_json::Value::Number(n)) => n.as_u64() == Some(3),
+            Some(serde_json::Value::String(s)) => s.trim() == "3",
+            _ => false,
+        },
+    }
 }
 
 #[derive(Deserialize)]
@@ -133,7 +163,7 @@ impl Jira {
             // Match the category on its key, never its (localised) name.
             s.status_category
                 .as_ref()
-                .is_some_and(|c| c.key.eq_ignore_ascii_case("done"))
+                .is_some_and(StatusCategory::is_done)
                 || self.closed.has_name(&s.name)
         })
     }
@@ -450,7 +480,7 @@ impl Jira {
         let done = available.transitions.into_iter().find(|t| {
             t.to.as_ref()
                 .and_then(|s| s.status_category.as_ref())
-                .is_some_and(|c| c.key.eq_ignore_ascii_case("done"))
+                .is_some_and(StatusCategory::is_done)
         });
         let Some(done) = done else {
             return Err(TicketSystemError::Unexpected(format!(
@@ -744,5 +774,51 @@ impl TicketSystem for JiraDataCenterClient {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(json: serde_json::Value) -> Status {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn reads_and_deliveries_agree_that_category_id_three_is_closed() {
+        // A status whose category carries only its id (as some Data Center answers and deliveries do).
+        let fields = serde_json::json!({"name": "Erledigt", "statusCategory": {"id": 3}});
+        let read = status(fields.clone());
+        let delivery = serde_json::json!({
+            "webhookEvent": "jira:issue_updated",
+            "issue": {"key": "SEC-1", "fields": {"status": fields}}
+        });
+
+        let read_closed = read
+            .status_category
+            .as_ref()
+            .is_some_and(StatusCategory::is_done);
+        let delivered = events::interpret_jira(&delivery, &[]).unwrap().closing;
+
+        assert!(read_closed);
+        assert_eq!(delivered, Some(events::Closing::Closed));
+    }
+
+    #[test]
+    fn only_the_done_category_closes_never_its_name() {
+        assert!(category_is_done(Some("done"), None));
+        assert!(category_is_done(None, Some(&serde_json::json!("3"))));
+        assert!(!category_is_done(
+            Some("indeterminate"),
+            Some(&serde_json::json!(4))
+        ));
+        // "Fertig" is the German name of the done category; the name alone decides nothing.
+        assert!(!category_is_done(Some("Fertig"), None));
+        // The key decides when present.
+        assert!(!category_is_done(
+            Some("indeterminate"),
+            Some(&serde_json::json!(3))
+        ));
     }
 }

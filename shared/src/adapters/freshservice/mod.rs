@@ -13,6 +13,11 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use std::time::Duration;
 
+pub mod events;
+mod settings;
+
+pub use settings::Freshservice;
+
 use super::ticket_http::{Probed, TicketHttp, Written};
 use crate::domain::connection::{
     ClosedStatuses, Person, PersonLookup, Ticket, TicketState, TicketSummary, Verification,
@@ -149,9 +154,14 @@ impl FreshserviceClient {
 const STATUS_OPEN: u64 = 2;
 const STATUS_CLOSED: u64 = 5;
 
-/// Whether `key` can be a Freshservice ticket id (anything else cannot name a ticket, or a URL segment).
-fn is_ticket_id(key: &str) -> bool {
-    !key.is_empty() && key.len() <= 19 && key.bytes().all(|b| b.is_ascii_digit())
+/// The longest Freshservice ticket id: ids are positive 64-bit signed integers, whose maximum
+/// (9223372036854775807) has 19 digits.
+pub const MAX_TICKET_ID_DIGITS: usize = 19;
+
+/// Whether `key` can be a Freshservice ticket id (anything else cannot name a ticket, or a URL segment). The one
+/// rule, used by reads, writes and deliveries.
+pub(crate) fn is_ticket_id(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_TICKET_ID_DIGITS && key.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Writes (DESIGN §7–8, protocol-facts §4): create (`POST /api/v2/tickets`, tagged with the marker), find by
@@ -353,7 +363,7 @@ impl TicketSystem for FreshserviceClient {
 
     async fn get_ticket(&self, key: &str) -> Result<Option<Ticket>, TicketSystemError> {
         // A Freshservice key is the numeric id; anything else cannot name a ticket.
-        if key.is_empty() || key.len() > 19 || !key.bytes().all(|b| b.is_ascii_digit()) {
+        if !is_ticket_id(key) {
             return Ok(None);
         }
         let url = self.http.url(&["api", "v2", "tickets", key]);

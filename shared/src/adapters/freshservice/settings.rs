@@ -1,0 +1,136 @@
+//! What Freshservice means for a connection's settings (DESIGN §6): an API key, closed statuses as status
+//! numbers (default Resolved 4 and Closed 5), tickets to an optional group with a priority 1–4.
+
+use std::sync::Arc;
+
+use super::FreshserviceClient;
+use crate::adapters::ticket_http::TicketHttp;
+use crate::adapters::ticket_systems::TicketSystemModule;
+use crate::adapters::ticket_systems::fields::{
+    check_credential, given, invalid_closed_statuses, keep_current, reject_foreign_fields, required,
+};
+use crate::domain::connection::{
+    ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials, FRESHSERVICE_DEFAULT_CLOSED,
+};
+use crate::domain::ticket_writes::{DEFAULT_PRIORITY, TicketDestination};
+use crate::ports::{
+    CheckedCredentials, CredentialFields, DestinationFields, HostForm, SettingsError, TicketSystem,
+    TicketSystemKind, WebhookSource,
+};
+
+/// Freshservice (API v2, an API key).
+pub struct Freshservice;
+
+impl TicketSystemKind for Freshservice {
+    fn kind(&self) -> ConnectionKind {
+        ConnectionKind::Freshservice
+    }
+
+    fn webhook_source(&self) -> WebhookSource {
+        WebhookSource::Freshservice
+    }
+
+    fn host_form(&self) -> Option<HostForm> {
+        Some(HostForm {
+            field: "domain",
+            suffix: ".freshservice.com",
+        })
+    }
+
+    fn base_url_fields(&self) -> &'static str {
+        "`domain` (or `base_url`)"
+    }
+
+    fn credential_fields(&self) -> &'static [&'static str] {
+        &["api_key"]
+    }
+
+    fn new_credentials(
+        &self,
+        input: &CredentialFields,
+    ) -> Result<CheckedCredentials, SettingsError> {
+        reject_foreign_fields(self, input)?;
+        let api_key = required(self.kind(), "api_key", &input.api_key)?;
+        Ok(CheckedCredentials {
+            credentials: Credentials::ApiKey { api_key },
+            email: None,
+            username: None,
+        })
+    }
+
+    fn changed_credentials(
+        &self,
+        settings: &ConnectionSettings,
+        current: Option<&Credentials>,
+        input: &CredentialFields,
+    ) -> Result<CheckedCredentials, SettingsError> {
+        reject_foreign_fields(self, input)?;
+        let credentials = match given(&input.api_key) {
+            Some(api_key) => {
+                check_credential("api_key", &api_key)?;
+                Credentials::ApiKey { api_key }
+            }
+            None => keep_current(settings, current)?,
+        };
+        Ok(CheckedCredentials {
+            credentials,
+            email: None,
+            username: None,
+        })
+    }
+
+    fn closed_statuses(
+        &self,
+        values: &[serde_json::Value],
+    ) -> Result<ClosedStatuses, SettingsError> {
+        let numbers = values
+            .iter()
+            .map(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .ok_or_else(|| {
+                        invalid_closed_statuses(
+                            "Freshservice `closed_statuses` are status numbers such as 4 (Resolved) and 5 (Closed)",
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if numbers.is_empty() {
+            return Err(invalid_closed_statuses(
+                "Freshservice `closed_statuses` cannot be empty (the default is [4, 5])",
+            ));
+        }
+        Ok(ClosedStatuses::Numbers(numbers))
+    }
+
+    fn default_closed_statuses(&self) -> ClosedStatuses {
+        ClosedStatuses::Numbers(FRESHSERVICE_DEFAULT_CLOSED.to_vec())
+    }
+
+    fn destination(&self, fields: &DestinationFields<'_>) -> Result<TicketDestination, String> {
+        if fields.project.is_some() || fields.issue_type.is_some() {
+            return Err(
+                "`project` and `issue_type` apply to Jira; a freshservice connection takes `group_id` and `priority`"
+                    .into(),
+            );
+        }
+        let priority = fields.priority.unwrap_or(DEFAULT_PRIORITY);
+        if !(1..=4).contains(&priority) {
+            return Err("`priority` must be 1 (Low) to 4 (Urgent)".into());
+        }
+        if fields.group_id == Some(0) {
+            return Err("`group_id` must be a Freshservice group id".into());
+        }
+        Ok(TicketDestination::Freshservice {
+            group_id: fields.group_id,
+            priority,
+        })
+    }
+}
+
+impl TicketSystemModule for Freshservice {
+    fn client(&self, http: TicketHttp, closed: ClosedStatuses) -> Arc<dyn TicketSystem> {
+        Arc::new(FreshserviceClient::new(http, closed))
+    }
+}

@@ -1,0 +1,451 @@
+//! The admin use cases (DESIGN §6): list, show, create, change (credentials rotate here), verify and delete
+//! connections. Everything is validated before anything is written; what a field means for one kind of ticket
+//! system is asked of that system's rules ([`TicketSystemKind`]).
+
+use super::*;
+
+impl Connections {
+    /// `GET /v1/connections`.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<ConnectionView>, ServiceError> {
+        crate::service::require_admin(caller, "manage connections")?;
+        let page = self.store.list_connections(limit, cursor).await?;
+        Ok(Page {
+            items: {
+                let now = self.clock.now();
+                page.items
+                    .iter()
+                    .map(|c| ConnectionView::of(c, now))
+                    .collect()
+            },
+            next: page.next,
+        })
+    }
+
+    /// `GET /v1/connections/{id}`.
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<ConnectionView, ServiceError> {
+        crate::service::require_admin(caller, "manage connections")?;
+        Ok(ConnectionView::of(&self.load(id).await?, self.clock.now()))
+    }
+
+    /// `POST /v1/connections`: validates everything before writing anything; the generated webhook secret is in
+    /// the answer, and only there.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        input: ConnectionInput,
+    ) -> Result<ConnectionView, ServiceError> {
+        crate::service::require_admin(caller, "manage connections")?;
+        let id = input.id.clone().unwrap_or_default();
+        if !is_slug(&id) {
+            return Err(ServiceError::unprocessable(
+                "invalid_id",
+                "`id` is required: 1–64 characters of a-z, 0-9, `-` and `_`, starting with a letter or digit",
+            ));
+        }
+        let kind = input.kind.ok_or_else(|| {
+            ServiceError::unprocessable(
+                "missing_kind",
+                "`kind` is required: jira_cloud, jira_data_center or freshservice",
+            )
+        })?;
+        if input.add_webhook_secret.is_some()
+            || input.new_webhook_secret
+            || input.retire_old_webhook_secrets
+        {
+            return Err(ServiceError::unprocessable(
+                "field_not_applicable",
+                "`add_webhook_secret`, `new_webhook_secret` and `retire_old_webhook_secrets` rotate the secrets of an existing connection (PATCH); give `webhook_secret` or let one be generated",
+            ));
+        }
+        let system = self.systems.kind(kind);
+        let base_url = resolve_base_url(
+            system,
+            input.base_url.as_deref(),
+            input.site.as_deref(),
+            input.domain.as_deref(),
+        )?
+        .ok_or_else(|| {
+            ServiceError::unprocessable(
+                "missing_base_url",
+                format!("{} is required", system.base_url_fields()),
+            )
+        })?;
+        let checked = system
+            .new_credentials(&input.credential_fields())
+            .map_err(settings_error)?;
+        let (credentials, email, username) = (checked.credentials, checked.email, checked.username);
+        let closed_statuses = match input.closed_statuses {
+            Some(values) => parse_closed_statuses(system, &values)?,
+            None => system.default_closed_statuses(),
+        };
+        let audit = writes::check_audit(system, input.audit.clone().flatten())?;
+        let people = merge_people(BTreeMap::new(), input.people.as_ref())?;
+        let (webhook_secret, generated) = match input.webhook_secret {
+            Some(s) => (check_webhook_secret(s)?, None),
+            None => {
+                let s = Secret::new(new_secret());
+                (s.clone(), Some(s))
+            }
+        };
+        let now = self.clock.now();
+        let connection = Connection {
+            settings: ConnectionSettings {
+                id: id.clone(),
+                kind,
+                base_url,
+                auth_method: credentials.method(),
+                email,
+                username,
+                closed_statuses,
+                webhook_secrets_active: 1,
+                created_at: now,
+                updated_at: now,
+                audit,
+                people,
+            },
+            auth: AuthState::new(),
+            webhook: WebhookActivity::default(),
+        };
+        let secrets = ConnectionSecrets {
+            credentials,
+            webhook_secrets: vec![webhook_secret],
+        };
+        // The settings first: their conditional insert is what refuses a taken id, before any secret is written.
+        self.store
+            .insert_connection(&connection)
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists => ServiceError::conflict(
+                    "connection_exists",
+                    format!("there is already a connection `{id}`; change it with PATCH"),
+                ),
+                other => other.into(),
+            })?;
+        if let Err(e) = self.secrets.put(&id, &secrets).await {
+            // Undo, so a failed create leaves nothing behind.
+            if let Err(undo) = self.store.delete_connection(&id).await {
+                tracing::error!(connection = %id, error = %undo, "could not undo a half-created connection");
+            }
+            return Err(secret_store_error(e));
+        }
+        tracing::info!(connection = %id, kind = kind.as_str(), admin = %caller.email, "connection created");
+        Ok(ConnectionView::of(&connection, self.clock.now()).revealing(generated))
+    }
+
+    /// `PATCH /v1/connections/{id}`: changes the given fields (credentials rotate here), validating all of them
+    /// before writing anything. The status is left as it is until the next call or `verify`.
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        id: &str,
+        input: ConnectionInput,
+    ) -> Result<ConnectionView, ServiceError> {
+        crate::service::require_admin(caller, "manage connections")?;
+        let mut connection = self.load(id).await?;
+        let kind = connection.settings.kind;
+        if input.id.as_deref().is_some_and(|body_id| body_id != id) {
+            return Err(ServiceError::unprocessable(
+                "id_mismatch",
+                "the `id` in the body differs from the one in the path; ids cannot change",
+            ));
+        }
+        if input.kind.is_some_and(|k| k != kind) {
+            return Err(ServiceError::unprocessable(
+                "kind_mismatch",
+                format!(
+                    "connection `{id}` is {}; the kind cannot change (create a new connection)",
+                    kind.as_str()
+                ),
+            ));
+        }
+        let system = self.systems.kind(kind);
+        let mut settings = connection.settings.clone();
+        if let Some(base_url) = resolve_base_url(
+            system,
+            input.base_url.as_deref(),
+            input.site.as_deref(),
+            input.domain.as_deref(),
+        )? {
+            settings.base_url = base_url;
+        }
+        if let Some(values) = &input.closed_statuses {
+            settings.closed_statuses = parse_closed_statuses(system, values)?;
+        }
+        if let Some(audit) = &input.audit {
+            settings.audit = writes::check_audit(system, audit.clone())?;
+        }
+        settings.people = merge_people(settings.people, input.people.as_ref())?;
+        let current = self.secrets.get(id).await.map_err(secret_store_error)?;
+        let checked = system
+            .changed_credentials(
+                &settings,
+                current.as_ref().map(|c| &c.credentials),
+                &input.credential_fields(),
+            )
+            .map_err(settings_error)?;
+        let (credentials, email, username) = (checked.credentials, checked.email, checked.username);
+        let mut webhook_secrets = current
+            .as_ref()
+            .map(|c| c.webhook_secrets.clone())
+            .unwrap_or_default();
+        let mut generated = None;
+        if let Some(s) = input.webhook_secret.clone().filter(|s| !s.is_mask()) {
+            webhook_secrets = vec![check_webhook_secret(s)?];
+        }
+        if let Some(s) = input.add_webhook_secret.clone() {
+            webhook_secrets.push(check_webhook_secret(s)?);
+        }
+        if input.new_webhook_secret {
+            let s = Secret::new(new_secret());
+            webhook_secrets.push(s.clone());
+            generated = Some(s);
+        }
+        if input.retire_old_webhook_secrets && webhook_secrets.len() > 1 {
+            webhook_secrets.drain(..webhook_secrets.len() - 1);
+        }
+        if webhook_secrets.len() > MAX_WEBHOOK_SECRETS {
+            return Err(ServiceError::unprocessable(
+                "too_many_webhook_secrets",
+                format!(
+                    "at most {MAX_WEBHOOK_SECRETS} webhook secrets may be active; retire old ones with `retire_old_webhook_secrets: true`"
+                ),
+            ));
+        }
+        if webhook_secrets.is_empty() {
+            // Only reachable when the secret entry was lost: a connection always keeps one.
+            return Err(ServiceError::unprocessable(
+                "missing_webhook_secret",
+                "this connection has no webhook secret; give `webhook_secret` or `new_webhook_secret: true`",
+            ));
+        }
+        settings.auth_method = credentials.method();
+        settings.email = email;
+        settings.username = username;
+        settings.webhook_secrets_active = webhook_secrets.len();
+        settings.updated_at = self.clock.now();
+        let secrets = ConnectionSecrets {
+            credentials,
+            webhook_secrets,
+        };
+        if current.as_ref() != Some(&secrets) {
+            self.secrets
+                .put(id, &secrets)
+                .await
+                .map_err(secret_store_error)?;
+        }
+        if !self.store.update_settings(&settings).await? {
+            return Err(connection_not_found(id));
+        }
+        connection.settings = settings;
+        tracing::info!(connection = %id, admin = %caller.email, "connection changed");
+        Ok(ConnectionView::of(&connection, self.clock.now()).revealing(generated))
+    }
+
+    /// `DELETE /v1/connections/{id}`: refused while pending or active grants are bound to it, unless `force`
+    /// (those grants then keep their time bound only: no webhook of this connection can end them any more).
+    pub async fn delete(&self, caller: &Caller, id: &str, force: bool) -> Result<(), ServiceError> {
+        crate::service::require_admin(caller, "manage connections")?;
+        self.load(id).await?;
+        if !force && let Some(grant) = self.open_grant_bound_to(id).await? {
+            return Err(ServiceError::conflict(
+                "connection_in_use",
+                format!(
+                    "grant {} ({}) is bound to a ticket of `{id}`; end it first, or delete with ?force=true",
+                    grant.id,
+                    grant.status.as_str()
+                ),
+            ));
+        }
+        // Secrets first: should the second step fail, what is left is a connection that cannot call anything,
+        // and the DELETE can simply be repeated.
+        self.secrets.delete(id).await.map_err(secret_store_error)?;
+        self.store.delete_connection(id).await?;
+        tracing::info!(connection = %id, admin = %caller.email, force, "connection deleted");
+        Ok(())
+    }
+
+    /// `POST /v1/connections/{id}/verify`: checks the credentials now. The answer is the connection with what
+    /// the credentials saw; refused credentials answer 200 with `verified: false` and the new status, an
+    /// unreachable ticket system 503.
+    pub async fn verify(&self, caller: &Caller, id: &str) -> Result<ConnectionView, ServiceError> {
+        crate::service::require_admin(caller, "manage connections")?;
+        let mut session = self.open_for_api(id).await?;
+        let result = session.system.verify().await;
+        let result = self.observe(&mut session.connection, result, true).await;
+        let mut view = ConnectionView::of(&session.connection, self.clock.now());
+        match result {
+            Ok(seen) => {
+                view.verified = Some(true);
+                view.account = Some(seen.account);
+                view.projects = seen.projects;
+                tracing::info!(connection = %id, admin = %caller.email, "connection verified");
+                Ok(view)
+            }
+            Err(TicketSystemError::Unauthorized { .. }) => {
+                view.verified = Some(false);
+                Ok(view)
+            }
+            Err(e) => Err(system_error(id, e)),
+        }
+    }
+
+    pub(super) async fn open_grant_bound_to(
+        &self,
+        connection: &str,
+    ) -> Result<Option<crate::domain::Grant>, ServiceError> {
+        crate::service::first_open_grant(&*self.grants, |g| {
+            g.ticket
+                .as_ref()
+                .is_some_and(|t| t.connection == connection)
+        })
+        .await
+    }
+}
+
+pub(super) fn not_applicable(field: &str, kind: ConnectionKind) -> ServiceError {
+    unprocessable(
+        "field_not_applicable",
+        format!("`{field}` does not apply to a {} connection", kind.as_str()),
+    )
+}
+
+/// A ticket system's refusal of the settings given: a 422 with its code.
+pub(super) fn settings_error(e: SettingsError) -> ServiceError {
+    unprocessable(e.code, e.message)
+}
+
+/// The base URL from whichever of `base_url`, `site` (Jira Cloud) or `domain` (Freshservice) is given; `None`
+/// when none is. It must pass the outbound URL policy and carry no query or fragment.
+pub(super) fn resolve_base_url(
+    system: &dyn TicketSystemKind,
+    base_url: Option<&str>,
+    site: Option<&str>,
+    domain: Option<&str>,
+) -> Result<Option<String>, ServiceError> {
+    let host_field = system.host_form().map(|h| h.field);
+    for (field, given) in [("site", site.is_some()), ("domain", domain.is_some())] {
+        if given && host_field != Some(field) {
+            return Err(not_applicable(field, system.kind()));
+        }
+    }
+    let host_form = site.or(domain);
+    if base_url.is_some() && host_form.is_some() {
+        return Err(unprocessable(
+            "ambiguous_base_url",
+            "give either `base_url` or the site/domain, not both",
+        ));
+    }
+    let raw = match (base_url, host_form) {
+        (Some(url), _) => url.trim().to_owned(),
+        (None, Some(host)) => {
+            let host = host.trim().to_ascii_lowercase();
+            let valid = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                && !host.starts_with(['-', '.'])
+                && !host.ends_with(['-', '.']);
+            if !valid {
+                return Err(unprocessable(
+                    "invalid_base_url",
+                    format!(
+                        "`{host}` is not a host name such as acme.atlassian.net or acme.freshservice.com"
+                    ),
+                ));
+            }
+            // Only a kind with a host form gets here (the checks above refuse the field otherwise).
+            let suffix = system.host_form().map_or("", |h| h.suffix);
+            if host.contains('.') {
+                format!("https://{host}")
+            } else {
+                format!("https://{host}{suffix}")
+            }
+        }
+        (None, None) => return Ok(None),
+    };
+    let url =
+        check_outbound_url(&raw).map_err(|e| unprocessable("invalid_base_url", e.to_string()))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(unprocessable(
+            "invalid_base_url",
+            "the base URL must not carry a query or a fragment",
+        ));
+    }
+    Ok(Some(url.as_str().trim_end_matches('/').to_owned()))
+}
+
+pub(super) fn check_webhook_secret(secret: Secret) -> Result<Secret, ServiceError> {
+    let value = secret.expose();
+    if value.len() < MIN_WEBHOOK_SECRET
+        || value.len() > 512
+        || secret.is_mask()
+        || !value.chars().all(|c| c.is_ascii_graphic())
+    {
+        return Err(unprocessable(
+            "invalid_webhook_secret",
+            format!(
+                "a webhook secret is {MIN_WEBHOOK_SECRET} to 512 printable ASCII characters without spaces (or leave it out to have one generated)"
+            ),
+        ));
+    }
+    Ok(secret)
+}
+
+/// `closed_statuses` as given: at most [`MAX_CLOSED_STATUSES`], in the form the ticket system writes them.
+pub(super) fn parse_closed_statuses(
+    system: &dyn TicketSystemKind,
+    values: &[serde_json::Value],
+) -> Result<ClosedStatuses, ServiceError> {
+    if values.len() > MAX_CLOSED_STATUSES {
+        return Err(unprocessable(
+            "invalid_closed_statuses",
+            format!("at most {MAX_CLOSED_STATUSES} closed statuses"),
+        ));
+    }
+    system.closed_statuses(values).map_err(settings_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::freshservice::Freshservice;
+    use crate::adapters::jira::{JiraCloud, JiraDataCenter};
+
+    const CLOUD: &dyn TicketSystemKind = &JiraCloud;
+    const DATA_CENTER: &dyn TicketSystemKind = &JiraDataCenter;
+    const FRESHSERVICE: &dyn TicketSystemKind = &Freshservice;
+
+    #[test]
+    fn a_site_or_domain_becomes_an_https_base_url() {
+        let cloud = resolve_base_url(CLOUD, None, Some("acme"), None).unwrap();
+        assert_eq!(cloud.as_deref(), Some("https://acme.atlassian.net"));
+        let fs = resolve_base_url(FRESHSERVICE, None, None, Some("Acme.freshservice.com")).unwrap();
+        assert_eq!(fs.as_deref(), Some("https://acme.freshservice.com"));
+        let dc =
+            resolve_base_url(DATA_CENTER, Some("https://jira.corp/jira/"), None, None).unwrap();
+        assert_eq!(dc.as_deref(), Some("https://jira.corp/jira"));
+    }
+
+    #[test]
+    fn unsafe_or_odd_base_urls_are_refused() {
+        for (kind, url, site, domain) in [
+            (CLOUD, Some("http://acme.atlassian.net"), None, None),
+            (DATA_CENTER, Some("https://169.254.169.254/"), None, None),
+            (DATA_CENTER, Some("https://jira.corp/?x=1"), None, None),
+            (FRESHSERVICE, None, None, Some("acme.freshservice.com/x")),
+            (DATA_CENTER, None, Some("acme"), None),
+            (CLOUD, Some("https://a.atlassian.net"), Some("a"), None),
+        ] {
+            assert!(
+                resolve_base_url(kind, url, site, domain).is_err(),
+                "{url:?} {site:?} {domain:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Webhook support (DESIGN §9): the connection and active webhook secrets a verified-delivery extractor checks
+//! against ([`WebhookSecrets`] compares a shared secret or an `X-Hub-Signature` in constant time), and the
+//! ticket's state as the ticket system has it now, for deliveries that only name the ticket.
+
+use super::*;
+
+impl Connections {
+    /// For the webhook handlers: the connection's settings and active webhook secrets; `None` when there is no
+    /// such connection (answer 404). An error means the stores could not be read (answer 5xx so the sender
+    /// retries).
+    pub async fn webhook_secrets(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ConnectionSettings, WebhookSecrets)>, ServiceError> {
+        if !is_slug(id) {
+            return Ok(None);
+        }
+        let Some(connection) = self.store.get_connection(id).await? else {
+            return Ok(None);
+        };
+        let secrets = self.secrets.get(id).await.map_err(secret_store_error)?;
+        let active = secrets.map(|s| s.webhook_secrets).unwrap_or_default();
+        Ok(Some((connection.settings, WebhookSecrets(active))))
+    }
+
+    /// For the verified-delivery extractors: the connection and its active webhook secrets when it exists and
+    /// its deliveries arrive from `source`; `None` answers 404.
+    pub async fn webhook_target(
+        &self,
+        id: &str,
+        source: WebhookSource,
+    ) -> Result<Option<(ConnectionSettings, WebhookSecrets)>, ServiceError> {
+        Ok(self
+            .webhook_secrets(id)
+            .await?
+            .filter(|(settings, _)| self.systems.kind(settings.kind).webhook_source() == source))
+    }
+
+    /// For the webhook handlers: the ticket as the ticket system has it now (`None`: gone).
+    pub async fn read_ticket(
+        &self,
+        ticket: &TicketRef,
+    ) -> Result<Option<Ticket>, TicketCheckError> {
+        let mut session = self.open_for_check(&ticket.connection).await?;
+        let read = session.system.get_ticket(&ticket.key).await;
+        self.observe(&mut session.connection, read, false)
+            .await
+            .map_err(|e| unavailable_check(&ticket.connection, e))
+    }
+
+    /// For the webhook handlers: whether the ticket is open, closed or deleted (DESIGN §1 rule 9), confirmed with
+    /// the ticket system. An unreachable ticket system is an error, never a guess.
+    pub async fn ticket_state(&self, ticket: &TicketRef) -> Result<TicketState, TicketCheckError> {
+        Ok(TicketState::of(self.read_ticket(ticket).await?.as_ref()))
+    }
+}
