@@ -20,6 +20,7 @@ pub mod scheduler;
 pub mod secrets;
 pub mod ticket_http;
 pub mod ticket_systems;
+pub mod tls;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
