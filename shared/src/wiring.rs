@@ -69,8 +69,9 @@ impl Default for AwsTimeouts {
 #[cfg(feature = "aws")]
 pub async fn aws_sdk_config(timeouts: AwsTimeouts) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    // One HTTP client for every SDK client, over the process's one root store (adapters::tls). Without a
-    // usable store the SDK keeps its own client, which finds none either and fails at its first HTTPS call.
+    // One HTTP client for every SDK client of this configuration, over the process's one root store
+    // (adapters::tls). Without a usable store the SDK keeps its own client, which finds none either and fails
+    // at its first HTTPS call.
     match crate::adapters::tls::aws_http_client() {
         Ok(http) => loader = loader.http_client(http),
         Err(e) => tracing::warn!(error = %e, "the AWS SDK keeps its default HTTP client"),

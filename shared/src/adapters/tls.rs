@@ -3,7 +3,8 @@
 //!
 //! Each client loading the system's trusted roots on its own reads every file of the certificate store once
 //! per client (three times before the first event of a Lambda function, about 440 file opens on Debian). The
-//! roots are read here the first time a client is built and reused by the others.
+//! roots are read here the first time a client is built and reused by the others; each SDK configuration gets
+//! one HTTP client, shared by the SDK clients built from it.
 
 use std::sync::{Arc, OnceLock};
 
@@ -62,17 +63,18 @@ pub fn client_config() -> Result<rustls::ClientConfig, TlsRootsError> {
     Ok(roots()?.config.as_ref().clone())
 }
 
-/// The AWS SDK's HTTP client, built once per process over the same roots and shared by every SDK client
-/// (DynamoDB, Scheduler, Secrets Manager) and the SDK's own credential providers.
+/// An HTTP client for the AWS SDK over the same roots. Build one per SDK configuration and share it with every
+/// SDK client made from it (DynamoDB, Scheduler, Secrets Manager) and the SDK's own credential providers. Not
+/// one per process: its connection pool belongs to the Tokio runtime that first uses it, and a process may run
+/// several runtimes (every `#[tokio::test]` has its own).
 #[cfg(feature = "aws")]
 pub fn aws_http_client() -> Result<aws_sdk_dynamodb::config::SharedHttpClient, TlsRootsError> {
     use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
 
-    static CLIENT: OnceLock<Result<aws_sdk_dynamodb::config::SharedHttpClient, TlsRootsError>> =
-        OnceLock::new();
-    CLIENT
+    static CONTEXT: OnceLock<Result<TlsContext, TlsRootsError>> = OnceLock::new();
+    let context = CONTEXT
         .get_or_init(|| {
             // The SDK takes extra roots as PEM only; "native roots" off, so it does not read the store again.
             let mut pem = String::new();
@@ -84,20 +86,20 @@ pub fn aws_http_client() -> Result<aws_sdk_dynamodb::config::SharedHttpClient, T
                 }
                 pem.push_str("-----END CERTIFICATE-----\n");
             }
-            let context = TlsContext::builder()
+            TlsContext::builder()
                 .with_trust_store(
                     TrustStore::empty()
                         .with_native_roots(false)
                         .with_pem_certificate(pem),
                 )
                 .build()
-                .map_err(|e| TlsRootsError(e.to_string()))?;
-            Ok(aws_smithy_http_client::Builder::new()
-                .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-                .tls_context(context)
-                .build_https())
+                .map_err(|e| TlsRootsError(e.to_string()))
         })
-        .clone()
+        .clone()?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https())
 }
 
 #[cfg(test)]
