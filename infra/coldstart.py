@@ -4,10 +4,12 @@
 For each run it starts the binary with a fresh environment, serves it one event through the Runtime API
 (`GET /2018-06-01/runtime/invocation/next`, then `POST .../response` or `.../error`), and records
 - init: process start -> the function's first `GET next` (runtime up, config read, SDK clients built);
-- first event: process start -> the first response posted (init + the first invocation, cold connections).
+- first event: process start -> the first response posted (init + the first invocation, cold connections);
+- peak memory: the process's peak resident set (VmHWM) once it has answered.
 The function's AWS calls go wherever AWS_ENDPOINT_URL points (a moto server in BENCHMARKS.md).
 
 usage: coldstart.py BOOTSTRAP {expiry|api} [--runs N]
+(a webhook function or the floor given the `api` event answers it with a 404 or a 200: init is what counts)
 Environment: the function's own variables (TABLE_NAME, ...) and AWS_ENDPOINT_URL / credentials, passed through.
 """
 
@@ -123,6 +125,15 @@ def make_handler(state):
     return Handler
 
 
+def peak_rss_kib(pid):
+    """The process's peak resident set so far, in KiB (Linux's VmHWM, what `time -v` reports as max RSS)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("bootstrap")
@@ -140,7 +151,7 @@ def main():
         "RUST_LOG": env.get("RUST_LOG", "warn"),
     })
 
-    inits, firsts = [], []
+    inits, firsts, peaks = [], [], []
     for i in range(args.runs):
         # A fresh emulator per run, so a killed process's last poll cannot take the next run's event.
         run = Run(EVENTS[args.kind])
@@ -152,6 +163,7 @@ def main():
         if not run.finished.wait(30):
             proc.kill()
             sys.exit(f"run {i}: no answer within 30 s; stderr: {proc.stderr.read().decode(errors='replace')[:2000]}")
+        peaks.append(peak_rss_kib(proc.pid))
         proc.kill()
         proc.wait()
         server.shutdown()
@@ -169,6 +181,8 @@ def main():
 
     print(summary("init (start -> first GET next)", inits))
     print(summary("first event (start -> response posted)", firsts))
+    kib = sorted(peaks)
+    print(f"peak memory (VmHWM): median {statistics.median(kib) / 1024:.1f} MiB, max {kib[-1] / 1024:.1f} (n={len(kib)})")
 
 
 if __name__ == "__main__":

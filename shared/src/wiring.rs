@@ -1,24 +1,38 @@
 //! Building the application from configuration: the AWS adapters for the Lambda functions, the embedded ones
 //! for the local server. Each `main` calls one of these and runs its router or handler.
 
+#[cfg(feature = "embedded")]
 use std::path::Path;
 use std::sync::Arc;
+#[cfg(feature = "aws")]
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
 use aws_config::retry::RetryConfig;
+#[cfg(feature = "aws")]
 use aws_config::timeout::TimeoutConfig;
 
+#[cfg(feature = "aws")]
 use crate::adapters::dynamodb::DynamoStore;
+#[cfg(feature = "embedded")]
 use crate::adapters::embedded::EmbeddedStore;
+#[cfg(feature = "embedded")]
 use crate::adapters::local_scheduler::LocalScheduler;
 use crate::adapters::provisioner::{DEFAULT_TIMEOUT, HttpProvisioners};
+#[cfg(feature = "aws")]
 use crate::adapters::scheduler::{EventBridgeScheduler, EventBridgeSettings};
-use crate::adapters::secrets::{DEFAULT_CACHE_TTL, LocalSecretStore, SecretsManagerStore};
+#[cfg(feature = "embedded")]
+use crate::adapters::secrets::LocalSecretStore;
+#[cfg(feature = "aws")]
+use crate::adapters::secrets::{DEFAULT_CACHE_TTL, SecretsManagerStore};
 use crate::adapters::ticket_http::HttpPolicy;
 use crate::adapters::ticket_systems::HttpTicketSystems;
+#[cfg(feature = "aws")]
 use crate::config::Config;
 use crate::ports::{Clock, SystemClock};
-use crate::service::{Ports, ReconcileSettings, Settings, Ticketbound};
+#[cfg(feature = "aws")]
+use crate::service::ReconcileSettings;
+use crate::service::{Ports, Settings, Ticketbound};
 
 #[derive(Debug, thiserror::Error)]
 #[error("start-up: {0}")]
@@ -27,6 +41,7 @@ pub struct WiringError(pub String);
 /// How long one AWS call may take. DynamoDB, Scheduler and Secrets Manager answer in milliseconds; a stalled
 /// endpoint must fail as a retryable timeout well inside a function's own timeout (25 s for the HTTP functions)
 /// rather than hang it. The SDK's standard retry (3 attempts, jittered backoff) runs within `operation`.
+#[cfg(feature = "aws")]
 #[derive(Clone, Copy, Debug)]
 pub struct AwsTimeouts {
     /// Establishing a connection.
@@ -37,6 +52,7 @@ pub struct AwsTimeouts {
     pub operation: Duration,
 }
 
+#[cfg(feature = "aws")]
 impl Default for AwsTimeouts {
     fn default() -> Self {
         Self {
@@ -50,8 +66,17 @@ impl Default for AwsTimeouts {
 /// The SDK configuration the AWS clients are built from: the standard chain (region, credentials,
 /// `AWS_ENDPOINT_URL*`, which is how tests point it at moto or the fault proxy), the standard retry, and
 /// `timeouts`.
+#[cfg(feature = "aws")]
 pub async fn aws_sdk_config(timeouts: AwsTimeouts) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    // One HTTP client for every SDK client of this configuration, over the process's one root store
+    // (adapters::tls). Without a usable store the SDK keeps its own client, which finds none either and fails
+    // at its first HTTPS call.
+    match crate::adapters::tls::aws_http_client() {
+        Ok(http) => loader = loader.http_client(http),
+        Err(e) => tracing::warn!(error = %e, "the AWS SDK keeps its default HTTP client"),
+    }
+    loader
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(timeouts.connect)
@@ -66,6 +91,7 @@ pub async fn aws_sdk_config(timeouts: AwsTimeouts) -> aws_config::SdkConfig {
 
 /// The application over DynamoDB, EventBridge Scheduler and HTTP provisioners, with [`aws_sdk_config`] and the
 /// default [`AwsTimeouts`].
+#[cfg(feature = "aws")]
 pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
     let sdk = aws_sdk_config(AwsTimeouts::default()).await;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -116,6 +142,7 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
 
 /// The local application: SQLite under `data_dir`, the in-process scheduler (armed by the caller once the
 /// router is up), HTTP provisioners, connection secrets in `data_dir/secrets.json` (mode 0600).
+#[cfg(feature = "embedded")]
 pub fn local_app(
     data_dir: &Path,
     settings: Settings,

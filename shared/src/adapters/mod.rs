@@ -1,17 +1,27 @@
 //! Adapters: one module per technology, each implementing ports from [`crate::ports`].
+//!
+//! The AWS adapters are compiled with the crate feature `aws` (the Lambda functions), the embedded ones with
+//! `embedded` (the local server): a Lambda build then compiles no SQLite, and the local binary links no AWS
+//! SDK. The HTTP adapters and the local secret file are always there.
 
+#[cfg(feature = "aws")]
 pub mod aws_errors;
+#[cfg(feature = "aws")]
 pub mod dynamodb;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod freshservice;
 pub mod jira;
+#[cfg(feature = "embedded")]
 pub mod local_scheduler;
 pub mod no_ticket_systems;
 pub mod provisioner;
+#[cfg(feature = "aws")]
 pub mod scheduler;
 pub mod secrets;
 pub mod ticket_http;
 pub mod ticket_systems;
+pub mod tls;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

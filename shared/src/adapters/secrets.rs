@@ -10,14 +10,22 @@
 //! Neither logs a value, and their errors never quote one.
 
 use async_trait::async_trait;
+#[cfg(feature = "aws")]
 use aws_sdk_secretsmanager::Client;
+#[cfg(feature = "aws")]
 use aws_sdk_secretsmanager::config::http::HttpResponse;
+#[cfg(feature = "aws")]
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+#[cfg(feature = "aws")]
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "aws")]
+use std::time::Instant;
 
+#[cfg(feature = "aws")]
 use super::aws_errors::{self, Fault};
 use crate::domain::connection::ConnectionSecrets;
 use crate::ports::{SecretStore, SecretStoreError};
@@ -25,8 +33,10 @@ use crate::ports::{SecretStore, SecretStoreError};
 /// How long a container trusts a secret it read.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
 
+#[cfg(feature = "aws")]
 type Cache = HashMap<String, (Instant, ConnectionSecrets)>;
 
+#[cfg(feature = "aws")]
 /// Secrets Manager, cached per container.
 #[derive(Clone)]
 pub struct SecretsManagerStore {
@@ -38,6 +48,7 @@ pub struct SecretsManagerStore {
 
 /// A failed call, classified (`adapters::aws_errors`): throttling, 5xx and timeouts are `Unavailable`, client
 /// errors (access denied, a key policy, validation) `Rejected`. AWS messages name the secret, never its value.
+#[cfg(feature = "aws")]
 fn secret_error<E>(e: SdkError<E, HttpResponse>) -> SecretStoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -48,10 +59,12 @@ where
     }
 }
 
+#[cfg(feature = "aws")]
 fn not_found<E: ProvideErrorMetadata>(e: &E) -> bool {
     e.code() == Some("ResourceNotFoundException")
 }
 
+#[cfg(feature = "aws")]
 impl SecretsManagerStore {
     /// `prefix` is `SECRET_PREFIX` (e.g. `ticketbound/`); `ttl` bounds how stale a cached read may be.
     pub fn new(client: Client, prefix: impl Into<String>, ttl: Duration) -> Self {
@@ -90,6 +103,7 @@ impl SecretsManagerStore {
     }
 }
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl SecretStore for SecretsManagerStore {
     async fn get(&self, connection: &str) -> Result<Option<ConnectionSecrets>, SecretStoreError> {

@@ -61,6 +61,11 @@ pub fn build_client() -> Result<reqwest::Client, TicketSystemError> {
         // Never follow a redirect with credentials attached.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("ticketbound/", env!("CARGO_PKG_VERSION")))
+        // The process's one root store (adapters::tls), not a fresh read of the system's.
+        .tls_backend_preconfigured(
+            super::tls::client_config()
+                .map_err(|e| TicketSystemError::Unexpected(e.to_string()))?,
+        )
         .build()
         .map_err(|e| TicketSystemError::Unexpected(format!("building the HTTP client: {e}")))
 }
