@@ -12,6 +12,9 @@ pub const COMMON_VARS: &[&str] = &[
     "SCHEDULE_DLQ_ARN",
     "SECRET_PREFIX",
     "MAX_DURATION",
+    // Notifications (service/notifications.rs): the secret holding the channels, and where messages link to.
+    "NOTIFICATIONS_SECRET",
+    "PORTAL_URL",
 ];
 /// What the portal API reads on top of [`COMMON_VARS`]: identity, and the portal's OpenID Connect sign-in
 /// (the `OIDC_*` variables; `OIDC_ISSUER` is the JWT authorizer's issuer, so the page signs in where the API
@@ -66,6 +69,11 @@ pub struct Config {
     pub oidc: Option<OidcSettings>,
     /// `RECONCILE_EVERY` (default `PT15M`); `None` when `off`.
     pub reconcile_every: Option<IsoDuration>,
+    /// `NOTIFICATIONS_SECRET`: the Secrets Manager secret (name or ARN, under `SECRET_PREFIX`) holding the
+    /// notification channels; `None`: no notifications.
+    pub notifications_secret: Option<String>,
+    /// `PORTAL_URL`: the portal's public base URL, which messages link to.
+    pub portal_url: Option<String>,
 }
 
 /// Parses a reconciliation interval: an ISO-8601 duration of at least a second, or `off`.
@@ -111,8 +119,34 @@ impl Config {
             oidc: oidc_settings(&lookup)?,
             reconcile_every: parse_reconcile_every(&or("RECONCILE_EVERY", "PT15M"))
                 .map_err(|e| ConfigError(format!("RECONCILE_EVERY: {e}")))?,
+            notifications_secret: notifications_secret(
+                &lookup,
+                &or("SECRET_PREFIX", "ticketbound/"),
+            )?,
+            portal_url: lookup("PORTAL_URL"),
         })
     }
+}
+
+/// `NOTIFICATIONS_SECRET`, which must name a secret under `SECRET_PREFIX`: the only secrets the functions may
+/// read (template.yaml).
+fn notifications_secret(
+    lookup: &impl Fn(&str) -> Option<String>,
+    prefix: &str,
+) -> Result<Option<String>, ConfigError> {
+    let Some(secret) = lookup("NOTIFICATIONS_SECRET").map(|s| s.trim().to_owned()) else {
+        return Ok(None);
+    };
+    let name = match secret.split_once(":secret:") {
+        Some((_, name)) if secret.starts_with("arn:") => name,
+        _ => secret.as_str(),
+    };
+    if !name.starts_with(prefix) {
+        return Err(ConfigError(format!(
+            "NOTIFICATIONS_SECRET must name a secret under SECRET_PREFIX (`{prefix}`), the only secrets the functions may read, such as `{prefix}_notifications`"
+        )));
+    }
+    Ok(Some(secret))
 }
 
 /// The portal's sign-in settings: all of them once `OIDC_CLIENT_ID` is set, none before.
@@ -247,6 +281,29 @@ mod tests {
             let err = Config::from_lookup(env(&pairs)).unwrap_err();
             assert!(err.0.starts_with("RECONCILE_EVERY"), "{bad}: {}", err.0);
         }
+    }
+
+    #[test]
+    fn the_notifications_secret_must_be_under_the_secret_prefix() {
+        assert_eq!(
+            Config::from_lookup(env(REQUIRED))
+                .unwrap()
+                .notifications_secret,
+            None
+        );
+        for good in [
+            "ticketbound/_notifications",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticketbound/_notifications-AbCdEf",
+        ] {
+            let mut pairs = REQUIRED.to_vec();
+            pairs.push(("NOTIFICATIONS_SECRET", good));
+            let config = Config::from_lookup(env(&pairs)).unwrap();
+            assert_eq!(config.notifications_secret.as_deref(), Some(good));
+        }
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("NOTIFICATIONS_SECRET", "other/notifications"));
+        let err = Config::from_lookup(env(&pairs)).unwrap_err();
+        assert!(err.0.contains("SECRET_PREFIX"), "{}", err.0);
     }
 
     #[test]

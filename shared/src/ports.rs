@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::domain::grant::Expected;
+use crate::domain::notification::NotifyEvent;
 use crate::domain::reconcile::ReconcileState;
 use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, TicketRef};
 
@@ -156,6 +157,9 @@ pub enum JobKind {
     /// of that ticket when it is closed; it is not recorded on the grant (each one deletes itself after it
     /// fires, and a stale one finds nothing to end).
     Confirm,
+    /// Send one event's notification to the channels that take it (`service/notifications.rs`); the event is
+    /// the job's [`Job::event`]. Also the reminders before a time bound, armed at approval.
+    Notify,
 }
 
 /// A scheduled job: the `Input` of an EventBridge Scheduler schedule.
@@ -174,6 +178,9 @@ pub struct Job {
     /// numbered, which are arming 0.
     #[serde(default)]
     pub arming: u32,
+    /// The event a [`JobKind::Notify`] job sends; absent for every other kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<NotifyEvent>,
 }
 
 impl Job {
@@ -188,12 +195,24 @@ impl Job {
             job,
             grant_id: grant_id.to_owned(),
             arming,
+            event: None,
+        }
+    }
+
+    /// A given arming of the notification job of `event` for a grant.
+    pub fn notify(event: NotifyEvent, grant_id: &str, arming: u32) -> Self {
+        Self {
+            event: Some(event),
+            ..Self::armed(JobKind::Notify, grant_id, arming)
         }
     }
 
     /// The same job under another arming.
     pub fn with_arming(&self, arming: u32) -> Self {
-        Self::armed(self.job, &self.grant_id, arming)
+        Self {
+            arming,
+            ..self.clone()
+        }
     }
 
     /// The schedule's name: deterministic per (grant, kind, arming), so creating one arming twice cannot make
@@ -205,6 +224,16 @@ impl Job {
             JobKind::Provision => "prv",
             JobKind::Deprovision => "dep",
             JobKind::Confirm => "cnf",
+            // One schedule per (grant, event): two writers arming one event leave one schedule.
+            JobKind::Notify => match self.event {
+                Some(event) => {
+                    return match self.arming {
+                        0 => format!("tb-{}-ntf-{}", self.grant_id, event.code()),
+                        n => format!("tb-{}-ntf-{}-{n}", self.grant_id, event.code()),
+                    };
+                }
+                None => "ntf",
+            },
         };
         match self.arming {
             0 => format!("tb-{}-{kind}", self.grant_id),
@@ -320,6 +349,7 @@ impl Clock for SystemClock {
 }
 
 mod connections;
+pub mod notify;
 pub use crate::domain::ticket_writes::DestinationFields;
 pub use connections::{
     CheckedCredentials, ConnectionStore, CredentialFields, HostForm, ReconcileBatch, SecretStore,

@@ -107,8 +107,18 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
     );
     let provisioners =
         HttpProvisioners::new(clock.clone(), DEFAULT_TIMEOUT).map_err(|e| WiringError(e.0))?;
+    // Notifications: the channels in NOTIFICATIONS_SECRET, read and checked once at start.
+    let (notifier, notifications) = crate::adapters::notify::aws_notifications(
+        &sdk,
+        config.notifications_secret.as_deref(),
+        config.portal_url.as_deref(),
+        clock.clone(),
+    )
+    .await
+    .map_err(|e| WiringError(e.to_string()))?;
     let store = Arc::new(store);
     let ports = Ports {
+        notifier: Arc::new(notifier),
         grants: store.clone(),
         connections: store,
         scheduler: Arc::new(scheduler),
@@ -135,6 +145,7 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
                     .map(|d| std::time::Duration::from_secs(d.seconds().unsigned_abs())),
                 ..ReconcileSettings::default()
             },
+            notifications,
             ..Settings::default()
         },
     ))
@@ -157,8 +168,18 @@ pub fn local_app(
         HttpProvisioners::new(clock.clone(), DEFAULT_TIMEOUT).map_err(|e| WiringError(e.0))?;
     let secrets = LocalSecretStore::open(&data_dir.join("secrets.json"))
         .map_err(|e| WiringError(e.to_string()))?;
+    // Notifications: the channels under `_notifications` in the same secret file, checked at start.
+    let mut settings = settings;
+    let (notifier, notifications) = crate::adapters::notify::local_notifications(
+        &data_dir.join("secrets.json"),
+        settings.notifications.portal_url.as_deref(),
+        clock.clone(),
+    )
+    .map_err(|e| WiringError(e.to_string()))?;
+    settings.notifications = notifications;
     let store = Arc::new(store);
     let ports = Ports {
+        notifier: Arc::new(notifier),
         grants: store.clone(),
         connections: store,
         scheduler: Arc::new(scheduler.clone()),

@@ -145,6 +145,8 @@ where
         ticket_systems: Arc::new(NoTicketSystems),
         provisioners: Arc::new(provisioners),
         clock,
+        // No channels: a deployment that sends no notification (tests/tests/notifications*.rs swap it).
+        notifier: Arc::new(ticketbound::adapters::notify::NotifyChannels::none()),
     }
 }
 

@@ -10,7 +10,7 @@ use ticketbound::config::parse_reconcile_every;
 use ticketbound::domain::IsoDuration;
 use ticketbound::domain::identity::RoleGroups;
 use ticketbound::http::{AppState, IdentitySource, local_router};
-use ticketbound::service::{ReconcileSettings, Settings, spawn_reconciliation};
+use ticketbound::service::{NotifySettings, ReconcileSettings, Settings, spawn_reconciliation};
 
 const USAGE: &str = "usage: ticketbound-local [--listen ADDR:PORT] [--data-dir DIR] [--reconcile-every DURATION|off]
 
@@ -19,7 +19,8 @@ const USAGE: &str = "usage: ticketbound-local [--listen ADDR:PORT] [--data-dir D
   --reconcile-every  how often to re-read the tickets of open bound grants, catching closings whose
                      webhook was lost: an ISO-8601 duration such as PT15M (the default) or PT1M, or `off`
 
-Environment: APPROVER_GROUP, ADMIN_GROUP, MAX_DURATION as on AWS; RUST_LOG for log levels.";
+Environment: APPROVER_GROUP, ADMIN_GROUP, MAX_DURATION as on AWS; PORTAL_URL (what notifications link to,
+default http://<listen>); RUST_LOG for log levels.";
 
 struct Args {
     listen: SocketAddr,
@@ -93,6 +94,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         reconcile: ReconcileSettings {
             every: args.reconcile_every,
             ..ReconcileSettings::default()
+        },
+        // Notifications link to the grant here (the channels are under `_notifications` in the secret file).
+        notifications: NotifySettings {
+            portal_url: Some(env_or("PORTAL_URL", &format!("http://{}", args.listen))),
+            ..NotifySettings::default()
         },
         ..Settings::default()
     };

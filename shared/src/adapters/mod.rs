@@ -15,6 +15,7 @@ pub mod jira;
 #[cfg(feature = "embedded")]
 pub mod local_scheduler;
 pub mod no_ticket_systems;
+pub mod notify;
 pub mod provisioner;
 #[cfg(feature = "aws")]
 pub mod scheduler;

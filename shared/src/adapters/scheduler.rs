@@ -62,14 +62,18 @@ impl EventBridgeScheduler {
     /// plus what EventBridge substitutes at each invocation (for the logs; `attempt` counts EventBridge's
     /// deliveries of this one arming, not armings).
     pub fn input(job: &Job) -> String {
-        serde_json::json!({
+        let mut input = serde_json::json!({
             "job": job.job,
             "grant_id": job.grant_id,
             "arming": job.arming,
             "scheduled_time": "<aws.scheduler.scheduled-time>",
             "attempt": "<aws.scheduler.attempt-number>",
-        })
-        .to_string()
+        });
+        // A notification job names its event (absent for every other kind).
+        if let Some(event) = job.event {
+            input["event"] = serde_json::json!(event);
+        }
+        input.to_string()
     }
 
     fn target(&self, job: &Job) -> Result<Target, SchedulerError> {

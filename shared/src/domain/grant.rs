@@ -179,6 +179,10 @@ pub struct Grant {
     /// and re-armed itself. Not written while 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub expiry_arming: u32,
+    /// Where each notification of this grant stands, per event and channel (`service/notifications.rs`); not
+    /// written while empty. Additive to DESIGN §5's shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<super::notification::NotificationState>,
     /// Bumped by every write; the store's conditional writes check it.
     pub version: u64,
 }
@@ -232,6 +236,7 @@ impl Grant {
             audit_ticket: None,
             provisioning: None,
             expiry_arming: 0,
+            notifications: Vec::new(),
             version: 1,
         }
     }

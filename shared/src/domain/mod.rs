@@ -6,6 +6,7 @@ pub mod duration;
 pub mod grant;
 pub mod identity;
 pub mod ids;
+pub mod notification;
 pub mod reconcile;
 pub mod resource;
 pub mod secret;

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use super::{ServiceError, Ticketbound};
 use crate::domain::grant::TransitionError;
 use crate::domain::ids::{GrantId, Slug, TicketKey};
+use crate::domain::notification::NotifyEvent;
 use crate::domain::{
     AuditEvent, AuditKind, Caller, EndReason, Grant, GrantDuration, GrantStatus, TicketRef,
 };
@@ -146,6 +147,7 @@ impl Ticketbound {
                 other => other.into(),
             })?;
         tracing::info!(grant = %grant.id, requester = %grant.requester, resource = %grant.resource, "grant requested");
+        self.notify(&grant, NotifyEvent::ApprovalRequested).await;
         Ok(self.audit_on_request(grant).await)
     }
 
@@ -202,6 +204,8 @@ impl Ticketbound {
             Err(e) => return Err(e.into()),
         }
         tracing::info!(grant = %id, approver = %caller.email, expires_at = ?approved.expires_at, "grant approved");
+        self.notify(&approved, NotifyEvent::Approved).await;
+        self.arm_reminders(&approved).await;
         self.provision_attempt(id).await;
         self.audit_on_decision(id).await;
         Ok(self.store.get_grant(id).await?.unwrap_or(approved))
@@ -231,6 +235,7 @@ impl Ticketbound {
             .await
         {
             Ok(()) => {
+                self.notify(&denied, NotifyEvent::Denied).await;
                 self.audit_on_decision(id).await;
                 Ok(self.store.get_grant(id).await?.unwrap_or(denied))
             }

@@ -27,6 +27,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::{ServiceError, Ticketbound};
 use crate::domain::grant::SideEffect;
+use crate::domain::notification::NotifyEvent;
 use crate::domain::{AuditEvent, AuditKind, EndReason, Grant, GrantStatus, SideEffectState};
 use crate::ports::{Job, JobKind, ProvisionAction, StoreError};
 use crate::telemetry;
@@ -95,6 +96,8 @@ fn live_arming(kind: JobKind, grant: &Grant) -> u32 {
         JobKind::Provision => grant.provisioning.as_ref().map_or(0, |p| p.arming),
         JobKind::Deprovision => grant.deprovisioning.as_ref().map_or(0, |d| d.arming),
         JobKind::Confirm => 0,
+        // Per event, on the grant's notifications (service/notifications.rs keeps its own).
+        JobKind::Notify => 0,
     }
 }
 
@@ -103,7 +106,7 @@ fn live_arming(kind: JobKind, grant: &Grant) -> u32 {
 fn record_arming(kind: JobKind, next: &mut Grant, arming: u32) -> bool {
     let slot = match kind {
         JobKind::Expire if next.status == GrantStatus::Active => &mut next.expiry_arming,
-        JobKind::Expire | JobKind::Confirm => return false,
+        JobKind::Expire | JobKind::Confirm | JobKind::Notify => return false,
         JobKind::Provision | JobKind::Deprovision => {
             let effect = if kind == JobKind::Provision {
                 next.provisioning.as_mut()
@@ -186,6 +189,7 @@ impl Ticketbound {
                 Err(e) => return Err(e.into()),
             }
             tracing::info!(grant = %id, reason = reason.as_str(), status = next.status.as_str(), "grant ended");
+            self.notify(&next, NotifyEvent::Ended).await;
             if next.status == GrantStatus::Ended
                 && let Err(e) = self.deprovision_attempt(id).await
             {
@@ -216,6 +220,7 @@ impl Ticketbound {
                     .await
             }
             JobKind::Confirm => self.confirm_ticket(job).await,
+            JobKind::Notify => self.run_notification(job).await,
         }
     }
 
@@ -616,6 +621,9 @@ impl Ticketbound {
             finished => {
                 if finished == SideEffectState::Failed {
                     tracing::error!(grant = %id, effect = effect.name(), attempts = state.attempts, error = ?state.last_error, "side effect FAILED after its retry budget; act by hand");
+                    if effect == Effect::Deprovision {
+                        self.notify(&grant, NotifyEvent::DeprovisioningFailed).await;
+                    }
                     telemetry::metric(
                         if effect == Effect::Provision {
                             "ProvisioningFailed"

@@ -10,6 +10,7 @@ mod connections;
 mod error;
 mod grants;
 mod lifecycle;
+mod notifications;
 mod reconcile;
 mod resources;
 mod ticket_writes;
@@ -23,6 +24,7 @@ pub use connections::{ConnectionInput, ConnectionView, Connections, TicketWriteE
 pub use error::{ErrorKind, ServiceError};
 pub use grants::{GrantRequest, ListGrants};
 pub use lifecycle::{EndOutcome, JobOutcome};
+pub use notifications::NotifySettings;
 pub use reconcile::{
     FOUND_BY_RECONCILIATION, RECONCILE_JOB, ReconcileReport, ReconcileSettings,
     spawn_reconciliation,
@@ -31,6 +33,7 @@ pub use resources::ResourceInput;
 pub use ticket_writes::TicketProvisioners;
 
 use crate::domain::{Caller, Grant, GrantStatus, IsoDuration};
+use crate::ports::notify::Notifier;
 use crate::ports::{
     Clock, ConnectionStore, GrantFilter, GrantStore, Provisioners, Scheduler, SecretStore,
     TicketSystems,
@@ -81,6 +84,8 @@ pub struct Settings {
     pub max_duration: IsoDuration,
     pub retry: RetryPolicy,
     pub reconcile: ReconcileSettings,
+    /// Where notifications link to and whom they address (`service/notifications.rs`).
+    pub notifications: NotifySettings,
 }
 
 impl Default for Settings {
@@ -89,6 +94,7 @@ impl Default for Settings {
             max_duration: IsoDuration::parse("P7D").expect("valid literal"),
             retry: RetryPolicy::default(),
             reconcile: ReconcileSettings::default(),
+            notifications: NotifySettings::default(),
         }
     }
 }
@@ -106,6 +112,8 @@ pub struct Ticketbound {
     pub(crate) connections: Connections,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) settings: Settings,
+    /// The deployment's notification channels (none is a valid configuration).
+    pub(crate) notifier: Arc<dyn Notifier>,
 }
 
 /// Every port the application needs, none optional. Production wiring fills it with the AWS or the embedded
@@ -121,6 +129,8 @@ pub struct Ports {
     /// connections.
     pub provisioners: Arc<dyn Provisioners>,
     pub clock: Arc<dyn Clock>,
+    /// The notification channels; `adapters::notify::NotifyChannels::none()` where a deployment has none.
+    pub notifier: Arc<dyn Notifier>,
 }
 
 impl Ticketbound {
@@ -143,6 +153,7 @@ impl Ticketbound {
             connections,
             clock: ports.clock,
             settings,
+            notifier: ports.notifier,
         }
     }
 

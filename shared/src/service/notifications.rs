@@ -1,0 +1,789 @@
+//! Notifications (DESIGN §12): events become messages to recipients, sent by a durable job as a side effect.
+//!
+//! ## Emitting an event
+//!
+//! Only the writer whose conditional write made an event happen emits it (the request's insert, the approval,
+//! the denial, the ending, deprovisioning turning `failed`), so a webhook, a schedule and a person racing to end
+//! one grant emit one `ended`. Emitting arms a one-time job named per (grant, event)
+//! (`tb-<grant>-ntf-<event code>`, [`Job::notify`]): arming one event twice leaves one schedule. Nothing is sent
+//! in the caller's path, and arming is bounded ([`ARM_TIMEOUT`]): a failure is logged and counted
+//! (`NotificationsNotArmed`) and that one message is lost, never the request, the decision or the ending.
+//! Reminders are armed when a grant longer than a day becomes active, at one day and one hour before its bound.
+//!
+//! ## The job
+//!
+//! When the job runs it first checks that its event still holds (a reminder for a grant that already ended
+//! sends nothing, an early one re-arms for its time, a request decided before its message went out is not
+//! announced any more), then claims every channel that takes the event with a lease on the grant (one
+//! conditional write), so the same job delivered twice does not send twice. It sends to the claimed channels at
+//! once, each bounded by half the lease, records each channel's outcome on the grant (`grant.notifications`:
+//! `done`, `skipped`, `failed`, or `pending` with `next_attempt_at`), and re-arms one retry for the channels that
+//! may work later, with the backoff of deprovisioning (30 s doubling to 1 h, jittered; the channel's
+//! `Retry-After` when it asked for longer) under a new arming, as `service/lifecycle.rs` describes. A permanent
+//! refusal, or the whole retry budget, makes a channel `failed`: logged at error level and counted as the
+//! `NotificationsFailed` metric, without the channel's URL or secret. A send in flight when a process dies is
+//! sent again when the lease runs out (at-least-once); each message carries a stable id for receivers to drop
+//! the duplicate.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+use tokio::task::JoinSet;
+
+use super::grants::rfc3339;
+use super::{JobOutcome, ServiceError, Ticketbound};
+use crate::domain::identity::{looks_like_email, normalize_email};
+use crate::domain::notification::{NotificationState, NotifyEvent};
+use crate::domain::{EndReason, Grant, GrantStatus, SideEffectState};
+use crate::ports::Job;
+use crate::ports::notify::{Message, SendError, SendOutcome};
+use crate::telemetry;
+
+/// Where messages link to and whom they address, from the deployment's notification configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// The portal's public base URL (`PORTAL_URL`); a grant's page is `<portal_url>/#/grant/<id>`.
+    pub portal_url: Option<String>,
+    /// Addresses told of waiting requests (the deployment-level approvers).
+    pub approver_emails: Vec<String>,
+    /// Addresses told when removing access failed.
+    pub admin_emails: Vec<String>,
+}
+
+impl NotifySettings {
+    /// The grant's page in the portal (the hash route the portal's `#/grant/<id>` view reads).
+    pub fn link(&self, grant_id: &str) -> String {
+        let base = self.portal_url.as_deref().unwrap_or_default();
+        format!("{}/#/grant/{grant_id}", base.trim_end_matches('/'))
+    }
+}
+
+/// How long arming a notification may hold up the request, decision or ending that emits it.
+pub const ARM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// A reminder that fires up to this much before its time still sends (schedules fire to the second, clocks
+/// differ by less).
+const EARLY_SLACK: Duration = Duration::seconds(60);
+/// The longest `Retry-After` honoured; a channel asking for more is retried after this.
+const MAX_RETRY_AFTER: Duration = Duration::days(1);
+
+/// Whether an event is still worth telling when its job runs.
+enum Holds {
+    Yes,
+    /// A reminder fired before its time: re-arm for then.
+    Early(OffsetDateTime),
+    /// No longer true: nothing is sent, and what waited is `skipped` with this reason.
+    No(&'static str),
+}
+
+fn holds(event: NotifyEvent, grant: &Grant, now: OffsetDateTime) -> Holds {
+    use NotifyEvent as E;
+    let yes_if = |ok: bool, why: &'static str| if ok { Holds::Yes } else { Holds::No(why) };
+    match event {
+        E::ApprovalRequested => yes_if(
+            grant.status == GrantStatus::Pending,
+            "the request was decided or withdrawn before the message went out",
+        ),
+        E::Approved => yes_if(
+            grant.status == GrantStatus::Active,
+            "the grant ended before the message went out; its end is told instead",
+        ),
+        E::Denied => yes_if(
+            grant.status == GrantStatus::Denied,
+            "the grant is not denied",
+        ),
+        E::EndingInADay | E::EndingInAnHour => {
+            let lead = event.reminder_lead().unwrap_or_default();
+            match (grant.status, grant.expires_at) {
+                (GrantStatus::Active, Some(end)) => {
+                    let at = end - lead;
+                    if now + EARLY_SLACK < at {
+                        Holds::Early(at)
+                    } else if now >= end {
+                        Holds::No("the time bound was reached before the reminder went out")
+                    } else if event == E::EndingInADay && end - now <= Duration::hours(1) {
+                        Holds::No(
+                            "too late for the one-day reminder; the one-hour reminder tells it",
+                        )
+                    } else {
+                        Holds::Yes
+                    }
+                }
+                _ => Holds::No("the grant ended before the reminder"),
+            }
+        }
+        E::Ended => yes_if(
+            matches!(grant.status, GrantStatus::Ended | GrantStatus::Cancelled),
+            "the grant has not ended",
+        ),
+        E::DeprovisioningFailed => yes_if(
+            grant
+                .deprovisioning
+                .as_ref()
+                .is_some_and(|d| d.state == SideEffectState::Failed),
+            "deprovisioning is no longer failed",
+        ),
+    }
+}
+
+/// The live arming of `event`'s job on `grant`: the highest any of its channels records.
+fn live_arming(grant: &Grant, event: NotifyEvent) -> u32 {
+    grant
+        .notifications
+        .iter()
+        .filter(|n| n.event == event)
+        .map(|n| n.arming)
+        .max()
+        .unwrap_or(0)
+}
+
+/// What one send comes to, as written on the grant.
+struct Outcome {
+    state: SideEffectState,
+    error: Option<String>,
+    reason: Option<String>,
+    next_attempt_at: Option<OffsetDateTime>,
+}
+
+impl Ticketbound {
+    /// Emits `event` for `grant`: arms its notification job, at once, if any channel takes the event. Never
+    /// fails and never waits longer than [`ARM_TIMEOUT`].
+    pub(crate) async fn notify(&self, grant: &Grant, event: NotifyEvent) {
+        if self.notifier.channels_for(event).is_empty() {
+            return;
+        }
+        self.arm_notification(&Job::notify(event, &grant.id, 0), self.clock.now())
+            .await;
+    }
+
+    /// Arms the reminders of a grant that just became active, when its time bound is longer than a day: one day
+    /// and one hour before the bound, skipping those already past.
+    pub(crate) async fn arm_reminders(&self, grant: &Grant) {
+        let (Some(end), Some(bound)) = (grant.expires_at, grant.duration.bound()) else {
+            return;
+        };
+        if bound.seconds() <= Duration::days(1).whole_seconds() {
+            return;
+        }
+        let now = self.clock.now();
+        for event in NotifyEvent::REMINDERS {
+            let at = end - event.reminder_lead().unwrap_or_default();
+            if at <= now || self.notifier.channels_for(event).is_empty() {
+                continue;
+            }
+            self.arm_notification(&Job::notify(event, &grant.id, 0), at)
+                .await;
+        }
+    }
+
+    /// Creates the schedule of a notification job, bounded in time; a failure is logged and counted, not
+    /// returned (the message is then lost; the docs say so).
+    async fn arm_notification(&self, job: &Job, at: OffsetDateTime) {
+        let error = match tokio::time::timeout(ARM_TIMEOUT, self.scheduler.schedule(job, at)).await
+        {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("the scheduler did not answer within {ARM_TIMEOUT:?}"),
+        };
+        tracing::warn!(grant = %job.grant_id, event = ?job.event, %error, "a notification could not be scheduled and will not be sent");
+        telemetry::metric("NotificationsNotArmed", 1.0);
+    }
+
+    /// Runs a notification job (see "The job" in the module docs).
+    pub(crate) async fn run_notification(&self, job: &Job) -> Result<JobOutcome, ServiceError> {
+        let Some(event) = job.event else {
+            tracing::error!(grant = %job.grant_id, "a notification job without an event; ignored");
+            return Ok(JobOutcome::Nothing);
+        };
+        let (id, fired) = (job.grant_id.as_str(), job.arming);
+        let Some(grant) = self.store.get_grant(id).await? else {
+            tracing::warn!(grant = %id, "notification job for a grant that does not exist");
+            return Ok(JobOutcome::Nothing);
+        };
+        let now = self.clock.now();
+        match holds(event, &grant, now) {
+            Holds::Yes => {}
+            Holds::Early(at) => {
+                let next = fired.max(live_arming(&grant, event)).saturating_add(1);
+                self.scheduler
+                    .schedule(&Job::notify(event, id, next), at)
+                    .await?;
+                return Ok(JobOutcome::Rearmed);
+            }
+            Holds::No(reason) => {
+                self.skip_waiting(event, id, reason).await?;
+                return Ok(JobOutcome::Nothing);
+            }
+        }
+        if event == NotifyEvent::Ended {
+            self.drop_reminders(&grant).await;
+        }
+        let channels = self.notifier.channels_for(event);
+        if channels.is_empty() {
+            return Ok(JobOutcome::Nothing);
+        }
+
+        // Claim every channel still to send, with a lease.
+        let lease = self.settings.retry.lease;
+        let mut claimed: Vec<String> = Vec::new();
+        let mut busy_until: Option<OffsetDateTime> = None;
+        let written = self
+            .modify_grant(id, |g| {
+                claimed.clear();
+                busy_until = None;
+                let mut next = g.touched();
+                for channel in &channels {
+                    let index = match next
+                        .notifications
+                        .iter()
+                        .position(|n| n.event == event && n.channel == *channel)
+                    {
+                        Some(i) => i,
+                        None => {
+                            next.notifications
+                                .push(NotificationState::pending(event, channel));
+                            next.notifications.len() - 1
+                        }
+                    };
+                    let entry = &mut next.notifications[index];
+                    if entry.state != SideEffectState::Pending {
+                        continue;
+                    }
+                    if let Some(until) = entry.lease_until.filter(|u| *u > now) {
+                        busy_until = Some(busy_until.map_or(until, |b| b.max(until)));
+                        continue;
+                    }
+                    entry.attempts += 1;
+                    entry.lease_until = Some(now + lease);
+                    claimed.push(channel.clone());
+                }
+                (!claimed.is_empty()).then_some((next, None))
+            })
+            .await?;
+        let Some(grant) = written else {
+            if let Some(until) = busy_until {
+                // Another worker is sending: come back when its lease runs out, in case it died.
+                let next = fired.max(live_arming(&grant, event)).saturating_add(1);
+                self.scheduler
+                    .schedule(&Job::notify(event, id, next), until + Duration::seconds(1))
+                    .await?;
+                return Ok(JobOutcome::Rearmed);
+            }
+            return Ok(JobOutcome::Nothing);
+        };
+
+        let results = self.send_all(event, &grant, &claimed).await;
+        self.record_sends(event, &grant, fired, results).await
+    }
+
+    /// Sends the event's message to each claimed channel at once, each bounded by half the lease.
+    async fn send_all(
+        &self,
+        event: NotifyEvent,
+        grant: &Grant,
+        channels: &[String],
+    ) -> BTreeMap<String, Result<SendOutcome, SendError>> {
+        let message = Arc::new(self.compose(event, grant));
+        let limit: std::time::Duration = self.settings.retry.lease.unsigned_abs() / 2;
+        let mut sends = JoinSet::new();
+        for channel in channels {
+            let (notifier, message, channel) =
+                (self.notifier.clone(), message.clone(), channel.clone());
+            sends.spawn(async move {
+                let result = tokio::time::timeout(limit, notifier.send(&channel, &message))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(SendError::Retryable {
+                            message: format!("the channel did not answer within {limit:?}"),
+                            retry_after: None,
+                        })
+                    });
+                (channel, result)
+            });
+        }
+        let mut results = BTreeMap::new();
+        while let Some(joined) = sends.join_next().await {
+            if let Ok((channel, result)) = joined {
+                results.insert(channel, result);
+            }
+        }
+        for channel in channels {
+            results.entry(channel.clone()).or_insert_with(|| {
+                Err(SendError::Retryable {
+                    message: "the send failed inside Ticketbound".into(),
+                    retry_after: None,
+                })
+            });
+        }
+        results
+    }
+
+    /// Writes each channel's outcome on the grant and arms one retry for those that may work later.
+    async fn record_sends(
+        &self,
+        event: NotifyEvent,
+        claimed: &Grant,
+        fired: u32,
+        results: BTreeMap<String, Result<SendOutcome, SendError>>,
+    ) -> Result<JobOutcome, ServiceError> {
+        let id = claimed.id.as_str();
+        let policy = &self.settings.retry;
+        let now = self.clock.now();
+        let attempts = |channel: &str| {
+            claimed
+                .notifications
+                .iter()
+                .find(|n| n.event == event && n.channel == channel)
+                .map_or(1, |n| n.attempts)
+        };
+        let outcomes: BTreeMap<String, Outcome> = results
+            .into_iter()
+            .map(|(channel, result)| {
+                let outcome = match result {
+                    Ok(SendOutcome::Sent) => Outcome {
+                        state: SideEffectState::Done,
+                        error: None,
+                        reason: None,
+                        next_attempt_at: None,
+                    },
+                    Ok(SendOutcome::NoRecipients) => Outcome {
+                        state: SideEffectState::Skipped,
+                        error: None,
+                        reason: Some("no recipient for this event".into()),
+                        next_attempt_at: None,
+                    },
+                    Err(SendError::Permanent(error)) => Outcome {
+                        state: SideEffectState::Failed,
+                        error: Some(error),
+                        reason: None,
+                        next_attempt_at: None,
+                    },
+                    Err(SendError::Retryable {
+                        message,
+                        retry_after,
+                    }) => {
+                        let done = attempts(&channel);
+                        if done < policy.max_attempts {
+                            let asked = retry_after
+                                .and_then(|d| Duration::try_from(d).ok())
+                                .unwrap_or(Duration::ZERO)
+                                .min(MAX_RETRY_AFTER);
+                            Outcome {
+                                state: SideEffectState::Pending,
+                                error: Some(message),
+                                reason: None,
+                                next_attempt_at: Some(now + policy.delay_after(done).max(asked)),
+                            }
+                        } else {
+                            Outcome {
+                                state: SideEffectState::Failed,
+                                error: Some(format!("{message} (after {done} attempts)")),
+                                reason: None,
+                                next_attempt_at: None,
+                            }
+                        }
+                    }
+                };
+                (channel, outcome)
+            })
+            .collect();
+
+        // The retry is armed before the outcome is written, under a new arming ("Armings" in lifecycle.rs).
+        let retry_at = outcomes.values().filter_map(|o| o.next_attempt_at).min();
+        let retry_arming = fired.max(live_arming(claimed, event)).saturating_add(1);
+        let mut arm_error = None;
+        if let Some(at) = retry_at
+            && let Err(e) = self
+                .scheduler
+                .schedule(&Job::notify(event, id, retry_arming), at)
+                .await
+        {
+            arm_error = Some(e);
+        }
+        let armed = retry_at.is_some() && arm_error.is_none();
+        let mut replaced = Vec::new();
+        let written = self
+            .modify_grant(id, |g| {
+                let mut next = g.touched();
+                replaced = vec![fired];
+                let mut changed = false;
+                for (channel, outcome) in &outcomes {
+                    let Some(entry) = next
+                        .notifications
+                        .iter_mut()
+                        .find(|n| n.event == event && n.channel == *channel)
+                    else {
+                        continue;
+                    };
+                    if entry.state != SideEffectState::Pending {
+                        continue;
+                    }
+                    replaced.push(entry.arming);
+                    entry.state = outcome.state;
+                    entry.last_error.clone_from(&outcome.error);
+                    entry.reason.clone_from(&outcome.reason);
+                    entry.next_attempt_at = outcome.next_attempt_at;
+                    entry.lease_until = None;
+                    if outcome.state == SideEffectState::Done {
+                        entry.sent_at = Some(now);
+                    }
+                    if armed && outcome.state == SideEffectState::Pending {
+                        entry.arming = entry.arming.max(retry_arming);
+                    }
+                    changed = true;
+                }
+                changed.then_some((next, None))
+            })
+            .await?;
+        let keep = (armed && written.is_some()).then_some(retry_arming);
+        let mut stale = replaced;
+        if armed && written.is_none() {
+            // Somebody else finished it meanwhile: the retry just armed has nothing to do.
+            stale.push(retry_arming);
+        }
+        stale.retain(|a| Some(*a) != keep);
+        self.remove_notification_armings(event, id, stale).await;
+
+        for (channel, outcome) in &outcomes {
+            let error = outcome.error.as_deref().unwrap_or_default();
+            match outcome.state {
+                SideEffectState::Done => {
+                    tracing::info!(grant = %id, event = event.as_str(), %channel, "notification sent");
+                    telemetry::metric("NotificationsSent", 1.0);
+                }
+                SideEffectState::Skipped => {
+                    tracing::info!(grant = %id, event = event.as_str(), %channel, reason = ?outcome.reason, "notification skipped");
+                }
+                SideEffectState::Pending => {
+                    tracing::warn!(grant = %id, event = event.as_str(), %channel, %error, next_attempt_at = ?outcome.next_attempt_at, "notification failed; retry scheduled");
+                    telemetry::metric("NotificationRetries", 1.0);
+                }
+                SideEffectState::Failed => {
+                    tracing::error!(grant = %id, event = event.as_str(), %channel, %error, "notification FAILED; it will not be retried");
+                    telemetry::metric("NotificationsFailed", 1.0);
+                }
+            }
+        }
+        match arm_error {
+            // The outcomes are written; the job's own trigger (Lambda's retry, the local redelivery) comes back
+            // for the channels still pending.
+            Some(e) => Err(e.into()),
+            None => Ok(JobOutcome::Done),
+        }
+    }
+
+    /// Marks the event's waiting channels `skipped` (the event no longer holds); leased ones are left to the
+    /// worker holding them.
+    async fn skip_waiting(
+        &self,
+        event: NotifyEvent,
+        id: &str,
+        reason: &'static str,
+    ) -> Result<(), ServiceError> {
+        let now = self.clock.now();
+        let mut live = Vec::new();
+        self.modify_grant(id, |g| {
+            let mut next = g.touched();
+            live.clear();
+            let mut changed = false;
+            for entry in next.notifications.iter_mut().filter(|n| {
+                n.event == event
+                    && n.state == SideEffectState::Pending
+                    && n.lease_until.is_none_or(|u| u <= now)
+            }) {
+                live.push(entry.arming);
+                entry.state = SideEffectState::Skipped;
+                entry.reason = Some(reason.to_owned());
+                entry.next_attempt_at = None;
+                entry.lease_until = None;
+                changed = true;
+            }
+            changed.then_some((next, None))
+        })
+        .await?;
+        self.remove_notification_armings(event, id, live).await;
+        Ok(())
+    }
+
+    /// Deletes the reminder schedules of a grant that ended (they would only fire to find it ended).
+    async fn drop_reminders(&self, grant: &Grant) {
+        if grant
+            .duration
+            .bound()
+            .is_none_or(|b| b.seconds() <= Duration::days(1).whole_seconds())
+        {
+            return;
+        }
+        for event in NotifyEvent::REMINDERS {
+            let live = live_arming(grant, event);
+            self.remove_notification_armings(event, &grant.id, vec![0, live])
+                .await;
+        }
+    }
+
+    /// Deletes the given armings of an event's job; a failure is only logged (such a schedule fires once and
+    /// finds nothing to do).
+    async fn remove_notification_armings(
+        &self,
+        event: NotifyEvent,
+        id: &str,
+        mut armings: Vec<u32>,
+    ) {
+        armings.sort_unstable();
+        armings.dedup();
+        for arming in armings {
+            if let Err(e) = self.scheduler.cancel(&Job::notify(event, id, arming)).await {
+                tracing::warn!(grant = %id, event = event.as_str(), arming, error = %e, "could not delete a stale notification schedule");
+            }
+        }
+    }
+
+    /// Who hears of a waiting request: the resource's approvers. Today these are the deployment-level
+    /// `approver_emails` of the notification configuration (chat channels post to their room), never the
+    /// requester, who cannot decide their own request.
+    pub(crate) fn approver_recipients(&self, grant: &Grant) -> Vec<String> {
+        let requester = normalize_email(&grant.requester);
+        self.settings
+            .notifications
+            .approver_emails
+            .iter()
+            .filter(|e| normalize_email(e) != requester)
+            .cloned()
+            .collect()
+    }
+
+    /// The requester, when their id is an e-mail address (it always is through the API).
+    fn requester_recipients(grant: &Grant) -> Vec<String> {
+        if looks_like_email(&grant.requester) {
+            vec![grant.requester.clone()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The message of `event` for `grant`: what happened, what to do, the facts, the link, the recipients.
+    fn compose(&self, event: NotifyEvent, grant: &Grant) -> Message {
+        use NotifyEvent as E;
+        let settings = &self.settings.notifications;
+        let (who, what) = (grant.requester.as_str(), grant.resource.as_str());
+        let ticket = grant.ticket.as_ref().map(|t| t.key.clone());
+        let ends = grant.expires_at.map(rfc3339);
+        let decider = grant.decided_by.as_deref().unwrap_or("an approver");
+        let until = match (&ends, &ticket) {
+            (Some(at), Some(key)) => format!("It ends at {at}, or earlier when {key} is closed."),
+            (Some(at), None) => format!("It ends at {at}."),
+            (None, Some(key)) => format!("It ends when {key} is closed."),
+            (None, None) => String::new(),
+        };
+        let (subject, text, to) = match event {
+            E::ApprovalRequested => (
+                format!("{who} asks for access to {what}"),
+                format!(
+                    "{who} asks for {} of access to {what}: \"{}\". Approve or deny it in Ticketbound.",
+                    grant.duration, grant.reason
+                ),
+                self.approver_recipients(grant),
+            ),
+            E::Approved => (
+                format!("Your access to {what} was approved"),
+                format!("{decider} approved your request for {what}. {until}")
+                    .trim_end()
+                    .to_owned(),
+                Self::requester_recipients(grant),
+            ),
+            E::Denied => (
+                format!("Your request for {what} was denied"),
+                format!("{decider} denied your request for {what}."),
+                Self::requester_recipients(grant),
+            ),
+            E::EndingInADay | E::EndingInAnHour => {
+                let when = if event == E::EndingInADay {
+                    "a day"
+                } else {
+                    "an hour"
+                };
+                (
+                    format!("Your access to {what} ends in {when}"),
+                    format!(
+                        "Your access to {what} ends at {}. Ask again in Ticketbound if you need longer.",
+                        ends.clone().unwrap_or_default()
+                    ),
+                    Self::requester_recipients(grant),
+                )
+            }
+            E::Ended => {
+                let why = end_reason_text(grant);
+                if grant.status == GrantStatus::Cancelled {
+                    (
+                        format!("Your request for {what} was cancelled: {why}"),
+                        format!("Your request for {what} was cancelled because {why}."),
+                        Self::requester_recipients(grant),
+                    )
+                } else {
+                    (
+                        format!("Your access to {what} ended: {why}"),
+                        format!("Your access to {what} ended because {why}."),
+                        Self::requester_recipients(grant),
+                    )
+                }
+            }
+            E::DeprovisioningFailed => {
+                let state = grant.deprovisioning.as_ref();
+                (
+                    format!("Removing {who}'s access to {what} FAILED"),
+                    format!(
+                        "Ticketbound could not remove {who}'s access to {what} after {} attempts (last error: {}). Remove it by hand.",
+                        state.map_or(0, |d| d.attempts),
+                        state
+                            .and_then(|d| d.last_error.as_deref())
+                            .unwrap_or("none recorded")
+                    ),
+                    settings.admin_emails.clone(),
+                )
+            }
+        };
+        let mut facts = vec![
+            ("Requester".to_owned(), who.to_owned()),
+            ("Resource".to_owned(), what.to_owned()),
+            ("Duration".to_owned(), grant.duration.to_string()),
+            ("Reason".to_owned(), grant.reason.clone()),
+        ];
+        if let Some(t) = &grant.ticket {
+            facts.push(("Ticket".to_owned(), format!("{} ({})", t.key, t.connection)));
+        }
+        if let Some(at) = ends {
+            facts.push(("Ends at".to_owned(), at));
+        }
+        facts.push(("Status".to_owned(), grant.status.as_str().to_owned()));
+        let mut shown = grant.clone();
+        // The receiver needs the grant, not our delivery bookkeeping.
+        shown.notifications.clear();
+        Message {
+            id: format!("{}.{}", grant.id, event.as_str()),
+            event,
+            subject,
+            text,
+            facts,
+            link: settings.link(&grant.id),
+            to,
+            grant: shown,
+        }
+    }
+}
+
+/// Why a grant ended, as the end of a sentence ("SEC-42 was closed").
+fn end_reason_text(grant: &Grant) -> String {
+    let ticket = grant
+        .ticket
+        .as_ref()
+        .map_or_else(|| "its ticket".to_owned(), |t| t.key.clone());
+    match grant.end_reason {
+        Some(EndReason::TimeBoundReached) => "its time bound was reached".into(),
+        Some(EndReason::TicketClosed) => format!("{ticket} was closed"),
+        Some(EndReason::TicketDeleted) => format!("{ticket} was deleted"),
+        Some(EndReason::Withdrawn) => "you withdrew it".into(),
+        Some(EndReason::Revoked) => match grant.ended_by.as_deref() {
+            Some(by) if normalize_email(by) == normalize_email(&grant.requester) => {
+                "you ended it".into()
+            }
+            Some(by) => format!("{by} revoked it"),
+            None => "it was revoked".into(),
+        },
+        Some(EndReason::Denied) => "it was denied".into(),
+        None => "it ended".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{GrantDuration, TicketRef};
+    use time::macros::datetime;
+
+    fn active(duration: &str) -> Grant {
+        let now = datetime!(2026-01-01 10:00 UTC);
+        let mut grant = Grant::request(
+            "01JD3AAAAAAAAAAAAAAAAAAAAA".into(),
+            "alice@example.com".into(),
+            "prod-db".into(),
+            "INC-7".into(),
+            GrantDuration::parse(duration).unwrap(),
+            Some(TicketRef {
+                connection: "jira-main".into(),
+                key: "SEC-42".into(),
+            }),
+            now,
+        );
+        grant = grant.approve("bob@example.com", now).unwrap();
+        grant
+    }
+
+    #[test]
+    fn a_reminder_holds_only_in_its_window_of_an_active_grant() {
+        let grant = active("P2D");
+        let end = grant.expires_at.unwrap();
+        let day = NotifyEvent::EndingInADay;
+        assert!(
+            matches!(holds(day, &grant, end - Duration::days(2)), Holds::Early(at) if at == end - Duration::days(1))
+        );
+        assert!(matches!(
+            holds(day, &grant, end - Duration::days(1)),
+            Holds::Yes
+        ));
+        assert!(matches!(
+            holds(day, &grant, end - Duration::minutes(30)),
+            Holds::No(_)
+        ));
+        assert!(matches!(
+            holds(
+                NotifyEvent::EndingInAnHour,
+                &grant,
+                end - Duration::minutes(30)
+            ),
+            Holds::Yes
+        ));
+        assert!(matches!(
+            holds(NotifyEvent::EndingInAnHour, &grant, end),
+            Holds::No(_)
+        ));
+        let ended = grant
+            .end(
+                EndReason::Revoked,
+                Some("bob@example.com"),
+                end - Duration::days(1),
+            )
+            .unwrap();
+        assert!(matches!(
+            holds(day, &ended, end - Duration::days(1)),
+            Holds::No(_)
+        ));
+    }
+
+    #[test]
+    fn the_end_reason_reads_as_a_sentence() {
+        let grant = active("PT4H");
+        let now = grant.decided_at.unwrap();
+        let closed = grant.end(EndReason::TicketClosed, None, now).unwrap();
+        assert_eq!(end_reason_text(&closed), "SEC-42 was closed");
+        let own = grant
+            .end(EndReason::Revoked, Some("Alice@Example.com"), now)
+            .unwrap();
+        assert_eq!(end_reason_text(&own), "you ended it");
+        let other = grant
+            .end(EndReason::Revoked, Some("bob@example.com"), now)
+            .unwrap();
+        assert_eq!(end_reason_text(&other), "bob@example.com revoked it");
+    }
+
+    #[test]
+    fn the_link_is_the_portals_grant_route() {
+        let settings = NotifySettings {
+            portal_url: Some("https://tb.example.com/".into()),
+            ..NotifySettings::default()
+        };
+        assert_eq!(
+            settings.link("01JD3AAAAAAAAAAAAAAAAAAAAA"),
+            "https://tb.example.com/#/grant/01JD3AAAAAAAAAAAAAAAAAAAAA"
+        );
+    }
+}
