@@ -195,6 +195,10 @@ impl Ticketbound {
             .await
         {
             Ok(()) => {}
+            // Only a notification's bookkeeping wrote the pending grant meanwhile: decide again.
+            Err(StoreError::Conflict) if self.still_pending(id).await => {
+                return Box::pin(self.approve_grant(caller, id)).await;
+            }
             Err(StoreError::Conflict) => {
                 return Err(ServiceError::conflict(
                     "grant_not_pending",
@@ -238,6 +242,10 @@ impl Ticketbound {
                 self.notify(&denied, NotifyEvent::Denied).await;
                 self.audit_on_decision(id).await;
                 Ok(self.store.get_grant(id).await?.unwrap_or(denied))
+            }
+            // Only a notification's bookkeeping wrote the pending grant meanwhile: decide again.
+            Err(StoreError::Conflict) if self.still_pending(id).await => {
+                Box::pin(self.deny_grant(caller, id)).await
             }
             Err(StoreError::Conflict) => Err(ServiceError::conflict(
                 "grant_not_pending",

@@ -538,6 +538,16 @@ impl Ticketbound {
         }
     }
 
+    /// Whether grant `id` is still pending. A decision whose conditional write lost to a write that left the
+    /// request pending (a notification's bookkeeping, e.g. the "request waits" message recording its delivery
+    /// while an approver acts on it) decides again instead of answering 409.
+    pub(crate) async fn still_pending(&self, id: &str) -> bool {
+        matches!(
+            self.store.get_grant(id).await,
+            Ok(Some(g)) if g.status == GrantStatus::Pending
+        )
+    }
+
     /// Who hears of a waiting request: the resource's approvers. Today these are the deployment-level
     /// `approver_emails` of the notification configuration (chat channels post to their room), never the
     /// requester, who cannot decide their own request.
