@@ -593,6 +593,16 @@ fn functions_get_only_scoped_permissions_and_only_the_api_writes_secrets() {
                         "{name}: {action} is never needed"
                     );
                 }
+                // E-mail notifications: only the expiry function sends, from this account's identities.
+                "ses" => {
+                    assert_eq!(action, "ses:SendEmail", "{name}");
+                    assert!(resource.contains(":identity/*"), "{name}: {resource}");
+                    assert_eq!(
+                        code_uri(function),
+                        "functions/expiry",
+                        "{name}: only the expiry function sends e-mail"
+                    );
+                }
                 other => panic!("{name}: unexpected service {other} ({action})"),
             }
         }
