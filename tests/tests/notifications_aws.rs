@@ -243,7 +243,10 @@ async fn on_eventbridge_a_throttled_channel_is_retried_under_a_new_arming_after_
     );
     // One schedule: the retry, under a new name, no sooner than the Retry-After.
     let retry = format!("tb-{id}-ntf-req-1");
-    assert_eq!(s.notification_schedules(&id).await, [retry.clone()]);
+    assert_eq!(
+        s.notification_schedules(&id).await,
+        std::slice::from_ref(&retry)
+    );
     assert!(
         at_time(&s.expression(&retry).await) >= OffsetDateTime::now_utc() + Duration::seconds(118)
     );

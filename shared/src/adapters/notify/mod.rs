@@ -393,16 +393,6 @@ fn judge(answer: Answer, what: &str) -> Result<SendOutcome, SendError> {
     }
 }
 
-/// The facts of a message as `label: value` lines.
-fn fact_lines(message: &Message) -> String {
-    message
-        .facts
-        .iter()
-        .map(|(label, value)| format!("{label}: {value}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

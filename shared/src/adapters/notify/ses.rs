@@ -8,7 +8,6 @@
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent};
 
-use super::fact_lines;
 use crate::adapters::aws_errors::{self, Fault};
 use crate::ports::notify::{Message, SendError, SendOutcome};
 
@@ -73,4 +72,14 @@ impl SesEmail {
         }
         Ok(SendOutcome::Sent)
     }
+}
+
+/// The facts of a message as `label: value` lines.
+fn fact_lines(message: &Message) -> String {
+    message
+        .facts
+        .iter()
+        .map(|(label, value)| format!("{label}: {value}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
