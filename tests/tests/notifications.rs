@@ -1169,3 +1169,55 @@ async fn the_webhook_the_schedule_and_a_person_ending_one_grant_at_once_send_one
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approval_racing_the_request_messages_bookkeeping_always_decides() {
+    let (server, _slack) = endpoint(vec![], slack_ok()).await;
+    let s = stack(
+        json!({"channels": [
+            {"id": "slack", "kind": "slack", "url": slack_url(&server), "events": ["approval_requested"]},
+            {"id": "slack2", "kind": "slack", "url": slack_url(&server), "events": ["approval_requested"]},
+        ]}),
+        Arc::new(SystemClock),
+        fast_retry(4),
+    )
+    .await;
+    let job_of = |id: &str| {
+        Job::notify(
+            ticketbound::domain::notification::NotifyEvent::ApprovalRequested,
+            id,
+            0,
+        )
+    };
+    for round in 0..60 {
+        let id = request_grant(&s.router, ALICE, "prod-db", "PT4H").await;
+        // The scheduler's own run of the job, two more deliveries of it, and the approver, all at once: the
+        // job's claims and records write the pending grant while the approval's conditional write lands.
+        let (router, app, job) = (s.router.clone(), s.app.clone(), job_of(&id));
+        let jobs: Vec<_> = (0..2)
+            .map(|_| {
+                let (app, job) = (app.clone(), job.clone());
+                tokio::spawn(async move { app.run_job(&job).await })
+            })
+            .collect();
+        let deciding = {
+            let id = id.clone();
+            tokio::spawn(async move {
+                call(
+                    &router,
+                    "POST",
+                    &format!("/v1/grants/{id}/approve"),
+                    APPROVER,
+                    None,
+                )
+                .await
+            })
+        };
+        let (status, body) = deciding.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "round {round}: {body}");
+        assert_eq!(body["status"], "active", "round {round}: {body}");
+        for j in jobs {
+            j.await.unwrap().unwrap();
+        }
+    }
+}
