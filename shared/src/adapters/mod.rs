@@ -12,6 +12,7 @@ pub mod dynamodb;
 pub mod embedded;
 pub mod freshservice;
 pub mod jira;
+pub(crate) mod lenient_json;
 #[cfg(feature = "embedded")]
 pub mod local_scheduler;
 pub mod no_ticket_systems;
