@@ -534,6 +534,166 @@ mod tests {
         );
     }
 
+    mod authenticity {
+        use super::super::*;
+        use crate::domain::secret::Secret;
+        use crate::domain::webhook_auth::hub_signature;
+        use base64::Engine;
+
+        const BODY: &[u8] = br#"{"webhookEvent":"jira:issue_updated"}"#;
+
+        fn secrets() -> WebhookSecrets {
+            WebhookSecrets(vec![
+                Secret::new("retired-0123456789abcdef"),
+                Secret::new("active-0123456789abcdef"),
+            ])
+        }
+
+        fn basic(user: &str, password: &str) -> String {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )
+        }
+
+        fn judge(
+            kind: ConnectionKind,
+            signature: Option<&str>,
+            shared: Option<&str>,
+            authorization: Option<&str>,
+        ) -> Result<JiraProof, JiraRefusal> {
+            let proof = JiraDeliveryProof {
+                hub_signature: signature,
+                shared_secret: shared,
+                authorization,
+            };
+            authenticate_jira_delivery(kind, &proof, BODY, &secrets())
+        }
+
+        #[test]
+        fn data_center_accepts_basic_auth_with_any_active_secret_as_password_and_any_user() {
+            for (user, password) in [
+                ("ticketbound", "active-0123456789abcdef"),
+                ("", "retired-0123456789abcdef"),
+                ("jira", "active-0123456789abcdef"),
+            ] {
+                assert_eq!(
+                    judge(
+                        ConnectionKind::JiraDataCenter,
+                        None,
+                        None,
+                        Some(&basic(user, password))
+                    ),
+                    Ok(JiraProof::BasicPassword)
+                );
+            }
+            assert_eq!(
+                judge(
+                    ConnectionKind::JiraDataCenter,
+                    None,
+                    None,
+                    Some(&basic("ticketbound", "active-0123456789abcdeF"))
+                ),
+                Err(JiraRefusal::WrongBasicPassword)
+            );
+            // The secret as the user name is not the password.
+            assert_eq!(
+                judge(
+                    ConnectionKind::JiraDataCenter,
+                    None,
+                    None,
+                    Some(&basic("active-0123456789abcdef", "x"))
+                ),
+                Err(JiraRefusal::WrongBasicPassword)
+            );
+        }
+
+        #[test]
+        fn cloud_refuses_basic_auth_even_with_the_right_password() {
+            assert_eq!(
+                judge(
+                    ConnectionKind::JiraCloud,
+                    None,
+                    None,
+                    Some(&basic("ticketbound", "active-0123456789abcdef"))
+                ),
+                Err(JiraRefusal::BasicFromCloud)
+            );
+        }
+
+        #[test]
+        fn a_wrong_signature_is_refused_whatever_else_the_delivery_carries() {
+            let wrong = hub_signature("not-a-secret", BODY);
+            let right_basic = basic("ticketbound", "active-0123456789abcdef");
+            for kind in [ConnectionKind::JiraCloud, ConnectionKind::JiraDataCenter] {
+                for (shared, authorization) in [
+                    (None, Some(right_basic.as_str())),
+                    (Some("active-0123456789abcdef"), None),
+                    (Some("active-0123456789abcdef"), Some(right_basic.as_str())),
+                    (None, None),
+                ] {
+                    assert_eq!(
+                        judge(kind, Some(&wrong), shared, authorization),
+                        Err(JiraRefusal::WrongSignature),
+                        "{kind:?}"
+                    );
+                }
+                assert_eq!(
+                    judge(kind, Some(""), Some("active-0123456789abcdef"), None),
+                    Err(JiraRefusal::WrongSignature)
+                );
+            }
+        }
+
+        #[test]
+        fn a_wrong_shared_secret_is_not_rescued_by_basic_auth() {
+            assert_eq!(
+                judge(
+                    ConnectionKind::JiraDataCenter,
+                    None,
+                    Some("guess"),
+                    Some(&basic("ticketbound", "active-0123456789abcdef"))
+                ),
+                Err(JiraRefusal::WrongSharedSecret)
+            );
+        }
+
+        #[test]
+        fn signatures_and_shared_secrets_work_for_both_kinds() {
+            let signed = hub_signature("retired-0123456789abcdef", BODY);
+            for kind in [ConnectionKind::JiraCloud, ConnectionKind::JiraDataCenter] {
+                assert_eq!(
+                    judge(kind, Some(&signed), None, Some("Bearer x")),
+                    Ok(JiraProof::Signature)
+                );
+                assert_eq!(
+                    judge(kind, None, Some(" active-0123456789abcdef "), None),
+                    Ok(JiraProof::SharedSecret)
+                );
+                assert_eq!(
+                    judge(kind, None, None, Some("JWT eyJhbGciOi.x.y")),
+                    Err(JiraRefusal::UnsupportedAuthorization)
+                );
+                assert_eq!(judge(kind, None, None, None), Err(JiraRefusal::Missing));
+            }
+        }
+
+        #[test]
+        fn no_refusal_message_names_a_secret() {
+            for refusal in [
+                JiraRefusal::WrongSignature,
+                JiraRefusal::WrongSharedSecret,
+                JiraRefusal::WrongBasicPassword,
+                JiraRefusal::BasicFromCloud,
+                JiraRefusal::UnsupportedAuthorization,
+                JiraRefusal::Missing,
+            ] {
+                assert!(!refusal.message().contains("0123456789"));
+                assert!(!refusal.as_str().is_empty());
+            }
+        }
+    }
+
     #[test]
     fn bodies_without_a_ticket_are_refused() {
         assert_eq!(
