@@ -1093,6 +1093,9 @@ async fn a_data_center_delivery_with_any_user_name_and_a_rotated_secret_is_accep
     assert_eq!(answer["already_closed"], 1, "{answer}");
 }
 
+/// What is sent, where, with which headers and body, and what the 401's message must say.
+type RefusedProof<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, &'a [u8], &'a str);
+
 #[tokio::test]
 async fn basic_auth_that_does_not_prove_the_secret_is_refused_and_changes_nothing() {
     let h = hooks().await;
@@ -1103,7 +1106,7 @@ async fn basic_auth_that_does_not_prove_the_secret_is_refused_and_changes_nothin
     let cloud_body = cloud_transition("SEC-42", "Done", "done")
         .to_string()
         .into_bytes();
-    let cases: Vec<(&str, &str, Vec<(&str, String)>, &[u8], &str)> = vec![
+    let cases: Vec<RefusedProof> = vec![
         (
             "a wrong Basic password",
             "/webhooks/jira/jira-dc",
