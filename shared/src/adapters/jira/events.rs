@@ -277,8 +277,8 @@ pub enum JiraProof {
 }
 
 /// Why a Jira delivery is not authentic. Each answers 401 `invalid_signature` and changes nothing; the reason
-/// is logged (never what was presented) and told to the sender, so an admin reading Jira's failed-delivery log
-/// knows what to fix.
+/// is logged (never what was presented) and told to the sender, so an admin testing the webhook knows what to
+/// fix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JiraRefusal {
     /// An `X-Hub-Signature` that no active secret gives for these bytes. Refused whatever else the delivery
