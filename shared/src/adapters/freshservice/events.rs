@@ -1,7 +1,7 @@
 //! What a Freshservice workflow delivery says (DESIGN §9): the body only says which ticket changed
 //! (placeholders render inconsistently), so the handler reads the ticket through the API before acting.
 //!
-//! The body is read into a typed struct ([`FreshserviceBody`]) of lenient fields (see
+//! The body is read into a typed struct (`FreshserviceBody`) of lenient fields (see
 //! `adapters::lenient_json`): whatever an operator's template renders, a field of an unexpected type reads as
 //! absent and the next place an id may be is tried.
 

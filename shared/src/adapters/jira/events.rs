@@ -9,7 +9,7 @@
 //! `{"key": "{{issue.key}}", "statusCategory": "{{issue.status.statusCategory.key}}", "status": "...",
 //! "event": "deleted"}`.
 //!
-//! The body is read into typed structs ([`JiraBody`] and the parts it holds) whose fields are lenient (see
+//! The body is read into typed structs (`JiraBody` and the parts it holds) whose fields are lenient (see
 //! `adapters::lenient_json`): a field of an unexpected type reads as absent, so an odd delivery is interpreted
 //! as far as it can be, or refused with [`DeliveryError`], never a panic.
 //!
