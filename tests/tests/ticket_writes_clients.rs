@@ -477,7 +477,8 @@ async fn freshservice_closes_with_status_5_and_retries_with_bypass_when_fields_a
 }
 
 #[tokio::test]
-async fn refused_credentials_on_writes_are_unauthorized_for_every_kind_and_a_403_is_that_writes_permission() {
+async fn refused_credentials_on_writes_are_unauthorized_for_every_kind_and_a_403_is_that_writes_permission()
+ {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(401).set_body_json(
