@@ -84,11 +84,10 @@ impl Connections {
         email: &str,
         claimed: &ClaimedIdentity,
     ) -> Result<PersonLookup, TicketSystemError> {
-        if !claimed.is_empty() {
-            let found = session.system.find_claimed_person(claimed).await;
-            if let Some(lookup) = self.observe(&mut session.connection, found, false).await? {
-                return Ok(lookup);
-            }
+        if !claimed.is_empty()
+            && let Some(lookup) = self.claimed_person(session, claimed).await?
+        {
+            return Ok(lookup);
         }
         if let Some(id) = session
             .connection
@@ -101,6 +100,20 @@ impl Connections {
         }
         let found = session.system.find_person(email).await;
         self.observe(&mut session.connection, found, false).await
+    }
+
+    /// The person a token's claim names, when one applies to this ticket system. Only a failure is recorded on
+    /// the connection: a claim may be answered without calling the ticket system (a Jira Cloud account id), which
+    /// proves nothing about the credentials.
+    async fn claimed_person(
+        &self,
+        session: &mut Session,
+        claimed: &ClaimedIdentity,
+    ) -> Result<Option<PersonLookup>, TicketSystemError> {
+        match session.system.find_claimed_person(claimed).await {
+            Ok(found) => Ok(found),
+            Err(e) => self.observe(&mut session.connection, Err(e), false).await,
+        }
     }
 
     /// Rule 3 for a requester whose token carried `claimed` (kept on the grant, so the approval's re-check
@@ -134,8 +147,7 @@ impl Connections {
         let claim = if claimed.is_empty() {
             None
         } else {
-            let found = session.system.find_claimed_person(claimed).await;
-            self.observe(&mut session.connection, found, false)
+            self.claimed_person(&mut session, claimed)
                 .await
                 .map_err(|e| unavailable_check(&ticket.connection, e))?
         };
