@@ -155,20 +155,40 @@ async function searchTickets(connection, key, results) {
     results.replaceChildren(h("p", {}, "No open tickets are assigned to you in this connection."));
     return;
   }
+  const item = (t) => {
+    ticketUrls.set(`${connection}:${t.key}`, t.url);
+    return h("li", {},
+      h("button", { type: "button", class: "link", "data-key": t.key, on: { click: () => {
+        key.value = t.key;
+        key.dispatchEvent(new Event("input"));
+        announce(`${t.key} chosen`);
+        key.focus();
+      } } }, `Use ${t.key}`),
+      ` ${t.summary} · ${t.status} · `,
+      h("a", { href: t.url, target: "_blank", rel: "noopener noreferrer" }, "open"));
+  };
+  const list = h("ul", { class: "tickets" }, r.data.items.map(item));
   results.replaceChildren(
     h("p", {}, `${r.data.items.length} open ticket(s) assigned to you:`),
-    h("ul", { class: "tickets" }, r.data.items.map((t) => {
-      ticketUrls.set(`${connection}:${t.key}`, t.url);
-      return h("li", {},
-        h("button", { type: "button", class: "link", "data-key": t.key, on: { click: () => {
-          key.value = t.key;
-          key.dispatchEvent(new Event("input"));
-          announce(`${t.key} chosen`);
-          key.focus();
-        } } }, `Use ${t.key}`),
-        ` ${t.summary} · ${t.status} · `,
-        h("a", { href: t.url, target: "_blank", rel: "noopener noreferrer" }, "open"));
-    })));
+    list);
+  // The API answers a page at a time; `next` fetches the following one.
+  let next = r.data.next;
+  if (next) {
+    const more = h("button", { type: "button", id: "more-tickets", on: { click: async () => {
+      more.disabled = true;
+      const page = await api("GET", `/v1/tickets?connection=${encodeURIComponent(connection)}&cursor=${encodeURIComponent(next)}`);
+      if (!page.ok) {
+        more.disabled = false;
+        fieldError("ticket-key", errorText(page.error));
+        return;
+      }
+      list.append(...page.data.items.map(item));
+      next = page.data.next;
+      if (next) more.disabled = false; else more.remove();
+      announce(`${page.data.items.length} more ticket(s)`);
+    } } }, "More tickets");
+    results.append(more);
+  }
 }
 
 function ticketLink(ticket) {

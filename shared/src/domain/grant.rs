@@ -158,6 +158,14 @@ pub struct Grant {
     /// issue moved to another project (a new key) still ends the grant. Additive to DESIGN §5's shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket_id: Option<String>,
+    /// What the requester's token said about them in ticket systems (an Atlassian account id, a Data Center
+    /// user name), kept so the approval's re-check of the binding matches them as exactly as the request did.
+    /// Absent when the token said nothing. Additive to DESIGN §5's shape.
+    #[serde(
+        default,
+        skip_serializing_if = "super::identity::ClaimedIdentity::is_empty"
+    )]
+    pub requester_claims: super::identity::ClaimedIdentity,
     pub status: GrantStatus,
     pub end_reason: Option<EndReason>,
     #[serde(with = "time::serde::rfc3339")]
@@ -220,6 +228,7 @@ impl Grant {
             duration,
             ticket,
             ticket_id: None,
+            requester_claims: Default::default(),
             status: GrantStatus::Pending,
             end_reason: None,
             requested_at: now,

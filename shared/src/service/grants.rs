@@ -8,7 +8,7 @@ use crate::domain::ids::{GrantId, Slug, TicketKey};
 use crate::domain::{
     AuditEvent, AuditKind, Caller, EndReason, Grant, GrantDuration, GrantStatus, TicketRef,
 };
-use crate::ports::{GrantFilter, Job, JobKind, Page, StoreError, TicketVerifier};
+use crate::ports::{GrantFilter, Job, JobKind, Page, StoreError};
 
 /// The body of `POST /v1/grants`.
 #[derive(Clone, Debug, Deserialize)]
@@ -117,7 +117,10 @@ impl Ticketbound {
             ));
         }
         let ticket_id = match &req.ticket {
-            Some(ticket) => self.check_ticket(ticket, &caller.email).await?,
+            Some(ticket) => {
+                self.check_ticket(ticket, &caller.email, &caller.claimed)
+                    .await?
+            }
             None => None,
         };
         let now = self.clock.now();
@@ -131,6 +134,9 @@ impl Ticketbound {
             now,
         );
         grant.ticket_id = ticket_id;
+        if grant.ticket.is_some() {
+            grant.requester_claims = caller.claimed.clone();
+        }
         let event = AuditEvent::of(
             &grant,
             AuditKind::Requested,
@@ -171,7 +177,8 @@ impl Ticketbound {
         }
         if let Some(ticket) = &grant.ticket {
             // The id was recorded at the request (the stores index it once, with the grant's insert).
-            self.check_ticket(ticket, &grant.requester).await?;
+            self.check_ticket(ticket, &grant.requester, &grant.requester_claims)
+                .await?;
         }
         // The expiry schedule exists before the grant is active, so an active grant always has one. A loser of
         // the race below leaves it behind; it names the same schedule, and it finds an active grant or nothing.
@@ -328,8 +335,12 @@ impl Ticketbound {
         &self,
         ticket: &TicketRef,
         requester: &str,
+        claimed: &crate::domain::identity::ClaimedIdentity,
     ) -> Result<Option<String>, ServiceError> {
-        Ok(self.connections.check_binding(ticket, requester).await?)
+        Ok(self
+            .connections
+            .check_requester_binding(ticket, requester, claimed)
+            .await?)
     }
 }
 
