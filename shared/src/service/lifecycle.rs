@@ -95,6 +95,7 @@ fn live_arming(kind: JobKind, grant: &Grant) -> u32 {
         JobKind::Provision => grant.provisioning.as_ref().map_or(0, |p| p.arming),
         JobKind::Deprovision => grant.deprovisioning.as_ref().map_or(0, |d| d.arming),
         JobKind::Confirm => 0,
+        JobKind::PendingExpiry => grant.pending_arming,
     }
 }
 
@@ -103,7 +104,8 @@ fn live_arming(kind: JobKind, grant: &Grant) -> u32 {
 fn record_arming(kind: JobKind, next: &mut Grant, arming: u32) -> bool {
     let slot = match kind {
         JobKind::Expire if next.status == GrantStatus::Active => &mut next.expiry_arming,
-        JobKind::Expire | JobKind::Confirm => return false,
+        JobKind::PendingExpiry if next.status == GrantStatus::Pending => &mut next.pending_arming,
+        JobKind::Expire | JobKind::Confirm | JobKind::PendingExpiry => return false,
         JobKind::Provision | JobKind::Deprovision => {
             let effect = if kind == JobKind::Provision {
                 next.provisioning.as_mut()
@@ -186,6 +188,10 @@ impl Ticketbound {
                 Err(e) => return Err(e.into()),
             }
             tracing::info!(grant = %id, reason = reason.as_str(), status = next.status.as_str(), "grant ended");
+            if next.status == GrantStatus::Cancelled {
+                // No decision is coming: its deadline has nothing left to do.
+                self.cancel_pending_expiry(&next).await;
+            }
             if next.status == GrantStatus::Ended
                 && let Err(e) = self.deprovision_attempt(id).await
             {
@@ -216,6 +222,48 @@ impl Ticketbound {
                     .await
             }
             JobKind::Confirm => self.confirm_ticket(job).await,
+            JobKind::PendingExpiry => self.pending_expired(&job.grant_id, job.arming).await,
+        }
+    }
+
+    /// A request's decision deadline fired: still pending (and the deadline reached), it is cancelled as
+    /// `approval_timed_out`, through [`Self::end_grant`] like every other end, so it races a late approval or a
+    /// withdrawal safely. Decided or withdrawn meanwhile: nothing.
+    async fn pending_expired(&self, id: &str, fired: u32) -> Result<JobOutcome, ServiceError> {
+        let Some(grant) = self.store.get_grant(id).await? else {
+            return Ok(JobOutcome::Nothing);
+        };
+        if grant.status != GrantStatus::Pending {
+            return Ok(JobOutcome::Nothing);
+        }
+        let due = grant
+            .decide_by
+            .unwrap_or(grant.requested_at + self.settings.pending_for.as_duration());
+        if self.clock.now() < due {
+            // Early (clock skew): re-arm under a new name rather than cancel.
+            self.rearm(JobKind::PendingExpiry, id, fired, due).await?;
+            tracing::info!(grant = %id, %due, "pending deadline fired early; re-armed");
+            return Ok(JobOutcome::Rearmed);
+        }
+        match self
+            .end_grant(id, EndReason::ApprovalTimedOut, None)
+            .await?
+        {
+            EndOutcome::Ended(_) => {
+                tracing::info!(grant = %id, "request cancelled: nobody decided it within PENDING_FOR");
+                telemetry::metric("ApprovalsTimedOut", 1.0);
+                Ok(JobOutcome::Done)
+            }
+            EndOutcome::AlreadyClosed(_) => Ok(JobOutcome::Nothing),
+        }
+    }
+
+    /// Deletes a request's live deadline schedule once the request is decided or ended. A failure is only
+    /// logged: the schedule fires once, finds the request no longer pending, and does nothing.
+    pub(crate) async fn cancel_pending_expiry(&self, grant: &Grant) {
+        let job = Job::armed(JobKind::PendingExpiry, &grant.id, grant.pending_arming);
+        if let Err(e) = self.scheduler.cancel(&job).await {
+            tracing::warn!(grant = %grant.id, error = %e, "could not delete the request's deadline schedule");
         }
     }
 
