@@ -271,7 +271,10 @@ mod tests {
         let mut pairs = REQUIRED.to_vec();
         pairs.push(("PENDING_FOR", "PT8H"));
         assert_eq!(
-            Config::from_lookup(env(&pairs)).unwrap().pending_for.seconds(),
+            Config::from_lookup(env(&pairs))
+                .unwrap()
+                .pending_for
+                .seconds(),
             8 * 3_600
         );
     }

@@ -233,7 +233,9 @@ pub enum TransitionError {
     #[error("nobody may approve or deny their own request")]
     SelfDecision,
     /// This approver's approval is already recorded; the quorum needs other approvers.
-    #[error("you already approved this request; it needs {missing} more approval(s) from other approvers")]
+    #[error(
+        "you already approved this request; it needs {missing} more approval(s) from other approvers"
+    )]
     AlreadyApproved { missing: u32 },
 }
 

@@ -588,11 +588,7 @@ impl Ticketbound {
         for _ in 0..MAX_SCAN_PAGES {
             let page = self
                 .store
-                .list_grants(
-                    &query.filter,
-                    query.limit - items.len(),
-                    cursor.as_deref(),
-                )
+                .list_grants(&query.filter, query.limit - items.len(), cursor.as_deref())
                 .await?;
             items.extend(page.items.into_iter().filter(|g| visible(g)));
             cursor = page.next;

@@ -6,9 +6,7 @@ use serde::Deserialize;
 use super::{ServiceError, Ticketbound};
 use crate::domain::identity::{Email, normalize_email};
 use crate::domain::ids::Slug;
-use crate::domain::resource::{
-    ApprovalPolicy, Approvers, AutoApprove, MAX_APPROVALS_REQUIRED,
-};
+use crate::domain::resource::{ApprovalPolicy, Approvers, AutoApprove, MAX_APPROVALS_REQUIRED};
 use crate::domain::secret::Secret;
 use crate::domain::url_policy::check_outbound_url;
 use crate::domain::{Caller, IsoDuration, Provisioner, Resource};
@@ -111,7 +109,9 @@ fn checked_policy(
             if a.groups.len() > MAX_POLICY_ENTRIES || a.users.len() > MAX_POLICY_ENTRIES {
                 return Err(ServiceError::unprocessable(
                     "invalid_approvers",
-                    format!("`approvers` holds at most {MAX_POLICY_ENTRIES} groups and {MAX_POLICY_ENTRIES} users"),
+                    format!(
+                        "`approvers` holds at most {MAX_POLICY_ENTRIES} groups and {MAX_POLICY_ENTRIES} users"
+                    ),
                 ));
             }
             let groups = a
@@ -164,7 +164,9 @@ fn checked_policy(
         Some(groups) if groups.is_empty() || groups.len() > MAX_POLICY_ENTRIES => {
             return Err(ServiceError::unprocessable(
                 "invalid_requesters",
-                format!("`requesters` lists 1 to {MAX_POLICY_ENTRIES} groups; leave it out to let everyone request"),
+                format!(
+                    "`requesters` lists 1 to {MAX_POLICY_ENTRIES} groups; leave it out to let everyone request"
+                ),
             ));
         }
         Some(groups) => Some(distinct(
@@ -266,9 +268,7 @@ impl Ticketbound {
             })?;
         let policy = checked_policy(
             &input,
-            max_duration
-                .as_ref()
-                .unwrap_or(&self.settings.max_duration),
+            max_duration.as_ref().unwrap_or(&self.settings.max_duration),
         )?;
         let existing = self.store.get_resource(id).await?;
         let provisioner = match input.provisioner {
