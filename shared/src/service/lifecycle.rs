@@ -150,11 +150,25 @@ impl Ticketbound {
         actor: Option<&str>,
         found_by: Option<&str>,
     ) -> Result<EndOutcome, ServiceError> {
+        self.end_grant_when(id, reason, actor, found_by, None).await
+    }
+
+    /// [`Self::end_grant_noting`], only while the grant is in status `only` when given (a request's deadline
+    /// cancels a pending request, never the grant an approval made of it a moment before); otherwise
+    /// [`EndOutcome::AlreadyClosed`] with nothing done.
+    async fn end_grant_when(
+        &self,
+        id: &str,
+        reason: EndReason,
+        actor: Option<&str>,
+        found_by: Option<&str>,
+        only: Option<GrantStatus>,
+    ) -> Result<EndOutcome, ServiceError> {
         for _ in 0..RACE_RETRIES {
             let Some(grant) = self.store.get_grant(id).await? else {
                 return Err(ServiceError::grant_not_found(id));
             };
-            if !grant.status.is_open() {
+            if !grant.status.is_open() || only.is_some_and(|only| only != grant.status) {
                 return Ok(EndOutcome::AlreadyClosed(grant));
             }
             let now = self.clock.now();
@@ -227,8 +241,9 @@ impl Ticketbound {
     }
 
     /// A request's decision deadline fired: still pending (and the deadline reached), it is cancelled as
-    /// `approval_timed_out`, through [`Self::end_grant`] like every other end, so it races a late approval or a
-    /// withdrawal safely. Decided or withdrawn meanwhile: nothing.
+    /// `approval_timed_out`, by the same conditional write as every other end, and only while it is pending:
+    /// an approval landing at the same moment either wins (the grant stays active) or finds it cancelled.
+    /// Decided or withdrawn meanwhile: nothing.
     async fn pending_expired(&self, id: &str, fired: u32) -> Result<JobOutcome, ServiceError> {
         let Some(grant) = self.store.get_grant(id).await? else {
             return Ok(JobOutcome::Nothing);
@@ -246,7 +261,13 @@ impl Ticketbound {
             return Ok(JobOutcome::Rearmed);
         }
         match self
-            .end_grant(id, EndReason::ApprovalTimedOut, None)
+            .end_grant_when(
+                id,
+                EndReason::ApprovalTimedOut,
+                None,
+                None,
+                Some(GrantStatus::Pending),
+            )
             .await?
         {
             EndOutcome::Ended(_) => {
