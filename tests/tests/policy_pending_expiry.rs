@@ -98,7 +98,7 @@ async fn a_request_nobody_decides_is_cancelled_by_its_eventbridge_schedule_after
     // The deadline is one one-time schedule, `pnd`, at decide_by, targeting the expiry function.
     let name = Job::new(JobKind::PendingExpiry, &id).schedule_name();
     assert_eq!(name, format!("tb-{id}-pnd"));
-    assert_eq!(schedules_of(&client, &group, &id).await, [name.clone()]);
+    assert_eq!(schedules_of(&client, &group, &id).await, [name.as_str()]);
     let schedule = client
         .get_schedule()
         .name(&name)

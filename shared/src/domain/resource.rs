@@ -116,8 +116,7 @@ pub struct Approvers {
 impl Approvers {
     /// Whether `caller` is one of these approvers.
     pub fn includes(&self, caller: &Caller) -> bool {
-        self.users.iter().any(|u| *u == caller.email)
-            || caller.groups.iter().any(|g| self.groups.contains(g))
+        self.users.contains(&caller.email) || caller.groups.iter().any(|g| self.groups.contains(g))
     }
 
     /// "groups a, b; users c" for messages.
