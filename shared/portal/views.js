@@ -19,6 +19,7 @@ const END_REASONS = {
   revoked: "ended early",
   withdrawn: "withdrawn by the requester",
   denied: "denied",
+  approval_timed_out: "nobody decided in time",
 };
 
 // Which field of the request form an API error concerns.
@@ -214,6 +215,10 @@ function grantCard(g, { actions = [], headingLevel = "h3" } = {}) {
     ["Requested", when(g.requested_at)],
   ];
   if (g.status === "active") pairs.push(["Time left", g.expires_at ? h("span", { class: "time-left", "data-expires": g.expires_at }, timeLeft(g.expires_at)) : "until the ticket is closed"]);
+  const approvals = g.approvals || [];
+  if (g.approvals_required > 1 || (g.status === "pending" && approvals.length)) {
+    pairs.push(["Approvals", `${approvals.length} of ${g.approvals_required || 1}${approvals.length ? ` (${approvals.map((a) => a.by).join(", ")})` : ""}`]);
+  }
   if (g.decided_by) pairs.push([g.status === "denied" ? "Denied by" : "Approved by", g.decided_by]);
   if (g.ended_at) pairs.push(["Ended", when(g.ended_at)]);
   if (g.end_reason) pairs.push(["End reason", END_REASONS[g.end_reason] || g.end_reason]);
@@ -310,6 +315,7 @@ export async function viewApprovals(main, _arg, ctx) {
 
 const EVENT_NAMES = {
   requested: "Requested",
+  approval_recorded: "Approval recorded",
   approved: "Approved",
   denied: "Denied",
   cancelled: "Cancelled",

@@ -28,6 +28,7 @@ pub const API_VARS: &[&str] = &[
     "OIDC_AUTHORIZATION_ENDPOINT",
     "OIDC_TOKEN_ENDPOINT",
     "OIDC_SCOPES",
+    "PENDING_FOR",
 ];
 
 /// The portal's OpenID Connect sign-in on AWS (authorization code with PKCE, a public client).
@@ -77,6 +78,18 @@ pub struct Config {
     pub oidc: Option<OidcSettings>,
     /// `RECONCILE_EVERY` (default `PT15M`); `None` when `off`.
     pub reconcile_every: Option<IsoDuration>,
+    /// `PENDING_FOR` (default `P1D`): how long a request waits for its approvals before it is cancelled as
+    /// `approval_timed_out`.
+    pub pending_for: IsoDuration,
+}
+
+/// Parses `PENDING_FOR`: an ISO-8601 duration of at least a second.
+pub fn parse_pending_for(value: &str) -> Result<IsoDuration, String> {
+    let wait = IsoDuration::parse(value.trim()).map_err(|e| e.to_string())?;
+    if wait.seconds() < 1 {
+        return Err("a request must be able to wait at least one second".into());
+    }
+    Ok(wait)
 }
 
 /// Parses a reconciliation interval: an ISO-8601 duration of at least a second, or `off`.
@@ -140,6 +153,8 @@ impl Config {
             oidc: oidc_settings(&lookup)?,
             reconcile_every: parse_reconcile_every(&or("RECONCILE_EVERY", "PT15M"))
                 .map_err(|e| ConfigError(format!("RECONCILE_EVERY: {e}")))?,
+            pending_for: parse_pending_for(&or("PENDING_FOR", "P1D"))
+                .map_err(|e| ConfigError(format!("PENDING_FOR: {e}")))?,
         })
     }
 }
@@ -344,6 +359,31 @@ mod tests {
             "{:?}",
             config.identity_warnings
         );
+    }
+
+    #[test]
+    fn a_pending_request_waits_a_day_unless_pending_for_says_otherwise() {
+        let config = Config::from_lookup(env(REQUIRED)).unwrap();
+        assert_eq!(config.pending_for.seconds(), 86_400);
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("PENDING_FOR", "PT8H"));
+        assert_eq!(
+            Config::from_lookup(env(&pairs))
+                .unwrap()
+                .pending_for
+                .seconds(),
+            8 * 3_600
+        );
+    }
+
+    #[test]
+    fn a_bad_pending_for_is_refused_with_its_name() {
+        for bad in ["tomorrow", "PT0S", "P1M", "off"] {
+            let mut pairs = REQUIRED.to_vec();
+            pairs.push(("PENDING_FOR", bad));
+            let err = Config::from_lookup(env(&pairs)).unwrap_err();
+            assert!(err.0.starts_with("PENDING_FOR"), "{bad}: {}", err.0);
+        }
     }
 
     #[test]

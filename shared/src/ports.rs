@@ -156,6 +156,10 @@ pub enum JobKind {
     /// of that ticket when it is closed; it is not recorded on the grant (each one deletes itself after it
     /// fires, and a stale one finds nothing to end).
     Confirm,
+    /// A pending request's decision deadline (`requested_at + PENDING_FOR`, issue 13): still pending when it
+    /// fires, the request is cancelled as `approval_timed_out`. Deciding or withdrawing the request deletes it;
+    /// a stale one finds a request that is no longer pending and does nothing.
+    PendingExpiry,
 }
 
 /// A scheduled job: the `Input` of an EventBridge Scheduler schedule.
@@ -197,7 +201,8 @@ impl Job {
     }
 
     /// The schedule's name: deterministic per (grant, kind, arming), so creating one arming twice cannot make
-    /// two schedules: `tb-<grant>-<exp|prv|dep>` for arming 0, `tb-<grant>-<exp|prv|dep>-<n>` after. A ULID
+    /// two schedules: `tb-<grant>-<exp|prv|dep>` for arming 0, `tb-<grant>-<exp|prv|dep>-<n>` after (`cnf` for
+    /// a deferred confirmation, `pnd` for a pending request's deadline). A ULID
     /// grant id gives at most 44 characters of `[0-9A-Za-z-]`, inside EventBridge's 64 and `[0-9a-zA-Z-_.]`.
     pub fn schedule_name(&self) -> String {
         let kind = match self.job {
@@ -205,6 +210,7 @@ impl Job {
             JobKind::Provision => "prv",
             JobKind::Deprovision => "dep",
             JobKind::Confirm => "cnf",
+            JobKind::PendingExpiry => "pnd",
         };
         match self.arming {
             0 => format!("tb-{}-{kind}", self.grant_id),

@@ -135,6 +135,7 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
                     .map(|d| std::time::Duration::from_secs(d.seconds().unsigned_abs())),
                 ..ReconcileSettings::default()
             },
+            pending_for: config.pending_for.clone(),
             ..Settings::default()
         },
     ))

@@ -52,6 +52,7 @@ async fn app_with_gateway(gateway: &MockServer) -> TestApp {
             max_duration: None,
             require_ticket: false,
             provisioner: Provisioner::None,
+            policy: Default::default(),
         },
     )
     .await

@@ -81,6 +81,9 @@ pub struct Settings {
     pub max_duration: IsoDuration,
     pub retry: RetryPolicy,
     pub reconcile: ReconcileSettings,
+    /// How long a request waits for its approvals before it is cancelled as `approval_timed_out`
+    /// (`PENDING_FOR`, default `P1D`).
+    pub pending_for: IsoDuration,
 }
 
 impl Default for Settings {
@@ -89,6 +92,7 @@ impl Default for Settings {
             max_duration: IsoDuration::parse("P7D").expect("valid literal"),
             retry: RetryPolicy::default(),
             reconcile: ReconcileSettings::default(),
+            pending_for: IsoDuration::parse("P1D").expect("valid literal"),
         }
     }
 }
