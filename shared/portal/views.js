@@ -19,6 +19,7 @@ const END_REASONS = {
   revoked: "ended early",
   withdrawn: "withdrawn by the requester",
   denied: "denied",
+  approval_timed_out: "nobody decided in time",
 };
 
 // Which field of the request form an API error concerns.
@@ -155,20 +156,40 @@ async function searchTickets(connection, key, results) {
     results.replaceChildren(h("p", {}, "No open tickets are assigned to you in this connection."));
     return;
   }
+  const item = (t) => {
+    ticketUrls.set(`${connection}:${t.key}`, t.url);
+    return h("li", {},
+      h("button", { type: "button", class: "link", "data-key": t.key, on: { click: () => {
+        key.value = t.key;
+        key.dispatchEvent(new Event("input"));
+        announce(`${t.key} chosen`);
+        key.focus();
+      } } }, `Use ${t.key}`),
+      ` ${t.summary} · ${t.status} · `,
+      h("a", { href: t.url, target: "_blank", rel: "noopener noreferrer" }, "open"));
+  };
+  const list = h("ul", { class: "tickets" }, r.data.items.map(item));
   results.replaceChildren(
     h("p", {}, `${r.data.items.length} open ticket(s) assigned to you:`),
-    h("ul", { class: "tickets" }, r.data.items.map((t) => {
-      ticketUrls.set(`${connection}:${t.key}`, t.url);
-      return h("li", {},
-        h("button", { type: "button", class: "link", "data-key": t.key, on: { click: () => {
-          key.value = t.key;
-          key.dispatchEvent(new Event("input"));
-          announce(`${t.key} chosen`);
-          key.focus();
-        } } }, `Use ${t.key}`),
-        ` ${t.summary} · ${t.status} · `,
-        h("a", { href: t.url, target: "_blank", rel: "noopener noreferrer" }, "open"));
-    })));
+    list);
+  // The API answers a page at a time; `next` fetches the following one.
+  let next = r.data.next;
+  if (next) {
+    const more = h("button", { type: "button", id: "more-tickets", on: { click: async () => {
+      more.disabled = true;
+      const page = await api("GET", `/v1/tickets?connection=${encodeURIComponent(connection)}&cursor=${encodeURIComponent(next)}`);
+      if (!page.ok) {
+        more.disabled = false;
+        fieldError("ticket-key", errorText(page.error));
+        return;
+      }
+      list.append(...page.data.items.map(item));
+      next = page.data.next;
+      if (next) more.disabled = false; else more.remove();
+      announce(`${page.data.items.length} more ticket(s)`);
+    } } }, "More tickets");
+    results.append(more);
+  }
 }
 
 function ticketLink(ticket) {
@@ -194,6 +215,10 @@ function grantCard(g, { actions = [], headingLevel = "h3" } = {}) {
     ["Requested", when(g.requested_at)],
   ];
   if (g.status === "active") pairs.push(["Time left", g.expires_at ? h("span", { class: "time-left", "data-expires": g.expires_at }, timeLeft(g.expires_at)) : "until the ticket is closed"]);
+  const approvals = g.approvals || [];
+  if (g.approvals_required > 1 || (g.status === "pending" && approvals.length)) {
+    pairs.push(["Approvals", `${approvals.length} of ${g.approvals_required || 1}${approvals.length ? ` (${approvals.map((a) => a.by).join(", ")})` : ""}`]);
+  }
   if (g.decided_by) pairs.push([g.status === "denied" ? "Denied by" : "Approved by", g.decided_by]);
   if (g.ended_at) pairs.push(["Ended", when(g.ended_at)]);
   if (g.end_reason) pairs.push(["End reason", END_REASONS[g.end_reason] || g.end_reason]);
@@ -290,6 +315,7 @@ export async function viewApprovals(main, _arg, ctx) {
 
 const EVENT_NAMES = {
   requested: "Requested",
+  approval_recorded: "Approval recorded",
   approved: "Approved",
   denied: "Denied",
   cancelled: "Cancelled",

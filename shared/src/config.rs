@@ -1,7 +1,7 @@
 //! Configuration, read once at start from the environment (names as in `template.yaml`, DESIGN §3).
 
 use crate::domain::IsoDuration;
-use crate::domain::identity::RoleGroups;
+use crate::domain::identity::{ClaimSettings, RoleGroups, check_claim_settings};
 
 /// Every variable a Lambda function reads. `template.yaml` sets exactly these for each function (a test checks).
 pub const COMMON_VARS: &[&str] = &[
@@ -24,11 +24,14 @@ pub const API_VARS: &[&str] = &[
     "ADMIN_GROUP",
     "EMAIL_CLAIM",
     "GROUPS_CLAIM",
+    "ATLASSIAN_ACCOUNT_ID_CLAIM",
+    "USERNAME_CLAIM",
     "OIDC_ISSUER",
     "OIDC_CLIENT_ID",
     "OIDC_AUTHORIZATION_ENDPOINT",
     "OIDC_TOKEN_ENDPOINT",
     "OIDC_SCOPES",
+    "PENDING_FOR",
 ];
 
 /// The portal's OpenID Connect sign-in on AWS (authorization code with PKCE, a public client).
@@ -65,6 +68,15 @@ pub struct Config {
     pub roles: RoleGroups,
     pub email_claim: String,
     pub groups_claim: String,
+    /// `ATLASSIAN_ACCOUNT_ID_CLAIM`: a claim holding the caller's Atlassian account id (exact identity on Jira
+    /// Cloud, preferred over a search by e-mail); unset when tokens carry none.
+    pub atlassian_account_id_claim: Option<String>,
+    /// `USERNAME_CLAIM`: a claim holding the caller's directory user name (looked up exactly on Jira Data
+    /// Center); unset when tokens carry none.
+    pub username_claim: Option<String>,
+    /// What the claim settings need from the identity provider to work (`OIDC_ISSUER` tells which one), for a
+    /// log line at start (docs/identity.md). A setting no token of that issuer can satisfy is an error instead.
+    pub identity_warnings: Vec<String>,
     /// The portal's sign-in; `None` while `OIDC_CLIENT_ID` is unset (the page then says how to set it up).
     pub oidc: Option<OidcSettings>,
     /// `RECONCILE_EVERY` (default `PT15M`); `None` when `off`.
@@ -74,6 +86,18 @@ pub struct Config {
     pub notifications_secret: Option<String>,
     /// `PORTAL_URL`: the portal's public base URL, which messages link to.
     pub portal_url: Option<String>,
+    /// `PENDING_FOR` (default `P1D`): how long a request waits for its approvals before it is cancelled as
+    /// `approval_timed_out`.
+    pub pending_for: IsoDuration,
+}
+
+/// Parses `PENDING_FOR`: an ISO-8601 duration of at least a second.
+pub fn parse_pending_for(value: &str) -> Result<IsoDuration, String> {
+    let wait = IsoDuration::parse(value.trim()).map_err(|e| e.to_string())?;
+    if wait.seconds() < 1 {
+        return Err("a request must be able to wait at least one second".into());
+    }
+    Ok(wait)
 }
 
 /// Parses a reconciliation interval: an ISO-8601 duration of at least a second, or `off`.
@@ -101,6 +125,24 @@ impl Config {
         let or = |name: &str, default: &str| lookup(name).unwrap_or_else(|| default.to_owned());
         let defaults = RoleGroups::default();
         let max_duration = or("MAX_DURATION", "P7D");
+        let roles = RoleGroups {
+            approver: or("APPROVER_GROUP", &defaults.approver),
+            admin: or("ADMIN_GROUP", &defaults.admin),
+        };
+        let email_claim = or("EMAIL_CLAIM", "email");
+        let groups_claim = or("GROUPS_CLAIM", "groups");
+        let atlassian_account_id_claim = lookup("ATLASSIAN_ACCOUNT_ID_CLAIM");
+        let username_claim = lookup("USERNAME_CLAIM");
+        let issuer = lookup("OIDC_ISSUER");
+        let identity_warnings = check_claim_settings(&ClaimSettings {
+            issuer: issuer.as_deref(),
+            email: &email_claim,
+            groups: &groups_claim,
+            account_id: atlassian_account_id_claim.as_deref(),
+            username: username_claim.as_deref(),
+            roles: &roles,
+        })
+        .map_err(|e| ConfigError(format!("identity claims: {e} (docs/identity.md)")))?;
         Ok(Self {
             table_name: required("TABLE_NAME")?,
             schedule_group: required("SCHEDULE_GROUP")?,
@@ -110,12 +152,12 @@ impl Config {
             secret_prefix: or("SECRET_PREFIX", "ticketbound/"),
             max_duration: IsoDuration::parse(&max_duration)
                 .map_err(|e| ConfigError(format!("MAX_DURATION: {e}")))?,
-            roles: RoleGroups {
-                approver: or("APPROVER_GROUP", &defaults.approver),
-                admin: or("ADMIN_GROUP", &defaults.admin),
-            },
-            email_claim: or("EMAIL_CLAIM", "email"),
-            groups_claim: or("GROUPS_CLAIM", "groups"),
+            roles,
+            email_claim,
+            groups_claim,
+            atlassian_account_id_claim,
+            username_claim,
+            identity_warnings,
             oidc: oidc_settings(&lookup)?,
             reconcile_every: parse_reconcile_every(&or("RECONCILE_EVERY", "PT15M"))
                 .map_err(|e| ConfigError(format!("RECONCILE_EVERY: {e}")))?,
@@ -124,6 +166,8 @@ impl Config {
                 &or("SECRET_PREFIX", "ticketbound/"),
             )?,
             portal_url: lookup("PORTAL_URL"),
+            pending_for: parse_pending_for(&or("PENDING_FOR", "P1D"))
+                .map_err(|e| ConfigError(format!("PENDING_FOR: {e}")))?,
         })
     }
 }
@@ -147,6 +191,18 @@ fn notifications_secret(
         )));
     }
     Ok(Some(secret))
+}
+
+impl Config {
+    /// The claims the portal API reads the caller from.
+    pub fn claim_names(&self) -> crate::http::JwtClaimNames {
+        crate::http::JwtClaimNames {
+            email: self.email_claim.clone(),
+            groups: self.groups_claim.clone(),
+            atlassian_account_id: self.atlassian_account_id_claim.clone(),
+            username: self.username_claim.clone(),
+        }
+    }
 }
 
 /// The portal's sign-in settings: all of them once `OIDC_CLIENT_ID` is set, none before.
@@ -304,6 +360,87 @@ mod tests {
         pairs.push(("NOTIFICATIONS_SECRET", "other/notifications"));
         let err = Config::from_lookup(env(&pairs)).unwrap_err();
         assert!(err.0.contains("SECRET_PREFIX"), "{}", err.0);
+    }
+
+    #[test]
+    fn identity_claims_are_optional_and_read_when_set() {
+        let config = Config::from_lookup(env(REQUIRED)).unwrap();
+        assert_eq!(config.atlassian_account_id_claim, None);
+        assert_eq!(config.username_claim, None);
+        let mut pairs = REQUIRED.to_vec();
+        pairs.extend([
+            ("ATLASSIAN_ACCOUNT_ID_CLAIM", "atlassian_account_id"),
+            ("USERNAME_CLAIM", "samaccountname"),
+        ]);
+        let config = Config::from_lookup(env(&pairs)).unwrap();
+        let names = config.claim_names();
+        assert_eq!(
+            names.atlassian_account_id.as_deref(),
+            Some("atlassian_account_id")
+        );
+        assert_eq!(names.username.as_deref(), Some("samaccountname"));
+    }
+
+    #[test]
+    fn the_api_refuses_to_start_with_claims_no_token_of_its_issuer_carries() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.extend([
+            (
+                "OIDC_ISSUER",
+                "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/",
+            ),
+            ("EMAIL_CLAIM", "preferred_username"),
+        ]);
+        let err = Config::from_lookup(env(&pairs)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("configuration: identity claims: EMAIL_CLAIM=preferred_username"),
+            "{err}"
+        );
+        assert!(err.0.contains("use `upn`"), "{err}");
+
+        let mut cognito = REQUIRED.to_vec();
+        cognito.extend([
+            (
+                "OIDC_ISSUER",
+                "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123",
+            ),
+            ("GROUPS_CLAIM", "groups"),
+        ]);
+        let config = Config::from_lookup(env(&cognito)).unwrap();
+        assert!(
+            config
+                .identity_warnings
+                .iter()
+                .any(|w| w.contains("access tokens do not")),
+            "{:?}",
+            config.identity_warnings
+        );
+    }
+
+    #[test]
+    fn a_pending_request_waits_a_day_unless_pending_for_says_otherwise() {
+        let config = Config::from_lookup(env(REQUIRED)).unwrap();
+        assert_eq!(config.pending_for.seconds(), 86_400);
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("PENDING_FOR", "PT8H"));
+        assert_eq!(
+            Config::from_lookup(env(&pairs))
+                .unwrap()
+                .pending_for
+                .seconds(),
+            8 * 3_600
+        );
+    }
+
+    #[test]
+    fn a_bad_pending_for_is_refused_with_its_name() {
+        for bad in ["tomorrow", "PT0S", "P1M", "off"] {
+            let mut pairs = REQUIRED.to_vec();
+            pairs.push(("PENDING_FOR", bad));
+            let err = Config::from_lookup(env(&pairs)).unwrap_err();
+            assert!(err.0.starts_with("PENDING_FOR"), "{bad}: {}", err.0);
+        }
     }
 
     #[test]

@@ -16,4 +16,7 @@ pub mod http;
 pub mod ports;
 pub mod service;
 pub mod telemetry;
+/// The composition root builds an application over the AWS adapters (`aws`) or the local ones (`embedded`);
+/// with neither feature there is nothing to compose, so the module is not compiled.
+#[cfg(any(feature = "aws", feature = "embedded"))]
 pub mod wiring;

@@ -160,6 +160,10 @@ pub enum JobKind {
     /// Send one event's notification to the channels that take it (`service/notifications.rs`); the event is
     /// the job's [`Job::event`]. Also the reminders before a time bound, armed at approval.
     Notify,
+    /// A pending request's decision deadline (`requested_at + PENDING_FOR`, issue 13): still pending when it
+    /// fires, the request is cancelled as `approval_timed_out`. Deciding or withdrawing the request deletes it;
+    /// a stale one finds a request that is no longer pending and does nothing.
+    PendingExpiry,
 }
 
 /// A scheduled job: the `Input` of an EventBridge Scheduler schedule.
@@ -216,7 +220,8 @@ impl Job {
     }
 
     /// The schedule's name: deterministic per (grant, kind, arming), so creating one arming twice cannot make
-    /// two schedules: `tb-<grant>-<exp|prv|dep>` for arming 0, `tb-<grant>-<exp|prv|dep>-<n>` after. A ULID
+    /// two schedules: `tb-<grant>-<exp|prv|dep>` for arming 0, `tb-<grant>-<exp|prv|dep>-<n>` after (`cnf` for
+    /// a deferred confirmation, `pnd` for a pending request's deadline). A ULID
     /// grant id gives at most 44 characters of `[0-9A-Za-z-]`, inside EventBridge's 64 and `[0-9a-zA-Z-_.]`.
     pub fn schedule_name(&self) -> String {
         let kind = match self.job {
@@ -234,6 +239,7 @@ impl Job {
                 }
                 None => "ntf",
             },
+            JobKind::PendingExpiry => "pnd",
         };
         match self.arming {
             0 => format!("tb-{}-{kind}", self.grant_id),

@@ -146,6 +146,7 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
                 ..ReconcileSettings::default()
             },
             notifications,
+            pending_for: config.pending_for.clone(),
             ..Settings::default()
         },
     ))

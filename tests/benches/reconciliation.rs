@@ -111,6 +111,7 @@ async fn main() {
             max_duration: None,
             require_ticket: false,
             provisioner: Provisioner::None,
+            policy: Default::default(),
         })
         .await
         .unwrap();

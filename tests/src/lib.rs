@@ -506,6 +506,7 @@ async fn spawn_app_with(store: EmbeddedStore, dir: PathBuf, policy: HttpPolicy) 
             max_duration: None,
             require_ticket: false,
             provisioner: Provisioner::None,
+            policy: Default::default(),
         })
         .await
         .expect("resource");

@@ -35,6 +35,9 @@ fn settings(kind: ConnectionKind, base_url: &str, method: AuthMethod) -> Connect
         updated_at: OffsetDateTime::UNIX_EPOCH,
         audit: None,
         people: Default::default(),
+        token_type: None,
+        detected_token_type: None,
+        cloud_id: None,
     }
 }
 

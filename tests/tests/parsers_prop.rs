@@ -23,13 +23,17 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
+use std::sync::LazyLock;
 use tower::ServiceExt;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use ticketbound::adapters::freshservice::events::interpret_freshservice;
-use ticketbound::adapters::jira::events::interpret_jira;
+use ticketbound::adapters::jira::events::{
+    JiraDeliveryProof, JiraProof, JiraRefusal, authenticate_jira_delivery, interpret_jira,
+};
 use ticketbound::adapters::provisioner::{signature_header, verify_signature_header};
+use ticketbound::domain::connection::{ConnectionKind, WebhookSecrets};
 use ticketbound::domain::duration::DurationError;
 use ticketbound::domain::identity::parse_groups;
 use ticketbound::domain::secret::Secret;
@@ -447,6 +451,442 @@ proptest! {
     }
 }
 
+/// The webhook parsers as they were before they read typed structs (issue 10): walking `serde_json::Value`.
+/// Kept here, verbatim, as the oracle the typed parsers must agree with on every input.
+mod value_walking {
+    use serde_json::Value;
+    use ticketbound::adapters::freshservice::MAX_TICKET_ID_DIGITS;
+    use ticketbound::domain::ticket_events::{Closing, DeliveryError, TicketChange};
+
+    fn category_is_done(key: Option<&str>, id: Option<&Value>) -> bool {
+        match key.map(str::trim).filter(|k| !k.is_empty()) {
+            Some(key) => key.eq_ignore_ascii_case("done") || key == "3",
+            None => match id {
+                Some(Value::Number(n)) => n.as_u64() == Some(3),
+                Some(Value::String(s)) => s.trim() == "3",
+                _ => false,
+            },
+        }
+    }
+
+    fn text(v: Option<&Value>) -> Option<&str> {
+        v.and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+
+    fn issue_id(v: Option<&Value>) -> Option<String> {
+        let id = match v? {
+            Value::String(s) => s.trim().to_owned(),
+            Value::Number(n) => n.as_u64()?.to_string(),
+            _ => return None,
+        };
+        (!id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())).then_some(id)
+    }
+
+    fn in_list(name: &str, list: &[String]) -> bool {
+        list.iter()
+            .any(|s| s.trim().eq_ignore_ascii_case(name.trim()))
+    }
+
+    fn issue_is_closed(issue: &Value, closed_statuses: &[String]) -> bool {
+        let status = &issue["fields"]["status"];
+        let category = &status["statusCategory"];
+        category_is_done(text(category.get("key")), category.get("id"))
+            || text(status.get("name")).is_some_and(|name| in_list(name, closed_statuses))
+    }
+
+    fn changelog_closes(changelog: &Value, closed_statuses: &[String]) -> bool {
+        changelog["items"].as_array().is_some_and(|items| {
+            items.iter().any(|item| {
+                let is_status = match text(item.get("fieldId")) {
+                    Some(id) => id == "status",
+                    None => {
+                        text(item.get("field")).is_some_and(|f| f.eq_ignore_ascii_case("status"))
+                    }
+                };
+                is_status
+                    && text(item.get("toString")).is_some_and(|to| in_list(to, closed_statuses))
+            })
+        })
+    }
+
+    pub fn interpret_jira(
+        body: &Value,
+        closed_statuses: &[String],
+    ) -> Result<TicketChange, DeliveryError> {
+        let object = body.as_object().ok_or(DeliveryError::NotAnObject)?;
+        if let Some(event) = text(object.get("webhookEvent")) {
+            let key = text(body["issue"].get("key"));
+            if !matches!(event, "jira:issue_updated" | "jira:issue_deleted") {
+                return Ok(TicketChange {
+                    key: key.unwrap_or_default().to_owned(),
+                    id: issue_id(body["issue"].get("id")),
+                    closing: None,
+                    source: event.to_owned(),
+                });
+            }
+            let key = key.ok_or(DeliveryError::NoTicket("issue.key is missing"))?;
+            let closing = match event {
+                "jira:issue_deleted" => Some(Closing::Deleted),
+                "jira:issue_updated" => (issue_is_closed(&body["issue"], closed_statuses)
+                    || changelog_closes(&body["changelog"], closed_statuses))
+                .then_some(Closing::Closed),
+                _ => None,
+            };
+            return Ok(TicketChange {
+                key: key.to_owned(),
+                id: issue_id(body["issue"].get("id")),
+                closing,
+                source: event.to_owned(),
+            });
+        }
+        let issue = if body.get("issue").is_some_and(Value::is_object) {
+            Some(&body["issue"])
+        } else if body.get("fields").is_some_and(Value::is_object) {
+            Some(body)
+        } else {
+            None
+        };
+        if let Some(issue) = issue {
+            let key =
+                text(issue.get("key")).ok_or(DeliveryError::NoTicket("issue key is missing"))?;
+            let closing = issue_is_closed(issue, closed_statuses).then_some(Closing::Closed);
+            return Ok(TicketChange {
+                key: key.to_owned(),
+                id: issue_id(issue.get("id")),
+                closing,
+                source: "automation".into(),
+            });
+        }
+        let key = text(object.get("key"))
+            .or_else(|| text(object.get("issueKey")))
+            .ok_or(DeliveryError::NoTicket("no `key`"))?;
+        let deleted = text(object.get("event")).is_some_and(|e| {
+            matches!(
+                e.to_ascii_lowercase().as_str(),
+                "deleted" | "issue_deleted" | "jira:issue_deleted"
+            )
+        });
+        let category_done = category_is_done(text(object.get("statusCategory")), None);
+        let status_closed = text(object.get("status")).is_some_and(|s| in_list(s, closed_statuses));
+        let closing = if deleted {
+            Some(Closing::Deleted)
+        } else if category_done || status_closed {
+            Some(Closing::Closed)
+        } else {
+            None
+        };
+        Ok(TicketChange {
+            key: key.to_owned(),
+            id: issue_id(object.get("id").or_else(|| object.get("issueId"))),
+            closing,
+            source: "automation".into(),
+        })
+    }
+
+    fn is_ticket_id(key: &str) -> bool {
+        !key.is_empty()
+            && key.len() <= MAX_TICKET_ID_DIGITS
+            && key.bytes().all(|b| b.is_ascii_digit())
+    }
+
+    pub fn interpret_freshservice(body: &Value) -> Result<String, DeliveryError> {
+        if !body.is_object() {
+            return Err(DeliveryError::NotAnObject);
+        }
+        let root = if body["freshdesk_webhook"].is_object() {
+            &body["freshdesk_webhook"]
+        } else {
+            body
+        };
+        let candidates = [
+            &root["ticket_id"],
+            &root["ticket"]["id_numeric"],
+            &root["ticket"]["id"],
+            &root["id"],
+            &root["ticket_display_id"],
+        ];
+        for candidate in candidates {
+            let raw = match candidate {
+                Value::Number(n) => n.as_u64().map(|n| n.to_string()),
+                Value::String(s) => Some(s.trim().to_owned()),
+                _ => None,
+            };
+            let Some(raw) = raw else { continue };
+            let digits = raw.rsplit_once('-').map_or(raw.as_str(), |(_, n)| n);
+            let significant = digits.trim_start_matches('0');
+            let id = if significant.is_empty() && !digits.is_empty() {
+                "0"
+            } else {
+                significant
+            };
+            if digits.bytes().all(|b| b.is_ascii_digit()) && is_ticket_id(id) {
+                return Ok(id.to_owned());
+            }
+        }
+        Err(DeliveryError::NoTicket("no numeric `ticket_id`"))
+    }
+}
+
+/// Objects built only from the members the webhook parsers read (Jira webhooks, Automation bodies, Freshservice
+/// templates), with values of every type, nested up to five deep (a changelog item is four): the branches that choose between forms (a present
+/// but unusable `id` against `issueId`, a `freshdesk_webhook` that is not an object, an `issue` that is an
+/// array) are reached far more often than from arbitrary JSON.
+fn webhook_shaped() -> BoxedStrategy<Value> {
+    const MEMBERS: &[&str] = &[
+        "webhookEvent",
+        "issue",
+        "changelog",
+        "items",
+        "key",
+        "issueKey",
+        "id",
+        "issueId",
+        "fields",
+        "status",
+        "statusCategory",
+        "name",
+        "field",
+        "fieldId",
+        "toString",
+        "event",
+        "ticket",
+        "ticket_id",
+        "id_numeric",
+        "ticket_display_id",
+        "freshdesk_webhook",
+    ];
+    let leaf = webhook_leaf();
+    leaf.prop_recursive(5, 64, 6, |inner| {
+        prop_oneof![
+            1 => prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            3 => prop::collection::vec((prop::sample::select(MEMBERS), inner), 0..6).prop_map(|pairs| {
+                Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            }),
+        ]
+    })
+    .boxed()
+}
+
+/// A value of any JSON type, biased towards what the webhook parsers compare against.
+fn webhook_leaf() -> BoxedStrategy<Value> {
+    const VALUES: &[&str] = &[
+        "jira:issue_updated",
+        "jira:issue_deleted",
+        "jira:issue_created",
+        " jira:issue_updated ",
+        "done",
+        " Done ",
+        "3",
+        " 3 ",
+        "indeterminate",
+        "status",
+        "Status",
+        "Won't Do",
+        "deleted",
+        "ISSUE_DELETED",
+        "SEC-42",
+        " SEC-42 ",
+        "10042",
+        "INC-0077",
+        "000",
+        "-",
+        "",
+        " ",
+    ];
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        prop_oneof![Just(3u64), Just(0), Just(10042), any::<u64>()].prop_map(Value::from),
+        prop_oneof![Just(-3i64), any::<i64>()].prop_map(Value::from),
+        prop_oneof![Just(3.0f64), any::<f64>()].prop_map(Value::from),
+        prop::sample::select(VALUES).prop_map(Value::from),
+    ]
+    .boxed()
+}
+
+/// An object of the members given (`None`: left out).
+fn object_of(members: Vec<(&str, Option<Value>)>) -> Value {
+    Value::Object(
+        members
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+            .collect(),
+    )
+}
+
+/// A Jira webhook (or Automation *Issue data*) body in its own structure, every member optional and every one
+/// of them sometimes a value of another type: `webhookEvent`, `issue {key, id, fields {status {name,
+/// statusCategory {key, id}}}}`, `changelog {items [{field, fieldId, toString}]}`, and top-level `key`, `id`,
+/// `fields`. Arbitrary JSON rarely builds a changelog item four levels down; this does on most cases.
+fn jira_structured() -> BoxedStrategy<Value> {
+    fn maybe(s: BoxedStrategy<Value>) -> BoxedStrategy<Option<Value>> {
+        prop::option::weighted(0.75, s).boxed()
+    }
+    fn or_leaf(s: BoxedStrategy<Value>) -> BoxedStrategy<Value> {
+        prop_oneof![5 => s, 1 => webhook_leaf()].boxed()
+    }
+    /// Mostly one of the values a real delivery has there, sometimes anything.
+    fn like(values: &'static [Value]) -> BoxedStrategy<Value> {
+        or_leaf(prop::sample::select(values).boxed())
+    }
+    static EVENTS: LazyLock<Vec<Value>> = LazyLock::new(|| {
+        vec![
+            "jira:issue_updated".into(),
+            "jira:issue_deleted".into(),
+            "jira:issue_created".into(),
+            " jira:issue_updated ".into(),
+        ]
+    });
+    static KEYS: LazyLock<Vec<Value>> =
+        LazyLock::new(|| vec!["SEC-42".into(), " SEC-42 ".into(), "".into(), " ".into()]);
+    static IDS: LazyLock<Vec<Value>> = LazyLock::new(|| {
+        vec![
+            "10042".into(),
+            10042.into(),
+            " 7 ".into(),
+            "ab".into(),
+            "".into(),
+            (-1).into(),
+        ]
+    });
+    static NAMES: LazyLock<Vec<Value>> = LazyLock::new(|| {
+        vec![
+            "Done".into(),
+            "Won't Do".into(),
+            "In Progress".into(),
+            " closed ".into(),
+        ]
+    });
+    static CATEGORY_KEYS: LazyLock<Vec<Value>> = LazyLock::new(|| {
+        vec![
+            "done".into(),
+            "indeterminate".into(),
+            "3".into(),
+            "".into(),
+            " DONE ".into(),
+        ]
+    });
+    static CATEGORY_IDS: LazyLock<Vec<Value>> =
+        LazyLock::new(|| vec![3.into(), "3".into(), 4.into(), " 3 ".into(), 3.0.into()]);
+    static FIELDS: LazyLock<Vec<Value>> = LazyLock::new(|| {
+        vec![
+            "status".into(),
+            "Status".into(),
+            "resolution".into(),
+            "".into(),
+        ]
+    });
+    let item = (
+        maybe(like(&FIELDS)),
+        maybe(like(&FIELDS)),
+        maybe(like(&NAMES)),
+    )
+        .prop_map(|(field, field_id, to)| {
+            object_of(vec![
+                ("field", field),
+                ("fieldId", field_id),
+                ("toString", to),
+            ])
+        })
+        .boxed();
+    let items = or_leaf(
+        prop::collection::vec(or_leaf(item), 0..4)
+            .prop_map(Value::Array)
+            .boxed(),
+    );
+    let changelog = or_leaf(
+        maybe(items)
+            .prop_map(|items| object_of(vec![("items", items)]))
+            .boxed(),
+    );
+    let category = or_leaf(
+        (maybe(like(&CATEGORY_KEYS)), maybe(like(&CATEGORY_IDS)))
+            .prop_map(|(key, id)| object_of(vec![("key", key), ("id", id)]))
+            .boxed(),
+    );
+    let status = or_leaf(
+        (maybe(like(&NAMES)), maybe(category))
+            .prop_map(|(name, category)| {
+                object_of(vec![("name", name), ("statusCategory", category)])
+            })
+            .boxed(),
+    );
+    let fields = or_leaf(
+        maybe(status)
+            .prop_map(|status| object_of(vec![("status", status)]))
+            .boxed(),
+    );
+    let issue = or_leaf(
+        (maybe(like(&KEYS)), maybe(like(&IDS)), maybe(fields.clone()))
+            .prop_map(|(key, id, fields)| {
+                object_of(vec![("key", key), ("id", id), ("fields", fields)])
+            })
+            .boxed(),
+    );
+    (
+        maybe(like(&EVENTS)),
+        maybe(issue),
+        maybe(changelog),
+        prop::option::weighted(0.2, fields),
+        prop::option::weighted(0.2, like(&KEYS)),
+        prop::option::weighted(0.2, like(&IDS)),
+    )
+        .prop_map(|(event, issue, changelog, fields, key, id)| {
+            object_of(vec![
+                ("webhookEvent", event),
+                ("issue", issue),
+                ("changelog", changelog),
+                ("fields", fields),
+                ("key", key),
+                ("id", id),
+            ])
+        })
+        .boxed()
+}
+
+/// An Automation *Custom data* body: any of its members, each with a value of any type.
+fn automation_custom_data() -> BoxedStrategy<Value> {
+    const MEMBERS: &[&str] = &[
+        "key",
+        "issueKey",
+        "id",
+        "issueId",
+        "event",
+        "statusCategory",
+        "status",
+    ];
+    prop::collection::vec((prop::sample::select(MEMBERS), webhook_leaf()), 0..8)
+        .prop_map(|pairs| {
+            Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        })
+        .boxed()
+}
+
+proptest! {
+    // At least 4,096 cases (a few seconds): a disagreement can hide four members deep in one form.
+    #![proptest_config(Config { cases: Config::default().cases.max(4096), ..Config::default() })]
+
+    #[test]
+    fn the_typed_jira_interpretation_agrees_with_the_value_walking_one(
+        body in prop_oneof![2 => jira_body_json(), 2 => webhook_shaped(), 2 => automation_custom_data(), 3 => jira_structured()],
+        closed in prop::collection::vec(
+            prop_oneof![3 => prop::sample::select(&["Won't Do", "done", " Closed", "SEC-42"][..]).prop_map(str::to_owned), 1 => word()],
+            0..3,
+        ),
+    ) {
+        prop_assert_eq!(interpret_jira(&body, &closed), value_walking::interpret_jira(&body, &closed), "{}", body);
+    }
+
+    #[test]
+    fn the_typed_freshservice_interpretation_agrees_with_the_value_walking_one(
+        body in prop_oneof![2 => mutated_freshservice(), 1 => json_value(), 3 => webhook_shaped()],
+    ) {
+        prop_assert_eq!(interpret_freshservice(&body), value_walking::interpret_freshservice(&body), "{}", body);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Pure parsers: authenticity.
 
@@ -534,6 +974,61 @@ proptest! {
             let trimmed = header.trim();
             prop_assert!(trimmed.starts_with("Basic ") || trimmed.starts_with("basic "));
             prop_assert!(password.len() < header.len());
+        }
+    }
+
+    #[test]
+    fn a_jira_delivery_is_judged_by_the_strongest_proof_it_presents(
+        secret in "[!-~]{16,48}",
+        body in prop::collection::vec(any::<u8>(), 0..512),
+        data_center in any::<bool>(),
+        signature in 0..3usize,
+        shared in 0..3usize,
+        authorization in 0..5usize,
+        user in "[^:]{0,12}",
+        junk in header_text(),
+    ) {
+        let kind = if data_center { ConnectionKind::JiraDataCenter } else { ConnectionKind::JiraCloud };
+        let secrets = WebhookSecrets(vec![Secret::new("retired-secret-0123456789"), Secret::new(secret.clone())]);
+        let basic = |password: &str| format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+        // 0: absent, 1: right, 2: wrong (another secret, another body's signature, junk).
+        let signature_value = match signature {
+            0 => None,
+            1 => Some(hub_signature(&secret, &body)),
+            _ => Some(if junk.len() % 2 == 0 { junk.clone() } else { hub_signature(&secret, b"another body") }),
+        };
+        let shared_value = match shared {
+            0 => None,
+            1 => Some(format!(" {secret} ")),
+            _ => Some(format!("{secret}x")),
+        };
+        let authorization_value = match authorization {
+            0 => None,
+            1 => Some(basic(&secret)),
+            2 => Some(basic(&format!("{secret}x"))),
+            3 => Some(format!("Bearer {secret}")),
+            _ => Some(junk.clone()),
+        };
+        let proof = JiraDeliveryProof {
+            hub_signature: signature_value.as_deref(),
+            shared_secret: shared_value.as_deref(),
+            authorization: authorization_value.as_deref(),
+        };
+        let judged = authenticate_jira_delivery(kind, &proof, &body, &secrets);
+        match (signature, shared, authorization) {
+            // A signature decides alone: right is accepted, wrong is refused, whatever else is there.
+            (1, _, _) => prop_assert_eq!(judged, Ok(JiraProof::Signature)),
+            (2, _, _) => prop_assert_eq!(judged, Err(JiraRefusal::WrongSignature)),
+            // Then the shared secret, alone.
+            (0, 1, _) => prop_assert_eq!(judged, Ok(JiraProof::SharedSecret)),
+            (0, 2, _) => prop_assert_eq!(judged, Err(JiraRefusal::WrongSharedSecret)),
+            // Then Basic: the password, from Data Center only.
+            (0, 0, 1) if data_center => prop_assert_eq!(judged, Ok(JiraProof::BasicPassword)),
+            (0, 0, 1) => prop_assert_eq!(judged, Err(JiraRefusal::BasicFromCloud)),
+            (0, 0, 2) if data_center => prop_assert_eq!(judged, Err(JiraRefusal::WrongBasicPassword)),
+            (0, 0, 0) => prop_assert_eq!(judged, Err(JiraRefusal::Missing)),
+            // A bearer token, junk, or a wrong password on Cloud: never accepted.
+            _ => prop_assert!(judged.is_err(), "{judged:?}"),
         }
     }
 
@@ -1245,6 +1740,143 @@ fn a_signed_jira_delivery_of_any_shape_is_handled_or_refused_and_ending_nothing_
             Ok(())
         },
     );
+    w.saw_accepted_and_refused();
+}
+
+/// Issue 11: a Jira Data Center connection also takes HTTP Basic with an active webhook secret as the password.
+/// Through the router, with the same bodies as above: the right password is handled (200, or 400 for a body that
+/// names no issue); a flipped password, Basic on the Cloud connection, a bearer token, and a wrong signature or
+/// shared secret beside the right password are 401 `invalid_signature` and change nothing.
+#[test]
+fn a_jira_data_center_delivery_with_basic_auth_is_handled_only_with_the_secret_and_never_past_a_wrong_proof()
+ {
+    let w = world();
+    let dc = json!({"id": "jira-dc", "kind": "jira_data_center", "base_url": w.jira_api.uri(), "personal_access_token": "dc-pat-0123456789"});
+    let created = w.send(
+        "POST",
+        "/v1/connections",
+        ADMIN,
+        &[],
+        dc.to_string().into_bytes(),
+    );
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let dc_secret = created.json["webhook_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let dc_ticket = TicketRef {
+        connection: "jira-dc".into(),
+        key: "SEC-42".into(),
+    };
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let strategy = (
+        raw_body(jira_body_json()),
+        0..6usize,
+        any::<Index>(),
+        header_text(),
+        "[^:]{0,12}",
+    );
+    run(strategy, |(body, how, at, junk, user)| {
+        w.ensure_open_grant();
+        w.rt.block_on(async {
+            let grants = w.t.store.grants_for_ticket(&dc_ticket).await.expect("read");
+            if !grants.iter().any(|g| g.status.is_open()) {
+                seed_bound_active_grants(&w.t.app, &dc_ticket, "prod-db", 1).await;
+            }
+        });
+        let flipped = {
+            let mut secret: Vec<char> = dc_secret.chars().collect();
+            let i = at.index(secret.len());
+            secret[i] = if secret[i] == 'x' { 'y' } else { 'x' };
+            secret.into_iter().collect::<String>()
+        };
+        let basic =
+            |password: &str| format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+        let wrong_signature = if junk.len() % 2 == 0 {
+            junk.clone()
+        } else {
+            hub_signature(&dc_secret, b"another body")
+        };
+        let delivery = next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_string();
+        let (uri, headers, authentic): (&str, Vec<(&str, String)>, bool) = match how {
+            0 => (
+                "/webhooks/jira/jira-dc",
+                vec![("authorization", basic(&flipped))],
+                false,
+            ),
+            1 => (
+                "/webhooks/jira/jira-dc",
+                vec![
+                    ("x-hub-signature", wrong_signature),
+                    ("authorization", basic(&dc_secret)),
+                ],
+                false,
+            ),
+            2 => (
+                "/webhooks/jira/jira-main",
+                vec![("authorization", basic(&w.jira_secret))],
+                false,
+            ),
+            3 => (
+                "/webhooks/jira/jira-dc",
+                vec![("authorization", format!("Bearer {dc_secret}"))],
+                false,
+            ),
+            4 => (
+                "/webhooks/jira/jira-dc",
+                vec![
+                    ("x-ticketbound-secret", flipped),
+                    ("authorization", basic(&dc_secret)),
+                ],
+                false,
+            ),
+            _ => (
+                "/webhooks/jira/jira-dc",
+                vec![
+                    ("authorization", basic(&dc_secret)),
+                    ("x-atlassian-webhook-identifier", delivery),
+                ],
+                true,
+            ),
+        };
+        let before = w.snapshot();
+        let answer = w.refused_changes_nothing("POST", uri, ("", ""), &headers, body)?;
+        prop_assert!(
+            !answer.text.contains(&dc_secret) && !answer.text.contains(&w.jira_secret),
+            "a secret in the answer"
+        );
+        if authentic {
+            prop_assert!(
+                matches!(answer.status, StatusCode::OK | StatusCode::BAD_REQUEST),
+                "{}: {}",
+                answer.status,
+                answer.text
+            );
+            let ended = answer.json["ended"].as_u64().unwrap_or(0)
+                + answer.json["cancelled"].as_u64().unwrap_or(0);
+            if ended == 0 {
+                prop_assert!(before == w.snapshot(), "{}", answer.text);
+            } else {
+                prop_assert_eq!(
+                    answer.json["ticket"].as_str(),
+                    Some("SEC-42"),
+                    "{}",
+                    answer.text
+                );
+            }
+        } else {
+            prop_assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
+            prop_assert_eq!(
+                answer.json["error"]["code"].as_str(),
+                Some("invalid_signature"),
+                "{}",
+                answer.text
+            );
+        }
+        Ok(())
+    });
     w.saw_accepted_and_refused();
 }
 

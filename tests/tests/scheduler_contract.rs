@@ -96,7 +96,10 @@ async fn eventbridge() -> Subject {
 /// A whole second a day from now: both adapters keep it exactly (EventBridge rounds up to the second and
 /// moves past times forward).
 fn tomorrow(plus_minutes: i64) -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
+    // One base for the whole run: a case calls this when it schedules and again when it checks, and a busy
+    // machine may cross a second boundary in between.
+    static BASE: std::sync::OnceLock<OffsetDateTime> = std::sync::OnceLock::new();
+    let now = *BASE.get_or_init(OffsetDateTime::now_utc);
     now.replace_nanosecond(0).expect("zero is valid")
         + Duration::days(1)
         + Duration::minutes(plus_minutes)

@@ -822,3 +822,130 @@ async fn an_audit_ticket_that_cannot_be_opened_never_blocks_the_request_and_is_o
     assert_eq!(conn["status"], "connected");
     w.assert_no_secret();
 }
+
+/// The connection's status as the admin API shows it.
+async fn connection_status(w: &World, id: &str) -> Value {
+    let (status, conn) = w
+        .call("GET", &format!("/v1/connections/{id}"), ADMIN, Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{conn}");
+    conn
+}
+
+#[tokio::test]
+async fn a_jira_transition_the_account_may_not_make_is_reported_on_the_grant_not_as_reauthorization()
+ {
+    let w = world().await;
+    w.call(
+        "PATCH",
+        "/v1/connections/jira-main",
+        ADMIN,
+        json!({"audit": {"project": "AUD"}}),
+    )
+    .await;
+    w.resource(json!({"kind": "none"})).await;
+    jira_search_finds_nothing(&w.jira).await;
+    Mock::given(method("POST"))
+        .and(path("/rest/api/3/issue"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "9", "key": "AUD-9"})))
+        .mount(&w.jira)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/rest/api/3/issue/AUD-9/comment"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "1"})))
+        .mount(&w.jira)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/issue/AUD-9"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(support::cloud_issue("AUD-9", "To Do", "new", None)),
+        )
+        .mount(&w.jira)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/issue/AUD-9/transitions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"transitions": [
+            {"id": "41", "name": "Close", "to": {"name": "Closed", "statusCategory": {"key": "done"}}}
+        ]})))
+        .mount(&w.jira)
+        .await;
+    // Jira Cloud's answer to a transition the account lacks the Transition Issues permission for.
+    Mock::given(method("POST"))
+        .and(path("/rest/api/3/issue/AUD-9/transitions"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "errorMessages": ["You do not have permission to transition this issue."], "errors": {}
+        })))
+        .mount(&w.jira)
+        .await;
+
+    let grant = w.request().await;
+    let id = grant["id"].as_str().unwrap().to_owned();
+    w.act(&id, "approve", APPROVER).await;
+    let ended = w.act(&id, "revoke", ALICE).await;
+
+    assert_eq!(ended["status"], "ended");
+    assert_eq!(ended["deprovisioning"]["state"], "pending", "{ended}");
+    let error = ended["deprovisioning"]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("may not close AUD-9")
+            && error.contains("Transition Issues permission in project AUD")
+            && error.contains("You do not have permission to transition this issue."),
+        "{error}"
+    );
+    let conn = connection_status(&w, "jira-main").await;
+    assert_eq!(conn["status"], "connected", "{conn}");
+    w.assert_no_secret();
+}
+
+#[tokio::test]
+async fn bypass_mandatory_refused_to_a_non_admin_key_is_reported_on_the_grant_not_as_reauthorization()
+ {
+    let w = world().await;
+    w.call(
+        "PATCH",
+        "/v1/connections/fs-main",
+        ADMIN,
+        json!({"audit": {"group_id": 5}}),
+    )
+    .await;
+    w.resource(json!({"kind": "none"})).await;
+    fs_audit_mocks(&w.fs, 78).await;
+    Mock::given(method("PUT"))
+        .and(path("/api/v2/tickets/78"))
+        .and(query_param_is_missing("bypass_mandatory"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "description": "Validation failed",
+            "errors": [{"field": "category", "message": "It should not be blank as this is a mandatory field", "code": "invalid_value"}]
+        })))
+        .expect(1)
+        .mount(&w.fs)
+        .await;
+    // Freshservice lets only an admin's API key use bypass_mandatory.
+    Mock::given(method("PUT"))
+        .and(path("/api/v2/tickets/78"))
+        .and(wiremock::matchers::query_param("bypass_mandatory", "true"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "code": "access_denied", "message": "You are not authorized to perform this action."
+        })))
+        .expect(1)
+        .mount(&w.fs)
+        .await;
+
+    let grant = w.request().await;
+    let id = grant["id"].as_str().unwrap().to_owned();
+    w.act(&id, "approve", APPROVER).await;
+    let ended = w.act(&id, "revoke", APPROVER).await;
+
+    assert_eq!(ended["deprovisioning"]["state"], "pending", "{ended}");
+    let error = ended["deprovisioning"]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("closing audit ticket 78")
+            && error.contains("only an admin's API key may skip them with bypass_mandatory")
+            && error.contains("It should not be blank"),
+        "{error}"
+    );
+    let conn = connection_status(&w, "fs-main").await;
+    assert_eq!(conn["status"], "connected", "{conn}");
+    w.assert_no_secret();
+}

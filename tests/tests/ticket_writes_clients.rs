@@ -63,6 +63,9 @@ fn client(kind: ConnectionKind, server: &MockServer) -> Arc<dyn TicketSystem> {
         updated_at: OffsetDateTime::UNIX_EPOCH,
         audit: None,
         people: Default::default(),
+        token_type: None,
+        detected_token_type: None,
+        cloud_id: None,
     };
     HttpTicketSystems::new(quick_policy())
         .unwrap()
@@ -474,7 +477,8 @@ async fn freshservice_closes_with_status_5_and_retries_with_bypass_when_fields_a
 }
 
 #[tokio::test]
-async fn refused_credentials_on_writes_are_unauthorized_for_every_kind() {
+async fn refused_credentials_on_writes_are_unauthorized_for_every_kind_and_a_403_is_that_writes_permission()
+ {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(401).set_body_json(
@@ -513,14 +517,16 @@ async fn refused_credentials_on_writes_are_unauthorized_for_every_kind() {
             "{kind:?}: {err}"
         );
     }
+    // A 403 on a write is not refused credentials: the account lacks a permission for this write.
     let err = client(ConnectionKind::Freshservice, &server)
         .close_ticket("264")
         .await
         .unwrap_err();
-    assert!(matches!(
-        err,
-        TicketSystemError::Unauthorized { status: 403, .. }
-    ));
+    assert!(
+        matches!(&err, TicketSystemError::NotPermitted(m)
+            if m.contains("may not close ticket 264") && m.contains("You are not authorized")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

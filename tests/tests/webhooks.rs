@@ -968,3 +968,290 @@ async fn a_signed_delivery_through_an_api_gateway_event_ends_grants() {
     assert_eq!(answer["ended"], 1);
     assert_eq!(h.grant(&id).await["end_reason"], "ticket_closed");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Jira Data Center webhooks that cannot sign: HTTP Basic with the webhook secret as the password (issue 11).
+
+/// A Jira Data Center connection `jira-dc` beside the hooks' Cloud one (its API on wiremock, never asked by a
+/// delivery) and `n` active grants bound to `DC-7`, seeded as approved. Answers the connection's webhook secret
+/// and the grant ids.
+async fn data_center(h: &Hooks, n: usize) -> (String, Vec<String>, MockServer) {
+    let dc = MockServer::start().await;
+    let body = json!({"id": "jira-dc", "kind": "jira_data_center", "base_url": dc.uri(), "personal_access_token": "dc-pat-0123456789"});
+    let (status, created) = call(
+        &h.router,
+        "POST",
+        "/v1/connections",
+        ADMIN,
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["webhook_secret"].as_str().unwrap().to_owned();
+    let ticket = TicketRef {
+        connection: "jira-dc".into(),
+        key: "DC-7".into(),
+    };
+    let ids = seed_bound_active_grants(&h.app, &ticket, "prod-db", n).await;
+    (secret, ids, dc)
+}
+
+/// A Data Center delivery closing `key`: REST v2 shape, users by name, changelog items without `fieldId`.
+fn data_center_close(key: &str) -> Vec<u8> {
+    json!({
+        "timestamp": 1591789130000u64, "webhookEvent": "jira:issue_updated", "issue_event_type_name": "issue_closed",
+        "user": {"name": "valentijn", "key": "valentijn", "emailAddress": "v@example.com"},
+        "issue": {"id": "12345", "key": key, "fields": {"status": {"name": "Closed", "id": "6", "statusCategory": {"id": 3, "key": "done", "name": "Done"}}}},
+        "changelog": {"id": "1", "items": [{"field": "status", "fieldtype": "jira", "from": "10000", "fromString": "New", "to": "6", "toString": "Closed"}]}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[tokio::test]
+async fn a_data_center_delivery_with_the_secret_as_basic_password_ends_its_grants() {
+    let h = hooks().await;
+    let (secret, ids, dc) = data_center(&h, 2).await;
+    let cloud = h.jira_grant("SEC-42", false).await;
+
+    let (status, answer) = h
+        .post(
+            "/webhooks/jira/jira-dc",
+            &[("authorization", basic("ticketbound", &secret))],
+            data_center_close("DC-7"),
+        )
+        .await;
+
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ticket"], "DC-7");
+    assert_eq!(answer["ended"], 2);
+    for id in &ids {
+        let grant = h.grant(id).await;
+        assert_eq!(grant["status"], "ended");
+        assert_eq!(grant["end_reason"], "ticket_closed");
+    }
+    assert_eq!(h.grant(&cloud).await["status"], "active");
+    assert_eq!(
+        provisioner_actions(&h.provisioner)
+            .await
+            .iter()
+            .filter(|a| a.as_str() == "revoke")
+            .count(),
+        2,
+        "one revoke per grant"
+    );
+    assert!(
+        dc.received_requests().await.unwrap().is_empty(),
+        "a Jira delivery is not confirmed through the API"
+    );
+}
+
+#[tokio::test]
+async fn a_data_center_delivery_with_any_user_name_and_a_rotated_secret_is_accepted() {
+    let h = hooks().await;
+    let (old, ids, _dc) = data_center(&h, 1).await;
+    // Rotation: a second secret is added; the first stays active until retired.
+    let (status, rotated) = call(
+        &h.router,
+        "PATCH",
+        "/v1/connections/jira-dc",
+        ADMIN,
+        Some(r#"{"new_webhook_secret": true}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new = rotated["webhook_secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+
+    let (status, answer) = h
+        .post(
+            "/webhooks/jira/jira-dc",
+            &[("authorization", basic("", &old))],
+            data_center_close("DC-7"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ended"], 1);
+    assert_eq!(h.grant(&ids[0]).await["end_reason"], "ticket_closed");
+
+    let (status, answer) = h
+        .post(
+            "/webhooks/jira/jira-dc",
+            &[("authorization", basic("jira-dc-webhook", &new))],
+            data_center_close("DC-7"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["already_closed"], 1, "{answer}");
+}
+
+/// What is sent, where, with which headers and body, and what the 401's message must say.
+type RefusedProof<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, &'a [u8], &'a str);
+
+#[tokio::test]
+async fn basic_auth_that_does_not_prove_the_secret_is_refused_and_changes_nothing() {
+    let h = hooks().await;
+    let (dc_secret, _ids, _dc) = data_center(&h, 2).await;
+    h.jira_grant("SEC-42", false).await;
+    let before = h.snapshot().await;
+    let dc_body = data_center_close("DC-7");
+    let cloud_body = cloud_transition("SEC-42", "Done", "done")
+        .to_string()
+        .into_bytes();
+    let cases: Vec<RefusedProof> = vec![
+        (
+            "a wrong Basic password",
+            "/webhooks/jira/jira-dc",
+            vec![("authorization", basic("ticketbound", "not-the-secret"))],
+            &dc_body,
+            "Basic auth password is not",
+        ),
+        (
+            "the secret as the user name",
+            "/webhooks/jira/jira-dc",
+            vec![("authorization", basic(&dc_secret, "x"))],
+            &dc_body,
+            "Basic auth password is not",
+        ),
+        (
+            "another connection's secret",
+            "/webhooks/jira/jira-dc",
+            vec![("authorization", basic("ticketbound", &h.jira_secret))],
+            &dc_body,
+            "Basic auth password is not",
+        ),
+        (
+            "a bearer token",
+            "/webhooks/jira/jira-dc",
+            vec![("authorization", format!("Bearer {dc_secret}"))],
+            &dc_body,
+            "is not Basic auth",
+        ),
+        (
+            "Basic with the right password on a Jira Cloud connection",
+            "/webhooks/jira/jira-main",
+            vec![("authorization", basic("ticketbound", &h.jira_secret))],
+            &cloud_body,
+            "only from Jira Data Center",
+        ),
+        (
+            "a wrong signature with the right Basic password",
+            "/webhooks/jira/jira-dc",
+            vec![
+                ("x-hub-signature", hub_signature("not-the-secret", &dc_body)),
+                ("authorization", basic("ticketbound", &dc_secret)),
+            ],
+            &dc_body,
+            "signature alone",
+        ),
+        (
+            "a signature over another body with the right Basic password",
+            "/webhooks/jira/jira-dc",
+            vec![
+                ("x-hub-signature", hub_signature(&dc_secret, &cloud_body)),
+                ("authorization", basic("ticketbound", &dc_secret)),
+            ],
+            &dc_body,
+            "signature alone",
+        ),
+        (
+            "a wrong signature with the right shared secret (Cloud)",
+            "/webhooks/jira/jira-main",
+            vec![
+                (
+                    "x-hub-signature",
+                    hub_signature("not-the-secret", &cloud_body),
+                ),
+                ("x-ticketbound-secret", h.jira_secret.clone()),
+            ],
+            &cloud_body,
+            "signature alone",
+        ),
+        (
+            "a wrong shared secret with the right Basic password",
+            "/webhooks/jira/jira-dc",
+            vec![
+                ("x-ticketbound-secret", "guess".into()),
+                ("authorization", basic("ticketbound", &dc_secret)),
+            ],
+            &dc_body,
+            "X-Ticketbound-Secret is not",
+        ),
+    ];
+    for (what, uri, headers, body, message) in cases {
+        let (status, answer) = h.post(uri, &headers, body.to_vec()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_signature", "{what}");
+        let text = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(text.contains(message), "{what}: {text}");
+        assert!(
+            !text.contains(&dc_secret) && !text.contains(&h.jira_secret),
+            "{what}: a secret in the answer"
+        );
+    }
+    assert_eq!(
+        h.snapshot().await,
+        before,
+        "a refused delivery changes nothing"
+    );
+}
+
+/// A Data Center delivery with Basic auth as API Gateway hands it to `ticketbound-jira-webhook` (payload 2.0,
+/// no authorizer, header names lower-cased): accepted and ends the grant; the same event with a wrong password
+/// is a 401 that changes nothing.
+#[tokio::test]
+async fn a_basic_auth_delivery_through_an_api_gateway_event_ends_grants_and_a_wrong_one_does_not() {
+    let h = hooks().await;
+    let (secret, ids, _dc) = data_center(&h, 1).await;
+    let body = String::from_utf8(data_center_close("DC-7")).unwrap();
+    let event = |authorization: String| {
+        let mut event: Value =
+            serde_json::from_str(include_str!("../fixtures/apigw-v2-post-jwt.json")).unwrap();
+        event["rawPath"] = "/webhooks/jira/jira-dc".into();
+        event["rawQueryString"] = "".into();
+        event
+            .as_object_mut()
+            .unwrap()
+            .remove("queryStringParameters");
+        event["routeKey"] = "POST /webhooks/jira/{connection}".into();
+        event["requestContext"]["http"]["path"] = "/webhooks/jira/jira-dc".into();
+        event["requestContext"]
+            .as_object_mut()
+            .unwrap()
+            .remove("authorizer");
+        event["headers"] =
+            json!({"content-type": "application/json", "authorization": authorization});
+        event["body"] = body.clone().into();
+        event["isBase64Encoded"] = false.into();
+        lambda_http::request::from_str(&event.to_string()).expect("API Gateway v2 event")
+    };
+    let router = ticketbound::http::webhooks::jira_router(h.app.clone());
+    let send = |request: lambda_http::Request| {
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+
+    let before = h.snapshot().await;
+    let (status, answer) = send(event(basic("ticketbound", "not-the-secret"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_signature");
+    assert_eq!(h.snapshot().await, before);
+
+    let (status, answer) = send(event(basic("ticketbound", &secret))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ended"], 1);
+    assert_eq!(h.grant(&ids[0]).await["end_reason"], "ticket_closed");
+}

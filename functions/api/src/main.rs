@@ -8,6 +8,9 @@ use ticketbound::http::{AppState, IdentitySource, Portal, api_router_with_portal
 async fn main() -> Result<(), lambda_http::Error> {
     ticketbound::telemetry::init_lambda();
     let config = Config::from_env()?;
+    for warning in &config.identity_warnings {
+        tracing::warn!(%warning, "identity claims");
+    }
     let app = ticketbound::wiring::aws_app(&config).await?;
     let portal = Portal::aws(
         config.oidc.clone(),
@@ -17,10 +20,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     );
     let state = AppState {
         app,
-        identity: IdentitySource::JwtClaims {
-            email_claim: config.email_claim.clone(),
-            groups_claim: config.groups_claim.clone(),
-        },
+        identity: IdentitySource::Jwt(config.claim_names()),
         roles: config.roles.clone(),
     };
     lambda_http::run(api_router_with_portal(state, portal)).await

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ticketbound::config::parse_reconcile_every;
+use ticketbound::config::{parse_pending_for, parse_reconcile_every};
 use ticketbound::domain::IsoDuration;
 use ticketbound::domain::identity::RoleGroups;
 use ticketbound::http::{AppState, IdentitySource, local_router};
@@ -19,7 +19,7 @@ const USAGE: &str = "usage: ticketbound-local [--listen ADDR:PORT] [--data-dir D
   --reconcile-every  how often to re-read the tickets of open bound grants, catching closings whose
                      webhook was lost: an ISO-8601 duration such as PT15M (the default) or PT1M, or `off`
 
-Environment: APPROVER_GROUP, ADMIN_GROUP, MAX_DURATION as on AWS; PORTAL_URL (what notifications link to,
+Environment: APPROVER_GROUP, ADMIN_GROUP, MAX_DURATION, PENDING_FOR as on AWS; PORTAL_URL (what notifications link to,
 default http://<listen>); RUST_LOG for log levels.";
 
 struct Args {
@@ -89,8 +89,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let max_duration = IsoDuration::parse(&env_or("MAX_DURATION", "P7D"))
         .map_err(|e| format!("MAX_DURATION: {e}"))?;
+    let pending_for = parse_pending_for(&env_or("PENDING_FOR", "P1D"))
+        .map_err(|e| format!("PENDING_FOR: {e}"))?;
     let settings = Settings {
         max_duration,
+        pending_for,
         reconcile: ReconcileSettings {
             every: args.reconcile_every,
             ..ReconcileSettings::default()

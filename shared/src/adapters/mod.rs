@@ -12,6 +12,7 @@ pub mod dynamodb;
 pub mod embedded;
 pub mod freshservice;
 pub mod jira;
+pub(crate) mod lenient_json;
 #[cfg(feature = "embedded")]
 pub mod local_scheduler;
 pub mod no_ticket_systems;
@@ -24,17 +25,22 @@ pub mod ticket_http;
 pub mod ticket_systems;
 pub mod tls;
 
+#[cfg(any(feature = "aws", feature = "embedded"))]
 use base64::Engine;
+#[cfg(any(feature = "aws", feature = "embedded"))]
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+#[cfg(any(feature = "aws", feature = "embedded"))]
 use crate::ports::StoreError;
 
 /// Opaque pagination cursors: URL-safe base64 of a small JSON value, so clients cannot read or forge them
-/// into anything but "not a cursor".
+/// into anything but "not a cursor". Only the stores page (DynamoDB with `aws`, SQLite with `embedded`).
+#[cfg(any(feature = "aws", feature = "embedded"))]
 pub(crate) fn encode_cursor<T: serde::Serialize>(value: &T) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("cursor values serialize"))
 }
 
+#[cfg(any(feature = "aws", feature = "embedded"))]
 pub(crate) fn decode_cursor<T: serde::de::DeserializeOwned>(cursor: &str) -> Result<T, StoreError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(cursor)

@@ -138,6 +138,44 @@ impl TicketHttp {
         })
     }
 
+    /// The same client, signed in the same way, over another base URL (Jira Cloud's API gateway).
+    pub(crate) fn rebased(&self, base: Url) -> Self {
+        Self {
+            base,
+            ..self.clone()
+        }
+    }
+
+    /// `GET url` as JSON without the connection's credentials (a public endpoint such as Atlassian's tenant
+    /// info); `Ok(None)` on 404. Retried as [`Self::get_json`].
+    pub(crate) async fn get_public_json<T: DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<Option<T>, TicketSystemError> {
+        let path = &url.path().to_owned();
+        let url = &url;
+        self.with_retries(path, "call", move || async move {
+            let sent = self
+                .client
+                .get(url.clone())
+                .header(ACCEPT, "application/json")
+                .timeout(self.policy.timeout)
+                .send()
+                .await;
+            match sent {
+                Err(e) => Step::Retry(describe_transport(&e), None),
+                Ok(response) => match self.judge(response, path).await {
+                    Err(e) => Step::Done(Err(e)),
+                    Ok(Judged::Body(bytes)) => Step::Done(shaped(path, &bytes).map(Some)),
+                    Ok(Judged::NotFound) => Step::Done(Ok(None)),
+                    Ok(Judged::Retry(problem, wait)) => Step::Retry(problem, wait),
+                    Ok(Judged::Busy(problem, wait)) => Step::Busy(problem, wait),
+                },
+            }
+        })
+        .await
+    }
+
     /// The base URL with `segments` appended, each percent-encoded (a key can never add a path segment).
     pub(crate) fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
@@ -269,6 +307,34 @@ impl TicketHttp {
         .await
     }
 
+    /// `GET url` as JSON for a search a person waits on: like [`Self::get_json`] (429/503 and 5xx retried), but
+    /// a 400 (a query the ticket system refuses, such as a JQL search naming an issue key that does not exist,
+    /// or a page token it does not know) is [`Probed::Refused`] rather than an error. Never [`Probed::Busy`].
+    pub(crate) async fn search_json<T: DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<Probed<T>, TicketSystemError> {
+        let path = &url.path().to_owned();
+        let url = &url;
+        self.with_retries(path, "call", move || async move {
+            match self.get(url).await {
+                Err(e) => Step::Retry(describe_transport(&e), None),
+                Ok(response) if response.status() == StatusCode::BAD_REQUEST => {
+                    let body = response.bytes().await.unwrap_or_default();
+                    Step::Done(Ok(Probed::Refused(error_detail(&body))))
+                }
+                Ok(response) => match self.judge(response, path).await {
+                    Err(e) => Step::Done(Err(e)),
+                    Ok(Judged::Body(bytes)) => Step::Done(shaped(path, &bytes).map(Probed::Found)),
+                    Ok(Judged::NotFound) => Step::Done(Ok(Probed::NotFound)),
+                    Ok(Judged::Retry(problem, wait)) => Step::Retry(problem, wait),
+                    Ok(Judged::Busy(problem, wait)) => Step::Busy(problem, wait),
+                },
+            }
+        })
+        .await
+    }
+
     async fn judge(&self, response: Response, path: &str) -> Result<Judged, TicketSystemError> {
         let status = response.status();
         if status.is_success() {
@@ -328,12 +394,28 @@ pub(crate) enum Written {
     Rejected(String),
 }
 
+impl Written {
+    /// A 2xx body read as the JSON shape `what` should have.
+    pub(crate) fn shaped<T: DeserializeOwned>(
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<T, TicketSystemError> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            TicketSystemError::Unexpected(format!(
+                "{what} answered JSON of an unexpected shape: {e}"
+            ))
+        })
+    }
+}
+
 impl TicketHttp {
     /// Sends a write (`POST`/`PUT` with a JSON body, or a bodiless `POST`). Unlike reads, a write is retried
     /// only when the ticket system certainly did not act on it: 429 and 503 (honouring `Retry-After` within
     /// [`HttpPolicy::max_wait`]) and failures to connect. A timeout or another 5xx may have created a ticket,
     /// so it is returned as unavailable and the caller's durable retry decides (after looking for the
-    /// ticket's marker). 401/403 are [`TicketSystemError::Unauthorized`], as for reads.
+    /// ticket's marker). 401 is [`TicketSystemError::Unauthorized`], as for reads; 403 on a write is
+    /// [`TicketSystemError::NotPermitted`]: the credentials were accepted, but their account may not make this
+    /// write (the caller names what to grant it).
     pub(crate) async fn send_json(
         &self,
         method: reqwest::Method,
@@ -364,6 +446,15 @@ impl TicketHttp {
                 Ok(response) => response,
             };
             let status = response.status();
+            if status == StatusCode::FORBIDDEN {
+                let body = response.bytes().await.unwrap_or_default();
+                let detail = error_detail(&body);
+                return Step::Done(Err(TicketSystemError::NotPermitted(if detail.is_empty() {
+                    format!("{} {path} answered HTTP 403", method.as_str())
+                } else {
+                    format!("{} {path} answered HTTP 403: {detail}", method.as_str())
+                })));
+            }
             if matches!(
                 status,
                 StatusCode::BAD_REQUEST | StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY

@@ -14,8 +14,14 @@ use super::grant::{Grant, GrantStatus};
 #[serde(rename_all = "snake_case")]
 pub enum AuditKind {
     Requested,
+    /// One approver's approval of a request that needs more (a resource's `approvals_required`); the grant
+    /// stays pending. The approval that completes the quorum is `Approved`.
+    ApprovalRecorded,
+    /// The request became active: the approval that completed the quorum, or the resource's `auto_approve`
+    /// rule (actor `policy`).
     Approved,
     Denied,
+    /// A pending request withdrawn, revoked, timed out (`approval_timed_out`) or cancelled by its ticket closing.
     Cancelled,
     Ended,
     Provisioned,
@@ -38,8 +44,9 @@ pub enum AuditKind {
 
 impl AuditKind {
     /// Every kind, in the order a grant's trail usually shows them.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::Requested,
+        Self::ApprovalRecorded,
         Self::Approved,
         Self::Denied,
         Self::Cancelled,
@@ -61,6 +68,7 @@ impl AuditKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Requested => "requested",
+            Self::ApprovalRecorded => "approval_recorded",
             Self::Approved => "approved",
             Self::Denied => "denied",
             Self::Cancelled => "cancelled",
@@ -102,7 +110,8 @@ pub struct AuditEvent {
     pub kind: AuditKind,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
-    /// The person who acted, or none for the system (a schedule, a webhook).
+    /// The person who acted, `policy` when a resource's `auto_approve` rule approved, or none for the system
+    /// (a schedule, a webhook).
     pub actor: Option<String>,
     /// The grant's status after the change.
     pub status: GrantStatus,

@@ -110,6 +110,69 @@ pub struct ConnectionSettings {
     /// requester whose address the ticket system hides (see [`PersonLookup`]); it wins over a search.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub people: std::collections::BTreeMap<String, String>,
+    /// Jira Cloud: the kind of API token as the admin gave it (`classic` calls the site, `scoped` Atlassian's API
+    /// gateway); `None` detects it (the last form that worked first, the other one on a 401).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<TokenType>,
+    /// Jira Cloud: the kind of token `verify` last found working (what detection tries first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_token_type: Option<TokenType>,
+    /// Jira Cloud: the site's cloud id (from its public tenant info), which names it on the API gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_id: Option<String>,
+}
+
+/// A Jira Cloud API token's kind (Atlassian: "API token" and "API token with scopes"). Scoped tokens, and every
+/// token of an Atlassian service account, work only through the API gateway
+/// (`https://api.atlassian.com/ex/jira/{cloudId}`); on the site URL they get 401.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenType {
+    /// Calls `https://<site>.atlassian.net/rest/...`.
+    Classic,
+    /// Calls `https://api.atlassian.com/ex/jira/{cloudId}/rest/...`.
+    Scoped,
+}
+
+impl TokenType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Scoped => "scoped",
+        }
+    }
+
+    /// Where calls with this kind of token go.
+    pub fn api(self) -> ApiRoute {
+        match self {
+            Self::Classic => ApiRoute::Site,
+            Self::Scoped => ApiRoute::Gateway,
+        }
+    }
+
+    /// The other kind (what detection tries after a 401).
+    pub fn other(self) -> Self {
+        match self {
+            Self::Classic => Self::Scoped,
+            Self::Scoped => Self::Classic,
+        }
+    }
+}
+
+/// Where a connection's REST calls went (`verify`'s `api`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiRoute {
+    /// The site's own URL (`base_url`).
+    Site,
+    /// Atlassian's API gateway for the site's cloud id.
+    Gateway,
+}
+
+/// A plausible Atlassian cloud id: a UUID as tenant info gives it (letters, digits and `-`, at most 64), so it
+/// can only ever be one path segment of the gateway URL.
+pub fn is_cloud_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Whether a connection's credentials work (DESIGN §6).
@@ -493,7 +556,46 @@ pub struct Verification {
     /// Jira: a sample of visible projects.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub projects: Option<Vec<ProjectSummary>>,
+    /// Jira Cloud: where the calls worked (the site for a classic token, the API gateway for a scoped one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiRoute>,
+    /// Jira Cloud: the site's cloud id, when the gateway was used (or looked up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_id: Option<String>,
 }
+
+impl Verification {
+    /// What a ticket system without API forms saw.
+    pub fn of(account: Person, projects: Option<Vec<ProjectSummary>>) -> Self {
+        Self {
+            account,
+            projects,
+            api: None,
+            cloud_id: None,
+        }
+    }
+}
+
+/// What `GET /v1/tickets` asks of one page of the caller's open tickets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TicketQuery {
+    /// Text to find in the key or summary, as the person typed it (the adapter escapes it for its query
+    /// language); `None` lists every open ticket.
+    pub text: Option<String>,
+    /// The ticket system's own page token from an earlier page's [`TicketPage::next`]; `None` for the first page.
+    pub page: Option<String>,
+}
+
+/// One page of open tickets, and the ticket system's token for the next one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TicketPage {
+    pub items: Vec<TicketSummary>,
+    /// `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// The longest `q` of a ticket search (Freshservice caps its whole filter query at 512 characters).
+pub const MAX_TICKET_QUERY: usize = 100;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProjectSummary {

@@ -2,6 +2,11 @@
 //!
 //! Every transition is a pure function from one grant to the next, bumping `version`; the store writes it with a
 //! condition on the previous status and version, so two actors racing on one grant cannot both move it.
+//!
+//! Approval may take several people (a resource's `approvals_required`, issue 13): each approval appends to
+//! `approvals` and bumps the version, and the one that completes the quorum also makes the grant `active`, in
+//! the same write. Two approvers racing for the last slot therefore cannot both activate it: the loser's write
+//! finds another version and is refused.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -64,6 +69,8 @@ pub enum EndReason {
     Revoked,
     Withdrawn,
     Denied,
+    /// Nobody decided the request within `PENDING_FOR`.
+    ApprovalTimedOut,
 }
 
 impl EndReason {
@@ -75,8 +82,25 @@ impl EndReason {
             Self::Revoked => "revoked",
             Self::Withdrawn => "withdrawn",
             Self::Denied => "denied",
+            Self::ApprovalTimedOut => "approval_timed_out",
         }
     }
+}
+
+/// Who `decided_by` names when a resource's `auto_approve` rule approved a request.
+pub const POLICY_ACTOR: &str = "policy";
+
+/// One approver's approval of a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The approver's (lower-cased) e-mail.
+    pub by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Where a side effect (provisioning on approval, deprovisioning at the end) stands.
@@ -158,6 +182,14 @@ pub struct Grant {
     /// issue moved to another project (a new key) still ends the grant. Additive to DESIGN §5's shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket_id: Option<String>,
+    /// What the requester's token said about them in ticket systems (an Atlassian account id, a Data Center
+    /// user name), kept so the approval's re-check of the binding matches them as exactly as the request did.
+    /// Absent when the token said nothing. Additive to DESIGN §5's shape.
+    #[serde(
+        default,
+        skip_serializing_if = "super::identity::ClaimedIdentity::is_empty"
+    )]
+    pub requester_claims: super::identity::ClaimedIdentity,
     pub status: GrantStatus,
     pub end_reason: Option<EndReason>,
     #[serde(with = "time::serde::rfc3339")]
@@ -183,6 +215,22 @@ pub struct Grant {
     /// written while empty. Additive to DESIGN §5's shape.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notifications: Vec<super::notification::NotificationState>,
+    /// The approvals recorded so far, oldest first (issue 13). `decided_by` is the one that completed the quorum
+    /// (or `"policy"`, with no entry here, when the resource's `auto_approve` rule approved it).
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+    /// How many distinct approvers must approve: the resource's `approvals_required` when requested, raised if
+    /// the resource asks for more by the time an approval lands. 1 for grants requested before policies.
+    #[serde(default = "one")]
+    pub approvals_required: u32,
+    /// When a request nobody decided is cancelled (`approval_timed_out`): `requested_at + PENDING_FOR`. None for
+    /// grants requested before pending requests timed out.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub decide_by: Option<OffsetDateTime>,
+    /// The live arming of the pending-expiry schedule (`ports::Job::arming`); above 0 only after it fired early
+    /// and re-armed itself. Not written while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pending_arming: u32,
     /// Bumped by every write; the store's conditional writes check it.
     pub version: u64,
 }
@@ -196,6 +244,11 @@ pub enum TransitionError {
     AlreadyClosed(&'static str),
     #[error("nobody may approve or deny their own request")]
     SelfDecision,
+    /// This approver's approval is already recorded; the quorum needs other approvers.
+    #[error(
+        "you already approved this request; it needs {missing} more approval(s) from other approvers"
+    )]
+    AlreadyApproved { missing: u32 },
 }
 
 /// The status and version a conditional write expects to find.
@@ -224,6 +277,7 @@ impl Grant {
             duration,
             ticket,
             ticket_id: None,
+            requester_claims: Default::default(),
             status: GrantStatus::Pending,
             end_reason: None,
             requested_at: now,
@@ -237,6 +291,10 @@ impl Grant {
             provisioning: None,
             expiry_arming: 0,
             notifications: Vec::new(),
+            approvals: Vec::new(),
+            approvals_required: 1,
+            decide_by: None,
+            pending_arming: 0,
             version: 1,
         }
     }
@@ -259,7 +317,15 @@ impl Grant {
         self.duration.bound().map(|d| now + d.as_duration())
     }
 
-    /// `pending → active` (rule 4).
+    /// How many more approvals the quorum needs.
+    pub fn approvals_missing(&self) -> u32 {
+        let have = u32::try_from(self.approvals.len()).unwrap_or(u32::MAX);
+        self.approvals_required.max(1).saturating_sub(have)
+    }
+
+    /// Records `approver`'s approval; the one that completes the quorum (`approvals_required` distinct
+    /// approvers, never the requester) also moves `pending → active` (rule 4). The grant stays `pending`
+    /// (with the approval appended) while approvals are missing.
     pub fn approve(&self, approver: &str, now: OffsetDateTime) -> Result<Self, TransitionError> {
         if self.status != GrantStatus::Pending {
             return Err(TransitionError::NotPending(self.status.as_str()));
@@ -267,13 +333,39 @@ impl Grant {
         if approver == self.requester {
             return Err(TransitionError::SelfDecision);
         }
+        if self.approvals.iter().any(|a| a.by == approver) {
+            return Err(TransitionError::AlreadyApproved {
+                missing: self.approvals_missing(),
+            });
+        }
         let mut next = self.next();
-        next.status = GrantStatus::Active;
-        next.decided_at = Some(now);
-        next.decided_by = Some(approver.to_owned());
-        next.expires_at = self.bound_from(now);
-        next.provisioning = Some(SideEffect::pending());
+        next.approvals.push(Approval {
+            by: approver.to_owned(),
+            at: now,
+        });
+        if next.approvals_missing() == 0 {
+            next.activate(approver, now);
+        }
         Ok(next)
+    }
+
+    /// `pending → active` by the resource's `auto_approve` rule: decided by [`POLICY_ACTOR`], no person's
+    /// approval recorded.
+    pub fn approve_by_policy(&self, now: OffsetDateTime) -> Result<Self, TransitionError> {
+        if self.status != GrantStatus::Pending {
+            return Err(TransitionError::NotPending(self.status.as_str()));
+        }
+        let mut next = self.next();
+        next.activate(POLICY_ACTOR, now);
+        Ok(next)
+    }
+
+    fn activate(&mut self, by: &str, now: OffsetDateTime) {
+        self.status = GrantStatus::Active;
+        self.decided_at = Some(now);
+        self.decided_by = Some(by.to_owned());
+        self.expires_at = self.bound_from(now);
+        self.provisioning = Some(SideEffect::pending());
     }
 
     /// `pending → denied`.
@@ -427,6 +519,91 @@ mod tests {
         );
     }
 
+    fn pending_needing(approvals: u32) -> Grant {
+        let mut grant = pending("PT4H");
+        grant.approvals_required = approvals;
+        grant
+    }
+
+    #[test]
+    fn a_single_approval_records_the_approver_and_activates() {
+        let now = datetime!(2026-01-01 11:00 UTC);
+        let approved = pending("PT4H").approve("bob@example.com", now).unwrap();
+        assert_eq!(approved.status, GrantStatus::Active);
+        assert_eq!(
+            approved.approvals,
+            [Approval {
+                by: "bob@example.com".into(),
+                at: now
+            }]
+        );
+    }
+
+    #[test]
+    fn the_approval_that_completes_the_quorum_activates_and_the_others_only_record() {
+        let now = datetime!(2026-01-01 11:00 UTC);
+        let first = pending_needing(2).approve("bob@example.com", now).unwrap();
+        assert_eq!(first.status, GrantStatus::Pending);
+        assert_eq!((first.approvals.len(), first.approvals_missing()), (1, 1));
+        assert_eq!(first.decided_by, None);
+        assert!(first.provisioning.is_none() && first.expires_at.is_none());
+
+        let later = now + time::Duration::minutes(5);
+        let second = first.approve("carol@example.com", later).unwrap();
+        assert_eq!(second.status, GrantStatus::Active);
+        assert_eq!(second.decided_by.as_deref(), Some("carol@example.com"));
+        assert_eq!(second.decided_at, Some(later));
+        assert_eq!(second.expires_at, Some(later + time::Duration::hours(4)));
+        assert_eq!(second.version, first.version + 1);
+    }
+
+    #[test]
+    fn one_approver_counts_once_and_the_requester_never() {
+        let now = datetime!(2026-01-01 11:00 UTC);
+        let first = pending_needing(2).approve("bob@example.com", now).unwrap();
+        assert_eq!(
+            first.approve("bob@example.com", now),
+            Err(TransitionError::AlreadyApproved { missing: 1 })
+        );
+        assert_eq!(
+            first.approve("alice@example.com", now),
+            Err(TransitionError::SelfDecision)
+        );
+    }
+
+    #[test]
+    fn a_denial_after_some_approvals_denies() {
+        let now = datetime!(2026-01-01 11:00 UTC);
+        let denied = pending_needing(3)
+            .approve("bob@example.com", now)
+            .unwrap()
+            .deny("carol@example.com", now)
+            .unwrap();
+        assert_eq!(denied.status, GrantStatus::Denied);
+        assert_eq!(denied.approvals.len(), 1);
+    }
+
+    #[test]
+    fn the_policy_approves_without_a_person() {
+        let now = datetime!(2026-01-01 11:00 UTC);
+        let approved = pending_needing(2).approve_by_policy(now).unwrap();
+        assert_eq!(approved.status, GrantStatus::Active);
+        assert_eq!(approved.decided_by.as_deref(), Some(POLICY_ACTOR));
+        assert!(approved.approvals.is_empty());
+    }
+
+    #[test]
+    fn a_grant_stored_before_policies_reads_with_one_approval_required() {
+        let mut json = serde_json::to_value(pending("PT1H")).unwrap();
+        let doc = json.as_object_mut().unwrap();
+        for field in ["approvals", "approvals_required", "decide_by"] {
+            doc.remove(field);
+        }
+        let grant: Grant = serde_json::from_value(json).unwrap();
+        assert_eq!((grant.approvals_required, grant.approvals.len()), (1, 0));
+        assert_eq!(grant.decide_by, None);
+    }
+
     #[test]
     fn grant_json_has_the_documented_shape() {
         let mut grant = pending("PT4H");
@@ -452,6 +629,9 @@ mod tests {
             "ended_by",
             "deprovisioning",
             "audit_ticket",
+            "approvals",
+            "approvals_required",
+            "decide_by",
         ] {
             assert!(json.get(field).is_some(), "missing {field}");
         }

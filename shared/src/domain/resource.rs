@@ -1,8 +1,10 @@
-//! The resource catalog (DESIGN §7): what can be requested and how access is set up and removed.
+//! The resource catalog (DESIGN §7): what can be requested, who decides its requests, and how access is set up
+//! and removed.
 
 use serde::{Deserialize, Serialize};
 
-use super::duration::IsoDuration;
+use super::duration::{GrantDuration, IsoDuration};
+use super::identity::Caller;
 use super::secret::Secret;
 
 /// How access to a resource is set up and removed in the end system.
@@ -55,6 +57,144 @@ pub struct Resource {
     #[serde(default)]
     pub require_ticket: bool,
     pub provisioner: Provisioner,
+    /// Who may request, who decides and how many must approve (issue 13); every field has a default that is
+    /// the behaviour before policies existed. Flattened: the fields sit beside `provisioner` in the JSON.
+    #[serde(flatten)]
+    pub policy: ApprovalPolicy,
+}
+
+/// The most approvals a resource may require.
+pub const MAX_APPROVALS_REQUIRED: u32 = 10;
+
+fn one() -> u32 {
+    1
+}
+
+/// A resource's approval policy. Absent fields keep the deployment's behaviour: the `APPROVER_GROUP` decides,
+/// one approval activates, everyone authenticated may request, nothing is approved without a person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalPolicy {
+    /// Who may approve or deny this resource's requests, instead of the deployment's approver group; `None`:
+    /// the approver group.
+    #[serde(default)]
+    pub approvers: Option<Approvers>,
+    /// How many distinct approvers must approve (the requester never counts); 1 to
+    /// [`MAX_APPROVALS_REQUIRED`].
+    #[serde(default = "one")]
+    pub approvals_required: u32,
+    /// The groups whose members may request this resource; `None`: everyone authenticated.
+    #[serde(default)]
+    pub requesters: Option<Vec<String>>,
+    /// A rule under which a request is active without a person.
+    #[serde(default)]
+    pub auto_approve: Option<AutoApprove>,
+}
+
+impl Default for ApprovalPolicy {
+    fn default() -> Self {
+        Self {
+            approvers: None,
+            approvals_required: 1,
+            requesters: None,
+            auto_approve: None,
+        }
+    }
+}
+
+/// Groups and people who may decide a resource's requests: a caller in any of the groups, or whose e-mail is
+/// listed, is one of its approvers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approvers {
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Lower-cased e-mail addresses.
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+impl Approvers {
+    /// Whether `caller` is one of these approvers.
+    pub fn includes(&self, caller: &Caller) -> bool {
+        self.users.contains(&caller.email) || caller.groups.iter().any(|g| self.groups.contains(g))
+    }
+
+    /// "groups a, b; users c" for messages.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.groups.is_empty() {
+            parts.push(format!("groups {}", self.groups.join(", ")));
+        }
+        if !self.users.is_empty() {
+            parts.push(format!("users {}", self.users.join(", ")));
+        }
+        parts.join("; ")
+    }
+}
+
+/// A request is active without a person when it is bound to a ticket (checked at the request: it exists, is
+/// open and is assigned to the requester) and asks for a bounded duration of at most `max_duration`.
+/// `indefinite` requests are never approved by policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoApprove {
+    pub max_duration: IsoDuration,
+}
+
+/// Who may decide a resource's requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deciders<'a> {
+    /// The deployment's approver group (`APPROVER_GROUP`).
+    ApproverGroup,
+    /// The resource's own approvers.
+    Listed(&'a Approvers),
+}
+
+impl ApprovalPolicy {
+    /// Who decides this resource's requests.
+    pub fn deciders(&self) -> Deciders<'_> {
+        match &self.approvers {
+            Some(listed) => Deciders::Listed(listed),
+            None => Deciders::ApproverGroup,
+        }
+    }
+
+    /// Whether `caller` may approve or deny this resource's requests (whoever requested them: that rule is the
+    /// grant's).
+    pub fn may_decide(&self, caller: &Caller) -> bool {
+        match self.deciders() {
+            Deciders::ApproverGroup => caller.approver,
+            Deciders::Listed(listed) => listed.includes(caller),
+        }
+    }
+
+    /// Whether `caller` may request this resource.
+    pub fn may_request(&self, caller: &Caller) -> bool {
+        self.requesters
+            .as_ref()
+            .is_none_or(|groups| caller.groups.iter().any(|g| groups.contains(g)))
+    }
+
+    /// `Some(n)` when the approvers are listed people only and fewer than `approvals_required` of them are not
+    /// `requester`: nobody could ever complete the quorum, `n` being how many could approve.
+    pub fn unreachable_quorum_for(&self, requester: &str) -> Option<usize> {
+        let listed = self.approvers.as_ref()?;
+        if !listed.groups.is_empty() {
+            return None;
+        }
+        let others = listed.users.iter().filter(|u| *u != requester).count();
+        (others < self.approvals_required as usize).then_some(others)
+    }
+
+    /// Whether a request for `duration`, bound to a checked ticket or not, is approved by the policy alone.
+    pub fn auto_approves(&self, duration: &GrantDuration, bound_to_ticket: bool) -> bool {
+        match (&self.auto_approve, duration) {
+            (Some(rule), GrantDuration::Bounded(d)) => {
+                bound_to_ticket && d.seconds() <= rule.max_duration.seconds()
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Resource {
@@ -84,6 +224,7 @@ mod tests {
                 url: "https://hooks.example.com".into(),
                 secret: Secret::new("s3cret"),
             },
+            policy: ApprovalPolicy::default(),
         };
         let api = serde_json::to_string(&resource).unwrap();
         assert!(!api.contains("s3cret"));
@@ -97,5 +238,87 @@ mod tests {
     fn unknown_provisioner_kinds_are_rejected() {
         let err = serde_json::from_str::<Provisioner>(r#"{"kind":"ldap"}"#);
         assert!(err.is_err());
+    }
+
+    fn caller(email: &str, groups: &[&str]) -> Caller {
+        Caller::new(
+            email,
+            groups.iter().map(|g| (*g).to_owned()).collect(),
+            &super::super::identity::RoleGroups::default(),
+        )
+    }
+
+    #[test]
+    fn a_resource_without_a_policy_reads_as_the_deployment_defaults() {
+        let old = r#"{"id":"prod-db","name":"Prod","provisioner":{"kind":"none"}}"#;
+        let resource: Resource = serde_json::from_str(old).unwrap();
+        assert_eq!(resource.policy, ApprovalPolicy::default());
+        let json = serde_json::to_value(&resource).unwrap();
+        assert_eq!(json["approvals_required"], 1);
+        assert!(json["approvers"].is_null() && json["requesters"].is_null());
+        assert!(json["auto_approve"].is_null());
+    }
+
+    #[test]
+    fn without_listed_approvers_the_approver_group_decides() {
+        let policy = ApprovalPolicy::default();
+        assert!(policy.may_decide(&caller("bob@example.com", &["ticketbound-approvers"])));
+        assert!(!policy.may_decide(&caller("eve@example.com", &["dba"])));
+    }
+
+    #[test]
+    fn listed_approvers_replace_the_approver_group() {
+        let policy = ApprovalPolicy {
+            approvers: Some(Approvers {
+                groups: vec!["dba".into()],
+                users: vec!["dana@example.com".into()],
+            }),
+            ..ApprovalPolicy::default()
+        };
+        assert!(policy.may_decide(&caller("eve@example.com", &["dba"])));
+        assert!(policy.may_decide(&caller("Dana@Example.com", &[])));
+        assert!(!policy.may_decide(&caller("bob@example.com", &["ticketbound-approvers"])));
+    }
+
+    #[test]
+    fn requesters_limit_who_may_request() {
+        let open = ApprovalPolicy::default();
+        assert!(open.may_request(&caller("alice@example.com", &[])));
+        let closed = ApprovalPolicy {
+            requesters: Some(vec!["oncall".into()]),
+            ..ApprovalPolicy::default()
+        };
+        assert!(closed.may_request(&caller("alice@example.com", &["dev", "oncall"])));
+        assert!(!closed.may_request(&caller("alice@example.com", &["dev"])));
+    }
+
+    #[test]
+    fn a_quorum_of_listed_people_the_requester_is_part_of_can_be_unreachable() {
+        let policy = ApprovalPolicy {
+            approvers: Some(Approvers {
+                groups: vec![],
+                users: vec!["a@example.com".into(), "b@example.com".into()],
+            }),
+            approvals_required: 2,
+            ..ApprovalPolicy::default()
+        };
+        assert_eq!(policy.unreachable_quorum_for("c@example.com"), None);
+        assert_eq!(policy.unreachable_quorum_for("a@example.com"), Some(1));
+    }
+
+    #[test]
+    fn only_a_bound_request_within_the_limit_is_approved_by_policy() {
+        let policy = ApprovalPolicy {
+            auto_approve: Some(AutoApprove {
+                max_duration: IsoDuration::parse("PT4H").unwrap(),
+            }),
+            ..ApprovalPolicy::default()
+        };
+        let d = |s: &str| GrantDuration::parse(s).unwrap();
+        assert!(policy.auto_approves(&d("PT4H"), true));
+        assert!(!policy.auto_approves(&d("PT4H"), false));
+        assert!(!policy.auto_approves(&d("PT5H"), true));
+        assert!(!policy.auto_approves(&d("indefinite"), true));
+        assert!(!ApprovalPolicy::default().auto_approves(&d("PT1H"), true));
     }
 }

@@ -54,6 +54,8 @@ struct DeleteQuery {
 struct TicketsQuery {
     connection: Option<String>,
     q: Option<String>,
+    /// The `next` of the previous page.
+    cursor: Option<String>,
 }
 
 async fn list_connections(
@@ -136,7 +138,7 @@ async fn list_tickets(
         )
     })?;
     let page = connections(&state)?
-        .my_tickets(&caller, &connection, q.q.as_deref())
+        .my_tickets(&caller, &connection, q.q.as_deref(), q.cursor.as_deref())
         .await?;
     Ok(Json(page))
 }

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::Caller;
-use crate::domain::identity::{Email, parse_groups};
+use crate::domain::identity::{ClaimedIdentity, Email, missing_email_hint, parse_groups};
 use crate::service::ErrorKind;
 
 /// Where the caller's identity comes from.
@@ -20,8 +20,24 @@ pub enum IdentitySource {
         email_claim: String,
         groups_claim: String,
     },
+    /// The same, with every claim name configured (what `ticketbound-api` reads, `Config::claim_names`):
+    /// `JwtClaims` is this with no identity claims.
+    Jwt(JwtClaimNames),
     /// `X-Ticketbound-User` / `X-Ticketbound-Groups`, trusted as sent: the local server only.
     TrustedHeaders,
+}
+
+/// The claims the caller is read from (DESIGN §4, docs/identity.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JwtClaimNames {
+    /// `EMAIL_CLAIM`.
+    pub email: String,
+    /// `GROUPS_CLAIM`.
+    pub groups: String,
+    /// `ATLASSIAN_ACCOUNT_ID_CLAIM`: the caller's Atlassian account id, exact on Jira Cloud.
+    pub atlassian_account_id: Option<String>,
+    /// `USERNAME_CLAIM`: the caller's directory user name, looked up exactly on Jira Data Center.
+    pub username: Option<String>,
 }
 
 pub const USER_HEADER: &str = "x-ticketbound-user";
@@ -38,6 +54,7 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let mut claimed = ClaimedIdentity::default();
         let (email, groups) = match &state.identity {
             IdentitySource::TrustedHeaders => {
                 let header = |name: &str| {
@@ -59,10 +76,24 @@ impl FromRequestParts<AppState> for Caller {
                         .unwrap_or_default(),
                 )
             }
-            IdentitySource::JwtClaims {
-                email_claim,
-                groups_claim,
-            } => {
+            IdentitySource::JwtClaims { .. } | IdentitySource::Jwt(_) => {
+                let shorthand;
+                let names = match &state.identity {
+                    IdentitySource::Jwt(names) => names,
+                    IdentitySource::JwtClaims {
+                        email_claim,
+                        groups_claim,
+                    } => {
+                        shorthand = JwtClaimNames {
+                            email: email_claim.clone(),
+                            groups: groups_claim.clone(),
+                            ..JwtClaimNames::default()
+                        };
+                        &shorthand
+                    }
+                    IdentitySource::TrustedHeaders => unreachable!("matched above"),
+                };
+                let (email_claim, groups_claim) = (&names.email, &names.groups);
                 use lambda_http::request::RequestContext;
                 let claims = match parts.extensions.get::<RequestContext>() {
                     Some(RequestContext::ApiGatewayV2(ctx)) => ctx
@@ -78,10 +109,28 @@ impl FromRequestParts<AppState> for Caller {
                     )
                 })?;
                 let email = claims.get(email_claim).cloned().ok_or_else(|| {
-                    unauthenticated(
-                        "the token has no e-mail claim; ask your administrator to add it",
-                    )
+                    unauthenticated(&missing_email_hint(
+                        email_claim,
+                        claims.get("iss").map(String::as_str),
+                        claims.get("token_use").map(String::as_str),
+                    ))
                 })?;
+                let claim = |name: &Option<String>| {
+                    name.as_deref()
+                        .and_then(|n| claims.get(n))
+                        .map(String::as_str)
+                };
+                let (found, dropped) = ClaimedIdentity::from_claims(
+                    claim(&names.atlassian_account_id),
+                    claim(&names.username),
+                );
+                if !dropped.is_empty() {
+                    tracing::warn!(
+                        ?dropped,
+                        "ignored identity claims that are not of their expected form"
+                    );
+                }
+                claimed = found;
                 (
                     email,
                     claims
@@ -96,7 +145,7 @@ impl FromRequestParts<AppState> for Caller {
                 "the caller's identity is not an e-mail address",
             ));
         }
-        Ok(Caller::new(&email, groups, &state.roles))
+        Ok(Caller::new(&email, groups, &state.roles).with_claimed(claimed))
     }
 }
 

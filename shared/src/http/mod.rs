@@ -11,7 +11,7 @@ pub mod webhooks;
 use axum::Router;
 
 pub use error::ApiError;
-pub use extract::IdentitySource;
+pub use extract::{IdentitySource, JwtClaimNames};
 pub use portal::Portal;
 
 use crate::domain::identity::RoleGroups;

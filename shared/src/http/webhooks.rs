@@ -19,7 +19,9 @@ use axum::routing::post;
 use super::error::ApiError;
 use super::extract::read_body;
 use crate::adapters::freshservice::events::interpret_freshservice;
-use crate::adapters::jira::events::interpret_jira;
+use crate::adapters::jira::events::{
+    JiraDeliveryProof, authenticate_jira_delivery, interpret_jira,
+};
 use crate::domain::connection::{ClosedStatuses, ConnectionSettings, WebhookSecrets};
 use crate::domain::ticket_events::{Delivery, DeliveryOutcome};
 use crate::domain::webhook_auth::basic_auth_password;
@@ -60,16 +62,22 @@ fn with_fallbacks(router: Router) -> Router {
         .method_not_allowed_fallback(super::api::wrong_method)
 }
 
-fn unauthorized() -> ApiError {
-    ApiError::new(
-        ErrorKind::Unauthenticated,
-        "invalid_signature",
-        "the delivery is not signed with, and does not carry, an active webhook secret of this connection",
-    )
+/// Why a delivery is not authentic: a short reason for the log, and the message of the 401.
+struct Refusal {
+    reason: &'static str,
+    message: &'static str,
 }
+
+const NO_SECRET: &str = "the delivery is not signed with, and does not carry, an active webhook secret of this connection";
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A header that is there at all, readable or not: an unreadable (non-ASCII) value is presented as `""`, which
+/// verifies against nothing, so a garbled signature is a wrong signature rather than an absent one.
+fn present<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).map(|v| v.to_str().unwrap_or_default())
 }
 
 fn parse(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
@@ -92,12 +100,18 @@ struct Received {
 }
 
 /// Reads, finds and authenticates a delivery: `authentic` judges the raw bytes against the connection's active
-/// webhook secrets (in constant time, through [`WebhookSecrets`]). Nothing is parsed before it says yes.
+/// webhook secrets (in constant time, through [`WebhookSecrets`]). Nothing is parsed before it says yes; a
+/// refusal answers 401 `invalid_signature` with its message.
 async fn receive(
     req: Request,
     app: &Ticketbound,
     source: WebhookSource,
-    authentic: impl FnOnce(&HeaderMap, &[u8], &WebhookSecrets) -> bool,
+    authentic: impl FnOnce(
+        &ConnectionSettings,
+        &HeaderMap,
+        &[u8],
+        &WebhookSecrets,
+    ) -> Result<(), Refusal>,
 ) -> Result<Received, ApiError> {
     let (mut parts, body) = req.into_parts();
     let unknown = |id: &str| {
@@ -116,9 +130,13 @@ async fn receive(
         .webhook_target(&id, source)
         .await?
         .ok_or_else(|| unknown(&id))?;
-    if !authentic(&parts.headers, &bytes, &secrets) {
-        tracing::warn!(connection = %id, source = source.name(), "delivery refused: bad or missing signature or secret");
-        return Err(unauthorized());
+    if let Err(refusal) = authentic(&settings, &parts.headers, &bytes, &secrets) {
+        tracing::warn!(connection = %id, source = source.name(), reason = refusal.reason, "delivery refused: bad or missing signature or secret");
+        return Err(ApiError::new(
+            ErrorKind::Unauthenticated,
+            "invalid_signature",
+            refusal.message,
+        ));
     }
     note_delivery(app, &id);
     Ok(Received {
@@ -137,7 +155,8 @@ fn note_delivery(app: &Ticketbound, connection: &str) {
     tokio::spawn(async move { connections.note_delivery(&connection).await });
 }
 
-/// A Jira delivery whose `X-Hub-Signature` (or shared secret) matched an active webhook secret, parsed.
+/// A Jira delivery whose `X-Hub-Signature`, shared secret or (Data Center only) Basic password matched an
+/// active webhook secret (the rules are the Jira module's: [`authenticate_jira_delivery`]), parsed.
 pub struct VerifiedJiraDelivery(pub Delivery);
 
 impl FromRequest<Ticketbound> for VerifiedJiraDelivery {
@@ -153,13 +172,18 @@ impl FromRequest<Ticketbound> for VerifiedJiraDelivery {
             req,
             app,
             WebhookSource::Jira,
-            |headers, bytes, secrets| match (
-                header(headers, "x-hub-signature"),
-                header(headers, "x-ticketbound-secret"),
-            ) {
-                (Some(signature), _) if secrets.accepts_hub_signature(signature, bytes) => true,
-                (_, Some(secret)) => secrets.accepts_shared_secret(secret),
-                _ => false,
+            |settings, headers, bytes, secrets| {
+                let proof = JiraDeliveryProof {
+                    hub_signature: present(headers, "x-hub-signature"),
+                    shared_secret: present(headers, "x-ticketbound-secret"),
+                    authorization: present(headers, "authorization"),
+                };
+                authenticate_jira_delivery(settings.kind, &proof, bytes, secrets)
+                    .map(|_| ())
+                    .map_err(|refusal| Refusal {
+                        reason: refusal.as_str(),
+                        message: refusal.message(),
+                    })
             },
         )
         .await?;
@@ -197,11 +221,16 @@ impl FromRequest<Ticketbound> for VerifiedFreshserviceDelivery {
             req,
             app,
             WebhookSource::Freshservice,
-            |headers, _, secrets| {
+            |_, headers, _, secrets| {
                 header(headers, "x-ticketbound-secret")
                     .map(str::to_owned)
                     .or_else(|| header(headers, "authorization").and_then(basic_auth_password))
                     .is_some_and(|presented| secrets.accepts_shared_secret(&presented))
+                    .then_some(())
+                    .ok_or(Refusal {
+                        reason: "wrong_or_missing_secret",
+                        message: NO_SECRET,
+                    })
             },
         )
         .await?;

@@ -9,9 +9,10 @@ use time::OffsetDateTime;
 use super::{Page, StoreError};
 use crate::domain::connection::{
     AuthState, ClosedStatuses, Connection, ConnectionKind, ConnectionSecrets, ConnectionSettings,
-    Credentials, MissedClosing, Person, PersonLookup, Ticket, TicketState, TicketSummary,
-    Verification,
+    Credentials, MissedClosing, Person, PersonLookup, Ticket, TicketPage, TicketQuery, TicketState,
+    TicketSummary, Verification,
 };
+use crate::domain::identity::ClaimedIdentity;
 use crate::domain::secret::Secret;
 use crate::domain::ticket_writes::{
     CloseOutcome, CreatedTicket, DestinationFields, NewTicket, TicketDestination,
@@ -97,6 +98,14 @@ pub enum TicketSystemError {
     /// Any other answer we cannot use (an unexpected status, a body of the wrong shape, a removed API).
     #[error("the ticket system answered unexpectedly: {0}")]
     Unexpected(String),
+    /// 403 on one write: the credentials work, but their account may not do this one thing (a Jira transition
+    /// it lacks the permission for, Freshservice's `bypass_mandatory` for a non-admin). The message names what
+    /// to grant the account. Not a reason to re-authorize the connection.
+    #[error("{0}")]
+    NotPermitted(String),
+    /// A page token (from a `GET /v1/tickets` cursor) that this ticket system does not accept.
+    #[error("the page token is not valid: {0}")]
+    InvalidPageToken(String),
 }
 
 /// One connection's ticket system, signed in with its credentials. Each read retries by itself
@@ -115,6 +124,37 @@ pub trait TicketSystem: Send + Sync {
         &self,
         person: &Person,
     ) -> Result<Vec<TicketSummary>, TicketSystemError>;
+    /// One page of [`TicketSystem::open_tickets_for`], narrowed to `query.text` in the ticket system's own query
+    /// language where it has one, with the token of the next page. The default lists everything in one page
+    /// and narrows it here (key or summary containing the text, case-insensitive).
+    async fn open_tickets_page(
+        &self,
+        person: &Person,
+        query: &TicketQuery,
+    ) -> Result<TicketPage, TicketSystemError> {
+        if query.page.is_some() {
+            return Err(TicketSystemError::InvalidPageToken(
+                "this ticket system answers in one page".into(),
+            ));
+        }
+        let mut items = self.open_tickets_for(person).await?;
+        if let Some(text) = query.text.as_deref().map(str::to_lowercase) {
+            items.retain(|t| {
+                t.key.to_lowercase().contains(&text) || t.summary.to_lowercase().contains(&text)
+            });
+        }
+        Ok(TicketPage { items, next: None })
+    }
+    /// The caller as an identity claim of their token names them in this ticket system (a Jira Cloud account
+    /// id, a Data Center user name), checked exactly; `Ok(None)` when no claim applies here (the default), so
+    /// the e-mail lookup decides.
+    async fn find_claimed_person(
+        &self,
+        claimed: &ClaimedIdentity,
+    ) -> Result<Option<PersonLookup>, TicketSystemError> {
+        let _ = claimed;
+        Ok(None)
+    }
 
     // Reconciliation (DESIGN §2): re-reading the tickets of open bound grants in batches.
 
@@ -303,4 +343,8 @@ pub trait TicketSystemKind: Send + Sync {
     fn default_closed_statuses(&self) -> ClosedStatuses;
     /// Where a new ticket goes, with the defaults filled in; the error says which field is wrong and why.
     fn destination(&self, fields: &DestinationFields<'_>) -> Result<TicketDestination, String>;
+    /// Whether it takes `token_type` (Jira Cloud: classic or scoped API tokens). Default: no.
+    fn takes_token_type(&self) -> bool {
+        false
+    }
 }

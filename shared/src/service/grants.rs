@@ -1,15 +1,33 @@
-//! Requesting, deciding, revoking and reading grants (DESIGN §1, §5).
+//! Requesting, deciding, revoking and reading grants (DESIGN §1, §5), under each resource's approval policy
+//! (issue 13).
+//!
+//! The policy is checked here, in the service, and every refusal names its rule in a §5 error:
+//! - `requesters`: only members of the listed groups may request (403 `not_a_requester`);
+//! - `approvers`: only the listed groups and people decide the resource's requests, instead of the approver
+//!   group (403 `not_a_resource_approver`); they also see and may revoke its grants;
+//! - `approvals_required`: distinct approvers, never the requester (403 `self_approval`), each once (409
+//!   `already_approved`). Each approval is one conditional write of the grant with the approval appended; the
+//!   one that completes the quorum also activates the grant, so approvers racing for the last slot activate it
+//!   once and provision once. A loser re-reads and retries while its approval still counts; otherwise it is
+//!   told why (409 `grant_not_pending`, naming who decided). A denial by any approver denies;
+//! - `auto_approve`: a request bound to a checked ticket, for a bounded duration within the rule's limit, is
+//!   active at once, decided by `policy`.
+//!
+//! Every request also gets a deadline, `decide_by = requested_at + PENDING_FOR`, armed as a one-time
+//! [`JobKind::PendingExpiry`] schedule before the request is stored; a decision or a withdrawal deletes it.
 
 use serde::Deserialize;
 
 use super::{ServiceError, Ticketbound};
-use crate::domain::grant::TransitionError;
+use crate::domain::grant::{POLICY_ACTOR, TransitionError};
 use crate::domain::ids::{GrantId, Slug, TicketKey};
 use crate::domain::notification::NotifyEvent;
+use crate::domain::resource::Deciders;
 use crate::domain::{
-    AuditEvent, AuditKind, Caller, EndReason, Grant, GrantDuration, GrantStatus, TicketRef,
+    AuditEvent, AuditKind, Caller, EndReason, Grant, GrantDuration, GrantStatus, Resource,
+    TicketRef,
 };
-use crate::ports::{GrantFilter, Job, JobKind, Page, StoreError, TicketVerifier};
+use crate::ports::{GrantFilter, Job, JobKind, Page, StoreError};
 
 /// The body of `POST /v1/grants`.
 #[derive(Clone, Debug, Deserialize)]
@@ -32,6 +50,13 @@ pub struct ListGrants {
 
 const MAX_REASON: usize = 2_000;
 
+/// How many times a decision is tried again when another writer moved the grant in between.
+const RACE_RETRIES: usize = 8;
+
+/// How many store pages one list call of a resource's own approver reads at most before answering with what
+/// it found and the cursor to go on from.
+const MAX_SCAN_PAGES: usize = 10;
+
 impl From<TransitionError> for ServiceError {
     fn from(e: TransitionError) -> Self {
         match e {
@@ -45,8 +70,35 @@ impl From<TransitionError> for ServiceError {
             TransitionError::SelfDecision => {
                 ServiceError::forbidden("self_approval", e.to_string())
             }
+            TransitionError::AlreadyApproved { .. } => {
+                ServiceError::conflict("already_approved", e.to_string())
+            }
         }
     }
+}
+
+/// The answer to an approver whose write lost a race and who finds the request no longer pending.
+fn decided_meanwhile(grant: &Grant) -> ServiceError {
+    let by = grant
+        .decided_by
+        .as_deref()
+        .or(grant.ended_by.as_deref())
+        .map(|b| format!(" by {b}"))
+        .unwrap_or_default();
+    ServiceError::conflict(
+        "grant_not_pending",
+        format!(
+            "while your decision was being recorded the request became {}{by}; yours was not recorded and is not needed",
+            grant.status.as_str()
+        ),
+    )
+}
+
+/// The quorum a pending grant needs now: what it was requested under, raised if its resource asks for more.
+fn with_quorum(grant: &mut Grant, resource: &Resource) {
+    grant.approvals_required = grant
+        .approvals_required
+        .max(resource.policy.approvals_required);
 }
 
 impl Ticketbound {
@@ -87,6 +139,30 @@ impl Ticketbound {
                     ),
                 )
             })?;
+        if !resource.policy.may_request(caller) {
+            return Err(ServiceError::forbidden(
+                "not_a_requester",
+                format!(
+                    "`{}` may be requested only by members of {}; ask an admin to add you to one of them",
+                    resource.id,
+                    resource
+                        .policy
+                        .requesters
+                        .as_deref()
+                        .unwrap_or_default()
+                        .join(", ")
+                ),
+            ));
+        }
+        if let Some(others) = resource.policy.unreachable_quorum_for(&caller.email) {
+            return Err(ServiceError::unprocessable(
+                "quorum_unreachable",
+                format!(
+                    "`{}` needs {} approvals from the people it lists, and only {others} of them may approve your request (nobody approves their own); ask an admin to list more approvers",
+                    resource.id, resource.policy.approvals_required
+                ),
+            ));
+        }
         match (&duration, &req.ticket) {
             (GrantDuration::Indefinite, None) => {
                 return Err(ServiceError::unprocessable(
@@ -118,26 +194,45 @@ impl Ticketbound {
             ));
         }
         let ticket_id = match &req.ticket {
-            Some(ticket) => self.check_ticket(ticket, &caller.email).await?,
+            Some(ticket) => {
+                self.check_ticket(ticket, &caller.email, &caller.claimed)
+                    .await?
+            }
             None => None,
         };
         let now = self.clock.now();
         let mut grant = Grant::request(
             GrantId::new(now).into_string(),
             caller.email.clone(),
-            resource.id,
+            resource.id.clone(),
             reason.to_owned(),
             duration,
             req.ticket,
             now,
         );
         grant.ticket_id = ticket_id;
+        if grant.ticket.is_some() {
+            grant.requester_claims = caller.claimed.clone();
+        }
+        grant.approvals_required = resource.policy.approvals_required.max(1);
+        let decide_by = now + self.settings.pending_for.as_duration();
+        grant.decide_by = Some(decide_by);
+        // The deadline exists before the request does, so a pending request always has one. If the insert below
+        // fails, it fires once and finds no grant.
+        self.scheduler
+            .schedule(&Job::new(JobKind::PendingExpiry, &grant.id), decide_by)
+            .await?;
         let event = AuditEvent::of(
             &grant,
             AuditKind::Requested,
             Some(&caller.email),
             now,
-            serde_json::json!({"reason": grant.reason, "duration": grant.duration}),
+            serde_json::json!({
+                "reason": grant.reason,
+                "duration": grant.duration,
+                "approvals_required": grant.approvals_required,
+                "decide_by": rfc3339(decide_by),
+            }),
         );
         self.store
             .insert_grant(&grant, &event)
@@ -147,22 +242,155 @@ impl Ticketbound {
                 other => other.into(),
             })?;
         tracing::info!(grant = %grant.id, requester = %grant.requester, resource = %grant.resource, "grant requested");
-        self.notify(&grant, NotifyEvent::ApprovalRequested).await;
-        Ok(self.audit_on_request(grant).await)
+        let mut grant = self.audit_on_request(grant).await;
+        if resource
+            .policy
+            .auto_approves(&grant.duration, grant.ticket.is_some())
+        {
+            grant = self.approve_by_policy(grant, &resource).await;
+        }
+        if grant.status == GrantStatus::Pending {
+            // Approvers hear of requests that wait for them; an auto-approved one was announced as approved.
+            self.notify(&grant, NotifyEvent::ApprovalRequested).await;
+        }
+        Ok(grant)
     }
 
-    /// `POST /v1/grants/{id}/approve`.
-    pub async fn approve_grant(&self, caller: &Caller, id: &str) -> Result<Grant, ServiceError> {
-        if !caller.approver {
-            return Err(ServiceError::forbidden(
-                "not_an_approver",
-                "only members of the approver group may approve requests",
-            ));
-        }
-        let grant = self.visible_grant(caller, id).await?;
+    /// The resource's `auto_approve` rule holds for a stored request: make it active, decided by `policy`. The
+    /// ticket was checked a moment ago by the request itself. When this cannot be done now (the scheduler or
+    /// the store is unreachable), the request stays pending for a person, with its deadline: it is never
+    /// refused for it.
+    async fn approve_by_policy(&self, grant: Grant, resource: &Resource) -> Grant {
+        let id = grant.id.clone();
         let now = self.clock.now();
-        let approved = grant.approve(&caller.email, now)?;
-        if self.store.get_resource(&grant.resource).await?.is_none() {
+        let limit = resource
+            .policy
+            .auto_approve
+            .as_ref()
+            .map(|rule| rule.max_duration.to_string());
+        let ticket = grant.ticket.as_ref().map(|t| t.key.clone());
+        let approved = async {
+            if let Some(expires_at) = grant.bound_from(now) {
+                self.scheduler
+                    .schedule(&Job::new(JobKind::Expire, &id), expires_at)
+                    .await?;
+            }
+            self.modify_grant(&id, |g| {
+                let next = g.approve_by_policy(now).ok()?;
+                let event = AuditEvent::of(
+                    &next,
+                    AuditKind::Approved,
+                    Some(POLICY_ACTOR),
+                    now,
+                    serde_json::json!({
+                        "rule": "auto_approve",
+                        "max_duration": limit,
+                        "ticket": ticket,
+                        "expires_at": next.expires_at.map(rfc3339),
+                    }),
+                );
+                Some((next, Some(event)))
+            })
+            .await
+        }
+        .await;
+        match approved {
+            Ok(Some(active)) => {
+                tracing::info!(grant = %id, expires_at = ?active.expires_at, "grant approved by the resource's auto_approve rule");
+                self.after_decision(&active).await;
+            }
+            // Withdrawn in the meantime: nothing to approve.
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(grant = %id, error = %e, "could not approve by policy; the request waits for an approver");
+            }
+        }
+        match self.store.get_grant(&id).await {
+            Ok(Some(latest)) => latest,
+            _ => grant,
+        }
+    }
+
+    /// What follows a decision once it is durable: the request's deadline is deleted, the decision is announced
+    /// (`service/notifications.rs`), access is set up when it became active, and the decision is noted on the
+    /// audit ticket.
+    async fn after_decision(&self, decided: &Grant) {
+        self.cancel_pending_expiry(decided).await;
+        match decided.status {
+            GrantStatus::Active => {
+                self.notify(decided, NotifyEvent::Approved).await;
+                self.arm_reminders(decided).await;
+                self.provision_attempt(&decided.id).await;
+            }
+            GrantStatus::Denied => self.notify(decided, NotifyEvent::Denied).await,
+            _ => {}
+        }
+        self.audit_on_decision(&decided.id).await;
+    }
+
+    /// The grant `caller` wants to approve or deny (`verb`), with its resource, once the caller may decide it:
+    /// the resource's `approvers`, or the approver group when it lists none. A caller who may not is told
+    /// which rule refuses them when they can see the grant, and gets the same 403 for every id otherwise, so
+    /// ids cannot be probed.
+    async fn grant_to_decide(
+        &self,
+        caller: &Caller,
+        id: &str,
+        verb: &str,
+    ) -> Result<(Grant, Option<Resource>), ServiceError> {
+        let refused = || {
+            ServiceError::forbidden(
+                "not_an_approver",
+                format!(
+                    "only members of the approver group, or the approvers a resource lists, may {verb} requests"
+                ),
+            )
+        };
+        let unknown = || {
+            if caller.approver {
+                ServiceError::grant_not_found(id)
+            } else {
+                refused()
+            }
+        };
+        if GrantId::parse(id).is_err() {
+            return Err(unknown());
+        }
+        let Some(grant) = self.store.get_grant(id).await? else {
+            return Err(unknown());
+        };
+        let resource = self.store.get_resource(&grant.resource).await?;
+        let policy = resource
+            .as_ref()
+            .map(|r| r.policy.clone())
+            .unwrap_or_default();
+        if policy.may_decide(caller) {
+            return Ok((grant, resource));
+        }
+        let sees = caller.sees_all_grants() || grant.requester == caller.email;
+        Err(match policy.deciders() {
+            Deciders::Listed(listed) if sees => ServiceError::forbidden(
+                "not_a_resource_approver",
+                format!(
+                    "requests for `{}` are decided by its own approvers ({}), not by the approver group; you are not one of them",
+                    grant.resource,
+                    listed.describe()
+                ),
+            ),
+            _ => refused(),
+        })
+    }
+
+    /// `POST /v1/grants/{id}/approve`: records the caller's approval; the one that completes the resource's quorum
+    /// makes the grant active (see the module docs).
+    pub async fn approve_grant(&self, caller: &Caller, id: &str) -> Result<Grant, ServiceError> {
+        let (mut grant, resource) = self.grant_to_decide(caller, id, "approve").await?;
+        if let Some(resource) = &resource {
+            with_quorum(&mut grant, resource);
+        }
+        // Refusals (not pending, own request, approved already) before anything is called.
+        grant.approve(&caller.email, self.clock.now())?;
+        let Some(resource) = resource else {
             return Err(ServiceError::conflict(
                 "resource_missing",
                 format!(
@@ -170,96 +398,145 @@ impl Ticketbound {
                     grant.resource
                 ),
             ));
-        }
+        };
         if let Some(ticket) = &grant.ticket {
             // The id was recorded at the request (the stores index it once, with the grant's insert).
-            self.check_ticket(ticket, &grant.requester).await?;
-        }
-        // The expiry schedule exists before the grant is active, so an active grant always has one. A loser of
-        // the race below leaves it behind; it names the same schedule, and it finds an active grant or nothing.
-        if let Some(expires_at) = approved.expires_at {
-            self.scheduler
-                .schedule(&Job::new(JobKind::Expire, &grant.id), expires_at)
+            self.check_ticket(ticket, &grant.requester, &grant.requester_claims)
                 .await?;
         }
-        let event = AuditEvent::of(
-            &approved,
-            AuditKind::Approved,
-            Some(&caller.email),
-            now,
-            serde_json::json!({"expires_at": approved.expires_at.map(rfc3339)}),
-        );
-        match self
-            .store
-            .update_grant(&approved, grant.expected(), Some(&event))
-            .await
-        {
-            Ok(()) => {}
-            // Only a notification's bookkeeping wrote the pending grant meanwhile: decide again.
-            Err(StoreError::Conflict) if self.still_pending(id).await => {
-                return Box::pin(self.approve_grant(caller, id)).await;
+        let mut raced = false;
+        for _ in 0..RACE_RETRIES {
+            let now = self.clock.now();
+            let approved = match grant.approve(&caller.email, now) {
+                Ok(approved) => approved,
+                Err(TransitionError::NotPending(_)) if raced => {
+                    return Err(decided_meanwhile(&grant));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let active = approved.status == GrantStatus::Active;
+            // The expiry schedule exists before the grant is active, so an active grant always has one. A loser
+            // of the race below leaves it behind; it names the same schedule, and it finds an active grant or
+            // nothing.
+            if let (true, Some(expires_at)) = (active, approved.expires_at) {
+                self.scheduler
+                    .schedule(&Job::new(JobKind::Expire, &grant.id), expires_at)
+                    .await?;
             }
-            Err(StoreError::Conflict) => {
-                return Err(ServiceError::conflict(
-                    "grant_not_pending",
-                    "the request was decided or withdrawn at the same moment; reload it",
-                ));
+            let counts = (approved.approvals.len(), approved.approvals_required);
+            let event = if active {
+                AuditEvent::of(
+                    &approved,
+                    AuditKind::Approved,
+                    Some(&caller.email),
+                    now,
+                    serde_json::json!({
+                        "expires_at": approved.expires_at.map(rfc3339),
+                        "approvals": counts.0,
+                        "approvals_required": counts.1,
+                    }),
+                )
+            } else {
+                AuditEvent::of(
+                    &approved,
+                    AuditKind::ApprovalRecorded,
+                    Some(&caller.email),
+                    now,
+                    serde_json::json!({
+                        "approvals": counts.0,
+                        "approvals_required": counts.1,
+                        "missing": approved.approvals_missing(),
+                    }),
+                )
+            };
+            match self
+                .store
+                .update_grant(&approved, grant.expected(), Some(&event))
+                .await
+            {
+                Ok(()) => {
+                    if active {
+                        tracing::info!(grant = %id, approver = %caller.email, expires_at = ?approved.expires_at, approvals = counts.0, "grant approved");
+                        self.after_decision(&approved).await;
+                    } else {
+                        tracing::info!(grant = %id, approver = %caller.email, approvals = counts.0, required = counts.1, "approval recorded; more are needed");
+                    }
+                    return Ok(self.store.get_grant(id).await?.unwrap_or(approved));
+                }
+                Err(StoreError::Conflict) => {
+                    // Somebody else wrote the grant first: read it again and see whether this approval still
+                    // counts (another approval landed) or is no longer needed (the request was decided).
+                    raced = true;
+                    grant = self
+                        .store
+                        .get_grant(id)
+                        .await?
+                        .ok_or_else(|| ServiceError::grant_not_found(id))?;
+                    with_quorum(&mut grant, &resource);
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
         }
-        tracing::info!(grant = %id, approver = %caller.email, expires_at = ?approved.expires_at, "grant approved");
-        self.notify(&approved, NotifyEvent::Approved).await;
-        self.arm_reminders(&approved).await;
-        self.provision_attempt(id).await;
-        self.audit_on_decision(id).await;
-        Ok(self.store.get_grant(id).await?.unwrap_or(approved))
+        Err(ServiceError::conflict(
+            "grant_busy",
+            "the request kept changing while your approval was being recorded; try again",
+        ))
     }
 
-    /// `POST /v1/grants/{id}/deny`.
+    /// `POST /v1/grants/{id}/deny`: any one approver's denial denies, whatever approvals were recorded.
     pub async fn deny_grant(&self, caller: &Caller, id: &str) -> Result<Grant, ServiceError> {
-        if !caller.approver {
-            return Err(ServiceError::forbidden(
-                "not_an_approver",
-                "only members of the approver group may deny requests",
-            ));
-        }
-        let grant = self.visible_grant(caller, id).await?;
-        let now = self.clock.now();
-        let denied = grant.deny(&caller.email, now)?;
-        let event = AuditEvent::of(
-            &denied,
-            AuditKind::Denied,
-            Some(&caller.email),
-            now,
-            serde_json::Value::Null,
-        );
-        match self
-            .store
-            .update_grant(&denied, grant.expected(), Some(&event))
-            .await
-        {
-            Ok(()) => {
-                self.notify(&denied, NotifyEvent::Denied).await;
-                self.audit_on_decision(id).await;
-                Ok(self.store.get_grant(id).await?.unwrap_or(denied))
+        let (mut grant, _) = self.grant_to_decide(caller, id, "deny").await?;
+        let mut raced = false;
+        for _ in 0..RACE_RETRIES {
+            let now = self.clock.now();
+            let denied = match grant.deny(&caller.email, now) {
+                Ok(denied) => denied,
+                Err(TransitionError::NotPending(_)) if raced => {
+                    return Err(decided_meanwhile(&grant));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let event = AuditEvent::of(
+                &denied,
+                AuditKind::Denied,
+                Some(&caller.email),
+                now,
+                serde_json::json!({"approvals": denied.approvals.len()}),
+            );
+            match self
+                .store
+                .update_grant(&denied, grant.expected(), Some(&event))
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(grant = %id, approver = %caller.email, "grant denied");
+                    self.after_decision(&denied).await;
+                    return Ok(self.store.get_grant(id).await?.unwrap_or(denied));
+                }
+                Err(StoreError::Conflict) => {
+                    raced = true;
+                    grant = self
+                        .store
+                        .get_grant(id)
+                        .await?
+                        .ok_or_else(|| ServiceError::grant_not_found(id))?;
+                }
+                Err(e) => return Err(e.into()),
             }
-            // Only a notification's bookkeeping wrote the pending grant meanwhile: decide again.
-            Err(StoreError::Conflict) if self.still_pending(id).await => {
-                Box::pin(self.deny_grant(caller, id)).await
-            }
-            Err(StoreError::Conflict) => Err(ServiceError::conflict(
-                "grant_not_pending",
-                "the request was decided or withdrawn at the same moment; reload it",
-            )),
-            Err(e) => Err(e.into()),
         }
+        Err(ServiceError::conflict(
+            "grant_busy",
+            "the request kept changing while your denial was being recorded; try again",
+        ))
     }
 
     /// `POST /v1/grants/{id}/revoke`: the requester ends their own grant, or an approver or admin ends any.
     pub async fn revoke_grant(&self, caller: &Caller, id: &str) -> Result<Grant, ServiceError> {
+        // Visible means: their own, every grant for approvers and admins, and a resource's grants for the
+        // approvers it lists (who may revoke them too).
         let grant = self.visible_grant(caller, id).await?;
         let own = grant.requester == caller.email;
-        if !own && !caller.sees_all_grants() {
+        if !own && !caller.sees_all_grants() && !self.decides_for(caller, &grant.resource).await? {
             return Err(ServiceError::forbidden(
                 "not_allowed",
                 "only the requester, an approver or an admin may revoke a grant",
@@ -290,27 +567,92 @@ impl Ticketbound {
         self.visible_grant(caller, id).await
     }
 
-    /// `GET /v1/grants`: callers who are neither approvers nor admins see only their own.
+    /// `GET /v1/grants`: approvers and admins see every grant; the approvers a resource lists see their own
+    /// and that resource's; everyone else sees only their own.
     pub async fn list_grants(
         &self,
         caller: &Caller,
         mut query: ListGrants,
     ) -> Result<Page<Grant>, ServiceError> {
-        if !caller.sees_all_grants() {
-            match &query.filter.requester {
-                Some(r) if *r != caller.email => {
-                    return Err(ServiceError::forbidden(
-                        "not_allowed",
-                        "you can list only your own grants",
-                    ));
-                }
-                _ => query.filter.requester = Some(caller.email.clone()),
+        let own_only = query
+            .filter
+            .requester
+            .as_ref()
+            .is_some_and(|r| *r == caller.email);
+        if caller.sees_all_grants() || own_only {
+            return Ok(self
+                .store
+                .list_grants(&query.filter, query.limit, query.cursor.as_deref())
+                .await?);
+        }
+        let decided = self.resources_decided_by(caller).await?;
+        if decided.is_empty() {
+            if query.filter.requester.is_some() {
+                return Err(ServiceError::forbidden(
+                    "not_allowed",
+                    "you can list only your own grants",
+                ));
+            }
+            query.filter.requester = Some(caller.email.clone());
+            return Ok(self
+                .store
+                .list_grants(&query.filter, query.limit, query.cursor.as_deref())
+                .await?);
+        }
+        // Filtered page by page: each store page is asked for what is still missing, so the cursor handed out
+        // is exactly where the reading stopped. A page may hold fewer than `limit` grants; `next` goes on.
+        let visible = |g: &Grant| g.requester == caller.email || decided.contains(&g.resource);
+        let mut items = Vec::new();
+        let mut cursor = query.cursor;
+        for _ in 0..MAX_SCAN_PAGES {
+            let page = self
+                .store
+                .list_grants(&query.filter, query.limit - items.len(), cursor.as_deref())
+                .await?;
+            items.extend(page.items.into_iter().filter(|g| visible(g)));
+            cursor = page.next;
+            if items.len() >= query.limit || cursor.is_none() {
+                break;
             }
         }
-        Ok(self
-            .store
-            .list_grants(&query.filter, query.limit, query.cursor.as_deref())
-            .await?)
+        Ok(Page {
+            items,
+            next: cursor,
+        })
+    }
+
+    /// The ids of the resources whose `approvers` list `caller` (not the ones the approver group decides).
+    async fn resources_decided_by(&self, caller: &Caller) -> Result<Vec<String>, ServiceError> {
+        let mut decided = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.store.list_resources(200, cursor.as_deref()).await?;
+            decided.extend(
+                page.items
+                    .into_iter()
+                    .filter(|r| {
+                        r.policy
+                            .approvers
+                            .as_ref()
+                            .is_some_and(|a| a.includes(caller))
+                    })
+                    .map(|r| r.id),
+            );
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(decided),
+            }
+        }
+    }
+
+    /// Whether `caller` is one of the approvers `resource` lists.
+    async fn decides_for(&self, caller: &Caller, resource: &str) -> Result<bool, ServiceError> {
+        Ok(self.store.get_resource(resource).await?.is_some_and(|r| {
+            r.policy
+                .approvers
+                .as_ref()
+                .is_some_and(|a| a.includes(caller))
+        }))
     }
 
     /// `GET /v1/grants/{id}/events`.
@@ -325,13 +667,15 @@ impl Ticketbound {
         Ok(self.store.list_events(id, limit, cursor).await?)
     }
 
-    /// The grant, if the caller may see it; a grant they may not see is "not found", so ids cannot be probed.
+    /// The grant, if the caller may see it (their own; every grant for approvers and admins; a resource's
+    /// grants for the approvers it lists); a grant they may not see is "not found", so ids cannot be probed.
     async fn visible_grant(&self, caller: &Caller, id: &str) -> Result<Grant, ServiceError> {
         if GrantId::parse(id).is_err() {
             return Err(ServiceError::grant_not_found(id));
         }
         match self.store.get_grant(id).await? {
             Some(g) if caller.sees_all_grants() || g.requester == caller.email => Ok(g),
+            Some(g) if self.decides_for(caller, &g.resource).await? => Ok(g),
             _ => Err(ServiceError::grant_not_found(id)),
         }
     }
@@ -341,8 +685,12 @@ impl Ticketbound {
         &self,
         ticket: &TicketRef,
         requester: &str,
+        claimed: &crate::domain::identity::ClaimedIdentity,
     ) -> Result<Option<String>, ServiceError> {
-        Ok(self.connections.check_binding(ticket, requester).await?)
+        Ok(self
+            .connections
+            .check_requester_binding(ticket, requester, claimed)
+            .await?)
     }
 }
 

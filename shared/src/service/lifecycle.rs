@@ -98,6 +98,7 @@ fn live_arming(kind: JobKind, grant: &Grant) -> u32 {
         JobKind::Confirm => 0,
         // Per event, on the grant's notifications (service/notifications.rs keeps its own).
         JobKind::Notify => 0,
+        JobKind::PendingExpiry => grant.pending_arming,
     }
 }
 
@@ -106,7 +107,10 @@ fn live_arming(kind: JobKind, grant: &Grant) -> u32 {
 fn record_arming(kind: JobKind, next: &mut Grant, arming: u32) -> bool {
     let slot = match kind {
         JobKind::Expire if next.status == GrantStatus::Active => &mut next.expiry_arming,
-        JobKind::Expire | JobKind::Confirm | JobKind::Notify => return false,
+        JobKind::PendingExpiry if next.status == GrantStatus::Pending => &mut next.pending_arming,
+        JobKind::Expire | JobKind::Confirm | JobKind::Notify | JobKind::PendingExpiry => {
+            return false;
+        }
         JobKind::Provision | JobKind::Deprovision => {
             let effect = if kind == JobKind::Provision {
                 next.provisioning.as_mut()
@@ -151,11 +155,25 @@ impl Ticketbound {
         actor: Option<&str>,
         found_by: Option<&str>,
     ) -> Result<EndOutcome, ServiceError> {
+        self.end_grant_when(id, reason, actor, found_by, None).await
+    }
+
+    /// [`Self::end_grant_noting`], only while the grant is in status `only` when given (a request's deadline
+    /// cancels a pending request, never the grant an approval made of it a moment before); otherwise
+    /// [`EndOutcome::AlreadyClosed`] with nothing done.
+    async fn end_grant_when(
+        &self,
+        id: &str,
+        reason: EndReason,
+        actor: Option<&str>,
+        found_by: Option<&str>,
+        only: Option<GrantStatus>,
+    ) -> Result<EndOutcome, ServiceError> {
         for _ in 0..RACE_RETRIES {
             let Some(grant) = self.store.get_grant(id).await? else {
                 return Err(ServiceError::grant_not_found(id));
             };
-            if !grant.status.is_open() {
+            if !grant.status.is_open() || only.is_some_and(|only| only != grant.status) {
                 return Ok(EndOutcome::AlreadyClosed(grant));
             }
             let now = self.clock.now();
@@ -190,6 +208,10 @@ impl Ticketbound {
             }
             tracing::info!(grant = %id, reason = reason.as_str(), status = next.status.as_str(), "grant ended");
             self.notify(&next, NotifyEvent::Ended).await;
+            if next.status == GrantStatus::Cancelled {
+                // No decision is coming: its deadline has nothing left to do.
+                self.cancel_pending_expiry(&next).await;
+            }
             if next.status == GrantStatus::Ended
                 && let Err(e) = self.deprovision_attempt(id).await
             {
@@ -221,6 +243,55 @@ impl Ticketbound {
             }
             JobKind::Confirm => self.confirm_ticket(job).await,
             JobKind::Notify => self.run_notification(job).await,
+            JobKind::PendingExpiry => self.pending_expired(&job.grant_id, job.arming).await,
+        }
+    }
+
+    /// A request's decision deadline fired: still pending (and the deadline reached), it is cancelled as
+    /// `approval_timed_out`, by the same conditional write as every other end, and only while it is pending:
+    /// an approval landing at the same moment either wins (the grant stays active) or finds it cancelled.
+    /// Decided or withdrawn meanwhile: nothing.
+    async fn pending_expired(&self, id: &str, fired: u32) -> Result<JobOutcome, ServiceError> {
+        let Some(grant) = self.store.get_grant(id).await? else {
+            return Ok(JobOutcome::Nothing);
+        };
+        if grant.status != GrantStatus::Pending {
+            return Ok(JobOutcome::Nothing);
+        }
+        let due = grant
+            .decide_by
+            .unwrap_or(grant.requested_at + self.settings.pending_for.as_duration());
+        if self.clock.now() < due {
+            // Early (clock skew): re-arm under a new name rather than cancel.
+            self.rearm(JobKind::PendingExpiry, id, fired, due).await?;
+            tracing::info!(grant = %id, %due, "pending deadline fired early; re-armed");
+            return Ok(JobOutcome::Rearmed);
+        }
+        match self
+            .end_grant_when(
+                id,
+                EndReason::ApprovalTimedOut,
+                None,
+                None,
+                Some(GrantStatus::Pending),
+            )
+            .await?
+        {
+            EndOutcome::Ended(_) => {
+                tracing::info!(grant = %id, "request cancelled: nobody decided it within PENDING_FOR");
+                telemetry::metric("ApprovalsTimedOut", 1.0);
+                Ok(JobOutcome::Done)
+            }
+            EndOutcome::AlreadyClosed(_) => Ok(JobOutcome::Nothing),
+        }
+    }
+
+    /// Deletes a request's live deadline schedule once the request is decided or ended. A failure is only
+    /// logged: the schedule fires once, finds the request no longer pending, and does nothing.
+    pub(crate) async fn cancel_pending_expiry(&self, grant: &Grant) {
+        let job = Job::armed(JobKind::PendingExpiry, &grant.id, grant.pending_arming);
+        if let Err(e) = self.scheduler.cancel(&job).await {
+            tracing::warn!(grant = %grant.id, error = %e, "could not delete the request's deadline schedule");
         }
     }
 

@@ -86,6 +86,9 @@ pub struct Settings {
     pub reconcile: ReconcileSettings,
     /// Where notifications link to and whom they address (`service/notifications.rs`).
     pub notifications: NotifySettings,
+    /// How long a request waits for its approvals before it is cancelled as `approval_timed_out`
+    /// (`PENDING_FOR`, default `P1D`).
+    pub pending_for: IsoDuration,
 }
 
 impl Default for Settings {
@@ -95,6 +98,7 @@ impl Default for Settings {
             retry: RetryPolicy::default(),
             reconcile: ReconcileSettings::default(),
             notifications: NotifySettings::default(),
+            pending_for: IsoDuration::parse("P1D").expect("valid literal"),
         }
     }
 }

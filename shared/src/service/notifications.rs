@@ -35,6 +35,7 @@ use super::grants::rfc3339;
 use super::{JobOutcome, ServiceError, Ticketbound};
 use crate::domain::identity::{looks_like_email, normalize_email};
 use crate::domain::notification::{NotificationState, NotifyEvent};
+use crate::domain::resource::Approvers;
 use crate::domain::{EndReason, Grant, GrantStatus, SideEffectState};
 use crate::ports::Job;
 use crate::ports::notify::{Message, SendError, SendOutcome};
@@ -283,7 +284,21 @@ impl Ticketbound {
         grant: &Grant,
         channels: &[String],
     ) -> BTreeMap<String, Result<SendOutcome, SendError>> {
-        let message = Arc::new(self.compose(event, grant));
+        // A resource that lists its own approvers is decided by them: they, not the deployment's approver
+        // addresses, hear of its requests. Unreadable now: the deployment's addresses.
+        let approvers = match event {
+            NotifyEvent::ApprovalRequested => {
+                match self.store.get_resource(&grant.resource).await {
+                    Ok(resource) => resource.and_then(|r| r.policy.approvers),
+                    Err(e) => {
+                        tracing::warn!(grant = %grant.id, error = %e, "could not read the resource's approvers; addressing the deployment's");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let message = Arc::new(self.compose(event, grant, approvers.as_ref()));
         let limit: std::time::Duration = self.settings.retry.lease.unsigned_abs() / 2;
         let mut sends = JoinSet::new();
         for channel in channels {
@@ -538,24 +553,21 @@ impl Ticketbound {
         }
     }
 
-    /// Whether grant `id` is still pending. A decision whose conditional write lost to a write that left the
-    /// request pending (a notification's bookkeeping, e.g. the "request waits" message recording its delivery
-    /// while an approver acts on it) decides again instead of answering 409.
-    pub(crate) async fn still_pending(&self, id: &str) -> bool {
-        matches!(
-            self.store.get_grant(id).await,
-            Ok(Some(g)) if g.status == GrantStatus::Pending
-        )
-    }
-
-    /// Who hears of a waiting request: the resource's approvers. Today these are the deployment-level
-    /// `approver_emails` of the notification configuration (chat channels post to their room), never the
-    /// requester, who cannot decide their own request.
-    pub(crate) fn approver_recipients(&self, grant: &Grant) -> Vec<String> {
+    /// Who is e-mailed about a waiting request, never the requester, who cannot decide their own request: the
+    /// people a resource lists as its own `approvers` (its listed groups cannot be expanded to addresses: a
+    /// directory is not consulted, so their members hear through the chat channels), or, for a resource decided
+    /// by the approver group, the deployment-level `approver_emails` of the notification configuration.
+    pub(crate) fn approver_recipients(
+        &self,
+        grant: &Grant,
+        approvers: Option<&Approvers>,
+    ) -> Vec<String> {
         let requester = normalize_email(&grant.requester);
-        self.settings
-            .notifications
-            .approver_emails
+        let listed = match approvers {
+            Some(approvers) => &approvers.users,
+            None => &self.settings.notifications.approver_emails,
+        };
+        listed
             .iter()
             .filter(|e| normalize_email(e) != requester)
             .cloned()
@@ -572,13 +584,17 @@ impl Ticketbound {
     }
 
     /// The message of `event` for `grant`: what happened, what to do, the facts, the link, the recipients.
-    fn compose(&self, event: NotifyEvent, grant: &Grant) -> Message {
+    fn compose(&self, event: NotifyEvent, grant: &Grant, approvers: Option<&Approvers>) -> Message {
         use NotifyEvent as E;
         let settings = &self.settings.notifications;
         let (who, what) = (grant.requester.as_str(), grant.resource.as_str());
         let ticket = grant.ticket.as_ref().map(|t| t.key.clone());
         let ends = grant.expires_at.map(rfc3339);
-        let decider = grant.decided_by.as_deref().unwrap_or("an approver");
+        let decider = match grant.decided_by.as_deref() {
+            Some(crate::domain::grant::POLICY_ACTOR) => "The resource's auto-approve rule",
+            Some(person) => person,
+            None => "an approver",
+        };
         let until = match (&ends, &ticket) {
             (Some(at), Some(key)) => format!("It ends at {at}, or earlier when {key} is closed."),
             (Some(at), None) => format!("It ends at {at}."),
@@ -592,7 +608,7 @@ impl Ticketbound {
                     "{who} asks for {} of access to {what}: \"{}\". Approve or deny it in Ticketbound.",
                     grant.duration, grant.reason
                 ),
-                self.approver_recipients(grant),
+                self.approver_recipients(grant, approvers),
             ),
             E::Approved => (
                 format!("Your access to {what} was approved"),
@@ -700,6 +716,7 @@ fn end_reason_text(grant: &Grant) -> String {
             None => "it was revoked".into(),
         },
         Some(EndReason::Denied) => "it was denied".into(),
+        Some(EndReason::ApprovalTimedOut) => "nobody decided it in time".into(),
         None => "it ended".into(),
     }
 }

@@ -76,6 +76,18 @@ fn resource(id: &str) -> Resource {
             url: "https://hooks.example.com/x".into(),
             secret: Secret::new("provisioner-secret-value"),
         },
+        // A policy other than the defaults, so both stores are seen to keep it.
+        policy: ticketbound::domain::resource::ApprovalPolicy {
+            approvers: Some(ticketbound::domain::resource::Approvers {
+                groups: vec!["dba".into()],
+                users: vec!["dana@example.com".into()],
+            }),
+            approvals_required: 2,
+            requesters: Some(vec!["oncall".into()]),
+            auto_approve: Some(ticketbound::domain::resource::AutoApprove {
+                max_duration: ticketbound::domain::IsoDuration::parse("PT4H").unwrap(),
+            }),
+        },
     }
 }
 
@@ -479,6 +491,7 @@ pub async fn resources_are_kept_with_their_secret_and_paged(store: Arc<dyn Grant
         store.put_resource(&resource(id)).await.unwrap();
     }
     let read = store.get_resource("b-db").await.unwrap().unwrap();
+    assert_eq!(read.policy, resource("b-db").policy, "the approval policy");
     match &read.provisioner {
         Provisioner::Webhook { secret, .. } => {
             assert_eq!(secret.expose(), "provisioner-secret-value")

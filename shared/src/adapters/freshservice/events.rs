@@ -1,49 +1,88 @@
 //! What a Freshservice workflow delivery says (DESIGN §9): the body only says which ticket changed
 //! (placeholders render inconsistently), so the handler reads the ticket through the API before acting.
+//!
+//! The body is read into a typed struct (`FreshserviceBody`) of lenient fields (see
+//! `adapters::lenient_json`): whatever an operator's template renders, a field of an unexpected type reads as
+//! absent and the next place an id may be is tried.
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::is_ticket_id;
+use crate::adapters::lenient_json::{IdText, Object};
 use crate::domain::ticket_events::DeliveryError;
+
+/// A workflow delivery: the places a ticket id may be, at the top or inside Freshdesk's *Simple* mode wrapper
+/// `{"freshdesk_webhook": {...}}` (which, when it is an object, is read instead of the top).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FreshserviceBody {
+    freshdesk_webhook: Object<TicketIdPlaces>,
+    #[serde(flatten)]
+    top: TicketIdPlaces,
+}
+
+/// Where a ticket id may be, in the order they are tried: `ticket_id` (the documented template's
+/// `{{ticket.id_numeric}}`), `ticket.id_numeric`, `ticket.id`, `id`, then `ticket_display_id` (`{{ticket.id}}`,
+/// such as `INC-123`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct TicketIdPlaces {
+    ticket_id: IdText,
+    ticket: Object<TicketIds>,
+    id: IdText,
+    ticket_display_id: IdText,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct TicketIds {
+    id_numeric: IdText,
+    id: IdText,
+}
+
+impl TicketIdPlaces {
+    fn candidates(&self) -> impl Iterator<Item = &str> {
+        let ticket = self.ticket.get();
+        [
+            Some(&self.ticket_id),
+            ticket.map(|t| &t.id_numeric),
+            ticket.map(|t| &t.id),
+            Some(&self.id),
+            Some(&self.ticket_display_id),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(IdText::get)
+    }
+}
+
+/// The ticket number a rendered id stands for: its digits after the last `-` (a display id `INC-123` gives
+/// `123`), without leading zeros, within the length every read accepts.
+fn ticket_number(raw: &str) -> Option<String> {
+    let digits = raw.rsplit_once('-').map_or(raw, |(_, n)| n);
+    let significant = digits.trim_start_matches('0');
+    let id = if significant.is_empty() && !digits.is_empty() {
+        "0"
+    } else {
+        significant
+    };
+    (digits.bytes().all(|b| b.is_ascii_digit()) && is_ticket_id(id)).then(|| id.to_owned())
+}
 
 /// The Freshservice ticket id a workflow delivery names: `ticket_id` (string or number, as the documented
 /// template sends it), else `ticket.id`/`id`, also inside a `freshdesk_webhook` wrapper. A display id such as
 /// `INC-123` gives `123`.
 pub fn interpret_freshservice(body: &Value) -> Result<String, DeliveryError> {
-    if !body.is_object() {
+    let Object(Some(body)) = Object::<FreshserviceBody>::deserialize(body).unwrap_or_default()
+    else {
         return Err(DeliveryError::NotAnObject);
-    }
-    let root = if body["freshdesk_webhook"].is_object() {
-        &body["freshdesk_webhook"]
-    } else {
-        body
     };
-    let candidates = [
-        &root["ticket_id"],
-        &root["ticket"]["id_numeric"],
-        &root["ticket"]["id"],
-        &root["id"],
-        &root["ticket_display_id"],
-    ];
-    for candidate in candidates {
-        let raw = match candidate {
-            Value::Number(n) => n.as_u64().map(|n| n.to_string()),
-            Value::String(s) => Some(s.trim().to_owned()),
-            _ => None,
-        };
-        let Some(raw) = raw else { continue };
-        let digits = raw.rsplit_once('-').map_or(raw.as_str(), |(_, n)| n);
-        let significant = digits.trim_start_matches('0');
-        let id = if significant.is_empty() && !digits.is_empty() {
-            "0"
-        } else {
-            significant
-        };
-        if digits.bytes().all(|b| b.is_ascii_digit()) && is_ticket_id(id) {
-            return Ok(id.to_owned());
-        }
-    }
-    Err(DeliveryError::NoTicket("no numeric `ticket_id`"))
+    let places = body.freshdesk_webhook.get().unwrap_or(&body.top);
+    places
+        .candidates()
+        .find_map(ticket_number)
+        .ok_or(DeliveryError::NoTicket("no numeric `ticket_id`"))
 }
 
 #[cfg(test)]

@@ -4,7 +4,13 @@
 //! - verify: `GET /api/v2/agents/me` (the agent the API key belongs to);
 //! - one ticket: `GET /api/v2/tickets/{id}`; the assignee is `responder_id` (an agent id);
 //! - person by e-mail: `GET /api/v2/agents?email=`;
-//! - open tickets: `GET /api/v2/tickets/filter?query="agent_id:N AND (status:2 OR status:3)"&page=N`, 30 a page.
+//! - open tickets: `GET /api/v2/tickets/filter?query="agent_id:N AND (status:2 OR status:3)"&page=N`, 30 a page;
+//!   `GET /v1/tickets` walks them one page per call (its cursor carries the page number). The filter language
+//!   has no field for a ticket's subject, so a search text is matched here against each page's subjects, and a
+//!   text that is a ticket id reads that ticket directly.
+//!
+//! A 403 on a write names what the API key's agent lacks (an admin's key to skip the fields mandatory on closing
+//! with `bypass_mandatory`, or the permission to create or edit tickets); it never needs re-authorization.
 //!
 //! A ticket is closed when its status is in the connection's closed set (default 4 Resolved, 5 Closed) or it is
 //! deleted or marked spam (DESIGN §1 rule 9). Its key is its numeric id as text.
@@ -20,17 +26,19 @@ pub use settings::Freshservice;
 
 use super::ticket_http::{Probed, TicketHttp, Written};
 use crate::domain::connection::{
-    ClosedStatuses, Person, PersonLookup, Ticket, TicketState, TicketSummary, Verification,
-    visible_email,
+    ClosedStatuses, Person, PersonLookup, Ticket, TicketPage, TicketQuery, TicketState,
+    TicketSummary, Verification, visible_email,
 };
 use crate::domain::ticket_writes::{
     CloseOutcome, CreatedTicket, NewTicket, TicketDestination, html, one_line,
 };
 use crate::ports::{ReconcileBatch, TicketStates, TicketSystem, TicketSystemError};
 
-/// The filter API's page size, and pages read at most for "my open tickets".
+/// The filter API's page size, and pages read at most by [`TicketSystem::open_tickets_for`].
 const PAGE_SIZE: usize = 30;
 const MAX_PAGES: usize = 10;
+/// The highest filter page a cursor may ask for (Freshservice advises against pages past 500).
+const MAX_PAGE: u32 = 500;
 /// Reconciliation reads tickets one by one (the filter API cannot name a list of ids), at most this many per
 /// run: under half of the smallest plan's 50 "view ticket" calls a minute (protocol-facts §4), so webhook
 /// confirmations and people's ticket searches keep the rest.
@@ -195,11 +203,18 @@ impl FreshserviceClient {
             body["group_id"] = (*group).into();
         }
         let url = self.http.url(&["api", "v2", "tickets"]);
-        match self
+        let written = self
             .http
             .send_json(reqwest::Method::POST, url, Some(&body))
-            .await?
-        {
+            .await
+            .map_err(|e| match e {
+                TicketSystemError::NotPermitted(m) => TicketSystemError::NotPermitted(format!(
+                    "Freshservice: the API key's agent may not create tickets{}; give its role the permission to create tickets (and membership of that group): {m}",
+                    group_id.map(|g| format!(" in group {g}")).unwrap_or_default()
+                )),
+                e => e,
+            })?;
+        match written {
             Written::Done(bytes) => {
                 let created: TicketBody = serde_json::from_slice(&bytes).map_err(|e| {
                     TicketSystemError::Unexpected(format!(
@@ -242,11 +257,17 @@ impl FreshserviceClient {
         }
         let url = self.http.url(&["api", "v2", "tickets", key, "notes"]);
         let body = serde_json::json!({"body": html(text), "private": true});
-        match self
+        let written = self
             .http
             .send_json(reqwest::Method::POST, url, Some(&body))
-            .await?
-        {
+            .await
+            .map_err(|e| match e {
+                TicketSystemError::NotPermitted(m) => TicketSystemError::NotPermitted(format!(
+                    "Freshservice: the API key's agent may not add notes to ticket {key}; give its role the permission to reply and add notes to tickets of that group: {m}"
+                )),
+                e => e,
+            })?;
+        match written {
             Written::Done(_) => Ok(true),
             Written::NotFound => Ok(false),
             Written::Rejected(m) => Err(TicketSystemError::Unexpected(format!(
@@ -261,11 +282,17 @@ impl FreshserviceClient {
         }
         let body = serde_json::json!({"status": STATUS_CLOSED});
         let url = self.http.url(&["api", "v2", "tickets", key]);
-        let mut rejected = match self
+        let first = self
             .http
             .send_json(reqwest::Method::PUT, url, Some(&body))
-            .await?
-        {
+            .await
+            .map_err(|e| match e {
+                TicketSystemError::NotPermitted(m) => TicketSystemError::NotPermitted(format!(
+                    "Freshservice: the API key's agent may not close ticket {key}; give its role the permission to edit and close tickets of that ticket's group: {m}"
+                )),
+                e => e,
+            })?;
+        let mut rejected = match first {
             Written::Done(_) => return Ok(CloseOutcome::Closed),
             Written::NotFound => return Ok(CloseOutcome::NotFound),
             Written::Rejected(m) => m,
@@ -275,11 +302,17 @@ impl FreshserviceClient {
             &["api", "v2", "tickets", key],
             &[("bypass_mandatory", "true")],
         );
-        match self
+        let second = self
             .http
             .send_json(reqwest::Method::PUT, bypass, Some(&body))
-            .await?
-        {
+            .await
+            .map_err(|e| match e {
+                TicketSystemError::NotPermitted(m) => TicketSystemError::NotPermitted(format!(
+                    "Freshservice: closing ticket {key} needs fields that are mandatory on closing ({rejected}), and only an admin's API key may skip them with bypass_mandatory; make the connection's agent an admin, or make those fields optional on closing: {m}"
+                )),
+                e => e,
+            })?;
+        match second {
             Written::Done(_) => return Ok(CloseOutcome::Closed),
             Written::NotFound => return Ok(CloseOutcome::NotFound),
             Written::Rejected(m) => rejected = format!("{rejected}; with bypass_mandatory: {m}"),
@@ -355,10 +388,7 @@ impl TicketSystem for FreshserviceClient {
                 "/api/v2/agents/me answered 404; is the domain right?".into(),
             )
         })?;
-        Ok(Verification {
-            account: body.agent.person(),
-            projects: None,
-        })
+        Ok(Verification::of(body.agent.person(), None))
     }
 
     async fn get_ticket(&self, key: &str) -> Result<Option<Ticket>, TicketSystemError> {
@@ -393,38 +423,100 @@ impl TicketSystem for FreshserviceClient {
         &self,
         person: &Person,
     ) -> Result<Vec<TicketSummary>, TicketSystemError> {
-        let Ok(agent_id) = person.id.parse::<u64>() else {
-            return Ok(Vec::new());
-        };
-        // The query is wrapped in double quotes and URL-encoded, as the API requires.
-        let query = format!("\"agent_id:{agent_id} AND (status:2 OR status:3)\"");
         let mut out = Vec::new();
-        let mut seen = 0usize;
-        for page in 1..=MAX_PAGES {
-            let page_text = page.to_string();
-            let url = self.http.url_with(
-                &["api", "v2", "tickets", "filter"],
-                &[("query", query.as_str()), ("page", page_text.as_str())],
-            );
-            let list: TicketList = self.http.get_json(url).await?.ok_or_else(|| {
-                TicketSystemError::Unexpected("/api/v2/tickets/filter answered 404".into())
-            })?;
-            let got = list.tickets.len();
-            seen += got;
-            for t in list.tickets {
-                let ticket = self.ticket(t);
-                if !ticket.closed {
-                    out.push(TicketSummary::from(&ticket));
-                }
-            }
-            let last = match list.total {
-                Some(total) => seen >= total,
-                None => got < PAGE_SIZE,
-            };
-            if got == 0 || last {
-                break;
+        let mut query = TicketQuery::default();
+        for _ in 0..MAX_PAGES {
+            let page = self.open_page(person, &query).await?;
+            out.extend(page.items);
+            match page.next {
+                Some(next) => query.page = Some(next),
+                None => break,
             }
         }
         Ok(out)
+    }
+
+    async fn open_tickets_page(
+        &self,
+        person: &Person,
+        query: &TicketQuery,
+    ) -> Result<TicketPage, TicketSystemError> {
+        self.open_page(person, query).await
+    }
+}
+
+impl FreshserviceClient {
+    /// One filter page of the agent's open tickets (page numbers from 1); a search text keeps the tickets whose
+    /// id or subject contains it, and a text that is a ticket id is read directly instead.
+    async fn open_page(
+        &self,
+        person: &Person,
+        query: &TicketQuery,
+    ) -> Result<TicketPage, TicketSystemError> {
+        let page: u32 = match query.page.as_deref() {
+            None => 1,
+            Some(token) => match token.parse::<u32>() {
+                Ok(n) if (2..=MAX_PAGE).contains(&n) => n,
+                _ => {
+                    return Err(TicketSystemError::InvalidPageToken(
+                        "not a Freshservice page number".into(),
+                    ));
+                }
+            },
+        };
+        let Ok(agent_id) = person.id.parse::<u64>() else {
+            return Ok(TicketPage::default());
+        };
+        let text = query
+            .text
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if let Some(id) = text.filter(|t| is_ticket_id(t)) {
+            if page != 1 {
+                return Err(TicketSystemError::InvalidPageToken(
+                    "a search by ticket id has one page".into(),
+                ));
+            }
+            let mine = self
+                .get_ticket(id)
+                .await?
+                .filter(|t| !t.closed && t.assignee.as_ref().is_some_and(|a| a.id == person.id));
+            return Ok(TicketPage {
+                items: mine.iter().map(TicketSummary::from).collect(),
+                next: None,
+            });
+        }
+        // The query is wrapped in double quotes and URL-encoded, as the API requires; it holds only numbers.
+        let filter = format!("\"agent_id:{agent_id} AND (status:2 OR status:3)\"");
+        let page_text = page.to_string();
+        let url = self.http.url_with(
+            &["api", "v2", "tickets", "filter"],
+            &[("query", filter.as_str()), ("page", page_text.as_str())],
+        );
+        let list: TicketList = self.http.get_json(url).await?.ok_or_else(|| {
+            TicketSystemError::Unexpected("/api/v2/tickets/filter answered 404".into())
+        })?;
+        let got = list.tickets.len();
+        let seen = (page as usize - 1) * PAGE_SIZE + got;
+        let last = match list.total {
+            Some(total) => seen >= total,
+            None => got < PAGE_SIZE,
+        };
+        let needle = text.map(str::to_lowercase);
+        let items = list
+            .tickets
+            .into_iter()
+            .map(|t| self.ticket(t))
+            .filter(|t| !t.closed)
+            .filter(|t| {
+                needle
+                    .as_deref()
+                    .is_none_or(|n| t.key.contains(n) || t.summary.to_lowercase().contains(n))
+            })
+            .map(|t| TicketSummary::from(&t))
+            .collect();
+        let next = (got > 0 && !last && page < MAX_PAGE).then(|| (page + 1).to_string());
+        Ok(TicketPage { items, next })
     }
 }

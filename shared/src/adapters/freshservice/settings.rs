@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use super::FreshserviceClient;
 use crate::adapters::ticket_http::TicketHttp;
-use crate::adapters::ticket_systems::TicketSystemModule;
 use crate::adapters::ticket_systems::fields::{
     check_credential, given, invalid_closed_statuses, keep_current, reject_foreign_fields, required,
 };
+use crate::adapters::ticket_systems::{ClientOptions, TicketSystemModule};
 use crate::domain::connection::{
     ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials, FRESHSERVICE_DEFAULT_CLOSED,
 };
@@ -130,7 +130,15 @@ impl TicketSystemKind for Freshservice {
 }
 
 impl TicketSystemModule for Freshservice {
-    fn client(&self, http: TicketHttp, closed: ClosedStatuses) -> Arc<dyn TicketSystem> {
-        Arc::new(FreshserviceClient::new(http, closed))
+    fn client(
+        &self,
+        http: TicketHttp,
+        settings: &ConnectionSettings,
+        _options: &ClientOptions,
+    ) -> Arc<dyn TicketSystem> {
+        Arc::new(FreshserviceClient::new(
+            http,
+            settings.closed_statuses.clone(),
+        ))
     }
 }

@@ -10,6 +10,11 @@
 //!
 //! Cloud never calls the removed `/rest/api/3/search` (it answers 410). A ticket is closed when its status
 //! category key is `done` or its status name is one of the connection's `closed_statuses` (DESIGN §1 rule 9).
+//!
+//! Cloud calls go to the site or to Atlassian's API gateway, by the kind of API token ([`rest`]); browse links
+//! always point at the site. A person named by a token's claim is taken as given (Cloud: the account id) or
+//! looked up exactly (Data Center: `/rest/api/2/user?username=`). A 403 on a write is a permission the
+//! connection's account lacks for that write, named in the error, never a reason to re-authorize.
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -17,23 +22,31 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 pub mod events;
+mod rest;
 mod settings;
 
+pub(crate) use rest::{Plan, Rest};
 pub use settings::{JiraCloud, JiraDataCenter};
 
-use super::ticket_http::{Probed, TicketHttp, Written};
+use super::ticket_http::{Probed, Written};
 use crate::domain::connection::{
-    ClosedStatuses, Person, PersonLookup, ProjectSummary, Ticket, TicketState, TicketSummary,
-    Verification, visible_email,
+    ClosedStatuses, Person, PersonLookup, ProjectSummary, Ticket, TicketPage, TicketQuery,
+    TicketState, TicketSummary, Verification, visible_email,
 };
+use crate::domain::identity::ClaimedIdentity;
 use crate::domain::ticket_writes::{
     CloseOutcome, CreatedTicket, NewTicket, TicketDestination, adf, one_line,
 };
 use crate::ports::{ReconcileBatch, TicketStates, TicketSystem, TicketSystemError};
 
-/// Tickets fetched per page, and pages read at most, for "my open tickets" (500 tickets is plenty for a picker).
+/// Tickets fetched per page of "my open tickets" (`GET /v1/tickets` pages on with its `next` cursor), and pages
+/// read at most by one reconciliation search.
 const PAGE_SIZE: usize = 50;
 const MAX_PAGES: usize = 10;
+/// The longest page token accepted back from a cursor (Cloud's `nextPageToken` is an opaque string).
+const MAX_PAGE_TOKEN: usize = 2048;
+/// The highest Data Center `startAt` a cursor may carry.
+const MAX_START_AT: usize = 1_000_000;
 /// Projects shown by `verify`.
 const SAMPLE_PROJECTS: usize = 10;
 /// Reconciliation: keys per JQL search (`key in (...)`, `maxResults=100`, the most `/search/jql` returns in
@@ -145,10 +158,10 @@ struct Project {
     name: String,
 }
 
-/// What both flavours share: the HTTP client, the closed statuses and the REST version.
+/// What both flavours share: where REST calls go, the closed statuses and the REST version.
 #[derive(Clone)]
 struct Jira {
-    http: TicketHttp,
+    rest: Rest,
     closed: ClosedStatuses,
     cloud: bool,
 }
@@ -156,6 +169,19 @@ struct Jira {
 impl Jira {
     fn api(&self) -> &'static str {
         if self.cloud { "3" } else { "2" }
+    }
+
+    /// Where a person opens an issue: always the site, whichever way the API is called.
+    fn browse(&self, key: &str) -> String {
+        self.rest.site().site_url(&["browse", key])
+    }
+
+    fn search_path(&self) -> &'static [&'static str] {
+        if self.cloud {
+            &["rest", "api", "3", "search", "jql"]
+        } else {
+            &["rest", "api", "2", "search"]
+        }
     }
 
     fn is_closed(&self, status: Option<&Status>) -> bool {
@@ -171,7 +197,7 @@ impl Jira {
     fn ticket(&self, issue: Issue) -> Ticket {
         let closed = self.is_closed(issue.fields.status.as_ref());
         Ticket {
-            url: self.http.site_url(&["browse", &issue.key]),
+            url: self.browse(&issue.key),
             summary: issue.fields.summary.unwrap_or_default(),
             status: issue.fields.status.map(|s| s.name).unwrap_or_default(),
             closed,
@@ -183,10 +209,13 @@ impl Jira {
     }
 
     async fn myself(&self) -> Result<Person, TicketSystemError> {
-        let url = self.http.url(&["rest", "api", self.api(), "myself"]);
-        let user: User = self.http.get_json(url).await?.ok_or_else(|| {
-            TicketSystemError::Unexpected("/myself answered 404; is the base URL right?".into())
-        })?;
+        let user: User = self
+            .rest
+            .get_json(&["rest", "api", self.api(), "myself"], &[])
+            .await?
+            .ok_or_else(|| {
+                TicketSystemError::Unexpected("/myself answered 404; is the base URL right?".into())
+            })?;
         user.person(self.cloud).ok_or_else(|| {
             TicketSystemError::Unexpected(
                 "/myself did not say who the credentials belong to".into(),
@@ -195,11 +224,13 @@ impl Jira {
     }
 
     async fn get_ticket(&self, key: &str) -> Result<Option<Ticket>, TicketSystemError> {
-        let url = self.http.url_with(
-            &["rest", "api", self.api(), "issue", key],
-            &[("fields", "summary,status,assignee")],
-        );
-        let issue: Option<Issue> = self.http.get_json(url).await?;
+        let issue: Option<Issue> = self
+            .rest
+            .get_json(
+                &["rest", "api", self.api(), "issue", key],
+                &[("fields", "summary,status,assignee")],
+            )
+            .await?;
         Ok(issue.map(|i| self.ticket(i)))
     }
 
@@ -216,9 +247,97 @@ impl Jira {
         PersonLookup::among(candidates, email)
     }
 
-    fn open_jql(&self, person: &Person) -> String {
-        let escaped = person.id.replace('\\', "\\\\").replace('"', "\\\"");
-        format!("assignee = \"{escaped}\" AND statusCategory != Done ORDER BY updated DESC")
+    /// The JQL of the caller's open tickets, narrowed to `text`: an issue key (`SEC-42`) by `key =`, anything
+    /// else by a text search of the summary ([`summary_search`]).
+    fn open_jql(&self, person: &Person, text: Option<&str>) -> String {
+        let narrow = match text {
+            None => String::new(),
+            Some(text) => match issue_key(text) {
+                Some(key) => format!(" AND key = {}", jql_string(&key)),
+                None => format!(" AND summary ~ {}", jql_string(&summary_search(text))),
+            },
+        };
+        format!(
+            "assignee = {} AND statusCategory != Done{narrow} ORDER BY updated DESC",
+            jql_string(&person.id)
+        )
+    }
+
+    /// One page of the caller's open tickets (`GET /v1/tickets`): Cloud pages by `nextPageToken`, Data Center
+    /// by `startAt`; the token of the next page is the ticket system's own, carried in the API's cursor.
+    async fn open_page(
+        &self,
+        person: &Person,
+        query: &TicketQuery,
+    ) -> Result<TicketPage, TicketSystemError> {
+        let text = query.text.as_deref();
+        let jql = self.open_jql(person, text);
+        let max = PAGE_SIZE.to_string();
+        let mut params = vec![
+            ("jql", jql.as_str()),
+            ("fields", "summary,status"),
+            ("maxResults", max.as_str()),
+        ];
+        let start = match (&query.page, self.cloud) {
+            (Some(token), true) => {
+                if token.is_empty()
+                    || token.len() > MAX_PAGE_TOKEN
+                    || !token.bytes().all(|b| b.is_ascii_graphic())
+                {
+                    return Err(TicketSystemError::InvalidPageToken(
+                        "not a Jira page token".into(),
+                    ));
+                }
+                params.push(("nextPageToken", token.as_str()));
+                0
+            }
+            (Some(token), false) => match token.parse::<usize>() {
+                Ok(n) if n > 0 && n <= MAX_START_AT => n,
+                _ => {
+                    return Err(TicketSystemError::InvalidPageToken(
+                        "not a Jira Data Center start index".into(),
+                    ));
+                }
+            },
+            (None, _) => 0,
+        };
+        let start_text = start.to_string();
+        if !self.cloud {
+            params.push(("startAt", start_text.as_str()));
+        }
+        let page: StatesPage = match self.rest.search_json(self.search_path(), &params).await? {
+            Probed::Found(page) => page,
+            // Jira refuses a search naming an issue key that does not exist (or is not visible): no match.
+            Probed::Refused(_) if query.page.is_none() && text.and_then(issue_key).is_some() => {
+                return Ok(TicketPage::default());
+            }
+            Probed::Refused(detail) if query.page.is_some() => {
+                return Err(TicketSystemError::InvalidPageToken(detail));
+            }
+            Probed::Refused(detail) => {
+                return Err(TicketSystemError::Unexpected(format!(
+                    "Jira refused the search for open tickets: {detail}"
+                )));
+            }
+            Probed::NotFound => return Err(missing(&format!("/{}", self.search_path().join("/")))),
+            Probed::Busy(wait) => {
+                return Err(TicketSystemError::RateLimited {
+                    message: "Jira is rate limiting the search".into(),
+                    retry_after: wait,
+                });
+            }
+        };
+        let got = page.issues.len();
+        let next = if self.cloud {
+            page.next_page_token
+                .filter(|t| page.is_last != Some(true) && !t.is_empty())
+        } else {
+            let after = page.start_at.max(start) + got;
+            (got > 0 && page.total.is_some_and(|total| after < total)).then(|| after.to_string())
+        };
+        let mut items = Vec::new();
+        self.keep_open(page.issues, &mut items);
+        Ok(TicketPage { items, next })
     }
 
     fn keep_open(&self, issues: Vec<Issue>, out: &mut Vec<TicketSummary>) {
@@ -250,10 +369,7 @@ struct StatesPage {
 /// The JQL naming `keys`, each quoted (keys are `[A-Za-z0-9_-]` by the time they are bound, but a quote keeps
 /// a key that happens to be a JQL word from being read as one).
 fn keys_jql(keys: &[String]) -> String {
-    let quoted: Vec<String> = keys
-        .iter()
-        .map(|k| format!("\"{}\"", k.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
+    let quoted: Vec<String> = keys.iter().map(|k| jql_string(k)).collect();
     format!("key in ({})", quoted.join(", "))
 }
 
@@ -269,11 +385,7 @@ impl Jira {
         }
         let jql = keys_jql(keys);
         let max = KEYS_PER_SEARCH.to_string();
-        let segments: &[&str] = if self.cloud {
-            &["rest", "api", "3", "search", "jql"]
-        } else {
-            &["rest", "api", "2", "search"]
-        };
+        let segments = self.search_path();
         // Keyed by the upper-case key: JQL matches keys without regard to case.
         let mut found: HashMap<String, TicketState> = HashMap::new();
         let mut token: Option<String> = None;
@@ -291,9 +403,8 @@ impl Jira {
                 (_, false) => query.push(("startAt", start_text.as_str())),
                 _ => {}
             }
-            let url = self.http.url_with(segments, &query);
             out.calls += 1;
-            let page: StatesPage = match self.http.probe_json(url).await? {
+            let page: StatesPage = match self.rest.probe_json(segments, &query).await? {
                 Probed::Found(page) => page,
                 Probed::Refused(detail) => {
                     tracing::info!(%detail, keys = keys.len(), "Jira refused the reconciliation search; reading the tickets one by one");
@@ -392,20 +503,26 @@ impl Jira {
             "description": self.rich(&t.description),
             "labels": ["ticketbound", t.marker],
         }});
-        let url = self.http.url(&["rest", "api", self.api(), "issue"]);
-        match self
-            .http
-            .send_json(reqwest::Method::POST, url, Some(&body))
-            .await?
-        {
+        let written = self
+            .rest
+            .send_json(
+                reqwest::Method::POST,
+                &["rest", "api", self.api(), "issue"],
+                Some(&body),
+            )
+            .await
+            .map_err(|e| match e {
+                TicketSystemError::NotPermitted(m) => TicketSystemError::NotPermitted(format!(
+                    "Jira: the connection's account may not create issues in project {project}; grant it the Browse Projects and Create Issues permissions there{}: {m}",
+                    self.scope_hint("write:jira-work")
+                )),
+                e => e,
+            })?;
+        match written {
             Written::Done(bytes) => {
-                let created: CreatedIssue = serde_json::from_slice(&bytes).map_err(|e| {
-                    TicketSystemError::Unexpected(format!(
-                        "creating an issue answered JSON of an unexpected shape: {e}"
-                    ))
-                })?;
+                let created: CreatedIssue = Written::shaped(&bytes, "creating an issue")?;
                 Ok(CreatedTicket {
-                    url: self.http.site_url(&["browse", &created.key]),
+                    url: self.browse(&created.key),
                     key: created.key,
                 })
             }
@@ -420,42 +537,45 @@ impl Jira {
         &self,
         marker: &str,
     ) -> Result<Option<CreatedTicket>, TicketSystemError> {
-        let escaped = marker.replace('\\', "\\\\").replace('"', "\\\"");
-        let jql = format!("labels = \"{escaped}\" ORDER BY created ASC");
-        let segments: &[&str] = if self.cloud {
-            &["rest", "api", "3", "search", "jql"]
-        } else {
-            &["rest", "api", "2", "search"]
-        };
-        let url = self.http.url_with(
-            segments,
-            &[
-                ("jql", jql.as_str()),
-                ("fields", "summary"),
-                ("maxResults", "1"),
-            ],
-        );
+        let jql = format!("labels = {} ORDER BY created ASC", jql_string(marker));
+        let segments = self.search_path();
         let page: OffsetPage = self
-            .http
-            .get_json(url)
+            .rest
+            .get_json(
+                segments,
+                &[
+                    ("jql", jql.as_str()),
+                    ("fields", "summary"),
+                    ("maxResults", "1"),
+                ],
+            )
             .await?
             .ok_or_else(|| missing(&format!("/{}", segments.join("/"))))?;
         Ok(page.issues.into_iter().next().map(|i| CreatedTicket {
-            url: self.http.site_url(&["browse", &i.key]),
+            url: self.browse(&i.key),
             key: i.key,
         }))
     }
 
     async fn add_comment(&self, key: &str, text: &str) -> Result<bool, TicketSystemError> {
-        let url = self
-            .http
-            .url(&["rest", "api", self.api(), "issue", key, "comment"]);
         let body = serde_json::json!({"body": self.rich(text)});
-        match self
-            .http
-            .send_json(reqwest::Method::POST, url, Some(&body))
-            .await?
-        {
+        let written = self
+            .rest
+            .send_json(
+                reqwest::Method::POST,
+                &["rest", "api", self.api(), "issue", key, "comment"],
+                Some(&body),
+            )
+            .await
+            .map_err(|e| match e {
+                TicketSystemError::NotPermitted(m) => TicketSystemError::NotPermitted(format!(
+                    "Jira: the connection's account may not comment on {key}; grant it the Add Comments permission in project {}{}: {m}",
+                    project_of(key),
+                    self.scope_hint("write:jira-work")
+                )),
+                e => e,
+            })?;
+        match written {
             Written::Done(_) => Ok(true),
             Written::NotFound => Ok(false),
             Written::Rejected(m) => Err(TicketSystemError::Unexpected(format!(
@@ -471,10 +591,9 @@ impl Jira {
         if ticket.closed {
             return Ok(CloseOutcome::AlreadyClosed);
         }
-        let url = self
-            .http
-            .url(&["rest", "api", self.api(), "issue", key, "transitions"]);
-        let Some(available): Option<Transitions> = self.http.get_json(url.clone()).await? else {
+        let transitions: &[&str] = &["rest", "api", self.api(), "issue", key, "transitions"];
+        let Some(available): Option<Transitions> = self.rest.get_json(transitions, &[]).await?
+        else {
             return Ok(CloseOutcome::NotFound);
         };
         let done = available.transitions.into_iter().find(|t| {
@@ -483,17 +602,28 @@ impl Jira {
                 .is_some_and(StatusCategory::is_done)
         });
         let Some(done) = done else {
-            return Err(TicketSystemError::Unexpected(format!(
-                "{key} (status {}) has no transition into a done status that the connection's account may use",
-                ticket.status
+            // Jira lists only the transitions the account may make: none into done is a permission (or
+            // workflow) matter of this issue, not of the credentials.
+            return Err(TicketSystemError::NotPermitted(format!(
+                "Jira: {key} (status {}) has no transition into a done status that the connection's account may make; grant it the Transition Issues permission in project {}, or add such a transition to the workflow",
+                ticket.status,
+                project_of(key)
             )));
         };
         let body = serde_json::json!({"transition": {"id": done.id}});
-        match self
-            .http
-            .send_json(reqwest::Method::POST, url, Some(&body))
-            .await?
-        {
+        let written = self
+            .rest
+            .send_json(reqwest::Method::POST, transitions, Some(&body))
+            .await
+            .map_err(|e| match e {
+                TicketSystemError::NotPermitted(m) => TicketSystemError::NotPermitted(format!(
+                    "Jira: the connection's account may not close {key}; it lacks the Transition Issues permission in project {} (or the workflow's conditions refuse it){}: {m}",
+                    project_of(key),
+                    self.scope_hint("write:jira-work")
+                )),
+                e => e,
+            })?;
+        match written {
             Written::Done(_) => Ok(CloseOutcome::Closed),
             Written::NotFound => Ok(CloseOutcome::NotFound),
             Written::Rejected(m) => Err(TicketSystemError::Unexpected(format!(
@@ -507,14 +637,81 @@ fn missing(path: &str) -> TicketSystemError {
     TicketSystemError::Unexpected(format!("{path} answered 404; is the base URL right?"))
 }
 
-/// Jira Cloud over REST v3.
+impl Jira {
+    /// For a permission error on Cloud: the classic scope a scoped API token needs besides the permission.
+    fn scope_hint(&self, scope: &str) -> String {
+        if self.cloud {
+            format!(" (and, for an API token with scopes, the scope {scope})")
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// The project key of an issue key (`SEC` of `SEC-42`).
+fn project_of(key: &str) -> &str {
+    key.rsplit_once('-').map_or(key, |(project, _)| project)
+}
+
+/// A JQL string literal: `value` in double quotes, with `\` and `"` escaped and line breaks (which a JQL string
+/// cannot hold) turned into spaces. Inside quotes, JQL's reserved words and characters are plain text.
+pub(crate) fn jql_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The characters Jira's text search (Lucene) gives a meaning; each is escaped with a backslash to be searched
+/// for as itself (Atlassian: "escape them with `\\\\`" in JQL, one backslash for JQL and one for the search).
+const TEXT_SEARCH_SPECIAL: &[char] = &[
+    '+', '-', '&', '|', '!', '(', ')', '{', '}', '[', ']', '^', '"', '~', '*', '?', ':', '\\', '/',
+];
+
+/// The text-search term (before [`jql_string`]) that finds `text` as typed: lower-cased, so `AND`, `OR` and
+/// `NOT` are words rather than operators (the search ignores case anyway), and every special character escaped.
+pub(crate) fn summary_search(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.trim().to_lowercase().chars() {
+        if TEXT_SEARCH_SPECIAL.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `text` as an issue key (`sec-42` → `SEC-42`) when it is one.
+pub(crate) fn issue_key(text: &str) -> Option<String> {
+    let text = text.trim();
+    let (project, number) = text.rsplit_once('-')?;
+    let valid = project.len() <= 20
+        && project.starts_with(|c: char| c.is_ascii_alphabetic())
+        && project
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !number.is_empty()
+        && number.len() <= 12
+        && number.bytes().all(|b| b.is_ascii_digit());
+    valid.then(|| text.to_ascii_uppercase())
+}
+
+/// Jira Cloud over REST v3, on the site or through Atlassian's API gateway ([`Rest`]).
 #[derive(Clone)]
 pub struct JiraCloudClient(Jira);
 
 impl JiraCloudClient {
-    pub(crate) fn new(http: TicketHttp, closed: ClosedStatuses) -> Self {
+    pub(crate) fn new(rest: Rest, closed: ClosedStatuses) -> Self {
         Self(Jira {
-            http,
+            rest,
             closed,
             cloud: true,
         })
@@ -522,20 +719,37 @@ impl JiraCloudClient {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CloudPage {
-    #[serde(default)]
-    issues: Vec<Issue>,
-    #[serde(default)]
-    next_page_token: Option<String>,
-    #[serde(default)]
-    is_last: Option<bool>,
-}
-
-#[derive(Deserialize)]
 struct ProjectPage {
     #[serde(default)]
     values: Vec<Project>,
+}
+
+fn sample(projects: Vec<Project>) -> Option<Vec<ProjectSummary>> {
+    Some(
+        projects
+            .into_iter()
+            .take(SAMPLE_PROJECTS)
+            .map(|p| ProjectSummary {
+                key: p.key,
+                name: p.name,
+            })
+            .collect(),
+    )
+}
+
+/// Every page of "my open tickets", for [`TicketSystem::open_tickets_for`] (at most [`MAX_PAGES`]).
+async fn all_open(jira: &Jira, person: &Person) -> Result<Vec<TicketSummary>, TicketSystemError> {
+    let mut out = Vec::new();
+    let mut query = TicketQuery::default();
+    for _ in 0..MAX_PAGES {
+        let page = jira.open_page(person, &query).await?;
+        out.extend(page.items);
+        match page.next {
+            Some(next) => query.page = Some(next),
+            None => break,
+        }
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -570,30 +784,26 @@ impl TicketSystem for JiraCloudClient {
         self.0.close_ticket(key).await
     }
 
+    /// `/myself` and a sample of projects, and where they worked: the site (a classic API token) or the API
+    /// gateway (a token with scopes), with the site's cloud id.
     async fn verify(&self) -> Result<Verification, TicketSystemError> {
         let account = self.0.myself().await?;
-        let url = self.0.http.url_with(
-            &["rest", "api", "3", "project", "search"],
-            &[("maxResults", &SAMPLE_PROJECTS.to_string())],
-        );
+        let max = SAMPLE_PROJECTS.to_string();
         let page: ProjectPage = self
             .0
-            .http
-            .get_json(url)
+            .rest
+            .get_json(
+                &["rest", "api", "3", "project", "search"],
+                &[("maxResults", max.as_str())],
+            )
             .await?
             .ok_or_else(|| missing("/rest/api/3/project/search"))?;
+        let (api, cloud_id) = self.0.rest.route();
         Ok(Verification {
             account,
-            projects: Some(
-                page.values
-                    .into_iter()
-                    .take(SAMPLE_PROJECTS)
-                    .map(|p| ProjectSummary {
-                        key: p.key,
-                        name: p.name,
-                    })
-                    .collect(),
-            ),
+            projects: sample(page.values),
+            api: Some(api),
+            cloud_id,
         })
     }
 
@@ -602,59 +812,53 @@ impl TicketSystem for JiraCloudClient {
     }
 
     async fn find_person(&self, email: &str) -> Result<PersonLookup, TicketSystemError> {
-        let url = self
+        let users: Vec<User> = self
             .0
-            .http
-            .url_with(&["rest", "api", "3", "user", "search"], &[("query", email)]);
-        let users: Vec<User> = self.0.http.get_json(url).await?.unwrap_or_default();
+            .rest
+            .get_json(&["rest", "api", "3", "user", "search"], &[("query", email)])
+            .await?
+            .unwrap_or_default();
         Ok(self.0.pick(users, email))
+    }
+
+    /// An Atlassian account id from the caller's token is exact: taken as the person, with no search.
+    async fn find_claimed_person(
+        &self,
+        claimed: &ClaimedIdentity,
+    ) -> Result<Option<PersonLookup>, TicketSystemError> {
+        Ok(claimed.atlassian_account_id.as_ref().map(|id| {
+            PersonLookup::Found(Person {
+                id: id.clone(),
+                email: None,
+                display_name: None,
+            })
+        }))
     }
 
     async fn open_tickets_for(
         &self,
         person: &Person,
     ) -> Result<Vec<TicketSummary>, TicketSystemError> {
-        let jql = self.0.open_jql(person);
-        let max = PAGE_SIZE.to_string();
-        let mut token: Option<String> = None;
-        let mut out = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let mut query = vec![
-                ("jql", jql.as_str()),
-                ("fields", "summary,status"),
-                ("maxResults", max.as_str()),
-            ];
-            if let Some(t) = &token {
-                query.push(("nextPageToken", t.as_str()));
-            }
-            let url = self
-                .0
-                .http
-                .url_with(&["rest", "api", "3", "search", "jql"], &query);
-            let page: CloudPage = self
-                .0
-                .http
-                .get_json(url)
-                .await?
-                .ok_or_else(|| missing("/rest/api/3/search/jql"))?;
-            self.0.keep_open(page.issues, &mut out);
-            match page.next_page_token {
-                Some(next) if page.is_last != Some(true) && !next.is_empty() => token = Some(next),
-                _ => break,
-            }
-        }
-        Ok(out)
+        all_open(&self.0, person).await
+    }
+
+    async fn open_tickets_page(
+        &self,
+        person: &Person,
+        query: &TicketQuery,
+    ) -> Result<TicketPage, TicketSystemError> {
+        self.0.open_page(person, query).await
     }
 }
 
-/// Jira Data Center (and Server) over REST v2.
+/// Jira Data Center (and Server) over REST v2, on the site.
 #[derive(Clone)]
 pub struct JiraDataCenterClient(Jira);
 
 impl JiraDataCenterClient {
-    pub(crate) fn new(http: TicketHttp, closed: ClosedStatuses) -> Self {
+    pub(crate) fn new(rest: Rest, closed: ClosedStatuses) -> Self {
         Self(Jira {
-            http,
+            rest,
             closed,
             cloud: false,
         })
@@ -664,10 +868,6 @@ impl JiraDataCenterClient {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct OffsetPage {
-    #[serde(default)]
-    start_at: usize,
-    #[serde(default)]
-    total: Option<usize>,
     #[serde(default)]
     issues: Vec<Issue>,
 }
@@ -706,26 +906,13 @@ impl TicketSystem for JiraDataCenterClient {
 
     async fn verify(&self) -> Result<Verification, TicketSystemError> {
         let account = self.0.myself().await?;
-        let url = self.0.http.url(&["rest", "api", "2", "project"]);
         let projects: Vec<Project> = self
             .0
-            .http
-            .get_json(url)
+            .rest
+            .get_json(&["rest", "api", "2", "project"], &[])
             .await?
             .ok_or_else(|| missing("/rest/api/2/project"))?;
-        Ok(Verification {
-            account,
-            projects: Some(
-                projects
-                    .into_iter()
-                    .take(SAMPLE_PROJECTS)
-                    .map(|p| ProjectSummary {
-                        key: p.key,
-                        name: p.name,
-                    })
-                    .collect(),
-            ),
-        })
+        Ok(Verification::of(account, sample(projects)))
     }
 
     async fn get_ticket(&self, key: &str) -> Result<Option<Ticket>, TicketSystemError> {
@@ -733,47 +920,59 @@ impl TicketSystem for JiraDataCenterClient {
     }
 
     async fn find_person(&self, email: &str) -> Result<PersonLookup, TicketSystemError> {
-        let url = self.0.http.url_with(
-            &["rest", "api", "2", "user", "search"],
-            &[("username", email)],
-        );
-        let users: Vec<User> = self.0.http.get_json(url).await?.unwrap_or_default();
+        let users: Vec<User> = self
+            .0
+            .rest
+            .get_json(
+                &["rest", "api", "2", "user", "search"],
+                &[("username", email)],
+            )
+            .await?
+            .unwrap_or_default();
         Ok(self.0.pick(users, email))
+    }
+
+    /// A user name from the caller's token is looked up exactly (`/rest/api/2/user?username=`, never the
+    /// prefix-matching search); the answer must name that very user.
+    async fn find_claimed_person(
+        &self,
+        claimed: &ClaimedIdentity,
+    ) -> Result<Option<PersonLookup>, TicketSystemError> {
+        let Some(username) = &claimed.username else {
+            return Ok(None);
+        };
+        let user: Option<User> = self
+            .0
+            .rest
+            .get_json(&["rest", "api", "2", "user"], &[("username", username)])
+            .await?;
+        let Some(user) = user.filter(|u| u.active != Some(false)) else {
+            return Ok(Some(PersonLookup::NotFound));
+        };
+        // Data Center user names compare without regard to case.
+        let same = user
+            .name
+            .as_deref()
+            .is_some_and(|n| n.eq_ignore_ascii_case(username));
+        Ok(Some(match user.person(false) {
+            Some(person) if same => PersonLookup::Found(person),
+            _ => PersonLookup::NotFound,
+        }))
     }
 
     async fn open_tickets_for(
         &self,
         person: &Person,
     ) -> Result<Vec<TicketSummary>, TicketSystemError> {
-        let jql = self.0.open_jql(person);
-        let max = PAGE_SIZE.to_string();
-        let mut start = 0usize;
-        let mut out = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let start_text = start.to_string();
-            let url = self.0.http.url_with(
-                &["rest", "api", "2", "search"],
-                &[
-                    ("jql", jql.as_str()),
-                    ("fields", "summary,status"),
-                    ("startAt", start_text.as_str()),
-                    ("maxResults", max.as_str()),
-                ],
-            );
-            let page: OffsetPage = self
-                .0
-                .http
-                .get_json(url)
-                .await?
-                .ok_or_else(|| missing("/rest/api/2/search"))?;
-            let got = page.issues.len();
-            self.0.keep_open(page.issues, &mut out);
-            start = page.start_at + got;
-            if got == 0 || page.total.is_none_or(|total| start >= total) {
-                break;
-            }
-        }
-        Ok(out)
+        all_open(&self.0, person).await
+    }
+
+    async fn open_tickets_page(
+        &self,
+        person: &Person,
+        query: &TicketQuery,
+    ) -> Result<TicketPage, TicketSystemError> {
+        self.0.open_page(person, query).await
     }
 }
 
@@ -803,6 +1002,36 @@ mod tests {
 
         assert!(read_closed);
         assert_eq!(delivered, Some(events::Closing::Closed));
+    }
+
+    #[test]
+    fn jql_strings_escape_quotes_and_backslashes_and_never_span_lines() {
+        assert_eq!(jql_string("SEC-1"), r#""SEC-1""#);
+        assert_eq!(jql_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(jql_string("a\nb"), r#""a b""#);
+    }
+
+    #[test]
+    fn summary_searches_find_the_text_as_typed() {
+        // Lower-cased, so OR/AND/NOT are words, not operators.
+        assert_eq!(summary_search("Disk OR Network"), "disk or network");
+        // Each text-search operator is escaped with one backslash, which the JQL string doubles.
+        assert_eq!(summary_search("[db] *x?"), r"\[db\] \*x\?");
+        assert_eq!(
+            jql_string(&summary_search(r#"say "hi" \o/"#)),
+            r#""say \\\"hi\\\" \\\\o\\/""#
+        );
+        assert_eq!(summary_search("Ünïcödé"), "ünïcödé");
+    }
+
+    #[test]
+    fn issue_keys_are_recognised_and_upper_cased() {
+        assert_eq!(issue_key(" sec-42 ").as_deref(), Some("SEC-42"));
+        assert_eq!(issue_key("OPS_2-7").as_deref(), Some("OPS_2-7"));
+        assert_eq!(issue_key("42"), None);
+        assert_eq!(issue_key("SEC-"), None);
+        assert_eq!(issue_key("disk full"), None);
+        assert_eq!(issue_key("SEC-1 OR 1=1"), None);
     }
 
     #[test]

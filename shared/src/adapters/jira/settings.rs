@@ -4,15 +4,15 @@
 
 use std::sync::Arc;
 
-use super::{JiraCloudClient, JiraDataCenterClient};
+use super::{JiraCloudClient, JiraDataCenterClient, Plan, Rest};
 use crate::adapters::ticket_http::TicketHttp;
-use crate::adapters::ticket_systems::TicketSystemModule;
 use crate::adapters::ticket_systems::fields::{
     check_credential, check_email, check_username, given, invalid_closed_statuses, keep_current,
     reject_foreign_fields, required,
 };
+use crate::adapters::ticket_systems::{ClientOptions, TicketSystemModule};
 use crate::domain::connection::{
-    AuthMethod, ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials,
+    AuthMethod, ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials, TokenType,
 };
 use crate::domain::ticket_writes::{DEFAULT_ISSUE_TYPE, TicketDestination};
 use crate::ports::{
@@ -108,11 +108,34 @@ impl TicketSystemKind for JiraCloud {
     fn destination(&self, fields: &DestinationFields<'_>) -> Result<TicketDestination, String> {
         destination(self.kind(), fields)
     }
+
+    fn takes_token_type(&self) -> bool {
+        true
+    }
 }
 
 impl TicketSystemModule for JiraCloud {
-    fn client(&self, http: TicketHttp, closed: ClosedStatuses) -> Arc<dyn TicketSystem> {
-        Arc::new(JiraCloudClient::new(http, closed))
+    /// Calls go where the token type says: the site (classic), the API gateway (scoped), or, when the admin did
+    /// not say, where `verify` last found the token working, with the other tried on a 401.
+    fn client(
+        &self,
+        http: TicketHttp,
+        settings: &ConnectionSettings,
+        options: &ClientOptions,
+    ) -> Arc<dyn TicketSystem> {
+        let plan = match settings.token_type {
+            Some(given) => Plan::Fixed(given),
+            None => Plan::Detect {
+                first: settings.detected_token_type.unwrap_or(TokenType::Classic),
+            },
+        };
+        let rest = Rest::new(
+            http,
+            options.atlassian_gateway.clone(),
+            plan,
+            settings.cloud_id.clone(),
+        );
+        Arc::new(JiraCloudClient::new(rest, settings.closed_statuses.clone()))
     }
 }
 
@@ -246,8 +269,22 @@ impl TicketSystemKind for JiraDataCenter {
 }
 
 impl TicketSystemModule for JiraDataCenter {
-    fn client(&self, http: TicketHttp, closed: ClosedStatuses) -> Arc<dyn TicketSystem> {
-        Arc::new(JiraDataCenterClient::new(http, closed))
+    fn client(
+        &self,
+        http: TicketHttp,
+        settings: &ConnectionSettings,
+        options: &ClientOptions,
+    ) -> Arc<dyn TicketSystem> {
+        let rest = Rest::new(
+            http,
+            options.atlassian_gateway.clone(),
+            Plan::Fixed(TokenType::Classic),
+            None,
+        );
+        Arc::new(JiraDataCenterClient::new(
+            rest,
+            settings.closed_statuses.clone(),
+        ))
     }
 }
 

@@ -9,18 +9,32 @@ use std::sync::Arc;
 use super::freshservice::Freshservice;
 use super::jira::{JiraCloud, JiraDataCenter};
 use super::ticket_http::{HttpPolicy, TicketHttp, authorization, build_client};
-use crate::domain::connection::{
-    ClosedStatuses, ConnectionKind, ConnectionSecrets, ConnectionSettings,
-};
+use crate::domain::connection::{ConnectionKind, ConnectionSecrets, ConnectionSettings};
 use crate::ports::{TicketSystem, TicketSystemError, TicketSystemKind, TicketSystems};
 
 pub(crate) mod fields;
 
 /// A ticket system: its settings rules ([`TicketSystemKind`]) and its client over the shared HTTP plumbing.
 pub(crate) trait TicketSystemModule: TicketSystemKind {
-    /// The client of one connection.
-    fn client(&self, http: TicketHttp, closed: ClosedStatuses) -> Arc<dyn TicketSystem>;
+    /// The client of one connection: `http` is signed in and based on its `base_url`.
+    fn client(
+        &self,
+        http: TicketHttp,
+        settings: &ConnectionSettings,
+        options: &ClientOptions,
+    ) -> Arc<dyn TicketSystem>;
 }
+
+/// What every client of a deployment shares beyond the HTTP client.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientOptions {
+    /// The root of Atlassian's API gateway (`https://api.atlassian.com`), where Jira Cloud API tokens with
+    /// scopes are sent as `/ex/jira/{cloudId}/…`.
+    pub(crate) atlassian_gateway: url::Url,
+}
+
+/// Atlassian's API gateway.
+pub const ATLASSIAN_GATEWAY: &str = "https://api.atlassian.com";
 
 /// The ticket system of a kind. No `_ =>`: a new kind does not compile until it has its module.
 pub(crate) fn system(kind: ConnectionKind) -> &'static dyn TicketSystemModule {
@@ -36,6 +50,7 @@ pub(crate) fn system(kind: ConnectionKind) -> &'static dyn TicketSystemModule {
 pub struct HttpTicketSystems {
     client: reqwest::Client,
     policy: HttpPolicy,
+    options: ClientOptions,
 }
 
 impl HttpTicketSystems {
@@ -44,7 +59,24 @@ impl HttpTicketSystems {
         Ok(Self {
             client: build_client()?,
             policy,
+            options: ClientOptions {
+                atlassian_gateway: url::Url::parse(ATLASSIAN_GATEWAY).expect("a URL"),
+            },
         })
+    }
+
+    /// The same clients with Atlassian's API gateway at `root` (tests point it at a local server). It must pass
+    /// the outbound URL policy (https, or http to a loopback host) and carry no query.
+    pub fn with_atlassian_gateway(mut self, root: &str) -> Result<Self, TicketSystemError> {
+        let url = crate::domain::url_policy::check_outbound_url(root)
+            .map_err(|e| TicketSystemError::Unexpected(format!("the API gateway URL: {e}")))?;
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(TicketSystemError::Unexpected(
+                "the API gateway URL must not carry a query or a fragment".into(),
+            ));
+        }
+        self.options.atlassian_gateway = url;
+        Ok(self)
     }
 }
 
@@ -65,7 +97,7 @@ impl TicketSystems for HttpTicketSystems {
             authorization(settings, secrets)?,
             self.policy.clone(),
         )?;
-        Ok(system(settings.kind).client(http, settings.closed_statuses.clone()))
+        Ok(system(settings.kind).client(http, settings, &self.options))
     }
 
     fn kind(&self, kind: ConnectionKind) -> &'static dyn TicketSystemKind {
@@ -78,6 +110,7 @@ mod tests {
     use super::*;
     use crate::adapters::ticket_http::authorization;
     use crate::domain::connection::AuthMethod;
+    use crate::domain::connection::ClosedStatuses;
     use crate::domain::connection::Credentials;
     use crate::domain::secret::{MASK, Secret};
     use crate::domain::ticket_writes::TicketDestination;
@@ -98,6 +131,9 @@ mod tests {
             updated_at: OffsetDateTime::UNIX_EPOCH,
             audit: None,
             people: Default::default(),
+            token_type: None,
+            detected_token_type: None,
+            cloud_id: None,
         }
     }
 

@@ -85,6 +85,12 @@ impl Connections {
         };
         let audit = writes::check_audit(system, input.audit.clone().flatten())?;
         let people = merge_people(BTreeMap::new(), input.people.as_ref())?;
+        let token_type = match input.token_type {
+            Some(_) if !system.takes_token_type() => {
+                return Err(not_applicable("token_type", kind));
+            }
+            given => given.flatten(),
+        };
         let (webhook_secret, generated) = match input.webhook_secret {
             Some(s) => (check_webhook_secret(s)?, None),
             None => {
@@ -107,6 +113,9 @@ impl Connections {
                 updated_at: now,
                 audit,
                 people,
+                token_type,
+                detected_token_type: None,
+                cloud_id: None,
             },
             auth: AuthState::new(),
             webhook: WebhookActivity::default(),
@@ -171,7 +180,18 @@ impl Connections {
             input.site.as_deref(),
             input.domain.as_deref(),
         )? {
+            if base_url != settings.base_url {
+                // Another site: what was learnt about this one does not hold there.
+                settings.cloud_id = None;
+                settings.detected_token_type = None;
+            }
             settings.base_url = base_url;
+        }
+        if let Some(token_type) = input.token_type {
+            if !system.takes_token_type() {
+                return Err(not_applicable("token_type", kind));
+            }
+            settings.token_type = token_type;
         }
         if let Some(values) = &input.closed_statuses {
             settings.closed_statuses = parse_closed_statuses(system, values)?;
@@ -280,9 +300,17 @@ impl Connections {
         let mut view = ConnectionView::of(&session.connection, self.clock.now());
         match result {
             Ok(seen) => {
+                if let Some(api) = seen.api {
+                    self.remember_route(&session.connection.settings, api, seen.cloud_id)
+                        .await;
+                    if let Ok(fresh) = self.load(id).await {
+                        view = ConnectionView::of(&fresh, self.clock.now());
+                    }
+                }
                 view.verified = Some(true);
                 view.account = Some(seen.account);
                 view.projects = seen.projects;
+                view.api = seen.api;
                 tracing::info!(connection = %id, admin = %caller.email, "connection verified");
                 Ok(view)
             }
@@ -291,6 +319,41 @@ impl Connections {
                 Ok(view)
             }
             Err(e) => Err(system_error(id, e)),
+        }
+    }
+
+    /// Keeps what `verify` found about a Jira Cloud token (its type, the site's cloud id), so later calls go
+    /// straight where it works. Re-reads the settings first and writes only a change, leaving an admin's change
+    /// made meanwhile alone unless it moved the site.
+    async fn remember_route(
+        &self,
+        seen_with: &ConnectionSettings,
+        api: ApiRoute,
+        cloud_id: Option<String>,
+    ) {
+        let detected = match api {
+            ApiRoute::Site => TokenType::Classic,
+            ApiRoute::Gateway => TokenType::Scoped,
+        };
+        let id = &seen_with.id;
+        let Ok(Some(mut current)) = self.store.get_connection(id).await else {
+            return;
+        };
+        let s = &mut current.settings;
+        if s.base_url != seen_with.base_url
+            || (s.detected_token_type == Some(detected)
+                && (cloud_id.is_none() || s.cloud_id == cloud_id))
+        {
+            return;
+        }
+        s.detected_token_type = Some(detected);
+        if cloud_id.is_some() {
+            s.cloud_id = cloud_id;
+        }
+        if let Err(e) = self.store.update_settings(s).await {
+            tracing::warn!(connection = %id, error = %e, "could not record the detected token type");
+        } else {
+            tracing::info!(connection = %id, token_type = detected.as_str(), "Jira Cloud token type detected");
         }
     }
 

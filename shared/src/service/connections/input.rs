@@ -58,6 +58,10 @@ pub struct ConnectionInput {
     /// the ticket system hides. On PATCH the entries are merged: a `null` value removes that person.
     #[serde(default)]
     pub people: Option<BTreeMap<String, Option<String>>>,
+    /// Jira Cloud: `classic` (the site's REST API) or `scoped` (an API token with scopes, or a service account's
+    /// token: Atlassian's API gateway); absent on create, or `null` on PATCH, detects it.
+    #[serde(default, deserialize_with = "writes::present")]
+    pub token_type: Option<Option<TokenType>>,
 }
 
 impl ConnectionInput {
@@ -116,6 +120,15 @@ pub struct ConnectionView {
     pub audit: Option<AuditSettings>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub people: BTreeMap<String, String>,
+    /// Jira Cloud: the token type the admin gave; absent while it is detected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<TokenType>,
+    /// Jira Cloud: the token type `verify` last found working.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detected_token_type: Option<TokenType>,
+    /// Jira Cloud: the site's cloud id, once known (it names the site on the API gateway).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_id: Option<String>,
     pub status: AuthStatus,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_verified_at: Option<OffsetDateTime>,
@@ -141,6 +154,9 @@ pub struct ConnectionView {
     /// `verify` only (Jira): a sample of the projects the credentials see.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub projects: Option<Vec<ProjectSummary>>,
+    /// `verify` only (Jira Cloud): where the credentials worked, `site` or `gateway`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiRoute>,
 }
 
 impl ConnectionView {
@@ -162,6 +178,9 @@ impl ConnectionView {
             closed_statuses: s.closed_statuses.clone(),
             audit: s.audit.clone(),
             people: s.people.clone(),
+            token_type: s.token_type,
+            detected_token_type: s.detected_token_type,
+            cloud_id: s.cloud_id.clone(),
             status: connection.auth.status,
             last_verified_at: connection.auth.last_verified_at,
             last_error: connection.auth.last_error.clone(),
@@ -173,6 +192,7 @@ impl ConnectionView {
             verified: None,
             account: None,
             projects: None,
+            api: None,
         }
     }
 

@@ -15,11 +15,12 @@ use time::OffsetDateTime;
 
 use super::ServiceError;
 use crate::domain::connection::{
-    AuthMethod, AuthState, AuthStatus, ClosedStatuses, Connection, ConnectionKind,
-    ConnectionSecrets, ConnectionSettings, MissedClosing, Person, PersonLookup, ProjectSummary,
-    Ticket, TicketState, TicketSummary, WebhookActivity, WebhookHealth, WebhookSecrets,
+    ApiRoute, AuthMethod, AuthState, AuthStatus, ClosedStatuses, Connection, ConnectionKind,
+    ConnectionSecrets, ConnectionSettings, MAX_TICKET_QUERY, MissedClosing, Person, PersonLookup,
+    ProjectSummary, Ticket, TicketQuery, TicketState, TicketSummary, TokenType, WebhookActivity,
+    WebhookHealth, WebhookSecrets,
 };
-use crate::domain::identity::{looks_like_email, normalize_email};
+use crate::domain::identity::{ClaimedIdentity, looks_like_email, normalize_email};
 use crate::domain::ids::{is_slug, new_secret};
 use crate::domain::secret::{MASK, Secret};
 use crate::domain::ticket_writes::AuditSettings;

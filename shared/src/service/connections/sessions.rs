@@ -90,6 +90,9 @@ impl Connections {
             Err(e @ TicketSystemError::Unauthorized { .. }) => {
                 Some(auth.auth_failed(&e.to_string()))
             }
+            // A cursor the caller sent back wrong says nothing about the connection.
+            Err(TicketSystemError::InvalidPageToken(_)) => None,
+            // A permission one write lacks (403) is that write's problem: the credentials work, the status stays.
             Err(e) => Some(auth.unreachable(&e.to_string())),
         };
         if let Some(next) = next {

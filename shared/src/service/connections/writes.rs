@@ -1,7 +1,9 @@
 //! Writes through a connection (DESIGN §7 `ticket` provisioner, §8 audit tickets): open a ticket (or find the
 //! one an earlier attempt opened, by its marker), comment on it, close it. Every call goes through
-//! [`Connections::observe`], so a 401/403 on a write moves the connection to `needs_reauthorization` exactly as
-//! a read does. Errors are plain words for the durable retry's `last_error`; they never hold a credential.
+//! [`Connections::observe`], so a 401 on a write moves the connection to `needs_reauthorization` exactly as a
+//! read does; a 403 on a write is a permission that one write lacks ([`TicketWriteError::NotPermitted`], named
+//! on the grant's side effect), and leaves the status alone. Errors are plain words for the durable retry's
+//! `last_error`; they never hold a credential.
 
 use serde::{Deserialize, Deserializer};
 
@@ -26,6 +28,10 @@ pub enum TicketWriteError {
     /// The connection's credentials were refused: an admin must update them.
     #[error("connection `{0}`: {1}; an admin must update the credentials")]
     Unauthorized(String, String),
+    /// The credentials work, but their account may not make this write (403): the message names what to grant
+    /// it. The connection's status is left alone.
+    #[error("connection `{0}`: {1}")]
+    NotPermitted(String, String),
     /// The stores or the ticket system could not be reached, or the ticket system refused the content.
     #[error("connection `{0}`: {1}")]
     Failed(String, String),
@@ -37,6 +43,7 @@ impl TicketWriteError {
             TicketSystemError::Unauthorized { .. } => {
                 Self::Unauthorized(connection.to_owned(), e.to_string())
             }
+            TicketSystemError::NotPermitted(m) => Self::NotPermitted(connection.to_owned(), m),
             other => Self::Failed(connection.to_owned(), other.to_string()),
         }
     }
