@@ -11,10 +11,12 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::api::page_size;
+use super::connection_json::{ConnectionBody, ConnectionView};
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
 use crate::domain::Caller;
-use crate::service::{ConnectionInput, Connections, ErrorKind};
+use crate::ports::Page;
+use crate::service::{Connections, ErrorKind};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -67,16 +69,19 @@ async fn list_connections(
     let page = connections(&state)?
         .list(&caller, limit, q.cursor.as_deref())
         .await?;
-    Ok(Json(page))
+    Ok(Json(Page {
+        items: page.items.into_iter().map(ConnectionView::from).collect(),
+        next: page.next,
+    }))
 }
 
 async fn create_connection(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(body): JsonBody<ConnectionInput>,
+    JsonBody(body): JsonBody<ConnectionBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let view = connections(&state)?.create(&caller, body).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    let shown = connections(&state)?.create(&caller, body.into()).await?;
+    Ok((StatusCode::CREATED, Json(ConnectionView::from(shown))))
 }
 
 async fn get_connection(
@@ -84,16 +89,20 @@ async fn get_connection(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(connections(&state)?.get(&caller, &id).await?))
+    let shown = connections(&state)?.get(&caller, &id).await?;
+    Ok(Json(ConnectionView::from(shown)))
 }
 
 async fn update_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<ConnectionInput>,
+    JsonBody(body): JsonBody<ConnectionBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(connections(&state)?.update(&caller, &id, body).await?))
+    let shown = connections(&state)?
+        .update(&caller, &id, body.into())
+        .await?;
+    Ok(Json(ConnectionView::from(shown)))
 }
 
 async fn delete_connection(
@@ -122,7 +131,8 @@ async fn verify_connection(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(connections(&state)?.verify(&caller, &id).await?))
+    let shown = connections(&state)?.verify(&caller, &id).await?;
+    Ok(Json(ConnectionView::from(shown)))
 }
 
 async fn list_tickets(

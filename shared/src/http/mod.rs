@@ -2,6 +2,7 @@
 //! portal page that uses it (DESIGN §12).
 
 pub mod api;
+pub mod connection_json;
 pub mod connections;
 pub mod error;
 pub mod extract;

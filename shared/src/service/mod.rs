@@ -20,7 +20,9 @@ use time::Duration;
 
 pub use closing::TicketClosing;
 pub use confirm::Confirmation;
-pub use connections::{ConnectionInput, ConnectionView, Connections, TicketWriteError};
+pub use connections::{
+    ConnectionChanges, ConnectionShown, Connections, TicketWriteError, Verification,
+};
 pub use error::{ErrorKind, ServiceError};
 pub use grants::{GrantRequest, ListGrants};
 pub use lifecycle::{EndOutcome, JobOutcome};

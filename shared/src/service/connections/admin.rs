@@ -11,25 +11,24 @@ impl Connections {
         caller: &Caller,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<Page<ConnectionView>, ServiceError> {
+    ) -> Result<Page<ConnectionShown>, ServiceError> {
         crate::service::require_admin(caller, "manage connections")?;
         let page = self.store.list_connections(limit, cursor).await?;
+        let now = self.clock.now();
         Ok(Page {
-            items: {
-                let now = self.clock.now();
-                page.items
-                    .iter()
-                    .map(|c| ConnectionView::of(c, now))
-                    .collect()
-            },
+            items: page
+                .items
+                .into_iter()
+                .map(|c| ConnectionShown::of(c, now))
+                .collect(),
             next: page.next,
         })
     }
 
     /// `GET /v1/connections/{id}`.
-    pub async fn get(&self, caller: &Caller, id: &str) -> Result<ConnectionView, ServiceError> {
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<ConnectionShown, ServiceError> {
         crate::service::require_admin(caller, "manage connections")?;
-        Ok(ConnectionView::of(&self.load(id).await?, self.clock.now()))
+        Ok(ConnectionShown::of(self.load(id).await?, self.clock.now()))
     }
 
     /// `POST /v1/connections`: validates everything before writing anything; the generated webhook secret is in
@@ -37,8 +36,8 @@ impl Connections {
     pub async fn create(
         &self,
         caller: &Caller,
-        input: ConnectionInput,
-    ) -> Result<ConnectionView, ServiceError> {
+        input: ConnectionChanges,
+    ) -> Result<ConnectionShown, ServiceError> {
         crate::service::require_admin(caller, "manage connections")?;
         let id = input.id.clone().unwrap_or_default();
         if !is_slug(&id) {
@@ -143,7 +142,7 @@ impl Connections {
             return Err(secret_store_error(e));
         }
         tracing::info!(connection = %id, kind = kind.as_str(), admin = %caller.email, "connection created");
-        Ok(ConnectionView::of(&connection, self.clock.now()).revealing(generated))
+        Ok(ConnectionShown::of(connection, self.clock.now()).revealing(generated))
     }
 
     /// `PATCH /v1/connections/{id}`: changes the given fields (credentials rotate here), validating all of them
@@ -152,8 +151,8 @@ impl Connections {
         &self,
         caller: &Caller,
         id: &str,
-        input: ConnectionInput,
-    ) -> Result<ConnectionView, ServiceError> {
+        input: ConnectionChanges,
+    ) -> Result<ConnectionShown, ServiceError> {
         crate::service::require_admin(caller, "manage connections")?;
         let mut connection = self.load(id).await?;
         let kind = connection.settings.kind;
@@ -263,7 +262,7 @@ impl Connections {
         }
         connection.settings = settings;
         tracing::info!(connection = %id, admin = %caller.email, "connection changed");
-        Ok(ConnectionView::of(&connection, self.clock.now()).revealing(generated))
+        Ok(ConnectionShown::of(connection, self.clock.now()).revealing(generated))
     }
 
     /// `DELETE /v1/connections/{id}`: refused while pending or active grants are bound to it, unless `force`
@@ -292,31 +291,38 @@ impl Connections {
     /// `POST /v1/connections/{id}/verify`: checks the credentials now. The answer is the connection with what
     /// the credentials saw; refused credentials answer 200 with `verified: false` and the new status, an
     /// unreachable ticket system 503.
-    pub async fn verify(&self, caller: &Caller, id: &str) -> Result<ConnectionView, ServiceError> {
+    pub async fn verify(&self, caller: &Caller, id: &str) -> Result<ConnectionShown, ServiceError> {
         crate::service::require_admin(caller, "manage connections")?;
         let mut session = self.open_for_api(id).await?;
         let result = session.system.verify().await;
         let result = self.observe(&mut session.connection, result, true).await;
-        let mut view = ConnectionView::of(&session.connection, self.clock.now());
+        let mut shown = ConnectionShown::of(session.connection.clone(), self.clock.now());
         match result {
             Ok(seen) => {
                 if let Some(api) = seen.api {
                     self.remember_route(&session.connection.settings, api, seen.cloud_id)
                         .await;
                     if let Ok(fresh) = self.load(id).await {
-                        view = ConnectionView::of(&fresh, self.clock.now());
+                        shown = ConnectionShown::of(fresh, self.clock.now());
                     }
                 }
-                view.verified = Some(true);
-                view.account = Some(seen.account);
-                view.projects = seen.projects;
-                view.api = seen.api;
+                shown.verification = Some(Verification {
+                    verified: true,
+                    account: Some(seen.account),
+                    projects: seen.projects,
+                    api: seen.api,
+                });
                 tracing::info!(connection = %id, admin = %caller.email, "connection verified");
-                Ok(view)
+                Ok(shown)
             }
             Err(TicketSystemError::Unauthorized { .. }) => {
-                view.verified = Some(false);
-                Ok(view)
+                shown.verification = Some(Verification {
+                    verified: false,
+                    account: None,
+                    projects: None,
+                    api: None,
+                });
+                Ok(shown)
             }
             Err(e) => Err(system_error(id, e)),
         }

@@ -5,24 +5,24 @@
 //! - `binding`: grant requests and approvals check ticket bindings (rule 3); everyone lists their open tickets;
 //! - `webhooks`: what the verified-delivery extractors and the delivery use case ask;
 //! - `writes`: tickets Ticketbound opens, comments on and closes; `health`: webhook health and reconciliation;
-//! - `input`: the request and response shapes.
+//! - `changes`: what the admin use cases take and give, free of any wire format (the JSON shapes are
+//!   `http/connections.rs`).
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::ServiceError;
 use crate::domain::connection::{
-    ApiRoute, AuthMethod, AuthState, AuthStatus, ClosedStatuses, Connection, ConnectionKind,
-    ConnectionSecrets, ConnectionSettings, MAX_TICKET_QUERY, MissedClosing, Person, PersonLookup,
-    ProjectSummary, Ticket, TicketQuery, TicketState, TicketSummary, TokenType, WebhookActivity,
-    WebhookHealth, WebhookSecrets,
+    ApiRoute, AuthState, AuthStatus, ClosedStatuses, Connection, ConnectionKind, ConnectionSecrets,
+    ConnectionSettings, MAX_TICKET_QUERY, Person, PersonLookup, ProjectSummary, Ticket,
+    TicketQuery, TicketState, TicketSummary, TokenType, WebhookActivity, WebhookSecrets,
 };
 use crate::domain::identity::{ClaimedIdentity, looks_like_email, normalize_email};
 use crate::domain::ids::{is_slug, new_secret};
-use crate::domain::secret::{MASK, Secret};
+use crate::domain::secret::Secret;
 use crate::domain::ticket_writes::AuditSettings;
 use crate::domain::url_policy::check_outbound_url;
 use crate::domain::{Caller, TicketRef};
@@ -35,8 +35,8 @@ use crate::ports::{
 };
 mod admin;
 mod binding;
+mod changes;
 mod health;
-mod input;
 mod sessions;
 mod webhooks;
 mod writes;
@@ -44,8 +44,8 @@ mod writes;
 use binding::*;
 use sessions::*;
 
+pub use changes::{ConnectionChanges, ConnectionShown, Verification};
 pub(crate) use health::ReconcileSession;
-pub use input::{ConnectionInput, ConnectionView};
 pub use writes::TicketWriteError;
 
 /// Webhook secrets active at once (enough for a rotation, few enough to try them all).

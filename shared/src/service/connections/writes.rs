@@ -5,8 +5,6 @@
 //! on the grant's side effect), and leaves the status alone. Errors are plain words for the durable retry's
 //! `last_error`; they never hold a credential.
 
-use serde::{Deserialize, Deserializer};
-
 use super::{Connections, OpenError, unprocessable};
 use crate::domain::connection::ConnectionSettings;
 use crate::domain::ticket_writes::{
@@ -47,16 +45,6 @@ impl TicketWriteError {
             other => Self::Failed(connection.to_owned(), other.to_string()),
         }
     }
-}
-
-/// `Some(value)` for a field that is present, `null` included (`Some(None)`): PATCH tells "turn off" from
-/// "leave alone".
-pub(super) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Checks audit settings against the connection's kind and fills in the defaults (a 422 when they do not fit).
