@@ -2,7 +2,7 @@
 // OpenID Connect sign-in), and shows the view the URL's hash names (#/request, #/access, #/approvals,
 // #/grant/<id>, #/admin).
 
-import { setCaller, currentCaller, hasGroup, onSignedOut } from "./api.js";
+import { setCaller, currentCaller, hasGroup, onSignedOut, listAll } from "./api.js";
 import { signIn, completeSignIn, groupsOf } from "./oidc.js";
 import { h, notice, heading } from "./dom.js";
 import { viewRequest, viewAccess, viewApprovals, viewGrant } from "./views.js";
@@ -115,10 +115,31 @@ function signInButton() {
   return h("button", { type: "button", id: "sign-in", on: { click: () => signIn(config) } }, "Sign in");
 }
 
-// Approvals and Admin are listed only for the people who can use them (the API decides regardless).
+// Approvals and Admin are listed only for the people who can use them (the API decides regardless). Approvals
+// is also listed for someone outside the approver group whom a resource names among its own approvers.
 function showRoles() {
-  document.getElementById("nav-approvals").parentElement.hidden = !hasGroup(config.approver_group);
+  const approvals = document.getElementById("nav-approvals").parentElement;
+  approvals.hidden = !hasGroup(config.approver_group);
   document.getElementById("nav-admin").parentElement.hidden = !hasGroup(config.admin_group);
+  const me = currentCaller();
+  if (approvals.hidden && me) {
+    decidesSomeResource(me).then((yes) => {
+      if (yes && currentCaller() === me) approvals.hidden = false;
+    });
+  }
+}
+
+// Whether a resource lists `me` (by e-mail or group) among its own approvers.
+async function decidesSomeResource(me) {
+  const r = await listAll("/v1/resources", 500);
+  if (!r.ok) return false;
+  const email = me.email.toLowerCase();
+  return r.data.items.some((res) => {
+    const listed = res.approvers;
+    if (!listed) return false;
+    return (listed.users || []).some((u) => u.toLowerCase() === email)
+      || (listed.groups || []).some((g) => me.groups.includes(g));
+  });
 }
 
 // Views render into a fresh container that replaces the page's content only if no later navigation started

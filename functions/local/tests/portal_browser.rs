@@ -383,5 +383,71 @@ async fn the_portal_walks_a_request_from_connection_to_the_end_of_access_in_a_re
         assert!(trail.contains(step), "{step:?} missing from {trail}");
     }
     browser.screenshot("11-grant-detail").await;
+
+    // A resource with approvers of its own (issue 13): Dave, outside the approver group, is one of them. He
+    // finds Approvals in the menu, sees the request for it and decides it; Alice, who decides nothing, does
+    // not get the menu entry.
+    let api = |method: reqwest::Method, path: &str, who: (&str, &str), body: Value| {
+        reqwest::Client::new()
+            .request(method, format!("http://127.0.0.1:{port}{path}"))
+            .header("X-Ticketbound-User", who.0)
+            .header("X-Ticketbound-Groups", who.1)
+            .json(&body)
+            .send()
+    };
+    let made = api(
+        reqwest::Method::PUT,
+        "/v1/resources/payroll",
+        ("admin@example.com", "ticketbound-admins"),
+        json!({"name": "Payroll", "provisioner": {"kind": "none"},
+               "approvers": {"users": ["dave@example.com"]}}),
+    )
+    .await
+    .expect("the local server answers");
+    assert_eq!(made.status().as_u16(), 201, "{:?}", made.text().await);
+    let asked = api(
+        reqwest::Method::POST,
+        "/v1/grants",
+        ("alice@example.com", ""),
+        json!({"resource": "payroll", "reason": "Payroll run for November", "duration": "PT1H"}),
+    )
+    .await
+    .expect("the local server answers");
+    assert_eq!(asked.status().as_u16(), 201, "{:?}", asked.text().await);
+
+    let menu_shown = "return !document.getElementById('nav-approvals').parentElement.hidden;";
+    browser.act_as("dave@example.com", "").await;
+    let mut shown = false;
+    for _ in 0..50 {
+        shown = browser.script(menu_shown, json!([])).await == json!(true);
+        if shown {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        shown,
+        "a resource's own approver gets the Approvals menu entry"
+    );
+    browser.click("#nav-approvals").await;
+    let inbox = browser.wait_text("main", "Payroll run for November").await;
+    assert!(!inbox.contains("Bob's own check"), "{inbox}");
+    browser.click("button[id^=\"approve-\"]").await;
+    browser
+        .wait_text(
+            "#approvals-result",
+            "Approved alice@example.com's request for payroll.",
+        )
+        .await;
+
+    browser.act_as("alice@example.com", "").await;
+    browser.click("#nav-access").await;
+    browser.wait_text("main", "payroll").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        browser.script(menu_shown, json!([])).await,
+        json!(false),
+        "Alice decides nothing"
+    );
     browser.quit().await;
 }
