@@ -400,7 +400,12 @@ impl Grant {
             }
             closed => return Err(TransitionError::AlreadyClosed(closed.as_str())),
         }
-        next.end_reason = Some(reason);
+        // A withdrawal names a request nobody decided. One that lost the race to the last approval ends the access
+        // it meant to stop, and says so: revoked by the requester.
+        next.end_reason = Some(match (reason, self.status) {
+            (EndReason::Withdrawn, GrantStatus::Active) => EndReason::Revoked,
+            (reason, _) => reason,
+        });
         next.ended_at = Some(now);
         next.ended_by = by.map(str::to_owned);
         Ok(next)
@@ -421,6 +426,26 @@ impl Grant {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn a_withdrawal_that_finds_the_grant_active_ends_it_as_revoked_by_the_requester() {
+        let now = datetime!(2026-11-23 10:00 UTC);
+        let request = pending("PT1H");
+        let withdrawn = request
+            .end(EndReason::Withdrawn, Some("alice@example.com"), now)
+            .unwrap();
+        assert_eq!(withdrawn.status, GrantStatus::Cancelled);
+        assert_eq!(withdrawn.end_reason, Some(EndReason::Withdrawn));
+
+        let active = request.approve("bob@example.com", now).unwrap();
+        assert_eq!(active.status, GrantStatus::Active);
+        let ended = active
+            .end(EndReason::Withdrawn, Some("alice@example.com"), now)
+            .unwrap();
+        assert_eq!(ended.status, GrantStatus::Ended);
+        assert_eq!(ended.end_reason, Some(EndReason::Revoked));
+        assert_eq!(ended.ended_by.as_deref(), Some("alice@example.com"));
+    }
 
     fn pending(duration: &str) -> Grant {
         Grant::request(
