@@ -85,17 +85,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl HttpProvisioners {
     pub fn new(clock: Arc<dyn Clock>, timeout: Duration) -> Result<Self, ProvisionError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ticketbound/", env!("CARGO_PKG_VERSION")))
-            // The process's one root store (adapters::tls), not a fresh read of the system's.
-            .tls_backend_preconfigured(
-                super::tls::client_config().map_err(|e| ProvisionError(e.to_string()))?,
-            )
-            .build()
-            .map_err(|e| ProvisionError(format!("HTTP client: {e}")))?;
+        let client = super::tls::outbound_client(Some(timeout)).map_err(ProvisionError)?;
         Ok(Self {
             client,
             clock,

@@ -57,17 +57,8 @@ impl HttpPolicy {
 
 /// The shared HTTP client of every ticket-system adapter (one connection pool per container).
 pub fn build_client() -> Result<reqwest::Client, TicketSystemError> {
-    reqwest::Client::builder()
-        // Never follow a redirect with credentials attached.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("ticketbound/", env!("CARGO_PKG_VERSION")))
-        // The process's one root store (adapters::tls), not a fresh read of the system's.
-        .tls_backend_preconfigured(
-            super::tls::client_config()
-                .map_err(|e| TicketSystemError::Unexpected(e.to_string()))?,
-        )
-        .build()
-        .map_err(|e| TicketSystemError::Unexpected(format!("building the HTTP client: {e}")))
+    // No client-wide timeout: each call sets the connection's policy's.
+    super::tls::outbound_client(None).map_err(TicketSystemError::Unexpected)
 }
 
 /// The `Authorization` header of a connection (DESIGN §6), marked sensitive so no `Debug` prints it.
@@ -283,28 +274,7 @@ impl TicketHttp {
         &self,
         url: Url,
     ) -> Result<Probed<T>, TicketSystemError> {
-        let path = &url.path().to_owned();
-        let url = &url;
-        self.with_retries(path, "call", move || async move {
-            match self.get(url).await {
-                Err(e) => Step::Retry(describe_transport(&e), None),
-                Ok(response) if response.status() == StatusCode::BAD_REQUEST => {
-                    let body = response.bytes().await.unwrap_or_default();
-                    Step::Done(Ok(Probed::Refused(error_detail(&body))))
-                }
-                Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
-                    Step::Done(Ok(Probed::Busy(retry_after(&response))))
-                }
-                Ok(response) => match self.judge(response, path).await {
-                    Err(e) => Step::Done(Err(e)),
-                    Ok(Judged::Body(bytes)) => Step::Done(shaped(path, &bytes).map(Probed::Found)),
-                    Ok(Judged::NotFound) => Step::Done(Ok(Probed::NotFound)),
-                    Ok(Judged::Retry(problem, wait)) => Step::Retry(problem, wait),
-                    Ok(Judged::Busy(problem, wait)) => Step::Busy(problem, wait),
-                },
-            }
-        })
-        .await
+        self.get_probed(url, true).await
     }
 
     /// `GET url` as JSON for a search a person waits on: like [`Self::get_json`] (429/503 and 5xx retried), but
@@ -314,6 +284,16 @@ impl TicketHttp {
         &self,
         url: Url,
     ) -> Result<Probed<T>, TicketSystemError> {
+        self.get_probed(url, false).await
+    }
+
+    /// `GET url` as JSON, a 400 answered as [`Probed::Refused`]; a 429 is [`Probed::Busy`] when `stop_on_429`,
+    /// and otherwise waited out and retried like a 503.
+    async fn get_probed<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        stop_on_429: bool,
+    ) -> Result<Probed<T>, TicketSystemError> {
         let path = &url.path().to_owned();
         let url = &url;
         self.with_retries(path, "call", move || async move {
@@ -322,6 +302,11 @@ impl TicketHttp {
                 Ok(response) if response.status() == StatusCode::BAD_REQUEST => {
                     let body = response.bytes().await.unwrap_or_default();
                     Step::Done(Ok(Probed::Refused(error_detail(&body))))
+                }
+                Ok(response)
+                    if stop_on_429 && response.status() == StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    Step::Done(Ok(Probed::Busy(retry_after(&response))))
                 }
                 Ok(response) => match self.judge(response, path).await {
                     Err(e) => Step::Done(Err(e)),

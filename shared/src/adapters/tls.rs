@@ -1,5 +1,6 @@
 //! One TLS root store per process, loaded once, shared by every HTTP client in it: the ticket-system client,
-//! the provisioner client and (with the feature `aws`) the AWS SDK's.
+//! the provisioner client, the notification channels' client (all three built by [`outbound_client`]) and
+//! (with the feature `aws`) the AWS SDK's.
 //!
 //! Each client loading the system's trusted roots on its own reads every file of the certificate store once
 //! per client (three times before the first event of a Lambda function, about 440 file opens on Debian). The
@@ -61,6 +62,25 @@ fn roots() -> Result<&'static Roots, TlsRootsError> {
 /// system roots, read once.
 pub fn client_config() -> Result<rustls::ClientConfig, TlsRootsError> {
     Ok(roots()?.config.as_ref().clone())
+}
+
+/// The outbound HTTP client every adapter calling a server of the operator's or a vendor's builds: never
+/// follows a redirect (a request carries a credential, in a header or in the URL itself), names Ticketbound in
+/// `User-Agent`, and trusts the process's one root store. With `timeout`, every call is bounded by it and
+/// connecting by at most 5 s of it; without, each request sets its own.
+pub fn outbound_client(timeout: Option<std::time::Duration>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("ticketbound/", env!("CARGO_PKG_VERSION")))
+        .tls_backend_preconfigured(client_config().map_err(|e| e.to_string())?);
+    if let Some(timeout) = timeout {
+        builder = builder
+            .timeout(timeout)
+            .connect_timeout(timeout.min(std::time::Duration::from_secs(5)));
+    }
+    builder
+        .build()
+        .map_err(|e| format!("building the HTTP client: {e}"))
 }
 
 /// An HTTP client for the AWS SDK over the same roots. Build one per SDK configuration and share it with every

@@ -146,7 +146,7 @@ pub struct SideEffect {
     pub arming: u32,
 }
 
-fn is_zero(n: &u32) -> bool {
+pub(super) fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 

@@ -123,12 +123,8 @@ pub struct NotificationState {
     )]
     pub lease_until: Option<OffsetDateTime>,
     /// The live arming of this event's retry schedule (`ports::Job::arming`); not written while 0.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::grant::is_zero")]
     pub arming: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 impl NotificationState {

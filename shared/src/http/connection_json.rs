@@ -14,6 +14,7 @@ use crate::domain::connection::{
 };
 use crate::domain::secret::{MASK, Secret};
 use crate::domain::ticket_writes::AuditSettings;
+use crate::ports::CredentialFields;
 use crate::service::{ConnectionChanges, ConnectionShown};
 
 /// The body of `POST /v1/connections` and `PATCH /v1/connections/{id}`. Unknown fields are refused (400), so a
@@ -94,12 +95,14 @@ impl From<ConnectionBody> for ConnectionChanges {
             base_url,
             site,
             domain,
-            email,
-            api_token,
-            personal_access_token,
-            username,
-            password,
-            api_key,
+            credentials: CredentialFields {
+                email,
+                api_token,
+                personal_access_token,
+                username,
+                password,
+                api_key,
+            },
             webhook_secret,
             add_webhook_secret,
             new_webhook_secret,

@@ -295,17 +295,8 @@ struct Answer {
 
 impl Http {
     fn new(timeout: Duration) -> Result<Self, NotifyConfigError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            // A webhook URL is a credential: never carry it, or the body, to wherever a redirect points.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ticketbound/", env!("CARGO_PKG_VERSION")))
-            .tls_backend_preconfigured(
-                super::tls::client_config().map_err(|e| NotifyConfigError(e.to_string()))?,
-            )
-            .build()
-            .map_err(|e| NotifyConfigError(format!("building the HTTP client: {e}")))?;
+        // A webhook URL is a credential: the client never carries it, or the body, to wherever a redirect points.
+        let client = super::tls::outbound_client(Some(timeout)).map_err(NotifyConfigError)?;
         Ok(Self { client, timeout })
     }
 

@@ -75,7 +75,7 @@ impl Connections {
             )
         })?;
         let checked = system
-            .new_credentials(&input.credential_fields())
+            .new_credentials(&input.credentials)
             .map_err(settings_error)?;
         let (credentials, email, username) = (checked.credentials, checked.email, checked.username);
         let closed_statuses = match input.closed_statuses {
@@ -204,7 +204,7 @@ impl Connections {
             .changed_credentials(
                 &settings,
                 current.as_ref().map(|c| &c.credentials),
-                &input.credential_fields(),
+                &input.credentials,
             )
             .map_err(settings_error)?;
         let (credentials, email, username) = (checked.credentials, checked.email, checked.username);

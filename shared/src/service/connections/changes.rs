@@ -18,12 +18,8 @@ pub struct ConnectionChanges {
     pub site: Option<String>,
     /// Freshservice: `acme` or `acme.freshservice.com`, in place of `base_url`.
     pub domain: Option<String>,
-    pub email: Option<String>,
-    pub api_token: Option<Secret>,
-    pub personal_access_token: Option<Secret>,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub api_key: Option<Secret>,
+    /// The credential fields as given, for the ticket system's rules to check (`TicketSystemKind`).
+    pub credentials: CredentialFields,
     /// Replaces every active webhook secret (create: generated when absent).
     pub webhook_secret: Option<Secret>,
     /// PATCH: adds a webhook secret, keeping the others active (the start of a rotation).
@@ -41,20 +37,6 @@ pub struct ConnectionChanges {
     pub people: Option<BTreeMap<String, Option<String>>>,
     /// Jira Cloud: `classic` or `scoped`; `Some(None)` (or absent on create) detects it.
     pub token_type: Option<Option<TokenType>>,
-}
-
-impl ConnectionChanges {
-    /// The credential fields, for the ticket system to check.
-    pub(super) fn credential_fields(&self) -> CredentialFields {
-        CredentialFields {
-            email: self.email.clone(),
-            api_token: self.api_token.clone(),
-            personal_access_token: self.personal_access_token.clone(),
-            username: self.username.clone(),
-            password: self.password.clone(),
-            api_key: self.api_key.clone(),
-        }
-    }
 }
 
 /// A connection as an admin use case answers it: the stored connection, the moment its webhook health is judged
