@@ -1171,7 +1171,7 @@ async fn the_webhook_the_schedule_and_a_person_ending_one_grant_at_once_send_one
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_approval_racing_the_request_messages_bookkeeping_always_decides() {
+async fn a_decision_racing_the_request_messages_bookkeeping_always_decides() {
     let (server, _slack) = endpoint(vec![], slack_ok()).await;
     let s = stack(
         json!({"channels": [
@@ -1189,7 +1189,14 @@ async fn an_approval_racing_the_request_messages_bookkeeping_always_decides() {
             0,
         )
     };
+    // Approvals and denials alternate: each loses its conditional write to the bookkeeping now and then, and
+    // must then decide again rather than answer 409.
     for round in 0..60 {
+        let (verb, decided) = if round % 2 == 0 {
+            ("approve", "active")
+        } else {
+            ("deny", "denied")
+        };
         let id = request_grant(&s.router, ALICE, "prod-db", "PT4H").await;
         // The scheduler's own run of the job, two more deliveries of it, and the approver, all at once: the
         // job's claims and records write the pending grant while the approval's conditional write lands.
@@ -1206,7 +1213,7 @@ async fn an_approval_racing_the_request_messages_bookkeeping_always_decides() {
                 call(
                     &router,
                     "POST",
-                    &format!("/v1/grants/{id}/approve"),
+                    &format!("/v1/grants/{id}/{verb}"),
                     APPROVER,
                     None,
                 )
@@ -1214,8 +1221,8 @@ async fn an_approval_racing_the_request_messages_bookkeeping_always_decides() {
             })
         };
         let (status, body) = deciding.await.unwrap();
-        assert_eq!(status, StatusCode::OK, "round {round}: {body}");
-        assert_eq!(body["status"], "active", "round {round}: {body}");
+        assert_eq!(status, StatusCode::OK, "round {round} ({verb}): {body}");
+        assert_eq!(body["status"], decided, "round {round} ({verb}): {body}");
         for j in jobs {
             j.await.unwrap().unwrap();
         }

@@ -7,6 +7,9 @@
 //!   (409 `grant_not_pending`, naming the state);
 //! - **both slots**: two approvers approve a fresh request at once. Both approvals are recorded (the loser of
 //!   the write re-reads and its approval still counts), the grant is activated once, provisioned once;
+//! - **approve or deny**: the last slot's approval and another approver's denial at once: exactly one decides
+//!   (active and provisioned once, or denied and never provisioned), the other is told which (409
+//!   `grant_not_pending`);
 //! - **a double click**: the same approver twice at once: one approval, the other answer 409
 //!   `already_approved`.
 //!
@@ -121,15 +124,26 @@ impl Race {
         answer["id"].as_str().unwrap().to_owned()
     }
 
-    /// Both approve `id` at once (behind a barrier, each after a random number of yields or a short sleep).
+    /// Both approve `id` at once.
     async fn approve_together(&self, id: &str, a: Who, b: Who) -> [(StatusCode, Value); 2] {
+        self.decide_together(id, [(a, "approve"), (b, "approve")])
+            .await
+    }
+
+    /// Both decide `id` at once, each with its verb (`approve` or `deny`), behind a barrier, each after a random
+    /// number of yields or a short sleep.
+    async fn decide_together(
+        &self,
+        id: &str,
+        deciders: [(Who, &'static str); 2],
+    ) -> [(StatusCode, Value); 2] {
         let barrier = Arc::new(tokio::sync::Barrier::new(2));
         let mut racers = Vec::new();
-        for who in [a, b] {
+        for (who, verb) in deciders {
             let (router, barrier, path) = (
                 self.router.clone(),
                 barrier.clone(),
-                format!("/v1/grants/{id}/approve"),
+                format!("/v1/grants/{id}/{verb}"),
             );
             let (sleep, yields) = {
                 let mut rng = self.rng.lock().unwrap();
@@ -287,6 +301,57 @@ impl Race {
         assert_eq!(self.calls.grants(&id), 1, "{context}: provisioner calls");
     }
 
+    /// The last slot's approval and a denial at once: exactly one decides, the other is told which.
+    async fn approve_or_deny(&self, round: usize) {
+        let context = format!(
+            "seed {} (QUORUM_SEED), approve or deny, round {round}",
+            self.seed
+        );
+        let id = self.request(round).await;
+        let (status, first) = call(
+            &self.router,
+            "POST",
+            &format!("/v1/grants/{id}/approve"),
+            DINA,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{context}: {first}");
+
+        let answers = self
+            .decide_together(&id, [(DAVE, "approve"), (DORA, "deny")])
+            .await;
+
+        let winners: Vec<usize> = (0..2).filter(|i| answers[*i].0 == StatusCode::OK).collect();
+        assert_eq!(winners.len(), 1, "{context}: one decision: {answers:?}");
+        let (decided, loser) = if winners[0] == 0 {
+            ("active", &answers[1])
+        } else {
+            ("denied", &answers[0])
+        };
+        assert_eq!(loser.0, StatusCode::CONFLICT, "{context}: {answers:?}");
+        assert_eq!(loser.1["error"]["code"], "grant_not_pending", "{context}");
+        let why = loser.1["error"]["message"].as_str().unwrap_or_default();
+        assert!(why.contains(decided), "{context}: the loser is told: {why}");
+        let grant = self.grant(&id).await;
+        assert_eq!(grant["status"], decided, "{context}: {grant}");
+        let kinds = self.kinds(&id).await;
+        assert_eq!(
+            (
+                kinds.iter().filter(|k| *k == "approved").count(),
+                kinds.iter().filter(|k| *k == "denied").count()
+            ),
+            if decided == "active" { (1, 0) } else { (0, 1) },
+            "{context}: {kinds:?}"
+        );
+        let provisioned = usize::from(decided == "active");
+        assert_eq!(
+            self.calls.grants(&id),
+            provisioned,
+            "{context}: provisioner calls"
+        );
+    }
+
     /// The same approver, twice at once.
     async fn double_click(&self, round: usize) {
         let context = format!(
@@ -352,6 +417,7 @@ async fn approvers_racing_for_a_quorum_activate_once_and_provision_once_on_the_e
     for round in 0..rounds {
         *how.entry(race.last_slot(round).await).or_default() += 1;
         race.both_slots(round).await;
+        race.approve_or_deny(round).await;
         if round % 3 == 0 {
             race.double_click(round).await;
         }
@@ -372,6 +438,7 @@ async fn approvers_racing_for_a_quorum_activate_once_and_provision_once_on_dynam
     for round in 0..rounds {
         race.last_slot(round).await;
         race.both_slots(round).await;
+        race.approve_or_deny(round).await;
         if round % 3 == 0 {
             race.double_click(round).await;
         }

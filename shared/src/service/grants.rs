@@ -485,49 +485,39 @@ impl Ticketbound {
 
     /// `POST /v1/grants/{id}/deny`: any one approver's denial denies, whatever approvals were recorded.
     pub async fn deny_grant(&self, caller: &Caller, id: &str) -> Result<Grant, ServiceError> {
-        let (mut grant, _) = self.grant_to_decide(caller, id, "deny").await?;
-        let mut raced = false;
-        for _ in 0..RACE_RETRIES {
-            let now = self.clock.now();
-            let denied = match grant.deny(&caller.email, now) {
-                Ok(denied) => denied,
-                Err(TransitionError::NotPending(_)) if raced => {
-                    return Err(decided_meanwhile(&grant));
+        let (grant, _) = self.grant_to_decide(caller, id, "deny").await?;
+        // Refusals (not pending, own request) before anything is written.
+        grant.deny(&caller.email, self.clock.now())?;
+        // A write that loses to another one re-reads: still pending, the denial lands; decided meanwhile, the
+        // caller is told by whom.
+        let mut decided = None;
+        let denied = self
+            .modify_loaded(grant, |current| {
+                let now = self.clock.now();
+                match current.deny(&caller.email, now) {
+                    Ok(denied) => {
+                        let event = AuditEvent::of(
+                            &denied,
+                            AuditKind::Denied,
+                            Some(&caller.email),
+                            now,
+                            serde_json::json!({"approvals": denied.approvals.len()}),
+                        );
+                        Some((denied, Some(event)))
+                    }
+                    Err(_) => {
+                        decided = Some(decided_meanwhile(current));
+                        None
+                    }
                 }
-                Err(e) => return Err(e.into()),
-            };
-            let event = AuditEvent::of(
-                &denied,
-                AuditKind::Denied,
-                Some(&caller.email),
-                now,
-                serde_json::json!({"approvals": denied.approvals.len()}),
-            );
-            match self
-                .store
-                .update_grant(&denied, grant.expected(), Some(&event))
-                .await
-            {
-                Ok(()) => {
-                    tracing::info!(grant = %id, approver = %caller.email, "grant denied");
-                    self.after_decision(&denied).await;
-                    return Ok(self.store.get_grant(id).await?.unwrap_or(denied));
-                }
-                Err(StoreError::Conflict) => {
-                    raced = true;
-                    grant = self
-                        .store
-                        .get_grant(id)
-                        .await?
-                        .ok_or_else(|| ServiceError::grant_not_found(id))?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(ServiceError::conflict(
-            "grant_busy",
-            "the request kept changing while your denial was being recorded; try again",
-        ))
+            })
+            .await?;
+        let Some(denied) = denied else {
+            return Err(decided.unwrap_or_else(|| ServiceError::grant_not_found(id)));
+        };
+        tracing::info!(grant = %id, approver = %caller.email, "grant denied");
+        self.after_decision(&denied).await;
+        Ok(self.store.get_grant(id).await?.unwrap_or(denied))
     }
 
     /// `POST /v1/grants/{id}/revoke`: the requester ends their own grant, or an approver or admin ends any.

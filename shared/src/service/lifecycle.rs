@@ -721,15 +721,28 @@ impl Ticketbound {
     pub(super) async fn modify_grant<F>(
         &self,
         id: &str,
+        change: F,
+    ) -> Result<Option<Grant>, ServiceError>
+    where
+        F: FnMut(&Grant) -> Option<(Grant, Option<AuditEvent>)> + Send,
+    {
+        let Some(grant) = self.store.get_grant(id).await? else {
+            return Ok(None);
+        };
+        self.modify_loaded(grant, change).await
+    }
+
+    /// [`Self::modify_grant`] from a grant the caller has just read: the first write is conditional on its
+    /// version, and each conflict reads the grant again. `None` also when the grant is gone meanwhile.
+    pub(super) async fn modify_loaded<F>(
+        &self,
+        mut grant: Grant,
         mut change: F,
     ) -> Result<Option<Grant>, ServiceError>
     where
         F: FnMut(&Grant) -> Option<(Grant, Option<AuditEvent>)> + Send,
     {
         for _ in 0..RACE_RETRIES {
-            let Some(grant) = self.store.get_grant(id).await? else {
-                return Ok(None);
-            };
             let Some((next, event)) = change(&grant) else {
                 return Ok(None);
             };
@@ -739,7 +752,10 @@ impl Ticketbound {
                 .await
             {
                 Ok(()) => return Ok(Some(next)),
-                Err(StoreError::Conflict) => continue,
+                Err(StoreError::Conflict) => match self.store.get_grant(&grant.id).await? {
+                    Some(current) => grant = current,
+                    None => return Ok(None),
+                },
                 Err(e) => return Err(e.into()),
             }
         }
