@@ -61,6 +61,23 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// What a conditional write of a resource expects to find stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceExpected {
+    /// No resource with this id: the write creates it.
+    Absent,
+    /// The resource at exactly this version.
+    Version(u64),
+}
+
+/// A resource as stored, with its version: every write adds one, so two readers of one version know whether
+/// anybody wrote in between. Resources stored before versions existed read as version 1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionedResource {
+    pub resource: Resource,
+    pub version: u64,
+}
+
 /// Grants, their audit trail, the resource catalog and webhook delivery ids (DESIGN §10).
 #[async_trait]
 pub trait GrantStore: Send + Sync {
@@ -106,8 +123,22 @@ pub trait GrantStore: Send + Sync {
         cursor: Option<&str>,
     ) -> Result<Page<AuditEvent>, StoreError>;
 
+    /// Creates or replaces a resource whatever is stored (seeding, fixtures); the stored version goes up by one.
     async fn put_resource(&self, resource: &Resource) -> Result<(), StoreError>;
+    /// Writes `resource` only if what is stored is as `expected`, as one conditional write: of two writers that
+    /// read the same version, one wins and the other gets `Conflict` with nothing written. `Ok` with the
+    /// version now stored (the one read plus one; 1 for a new resource).
+    async fn put_resource_if(
+        &self,
+        resource: &Resource,
+        expected: ResourceExpected,
+    ) -> Result<u64, StoreError>;
     async fn get_resource(&self, id: &str) -> Result<Option<Resource>, StoreError>;
+    /// A strongly consistent read of a resource with its version.
+    async fn get_resource_versioned(
+        &self,
+        id: &str,
+    ) -> Result<Option<VersionedResource>, StoreError>;
     async fn list_resources(
         &self,
         limit: usize,
@@ -115,6 +146,9 @@ pub trait GrantStore: Send + Sync {
     ) -> Result<Page<Resource>, StoreError>;
     /// `false` when there was nothing to delete.
     async fn delete_resource(&self, id: &str) -> Result<bool, StoreError>;
+    /// Deletes a resource only if it is stored at `version`; `Conflict` (nothing deleted) when it moved or is
+    /// gone.
+    async fn delete_resource_if(&self, id: &str, version: u64) -> Result<(), StoreError>;
 
     /// Records a webhook delivery id until `expires_at`; `false` if it was already recorded (a duplicate).
     async fn remember_delivery(

@@ -31,7 +31,9 @@ use ticketbound::domain::grant::Expected;
 use ticketbound::domain::webhook_auth::hub_signature;
 use ticketbound::domain::{AuditEvent, Grant, Resource, SideEffectState, TicketRef};
 use ticketbound::handlers::handle_scheduled_job;
-use ticketbound::ports::{Clock, GrantFilter, GrantStore, Page, StoreError};
+use ticketbound::ports::{
+    Clock, GrantFilter, GrantStore, Page, ResourceExpected, StoreError, VersionedResource,
+};
 use ticketbound::service::{Ports, Settings, Ticketbound};
 use ticketbound::wiring::{AwsTimeouts, aws_sdk_config};
 use ticketbound_tests::{
@@ -277,8 +279,26 @@ impl GrantStore for RetryingStore {
     async fn put_resource(&self, resource: &Resource) -> Result<(), StoreError> {
         retried(|| self.0.put_resource(resource)).await
     }
+    async fn put_resource_if(
+        &self,
+        resource: &Resource,
+        expected: ResourceExpected,
+    ) -> Result<u64, StoreError> {
+        // No resource is written conditionally through the faults: the inner store's own reading of a retried
+        // write is enough here.
+        retried(|| self.0.put_resource_if(resource, expected)).await
+    }
     async fn get_resource(&self, id: &str) -> Result<Option<Resource>, StoreError> {
         retried(|| self.0.get_resource(id)).await
+    }
+    async fn get_resource_versioned(
+        &self,
+        id: &str,
+    ) -> Result<Option<VersionedResource>, StoreError> {
+        retried(|| self.0.get_resource_versioned(id)).await
+    }
+    async fn delete_resource_if(&self, id: &str, version: u64) -> Result<(), StoreError> {
+        retried(|| self.0.delete_resource_if(id, version)).await
     }
     async fn list_resources(
         &self,

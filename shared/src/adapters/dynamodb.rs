@@ -7,12 +7,12 @@
 //! | grant | `GRANT#<id>` | `#GRANT` | gsi1 `REQ#<requester>`/id · gsi2 `STATUS#<status>`/id · gsi3 `TICKET#<connection>#<key>`/id (bound grants) · gsi4 `ACTIVE#<requester>#<resource>`/id (active grants only) · gsi5 `GRANTS`/id · gsi6 `OPEN#<connection>`/`<key>#<id>` (open bound grants only: reconciliation) |
 //! | ticket id alias | `TICKETID#<connection>#<ticket id>` | `GRANT#<id>` | – (written with the grant, in its insert transaction, when it has a `ticket_id`; `doc` is the grant id) |
 //! | audit event | `GRANT#<id>` | `EVENT#<version, 10 digits>` | – |
-//! | resource | `RESOURCE#<id>` | `#RESOURCE` | gsi5 `RESOURCES`/id |
+//! | resource | `RESOURCE#<id>` | `#RESOURCE` | gsi5 `RESOURCES`/id (`version` attribute: 1 when absent, written before versions) |
 //! | connection | `CONNECTION#<id>` | `#CONNECTION` | gsi5 `CONNECTIONS`/id (settings in `doc`, authorization status in `auth`, JSON) |
 //! | webhook delivery | `DELIVERY#<key>` | `#DELIVERY` | – (`ttl` attribute: DynamoDB deletes it, days late at worst) |
 //! | reconciliation position | `STATE#reconcile` | `#STATE` | – |
 //!
-//! Grants and delivery records also carry `writer`, a random token of the call that wrote them last: when the
+//! Grants, resources and delivery records also carry `writer`, a random token of the call that wrote them last: when the
 //! SDK retries a conditional write whose first attempt was applied but not answered, the retry's condition
 //! fails, and the token tells "my own earlier attempt" from "somebody else".
 //!
@@ -47,7 +47,9 @@ use super::{decode_cursor, encode_cursor};
 use crate::domain::grant::Expected;
 use crate::domain::reconcile::ReconcileState;
 use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, TicketRef};
-use crate::ports::{GrantFilter, GrantStore, Page, StoreError};
+use crate::ports::{
+    GrantFilter, GrantStore, Page, ResourceExpected, StoreError, VersionedResource,
+};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -152,6 +154,26 @@ fn doc_of<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> 
         .and_then(|v| v.as_s().ok())
         .ok_or_else(|| StoreError::Corrupt("item without doc".into()))?;
     serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn resource_key(id: &str) -> Item {
+    HashMap::from([
+        ("pk".into(), s(format!("RESOURCE#{id}"))),
+        ("sk".into(), s("#RESOURCE")),
+    ])
+}
+
+/// The condition of creating a resource.
+const RESOURCE_ABSENT: &str = "attribute_not_exists(pk)";
+
+/// The condition of writing over a resource stored at `version` (`:version`, `#version`): version 1 is also a
+/// resource written before versions existed, which has no `version` attribute.
+fn resource_at(version: u64) -> &'static str {
+    if version == 1 {
+        "attribute_exists(pk) AND (#version = :version OR attribute_not_exists(#version))"
+    } else {
+        "#version = :version"
+    }
 }
 
 fn grant_key(id: &str) -> Item {
@@ -486,9 +508,22 @@ impl DynamoStore {
         id: &str,
         writer: &str,
     ) -> Result<(), StoreError> {
+        self.unless_landed_at(result, attempts, grant_key(id), id, writer)
+            .await
+    }
+
+    /// [`Self::unless_landed`] for the item at `key`.
+    async fn unless_landed_at(
+        &self,
+        result: Result<(), StoreError>,
+        attempts: &Attempts,
+        key: Item,
+        id: &str,
+        writer: &str,
+    ) -> Result<(), StoreError> {
         match result {
             Err(StoreError::Conflict | StoreError::AlreadyExists) if attempts.retried() => {
-                let stored = self.get_item(grant_key(id)).await?;
+                let stored = self.get_item(key).await?;
                 let ours = stored
                     .as_ref()
                     .and_then(|item| item.get(WRITER))
@@ -752,29 +787,136 @@ impl GrantStore for DynamoStore {
     }
 
     async fn put_resource(&self, resource: &Resource) -> Result<(), StoreError> {
-        let item = HashMap::from([
-            ("pk".into(), s(format!("RESOURCE#{}", resource.id))),
-            ("sk".into(), s("#RESOURCE")),
-            ("gsi5pk".into(), s("RESOURCES")),
-            ("gsi5sk".into(), s(resource.id.clone())),
-            ("doc".into(), s(resource.to_storage_json().to_string())),
-        ]);
+        // An update, not a put: the version goes on from what is stored (a resource stored before versions
+        // existed reads as 1 and becomes 1; its ETag still changes with its content).
         self.client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_key(Some(resource_key(&resource.id)))
+            .update_expression(
+                "SET gsi5pk = :type, gsi5sk = :id, doc = :doc, #version = if_not_exists(#version, :zero) + :one REMOVE #writer",
+            )
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#writer", WRITER)
+            .expression_attribute_values(":type", s("RESOURCES"))
+            .expression_attribute_values(":id", s(resource.id.clone()))
+            .expression_attribute_values(":doc", s(resource.to_storage_json().to_string()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .send()
             .await
             .map_err(store_error)?;
         Ok(())
     }
 
-    async fn get_resource(&self, id: &str) -> Result<Option<Resource>, StoreError> {
-        let key = HashMap::from([
-            ("pk".into(), s(format!("RESOURCE#{id}"))),
-            ("sk".into(), s("#RESOURCE")),
+    async fn put_resource_if(
+        &self,
+        resource: &Resource,
+        expected: ResourceExpected,
+    ) -> Result<u64, StoreError> {
+        let (version, condition) = match expected {
+            ResourceExpected::Absent => (1, RESOURCE_ABSENT),
+            ResourceExpected::Version(v) => (v + 1, resource_at(v)),
+        };
+        let (attempts, writer) = (Attempts::default(), writer_token());
+        let mut item = resource_key(&resource.id);
+        item.extend([
+            ("gsi5pk".into(), s("RESOURCES")),
+            ("gsi5sk".into(), s(resource.id.clone())),
+            ("doc".into(), s(resource.to_storage_json().to_string())),
+            ("version".into(), AttributeValue::N(version.to_string())),
+            (WRITER.into(), s(writer.clone())),
         ]);
-        self.get_item(key).await?.as_ref().map(doc_of).transpose()
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        if let ResourceExpected::Version(v) = expected {
+            request = request
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":version", AttributeValue::N(v.to_string()));
+        }
+        let result = request
+            .customize()
+            .interceptor(attempts.clone())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(is_conditional_failure) {
+                    StoreError::Conflict
+                } else {
+                    store_error(e)
+                }
+            });
+        self.unless_landed_at(
+            result,
+            &attempts,
+            resource_key(&resource.id),
+            &resource.id,
+            &writer,
+        )
+        .await?;
+        Ok(version)
+    }
+
+    async fn get_resource(&self, id: &str) -> Result<Option<Resource>, StoreError> {
+        self.get_item(resource_key(id))
+            .await?
+            .as_ref()
+            .map(doc_of)
+            .transpose()
+    }
+
+    async fn get_resource_versioned(
+        &self,
+        id: &str,
+    ) -> Result<Option<VersionedResource>, StoreError> {
+        let Some(item) = self.get_item(resource_key(id)).await? else {
+            return Ok(None);
+        };
+        let version = match item.get("version") {
+            None => 1,
+            Some(v) => v
+                .as_n()
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("resource {id}: a bad version")))?,
+        };
+        Ok(Some(VersionedResource {
+            resource: doc_of(&item)?,
+            version,
+        }))
+    }
+
+    async fn delete_resource_if(&self, id: &str, version: u64) -> Result<(), StoreError> {
+        let attempts = Attempts::default();
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(resource_key(id)))
+            .condition_expression(resource_at(version))
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+            .customize()
+            .interceptor(attempts.clone())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => {
+                // A retried delete whose first attempt was applied finds nothing: gone is what was asked.
+                if attempts.retried() && self.get_item(resource_key(id)).await?.is_none() {
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict)
+                }
+            }
+            Err(e) => Err(store_error(e)),
+        }
     }
 
     async fn list_resources(

@@ -17,7 +17,9 @@ use super::{decode_cursor, encode_cursor};
 use crate::domain::grant::Expected;
 use crate::domain::reconcile::ReconcileState;
 use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, SideEffectState, TicketRef};
-use crate::ports::{GrantFilter, GrantStore, Job, JobKind, Page, StoreError};
+use crate::ports::{
+    GrantFilter, GrantStore, Job, JobKind, Page, ResourceExpected, StoreError, VersionedResource,
+};
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS events (
     doc TEXT NOT NULL,
     PRIMARY KEY (grant_id, seq)
 );
-CREATE TABLE IF NOT EXISTS resources (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS resources (id TEXT PRIMARY KEY, doc TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, at TEXT NOT NULL, job TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS connections (id TEXT PRIMARY KEY, settings TEXT NOT NULL, auth TEXT NOT NULL);
@@ -84,6 +86,7 @@ impl EmbeddedStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        add_resource_versions(&conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -105,6 +108,25 @@ impl EmbeddedStore {
         .await
         .map_err(unavailable)?
     }
+}
+
+/// A database written before resources had versions gets the column; every resource it holds reads as
+/// version 1.
+fn add_resource_versions(conn: &Connection) -> Result<(), StoreError> {
+    let has_version: bool = conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('resources') WHERE name = 'version'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(unavailable)?;
+    if !has_version {
+        conn.execute_batch(
+            "ALTER TABLE resources ADD COLUMN version INTEGER NOT NULL DEFAULT 1;",
+        )
+        .map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 fn grant_from(doc: &str) -> Result<Grant, StoreError> {
@@ -332,9 +354,86 @@ impl GrantStore for EmbeddedStore {
     async fn put_resource(&self, resource: &Resource) -> Result<(), StoreError> {
         let (id, doc) = (resource.id.clone(), resource.to_storage_json().to_string());
         self.with(move |conn| {
-            conn.execute("INSERT INTO resources (id, doc) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc", params![id, doc])
+            conn.execute("INSERT INTO resources (id, doc, version) VALUES (?1, ?2, 1) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, version = resources.version + 1", params![id, doc])
                 .map_err(unavailable)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_resource_if(
+        &self,
+        resource: &Resource,
+        expected: ResourceExpected,
+    ) -> Result<u64, StoreError> {
+        let (id, doc) = (resource.id.clone(), resource.to_storage_json().to_string());
+        self.with(move |conn| {
+            // One statement each, so the check and the write cannot be split by another writer.
+            let (written, version) = match expected {
+                ResourceExpected::Absent => (
+                    conn.execute(
+                        "INSERT OR IGNORE INTO resources (id, doc, version) VALUES (?1, ?2, 1)",
+                        params![id, doc],
+                    )
+                    .map_err(unavailable)?,
+                    1,
+                ),
+                ResourceExpected::Version(v) => (
+                    conn.execute(
+                        "UPDATE resources SET doc = ?2, version = version + 1 WHERE id = ?1 AND version = ?3",
+                        params![id, doc, v as i64],
+                    )
+                    .map_err(unavailable)?,
+                    v + 1,
+                ),
+            };
+            if written == 1 {
+                Ok(version)
+            } else {
+                Err(StoreError::Conflict)
+            }
+        })
+        .await
+    }
+
+    async fn get_resource_versioned(
+        &self,
+        id: &str,
+    ) -> Result<Option<VersionedResource>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |conn| {
+            let row: Option<(String, i64)> = conn
+                .query_row(
+                    "SELECT doc, version FROM resources WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            row.map(|(doc, version)| {
+                Ok(VersionedResource {
+                    resource: serde_json::from_str(&doc).map_err(corrupt)?,
+                    version: u64::try_from(version).map_err(corrupt)?,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn delete_resource_if(&self, id: &str, version: u64) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.with(move |conn| {
+            match conn
+                .execute(
+                    "DELETE FROM resources WHERE id = ?1 AND version = ?2",
+                    params![id, version as i64],
+                )
+                .map_err(unavailable)?
+            {
+                1 => Ok(()),
+                _ => Err(StoreError::Conflict),
+            }
         })
         .await
     }

@@ -31,7 +31,9 @@ pub use reconcile::{
     FOUND_BY_RECONCILIATION, RECONCILE_JOB, ReconcileReport, ReconcileSettings,
     spawn_reconciliation,
 };
-pub use resources::ResourceInput;
+pub use resources::{
+    EntityTag, Precondition, ResourceInput, ResourceWriteError, SavedResource, merge_patch,
+};
 pub use ticket_writes::TicketProvisioners;
 
 use crate::domain::{Caller, Grant, GrantStatus, IsoDuration};

@@ -1,16 +1,23 @@
 //! The resource catalog (DESIGN §7): anyone reads it, admins change it. A resource may carry its own approval
-//! policy (issue 13), validated here: every field of it refused with a 422 naming the field.
+//! policy, validated here: every field of it refused with a 422 naming the field.
+//!
+//! Every stored resource has a version, and clients see it as an entity tag (`ETag`). A client that states the
+//! version it edited (`If-Match`) never overwrites a change it has not seen: of two admins saving edits of one
+//! version, the second gets a `version_conflict` with the resource as it now is, instead of silently erasing
+//! the first one's change (the approval policy included). `PATCH` takes a JSON Merge Patch, so a client changes
+//! one field without restating, and possibly dropping, the others.
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
-use super::{ServiceError, Ticketbound};
+use super::{ErrorKind, ServiceError, Ticketbound};
 use crate::domain::identity::{Email, normalize_email};
 use crate::domain::ids::Slug;
 use crate::domain::resource::{ApprovalPolicy, Approvers, AutoApprove, MAX_APPROVALS_REQUIRED};
 use crate::domain::secret::Secret;
 use crate::domain::url_policy::check_outbound_url;
 use crate::domain::{Caller, IsoDuration, Provisioner, Resource};
-use crate::ports::Page;
+use crate::ports::{Page, ResourceExpected, StoreError, VersionedResource};
 
 /// The body of `PUT /v1/resources/{id}`. Durations arrive as text so a bad one is a 422 with a clear message.
 #[derive(Clone, Debug, Deserialize)]
@@ -55,6 +62,117 @@ pub struct ApproversInput {
 #[serde(deny_unknown_fields)]
 pub struct AutoApproveInput {
     pub max_duration: String,
+}
+
+/// A resource's entity tag: `"<version>-<digest>"`, the quotes included. The digest of the resource as the API
+/// shows it (secrets masked) tells a resource deleted and created again at the same version from the one a
+/// client read before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntityTag(String);
+
+impl EntityTag {
+    /// The tag of `resource` stored at `version`.
+    pub fn of(resource: &Resource, version: u64) -> Self {
+        let shown = serde_json::to_vec(resource).unwrap_or_default();
+        let digest = hex::encode(&Sha256::digest(&shown)[..8]);
+        Self(format!("\"{version}-{digest}\""))
+    }
+
+    /// The header value, quotes included.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a write requires of the stored resource, from the request's conditional headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// No condition: the write applies to whatever is stored (scripts written before versions existed).
+    None,
+    /// `If-Match: *`: the resource exists.
+    Exists,
+    /// `If-Match: "…"`: the stored resource has one of these entity tags (strong comparison: a weak tag never
+    /// matches).
+    Matches(Vec<String>),
+    /// `If-None-Match: *`: there is no such resource yet (create only).
+    Absent,
+}
+
+impl Precondition {
+    fn holds(&self, stored: Option<&VersionedResource>) -> bool {
+        let tag = stored.map(|s| EntityTag::of(&s.resource, s.version));
+        match self {
+            Self::None => true,
+            Self::Exists => stored.is_some(),
+            Self::Matches(tags) => tag.is_some_and(|t| tags.iter().any(|m| *m == t.0)),
+            Self::Absent => stored.is_none(),
+        }
+    }
+}
+
+/// A resource as written, with its new entity tag.
+#[derive(Clone, Debug)]
+pub struct SavedResource {
+    pub resource: Resource,
+    pub tag: EntityTag,
+    /// Whether the write created the resource.
+    pub created: bool,
+}
+
+/// Why a resource was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceWriteError {
+    /// The request's precondition does not hold: the resource changed (or was deleted, or created) since the
+    /// client read it. `current` is the resource now stored, if any, for the client to merge its edit into.
+    #[error("the resource changed since it was read")]
+    VersionConflict {
+        current: Option<Box<(Resource, EntityTag)>>,
+    },
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl ResourceWriteError {
+    fn conflict(stored: Option<VersionedResource>) -> Self {
+        Self::VersionConflict {
+            current: stored.map(|s| {
+                let tag = EntityTag::of(&s.resource, s.version);
+                Box::new((s.resource, tag))
+            }),
+        }
+    }
+}
+
+impl From<StoreError> for ResourceWriteError {
+    fn from(e: StoreError) -> Self {
+        Self::Service(e.into())
+    }
+}
+
+/// How many times a write without a precondition is made again after losing to a concurrent one.
+const WRITE_TRIES: usize = 5;
+
+/// Applies a JSON Merge Patch (RFC 7396) to `target`: an object merges member by member, `null` removes a
+/// member, anything else replaces the target.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(members) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    let target = target.as_object_mut().expect("made an object above");
+    for (name, value) in members {
+        if value.is_null() {
+            target.remove(name);
+        } else {
+            merge_patch(
+                target.entry(name.clone()).or_insert(serde_json::Value::Null),
+                value,
+            );
+        }
+    }
 }
 
 const MIN_SECRET: usize = 16;
@@ -216,29 +334,147 @@ impl Ticketbound {
     }
 
     pub async fn get_resource(&self, id: &str) -> Result<Resource, ServiceError> {
+        Ok(self.get_tagged_resource(id).await?.0)
+    }
+
+    /// A resource with its entity tag (`ETag`).
+    pub async fn get_tagged_resource(
+        &self,
+        id: &str,
+    ) -> Result<(Resource, EntityTag), ServiceError> {
         if Slug::parse(id).is_err() {
             return Err(resource_not_found(id));
         }
-        self.store
-            .get_resource(id)
+        let stored = self
+            .store
+            .get_resource_versioned(id)
             .await?
-            .ok_or_else(|| resource_not_found(id))
+            .ok_or_else(|| resource_not_found(id))?;
+        let tag = EntityTag::of(&stored.resource, stored.version);
+        Ok((stored.resource, tag))
     }
 
-    /// Creates or replaces a resource. `Ok((resource, created))`.
+    /// Creates or replaces a resource whatever is stored. `Ok((resource, created))`.
     pub async fn put_resource(
         &self,
         caller: &Caller,
         id: &str,
         input: ResourceInput,
     ) -> Result<(Resource, bool), ServiceError> {
+        match self
+            .put_resource_if(caller, id, input, &Precondition::None)
+            .await
+        {
+            Ok(saved) => Ok((saved.resource, saved.created)),
+            Err(ResourceWriteError::Service(e)) => Err(e),
+            Err(ResourceWriteError::VersionConflict { .. }) => {
+                unreachable!("a write without a precondition never conflicts")
+            }
+        }
+    }
+
+    /// Creates or replaces a resource (`PUT`) if `precondition` holds.
+    pub async fn put_resource_if(
+        &self,
+        caller: &Caller,
+        id: &str,
+        input: ResourceInput,
+        precondition: &Precondition,
+    ) -> Result<SavedResource, ResourceWriteError> {
+        self.write_resource(caller, id, precondition, |_| Ok(input.clone()))
+            .await
+    }
+
+    /// Changes the fields of a resource that a JSON Merge Patch (RFC 7396) names (`PATCH`): the patch applies
+    /// to the resource as `GET` answers it, and the result is checked exactly as a `PUT` body.
+    pub async fn patch_resource(
+        &self,
+        caller: &Caller,
+        id: &str,
+        patch: &serde_json::Value,
+        precondition: &Precondition,
+    ) -> Result<SavedResource, ResourceWriteError> {
+        self.write_resource(caller, id, precondition, |current| {
+            let current = current.ok_or_else(|| resource_not_found(id))?;
+            let mut merged = serde_json::to_value(current).map_err(|e| {
+                ServiceError::new(ErrorKind::Internal, "internal", e.to_string())
+            })?;
+            merge_patch(&mut merged, patch);
+            serde_json::from_value(merged).map_err(|e| {
+                ServiceError::bad_request(
+                    "malformed_request",
+                    format!("the patched resource is not a valid resource: {e}"),
+                )
+            })
+        })
+        .await
+    }
+
+    /// The read-check-write of `PUT` and `PATCH`: `input_for` builds the body from the stored resource, the
+    /// write is conditional on the version read, and a write that loses to another one is a
+    /// `version_conflict` when the client stated the version it edited, or is made again on top of the newer
+    /// version when it did not (the last writer wins, as before versions existed).
+    async fn write_resource(
+        &self,
+        caller: &Caller,
+        id: &str,
+        precondition: &Precondition,
+        input_for: impl Fn(Option<&Resource>) -> Result<ResourceInput, ServiceError>,
+    ) -> Result<SavedResource, ResourceWriteError> {
         super::require_admin(caller, "change resources")?;
         if Slug::parse(id).is_err() {
             return Err(ServiceError::unprocessable(
                 "invalid_id",
                 "a resource id is 1–64 characters of a-z, 0-9, `-` and `_`, starting with a letter or digit",
-            ));
+            )
+            .into());
         }
+        for _ in 0..WRITE_TRIES {
+            let stored = self.store.get_resource_versioned(id).await?;
+            if !precondition.holds(stored.as_ref()) {
+                return Err(ResourceWriteError::conflict(stored));
+            }
+            let existing = stored.as_ref().map(|s| &s.resource);
+            let resource = self
+                .checked_resource(id, input_for(existing)?, existing)
+                .await?;
+            let expected = match &stored {
+                Some(s) => ResourceExpected::Version(s.version),
+                None => ResourceExpected::Absent,
+            };
+            match self.store.put_resource_if(&resource, expected).await {
+                Ok(version) => {
+                    tracing::info!(resource = %id, admin = %caller.email, version, "resource saved");
+                    return Ok(SavedResource {
+                        tag: EntityTag::of(&resource, version),
+                        created: stored.is_none(),
+                        resource,
+                    });
+                }
+                Err(StoreError::Conflict) if *precondition == Precondition::None => continue,
+                Err(StoreError::Conflict) => {
+                    let now = self.store.get_resource_versioned(id).await?;
+                    return Err(ResourceWriteError::conflict(now));
+                }
+                Err(e) => return Err(ServiceError::from(e).into()),
+            }
+        }
+        Err(ServiceError::new(
+            ErrorKind::Unavailable,
+            "resource_busy",
+            format!("`{id}` kept changing while it was being saved; try again"),
+        )
+        .into())
+    }
+
+    /// Checks a body for resource `id`; `existing` is what is stored (a masked provisioner secret keeps its
+    /// secret).
+    async fn checked_resource(
+        &self,
+        id: &str,
+        input: ResourceInput,
+        existing: Option<&Resource>,
+    ) -> Result<Resource, ServiceError> {
         if input.id.as_deref().is_some_and(|body_id| body_id != id) {
             return Err(ServiceError::unprocessable(
                 "id_mismatch",
@@ -270,14 +506,13 @@ impl Ticketbound {
             &input,
             max_duration.as_ref().unwrap_or(&self.settings.max_duration),
         )?;
-        let existing = self.store.get_resource(id).await?;
         let provisioner = match input.provisioner {
             Provisioner::Webhook { url, secret } => {
                 check_outbound_url(&url)
                     .map_err(|e| ServiceError::unprocessable("invalid_url", e.to_string()))?;
                 let secret = if secret.is_mask() {
                     // Read back and sent unchanged: keep the stored secret.
-                    match existing.as_ref().map(|r| &r.provisioner) {
+                    match existing.map(|r| &r.provisioner) {
                         Some(Provisioner::Webhook { secret, .. }) => secret.clone(),
                         _ => {
                             return Err(ServiceError::unprocessable(
@@ -301,7 +536,7 @@ impl Ticketbound {
             ticket @ Provisioner::Ticket { .. } => self.checked_ticket_provisioner(ticket).await?,
             Provisioner::None => Provisioner::None,
         };
-        let resource = Resource {
+        Ok(Resource {
             id: id.to_owned(),
             name: name.to_owned(),
             description: input.description,
@@ -309,18 +544,28 @@ impl Ticketbound {
             require_ticket: input.require_ticket,
             provisioner,
             policy,
-        };
-        self.store.put_resource(&resource).await?;
-        tracing::info!(resource = %id, admin = %caller.email, "resource saved");
-        Ok((resource, existing.is_none()))
+        })
     }
 
-    /// Deletes a resource; refused while a pending or active grant names it (its end would have no provisioner).
-    pub async fn delete_resource(&self, caller: &Caller, id: &str) -> Result<(), ServiceError> {
+    /// Deletes a resource if `precondition` holds; refused while a pending or active grant names it (its end
+    /// would have no provisioner).
+    pub async fn delete_resource(
+        &self,
+        caller: &Caller,
+        id: &str,
+        precondition: &Precondition,
+    ) -> Result<(), ResourceWriteError> {
         super::require_admin(caller, "change resources")?;
         if Slug::parse(id).is_err() {
-            return Err(resource_not_found(id));
+            return Err(resource_not_found(id).into());
         }
+        let stored = self.store.get_resource_versioned(id).await?;
+        if !precondition.holds(stored.as_ref()) {
+            return Err(ResourceWriteError::conflict(stored));
+        }
+        let Some(stored) = stored else {
+            return Err(resource_not_found(id).into());
+        };
         if let Some(g) = super::first_open_grant(&*self.store, |g| g.resource == id).await? {
             return Err(ServiceError::conflict(
                 "resource_in_use",
@@ -329,12 +574,26 @@ impl Ticketbound {
                     g.id,
                     g.status.as_str()
                 ),
-            ));
+            )
+            .into());
         }
-        if self.store.delete_resource(id).await? {
-            Ok(())
-        } else {
-            Err(resource_not_found(id))
+        match self.store.delete_resource_if(id, stored.version).await {
+            Ok(()) => {
+                tracing::info!(resource = %id, admin = %caller.email, "resource deleted");
+                Ok(())
+            }
+            Err(StoreError::Conflict) if *precondition == Precondition::None => {
+                // Changed since it was read: deleted whatever it now holds, as before versions existed.
+                if self.store.delete_resource(id).await? {
+                    Ok(())
+                } else {
+                    Err(resource_not_found(id).into())
+                }
+            }
+            Err(StoreError::Conflict) => Err(ResourceWriteError::conflict(
+                self.store.get_resource_versioned(id).await?,
+            )),
+            Err(e) => Err(ServiceError::from(e).into()),
         }
     }
 }
