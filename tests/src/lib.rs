@@ -597,3 +597,120 @@ where
         ..test_ports(store, scheduler, clock, StdDuration::from_secs(2))
     }
 }
+
+/// An answer with the entity tag it carried (the resource catalog's conditional requests).
+pub struct Reply {
+    pub status: StatusCode,
+    /// The `ETag` header.
+    pub etag: Option<String>,
+    /// The JSON body; `Null` when empty.
+    pub json: Value,
+}
+
+/// Sends one request through the router as `who` with extra `headers`, the body sent as it is given.
+pub async fn send(
+    router: &Router,
+    method: &str,
+    path: &str,
+    who: (&str, &str),
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Reply {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("x-ticketbound-user", who.0)
+        .header("x-ticketbound-groups", who.1);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = router
+        .clone()
+        .oneshot(
+            request
+                .body(Body::from(body.unwrap_or_default().to_owned()))
+                .expect("request"),
+        )
+        .await
+        .expect("router is infallible");
+    let status = response.status();
+    let etag = response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply { status, etag, json }
+}
+
+/// Typed calls of `/v1/resources/{id}` with their conditional headers.
+pub mod resources {
+    use super::{ADMIN, Reply, Router, send};
+    use serde_json::Value;
+
+    /// `GET`, with `If-None-Match` when given.
+    pub async fn get(router: &Router, id: &str, if_none_match: Option<&str>) -> Reply {
+        let headers: Vec<_> = if_none_match
+            .map(|t| ("if-none-match", t))
+            .into_iter()
+            .collect();
+        send(router, "GET", &path(id), ADMIN, &headers, None).await
+    }
+
+    /// `PUT` as the admin, with `If-Match` when given.
+    pub async fn put(router: &Router, id: &str, body: &Value, if_match: Option<&str>) -> Reply {
+        write(router, "PUT", id, "application/json", body, if_match).await
+    }
+
+    /// `PATCH` as the admin with a JSON Merge Patch, with `If-Match` when given.
+    pub async fn patch(router: &Router, id: &str, patch: &Value, if_match: Option<&str>) -> Reply {
+        write(
+            router,
+            "PATCH",
+            id,
+            "application/merge-patch+json",
+            patch,
+            if_match,
+        )
+        .await
+    }
+
+    /// `DELETE` as the admin, with `If-Match` when given.
+    pub async fn delete(router: &Router, id: &str, if_match: Option<&str>) -> Reply {
+        let headers: Vec<_> = if_match.map(|t| ("if-match", t)).into_iter().collect();
+        send(router, "DELETE", &path(id), ADMIN, &headers, None).await
+    }
+
+    async fn write(
+        router: &Router,
+        method: &str,
+        id: &str,
+        media_type: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Reply {
+        let mut headers = vec![("content-type", media_type)];
+        if let Some(tag) = if_match {
+            headers.push(("if-match", tag));
+        }
+        send(
+            router,
+            method,
+            &path(id),
+            ADMIN,
+            &headers,
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    fn path(id: &str) -> String {
+        format!("/v1/resources/{id}")
+    }
+}

@@ -121,10 +121,8 @@ fn add_resource_versions(conn: &Connection) -> Result<(), StoreError> {
         )
         .map_err(unavailable)?;
     if !has_version {
-        conn.execute_batch(
-            "ALTER TABLE resources ADD COLUMN version INTEGER NOT NULL DEFAULT 1;",
-        )
-        .map_err(unavailable)?;
+        conn.execute_batch("ALTER TABLE resources ADD COLUMN version INTEGER NOT NULL DEFAULT 1;")
+            .map_err(unavailable)?;
     }
     Ok(())
 }
@@ -673,4 +671,32 @@ fn ticket_columns(ticket: Option<&TicketRef>) -> (Option<String>, Option<String>
     ticket
         .map(|t| (Some(t.connection.clone()), Some(t.key.clone())))
         .unwrap_or((None, None))
+}
+
+#[cfg(test)]
+mod resource_version_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_from_before_resource_versions_opens_and_reads_them_as_version_1() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE resources (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+             INSERT INTO resources VALUES ('old-db', '{\"id\":\"old-db\",\"name\":\"Old\",\"provisioner\":{\"kind\":\"none\"}}');",
+        )
+        .unwrap();
+        let store = EmbeddedStore::init(conn).unwrap();
+        let read = store
+            .get_resource_versioned("old-db")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.version, 1);
+        assert_eq!(read.resource.name, "Old");
+        let written = store
+            .put_resource_if(&read.resource, ResourceExpected::Version(1))
+            .await
+            .unwrap();
+        assert_eq!(written, 2);
+    }
 }

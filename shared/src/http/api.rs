@@ -284,7 +284,10 @@ async fn patch_resource(
     let media_type = header_text(&headers, header::CONTENT_TYPE)?
         .and_then(|t| t.split(';').next())
         .map(|t| t.trim().to_ascii_lowercase());
-    if !matches!(media_type.as_deref(), Some(MERGE_PATCH | "application/json")) {
+    if !matches!(
+        media_type.as_deref(),
+        Some(MERGE_PATCH | "application/json")
+    ) {
         let body = serde_json::json!({"error": {
             "code": "unsupported_media_type",
             "message": format!("a PATCH body is a JSON Merge Patch: send it as `Content-Type: {MERGE_PATCH}` (or application/json)"),
@@ -354,7 +357,8 @@ fn write_error(e: ResourceWriteError) -> Result<Response, ApiError> {
                     serde_json::to_value(resource).ok(),
                 ),
                 None => (
-                    "the resource does not exist (any more, or yet): read the catalog again".to_owned(),
+                    "the resource does not exist (any more, or yet): read the catalog again"
+                        .to_owned(),
                     None,
                     None,
                 ),

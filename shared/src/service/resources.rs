@@ -168,7 +168,9 @@ pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
             target.remove(name);
         } else {
             merge_patch(
-                target.entry(name.clone()).or_insert(serde_json::Value::Null),
+                target
+                    .entry(name.clone())
+                    .or_insert(serde_json::Value::Null),
                 value,
             );
         }
@@ -396,9 +398,8 @@ impl Ticketbound {
     ) -> Result<SavedResource, ResourceWriteError> {
         self.write_resource(caller, id, precondition, |current| {
             let current = current.ok_or_else(|| resource_not_found(id))?;
-            let mut merged = serde_json::to_value(current).map_err(|e| {
-                ServiceError::new(ErrorKind::Internal, "internal", e.to_string())
-            })?;
+            let mut merged = serde_json::to_value(current)
+                .map_err(|e| ServiceError::new(ErrorKind::Internal, "internal", e.to_string()))?;
             merge_patch(&mut merged, patch);
             serde_json::from_value(merged).map_err(|e| {
                 ServiceError::bad_request(
