@@ -104,7 +104,7 @@ impl Precondition {
         match self {
             Self::None => true,
             Self::Exists => stored.is_some(),
-            Self::Matches(tags) => tag.is_some_and(|t| tags.iter().any(|m| *m == t.0)),
+            Self::Matches(tags) => tag.is_some_and(|t| tags.contains(&t.0)),
             Self::Absent => stored.is_none(),
         }
     }
