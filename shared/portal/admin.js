@@ -19,7 +19,62 @@ export async function viewAdmin(main, _arg, ctx) {
 
 function resourceFieldOf(code) {
   return { invalid_id: "res-id", id_mismatch: "res-id", invalid_name: "res-name", invalid_description: "res-description",
-    invalid_duration: "res-max", invalid_url: "res-url", invalid_secret: "res-secret" }[code] || "res-form";
+    invalid_duration: "res-max", invalid_url: "res-url", invalid_secret: "res-secret",
+    invalid_approvers: "res-approver-groups", invalid_approvals_required: "res-approvals", quorum_unreachable: "res-approvals",
+    invalid_requesters: "res-requesters", invalid_auto_approve: "res-auto-approve" }[code] || "res-form";
+}
+
+// The fields of a resource the form edits, in one shape for what was opened, what is typed and what is stored
+// now, so the three can be compared field by field.
+const EDITED = ["name", "description", "max_duration", "require_ticket", "provisioner", "approvers", "approvals_required", "requesters", "auto_approve"];
+
+function editedFields(res) {
+  const out = {};
+  for (const key of EDITED) out[key] = res[key] === undefined ? null : res[key];
+  out.description = out.description || "";
+  out.require_ticket = !!out.require_ticket;
+  out.approvals_required = out.approvals_required || 1;
+  return out;
+}
+
+// JSON with sorted keys: two values are the same when this is.
+function canonical(value) {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(",")}}`;
+  return JSON.stringify(value === undefined ? null : value);
+}
+
+const same = (a, b) => canonical(a) === canonical(b);
+
+const FIELD_NAMES = { name: "Name", description: "Description", max_duration: "Longest duration", require_ticket: "Ticket required",
+  provisioner: "Provisioner", approvers: "Approvers", approvals_required: "Approvals required", requesters: "Who may request",
+  auto_approve: "Approved without a person" };
+
+// A field's value in words, for the conflict table.
+function shown(key, value) {
+  switch (key) {
+    case "description": return value || "(empty)";
+    case "max_duration": return value ? humanDuration(value) : "the deployment's maximum";
+    case "require_ticket": return value ? "yes" : "no";
+    case "provisioner": return value.kind === "webhook" ? `webhook to ${value.url}` : value.kind;
+    case "approvers": return value ? [value.groups.length ? `groups ${value.groups.join(", ")}` : "", value.users.length ? `people ${value.users.join(", ")}` : ""].filter(Boolean).join("; ") : "the approver group";
+    case "requesters": return value ? `groups ${value.join(", ")}` : "everyone";
+    case "auto_approve": return value ? `requests bound to a ticket, up to ${humanDuration(value.max_duration)}` : "never";
+    default: return String(value);
+  }
+}
+
+const list = (text) => text.split(/[,\s]+/).map((v) => v.trim()).filter(Boolean);
+
+// Opens the editor on the resource as stored now, with its version (ETag), so the save can say which version it
+// edits.
+async function openEditor(id, formSlot, result, reload) {
+  const answer = await api("GET", `/v1/resources/${encodeURIComponent(id)}`);
+  if (!answer.ok) {
+    result.replaceChildren(notice("error", errorText(answer.error)));
+    return;
+  }
+  formSlot.replaceChildren(resourceForm(answer.data, answer.etag, reload));
 }
 
 async function resourcesSection(section) {
@@ -53,7 +108,7 @@ async function resourcesSection(section) {
     h("td", {}, res.require_ticket ? "required" : "optional"),
     h("td", {}, res.provisioner.kind),
     h("td", { class: "actions" },
-      h("button", { type: "button", id: `edit-resource-${res.id}`, on: { click: () => formSlot.replaceChildren(resourceForm(res, reload)) } }, "Edit", h("span", { class: "visually-hidden" }, ` ${res.id}`)),
+      h("button", { type: "button", id: `edit-resource-${res.id}`, on: { click: () => openEditor(res.id, formSlot, result, reload) } }, "Edit", h("span", { class: "visually-hidden" }, ` ${res.id}`)),
       h("button", { type: "button", id: `delete-resource-${res.id}`, class: "danger", on: { click: () => remove(res) } }, "Delete", h("span", { class: "visually-hidden" }, ` ${res.id}`)))));
   section.append(
     r.data.items.length
@@ -62,12 +117,17 @@ async function resourcesSection(section) {
         h("thead", {}, h("tr", {}, ["Id", "Name", "Longest", "Ticket", "Provisioner", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
         h("tbody", {}, rows)))
       : h("p", { class: "empty" }, "No resources yet."),
-    h("button", { type: "button", id: "new-resource", on: { click: () => formSlot.replaceChildren(resourceForm(null, reload)) } }, "New resource"),
+    h("button", { type: "button", id: "new-resource", on: { click: () => formSlot.replaceChildren(resourceForm(null, null, reload)) } }, "New resource"),
     formSlot);
 }
 
-function resourceForm(existing, reload) {
+// The whole resource: its description, its provisioner and its approval policy. A save sends every field the
+// stored resource has (the ones this form does not know included), with `If-Match` naming the version opened
+// (`If-None-Match: *` for a new one): a resource changed meanwhile is never overwritten, the admin is shown
+// what changed and may save their own changes on top of it.
+function resourceForm(existing, etag, reload) {
   const p = existing ? existing.provisioner : { kind: "none" };
+  const policy = existing || {};
   const id = h("input", { id: "res-id", type: "text", required: true, value: existing ? existing.id : "", readonly: !!existing, autocomplete: "off" });
   const name = h("input", { id: "res-name", type: "text", required: true, value: existing ? existing.name : "" });
   const description = h("textarea", { id: "res-description", rows: "2" });
@@ -84,16 +144,25 @@ function resourceForm(existing, reload) {
     placeholder: p.kind === "webhook" ? `${MASK} (kept unless you type a new one)` : "at least 16 characters" });
   const json = h("textarea", { id: "res-json", rows: "4", spellcheck: "false" });
   json.value = JSON.stringify(p, null, 1);
+  const approverGroups = h("input", { id: "res-approver-groups", type: "text", autocomplete: "off", value: policy.approvers ? policy.approvers.groups.join(", ") : "" });
+  const approverUsers = h("input", { id: "res-approver-users", type: "text", autocomplete: "off", value: policy.approvers ? policy.approvers.users.join(", ") : "" });
+  const approvals = h("input", { id: "res-approvals", type: "number", min: "1", max: "10", step: "1", value: String(policy.approvals_required || 1) });
+  const requesters = h("input", { id: "res-requesters", type: "text", autocomplete: "off", value: policy.requesters ? policy.requesters.join(", ") : "" });
+  const autoApprove = h("input", { id: "res-auto-approve", type: "text", autocomplete: "off", placeholder: "e.g. PT1H", value: policy.auto_approve ? policy.auto_approve.max_duration : "" });
   const webhookFields = h("div", {}, field("Endpoint URL", url), field("Signing secret", secret));
   const jsonFields = h("div", {}, field("Provisioner (JSON)", json, "Secrets read back as ******** are kept."));
+  const conflictSlot = h("div", { id: "resource-conflict", "aria-live": "polite" });
   const showKind = () => {
     webhookFields.hidden = kind.value !== "webhook";
     jsonFields.hidden = kind.value !== "json";
   };
   kind.addEventListener("change", showKind);
-  const form = h("form", { id: "resource-form", class: "panel", novalidate: true, on: { submit: async (event) => {
-    event.preventDefault();
-    clearErrors(form);
+  const opened = existing ? editedFields(existing) : null;
+  let base = existing; // the stored resource a save applies to
+  let version = etag;
+
+  // What the form says, in the resource's shape; `null` when the provisioner JSON does not parse.
+  const typed = () => {
     let provisioner = { kind: "none" };
     if (kind.value === "webhook") provisioner = { kind: "webhook", url: url.value.trim(), secret: secret.value || MASK };
     if (kind.value === "json") {
@@ -101,18 +170,91 @@ function resourceForm(existing, reload) {
         provisioner = JSON.parse(json.value);
       } catch (e) {
         fieldError("res-json", `This is not JSON: ${e.message}`);
-        return;
+        return null;
       }
     }
-    const body = { name: name.value.trim(), description: description.value, require_ticket: requireTicket.checked, provisioner };
-    if (max.value.trim()) body.max_duration = max.value.trim();
-    const answer = await api("PUT", `/v1/resources/${encodeURIComponent(id.value.trim())}`, body);
+    const groups = list(approverGroups.value);
+    const users = list(approverUsers.value);
+    const count = approvals.value.trim();
+    return {
+      name: name.value.trim(),
+      description: description.value,
+      max_duration: max.value.trim() || null,
+      require_ticket: requireTicket.checked,
+      provisioner,
+      approvers: groups.length || users.length ? { groups, users } : null,
+      approvals_required: /^\d+$/.test(count) ? Number(count) : count ? count : 1,
+      requesters: list(requesters.value).length ? list(requesters.value) : null,
+      auto_approve: autoApprove.value.trim() ? { max_duration: autoApprove.value.trim() } : null,
+    };
+  };
+
+  const save = async (fields) => {
+    const target = existing ? existing.id : id.value.trim();
+    // Every field of the stored resource, then the form's: a field the form does not show is kept as it is.
+    const body = { ...(base || {}), ...fields };
+    delete body.id;
+    const conditions = version ? { "If-Match": version } : { "If-None-Match": "*" };
+    const answer = await api("PUT", `/v1/resources/${encodeURIComponent(target)}`, body, conditions);
+    if (answer.status === 412) {
+      showConflict(answer.error, fields);
+      return;
+    }
     if (!answer.ok) {
-      const target = kind.value === "json" && ["res-url", "res-secret"].includes(resourceFieldOf(answer.error.code)) ? "res-json" : resourceFieldOf(answer.error.code);
-      fieldError(target, errorText(answer.error));
+      const slot = kind.value === "json" && ["res-url", "res-secret"].includes(resourceFieldOf(answer.error.code)) ? "res-json" : resourceFieldOf(answer.error.code);
+      fieldError(slot, errorText(answer.error));
       return;
     }
     reload(`${answer.status === 201 ? "Created" : "Saved"} resource ${answer.data.id}.`);
+  };
+
+  // Somebody saved the resource after it was opened: show each field where what is stored now differs from
+  // what this admin typed, and let them save their own changes (only the fields they changed) on top of the
+  // new version, or start again from it.
+  const showConflict = (error, mine) => {
+    const current = error.current;
+    if (!current) {
+      conflictSlot.replaceChildren(notice("error", h("p", {}, "This resource was deleted while you were editing it. Nothing was saved."),
+        h("details", {}, h("summary", {}, "Details"), errorText(error))));
+      return;
+    }
+    const theirs = editedFields(current);
+    const changedByMe = EDITED.filter((k) => !opened || !same(mine[k], opened[k]));
+    const rows = EDITED.filter((k) => !same(theirs[k], mine[k]))
+      .map((k) => h("tr", {}, h("th", { scope: "row" }, FIELD_NAMES[k]), h("td", {}, shown(k, theirs[k])), h("td", {}, shown(k, mine[k]))));
+    const onTop = {};
+    for (const k of changedByMe) onTop[k] = mine[k];
+    const retry = h("button", { type: "button", class: "primary", id: "resource-save-over", on: { click: () => {
+      base = current;
+      version = error.current_version;
+      conflictSlot.replaceChildren();
+      save({ ...theirs, ...onTop });
+    } } }, "Save my changes on top of theirs");
+    const restart = h("button", { type: "button", id: "resource-reload", on: { click: () => {
+      const slot = form.parentElement;
+      if (slot) slot.replaceChildren(resourceForm(current, error.current_version, reload));
+    } } }, "Discard my changes and edit theirs");
+    conflictSlot.replaceChildren(notice("error",
+      h("p", {}, `Someone else saved ${current.id} while you were editing it. Nothing of yours was saved, and nothing of theirs was lost.`),
+      rows.length
+        ? h("div", { class: "table-wrap" }, h("table", {},
+          h("caption", {}, "Where the saved resource and your form differ"),
+          h("thead", {}, h("tr", {}, ["Field", "Saved now", "Yours"].map((t) => h("th", { scope: "col" }, t)))),
+          h("tbody", {}, rows)))
+        : h("p", {}, "Their change is the same as yours."),
+      h("p", {}, changedByMe.length
+        ? `Saving on top keeps their version and applies the fields you changed: ${changedByMe.map((k) => FIELD_NAMES[k]).join(", ")}.`
+        : "You changed nothing they did not."),
+      h("div", { class: "actions" }, retry, restart)));
+    retry.focus();
+  };
+
+  const form = h("form", { id: "resource-form", class: "panel", novalidate: true, on: { submit: async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    conflictSlot.replaceChildren();
+    const fields = typed();
+    if (fields) await save(fields);
   } } },
     h("h3", {}, existing ? `Edit ${existing.id}` : "New resource"),
     field("Id", id, existing ? "Ids cannot change." : "Lower-case letters, digits, - and _, e.g. prod-db."),
@@ -123,7 +265,14 @@ function resourceForm(existing, reload) {
     field("Provisioner", kind),
     webhookFields,
     jsonFields,
+    h("fieldset", { id: "res-policy" }, h("legend", {}, "Approval policy"),
+      field("Approver groups", approverGroups, "Comma-separated. Empty, with no people either: the deployment's approver group decides."),
+      field("Approver people", approverUsers, "E-mail addresses, comma-separated."),
+      field("Approvals required", approvals, "Distinct approvers, 1 to 10; the requester never counts."),
+      field("Who may request", requesters, "Groups, comma-separated; empty: everyone signed in."),
+      field("Approved without a person up to", autoApprove, "ISO-8601, e.g. PT1H, for requests bound to an open ticket assigned to the requester; empty: never.")),
     h("p", { class: "error", id: "err-res-form", "aria-live": "polite" }),
+    conflictSlot,
     h("button", { type: "submit", class: "primary", id: "save-resource" }, existing ? "Save" : "Create resource"));
   showKind();
   setTimeout(() => name.focus(), 0);

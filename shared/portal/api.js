@@ -22,10 +22,11 @@ export function hasGroup(group) {
   return !!caller && caller.groups.includes(group);
 }
 
-// Calls the API. Resolves to {ok, status, data, error}; `error` is the §5 error object
-// ({code, message}) or one made up for a network failure, so every caller can show a message.
-export async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
+// Calls the API. Resolves to {ok, status, data, error, etag}; `error` is the §5 error object
+// ({code, message}) or one made up for a network failure, so every caller can show a message. `extraHeaders`
+// carries conditional headers (If-Match); `etag` is the answer's ETag, if any.
+export async function api(method, path, body, extraHeaders = {}) {
+  const headers = { Accept: "application/json", ...extraHeaders };
   if (caller && caller.token) {
     headers.Authorization = `Bearer ${caller.token}`;
   } else if (caller) {
@@ -41,7 +42,7 @@ export async function api(method, path, body) {
   try {
     response = await fetch(path, init);
   } catch (e) {
-    return { ok: false, status: 0, data: null, error: { code: "network", message: `The server could not be reached (${e.message}).` } };
+    return { ok: false, status: 0, data: null, etag: null, error: { code: "network", message: `The server could not be reached (${e.message}).` } };
   }
   let data = null;
   const text = await response.text();
@@ -52,7 +53,8 @@ export async function api(method, path, body) {
       data = null;
     }
   }
-  if (response.ok) return { ok: true, status: response.status, data, error: null };
+  const etag = response.headers.get("ETag");
+  if (response.ok) return { ok: true, status: response.status, data, error: null, etag };
   if (response.status === 401 && caller && caller.token) {
     caller = null;
     signedOut();
@@ -63,7 +65,7 @@ export async function api(method, path, body) {
       ? { code: "unauthenticated", message: "You are not signed in, or your sign-in has expired. Sign in again." }
       : { code: `http_${response.status}`, message: `The server answered ${response.status}.` };
   }
-  return { ok: false, status: response.status, data, error };
+  return { ok: false, status: response.status, data, error, etag };
 }
 
 // Every item of a paginated list (`{items, next}`), following `next` up to `max` items.

@@ -12,7 +12,7 @@ mod browser;
 
 use std::process::{Command, Stdio};
 
-use browser::{Browser, Process, free_port, temp_dir, wait_for_port};
+use browser::{Browser, LocalServer, Process, free_port, temp_dir, wait_for_port};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -449,5 +449,172 @@ async fn the_portal_walks_a_request_from_connection_to_the_end_of_access_in_a_re
         json!(false),
         "Alice decides nothing"
     );
+    browser.quit().await;
+}
+
+/// Polls the resource `id` through the API until `done` holds of it, and returns it.
+async fn resource_when(server: &LocalServer, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let read = server
+            .api("GET", &format!("/v1/resources/{id}"), ADMIN, &[], None)
+            .await;
+        if done(&read.json) {
+            return read.json;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} never reached the expected state: {}",
+            read.json
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+const ADMIN: (&str, &str) = ("admin@example.com", "ticketbound-admins");
+
+/// Admin → Edit works on the whole resource, its approval policy included: saving a change of one field keeps
+/// every other one, the policy can be changed in the form, and an edit that crosses another admin's save is
+/// refused (412), shows what the other admin changed, loses nothing, and can be saved on top of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn editing_a_resource_in_admin_keeps_its_policy_and_a_conflicting_edit_loses_nothing() {
+    let server = LocalServer::start();
+    let made = server
+        .api(
+            "PUT",
+            "/v1/resources/payroll",
+            ADMIN,
+            &[],
+            Some(json!({
+                "name": "Payroll",
+                "description": "The payroll database",
+                "max_duration": "PT8H",
+                "require_ticket": true,
+                "provisioner": {"kind": "webhook", "url": "http://127.0.0.1:9/grant", "secret": "provisioner-secret-0123456789"},
+                "approvers": {"groups": ["dba"], "users": ["dana@example.com", "erin@example.com"]},
+                "approvals_required": 2,
+                "requesters": ["oncall"],
+                "auto_approve": {"max_duration": "PT1H"},
+            })),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.json);
+    let browser = Browser::start().await;
+    browser.goto(&server.portal()).await;
+    browser
+        .act_as("admin@example.com", "ticketbound-admins")
+        .await;
+    browser.click("#nav-admin").await;
+
+    // The edit form shows the whole policy; changing the description only changes the description.
+    browser.click("#edit-resource-payroll").await;
+    browser.find("#resource-form").await;
+    for (input, value) in [
+        ("#res-approver-groups", "dba"),
+        ("#res-approver-users", "dana@example.com, erin@example.com"),
+        ("#res-approvals", "2"),
+        ("#res-requesters", "oncall"),
+        ("#res-auto-approve", "PT1H"),
+    ] {
+        assert_eq!(browser.text(input).await.as_deref(), Some(value), "{input}");
+    }
+    assert_eq!(
+        unlabelled_controls(&browser).await,
+        json!([]),
+        "every field of the form has a label"
+    );
+    browser
+        .type_into("#res-description", "Payroll, EU region")
+        .await;
+    browser.click("#save-resource").await;
+    browser
+        .wait_text("#resources-result", "Saved resource payroll.")
+        .await;
+    let saved = resource_when(&server, "payroll", |r| {
+        r["description"] == "Payroll, EU region"
+    })
+    .await;
+    let mut expected = made.json.clone();
+    expected["description"] = json!("Payroll, EU region");
+    assert_eq!(saved, expected, "only the description changed");
+
+    // The policy is edited in the form.
+    browser.click("#edit-resource-payroll").await;
+    browser.find("#resource-form").await;
+    browser
+        .type_into("#res-requesters", "oncall, payroll-team")
+        .await;
+    browser.type_into("#res-approvals", "1").await;
+    browser
+        .script(
+            "document.getElementById('res-auto-approve').value = '';",
+            json!([]),
+        )
+        .await;
+    browser.click("#save-resource").await;
+    let changed = resource_when(&server, "payroll", |r| r["approvals_required"] == 1).await;
+    assert_eq!(changed["requesters"], json!(["oncall", "payroll-team"]));
+    assert!(changed["auto_approve"].is_null(), "{changed}");
+    assert_eq!(changed["approvers"], made.json["approvers"]);
+    assert_eq!(changed["description"], "Payroll, EU region");
+
+    // Two admins: this one opens the form, another saves through the API in the meantime.
+    browser.click("#edit-resource-payroll").await;
+    browser.find("#resource-form").await;
+    let opened = server
+        .api("GET", "/v1/resources/payroll", ADMIN, &[], None)
+        .await;
+    let theirs = reqwest::Client::new()
+        .patch(format!("{}v1/resources/payroll", server.portal()))
+        .header("X-Ticketbound-User", "other-admin@example.com")
+        .header("X-Ticketbound-Groups", "ticketbound-admins")
+        .header("If-Match", opened.etag.as_deref().unwrap())
+        .header("Content-Type", "application/merge-patch+json")
+        .body(r#"{"name": "Payroll (EU)", "approvers": {"users": ["dana@example.com"]}}"#)
+        .send()
+        .await
+        .expect("the local server answers");
+    assert_eq!(theirs.status().as_u16(), 200);
+    browser
+        .type_into("#res-description", "Edited in the browser")
+        .await;
+    browser.click("#save-resource").await;
+    let conflict = browser
+        .wait_text("#resource-conflict", "Someone else saved payroll")
+        .await;
+    for shown in [
+        "Payroll (EU)",
+        "people dana@example.com",
+        "Edited in the browser",
+    ] {
+        assert!(conflict.contains(shown), "{shown:?} missing from {conflict}");
+    }
+    browser
+        .screenshot_at("#resource-conflict", "12-admin-edit-conflict")
+        .await;
+    let kept = server
+        .api("GET", "/v1/resources/payroll", ADMIN, &[], None)
+        .await;
+    assert_eq!(kept.json["name"], "Payroll (EU)", "their change stands");
+    assert_eq!(kept.json["description"], "Payroll, EU region");
+    assert_eq!(
+        kept.json["approvers"],
+        json!({"groups": ["dba"], "users": ["dana@example.com"]})
+    );
+
+    // Saving on top of their version keeps their change and applies this admin's.
+    browser.click("#resource-save-over").await;
+    let merged =
+        resource_when(&server, "payroll", |r| r["description"] == "Edited in the browser").await;
+    assert_eq!(merged["name"], "Payroll (EU)");
+    assert_eq!(
+        merged["approvers"],
+        json!({"groups": ["dba"], "users": ["dana@example.com"]})
+    );
+    assert_eq!(merged["requesters"], json!(["oncall", "payroll-team"]));
+    assert_eq!(merged["approvals_required"], 1);
+    browser
+        .wait_text("#resources-result", "Saved resource payroll.")
+        .await;
     browser.quit().await;
 }

@@ -312,3 +312,76 @@ impl Browser {
         let _ = self.command("DELETE", "", json!({})).await;
     }
 }
+
+/// The real `ticketbound-local` binary on a free port with its own data directory, stopped when dropped.
+pub struct LocalServer {
+    pub port: u16,
+    _process: Process,
+    _data: TempDir,
+}
+
+/// An API answer: status, `ETag` and JSON body (`Null` when empty).
+pub struct ApiAnswer {
+    pub status: u16,
+    pub etag: Option<String>,
+    pub json: Value,
+}
+
+impl LocalServer {
+    pub fn start() -> Self {
+        let port = free_port();
+        let data = temp_dir("portal-data");
+        let process = Process(
+            Command::new(env!("CARGO_BIN_EXE_ticketbound-local"))
+                .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+                .arg(&data.0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start ticketbound-local"),
+        );
+        wait_for_port(port, "ticketbound-local");
+        Self {
+            port,
+            _process: process,
+            _data: data,
+        }
+    }
+
+    pub fn portal(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// Calls the API as `who` (`(email, groups)`), with extra `headers` and a JSON body when given.
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        who: (&str, &str),
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> ApiAnswer {
+        let mut request = reqwest::Client::new()
+            .request(
+                method.parse().expect("an HTTP method"),
+                format!("http://127.0.0.1:{}{path}", self.port),
+            )
+            .header("X-Ticketbound-User", who.0)
+            .header("X-Ticketbound-Groups", who.1);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the local server answers");
+        let status = response.status().as_u16();
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let json = response.json().await.unwrap_or(Value::Null);
+        ApiAnswer { status, etag, json }
+    }
+}
