@@ -587,7 +587,10 @@ async fn editing_a_resource_in_admin_keeps_its_policy_and_a_conflicting_edit_los
         "people dana@example.com",
         "Edited in the browser",
     ] {
-        assert!(conflict.contains(shown), "{shown:?} missing from {conflict}");
+        assert!(
+            conflict.contains(shown),
+            "{shown:?} missing from {conflict}"
+        );
     }
     browser
         .screenshot_at("#resource-conflict", "12-admin-edit-conflict")
@@ -604,8 +607,10 @@ async fn editing_a_resource_in_admin_keeps_its_policy_and_a_conflicting_edit_los
 
     // Saving on top of their version keeps their change and applies this admin's.
     browser.click("#resource-save-over").await;
-    let merged =
-        resource_when(&server, "payroll", |r| r["description"] == "Edited in the browser").await;
+    let merged = resource_when(&server, "payroll", |r| {
+        r["description"] == "Edited in the browser"
+    })
+    .await;
     assert_eq!(merged["name"], "Payroll (EU)");
     assert_eq!(
         merged["approvers"],

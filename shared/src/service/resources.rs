@@ -602,3 +602,102 @@ impl Ticketbound {
 fn resource_not_found(id: &str) -> ServiceError {
     ServiceError::not_found("resource_not_found", format!("there is no resource `{id}`"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_merge_patch_follows_the_examples_of_rfc_7396() {
+        let cases = [
+            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
+            (json!({"a": "b"}), json!({"a": null}), json!({})),
+            (
+                json!({"a": "b", "b": "c"}),
+                json!({"a": null}),
+                json!({"b": "c"}),
+            ),
+            (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
+            (json!({"a": "c"}), json!({"a": ["b"]}), json!({"a": ["b"]})),
+            (
+                json!({"a": {"b": "c"}}),
+                json!({"a": {"b": "d", "c": null}}),
+                json!({"a": {"b": "d"}}),
+            ),
+            (
+                json!({"a": [{"b": "c"}]}),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
+            (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
+            (json!({"a": "b"}), json!(["c"]), json!(["c"])),
+            (json!({"a": "foo"}), json!(null), json!(null)),
+            (
+                json!({"e": null}),
+                json!({"a": 1}),
+                json!({"e": null, "a": 1}),
+            ),
+            (
+                json!([1, 2]),
+                json!({"a": "b", "c": null}),
+                json!({"a": "b"}),
+            ),
+            (
+                json!({}),
+                json!({"a": {"bb": {"ccc": null}}}),
+                json!({"a": {"bb": {}}}),
+            ),
+        ];
+        for (mut target, patch, expected) in cases {
+            merge_patch(&mut target, &patch);
+            assert_eq!(target, expected, "patch {patch}");
+        }
+    }
+
+    fn resource(description: &str) -> Resource {
+        Resource {
+            id: "prod-db".into(),
+            name: "Prod".into(),
+            description: description.into(),
+            max_duration: None,
+            require_ticket: false,
+            provisioner: Provisioner::Webhook {
+                url: "https://hooks.example.com".into(),
+                secret: Secret::new("a-provisioner-secret"),
+            },
+            policy: ApprovalPolicy::default(),
+        }
+    }
+
+    #[test]
+    fn the_entity_tag_changes_with_the_version_and_with_the_content_and_holds_no_secret() {
+        let tag = EntityTag::of(&resource("a"), 1);
+        assert!(tag.as_str().starts_with("\"1-") && tag.as_str().ends_with('"'));
+        assert_eq!(tag, EntityTag::of(&resource("a"), 1));
+        assert_ne!(tag, EntityTag::of(&resource("a"), 2));
+        assert_ne!(tag, EntityTag::of(&resource("b"), 1));
+        assert!(!tag.as_str().contains("secret"));
+    }
+
+    #[test]
+    fn a_precondition_compares_whole_strong_tags() {
+        let stored = VersionedResource {
+            resource: resource("a"),
+            version: 3,
+        };
+        let tag = EntityTag::of(&stored.resource, 3).as_str().to_owned();
+        assert!(Precondition::None.holds(Some(&stored)) && Precondition::None.holds(None));
+        assert!(Precondition::Matches(vec![tag.clone()]).holds(Some(&stored)));
+        assert!(Precondition::Matches(vec!["\"x\"".into(), tag.clone()]).holds(Some(&stored)));
+        assert!(!Precondition::Matches(vec![format!("W/{tag}")]).holds(Some(&stored)));
+        assert!(!Precondition::Matches(vec![tag]).holds(None));
+        assert!(Precondition::Exists.holds(Some(&stored)) && !Precondition::Exists.holds(None));
+        assert!(Precondition::Absent.holds(None) && !Precondition::Absent.holds(Some(&stored)));
+    }
+}
