@@ -235,7 +235,9 @@ function resourceForm(existing, etag, reload) {
       if (slot) slot.replaceChildren(resourceForm(current, error.current_version, reload));
     } } }, "Discard my changes and edit theirs");
     conflictSlot.replaceChildren(notice("error",
-      h("p", {}, `Someone else saved ${current.id} while you were editing it. Nothing of yours was saved, and nothing of theirs was lost.`),
+      h("p", {}, existing
+        ? `Someone else saved ${current.id} while you were editing it. Nothing of yours was saved, and nothing of theirs was lost.`
+        : `A resource ${current.id} already exists (someone created it while you were filling in the form). Nothing of yours was saved.`),
       rows.length
         ? h("div", { class: "table-wrap" }, h("table", {},
           h("caption", {}, "Where the saved resource and your form differ"),

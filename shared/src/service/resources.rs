@@ -369,9 +369,10 @@ impl Ticketbound {
         {
             Ok(saved) => Ok((saved.resource, saved.created)),
             Err(ResourceWriteError::Service(e)) => Err(e),
-            Err(ResourceWriteError::VersionConflict { .. }) => {
-                unreachable!("a write without a precondition never conflicts")
-            }
+            // A write without a precondition never conflicts; should it, it is a bug, not the client's.
+            Err(ResourceWriteError::VersionConflict { .. }) => Err(ServiceError::internal(
+                "a resource write without a precondition reported a version conflict",
+            )),
         }
     }
 
@@ -398,8 +399,8 @@ impl Ticketbound {
     ) -> Result<SavedResource, ResourceWriteError> {
         self.write_resource(caller, id, precondition, |current| {
             let current = current.ok_or_else(|| resource_not_found(id))?;
-            let mut merged = serde_json::to_value(current)
-                .map_err(|e| ServiceError::new(ErrorKind::Internal, "internal", e.to_string()))?;
+            let mut merged =
+                serde_json::to_value(current).map_err(|e| ServiceError::internal(e.to_string()))?;
             merge_patch(&mut merged, patch);
             serde_json::from_value(merged).map_err(|e| {
                 ServiceError::bad_request(
