@@ -234,8 +234,9 @@ function resourceForm(existing, etag, reload) {
       const slot = form.parentElement;
       if (slot) slot.replaceChildren(resourceForm(current, error.current_version, reload));
     } } }, "Discard my changes and edit theirs");
-    conflictSlot.replaceChildren(notice("error",
-      h("p", {}, existing
+    // Not an `.error` notice: that style is for one line, and this is a table to read.
+    conflictSlot.replaceChildren(h("div", { class: "notice conflict", role: "alert" },
+      h("p", {}, h("strong", {}, "Not saved: "), existing
         ? `Someone else saved ${current.id} while you were editing it. Nothing of yours was saved, and nothing of theirs was lost.`
         : `A resource ${current.id} already exists (someone created it while you were filling in the form). Nothing of yours was saved.`),
       rows.length
@@ -246,7 +247,7 @@ function resourceForm(existing, etag, reload) {
         : h("p", {}, "Their change is the same as yours."),
       h("p", {}, changedByMe.length
         ? `Saving on top keeps their version and applies the fields you changed: ${changedByMe.map((k) => FIELD_NAMES[k]).join(", ")}.`
-        : "You changed nothing they did not."),
+        : "You changed nothing: their version stays as it is."),
       h("div", { class: "actions" }, retry, restart)));
     retry.focus();
   };
