@@ -537,3 +537,71 @@ async fn a_dynamodb_resource_stored_before_versions_reads_as_version_1() {
         Err(StoreError::Conflict)
     ));
 }
+
+#[tokio::test]
+async fn the_conditional_headers_read_as_http_defines_them() {
+    let router = app();
+    let tag = created(&router, "prod-db").await;
+    // `If-None-Match` on a read compares weakly, and takes a list or `*`.
+    for held in [
+        format!("W/{tag}"),
+        format!("\"other\", {tag}"),
+        "*".to_owned(),
+    ] {
+        let read = resources::get(&router, "prod-db", Some(&held)).await;
+        assert_eq!(read.status, StatusCode::NOT_MODIFIED, "{held}");
+    }
+    assert_eq!(
+        resources::get(&router, "prod-db", Some("\"other\""))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // `If-Match` compares strongly: a weak tag never matches.
+    let weak = resources::patch(
+        &router,
+        "prod-db",
+        &json!({"name": "x"}),
+        Some(&format!("W/{tag}")),
+    )
+    .await;
+    assert_conflict(&weak);
+    // `If-Match: *` is "if it exists".
+    let exists = resources::patch(&router, "prod-db", &json!({"name": "Renamed"}), Some("*")).await;
+    assert_eq!(exists.status, StatusCode::OK, "{}", exists.json);
+    let missing = resources::put(&router, "no-db", &guarded(), Some("*")).await;
+    assert_conflict(&missing);
+    assert_eq!(
+        resources::get(&router, "no-db", None).await.status,
+        StatusCode::NOT_FOUND,
+        "nothing was created"
+    );
+    // A write's `If-None-Match` other than `*` is refused rather than ignored.
+    let odd = send(
+        &router,
+        "PUT",
+        "/v1/resources/prod-db",
+        ADMIN,
+        &[
+            ("content-type", "application/json"),
+            ("if-none-match", tag.as_str()),
+        ],
+        Some(&guarded().to_string()),
+    )
+    .await;
+    assert_eq!(odd.status, StatusCode::BAD_REQUEST);
+    assert_eq!(odd.json["error"]["code"], "unsupported_precondition");
+    // A merge patch sent as plain JSON is read the same way.
+    let plain = send(
+        &router,
+        "PATCH",
+        "/v1/resources/prod-db",
+        ADMIN,
+        &[("content-type", "application/json; charset=utf-8")],
+        Some(r#"{"description": "plain JSON"}"#),
+    )
+    .await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.json);
+    assert_eq!(plain.json["name"], "Renamed");
+    assert_eq!(plain.json["description"], "plain JSON");
+}
