@@ -529,7 +529,7 @@ impl DynamoStore {
                     .and_then(|item| item.get(WRITER))
                     .is_some_and(|w| w.as_s().ok().map(String::as_str) == Some(writer));
                 if ours {
-                    tracing::info!(grant = %id, "a retried write had already been applied");
+                    tracing::info!(item = %id, "a retried write had already been applied");
                     Ok(())
                 } else {
                     result
