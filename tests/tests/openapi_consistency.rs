@@ -78,7 +78,7 @@ fn every_operation_documents_its_errors_with_the_error_body() {
         );
         for (code, response) in responses {
             let code = code.as_str().unwrap_or_default();
-            if code.starts_with('2') {
+            if code.starts_with('2') || code == "304" {
                 continue;
             }
             let reference = response["$ref"].as_str().unwrap_or_default();
