@@ -154,7 +154,7 @@ impl TicketHttp {
                 .send()
                 .await;
             match sent {
-                Err(e) => Step::Retry(describe_transport(&e), None),
+                Err(e) => transport_failure(&e),
                 Ok(response) => match self.judge(response, path).await {
                     Err(e) => Step::Done(Err(e)),
                     Ok(Judged::Body(bytes)) => Step::Done(shaped(path, &bytes).map(Some)),
@@ -254,7 +254,7 @@ impl TicketHttp {
         let url = &url;
         self.with_retries(path, "call", move || async move {
             match self.get(url).await {
-                Err(e) => Step::Retry(describe_transport(&e), None),
+                Err(e) => transport_failure(&e),
                 Ok(response) => match self.judge(response, path).await {
                     Err(e) => Step::Done(Err(e)),
                     Ok(Judged::Body(bytes)) => Step::Done(shaped(path, &bytes).map(Some)),
@@ -298,7 +298,7 @@ impl TicketHttp {
         let url = &url;
         self.with_retries(path, "call", move || async move {
             match self.get(url).await {
-                Err(e) => Step::Retry(describe_transport(&e), None),
+                Err(e) => transport_failure(&e),
                 Ok(response) if response.status() == StatusCode::BAD_REQUEST => {
                     let body = response.bytes().await.unwrap_or_default();
                     Step::Done(Ok(Probed::Refused(error_detail(&body))))
@@ -420,7 +420,7 @@ impl TicketHttp {
                 request = request.json(body);
             }
             let response = match request.send().await {
-                Err(e) if e.is_connect() => return Step::Retry(describe_transport(&e), None),
+                Err(e) if e.is_connect() => return transport_failure(&e),
                 Err(e) => {
                     return Step::Done(Err(TicketSystemError::Unavailable(format!(
                         "{} {path}: {}",
@@ -512,6 +512,15 @@ enum Judged {
     Retry(String, Option<Duration>),
     /// 429 or 503 asking to wait no longer than a call may: try again after the wait.
     Busy(String, Option<Duration>),
+}
+
+/// A call that got no answer: retried, unless the outbound client refused the ticket system's address (a name
+/// resolving to a metadata or link-local address), which no retry changes and which is reported as such.
+fn transport_failure<R>(e: &reqwest::Error) -> Step<R> {
+    match super::tls::refused_address(e) {
+        Some(refused) => Step::Done(Err(TicketSystemError::Unexpected(refused.to_string()))),
+        None => Step::Retry(describe_transport(e), None),
+    }
 }
 
 fn describe_transport(e: &reqwest::Error) -> String {

@@ -316,6 +316,10 @@ impl Http {
             request = request.header(*name, value);
         }
         let response = request.body(body).send().await.map_err(|e| {
+            if let Some(refused) = crate::adapters::tls::refused_address(&e) {
+                // A channel URL whose name resolves to a refused address: nothing was sent, no retry helps.
+                return SendError::Permanent(format!("{what}: {refused}"));
+            }
             let message = if e.is_timeout() {
                 format!("{what} did not answer within {:?}", self.timeout)
             } else if e.is_connect() {
