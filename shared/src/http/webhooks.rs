@@ -1,8 +1,9 @@
 //! `POST /webhooks/jira/{connection}` and `POST /webhooks/freshservice/{connection}` (DESIGN §9).
 //!
-//! One extractor per source ([`VerifiedJiraDelivery`], [`VerifiedFreshserviceDelivery`]) does, in order: read
-//! the body up to 2 MiB (413 beyond); look the connection up (404); check authenticity on the raw bytes in
-//! constant time (401, nothing changes); only then parse (400). The handler receives a verified, typed
+//! One extractor per source ([`VerifiedJiraDelivery`], [`VerifiedFreshserviceDelivery`]) does, in order: look
+//! the connection up (404), before reading a byte of the body, so an unknown connection costs no memory;
+//! refuse a declared `Content-Length` over 2 MiB (413), then read the body up to 2 MiB (413 beyond); check
+//! authenticity on the raw bytes in constant time (401, nothing changes); only then parse (400). The handler receives a verified, typed
 //! [`Delivery`] and hands it to the service ([`Ticketbound::handle_delivery`]), which owns dedupe (a Jira
 //! delivery already handled, same `X-Atlassian-Webhook-Identifier`, answers 200 at once), confirmation through
 //! the ticket system and the end reasons. The answer comes once every bound grant is durably ended and says how
@@ -36,16 +37,18 @@ pub const FRESHSERVICE_ROUTE: &str = "/webhooks/freshservice/{connection}";
 
 /// The Jira webhook route alone, with JSON 404/405 answers (`ticketbound-jira-webhook`).
 pub fn jira_router(app: Ticketbound) -> Router {
-    with_fallbacks(Router::new().route(JIRA_ROUTE, post(jira)).with_state(app))
+    super::with_security_headers(with_fallbacks(
+        Router::new().route(JIRA_ROUTE, post(jira)).with_state(app),
+    ))
 }
 
 /// The Freshservice webhook route alone, with JSON 404/405 answers (`ticketbound-freshservice-webhook`).
 pub fn freshservice_router(app: Ticketbound) -> Router {
-    with_fallbacks(
+    super::with_security_headers(with_fallbacks(
         Router::new()
             .route(FRESHSERVICE_ROUTE, post(freshservice))
             .with_state(app),
-    )
+    ))
 }
 
 /// Both webhook routes without fallbacks, to merge into the local server's router.
@@ -90,7 +93,7 @@ fn parse(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     })
 }
 
-/// The part every source shares: the body read up to the limit (413), the connection of this source (404), its
+/// The part every source shares: the connection of this source (404), the body read up to the limit (413), its
 /// authenticity (401).
 struct Received {
     id: String,
@@ -124,12 +127,13 @@ async fn receive(
     let Path(id) = Path::<String>::from_request_parts(&mut parts, app)
         .await
         .map_err(|_| unknown(""))?;
-    let bytes = read_body(axum::body::Body::new(body), WEBHOOK_BODY_LIMIT).await?;
     let (settings, secrets) = app
         .connections()
         .webhook_target(&id, source)
         .await?
         .ok_or_else(|| unknown(&id))?;
+    super::refuse_declared_oversize(&parts.headers, WEBHOOK_BODY_LIMIT)?;
+    let bytes = read_body(axum::body::Body::new(body), WEBHOOK_BODY_LIMIT).await?;
     if let Err(refusal) = authentic(&settings, &parts.headers, &bytes, &secrets) {
         tracing::warn!(connection = %id, source = source.name(), reason = refusal.reason, "delivery refused: bad or missing signature or secret");
         return Err(ApiError::new(
