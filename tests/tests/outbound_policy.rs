@@ -32,8 +32,10 @@ async fn a_connection_at_any_spelling_of_a_refused_address_is_refused_and_not_st
                 "POST",
                 "/v1/connections",
                 ADMIN,
-                Some(json!({"id": "jira-dc", "kind": "jira_data_center", "base_url": base_url,
-                    "personal_access_token": "pat-0123456789abcdef"})),
+                Some(
+                    json!({"id": "jira-dc", "kind": "jira_data_center", "base_url": base_url,
+                    "personal_access_token": "pat-0123456789abcdef"}),
+                ),
             )
             .await;
 

@@ -122,16 +122,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     ticketbound::telemetry::init_local();
-    let public_url = match args.public_url.clone().or_else(|| {
-        std::env::var("PORTAL_URL")
-            .ok()
-            .filter(|v| !v.is_empty())
-    }) {
+    let public_url = match args
+        .public_url
+        .clone()
+        .or_else(|| std::env::var("PORTAL_URL").ok().filter(|v| !v.is_empty()))
+    {
         Some(raw) => Some(
             url::Url::parse(&raw)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-                .ok_or_else(|| format!("--public-url / PORTAL_URL: `{raw}` is not an http(s) URL"))?,
+                .ok_or_else(|| {
+                    format!("--public-url / PORTAL_URL: `{raw}` is not an http(s) URL")
+                })?,
         ),
         None => None,
     };

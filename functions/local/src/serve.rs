@@ -389,7 +389,12 @@ mod tests {
     #[test]
     fn the_listen_address_and_localhost_are_this_server() {
         let origins = local();
-        for host in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST:8080", "[::1]:8080"] {
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST:8080",
+            "[::1]:8080",
+        ] {
             assert!(origins.accepts_host(host), "{host}");
         }
         for host in [
@@ -408,7 +413,10 @@ mod tests {
         let public = url::Url::parse("https://tb.example.com").unwrap();
         let origins = Origins::new("0.0.0.0:8080".parse().unwrap(), Some(&public));
         assert!(origins.accepts_host("tb.example.com:443"));
-        assert!(!origins.accepts_host("tb.example.com"), "port 80 is not 443");
+        assert!(
+            !origins.accepts_host("tb.example.com"),
+            "port 80 is not 443"
+        );
         assert!(origins.accepts_host("localhost:8080"));
         assert!(origins.accepts_origin("https://tb.example.com"));
         assert!(origins.accepts_origin("https://tb.example.com:443"));

@@ -12,7 +12,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const ADMIN_HEADERS: &str = "x-ticketbound-user: admin@example.com\r\nx-ticketbound-groups: ticketbound-admins\r\n";
+const ADMIN_HEADERS: &str =
+    "x-ticketbound-user: admin@example.com\r\nx-ticketbound-groups: ticketbound-admins\r\n";
 /// How long any answer may take before the test calls the server stuck.
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -123,7 +124,13 @@ async fn a_slow_loris_connection_is_closed_after_the_header_timeout() {
     let started = Instant::now();
     // Headers that never end.
     stream
-        .write_all(format!("GET /v1/resources HTTP/1.1\r\nhost: 127.0.0.1:{}\r\n", server.port).as_bytes())
+        .write_all(
+            format!(
+                "GET /v1/resources HTTP/1.1\r\nhost: 127.0.0.1:{}\r\n",
+                server.port
+            )
+            .as_bytes(),
+        )
         .await
         .unwrap();
 
@@ -167,7 +174,10 @@ async fn the_connection_cap_holds_and_frees_when_connections_close() {
         let mut stream = TcpStream::connect(("127.0.0.1", server.port))
             .await
             .unwrap();
-        stream.write_all(b"GET /v1/resources HTTP/1.1\r\n").await.unwrap();
+        stream
+            .write_all(b"GET /v1/resources HTTP/1.1\r\n")
+            .await
+            .unwrap();
         held.push(stream);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -271,9 +281,7 @@ async fn a_body_over_the_limit_sent_whole_gets_its_413_not_a_reset() {
 #[tokio::test]
 async fn a_foreign_host_is_refused_and_the_servers_own_names_are_served() {
     let server = start(&["--public-url", "https://tb.example.com"]);
-    let get = |host: &str| {
-        format!("GET /v1/resources HTTP/1.1\r\nhost: {host}\r\n{ADMIN_HEADERS}")
-    };
+    let get = |host: &str| format!("GET /v1/resources HTTP/1.1\r\nhost: {host}\r\n{ADMIN_HEADERS}");
 
     for foreign in [
         "rebind.attacker.example".to_owned(),
@@ -307,15 +315,19 @@ async fn a_cross_origin_write_is_refused_while_same_origin_and_curl_writes_work(
     let server = start(&[]);
     let port = server.port;
 
-    for origin in ["http://evil.example", "null", &format!("http://127.0.0.1:{}", port + 1)] {
-        let (head, body) = put_resource(port, "stage-db", &format!("origin: {origin}\r\n"), RESOURCE);
+    for origin in [
+        "http://evil.example",
+        "null",
+        &format!("http://127.0.0.1:{}", port + 1),
+    ] {
+        let (head, body) =
+            put_resource(port, "stage-db", &format!("origin: {origin}\r\n"), RESOURCE);
         let answer = exchange(port, &head, &body).await;
         assert_eq!(answer.status, 403, "{origin}: {answer:?}");
         assert_eq!(answer.code(), "cross_origin_request");
     }
-    let head = format!(
-        "GET /v1/resources/stage-db HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n{ADMIN_HEADERS}"
-    );
+    let head =
+        format!("GET /v1/resources/stage-db HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n{ADMIN_HEADERS}");
     assert_eq!(
         exchange(port, &head, b"").await.status,
         404,
@@ -325,7 +337,10 @@ async fn a_cross_origin_write_is_refused_while_same_origin_and_curl_writes_work(
     let same = format!("origin: http://127.0.0.1:{port}\r\n");
     let (head, body) = put_resource(port, "stage-db", &same, RESOURCE);
     let answer = exchange(port, &head, &body).await;
-    assert!(matches!(answer.status, 200 | 201), "same origin: {answer:?}");
+    assert!(
+        matches!(answer.status, 200 | 201),
+        "same origin: {answer:?}"
+    );
 
     let (head, body) = put_resource(port, "other-db", "", RESOURCE);
     let answer = exchange(port, &head, &body).await;

@@ -139,7 +139,8 @@ impl reqwest::dns::Resolve for PolicyResolver {
                 return Err(Box::new(RefusedAddress {
                     host,
                     address: refused.ip(),
-                }) as Box<dyn std::error::Error + Send + Sync>);
+                })
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
             let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
             Ok(addresses)
