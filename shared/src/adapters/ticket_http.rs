@@ -582,6 +582,40 @@ mod tests {
         assert_eq!(error_detail(b"<html>Authorization: Basic abc</html>"), "");
     }
 
+    #[tokio::test]
+    async fn a_ticket_system_whose_name_resolves_to_a_refused_address_fails_at_once_without_a_call()
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let lookup: super::super::tls::Lookup = std::sync::Arc::new(|_host| {
+            Box::pin(async { Ok(vec![std::net::SocketAddr::from(([169, 254, 169, 254], 0))]) })
+        });
+        let client = super::super::tls::outbound_client_resolving(None, lookup).unwrap();
+        let http = TicketHttp::new(
+            client,
+            &format!("http://jira.example.com:{port}/"),
+            HeaderValue::from_static("Bearer t"),
+            HttpPolicy::default(),
+        )
+        .unwrap();
+
+        // Retried, it would end as `Unavailable` once the retries ran out.
+        let read = http
+            .get_json::<serde_json::Value>(http.url(&["rest", "api", "2", "myself"]))
+            .await;
+
+        match read {
+            Err(TicketSystemError::Unexpected(message)) => assert!(
+                message.contains("`jira.example.com` resolves to 169.254.169.254"),
+                "{message}"
+            ),
+            other => panic!("expected a permanent refusal, got {other:?}"),
+        }
+        let accepted =
+            tokio::time::timeout(std::time::Duration::from_millis(50), listener.accept()).await;
+        assert!(accepted.is_err(), "nothing connected");
+    }
+
     #[test]
     fn queries_encode_spaces_as_percent_twenty() {
         let http = TicketHttp::new(

@@ -410,6 +410,34 @@ mod tests {
         assert_eq!(error_token(b""), None);
     }
 
+    #[tokio::test]
+    async fn a_channel_whose_name_resolves_to_a_refused_address_is_permanently_undeliverable() {
+        let lookup: crate::adapters::tls::Lookup =
+            Arc::new(|_host| Box::pin(async { Ok(vec!["[fd00:ec2::254]:0".parse().unwrap()]) }));
+        let http = Http {
+            client: crate::adapters::tls::outbound_client_resolving(None, lookup).unwrap(),
+            timeout: Duration::from_secs(2),
+        };
+        let url = Secret::new("https://hooks.example.com/services/T/B/SECRET");
+
+        let sent = http.post(&url, b"{}".to_vec(), &[], "channel `ops`").await;
+
+        match sent {
+            Err(SendError::Permanent(message)) => {
+                assert!(
+                    message.contains("`hooks.example.com` resolves to fd00:ec2::254"),
+                    "{message}"
+                );
+                assert!(
+                    !message.contains("SECRET"),
+                    "the URL is a credential: {message}"
+                );
+            }
+            Err(other) => panic!("expected a permanent refusal, got {other:?}"),
+            Ok(_) => panic!("expected a permanent refusal, got an answer"),
+        }
+    }
+
     #[test]
     fn answers_are_judged_by_status() {
         let answer = |status, retry_after| Answer {
