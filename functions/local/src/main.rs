@@ -211,6 +211,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         limits.body_timeout.as_secs()
     );
     let origins = serve::Origins::new(listener.local_addr()?, public_url.as_ref());
+    println!(
+        "  answers to Host: {} (others: 421; writes from other origins: 403)",
+        origins.hosts().join(", ")
+    );
     serve::serve(listener, router, origins, limits, async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::http::header::{CONNECTION, CONTENT_TYPE, HOST, ORIGIN};
+use axum::http::header::{
+    CONNECTION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, ORIGIN, X_CONTENT_TYPE_OPTIONS,
+};
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -95,8 +97,19 @@ impl Origins {
             hosts.push((host.to_ascii_lowercase(), port));
             origins.push(public.origin().ascii_serialization());
         }
-        hosts.dedup();
+        let mut seen = std::collections::HashSet::new();
+        hosts.retain(|h| seen.insert(h.clone()));
+        let mut seen = std::collections::HashSet::new();
+        origins.retain(|o| seen.insert(o.clone()));
         Self { hosts, origins }
+    }
+
+    /// The `host:port` names accepted, for the start-up banner.
+    pub fn hosts(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .map(|(host, port)| format!("{host}:{port}"))
+            .collect()
     }
 
     /// Whether a `Host` header names this server (a missing port is port 80, as HTTP has it).
@@ -147,9 +160,13 @@ fn refusal(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(ticketbound::http::JSON_CSP),
+    );
     response
 }
 
@@ -304,7 +321,9 @@ async fn refuse_busy(mut stream: TcpStream) {
     .to_string();
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n\
+         x-content-type-options: nosniff\r\ncontent-security-policy: {}\r\n\
          content-length: {}\r\n\r\n{body}",
+        ticketbound::http::JSON_CSP,
         body.len()
     );
     let _ = stream.write_all(answer.as_bytes()).await;
