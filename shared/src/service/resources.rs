@@ -1,16 +1,25 @@
 //! The resource catalog (DESIGN §7): anyone reads it, admins change it. A resource may carry its own approval
-//! policy (issue 13), validated here: every field of it refused with a 422 naming the field.
+//! policy, validated here: every field of it refused with a 422 naming the field.
+//!
+//! A `webhook` provisioner's signing secret is kept in the secret store (the connections' one), never with the
+//! resource: anyone who could read the table or the local database file could otherwise sign `grant` calls
+//! to the operator's provisioner. Saving writes the secret first and the resource (without it) second, so a
+//! stored resource never names a secret the store lacks; [`SecretLoadingProvisioners`] loads it when a call is
+//! signed; [`Ticketbound::move_provisioner_secrets`] moves secrets out of resources stored before, at start.
 
-use serde::Deserialize;
+use async_trait::async_trait;
+use serde::{Deserialize, Deserializer};
+use std::sync::Arc;
 
 use super::{ServiceError, Ticketbound};
 use crate::domain::identity::{Email, normalize_email};
 use crate::domain::ids::Slug;
 use crate::domain::resource::{ApprovalPolicy, Approvers, AutoApprove, MAX_APPROVALS_REQUIRED};
-use crate::domain::secret::Secret;
 use crate::domain::url_policy::check_outbound_url;
-use crate::domain::{Caller, IsoDuration, Provisioner, Resource};
-use crate::ports::Page;
+use crate::domain::{Caller, Grant, IsoDuration, Provisioner, Resource};
+use crate::ports::{
+    Page, ProvisionAction, ProvisionError, Provisioners, SecretStore, SecretStoreError,
+};
 
 /// The body of `PUT /v1/resources/{id}`. Durations arrive as text so a bad one is a 422 with a clear message.
 #[derive(Clone, Debug, Deserialize)]
@@ -26,6 +35,7 @@ pub struct ResourceInput {
     pub max_duration: Option<String>,
     #[serde(default)]
     pub require_ticket: bool,
+    #[serde(deserialize_with = "provisioner_input")]
     pub provisioner: Provisioner,
     /// Who may approve or deny; the approver group when absent.
     #[serde(default)]
@@ -55,6 +65,56 @@ pub struct ApproversInput {
 #[serde(deny_unknown_fields)]
 pub struct AutoApproveInput {
     pub max_duration: String,
+}
+
+/// A provisioner as sent. `{"kind": "none"}` takes no other field: an operator's `url` or `secret` beside it
+/// would otherwise vanish without a word (serde lets a tagged unit variant ignore unknown fields).
+fn provisioner_input<'de, D: Deserializer<'de>>(d: D) -> Result<Provisioner, D::Error> {
+    use serde::de::Error;
+    let value = serde_json::Value::deserialize(d)?;
+    if value.get("kind").and_then(serde_json::Value::as_str) == Some("none")
+        && let Some(extra) = value
+            .as_object()
+            .and_then(|fields| fields.keys().find(|k| *k != "kind"))
+    {
+        return Err(D::Error::custom(format!(
+            "unknown field `{extra}`: a `none` provisioner takes only `kind`"
+        )));
+    }
+    serde_json::from_value(value).map_err(D::Error::custom)
+}
+
+/// An outbound URL an admin configures (a connection's base URL, a provisioner's URL) as it is kept: trimmed,
+/// checked against the outbound URL policy, in the URL parser's normal form (lower-case scheme and host, no
+/// default port, the path percent-encoded), and without a query or a fragment, which a configured URL has no
+/// use for and which would otherwise be sent, or shown, as typed. `what` names the URL in messages ("the base
+/// URL"); `code` is the 422's code.
+pub(super) fn normalized_outbound_url(
+    raw: &str,
+    what: &str,
+    code: &'static str,
+) -> Result<url::Url, ServiceError> {
+    let url = check_outbound_url(raw.trim())
+        .map_err(|e| ServiceError::unprocessable(code, e.to_string()))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ServiceError::unprocessable(
+            code,
+            format!("{what} must not carry a query or a fragment"),
+        ));
+    }
+    Ok(url)
+}
+
+/// The secret store's failure as the API answers it: 503 when retrying can help, 500 otherwise. Messages
+/// never hold a secret.
+fn secret_store_error(e: SecretStoreError) -> ServiceError {
+    match e {
+        SecretStoreError::Unavailable(m) => ServiceError::unavailable(
+            "secret_store_unavailable",
+            format!("the secret store could not be reached ({m}); try again"),
+        ),
+        SecretStoreError::Corrupt(m) | SecretStoreError::Rejected(m) => ServiceError::internal(m),
+    }
 }
 
 const MIN_SECRET: usize = 16;
@@ -271,32 +331,45 @@ impl Ticketbound {
             max_duration.as_ref().unwrap_or(&self.settings.max_duration),
         )?;
         let existing = self.store.get_resource(id).await?;
+        // The secret to write to the secret store before the resource, if any.
+        let mut new_secret = None;
         let provisioner = match input.provisioner {
             Provisioner::Webhook { url, secret } => {
-                check_outbound_url(&url)
-                    .map_err(|e| ServiceError::unprocessable("invalid_url", e.to_string()))?;
-                let secret = if secret.is_mask() {
-                    // Read back and sent unchanged: keep the stored secret.
-                    match existing.as_ref().map(|r| &r.provisioner) {
-                        Some(Provisioner::Webhook { secret, .. }) => secret.clone(),
+                let url = normalized_outbound_url(&url, "the provisioner `url`", "invalid_url")?;
+                match secret {
+                    Some(secret) if !secret.is_mask() => {
+                        if secret.expose().len() < MIN_SECRET {
+                            return Err(ServiceError::unprocessable(
+                                "invalid_secret",
+                                format!(
+                                    "the provisioner `secret` must be at least {MIN_SECRET} characters"
+                                ),
+                            ));
+                        }
+                        new_secret = Some(secret);
+                    }
+                    // Read back and sent unchanged: keep the current secret, which is in the secret store
+                    // (or still held by a resource stored before secrets moved out: move it now).
+                    Some(_) => match existing.as_ref().map(|r| &r.provisioner) {
+                        Some(Provisioner::Webhook { secret, .. }) => new_secret = secret.clone(),
                         _ => {
                             return Err(ServiceError::unprocessable(
                                 "invalid_secret",
                                 "give the provisioner's `secret` (the mask only keeps an existing one)",
                             ));
                         }
+                    },
+                    None => {
+                        return Err(ServiceError::unprocessable(
+                            "invalid_secret",
+                            "give the provisioner's `secret` (or the mask, to keep an existing one)",
+                        ));
                     }
-                } else if secret.expose().len() < MIN_SECRET {
-                    return Err(ServiceError::unprocessable(
-                        "invalid_secret",
-                        format!(
-                            "the provisioner `secret` must be at least {MIN_SECRET} characters"
-                        ),
-                    ));
-                } else {
-                    Secret::new(secret.expose())
-                };
-                Provisioner::Webhook { url, secret }
+                }
+                Provisioner::Webhook {
+                    url: url.into(),
+                    secret: None,
+                }
             }
             ticket @ Provisioner::Ticket { .. } => self.checked_ticket_provisioner(ticket).await?,
             Provisioner::None => Provisioner::None,
@@ -310,9 +383,63 @@ impl Ticketbound {
             provisioner,
             policy,
         };
+        if let Some(secret) = &new_secret {
+            self.secrets
+                .put_provisioner(id, secret)
+                .await
+                .map_err(secret_store_error)?;
+        }
         self.store.put_resource(&resource).await?;
+        let was_webhook = existing
+            .as_ref()
+            .is_some_and(|r| matches!(r.provisioner, Provisioner::Webhook { .. }));
+        if was_webhook && !matches!(resource.provisioner, Provisioner::Webhook { .. }) {
+            self.forget_provisioner_secret(id).await;
+        }
         tracing::info!(resource = %id, admin = %caller.email, "resource saved");
         Ok((resource, existing.is_none()))
+    }
+
+    /// Deletes a resource's provisioner secret once nothing stored refers to it. A failure leaves an unused
+    /// secret behind, which is logged (without its value) rather than failing a change already made; a resource
+    /// later saved under the same id writes its own secret over it.
+    async fn forget_provisioner_secret(&self, id: &str) {
+        if let Err(e) = self.secrets.delete_provisioner(id).await {
+            tracing::warn!(resource = %id, error = %e, "the unused provisioner secret could not be deleted");
+        }
+    }
+
+    /// Moves provisioner secrets still held by stored resources (written before secrets were kept apart) into
+    /// the secret store, then rewrites each resource without it; returns how many moved. Run at start.
+    ///
+    /// Idempotent and safe to interrupt: the secret is written before the resource is rewritten, so a crash in
+    /// between leaves the resource holding a secret the store also has, and the next start writes the same
+    /// value again. Each resource is read again just before, so one changed meanwhile is left to its new state.
+    pub async fn move_provisioner_secrets(&self) -> Result<usize, ServiceError> {
+        let mut moved = 0;
+        let mut cursor = None;
+        loop {
+            let page = self.store.list_resources(100, cursor.as_deref()).await?;
+            for listed in page.items.iter().filter(|r| r.held_secret().is_some()) {
+                let Some(current) = self.store.get_resource(&listed.id).await? else {
+                    continue;
+                };
+                let Some(secret) = current.held_secret() else {
+                    continue;
+                };
+                self.secrets
+                    .put_provisioner(&current.id, secret)
+                    .await
+                    .map_err(secret_store_error)?;
+                self.store.put_resource(&current.without_secret()).await?;
+                tracing::info!(resource = %current.id, "provisioner secret moved to the secret store");
+                moved += 1;
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(moved),
+            }
+        }
     }
 
     /// Deletes a resource; refused while a pending or active grant names it (its end would have no provisioner).
@@ -332,10 +459,59 @@ impl Ticketbound {
             ));
         }
         if self.store.delete_resource(id).await? {
+            self.forget_provisioner_secret(id).await;
             Ok(())
         } else {
             Err(resource_not_found(id))
         }
+    }
+}
+
+/// The provisioners with each `webhook` resource's signing secret loaded from the secret store just before the
+/// call (the secret store's own cache keeps this to one read per resource and container for a short time).
+/// A resource still holding its secret (stored before secrets moved out, not yet moved) signs with that one.
+#[derive(Clone)]
+pub struct SecretLoadingProvisioners {
+    inner: Arc<dyn Provisioners>,
+    secrets: Arc<dyn SecretStore>,
+}
+
+impl SecretLoadingProvisioners {
+    pub fn new(inner: Arc<dyn Provisioners>, secrets: Arc<dyn SecretStore>) -> Self {
+        Self { inner, secrets }
+    }
+}
+
+#[async_trait]
+impl Provisioners for SecretLoadingProvisioners {
+    async fn apply(
+        &self,
+        resource: &Resource,
+        action: ProvisionAction,
+        grant: &Grant,
+    ) -> Result<(), ProvisionError> {
+        let Provisioner::Webhook { url, secret: None } = &resource.provisioner else {
+            return self.inner.apply(resource, action, grant).await;
+        };
+        let secret = self
+            .secrets
+            .get_provisioner(&resource.id)
+            .await
+            .map_err(|e| ProvisionError(format!("reading the provisioner secret: {e}")))?
+            .ok_or_else(|| {
+                ProvisionError(format!(
+                    "the secret store holds no provisioner secret for resource `{}`; save the resource again with its `secret`",
+                    resource.id
+                ))
+            })?;
+        let signed = Resource {
+            provisioner: Provisioner::Webhook {
+                url: url.clone(),
+                secret: Some(secret),
+            },
+            ..resource.clone()
+        };
+        self.inner.apply(&signed, action, grant).await
     }
 }
 

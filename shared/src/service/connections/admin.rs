@@ -439,13 +439,7 @@ pub(super) fn resolve_base_url(
         (None, None) => return Ok(None),
     };
     let url =
-        check_outbound_url(&raw).map_err(|e| unprocessable("invalid_base_url", e.to_string()))?;
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(unprocessable(
-            "invalid_base_url",
-            "the base URL must not carry a query or a fragment",
-        ));
-    }
+        super::super::resources::normalized_outbound_url(&raw, "the base URL", "invalid_base_url")?;
     Ok(Some(url.as_str().trim_end_matches('/').to_owned()))
 }
 
