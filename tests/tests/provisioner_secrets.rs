@@ -1,8 +1,9 @@
-//! A `webhook` provisioner's signing secret lives in the secret store, never with the resource: whoever can
-//! read the local database file or the DynamoDB table must not be able to sign `grant` calls. Through the
-//! router, as an admin and an approver would: the store holds no secret, the provisioner call is still signed
-//! with the right one, a resource stored with its secret in clear (before) is moved at start, and the local
-//! data folder is readable by its owner only.
+//! A resource's provisioner as an admin sets it. A `webhook` provisioner's signing secret lives in the secret
+//! store, never with the resource: whoever can read the local database file or the DynamoDB table must not be
+//! able to sign `grant` calls. Through the router, as an admin and an approver would: the store holds no secret,
+//! the provisioner call is still signed with the right one, a resource stored with its secret in clear (before)
+//! is moved at start, and the local data folder is readable by its owner only. And what is sent is kept as
+//! meant or refused: a `none` provisioner with other fields, a URL with a query or a fragment.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -398,4 +399,83 @@ async fn on_aws_a_resource_stored_with_its_secret_in_clear_is_moved_at_start() {
     let router = local_router(app);
     let grant = approved_grant(&router, "vault").await;
     assert_signed_with(&provisioner, &grant, OLD_SECRET).await;
+}
+
+/// PUTs `vault` with `provisioner`; the answer.
+async fn put_vault(router: &Router, provisioner: Value) -> (StatusCode, Value) {
+    let body = json!({"name": "Vault", "provisioner": provisioner});
+    call(
+        router,
+        "PUT",
+        "/v1/resources/vault",
+        ADMIN,
+        Some(&body.to_string()),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_none_provisioner_with_a_url_or_secret_is_refused_not_silently_dropped() {
+    let app = spawn_app_on_disk(quick_policy()).await;
+    for provisioner in [
+        json!({"kind": "none", "url": "https://hooks.example.com/p"}),
+        json!({"kind": "none", "secret": SECRET}),
+        json!({"kind": "none", "url": "https://hooks.example.com/p", "secret": SECRET}),
+    ] {
+        let (status, body) = put_vault(&app.router, provisioner.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{provisioner}: {body}");
+        assert_eq!(body["error"]["code"], "malformed_request", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("unknown field"), "{message}");
+    }
+    let (status, _) = call(&app.router, "GET", "/v1/resources/vault", ADMIN, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
+    assert!(!app.dir.join("secrets.json").exists(), "no secret was kept");
+
+    let (status, body) = put_vault(&app.router, json!({"kind": "none"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn provisioner_urls_are_kept_normalised_and_a_query_or_fragment_is_refused() {
+    let app = spawn_app_on_disk(quick_policy()).await;
+    let (status, body) = put_vault(
+        &app.router,
+        json!({"kind": "webhook", "url": "  HTTPS://Hooks.Example.COM:443/grant access  ", "secret": SECRET}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["provisioner"]["url"],
+        "https://hooks.example.com/grant%20access"
+    );
+    let (_, read) = call(&app.router, "GET", "/v1/resources/vault", ADMIN, None).await;
+    assert_eq!(
+        read["provisioner"]["url"],
+        "https://hooks.example.com/grant%20access"
+    );
+
+    for url in [
+        "https://hooks.example.com/p?x=1",
+        "https://hooks.example.com/p#frag",
+        "https://hooks.example.com/p?",
+    ] {
+        let (status, body) = put_vault(
+            &app.router,
+            json!({"kind": "webhook", "url": url, "secret": "another-secret-0123456789"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_url", "{body}");
+        let (_, after) = call(&app.router, "GET", "/v1/resources/vault", ADMIN, None).await;
+        assert_eq!(
+            after, read,
+            "a refused change leaves the resource as it was"
+        );
+        assert_eq!(
+            secret_file(&app.dir)["_provisioners"]["vault"],
+            SECRET,
+            "and its secret"
+        );
+    }
 }
