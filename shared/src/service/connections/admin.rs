@@ -637,6 +637,31 @@ mod tests {
     const FRESHSERVICE: &dyn TicketSystemKind = &Freshservice;
 
     #[test]
+    fn a_refusal_names_bound_grants_by_status_and_counts_past_the_limit() {
+        let now = time::macros::datetime!(2026-01-01 0:00 UTC);
+        let grant = |n: usize| {
+            Grant::request(
+                format!("g{n:02}"),
+                "alice@example.com".into(),
+                "prod-db".into(),
+                "r".into(),
+                crate::domain::GrantDuration::Indefinite,
+                None,
+                now,
+            )
+        };
+        let mut grants: Vec<Grant> = (0..22).map(grant).collect();
+        grants[0] = grants[0].approve("bob@example.com", now).unwrap();
+        let text = describe_bound(&grants);
+        assert!(
+            text.starts_with("1 active (g00) and 21 pending (g01, g02,"),
+            "{text}"
+        );
+        assert!(text.ends_with("g19 and 2 more)"), "{text}");
+        assert!(!text.contains("g20"), "{text}");
+    }
+
+    #[test]
     fn a_site_or_domain_becomes_an_https_base_url() {
         let cloud = resolve_base_url(CLOUD, None, Some("acme"), None).unwrap();
         assert_eq!(cloud.as_deref(), Some("https://acme.atlassian.net"));
