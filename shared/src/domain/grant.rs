@@ -71,6 +71,8 @@ pub enum EndReason {
     Denied,
     /// Nobody decided the request within `PENDING_FOR`.
     ApprovalTimedOut,
+    /// An admin deleted the connection of the grant's ticket and asked that its grants end with it.
+    ConnectionRemoved,
 }
 
 impl EndReason {
@@ -83,6 +85,7 @@ impl EndReason {
             Self::Withdrawn => "withdrawn",
             Self::Denied => "denied",
             Self::ApprovalTimedOut => "approval_timed_out",
+            Self::ConnectionRemoved => "connection_removed",
         }
     }
 }

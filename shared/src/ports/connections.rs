@@ -64,7 +64,9 @@ pub enum SecretStoreError {
     Corrupt(String),
 }
 
-/// Credentials and webhook secrets, one entry per connection (Secrets Manager on AWS, a 0600 file locally).
+/// Credentials and webhook secrets, one entry per connection, and the signing secret of each resource's
+/// `webhook` provisioner, one entry per resource (Secrets Manager on AWS, a 0600 file locally). The two never
+/// share a name: connection and resource ids start with a letter or digit, the provisioner entries with `_`.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     /// The connection's secrets, or `None` if none are stored.
@@ -77,6 +79,16 @@ pub trait SecretStore: Send + Sync {
     ) -> Result<(), SecretStoreError>;
     /// Deletes them; deleting what is not there succeeds.
     async fn delete(&self, connection: &str) -> Result<(), SecretStoreError>;
+    /// The signing secret of `resource`'s webhook provisioner, or `None` if none is stored.
+    async fn get_provisioner(&self, resource: &str) -> Result<Option<Secret>, SecretStoreError>;
+    /// Creates or replaces it.
+    async fn put_provisioner(
+        &self,
+        resource: &str,
+        secret: &Secret,
+    ) -> Result<(), SecretStoreError>;
+    /// Deletes it; deleting what is not there succeeds.
+    async fn delete_provisioner(&self, resource: &str) -> Result<(), SecretStoreError>;
 }
 
 /// Why a ticket-system call did not give an answer. Messages never hold a credential.

@@ -74,7 +74,7 @@ fn resource(id: &str) -> Resource {
         require_ticket: false,
         provisioner: Provisioner::Webhook {
             url: "https://hooks.example.com/x".into(),
-            secret: Secret::new("provisioner-secret-value"),
+            secret: Some(Secret::new("provisioner-secret-value")),
         },
         // A policy other than the defaults, so both stores are seen to keep it.
         policy: ticketbound::domain::resource::ApprovalPolicy {
@@ -486,15 +486,20 @@ pub async fn events_read_in_order_and_page(store: Arc<dyn GrantStore>) {
     assert_eq!(rest.next, None);
 }
 
-pub async fn resources_are_kept_with_their_secret_and_paged(store: Arc<dyn GrantStore>) {
+/// The store keeps a resource without its provisioner secret, which the secret store keeps.
+pub async fn resources_are_kept_without_their_secret_and_paged(store: Arc<dyn GrantStore>) {
     for id in ["a-db", "b-db", "c-db"] {
         store.put_resource(&resource(id)).await.unwrap();
     }
     let read = store.get_resource("b-db").await.unwrap().unwrap();
     assert_eq!(read.policy, resource("b-db").policy, "the approval policy");
+    assert_eq!(read, resource("b-db").without_secret());
     match &read.provisioner {
-        Provisioner::Webhook { secret, .. } => {
-            assert_eq!(secret.expose(), "provisioner-secret-value")
+        Provisioner::Webhook { secret, url } => {
+            assert_eq!(
+                (url.as_str(), secret),
+                ("https://hooks.example.com/x", &None)
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -693,7 +698,7 @@ macro_rules! contract {
             case!(grants_bound_to_a_ticket_are_found_in_every_status);
             case!(grants_are_found_by_their_tickets_stable_id_whatever_their_key);
             case!(events_read_in_order_and_page);
-            case!(resources_are_kept_with_their_secret_and_paged);
+            case!(resources_are_kept_without_their_secret_and_paged);
             case!(a_delivery_is_remembered_until_it_expires);
             case!(open_bound_tickets_are_listed_once_each_in_key_order_after_a_position);
             case!(the_reconciliation_position_is_kept);
