@@ -37,6 +37,8 @@ pub type JiraChange = TicketChange;
 struct JiraBody {
     #[serde(rename = "webhookEvent")]
     webhook_event: Text,
+    /// When the event happened: epoch milliseconds, a JSON number (admin webhooks; Automation bodies have none).
+    timestamp: Option<Value>,
     issue: Object<JiraIssue>,
     changelog: Object<Changelog>,
     key: Text,
@@ -114,6 +116,17 @@ fn issue_id(id: &IdText) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A webhook's `timestamp` (epoch milliseconds, a JSON number; a string of digits is read too) as a time;
+/// anything else, or a time outside what a date can hold, is no time at all.
+fn event_time(timestamp: &Value) -> Option<time::OffsetDateTime> {
+    let millis = match timestamp {
+        Value::Number(n) => n.as_i64()?,
+        Value::String(s) => s.trim().parse::<i64>().ok()?,
+        _ => return None,
+    };
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
+}
+
 fn in_list(name: &str, list: &[String]) -> bool {
     list.iter()
         .any(|s| s.trim().eq_ignore_ascii_case(name.trim()))
@@ -171,6 +184,7 @@ impl JiraBody {
             let issue = self.issue.get();
             let key = issue.and_then(|i| i.key.get());
             let id = issue.and_then(|i| issue_id(&i.id));
+            let reported_at = self.timestamp.as_ref().and_then(event_time);
             if !matches!(event, "jira:issue_updated" | "jira:issue_deleted") {
                 // Other events (created, comments, projects, ...) close nothing and may name no issue at all.
                 return Ok(JiraChange {
@@ -178,6 +192,7 @@ impl JiraBody {
                     id,
                     closing: None,
                     source: event.to_owned(),
+                    reported_at,
                 });
             }
             let key = key.ok_or(DeliveryError::NoTicket("issue.key is missing"))?;
@@ -195,6 +210,7 @@ impl JiraBody {
                 id,
                 closing,
                 source: event.to_owned(),
+                reported_at,
             });
         }
         // Jira Automation: the issue in Jira format, the raw issue, or custom data.
@@ -233,6 +249,7 @@ impl JiraBody {
             id: issue_id(self.id.as_ref().unwrap_or(&self.issue_id)),
             closing,
             source: "automation".into(),
+            reported_at: None,
         })
     }
 
@@ -251,6 +268,7 @@ impl JiraBody {
             id: issue_id(id),
             closing: status_is_closed(fields, closed_statuses).then_some(Closing::Closed),
             source: "automation".into(),
+            reported_at: None,
         })
     }
 }
@@ -419,7 +437,8 @@ mod tests {
                 key: "API-1".into(),
                 id: Some("10005".into()),
                 closing: None,
-                source: "jira:issue_updated".into()
+                source: "jira:issue_updated".into(),
+                reported_at: time::OffsetDateTime::from_unix_timestamp_nanos(1_728_376_683_790_000_000).ok(),
             }
         );
     }
