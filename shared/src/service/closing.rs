@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use time::OffsetDateTime;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{Confirmation, EndOutcome, ServiceError, Ticketbound};
@@ -237,17 +237,15 @@ impl Ticketbound {
                         key,
                         confirm_at: at,
                     },
-                    Confirmation::NothingBound => DeliveryOutcome::Ignored(format!(
-                        "no open grant is bound to ticket {key}"
-                    )),
+                    Confirmation::NothingBound => {
+                        DeliveryOutcome::Ignored(format!("no open grant is bound to ticket {key}"))
+                    }
                 });
             }
             Err(e) => return Err(e.into()),
         };
         match state {
-            TicketState::Open => {
-                Ok(DeliveryOutcome::Ignored(format!("ticket {key} is open")))
-            }
+            TicketState::Open => Ok(DeliveryOutcome::Ignored(format!("ticket {key} is open"))),
             // Closed now, by the ticket system's own word: whatever the grants' binding times.
             TicketState::Closed => self.end_bound(found, Closing::Closed, None).await,
             TicketState::Deleted => self.end_bound(found, Closing::Deleted, None).await,

@@ -263,7 +263,7 @@ const KEYS_PER_PAGE: usize = 100;
 impl Ticketbound {
     /// Moves every open grant bound under a key spelled otherwise than its ticket system answers it (`sec-42`
     /// for `SEC-42`, `053263` for `53263`: stored so before the binding check kept the ticket system's answer)
-    /// to the canonical key, so the ticket's webhook finds it. Idempotent; answers how many grants moved. The
+    /// to the canonical key, so the ticket's webhook finds it. Idempotent; answers how many stored keys moved. The
     /// local server runs it at start; on AWS each reconciliation run does the same for the keys it sweeps, and
     /// the expiry function runs it whole on `{"job": "canonical_ticket_keys"}` (docs/operator-guide.md).
     /// Ended grants keep the key they were bound under: nothing ends them again.

@@ -438,7 +438,10 @@ mod tests {
                 id: Some("10005".into()),
                 closing: None,
                 source: "jira:issue_updated".into(),
-                reported_at: time::OffsetDateTime::from_unix_timestamp_nanos(1_728_376_683_790_000_000).ok(),
+                reported_at: time::OffsetDateTime::from_unix_timestamp_nanos(
+                    1_728_376_683_790_000_000
+                )
+                .ok(),
             }
         );
     }
