@@ -13,6 +13,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use wiremock::matchers::{method, path, query_param};
@@ -22,6 +23,7 @@ use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
 use ticketbound::domain::TicketRef;
 use ticketbound::domain::webhook_auth::hub_signature;
+use ticketbound::handlers::handle_scheduled_job;
 use ticketbound::ports::GrantStore;
 use ticketbound::service::{Settings, Ticketbound};
 use ticketbound_tests::{
@@ -396,6 +398,27 @@ async fn keys_stored_in_another_spelling_are_moved_to_the_canonical_one_and_then
         World::assert_ended(&w.stored(id).await);
     }
     assert_eq!(w.stored(&other[0]).await["status"], "active");
+}
+
+#[tokio::test]
+async fn the_expiry_function_moves_stored_keys_when_invoked_with_the_canonical_keys_job() {
+    let w = world().await;
+    let ids = seed_bound_active_grants(
+        &w.app,
+        &TicketRef {
+            connection: "fs".into(),
+            key: "00264".into(),
+        },
+        "prod-db",
+        1,
+    )
+    .await;
+    let event = LambdaEvent::new(json!({"job": "canonical_ticket_keys"}), Context::default());
+
+    let answer = handle_scheduled_job(&w.app, event).await.unwrap();
+
+    assert_eq!(answer, json!({"outcome": "done", "moved": 1}));
+    assert_eq!(w.stored(&ids[0]).await["ticket"]["key"], "264");
 }
 
 #[tokio::test]

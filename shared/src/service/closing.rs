@@ -25,6 +25,11 @@ pub struct TicketClosing {
     pub already_closed: usize,
 }
 
+/// How far the sender's clock and ours may disagree. A grant requested this soon after the event a closing
+/// reports still ends: ending is the safe side, and a binding check made after a real closing would have found
+/// the ticket closed. Only a grant bound later than this was bound after the ticket was reopened.
+const CLOCK_SKEW: time::Duration = time::Duration::seconds(30);
+
 /// How many grants of one ticket end at once: enough that 500 end well within a webhook timeout, few enough
 /// not to flood the store or the end system.
 const PARALLEL_ENDINGS: usize = 16;
@@ -48,8 +53,9 @@ impl Ticketbound {
 
     /// [`Self::close_ticket`], each audit event saying who found the closing (`"reconciliation"`) when it
     /// was not a delivery. With `reported_at` (when the sender says the ticket closed), a grant bound after
-    /// that moment is left alone: its binding check saw the ticket open after this closing (it was reopened),
-    /// so the closing is not about it. A captured delivery replayed later therefore ends nothing new.
+    /// that moment (beyond [`CLOCK_SKEW`]) is left alone: its binding check saw the ticket open after this
+    /// closing (it was reopened), so the closing is not about it. A captured delivery replayed later therefore
+    /// ends nothing new.
     pub(crate) async fn close_ticket_found_by(
         &self,
         ticket: &TicketRef,
@@ -86,7 +92,7 @@ impl Ticketbound {
                 outcome.already_closed += 1;
                 continue;
             }
-            if reported_at.is_some_and(|at| grant.requested_at > at) {
+            if reported_at.is_some_and(|at| grant.requested_at > at + CLOCK_SKEW) {
                 bound_after += 1;
                 continue;
             }

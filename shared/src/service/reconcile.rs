@@ -307,7 +307,7 @@ impl Ticketbound {
         let mut canonical = Vec::with_capacity(keys.len());
         for key in keys {
             let wanted = kind.canonical_key(key);
-            if &wanted != key {
+            if wanted != *key {
                 let stored = TicketRef {
                     connection: connection.to_owned(),
                     key: key.clone(),
