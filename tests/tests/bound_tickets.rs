@@ -401,6 +401,54 @@ async fn keys_stored_in_another_spelling_are_moved_to_the_canonical_one_and_then
 }
 
 #[tokio::test]
+async fn a_pending_request_stored_under_another_spelling_takes_the_canonical_key_when_approved() {
+    use ticketbound::domain::{AuditEvent, AuditKind, Grant, GrantDuration};
+    let w = world().await;
+    jira_issue(&w.cloud, "3", &["sec-42"], true).await;
+    // As an older version stored it: the spelling typed, still waiting for approval.
+    let now = w.clock.now_offset();
+    let pending = Grant::request(
+        ticketbound::domain::ids::new_ulid(now),
+        ALICE.0.into(),
+        "prod-db".into(),
+        "bound".into(),
+        GrantDuration::Indefinite,
+        Some(TicketRef {
+            connection: "jira-cloud".into(),
+            key: "sec-42".into(),
+        }),
+        now,
+    );
+    let event = AuditEvent::of(
+        &pending,
+        AuditKind::Requested,
+        Some(ALICE.0),
+        now,
+        Value::Null,
+    );
+    w.store.insert_grant(&pending, &event).await.unwrap();
+
+    let (status, approved) = call(
+        &w.router,
+        "POST",
+        &format!("/v1/grants/{}/approve", pending.id),
+        APPROVER,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    assert_eq!(approved["status"], "active");
+    assert_eq!(w.stored(&pending.id).await["ticket"]["key"], "SEC-42");
+
+    let (status, answer) = w
+        .cloud_delivery(jira_closing("SEC-42", CLOUD_ID, w.millis(1)), Some("d-4"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ended"], 1, "{answer}");
+    World::assert_ended(&w.stored(&pending.id).await);
+}
+
+#[tokio::test]
 async fn the_expiry_function_moves_stored_keys_when_invoked_with_the_canonical_keys_job() {
     let w = world().await;
     let ids = seed_bound_active_grants(

@@ -406,6 +406,7 @@ impl Ticketbound {
                 ),
             ));
         };
+        let mut canonical_ticket = None;
         if let Some(ticket) = &grant.ticket {
             // The id was recorded at the request (the stores index it once, with the grant's insert). The key is
             // compared on its canonical form: a grant stored under another spelling before keys were kept as the
@@ -418,10 +419,11 @@ impl Ticketbound {
                 .canonical_key(&ticket.connection, &ticket.key)
                 .await?;
             if canonical == bound.key && ticket.key != bound.key {
-                grant.ticket = Some(TicketRef {
+                canonical_ticket = Some(TicketRef {
                     connection: ticket.connection.clone(),
                     key: bound.key,
                 });
+                grant.ticket.clone_from(&canonical_ticket);
             }
         }
         let mut raced = false;
@@ -493,6 +495,10 @@ impl Ticketbound {
                         .await?
                         .ok_or_else(|| ServiceError::grant_not_found(id))?;
                     with_quorum(&mut grant, &resource);
+                    if canonical_ticket.is_some() {
+                        // The same ticket, spelled as its ticket system does (a grant's ticket changes no other way).
+                        grant.ticket.clone_from(&canonical_ticket);
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
