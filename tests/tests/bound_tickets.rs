@@ -281,6 +281,19 @@ async fn a_jira_cloud_binding_typed_in_lower_case_ends_by_the_signed_closing_of_
     assert_eq!(grant["ticket"]["key"], "SEC-42", "kept as Jira answered it");
     assert_eq!(grant["ticket_id"], CLOUD_ID);
     let id = grant["id"].as_str().unwrap();
+    // Listed by the ticket however it is spelled.
+    for spelling in ["jira-cloud:sec-42", "jira-cloud:SEC-42"] {
+        let (status, listed) = call(
+            &w.router,
+            "GET",
+            &format!("/v1/grants?ticket={spelling}"),
+            ALICE,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{listed}");
+        assert_eq!(listed["items"][0]["id"], id, "{spelling}: {listed}");
+    }
 
     let (status, answer) = w
         .cloud_delivery(jira_closing("SEC-42", CLOUD_ID, w.millis(1)), Some("d-1"))

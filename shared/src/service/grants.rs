@@ -590,6 +590,13 @@ impl Ticketbound {
         caller: &Caller,
         mut query: ListGrants,
     ) -> Result<Page<Grant>, ServiceError> {
+        if let Some(ticket) = query.filter.ticket.as_mut() {
+            // Grants are stored under the ticket's canonical key: a filter spelled another way finds them too.
+            ticket.key = self
+                .connections
+                .canonical_key(&ticket.connection, &ticket.key)
+                .await?;
+        }
         let own_only = query
             .filter
             .requester
