@@ -491,6 +491,9 @@ mod value_walking {
             Value::String(s) => s.trim().parse::<i64>().ok()?,
             _ => return None,
         };
+        if millis < 1_000_000_000_000 {
+            return None;
+        }
         time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
     }
 

@@ -116,16 +116,24 @@ fn issue_id(id: &IdText) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A webhook's `timestamp` (epoch milliseconds, a JSON number; a string of digits is read too) as a time;
-/// anything else, or a time outside what a date can hold, is no time at all.
+/// A webhook's `timestamp` (epoch milliseconds, a JSON number; a string of digits is read too) as a time.
+/// Anything else is no time at all, and the closing is then confirmed with Jira: so is a number below
+/// [`MIN_EVENT_MILLIS`], which cannot be milliseconds of a real event (seconds, say) and, read as a time, would
+/// leave every grant alone as bound after it.
 fn event_time(timestamp: &Value) -> Option<time::OffsetDateTime> {
     let millis = match timestamp {
         Value::Number(n) => n.as_i64()?,
         Value::String(s) => s.trim().parse::<i64>().ok()?,
         _ => return None,
     };
+    if millis < MIN_EVENT_MILLIS {
+        return None;
+    }
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
 }
+
+/// 10^12 epoch milliseconds: September 2001, before any Jira webhook (and any epoch-seconds value until 33658).
+const MIN_EVENT_MILLIS: i64 = 1_000_000_000_000;
 
 fn in_list(name: &str, list: &[String]) -> bool {
     list.iter()
@@ -444,6 +452,29 @@ mod tests {
                 .ok(),
             }
         );
+    }
+
+    #[test]
+    fn a_timestamp_is_read_as_epoch_milliseconds_and_one_that_cannot_be_is_no_time() {
+        let at = |timestamp: Value| {
+            let mut body = cloud_done();
+            body["timestamp"] = timestamp;
+            interpret_jira(&body, &[]).unwrap().reported_at
+        };
+        let expected =
+            time::OffsetDateTime::from_unix_timestamp_nanos(1_728_376_683_790_000_000).ok();
+        assert_eq!(at(json!(1_728_376_683_790u64)), expected);
+        assert_eq!(at(json!("1728376683790")), expected);
+        for not_millis in [
+            json!(1_728_376_683),
+            json!(-1),
+            json!(0),
+            json!("soon"),
+            json!(1.5e20),
+            Value::Null,
+        ] {
+            assert_eq!(at(not_millis.clone()), None, "{not_millis}");
+        }
     }
 
     #[test]
