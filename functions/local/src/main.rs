@@ -164,6 +164,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Settings::default()
     };
     let (app, scheduler) = ticketbound::wiring::local_app(&args.data_dir, settings)?;
+    // Bound ticket keys stored as typed by an older version move to the ticket system's spelling.
+    app.canonicalise_ticket_keys().await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

@@ -359,4 +359,11 @@ pub trait TicketSystemKind: Send + Sync {
     fn takes_token_type(&self) -> bool {
         false
     }
+    /// The one spelling of a ticket key that this ticket system answers with, for a key as somebody typed it
+    /// (Jira: `sec-42` is `SEC-42`; Freshservice: `053263` is `53263`). Grants are stored, and deliveries and
+    /// reconciliation matched, under this form only, so a binding typed another way still ends by its webhook.
+    /// Default: the key as given.
+    fn canonical_key(&self, key: &str) -> String {
+        key.to_owned()
+    }
 }

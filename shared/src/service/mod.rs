@@ -28,7 +28,7 @@ pub use grants::{GrantRequest, ListGrants};
 pub use lifecycle::{EndOutcome, JobOutcome};
 pub use notifications::NotifySettings;
 pub use reconcile::{
-    FOUND_BY_RECONCILIATION, RECONCILE_JOB, ReconcileReport, ReconcileSettings,
+    CANONICAL_KEYS_JOB, FOUND_BY_RECONCILIATION, RECONCILE_JOB, ReconcileReport, ReconcileSettings,
     spawn_reconciliation,
 };
 pub use resources::{

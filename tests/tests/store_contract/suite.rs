@@ -394,6 +394,63 @@ pub async fn grants_bound_to_a_ticket_are_found_in_every_status(store: Arc<dyn G
     assert_eq!(found, expected);
 }
 
+/// A grant stored under a key in another spelling (`sec-42`, as older versions kept what was typed) and
+/// rewritten under the canonical one (`SEC-42`) by a conditional write is found, filtered and listed open under
+/// the canonical key only: every index of bound grants follows the rewrite.
+pub async fn a_grant_rewritten_under_its_canonical_ticket_key_is_found_only_by_it(
+    store: Arc<dyn GrantStore>,
+) {
+    let typed = TicketRef {
+        connection: "jira".into(),
+        key: "sec-42".into(),
+    };
+    let canonical = TicketRef {
+        connection: "jira".into(),
+        key: "SEC-42".into(),
+    };
+    let grant = grant_at(0, "alice@example.com", "prod-db", Some(("jira", "sec-42")));
+    insert(&*store, &grant).await;
+    let active = approve(&*store, &grant).await;
+    let mut moved = active.touched();
+    moved.ticket = Some(canonical.clone());
+    store
+        .update_grant(&moved, active.expected(), None)
+        .await
+        .expect("rewrite");
+
+    let ids = |grants: Vec<Grant>| grants.into_iter().map(|g| g.id).collect::<Vec<_>>();
+    let only = vec![grant.id.clone()];
+    assert_eq!(
+        ids(store.grants_for_ticket(&canonical).await.unwrap()),
+        only
+    );
+    assert!(store.grants_for_ticket(&typed).await.unwrap().is_empty());
+    assert_eq!(
+        store.open_bound_tickets("jira", None, 10).await.unwrap(),
+        ["SEC-42"]
+    );
+    let filtered = |ticket: TicketRef| GrantFilter {
+        ticket: Some(ticket),
+        ..GrantFilter::default()
+    };
+    assert_eq!(
+        ids(store
+            .list_grants(&filtered(canonical), 10, None)
+            .await
+            .unwrap()
+            .items),
+        only
+    );
+    assert!(
+        store
+            .list_grants(&filtered(typed), 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
 pub async fn grants_are_found_by_their_tickets_stable_id_whatever_their_key(
     store: Arc<dyn GrantStore>,
 ) {
@@ -697,6 +754,7 @@ macro_rules! contract {
             case!(active_grants_of_a_requester_and_resource_are_found);
             case!(grants_bound_to_a_ticket_are_found_in_every_status);
             case!(grants_are_found_by_their_tickets_stable_id_whatever_their_key);
+            case!(a_grant_rewritten_under_its_canonical_ticket_key_is_found_only_by_it);
             case!(events_read_in_order_and_page);
             case!(resources_are_kept_without_their_secret_and_paged);
             case!(a_delivery_is_remembered_until_it_expires);
