@@ -27,6 +27,7 @@ pub struct ResourceInput {
     pub max_duration: Option<String>,
     #[serde(default)]
     pub require_ticket: bool,
+    #[serde(deserialize_with = "exact_provisioner")]
     pub provisioner: Provisioner,
     /// Who may approve or deny; the approver group when absent.
     #[serde(default)]
@@ -39,6 +40,23 @@ pub struct ResourceInput {
     pub requesters: Option<Vec<String>>,
     #[serde(default)]
     pub auto_approve: Option<AutoApproveInput>,
+}
+
+/// A provisioner as sent, refusing fields its kind does not take. Serde cannot refuse unknown fields beside a
+/// variant without fields, so an operator's `url` and `secret` sent with `"kind": "none"` would silently vanish.
+fn exact_provisioner<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Provisioner, D::Error> {
+    use serde::de::Error;
+    let value = serde_json::Value::deserialize(d)?;
+    if value["kind"] == "none"
+        && let Some(extra) = value
+            .as_object()
+            .and_then(|o| o.keys().find(|k| *k != "kind"))
+    {
+        return Err(D::Error::custom(format!(
+            "unknown field `{extra}`: a `none` provisioner takes only `kind`"
+        )));
+    }
+    Provisioner::deserialize(value).map_err(D::Error::custom)
 }
 
 /// `approvers` as sent: groups and/or people (e-mail addresses).
