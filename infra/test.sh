@@ -2,9 +2,15 @@
 # The test command (README): starts a moto server (the real AWS wire protocol for DynamoDB, EventBridge
 # Scheduler and Secrets Manager) and the fault-injecting proxy in front of it (infra/fault_proxy.py, for
 # tests/tests/faults.rs), runs every test in the workspace against them, and stops them.
-# Extra arguments go to `cargo test` (e.g. `bash infra/test.sh -p ticketbound`).
+# Extra arguments go to `cargo test` (e.g. `bash infra/test.sh -p ticketbound`). The whole run (no arguments)
+# first checks docs/openapi.yaml against the built local server with the API fuzzer (infra/fuzz_api.sh, about two
+# minutes; SKIP_FUZZ=1 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ $# -eq 0 ] && [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  bash infra/fuzz_api.sh
+fi
 
 port="${MOTO_PORT:-5005}"
 if ! python3 -c "import moto.server, flask, flask_cors" >/dev/null 2>&1; then

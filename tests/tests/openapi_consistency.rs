@@ -116,3 +116,156 @@ fn the_documented_audit_event_kinds_are_exactly_the_ones_the_code_records() {
 
     assert_eq!(documented, recorded);
 }
+
+/// `value`, following a local `$ref` (`#/components/...`).
+fn resolve<'a>(spec: &'a Value, value: &'a Value) -> &'a Value {
+    match value["$ref"].as_str() {
+        Some(reference) => {
+            let mut target = spec;
+            for part in reference.trim_start_matches("#/").split('/') {
+                target = &target[part];
+            }
+            assert!(!target.is_null(), "{reference} resolves");
+            resolve(spec, target)
+        }
+        None => value,
+    }
+}
+
+/// Every schema reachable from `schema` (itself included), through references, combinators, properties and items.
+fn walk<'a>(
+    spec: &'a Value,
+    schema: &'a Value,
+    seen: &mut Vec<*const Value>,
+    out: &mut Vec<&'a Value>,
+) {
+    let schema = resolve(spec, schema);
+    if !schema.is_mapping() || seen.contains(&(schema as *const Value)) {
+        return;
+    }
+    seen.push(schema);
+    out.push(schema);
+    for key in ["allOf", "oneOf", "anyOf"] {
+        for branch in schema[key].as_sequence().into_iter().flatten() {
+            walk(spec, branch, seen, out);
+        }
+    }
+    for (_, property) in schema["properties"].as_mapping().into_iter().flatten() {
+        walk(spec, property, seen, out);
+    }
+    walk(spec, &schema["items"], seen, out);
+    walk(spec, &schema["additionalProperties"], seen, out);
+}
+
+fn operations(spec: &Value) -> Vec<(String, String, &Value)> {
+    documented(spec)
+        .into_iter()
+        .map(|(method, path)| {
+            let operation = &spec["paths"][path.as_str()][method.to_lowercase().as_str()];
+            (method, path, operation)
+        })
+        .collect()
+}
+
+#[test]
+fn no_answer_documents_a_write_only_field() {
+    // A credential the server answers masked is a field of its own (`"********"`), not the write-only one a
+    // client sends: a validator reading answers against the description would otherwise refuse every connection.
+    let spec = openapi();
+    for (method, path, operation) in operations(&spec) {
+        for (code, response) in operation["responses"].as_mapping().expect("responses") {
+            let response = resolve(&spec, response);
+            let schema = &response["content"]["application/json"]["schema"];
+            let mut reachable = Vec::new();
+            walk(&spec, schema, &mut Vec::new(), &mut reachable);
+            for schema in reachable {
+                for (name, property) in schema["properties"].as_mapping().into_iter().flatten() {
+                    let property = resolve(&spec, property);
+                    assert_ne!(
+                        property["writeOnly"].as_bool(),
+                        Some(true),
+                        "{method} {path} {code:?}: `{}` is answered but documented write-only",
+                        name.as_str().unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_request_body_object_refuses_unknown_fields_as_the_server_does() {
+    // The server refuses unknown fields (400); a description that allowed them would call those requests valid.
+    let spec = openapi();
+    let mut checked = 0;
+    for (method, path, operation) in operations(&spec) {
+        let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+        if schema.is_null() {
+            continue;
+        }
+        let mut reachable = Vec::new();
+        walk(&spec, schema, &mut Vec::new(), &mut reachable);
+        for schema in reachable {
+            // An object with named fields, not a map (`people`) or a combinator of closed branches.
+            if schema["properties"].is_mapping() {
+                assert_eq!(
+                    schema["additionalProperties"].as_bool(),
+                    Some(false),
+                    "{method} {path}: an object of the body allows unknown fields: {schema:?}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "request body objects were found ({checked})");
+}
+
+#[test]
+fn the_local_identity_header_is_a_security_scheme_beside_the_jwt() {
+    let spec = openapi();
+    let scheme = &spec["components"]["securitySchemes"]["localIdentity"];
+    assert_eq!(scheme["type"].as_str(), Some("apiKey"));
+    assert_eq!(scheme["in"].as_str(), Some("header"));
+    assert_eq!(
+        scheme["name"].as_str().map(str::to_lowercase).as_deref(),
+        Some(ticketbound::http::extract::USER_HEADER),
+        "the header the local server reads"
+    );
+    let security: Vec<String> = spec["security"]
+        .as_sequence()
+        .expect("security")
+        .iter()
+        .flat_map(|requirement| requirement.as_mapping().expect("requirement").keys())
+        .map(|k| k.as_str().expect("scheme").to_owned())
+        .collect();
+    assert_eq!(security, ["jwt", "localIdentity"], "either identity");
+}
+
+#[test]
+fn every_cursor_parameter_is_the_opaque_cursor_a_list_gives_out() {
+    let spec = openapi();
+    let cursor = &spec["components"]["schemas"]["Cursor"];
+    let pattern = cursor["pattern"].as_str().expect("Cursor has a pattern");
+    assert_eq!(
+        pattern, "^[A-Za-z0-9_-]{1,4096}$",
+        "URL-safe base64 without padding"
+    );
+    let mut found = 0;
+    for (method, path, operation) in operations(&spec) {
+        for parameter in operation["parameters"].as_sequence().into_iter().flatten() {
+            let parameter = resolve(&spec, parameter);
+            if parameter["name"].as_str() == Some("cursor") {
+                assert_eq!(
+                    parameter["schema"]["$ref"].as_str(),
+                    Some("#/components/schemas/Cursor"),
+                    "{method} {path}: `cursor` is the documented cursor, not a free string"
+                );
+                found += 1;
+            }
+        }
+    }
+    assert_eq!(
+        found, 5,
+        "the four lists and the ticket search take a cursor"
+    );
+}

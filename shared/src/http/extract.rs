@@ -163,7 +163,7 @@ pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Ap
     })
 }
 
-/// A JSON body: 413 past the limit, 400 when it is not the expected JSON (with serde's reason).
+/// A JSON body: 413 past the limit, 400 when it is not the expected JSON object (with serde's reason).
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
@@ -171,6 +171,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req.into_body(), API_BODY_LIMIT).await?;
+        // Every body of the API is an object; serde would also fill a struct from an array of its fields in
+        // order (`[null, null]`), reading a malformed body as a valid one.
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err(ApiError::new(
+                ErrorKind::BadRequest,
+                "malformed_request",
+                "the body is not the expected JSON: it must be a JSON object",
+            ));
+        }
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             ApiError::new(
                 ErrorKind::BadRequest,

@@ -1,5 +1,6 @@
 //! The use cases' error: what went wrong in the user's terms, with the §5 code and the HTTP class it maps to.
 
+use crate::domain::text::{self, UnsafeText};
 use crate::ports::{SchedulerError, StoreError, TicketCheckError};
 
 /// The HTTP class of an error (DESIGN §5).
@@ -68,6 +69,13 @@ impl ServiceError {
             "grant_not_found",
             format!("there is no grant `{id}` that you can see"),
         )
+    }
+}
+
+/// Text that could read differently from what it holds: a 422 naming the field.
+impl From<UnsafeText> for ServiceError {
+    fn from(e: UnsafeText) -> Self {
+        Self::unprocessable(text::CODE, e.to_string())
     }
 }
 

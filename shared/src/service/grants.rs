@@ -23,6 +23,7 @@ use crate::domain::grant::{POLICY_ACTOR, TransitionError};
 use crate::domain::ids::{GrantId, Slug, TicketKey};
 use crate::domain::notification::NotifyEvent;
 use crate::domain::resource::Deciders;
+use crate::domain::text::{self, Lines};
 use crate::domain::{
     AuditEvent, AuditKind, Caller, EndReason, Grant, GrantDuration, GrantStatus, Resource,
     TicketRef,
@@ -36,8 +37,16 @@ pub struct GrantRequest {
     pub resource: String,
     pub reason: String,
     pub duration: String,
-    #[serde(default)]
+    /// Absent for an unbound request; `null` is refused (400) rather than read as absent, as the API describes.
+    #[serde(default, deserialize_with = "object_when_present")]
     pub ticket: Option<TicketRef>,
+}
+
+/// A field that is an object when present: `null` is malformed.
+fn object_when_present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<TicketRef>, D::Error> {
+    TicketRef::deserialize(d).map(Some)
 }
 
 /// The query of `GET /v1/grants`.
@@ -115,6 +124,7 @@ impl Ticketbound {
                 format!("`reason` must say why access is needed, in 1 to {MAX_REASON} characters"),
             ));
         }
+        text::check("reason", reason, Lines::Multi)?;
         let duration = GrantDuration::parse(&req.duration)
             .map_err(|e| ServiceError::unprocessable("invalid_duration", e.to_string()))?;
         if let Some(ticket) = &req.ticket {

@@ -23,6 +23,7 @@ use crate::domain::identity::{Email, normalize_email};
 use crate::domain::ids::Slug;
 use crate::domain::resource::{ApprovalPolicy, Approvers, AutoApprove, MAX_APPROVALS_REQUIRED};
 use crate::domain::secret::Secret;
+use crate::domain::text::{self, Lines};
 use crate::domain::url_policy::check_outbound_url;
 use crate::domain::{Caller, Grant, IsoDuration, Provisioner, Resource};
 use crate::ports::{
@@ -573,6 +574,8 @@ impl Ticketbound {
                 "`name` must be 1 to 200 characters",
             ));
         }
+        text::check("name", name, Lines::Single)?;
+        text::check("description", &input.description, Lines::Multi)?;
         if input.description.len() > 2_000 {
             return Err(ServiceError::unprocessable(
                 "invalid_description",
