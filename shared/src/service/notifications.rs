@@ -32,41 +32,23 @@ use time::{Duration, OffsetDateTime};
 use tokio::task::JoinSet;
 
 use super::grants::rfc3339;
+use super::jobs::{next_arming, record_attempt_on_span};
 use super::{JobOutcome, ServiceError, Ticketbound};
 use crate::domain::identity::{looks_like_email, normalize_email};
+pub use crate::domain::notification::NotifySettings;
 use crate::domain::notification::{NotificationState, NotifyEvent};
 use crate::domain::resource::Approvers;
+use crate::domain::side_effect::{Claim, Failure, Tracked};
 use crate::domain::{EndReason, Grant, GrantStatus, SideEffectState};
 use crate::ports::Job;
 use crate::ports::notify::{Message, SendError, SendOutcome};
 use crate::telemetry;
-
-/// Where messages link to and whom they address, from the deployment's notification configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NotifySettings {
-    /// The portal's public base URL (`PORTAL_URL`); a grant's page is `<portal_url>/#/grant/<id>`.
-    pub portal_url: Option<String>,
-    /// Addresses told of waiting requests (the deployment-level approvers).
-    pub approver_emails: Vec<String>,
-    /// Addresses told when removing access failed.
-    pub admin_emails: Vec<String>,
-}
-
-impl NotifySettings {
-    /// The grant's page in the portal (the hash route the portal's `#/grant/<id>` view reads).
-    pub fn link(&self, grant_id: &str) -> String {
-        let base = self.portal_url.as_deref().unwrap_or_default();
-        format!("{}/#/grant/{grant_id}", base.trim_end_matches('/'))
-    }
-}
 
 /// How long arming a notification may hold up the request, decision or ending that emits it.
 pub const ARM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// A reminder that fires up to this much before its time still sends (schedules fire to the second, clocks
 /// differ by less).
 const EARLY_SLACK: Duration = Duration::seconds(60);
-/// The longest `Retry-After` honoured; a channel asking for more is retried after this.
-const MAX_RETRY_AFTER: Duration = Duration::days(1);
 
 /// Whether an event is still worth telling when its job runs.
 enum Holds {
@@ -205,7 +187,7 @@ impl Ticketbound {
         match holds(event, &grant, now) {
             Holds::Yes => {}
             Holds::Early(at) => {
-                let next = fired.max(live_arming(&grant, event)).saturating_add(1);
+                let next = next_arming(fired, live_arming(&grant, event));
                 self.scheduler
                     .schedule(&Job::notify(event, id, next), at)
                     .await?;
@@ -246,17 +228,13 @@ impl Ticketbound {
                             next.notifications.len() - 1
                         }
                     };
-                    let entry = &mut next.notifications[index];
-                    if entry.state != SideEffectState::Pending {
-                        continue;
+                    match next.notifications[index].claim(now, lease) {
+                        Claim::Claimed => claimed.push(channel.clone()),
+                        Claim::Busy(until) => {
+                            busy_until = Some(busy_until.map_or(until, |b| b.max(until)));
+                        }
+                        Claim::Finished => {}
                     }
-                    if let Some(until) = entry.lease_until.filter(|u| *u > now) {
-                        busy_until = Some(busy_until.map_or(until, |b| b.max(until)));
-                        continue;
-                    }
-                    entry.attempts += 1;
-                    entry.lease_until = Some(now + lease);
-                    claimed.push(channel.clone());
                 }
                 (!claimed.is_empty()).then_some((next, None))
             })
@@ -264,7 +242,7 @@ impl Ticketbound {
         let Some(grant) = written else {
             if let Some(until) = busy_until {
                 // Another worker is sending: come back when its lease runs out, in case it died.
-                let next = fired.max(live_arming(&grant, event)).saturating_add(1);
+                let next = next_arming(fired, live_arming(&grant, event));
                 self.scheduler
                     .schedule(&Job::notify(event, id, next), until + Duration::seconds(1))
                     .await?;
@@ -273,6 +251,15 @@ impl Ticketbound {
             return Ok(JobOutcome::Nothing);
         };
 
+        record_attempt_on_span(
+            grant
+                .notifications
+                .iter()
+                .filter(|n| n.event == event && claimed.contains(&n.channel))
+                .map(|n| n.attempts)
+                .max()
+                .unwrap_or(1),
+        );
         let results = self.send_all(event, &grant, &claimed).await;
         self.record_sends(event, &grant, fired, results).await
     }
@@ -367,35 +354,35 @@ impl Ticketbound {
                         reason: Some("no recipient for this event".into()),
                         next_attempt_at: None,
                     },
-                    Err(SendError::Permanent(error)) => Outcome {
-                        state: SideEffectState::Failed,
-                        error: Some(error),
-                        reason: None,
-                        next_attempt_at: None,
-                    },
-                    Err(SendError::Retryable {
-                        message,
-                        retry_after,
-                    }) => {
+                    Err(error) => {
+                        let failure = match error {
+                            SendError::Permanent(message) => Failure::permanent(message),
+                            SendError::Retryable {
+                                message,
+                                retry_after,
+                            } => Failure {
+                                retry_after,
+                                ..Failure::retryable(message)
+                            },
+                        };
                         let done = attempts(&channel);
-                        if done < policy.max_attempts {
-                            let asked = retry_after
-                                .and_then(|d| Duration::try_from(d).ok())
-                                .unwrap_or(Duration::ZERO)
-                                .min(MAX_RETRY_AFTER);
-                            Outcome {
+                        match policy.retry_at(done, &failure, now) {
+                            Some(at) => Outcome {
                                 state: SideEffectState::Pending,
-                                error: Some(message),
+                                error: Some(failure.message),
                                 reason: None,
-                                next_attempt_at: Some(now + policy.delay_after(done).max(asked)),
-                            }
-                        } else {
-                            Outcome {
+                                next_attempt_at: Some(at),
+                            },
+                            None => Outcome {
                                 state: SideEffectState::Failed,
-                                error: Some(format!("{message} (after {done} attempts)")),
+                                error: Some(if failure.is_retried() {
+                                    format!("{} (after {done} attempts)", failure.message)
+                                } else {
+                                    failure.message
+                                }),
                                 reason: None,
                                 next_attempt_at: None,
-                            }
+                            },
                         }
                     }
                 };
@@ -405,7 +392,7 @@ impl Ticketbound {
 
         // The retry is armed before the outcome is written, under a new arming ("Armings" in lifecycle.rs).
         let retry_at = outcomes.values().filter_map(|o| o.next_attempt_at).min();
-        let retry_arming = fired.max(live_arming(claimed, event)).saturating_add(1);
+        let retry_arming = next_arming(fired, live_arming(claimed, event));
         let mut arm_error = None;
         if let Some(at) = retry_at
             && let Err(e) = self
@@ -536,21 +523,10 @@ impl Ticketbound {
         }
     }
 
-    /// Deletes the given armings of an event's job; a failure is only logged (such a schedule fires once and
-    /// finds nothing to do).
-    async fn remove_notification_armings(
-        &self,
-        event: NotifyEvent,
-        id: &str,
-        mut armings: Vec<u32>,
-    ) {
-        armings.sort_unstable();
-        armings.dedup();
-        for arming in armings {
-            if let Err(e) = self.scheduler.cancel(&Job::notify(event, id, arming)).await {
-                tracing::warn!(grant = %id, event = event.as_str(), arming, error = %e, "could not delete a stale notification schedule");
-            }
-        }
+    /// Deletes the given armings of an event's job (the engine's [`Ticketbound::remove_armings`]).
+    async fn remove_notification_armings(&self, event: NotifyEvent, id: &str, armings: Vec<u32>) {
+        self.remove_armings(&Job::notify(event, id, 0), armings)
+            .await;
     }
 
     /// Who is e-mailed about a waiting request, never the requester, who cannot decide their own request: the
@@ -648,7 +624,14 @@ impl Ticketbound {
                 } else {
                     (
                         format!("Your access to {what} ended: {why}"),
-                        format!("Your access to {what} ended because {why}."),
+                        format!(
+                            "Your access to {what} ended{} because {why}.{}",
+                            grant
+                                .ended_at
+                                .map(|t| format!(" at {}", rfc3339(t)))
+                                .unwrap_or_default(),
+                            removal_text(grant)
+                        ),
                         Self::requester_recipients(grant),
                     )
                 }
@@ -680,6 +663,12 @@ impl Ticketbound {
         if let Some(at) = ends {
             facts.push(("Ends at".to_owned(), at));
         }
+        if let Some(at) = grant.access_removed_at {
+            facts.push(("Access removed at".to_owned(), rfc3339(at)));
+        }
+        if let Some(at) = grant.residual_until {
+            facts.push(("Sessions may work until".to_owned(), rfc3339(at)));
+        }
         facts.push(("Status".to_owned(), grant.status.as_str().to_owned()));
         let mut shown = grant.clone();
         // The receiver needs the grant, not our delivery bookkeeping.
@@ -695,6 +684,22 @@ impl Ticketbound {
             grant: shown,
         }
     }
+}
+
+/// When access really ended, as sentences to follow the "ended" one: empty while the removal is not confirmed
+/// (the message may go out before it is).
+fn removal_text(grant: &Grant) -> String {
+    let Some(removed) = grant.access_removed_at else {
+        return String::new();
+    };
+    let mut text = format!(" Access was removed at {}.", rfc3339(removed));
+    if let Some(until) = grant.residual_until {
+        text.push_str(&format!(
+            " Sessions opened before then may keep working until {}.",
+            rfc3339(until)
+        ));
+    }
+    text
 }
 
 /// Why a grant ended, as the end of a sentence ("SEC-42 was closed").

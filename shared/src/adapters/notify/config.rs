@@ -27,7 +27,7 @@ use crate::domain::ids::Slug;
 use crate::domain::notification::NotifyEvent;
 use crate::domain::secret::Secret;
 use crate::domain::url_policy::{UrlPolicyError, check_outbound_url};
-use crate::service::NotifySettings;
+use crate::domain::notification::NotifySettings;
 
 /// The key of the local server's secret file (`<data dir>/secrets.json`) that holds the configuration. Not a
 /// connection id: those are slugs, which never start with `_`.
