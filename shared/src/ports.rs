@@ -249,6 +249,13 @@ impl Job {
     }
 }
 
+/// What runs a fired job (the service's side-effect engine); the in-process scheduler calls it.
+#[async_trait]
+pub trait JobRunner: Send + Sync {
+    /// `Err` asks for the job to be tried again a little later.
+    async fn run_job(&self, job: &Job) -> Result<(), String>;
+}
+
 /// Why a schedule could not be created, moved or deleted.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SchedulerError {
@@ -310,7 +317,9 @@ impl ProvisionOutcome {
 }
 
 /// What a contract v2 provisioner reported of a finished call: `{"access_removed": true, "sessions":
-/// "terminated"|"will_expire"|"not_supported", "residual_until": "…"}`. Every field is optional.
+/// "terminated"|"will_expire"|"not_supported", "residual_until": "…"}`. Every field is optional; a finished call
+/// with `access_removed: Some(false)` only asked for the removal (a `ticket` provisioner), so the grant does not
+/// record it as removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProvisionReceipt {
     pub access_removed: Option<bool>,

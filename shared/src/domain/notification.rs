@@ -174,6 +174,9 @@ impl Tracked for NotificationState {
     fn lease_until_mut(&mut self) -> &mut Option<OffsetDateTime> {
         &mut self.lease_until
     }
+    fn lease_until(&self) -> Option<OffsetDateTime> {
+        self.lease_until
+    }
 }
 
 #[cfg(test)]

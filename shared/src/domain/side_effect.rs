@@ -105,6 +105,12 @@ pub trait Tracked {
     fn state(&self) -> SideEffectState;
     fn attempts_mut(&mut self) -> &mut u32;
     fn lease_until_mut(&mut self) -> &mut Option<OffsetDateTime>;
+    fn lease_until(&self) -> Option<OffsetDateTime>;
+
+    /// Until when another worker's attempt holds it, if a lease still runs at `now`.
+    fn leased_until(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.lease_until().filter(|until| *until > now)
+    }
 
     /// Takes the lease for one attempt at `now` (counting the attempt), unless the side effect is finished or
     /// another worker's lease still runs.
@@ -112,7 +118,7 @@ pub trait Tracked {
         if self.state() != SideEffectState::Pending {
             return Claim::Finished;
         }
-        if let Some(until) = self.lease_until_mut().filter(|until| *until > now) {
+        if let Some(until) = self.leased_until(now) {
             return Claim::Busy(until);
         }
         *self.attempts_mut() += 1;
@@ -141,6 +147,9 @@ impl Tracked for SideEffect {
     }
     fn lease_until_mut(&mut self) -> &mut Option<OffsetDateTime> {
         &mut self.lease_until
+    }
+    fn lease_until(&self) -> Option<OffsetDateTime> {
+        self.lease_until
     }
 }
 

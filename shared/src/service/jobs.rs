@@ -22,9 +22,9 @@
 use time::{Duration, OffsetDateTime};
 use tracing::Instrument;
 
-use super::{RetryPolicy, ServiceError, Ticketbound};
+use super::{ErrorKind, RetryPolicy, ServiceError, Ticketbound};
 use crate::domain::side_effect::Failure;
-use crate::ports::{Job, JobKind};
+use crate::ports::{Job, JobKind, JobRunner};
 
 /// The longest `Retry-After` honoured; a side effect asking for more is retried after this.
 const MAX_RETRY_AFTER: Duration = Duration::days(1);
@@ -112,6 +112,33 @@ impl Ticketbound {
         for arming in armings {
             if let Err(e) = self.scheduler.cancel(&job.with_arming(arming)).await {
                 tracing::warn!(grant = %job.grant_id, job = ?job.job, arming, error = %e, "could not delete a stale schedule");
+            }
+        }
+    }
+}
+
+/// The in-process scheduler's view of the engine (locally, where no Lambda retries a failed job).
+#[async_trait::async_trait]
+impl JobRunner for Ticketbound {
+    async fn run_job(&self, job: &Job) -> Result<(), String> {
+        match Ticketbound::run_job(self, job).await {
+            Ok(outcome) => {
+                tracing::debug!(?job, ?outcome, "job ran");
+                Ok(())
+            }
+            // The store or scheduler was unreachable, or the grant kept changing: trying again can help.
+            Err(e) if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Conflict) => {
+                Err(e.to_string())
+            }
+            // An unreadable item does not heal by retrying, and locally there is no dead-letter queue to end the
+            // loop: say so loudly once (on Lambda the same error goes through two retries to the DLQ alarm).
+            Err(e) if e.kind == ErrorKind::Internal => {
+                tracing::error!(?job, error = %e, "job failed on an internal error; not retried, look at the grant by hand");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(?job, error = %e, "job failed and will not be retried");
+                Ok(())
             }
         }
     }

@@ -440,7 +440,7 @@ impl Ticketbound {
                 if state.state != SideEffectState::Pending {
                     return None;
                 }
-                if let Some(until) = state.lease_until.filter(|until| *until > now) {
+                if let Some(until) = state.leased_until(now) {
                     busy_until = Some(until);
                     return None;
                 }
@@ -466,8 +466,7 @@ impl Ticketbound {
                         if let Some(until) = g
                             .provisioning
                             .as_ref()
-                            .and_then(|p| p.lease_until)
-                            .filter(|u| *u > now)
+                            .and_then(|p| p.leased_until(now))
                         {
                             busy_until = Some(until);
                             return None;
@@ -729,7 +728,8 @@ impl Ticketbound {
                             (Effect::Deprovision, false) => AuditKind::Deprovisioned,
                             (Effect::Deprovision, true) => AuditKind::DeprovisioningSkipped,
                         };
-                        if kind == AuditKind::Deprovisioned {
+                        // A provisioner that only asked for the removal (a ticket to a person) says so.
+                        if kind == AuditKind::Deprovisioned && receipt.access_removed != Some(false) {
                             next.record_removal(now, receipt.sessions, receipt.residual_until);
                         }
                     }

@@ -491,7 +491,7 @@ impl Ticketbound {
             for entry in next.notifications.iter_mut().filter(|n| {
                 n.event == event
                     && n.state == SideEffectState::Pending
-                    && n.lease_until.is_none_or(|u| u <= now)
+                    && n.leased_until(now).is_none()
             }) {
                 live.push(entry.arming);
                 entry.state = SideEffectState::Skipped;

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use super::{Connections, ServiceError, Ticketbound};
 use crate::domain::ticket_writes::{DestinationFields, NewTicket, marker};
 use crate::domain::{Grant, Provisioner, Resource};
-use crate::ports::{ProvisionAction, ProvisionError, ProvisionOutcome, Provisioners};
+use crate::ports::{
+    ProvisionAction, ProvisionError, ProvisionOutcome, ProvisionReceipt, Provisioners,
+};
 
 /// The longest one provisioning attempt may take (a marker search and a create, each with its own bounded
 /// retries): shorter than the retry lease (60 s), so two attempts never overlap. A ticket created by an attempt
@@ -94,7 +96,11 @@ impl Provisioners for TicketProvisioners {
         })?
         .map_err(|e| ProvisionError(e.to_string()))?;
         tracing::info!(grant = %grant.id, action = action.as_str(), connection = %connection, key = %created.key, "provisioning ticket opened");
-        Ok(ProvisionOutcome::done())
+        // A person acts on the ticket later: the removal is asked for, not confirmed.
+        Ok(ProvisionOutcome::Done(ProvisionReceipt {
+            access_removed: (action == ProvisionAction::Revoke).then_some(false),
+            ..ProvisionReceipt::default()
+        }))
     }
 
     async fn poll(
