@@ -141,7 +141,10 @@ async fn a_v2_endpoint_gets_the_bound_and_the_end_and_its_answer_is_recorded_on_
     assert_eq!(ended["residual_until"], "2099-01-01T00:00:00Z");
     let (kinds, last) = event_kinds_and_last(&router, &id).await;
     assert_eq!(kinds.last().map(String::as_str), Some("deprovisioned"));
-    assert_eq!(last["detail"]["access_removed_at"], ended["access_removed_at"]);
+    assert_eq!(
+        last["detail"]["access_removed_at"],
+        ended["access_removed_at"]
+    );
     assert_eq!(last["detail"]["residual_until"], "2099-01-01T00:00:00Z");
     assert_eq!(last["detail"]["sessions"], "will_expire");
 }
@@ -221,9 +224,15 @@ async fn a_202_is_checked_through_the_engine_until_done_and_each_check_is_signed
     .await;
     let grant = grant_json(&router, &id).await;
     assert!(done, "{grant}");
-    assert_eq!(grant["deprovisioning"]["attempts"], 4, "one call, three checks");
+    assert_eq!(
+        grant["deprovisioning"]["attempts"], 4,
+        "one call, three checks"
+    );
     assert_eq!(grant["deprovisioning"]["sessions"], "terminated");
-    assert!(grant["deprovisioning"].get("status_url").is_none(), "{grant}");
+    assert!(
+        grant["deprovisioning"].get("status_url").is_none(),
+        "{grant}"
+    );
     assert!(grant["access_removed_at"].is_string(), "{grant}");
     assert_eq!(grant["residual_until"], Value::Null);
     assert_eq!(provisioner_actions(&provisioner).await, ["grant", "revoke"]);
@@ -239,7 +248,10 @@ async fn a_202_is_checked_through_the_engine_until_done_and_each_check_is_signed
         let signature = check.headers["x-ticketbound-signature"].to_str().unwrap();
         assert!(verify_signature_header(SECRET, signature, b"", now, 300));
         let key = check.headers["idempotency-key"].to_str().unwrap();
-        assert!(key == format!("{id}-grant") || key == format!("{id}-revoke"), "{key}");
+        assert!(
+            key == format!("{id}-grant") || key == format!("{id}-revoke"),
+            "{key}"
+        );
     }
 }
 
@@ -287,7 +299,10 @@ async fn a_202_whose_status_says_failed_ends_failed_with_the_targets_reason() {
     );
     assert_eq!(grant["access_removed_at"], Value::Null);
     let (kinds, _) = event_kinds_and_last(&router, &id).await;
-    assert_eq!(kinds.last().map(String::as_str), Some("deprovisioning_failed"));
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("deprovisioning_failed")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,5 +343,8 @@ async fn a_status_url_on_another_origin_is_never_called() {
         elsewhere.received_requests().await.unwrap().is_empty(),
         "no signed request leaves for another origin"
     );
-    assert_eq!(grant_json(&router, &id).await["access_removed_at"], Value::Null);
+    assert_eq!(
+        grant_json(&router, &id).await["access_removed_at"],
+        Value::Null
+    );
 }

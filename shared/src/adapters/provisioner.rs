@@ -148,7 +148,9 @@ pub fn call_body(resource: &Resource, action: ProvisionAction, grant: &Grant) ->
 /// Reads the contract v2 fields of a 2xx answer's body; an empty or non-JSON body (v1) reports nothing.
 fn receipt(body: &serde_json::Value) -> ProvisionReceipt {
     ProvisionReceipt {
-        access_removed: body.get("access_removed").and_then(serde_json::Value::as_bool),
+        access_removed: body
+            .get("access_removed")
+            .and_then(serde_json::Value::as_bool),
         sessions: body
             .get("sessions")
             .and_then(|v| serde_json::from_value(v.clone()).ok()),
@@ -320,7 +322,8 @@ impl Provisioners for HttpProvisioners {
     ) -> Result<ProvisionOutcome, ProvisionError> {
         let Provisioner::Webhook { url, secret } = &resource.provisioner else {
             return Err(ProvisionError(
-                "the resource's provisioner is no longer a webhook; its status cannot be checked".into(),
+                "the resource's provisioner is no longer a webhook; its status cannot be checked"
+                    .into(),
             ));
         };
         // Checked again at every poll: the resource's URL may have changed since the call was accepted.

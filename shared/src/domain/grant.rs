@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::duration::GrantDuration;
-pub use super::side_effect::{SideEffect, SideEffectState};
 use super::side_effect::{SessionsOutcome, is_zero};
+pub use super::side_effect::{SideEffect, SideEffectState};
 
 /// The ticket a grant is bound to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -521,9 +521,15 @@ mod tests {
             (Some(now), Some(later))
         );
         grant.record_removal(now, Some(SessionsOutcome::Terminated), Some(later));
-        assert_eq!(grant.residual_until, None, "terminated sessions leave nothing");
+        assert_eq!(
+            grant.residual_until, None,
+            "terminated sessions leave nothing"
+        );
         grant.record_removal(now, None, Some(now - time::Duration::hours(1)));
-        assert_eq!(grant.residual_until, None, "a residual before the removal is none");
+        assert_eq!(
+            grant.residual_until, None,
+            "a residual before the removal is none"
+        );
     }
 
     fn pending_needing(approvals: u32) -> Grant {

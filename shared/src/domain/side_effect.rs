@@ -217,11 +217,19 @@ mod tests {
     fn http_answers_are_classified_once() {
         assert_eq!(classify_http_status(204), None);
         for s in [408, 425, 429, 500, 502, 503] {
-            assert_eq!(classify_http_status(s), Some(FailureClass::Retryable), "{s}");
+            assert_eq!(
+                classify_http_status(s),
+                Some(FailureClass::Retryable),
+                "{s}"
+            );
         }
         assert_eq!(classify_http_status(409), Some(FailureClass::Conflict));
         for s in [400, 401, 403, 404, 410, 301] {
-            assert_eq!(classify_http_status(s), Some(FailureClass::Permanent), "{s}");
+            assert_eq!(
+                classify_http_status(s),
+                Some(FailureClass::Permanent),
+                "{s}"
+            );
         }
     }
 

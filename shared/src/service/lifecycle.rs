@@ -171,7 +171,9 @@ fn called(
     match result {
         Ok(ProvisionOutcome::Done(receipt)) => Ok(Called::Done(receipt)),
         Ok(ProvisionOutcome::Accepted { status_url }) => Ok(Called::Accepted(status_url)),
-        Ok(ProvisionOutcome::Failed(reason)) => Err(Failure::permanent(format!("{what}: {reason}"))),
+        Ok(ProvisionOutcome::Failed(reason)) => {
+            Err(Failure::permanent(format!("{what}: {reason}")))
+        }
         Err(e) => Err(Failure::retryable(format!("{what}: {e}"))),
     }
 }
@@ -290,7 +292,11 @@ impl Ticketbound {
     /// `approval_timed_out`, by the same conditional write as every other end, and only while it is pending:
     /// an approval landing at the same moment either wins (the grant stays active) or finds it cancelled.
     /// Decided or withdrawn meanwhile: nothing.
-    pub(super) async fn pending_expired(&self, id: &str, fired: u32) -> Result<JobOutcome, ServiceError> {
+    pub(super) async fn pending_expired(
+        &self,
+        id: &str,
+        fired: u32,
+    ) -> Result<JobOutcome, ServiceError> {
         let Some(grant) = self.store.get_grant(id).await? else {
             return Ok(JobOutcome::Nothing);
         };
@@ -463,10 +469,8 @@ impl Ticketbound {
                     }
                     Effect::Deprovision => {
                         // Revoke only after an in-flight grant call has finished, never before it.
-                        if let Some(until) = g
-                            .provisioning
-                            .as_ref()
-                            .and_then(|p| p.leased_until(now))
+                        if let Some(until) =
+                            g.provisioning.as_ref().and_then(|p| p.leased_until(now))
                         {
                             busy_until = Some(until);
                             return None;
@@ -505,7 +509,10 @@ impl Ticketbound {
     }
 
     async fn provision_steps(&self, grant: &Grant) -> Report {
-        let status_url = grant.provisioning.as_ref().and_then(|p| p.status_url.clone());
+        let status_url = grant
+            .provisioning
+            .as_ref()
+            .and_then(|p| p.status_url.clone());
         let result = match self.store.get_resource(&grant.resource).await {
             Ok(Some(resource)) => {
                 let action = ProvisionAction::Grant;
@@ -640,7 +647,10 @@ impl Ticketbound {
         Ok(called(answer, action)?.into())
     }
 
-    async fn resource_for_revoke(&self, resource_id: &str) -> Result<crate::domain::Resource, Failure> {
+    async fn resource_for_revoke(
+        &self,
+        resource_id: &str,
+    ) -> Result<crate::domain::Resource, Failure> {
         self.store
             .get_resource(resource_id)
             .await
@@ -729,7 +739,8 @@ impl Ticketbound {
                             (Effect::Deprovision, true) => AuditKind::DeprovisioningSkipped,
                         };
                         // A provisioner that only asked for the removal (a ticket to a person) says so.
-                        if kind == AuditKind::Deprovisioned && receipt.access_removed != Some(false) {
+                        if kind == AuditKind::Deprovisioned && receipt.access_removed != Some(false)
+                        {
                             next.record_removal(now, receipt.sessions, receipt.residual_until);
                         }
                     }
@@ -762,8 +773,10 @@ impl Ticketbound {
                     "next_attempt_at": state.next_attempt_at.map(super::grants::rfc3339),
                 });
                 if kind == AuditKind::Deprovisioned {
-                    detail["access_removed_at"] = next.access_removed_at.map(super::grants::rfc3339).into();
-                    detail["residual_until"] = next.residual_until.map(super::grants::rfc3339).into();
+                    detail["access_removed_at"] =
+                        next.access_removed_at.map(super::grants::rfc3339).into();
+                    detail["residual_until"] =
+                        next.residual_until.map(super::grants::rfc3339).into();
                     detail["sessions"] = serde_json::to_value(state.sessions).unwrap_or_default();
                 }
                 let event = AuditEvent::of(&next, kind, None, now, detail);

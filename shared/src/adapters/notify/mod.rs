@@ -29,11 +29,11 @@ pub use config::{
 };
 
 use crate::domain::notification::NotifyEvent;
+use crate::domain::notification::NotifySettings;
 use crate::domain::secret::Secret;
+use crate::domain::side_effect::{FailureClass, classify_http_status};
 use crate::ports::Clock;
 use crate::ports::notify::{Message, Notifier, SendError, SendOutcome};
-use crate::domain::notification::NotifySettings;
-use crate::domain::side_effect::{FailureClass, classify_http_status};
 
 /// How long one send may take: well inside the service's lease (60 s), so attempts never overlap.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
