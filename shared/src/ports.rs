@@ -186,6 +186,10 @@ pub struct Job {
     /// The event a [`JobKind::Notify`] job sends; absent for every other kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<NotifyEvent>,
+    /// The other grants a [`JobKind::Notify`] job tells the same event of: a closing that ends many grants arms
+    /// one job (named after the first) for all of their `ended` messages. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
 }
 
 impl Job {
@@ -201,6 +205,7 @@ impl Job {
             grant_id: grant_id.to_owned(),
             arming,
             event: None,
+            also: Vec::new(),
         }
     }
 

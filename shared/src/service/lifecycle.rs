@@ -199,12 +199,25 @@ impl Ticketbound {
         actor: Option<&str>,
         found_by: Option<&str>,
     ) -> Result<EndOutcome, ServiceError> {
-        self.end_grant_when(id, reason, actor, found_by, None).await
+        self.end_grant_when(id, reason, actor, found_by, None, true)
+            .await
+    }
+
+    /// [`Self::end_grant_noting`] without arming its `ended` notification: the caller ends many grants at once
+    /// and tells them together ([`Self::notify_ended`]).
+    pub(crate) async fn end_grant_untold(
+        &self,
+        id: &str,
+        reason: EndReason,
+        found_by: Option<&str>,
+    ) -> Result<EndOutcome, ServiceError> {
+        self.end_grant_when(id, reason, None, found_by, None, false)
+            .await
     }
 
     /// [`Self::end_grant_noting`], only while the grant is in status `only` when given (a request's deadline
     /// cancels a pending request, never the grant an approval made of it a moment before); otherwise
-    /// [`EndOutcome::AlreadyClosed`] with nothing done.
+    /// [`EndOutcome::AlreadyClosed`] with nothing done. `tell`: arm the `ended` notification here.
     async fn end_grant_when(
         &self,
         id: &str,
@@ -212,6 +225,7 @@ impl Ticketbound {
         actor: Option<&str>,
         found_by: Option<&str>,
         only: Option<GrantStatus>,
+        tell: bool,
     ) -> Result<EndOutcome, ServiceError> {
         for _ in 0..RACE_RETRIES {
             let Some(grant) = self.store.get_grant(id).await? else {
@@ -251,7 +265,9 @@ impl Ticketbound {
                 Err(e) => return Err(e.into()),
             }
             tracing::info!(grant = %id, reason = reason.as_str(), status = next.status.as_str(), "grant ended");
-            self.notify(&next, NotifyEvent::Ended).await;
+            if tell {
+                self.notify(&next, NotifyEvent::Ended).await;
+            }
             if next.status == GrantStatus::Cancelled {
                 // No decision is coming: its deadline has nothing left to do.
                 self.cancel_pending_expiry(&next).await;
@@ -319,6 +335,7 @@ impl Ticketbound {
                 None,
                 None,
                 Some(GrantStatus::Pending),
+                true,
             )
             .await?
         {

@@ -44,6 +44,8 @@ use crate::ports::Job;
 use crate::ports::notify::{Message, SendError, SendOutcome};
 use crate::telemetry;
 
+/// The most grants one `ended` job tells of: its Input (26-character ids) stays far inside EventBridge's 8 KB.
+const MAX_TOLD_TOGETHER: usize = 100;
 /// How long arming a notification may hold up the request, decision or ending that emits it.
 pub const ARM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// A reminder that fires up to this much before its time still sends (schedules fire to the second, clocks
@@ -139,6 +141,25 @@ impl Ticketbound {
             .await;
     }
 
+    /// Tells `ended` for grants one closing ended together: one job (one schedule) per [`MAX_TOLD_TOGETHER`]
+    /// grants, named after the first and naming the others ([`Job::also`]), instead of one per grant. Never
+    /// fails and never waits longer than [`ARM_TIMEOUT`] per job.
+    pub(crate) async fn notify_ended(&self, grants: &[Grant]) {
+        if grants.is_empty() || self.notifier.channels_for(NotifyEvent::Ended).is_empty() {
+            return;
+        }
+        for chunk in grants.chunks(MAX_TOLD_TOGETHER) {
+            let Some((first, others)) = chunk.split_first() else {
+                continue;
+            };
+            let job = Job {
+                also: others.iter().map(|g| g.id.clone()).collect(),
+                ..Job::notify(NotifyEvent::Ended, &first.id, 0)
+            };
+            self.arm_notification(&job, self.clock.now()).await;
+        }
+    }
+
     /// Arms the reminders of a grant that just became active, when its time bound is longer than a day: one day
     /// and one hour before the bound, skipping those already past.
     pub(crate) async fn arm_reminders(&self, grant: &Grant) {
@@ -172,8 +193,38 @@ impl Ticketbound {
         telemetry::metric("NotificationsNotArmed", 1.0);
     }
 
-    /// Runs a notification job (see "The job" in the module docs).
+    /// Runs a notification job (see "The job" in the module docs): for its grant, then for each grant it also
+    /// names (whose own arming is 0: none of theirs fired). The first error is returned after every grant had
+    /// its turn; each grant's record makes the redelivered job skip what was sent.
     pub(crate) async fn run_notification(&self, job: &Job) -> Result<JobOutcome, ServiceError> {
+        if job.also.is_empty() {
+            return self.run_one_notification(job).await;
+        }
+        let Some(event) = job.event else {
+            return self.run_one_notification(job).await;
+        };
+        let mut outcome = JobOutcome::Nothing;
+        let mut first_error = None;
+        let each = std::iter::once((job.grant_id.as_str(), job.arming))
+            .chain(job.also.iter().map(|id| (id.as_str(), 0)));
+        for (id, fired) in each {
+            match self
+                .run_one_notification(&Job::notify(event, id, fired))
+                .await
+            {
+                Ok(JobOutcome::Nothing) => {}
+                Ok(done) => outcome = done,
+                Err(e) => {
+                    tracing::warn!(grant = %id, error = %e, "a notification of a closing could not run");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(outcome), Err)
+    }
+
+    /// Runs one grant's notification of one event.
+    async fn run_one_notification(&self, job: &Job) -> Result<JobOutcome, ServiceError> {
         let Some(event) = job.event else {
             tracing::error!(grant = %job.grant_id, "a notification job without an event; ignored");
             return Ok(JobOutcome::Nothing);
