@@ -413,6 +413,65 @@ mod tests {
         }
     }
 
+    fn provisioners() -> HttpProvisioners {
+        HttpProvisioners::new(Arc::new(crate::ports::SystemClock), DEFAULT_TIMEOUT).unwrap()
+    }
+
+    #[test]
+    fn answers_are_read_by_the_v2_contract_and_a_v1_answer_is_done() {
+        let p = provisioners();
+        let url = "https://prov.example.com/hook?token=abc";
+        let judge = |status: u16, location: Option<&str>, body: serde_json::Value| {
+            p.judge(
+                url,
+                None,
+                ProvisionAction::Revoke,
+                (status, location.map(str::to_owned), body),
+            )
+        };
+        assert_eq!(
+            judge(204, None, serde_json::Value::Null).unwrap(),
+            ProvisionOutcome::done()
+        );
+        assert_eq!(
+            judge(202, None, serde_json::Value::Null).unwrap(),
+            ProvisionOutcome::done(),
+            "a 202 naming no status URL is v1's done"
+        );
+        assert_eq!(
+            judge(202, Some("/jobs/7"), serde_json::Value::Null).unwrap(),
+            ProvisionOutcome::Accepted {
+                status_url: "https://prov.example.com/jobs/7".into()
+            }
+        );
+        assert!(matches!(
+            judge(202, Some("https://elsewhere.example.com/jobs/7"), serde_json::Value::Null),
+            Ok(ProvisionOutcome::Failed(reason)) if reason.contains("another origin") && !reason.contains("token")
+        ));
+        assert!(matches!(
+            judge(200, None, serde_json::json!({"status": "failed", "reason": "locked"})),
+            Ok(ProvisionOutcome::Failed(reason)) if reason.ends_with("locked")
+        ));
+        assert!(
+            judge(200, None, serde_json::json!({"access_removed": false})).is_err(),
+            "a revoke that says access stays is a failed attempt"
+        );
+        assert_eq!(
+            judge(
+                200,
+                None,
+                serde_json::json!({"access_removed": true, "sessions": "sometimes", "residual_until": "soon"})
+            )
+            .unwrap(),
+            ProvisionOutcome::Done(ProvisionReceipt {
+                access_removed: Some(true),
+                sessions: None,
+                residual_until: None,
+            }),
+            "unknown values are not guessed at"
+        );
+    }
+
     #[test]
     fn urls_in_errors_lose_their_query() {
         assert_eq!(

@@ -859,6 +859,23 @@ mod tests {
     }
 
     #[test]
+    fn the_ended_text_says_when_access_really_ended_once_it_is_known() {
+        let grant = active("PT4H");
+        let now = grant.decided_at.unwrap();
+        let mut ended = grant.end(EndReason::TicketClosed, None, now).unwrap();
+        assert_eq!(removal_text(&ended), "");
+        ended.record_removal(
+            now + Duration::minutes(1),
+            Some(crate::domain::side_effect::SessionsOutcome::WillExpire),
+            Some(now + Duration::hours(1)),
+        );
+        assert_eq!(
+            removal_text(&ended),
+            " Access was removed at 2026-01-01T10:01:00Z. Sessions opened before then may keep working until 2026-01-01T11:00:00Z."
+        );
+    }
+
+    #[test]
     fn the_link_is_the_portals_grant_route() {
         let settings = NotifySettings {
             portal_url: Some("https://tb.example.com/".into()),
