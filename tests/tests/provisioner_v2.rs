@@ -256,6 +256,68 @@ async fn a_202_is_checked_through_the_engine_until_done_and_each_check_is_signed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_waits_for_a_grant_call_the_provisioner_still_works_on() {
+    let provisioner = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"action": "grant"})))
+        .respond_with(ResponseTemplate::new(202).insert_header("Location", "/jobs/g"))
+        .mount(&provisioner)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"action": "revoke"})))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&provisioner)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/jobs/g"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "in_progress"})))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&provisioner)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/jobs/g"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "done"})))
+        .with_priority(2)
+        .mount(&provisioner)
+        .await;
+    let router = running_app(8).await;
+    let id = active_grant(&router, &provisioner).await;
+    // Ended while the target still sets the access up.
+    let ended = revoke(&router, &id).await;
+    assert_eq!(ended["deprovisioning"]["state"], "pending", "{ended}");
+
+    let done = eventually(StdDuration::from_secs(10), || async {
+        grant_json(&router, &id).await["deprovisioning"]["state"] == "done"
+    })
+    .await;
+    let grant = grant_json(&router, &id).await;
+    assert!(done, "{grant}");
+    assert_eq!(
+        grant["provisioning"]["state"], "done",
+        "the accepted grant call is followed to its end: {grant}"
+    );
+    let order: Vec<String> = provisioner
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| match r.method.as_str() {
+            "GET" => "check".to_owned(),
+            _ => serde_json::from_slice::<Value>(&r.body).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["grant", "check", "check", "check", "check", "revoke"],
+        "the revoke is sent only once the grant call finished"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_202_whose_status_says_failed_ends_failed_with_the_targets_reason() {
     let provisioner = MockServer::start().await;
     Mock::given(method("POST"))

@@ -469,8 +469,15 @@ impl Ticketbound {
                 }
                 let mut next = g.touched();
                 match effect {
-                    Effect::Provision if g.status != GrantStatus::Active => {
+                    Effect::Provision
+                        if g.status != GrantStatus::Active
+                            && g.provisioning
+                                .as_ref()
+                                .is_none_or(|p| p.status_url.is_none()) =>
+                    {
                         // Ended before access was set up: nothing to grant (the end's revoke covers the rest).
+                        // A grant call the provisioner accepted is still followed to its end, so that the
+                        // revoke comes after it.
                         let p = effect.field_mut(&mut next)?;
                         p.state = SideEffectState::Skipped;
                         p.reason = Some("the grant ended before access was set up".into());
@@ -485,11 +492,19 @@ impl Ticketbound {
                         return Some((next, Some(event)));
                     }
                     Effect::Deprovision => {
-                        // Revoke only after an in-flight grant call has finished, never before it.
+                        // Revoke only after an in-flight grant call has finished, never before it: one being
+                        // made now (its lease), or one the provisioner accepted and still works on (its status
+                        // is checked at `next_attempt_at`).
                         if let Some(until) =
                             g.provisioning.as_ref().and_then(|p| p.leased_until(now))
                         {
                             busy_until = Some(until);
+                            return None;
+                        }
+                        if let Some(p) = g.provisioning.as_ref().filter(|p| {
+                            p.state == SideEffectState::Pending && p.status_url.is_some()
+                        }) {
+                            busy_until = Some(p.next_attempt_at.unwrap_or(now).max(now));
                             return None;
                         }
                     }
