@@ -125,6 +125,11 @@ pub trait Tracked {
         *self.lease_until_mut() = Some(now + lease);
         Claim::Claimed
     }
+
+    /// Gives the lease back with the attempt's outcome (or when nothing is waiting any more).
+    fn release(&mut self) {
+        *self.lease_until_mut() = None;
+    }
 }
 
 /// What [`Tracked::claim`] found.

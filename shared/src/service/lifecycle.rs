@@ -741,7 +741,7 @@ impl Ticketbound {
                     state.arming = retry_arming;
                 }
                 state.attempts = state.attempts.max(attempts);
-                state.lease_until = None;
+                state.release();
                 state.provisioner_done = report.provisioner_done;
                 state.reason = report.skipped.clone();
                 if accepted.is_some() {

@@ -476,7 +476,7 @@ impl Ticketbound {
                     entry.last_error.clone_from(&outcome.error);
                     entry.reason.clone_from(&outcome.reason);
                     entry.next_attempt_at = outcome.next_attempt_at;
-                    entry.lease_until = None;
+                    entry.release();
                     if outcome.state == SideEffectState::Done {
                         entry.sent_at = Some(now);
                     }
@@ -548,7 +548,7 @@ impl Ticketbound {
                 entry.state = SideEffectState::Skipped;
                 entry.reason = Some(reason.to_owned());
                 entry.next_attempt_at = None;
-                entry.lease_until = None;
+                entry.release();
                 changed = true;
             }
             changed.then_some((next, None))
