@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use crate::domain::grant::{BoundTicket, Expected};
 use crate::domain::notification::NotifyEvent;
 use crate::domain::reconcile::ReconcileState;
+use crate::domain::side_effect::SessionsOutcome;
 use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, TicketRef};
 
 /// One page of a list, with the opaque cursor of the next page.
@@ -219,6 +220,10 @@ pub struct Job {
     /// The event a [`JobKind::Notify`] job sends; absent for every other kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<NotifyEvent>,
+    /// The other grants a [`JobKind::Notify`] job tells the same event of: a closing that ends many grants arms
+    /// one job (named after the first) for all of their `ended` messages. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
 }
 
 impl Job {
@@ -234,6 +239,7 @@ impl Job {
             grant_id: grant_id.to_owned(),
             arming,
             event: None,
+            also: Vec::new(),
         }
     }
 
@@ -282,6 +288,13 @@ impl Job {
     }
 }
 
+/// What runs a fired job (the service's side-effect engine); the in-process scheduler calls it.
+#[async_trait]
+pub trait JobRunner: Send + Sync {
+    /// `Err` asks for the job to be tried again a little later.
+    async fn run_job(&self, job: &Job) -> Result<(), String>;
+}
+
 /// Why a schedule could not be created, moved or deleted.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SchedulerError {
@@ -318,10 +331,40 @@ impl ProvisionAction {
     }
 }
 
-/// Why an end system did not confirm a provisioning call. The message never holds a secret.
+/// Why an end system did not confirm a provisioning call: a failed attempt that the engine retries (a non-2xx
+/// answer, a timeout, a connection that failed). The message never holds a secret.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct ProvisionError(pub String);
+
+/// What a provisioner said when it did not fail the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProvisionOutcome {
+    /// Done (2xx), with what the answer's body reported (all empty for a contract v1 endpoint).
+    Done(ProvisionReceipt),
+    /// Accepted and still working (HTTP 202, or a status check that says so): check `status_url` again later.
+    Accepted { status_url: String },
+    /// The end system reports that the action failed, and why: not retried (the side effect is `failed`).
+    Failed(String),
+}
+
+impl ProvisionOutcome {
+    /// Done, with nothing reported (contract v1, `none`, a ticket opened).
+    pub fn done() -> Self {
+        Self::Done(ProvisionReceipt::default())
+    }
+}
+
+/// What a contract v2 provisioner reported of a finished call: `{"access_removed": true, "sessions":
+/// "terminated"|"will_expire"|"not_supported", "residual_until": "…"}`. Every field is optional; a finished call
+/// with `access_removed: Some(false)` only asked for the removal (a `ticket` provisioner), so the grant does not
+/// record it as removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProvisionReceipt {
+    pub access_removed: Option<bool>,
+    pub sessions: Option<SessionsOutcome>,
+    pub residual_until: Option<OffsetDateTime>,
+}
 
 /// Calls a resource's provisioner once: no retries here, the service retries durably through the scheduler.
 #[async_trait]
@@ -331,7 +374,22 @@ pub trait Provisioners: Send + Sync {
         resource: &Resource,
         action: ProvisionAction,
         grant: &Grant,
-    ) -> Result<(), ProvisionError>;
+    ) -> Result<ProvisionOutcome, ProvisionError>;
+
+    /// Checks once on a call the provisioner accepted ([`ProvisionOutcome::Accepted`]): done, failed, or still
+    /// accepted (possibly under a new status URL). Provisioners that never accept a call refuse it.
+    async fn poll(
+        &self,
+        resource: &Resource,
+        action: ProvisionAction,
+        grant: &Grant,
+        status_url: &str,
+    ) -> Result<ProvisionOutcome, ProvisionError> {
+        let _ = (resource, action, grant, status_url);
+        Err(ProvisionError(
+            "this provisioner has no status to check".into(),
+        ))
+    }
 }
 
 /// Why a ticket binding was refused (DESIGN §1 rule 3).

@@ -20,41 +20,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::embedded::EmbeddedStore;
+pub use crate::ports::JobRunner;
 use crate::ports::{Job, Scheduler, SchedulerError, StoreError};
-use crate::service::{ErrorKind, Ticketbound};
-
-/// What runs a fired job.
-#[async_trait]
-pub trait JobRunner: Send + Sync {
-    /// `Err` asks for the job to be tried again a little later.
-    async fn run_job(&self, job: &Job) -> Result<(), String>;
-}
-
-#[async_trait]
-impl JobRunner for Ticketbound {
-    async fn run_job(&self, job: &Job) -> Result<(), String> {
-        match Ticketbound::run_job(self, job).await {
-            Ok(outcome) => {
-                tracing::debug!(?job, ?outcome, "job ran");
-                Ok(())
-            }
-            // The store or scheduler was unreachable, or the grant kept changing: trying again can help.
-            Err(e) if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Conflict) => {
-                Err(e.to_string())
-            }
-            // An unreadable item does not heal by retrying, and locally there is no dead-letter queue to end the
-            // loop: say so loudly once (on Lambda the same error goes through two retries to the DLQ alarm).
-            Err(e) if e.kind == ErrorKind::Internal => {
-                tracing::error!(?job, error = %e, "job failed on an internal error; not retried, look at the grant by hand");
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(?job, error = %e, "job failed and will not be retried");
-                Ok(())
-            }
-        }
-    }
-}
 
 /// How long a job that failed with a retryable error waits before it runs again.
 const RETRY_AFTER: time::Duration = time::Duration::seconds(5);

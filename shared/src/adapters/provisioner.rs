@@ -9,6 +9,13 @@
 //! headers repeat it for receivers that de-duplicate before parsing (`X-Ticketbound-Delivery` was the name
 //! before the key existed, kept for them). 2xx means done; anything else, a timeout or a connection error is a
 //! failed attempt that the service retries durably. Redirects are not followed.
+//!
+//! Contract v2 (the operator guide's provisioner section) adds, backward compatibly: `valid_until` on a grant
+//! call; `reason`, `ended_at` and `sessions: {"terminate": true, "issued_before": <ended_at>}` on a revoke; a
+//! 2xx body `{"access_removed", "sessions", "residual_until"}` that is recorded on the grant; and `202 Accepted`
+//! with a status URL (`Location` or `{"status_url"}`, on the provisioner's own origin) that the engine checks
+//! with a signed `GET` (the signature over `"<t>."`, an empty body) at its retry backoff until it says done or
+//! failed. An empty 2xx (v1) is done, as before.
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -17,7 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{Grant, Provisioner, Resource};
-use crate::ports::{Clock, ProvisionAction, ProvisionError, Provisioners};
+use crate::ports::{
+    Clock, ProvisionAction, ProvisionError, ProvisionOutcome, ProvisionReceipt, Provisioners,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -106,6 +115,181 @@ fn display_url(url: &str) -> String {
     }
 }
 
+/// The largest answer body read for its contract v2 fields; a longer one is read as saying nothing.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The JSON body of a call (contract v2: v1's fields plus `valid_until` on a grant and `reason`, `ended_at` and
+/// the `sessions` directive on a revoke). Receivers that ignore unknown fields read it as v1.
+pub fn call_body(resource: &Resource, action: ProvisionAction, grant: &Grant) -> serde_json::Value {
+    let at = |t: Option<time::OffsetDateTime>| {
+        t.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+    };
+    let mut body = serde_json::json!({
+        "action": action,
+        "grant": grant,
+        "resource": {"id": resource.id, "name": resource.name},
+        "idempotency_key": idempotency_key(&grant.id, action),
+    });
+    match action {
+        ProvisionAction::Grant => body["valid_until"] = at(grant.expires_at).into(),
+        ProvisionAction::Revoke => {
+            let ended_at = at(grant.ended_at);
+            body["reason"] = serde_json::to_value(grant.end_reason).unwrap_or_default();
+            body["ended_at"] = ended_at.clone().into();
+            body["sessions"] = serde_json::json!({"terminate": true, "issued_before": ended_at});
+        }
+    }
+    body
+}
+
+/// Reads the contract v2 fields of a 2xx answer's body; an empty or non-JSON body (v1) reports nothing.
+fn receipt(body: &serde_json::Value) -> ProvisionReceipt {
+    ProvisionReceipt {
+        access_removed: body
+            .get("access_removed")
+            .and_then(serde_json::Value::as_bool),
+        sessions: body
+            .get("sessions")
+            .and_then(|v| serde_json::from_value(v.clone()).ok()),
+        residual_until: body
+            .get("residual_until")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|s| {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+            }),
+    }
+}
+
+/// Whether `candidate` has the scheme, host and port of `origin`: a status URL may only point back at the
+/// provisioner that gave it, never make Ticketbound call (and sign a request to) somewhere else.
+fn same_origin(origin: &url::Url, candidate: &url::Url) -> bool {
+    origin.scheme() == candidate.scheme()
+        && origin.host_str() == candidate.host_str()
+        && origin.port_or_known_default() == candidate.port_or_known_default()
+}
+
+impl HttpProvisioners {
+    /// Sends one signed request (a `POST` of `body`, or a `GET` of a status URL with an empty body) and reads the
+    /// answer: its status, its `Location` header and its body as JSON (`Null` when empty or not JSON).
+    async fn signed(
+        &self,
+        url: &str,
+        secret: &str,
+        key: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Option<String>, serde_json::Value), ProvisionError> {
+        let t = self.clock.now().unix_timestamp();
+        let payload = body.clone().unwrap_or_default();
+        let request = match body {
+            Some(body) => self
+                .client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body),
+            None => self.client.get(url),
+        };
+        let shown = display_url(url);
+        let response = request
+            .header(
+                "x-ticketbound-signature",
+                signature_header(secret, t, &payload),
+            )
+            .header("idempotency-key", key)
+            .header("x-ticketbound-delivery", key)
+            .send()
+            .await
+            .map_err(|e| {
+                ProvisionError(if e.is_timeout() {
+                    format!("{shown} did not answer within {:?}", self.timeout)
+                } else if e.is_connect() {
+                    format!("could not connect to {shown}")
+                } else {
+                    format!("the call to {shown} failed")
+                })
+            })?;
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = response.bytes().await.unwrap_or_default();
+        let json = if bytes.len() <= MAX_ANSWER_BYTES {
+            serde_json::from_slice(&bytes).unwrap_or_default()
+        } else {
+            serde_json::Value::Null
+        };
+        if !(200..300).contains(&status) {
+            return Err(ProvisionError(format!("{shown} answered HTTP {status}")));
+        }
+        Ok((status, location, json))
+    }
+
+    /// What a 2xx answer to a call or a status check means (the contract in the operator guide): a 202 naming a
+    /// status URL (`Location`, or `status_url` in the body) is accepted; a status body saying `failed` is a
+    /// failure with its `reason`; `pending`/`in_progress` is still accepted; anything else is done, with what its
+    /// body reported. A revoke answered `"access_removed": false` did not remove access: a failed attempt.
+    fn judge(
+        &self,
+        provisioner_url: &str,
+        current_status_url: Option<&str>,
+        action: ProvisionAction,
+        (status, location, body): (u16, Option<String>, serde_json::Value),
+    ) -> Result<ProvisionOutcome, ProvisionError> {
+        let shown = display_url(provisioner_url);
+        let named = location.or_else(|| {
+            body.get("status_url")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        });
+        let state = body.get("status").and_then(serde_json::Value::as_str);
+        let still_working = status == 202 || matches!(state, Some("pending" | "in_progress"));
+        if still_working && (named.is_some() || current_status_url.is_some()) {
+            let origin = url::Url::parse(provisioner_url)
+                .map_err(|_| ProvisionError("the provisioner URL is not valid".into()))?;
+            let status_url = match named {
+                Some(named) => origin.join(&named).map_err(|_| {
+                    ProvisionError(format!("{shown} named a status URL that is not valid"))
+                })?,
+                None => url::Url::parse(current_status_url.unwrap_or_default())
+                    .map_err(|_| ProvisionError("the recorded status URL is not valid".into()))?,
+            };
+            if !same_origin(&origin, &status_url) {
+                return Ok(ProvisionOutcome::Failed(format!(
+                    "{shown} named a status URL on another origin ({}); only the provisioner's own origin is checked",
+                    display_url(status_url.as_str())
+                )));
+            }
+            return Ok(ProvisionOutcome::Accepted {
+                status_url: status_url.to_string(),
+            });
+        }
+        if state == Some("failed") {
+            let reason = body
+                .get("reason")
+                .or_else(|| body.get("error"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("no reason given");
+            // The receiver's words, bounded: they end up on the grant and in logs.
+            let reason: String = reason.chars().take(500).collect();
+            return Ok(ProvisionOutcome::Failed(format!(
+                "{shown} reports the {} failed: {reason}",
+                action.as_str()
+            )));
+        }
+        let receipt = receipt(&body);
+        if action == ProvisionAction::Revoke && receipt.access_removed == Some(false) {
+            return Err(ProvisionError(format!(
+                "{shown} answered that access was not removed (access_removed: false)"
+            )));
+        }
+        Ok(ProvisionOutcome::Done(receipt))
+    }
+}
+
 #[async_trait]
 impl Provisioners for HttpProvisioners {
     async fn apply(
@@ -113,9 +297,9 @@ impl Provisioners for HttpProvisioners {
         resource: &Resource,
         action: ProvisionAction,
         grant: &Grant,
-    ) -> Result<(), ProvisionError> {
+    ) -> Result<ProvisionOutcome, ProvisionError> {
         match &resource.provisioner {
-            Provisioner::None => Ok(()),
+            Provisioner::None => Ok(ProvisionOutcome::done()),
             Provisioner::Ticket { connection, .. } => Err(ProvisionError(format!(
                 "the ticket provisioner (connection `{connection}`) is not available in this deployment"
             ))),
@@ -129,45 +313,46 @@ impl Provisioners for HttpProvisioners {
                     ))
                 })?;
                 let key = idempotency_key(&grant.id, action);
-                let body = serde_json::to_vec(&serde_json::json!({
-                    "action": action,
-                    "grant": grant,
-                    "resource": {"id": resource.id, "name": resource.name},
-                    "idempotency_key": key,
-                }))
-                .map_err(|e| ProvisionError(e.to_string()))?;
-                let t = self.clock.now().unix_timestamp();
-                let response = self
-                    .client
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .header(
-                        "x-ticketbound-signature",
-                        signature_header(secret.expose(), t, &body),
-                    )
-                    .header("idempotency-key", &key)
-                    .header("x-ticketbound-delivery", &key)
-                    .body(body)
-                    .send()
-                    .await;
-                let shown = display_url(url);
-                match response {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(ProvisionError(format!(
-                        "{shown} answered HTTP {}",
-                        r.status().as_u16()
-                    ))),
-                    Err(e) if e.is_timeout() => Err(ProvisionError(format!(
-                        "{shown} did not answer within {:?}",
-                        self.timeout
-                    ))),
-                    Err(e) if e.is_connect() => {
-                        Err(ProvisionError(format!("could not connect to {shown}")))
-                    }
-                    Err(_) => Err(ProvisionError(format!("the call to {shown} failed"))),
-                }
+                let body = serde_json::to_vec(&call_body(resource, action, grant))
+                    .map_err(|e| ProvisionError(e.to_string()))?;
+                let answer = self.signed(url, secret.expose(), &key, Some(body)).await?;
+                self.judge(url, None, action, answer)
             }
         }
+    }
+
+    async fn poll(
+        &self,
+        resource: &Resource,
+        action: ProvisionAction,
+        grant: &Grant,
+        status_url: &str,
+    ) -> Result<ProvisionOutcome, ProvisionError> {
+        let Provisioner::Webhook { url, secret } = &resource.provisioner else {
+            return Err(ProvisionError(
+                "the resource's provisioner is no longer a webhook; its status cannot be checked"
+                    .into(),
+            ));
+        };
+        // Checked again at every poll: the resource's URL may have changed since the call was accepted.
+        let (Ok(origin), Ok(target)) = (url::Url::parse(url), url::Url::parse(status_url)) else {
+            return Err(ProvisionError("the status URL is not valid".into()));
+        };
+        if !same_origin(&origin, &target) {
+            return Ok(ProvisionOutcome::Failed(format!(
+                "the status URL {} is no longer on the provisioner's origin",
+                display_url(status_url)
+            )));
+        }
+        let secret = secret.as_ref().ok_or_else(|| {
+            ProvisionError(format!(
+                "no signing secret was loaded for resource `{}`",
+                resource.id
+            ))
+        })?;
+        let key = idempotency_key(&grant.id, action);
+        let answer = self.signed(status_url, secret.expose(), &key, None).await?;
+        self.judge(url, Some(status_url), action, answer)
     }
 }
 
@@ -240,6 +425,65 @@ mod tests {
                 300
             ));
         }
+    }
+
+    fn provisioners() -> HttpProvisioners {
+        HttpProvisioners::new(Arc::new(crate::ports::SystemClock), DEFAULT_TIMEOUT).unwrap()
+    }
+
+    #[test]
+    fn answers_are_read_by_the_v2_contract_and_a_v1_answer_is_done() {
+        let p = provisioners();
+        let url = "https://prov.example.com/hook?token=abc";
+        let judge = |status: u16, location: Option<&str>, body: serde_json::Value| {
+            p.judge(
+                url,
+                None,
+                ProvisionAction::Revoke,
+                (status, location.map(str::to_owned), body),
+            )
+        };
+        assert_eq!(
+            judge(204, None, serde_json::Value::Null).unwrap(),
+            ProvisionOutcome::done()
+        );
+        assert_eq!(
+            judge(202, None, serde_json::Value::Null).unwrap(),
+            ProvisionOutcome::done(),
+            "a 202 naming no status URL is v1's done"
+        );
+        assert_eq!(
+            judge(202, Some("/jobs/7"), serde_json::Value::Null).unwrap(),
+            ProvisionOutcome::Accepted {
+                status_url: "https://prov.example.com/jobs/7".into()
+            }
+        );
+        assert!(matches!(
+            judge(202, Some("https://elsewhere.example.com/jobs/7"), serde_json::Value::Null),
+            Ok(ProvisionOutcome::Failed(reason)) if reason.contains("another origin") && !reason.contains("token")
+        ));
+        assert!(matches!(
+            judge(200, None, serde_json::json!({"status": "failed", "reason": "locked"})),
+            Ok(ProvisionOutcome::Failed(reason)) if reason.ends_with("locked")
+        ));
+        assert!(
+            judge(200, None, serde_json::json!({"access_removed": false})).is_err(),
+            "a revoke that says access stays is a failed attempt"
+        );
+        assert_eq!(
+            judge(
+                200,
+                None,
+                serde_json::json!({"access_removed": true, "sessions": "sometimes", "residual_until": "soon"})
+            )
+            .unwrap(),
+            ProvisionOutcome::Done(ProvisionReceipt {
+                access_removed: Some(true),
+                sessions: None,
+                residual_until: None,
+            }),
+            "unknown values are not guessed at"
+        );
     }
 
     #[test]

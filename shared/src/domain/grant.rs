@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::duration::GrantDuration;
+use super::side_effect::{SessionsOutcome, is_zero};
+pub use super::side_effect::{SideEffect, SideEffectState};
 
 /// The ticket a grant is bound to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -117,68 +119,6 @@ fn one() -> u32 {
     1
 }
 
-/// Where a side effect (provisioning on approval, deprovisioning at the end) stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SideEffectState {
-    Pending,
-    Done,
-    Skipped,
-    Failed,
-}
-
-/// A tracked side effect: `{"state": "pending|done|skipped|failed", "attempts": 1, "last_error": null}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SideEffect {
-    pub state: SideEffectState,
-    pub attempts: u32,
-    pub last_error: Option<String>,
-    /// Why it was skipped (rule 8), when it was.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// When the next retry is scheduled, while one is.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "time::serde::rfc3339::option"
-    )]
-    pub next_attempt_at: Option<OffsetDateTime>,
-    /// An attempt in progress holds this lease so that a retry schedule firing meanwhile does not call the
-    /// end system a second time.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "time::serde::rfc3339::option"
-    )]
-    pub lease_until: Option<OffsetDateTime>,
-    /// The end system has confirmed the provisioner call; later retries only finish the remaining steps.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub provisioner_done: bool,
-    /// The live arming of this side effect's retry schedule (`ports::Job::arming`), so that finishing it
-    /// deletes exactly that schedule. 0, the safety net's arming, is not written.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub arming: u32,
-}
-
-pub(super) fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-impl SideEffect {
-    pub fn pending() -> Self {
-        Self {
-            state: SideEffectState::Pending,
-            attempts: 0,
-            last_error: None,
-            reason: None,
-            next_attempt_at: None,
-            lease_until: None,
-            provisioner_done: false,
-            arming: 0,
-        }
-    }
-}
-
 pub type Deprovisioning = SideEffect;
 pub type Provisioning = SideEffect;
 
@@ -217,6 +157,15 @@ pub struct Grant {
     pub ended_at: Option<OffsetDateTime>,
     pub ended_by: Option<String>,
     pub deprovisioning: Option<Deprovisioning>,
+    /// When access was really removed from the end system: the provisioner confirmed the revoke (or rule 8 left
+    /// it to another grant, or there was nothing to remove). Null until then, and for grants that never were
+    /// active. Additive to DESIGN §5's shape.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub access_removed_at: Option<OffsetDateTime>,
+    /// Until when sessions opened before the removal may still work, when the provisioner said they outlive it
+    /// (`sessions: "will_expire"`). Null when nothing outlives the removal or nothing is known.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub residual_until: Option<OffsetDateTime>,
     pub audit_ticket: Option<TicketRef>,
     /// Access being set up in the end system after approval (not in DESIGN §5's sample; additive).
     #[serde(default)]
@@ -301,6 +250,8 @@ impl Grant {
             ended_at: None,
             ended_by: None,
             deprovisioning: None,
+            access_removed_at: None,
+            residual_until: None,
             audit_ticket: None,
             provisioning: None,
             expiry_arming: 0,
@@ -434,6 +385,21 @@ impl Grant {
     pub fn access_key(&self) -> (&str, &str) {
         (&self.requester, &self.resource)
     }
+
+    /// Records that access was removed at `at`, and, when the provisioner said sessions outlive the removal,
+    /// until when they may (`residual_until`, never before the removal itself).
+    pub fn record_removal(
+        &mut self,
+        at: OffsetDateTime,
+        sessions: Option<SessionsOutcome>,
+        residual_until: Option<OffsetDateTime>,
+    ) {
+        self.access_removed_at = Some(at);
+        self.residual_until = match sessions {
+            Some(SessionsOutcome::Terminated) => None,
+            _ => residual_until.filter(|until| *until > at),
+        };
+    }
 }
 
 #[cfg(test)]
@@ -558,6 +524,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_removal_records_when_and_keeps_a_residual_only_for_sessions_that_outlive_it() {
+        let now = datetime!(2026-01-01 11:00 UTC);
+        let later = now + time::Duration::hours(1);
+        let mut grant = pending("PT1H");
+        grant.record_removal(now, Some(SessionsOutcome::WillExpire), Some(later));
+        assert_eq!(
+            (grant.access_removed_at, grant.residual_until),
+            (Some(now), Some(later))
+        );
+        grant.record_removal(now, Some(SessionsOutcome::Terminated), Some(later));
+        assert_eq!(
+            grant.residual_until, None,
+            "terminated sessions leave nothing"
+        );
+        grant.record_removal(now, None, Some(now - time::Duration::hours(1)));
+        assert_eq!(
+            grant.residual_until, None,
+            "a residual before the removal is none"
+        );
+    }
+
     fn pending_needing(approvals: u32) -> Grant {
         let mut grant = pending("PT4H");
         grant.approvals_required = approvals;
@@ -667,6 +655,8 @@ mod tests {
             "ended_at",
             "ended_by",
             "deprovisioning",
+            "access_removed_at",
+            "residual_until",
             "audit_ticket",
             "approvals",
             "approvals_required",

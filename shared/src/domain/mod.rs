@@ -10,6 +10,7 @@ pub mod notification;
 pub mod reconcile;
 pub mod resource;
 pub mod secret;
+pub mod side_effect;
 pub mod text;
 pub mod ticket_events;
 pub mod ticket_writes;

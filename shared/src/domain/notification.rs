@@ -8,7 +8,26 @@
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use super::grant::SideEffectState;
+use super::side_effect::{SideEffectState, Tracked};
+
+/// Where messages link to and whom they address, from the deployment's notification configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// The portal's public base URL (`PORTAL_URL`); a grant's page is `<portal_url>/#/grant/<id>`.
+    pub portal_url: Option<String>,
+    /// Addresses told of waiting requests (the deployment-level approvers).
+    pub approver_emails: Vec<String>,
+    /// Addresses told when removing access failed.
+    pub admin_emails: Vec<String>,
+}
+
+impl NotifySettings {
+    /// The grant's page in the portal (the hash route the portal's `#/grant/<id>` view reads).
+    pub fn link(&self, grant_id: &str) -> String {
+        let base = self.portal_url.as_deref().unwrap_or_default();
+        format!("{}/#/grant/{grant_id}", base.trim_end_matches('/'))
+    }
+}
 
 /// What happened that someone should hear of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -123,7 +142,7 @@ pub struct NotificationState {
     )]
     pub lease_until: Option<OffsetDateTime>,
     /// The live arming of this event's retry schedule (`ports::Job::arming`); not written while 0.
-    #[serde(default, skip_serializing_if = "super::grant::is_zero")]
+    #[serde(default, skip_serializing_if = "super::side_effect::is_zero")]
     pub arming: u32,
 }
 
@@ -142,6 +161,21 @@ impl NotificationState {
             lease_until: None,
             arming: 0,
         }
+    }
+}
+
+impl Tracked for NotificationState {
+    fn state(&self) -> SideEffectState {
+        self.state
+    }
+    fn attempts_mut(&mut self) -> &mut u32 {
+        &mut self.attempts
+    }
+    fn lease_until_mut(&mut self) -> &mut Option<OffsetDateTime> {
+        &mut self.lease_until
+    }
+    fn lease_until(&self) -> Option<OffsetDateTime> {
+        self.lease_until
     }
 }
 

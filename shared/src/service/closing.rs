@@ -102,20 +102,25 @@ impl Ticketbound {
                     .acquire_owned()
                     .await
                     .expect("the semaphore is never closed");
-                app.end_grant_noting(&grant.id, reason, None, found_by)
-                    .await
+                // Told together below: one notification job for the whole closing.
+                app.end_grant_untold(&grant.id, reason, found_by).await
             });
         }
         let mut first_error = None;
+        let mut ended = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined
                 .map_err(|e| ServiceError::internal(format!("ending task: {e}")))
                 .and_then(|r| r)
             {
-                Ok(EndOutcome::Ended(g)) if g.status == GrantStatus::Cancelled => {
-                    outcome.cancelled += 1
+                Ok(EndOutcome::Ended(g)) => {
+                    if g.status == GrantStatus::Cancelled {
+                        outcome.cancelled += 1;
+                    } else {
+                        outcome.ended += 1;
+                    }
+                    ended.push(g);
                 }
-                Ok(EndOutcome::Ended(_)) => outcome.ended += 1,
                 Ok(EndOutcome::AlreadyClosed(_)) => outcome.already_closed += 1,
                 Err(e) => {
                     tracing::warn!(connection = %ticket.connection, ticket = %ticket.key, error = %e, "a bound grant could not be ended");
@@ -123,6 +128,7 @@ impl Ticketbound {
                 }
             }
         }
+        self.notify_ended(&ended).await;
         match first_error {
             Some(e) => Err(e),
             None => {

@@ -25,11 +25,15 @@
 
 use time::{Duration, OffsetDateTime};
 
+use super::jobs::{JobOutcome, next_arming, record_attempt_on_span};
 use super::{ServiceError, Ticketbound};
 use crate::domain::grant::SideEffect;
 use crate::domain::notification::NotifyEvent;
+use crate::domain::side_effect::{Claim, Failure, Tracked};
 use crate::domain::{AuditEvent, AuditKind, EndReason, Grant, GrantStatus, SideEffectState};
-use crate::ports::{Job, JobKind, ProvisionAction, StoreError};
+use crate::ports::{
+    Job, JobKind, ProvisionAction, ProvisionError, ProvisionOutcome, ProvisionReceipt, StoreError,
+};
 use crate::telemetry;
 
 /// What [`Ticketbound::end_grant`] did.
@@ -39,17 +43,6 @@ pub enum EndOutcome {
     Ended(Grant),
     /// Somebody else had already closed it: nothing was done.
     AlreadyClosed(Grant),
-}
-
-/// What a scheduled job did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobOutcome {
-    /// It did its work (ended a grant, finished or retried a side effect).
-    Done,
-    /// It was early, or another worker held the grant: it scheduled itself again.
-    Rearmed,
-    /// There was nothing to do (the grant had already moved on).
-    Nothing,
 }
 
 /// How many times a write is retried when another writer moved the grant in between.
@@ -79,6 +72,12 @@ impl Effect {
         match self {
             Self::Provision => JobKind::Provision,
             Self::Deprovision => JobKind::Deprovision,
+        }
+    }
+    fn action(self) -> ProvisionAction {
+        match self {
+            Self::Provision => ProvisionAction::Grant,
+            Self::Deprovision => ProvisionAction::Revoke,
         }
     }
     fn name(self) -> &'static str {
@@ -128,10 +127,55 @@ fn record_arming(kind: JobKind, next: &mut Grant, arming: u32) -> bool {
 }
 
 /// The result of one attempt at a side effect's steps.
+#[derive(Default)]
 struct Report {
     provisioner_done: bool,
     skipped: Option<String>,
-    error: Option<String>,
+    error: Option<Failure>,
+    /// The provisioner accepted the call and works on it: check this status URL at the next attempt.
+    accepted: Option<String>,
+    /// What the provisioner reported when it finished (contract v2).
+    receipt: Option<ProvisionReceipt>,
+}
+
+/// One provisioner call (or status check) as the engine sees it.
+enum Called {
+    Done(ProvisionReceipt),
+    Accepted(String),
+}
+
+/// What the removal step of a deprovisioning came to.
+enum Revoked {
+    /// Rule 8: another grant still gives the access; nothing was removed.
+    Skipped(String),
+    Done(ProvisionReceipt),
+    Accepted(String),
+}
+
+impl From<Called> for Revoked {
+    fn from(called: Called) -> Self {
+        match called {
+            Called::Done(receipt) => Self::Done(receipt),
+            Called::Accepted(url) => Self::Accepted(url),
+        }
+    }
+}
+
+/// Reads a provisioner's answer into the engine's terms: a failure the end system reports is permanent, one the
+/// call met (an HTTP error, a timeout) retryable.
+fn called(
+    result: Result<ProvisionOutcome, ProvisionError>,
+    action: ProvisionAction,
+) -> Result<Called, Failure> {
+    let what = format!("provisioner {}", action.as_str());
+    match result {
+        Ok(ProvisionOutcome::Done(receipt)) => Ok(Called::Done(receipt)),
+        Ok(ProvisionOutcome::Accepted { status_url }) => Ok(Called::Accepted(status_url)),
+        Ok(ProvisionOutcome::Failed(reason)) => {
+            Err(Failure::permanent(format!("{what}: {reason}")))
+        }
+        Err(e) => Err(Failure::retryable(format!("{what}: {e}"))),
+    }
 }
 
 impl Ticketbound {
@@ -155,12 +199,25 @@ impl Ticketbound {
         actor: Option<&str>,
         found_by: Option<&str>,
     ) -> Result<EndOutcome, ServiceError> {
-        self.end_grant_when(id, reason, actor, found_by, None).await
+        self.end_grant_when(id, reason, actor, found_by, None, true)
+            .await
+    }
+
+    /// [`Self::end_grant_noting`] without arming its `ended` notification: the caller ends many grants at once
+    /// and tells them together ([`Self::notify_ended`]).
+    pub(crate) async fn end_grant_untold(
+        &self,
+        id: &str,
+        reason: EndReason,
+        found_by: Option<&str>,
+    ) -> Result<EndOutcome, ServiceError> {
+        self.end_grant_when(id, reason, None, found_by, None, false)
+            .await
     }
 
     /// [`Self::end_grant_noting`], only while the grant is in status `only` when given (a request's deadline
     /// cancels a pending request, never the grant an approval made of it a moment before); otherwise
-    /// [`EndOutcome::AlreadyClosed`] with nothing done.
+    /// [`EndOutcome::AlreadyClosed`] with nothing done. `tell`: arm the `ended` notification here.
     async fn end_grant_when(
         &self,
         id: &str,
@@ -168,6 +225,7 @@ impl Ticketbound {
         actor: Option<&str>,
         found_by: Option<&str>,
         only: Option<GrantStatus>,
+        tell: bool,
     ) -> Result<EndOutcome, ServiceError> {
         for _ in 0..RACE_RETRIES {
             let Some(grant) = self.store.get_grant(id).await? else {
@@ -207,7 +265,9 @@ impl Ticketbound {
                 Err(e) => return Err(e.into()),
             }
             tracing::info!(grant = %id, reason = reason.as_str(), status = next.status.as_str(), "grant ended");
-            self.notify(&next, NotifyEvent::Ended).await;
+            if tell {
+                self.notify(&next, NotifyEvent::Ended).await;
+            }
             if next.status == GrantStatus::Cancelled {
                 // No decision is coming: its deadline has nothing left to do.
                 self.cancel_pending_expiry(&next).await;
@@ -229,29 +289,30 @@ impl Ticketbound {
         ))
     }
 
-    /// Handles a scheduled job (the expiry function's event, or an in-process timer locally).
-    pub async fn run_job(&self, job: &Job) -> Result<JobOutcome, ServiceError> {
-        match job.job {
-            JobKind::Expire => self.expire(&job.grant_id, job.arming).await,
-            JobKind::Provision => {
-                self.side_effect_attempt(Effect::Provision, &job.grant_id, job.arming)
-                    .await
-            }
-            JobKind::Deprovision => {
-                self.side_effect_attempt(Effect::Deprovision, &job.grant_id, job.arming)
-                    .await
-            }
-            JobKind::Confirm => self.confirm_ticket(job).await,
-            JobKind::Notify => self.run_notification(job).await,
-            JobKind::PendingExpiry => self.pending_expired(&job.grant_id, job.arming).await,
-        }
+    /// A provisioning or deprovisioning job fired (`fired` is its arming).
+    pub(super) async fn side_effect_job(
+        &self,
+        kind: JobKind,
+        id: &str,
+        fired: u32,
+    ) -> Result<JobOutcome, ServiceError> {
+        let effect = if kind == JobKind::Provision {
+            Effect::Provision
+        } else {
+            Effect::Deprovision
+        };
+        self.side_effect_attempt(effect, id, fired).await
     }
 
     /// A request's decision deadline fired: still pending (and the deadline reached), it is cancelled as
     /// `approval_timed_out`, by the same conditional write as every other end, and only while it is pending:
     /// an approval landing at the same moment either wins (the grant stays active) or finds it cancelled.
     /// Decided or withdrawn meanwhile: nothing.
-    async fn pending_expired(&self, id: &str, fired: u32) -> Result<JobOutcome, ServiceError> {
+    pub(super) async fn pending_expired(
+        &self,
+        id: &str,
+        fired: u32,
+    ) -> Result<JobOutcome, ServiceError> {
         let Some(grant) = self.store.get_grant(id).await? else {
             return Ok(JobOutcome::Nothing);
         };
@@ -274,6 +335,7 @@ impl Ticketbound {
                 None,
                 None,
                 Some(GrantStatus::Pending),
+                true,
             )
             .await?
         {
@@ -308,7 +370,7 @@ impl Ticketbound {
         let Some(grant) = self.store.get_grant(id).await? else {
             return Ok(());
         };
-        let next = fired.max(live_arming(kind, &grant)).saturating_add(1);
+        let next = next_arming(fired, live_arming(kind, &grant));
         let job = Job::armed(kind, id, next);
         self.scheduler.schedule(&job, at).await?;
         let mut live = next;
@@ -330,23 +392,11 @@ impl Ticketbound {
             _ => (live, vec![fired, next]),
         };
         stale.retain(|a| *a != keep);
-        self.remove_armings(kind, id, stale).await;
+        self.remove_armings(&Job::new(kind, id), stale).await;
         Ok(())
     }
 
-    /// Deletes the given (stale) armings of a job. A failure is only logged: such a schedule fires once, finds
-    /// the work done or due, and EventBridge deletes it after it fires.
-    async fn remove_armings(&self, kind: JobKind, id: &str, mut armings: Vec<u32>) {
-        armings.sort_unstable();
-        armings.dedup();
-        for arming in armings {
-            if let Err(e) = self.scheduler.cancel(&Job::armed(kind, id, arming)).await {
-                tracing::warn!(grant = %id, job = ?kind, arming, error = %e, "could not delete a stale schedule");
-            }
-        }
-    }
-
-    async fn expire(&self, id: &str, fired: u32) -> Result<JobOutcome, ServiceError> {
+    pub(super) async fn expire(&self, id: &str, fired: u32) -> Result<JobOutcome, ServiceError> {
         let Some(grant) = self.store.get_grant(id).await? else {
             tracing::warn!(grant = %id, "expiry schedule fired for a grant that does not exist");
             return Ok(JobOutcome::Nothing);
@@ -413,14 +463,21 @@ impl Ticketbound {
                 if state.state != SideEffectState::Pending {
                     return None;
                 }
-                if let Some(until) = state.lease_until.filter(|until| *until > now) {
+                if let Some(until) = state.leased_until(now) {
                     busy_until = Some(until);
                     return None;
                 }
                 let mut next = g.touched();
                 match effect {
-                    Effect::Provision if g.status != GrantStatus::Active => {
+                    Effect::Provision
+                        if g.status != GrantStatus::Active
+                            && g.provisioning
+                                .as_ref()
+                                .is_none_or(|p| p.status_url.is_none()) =>
+                    {
                         // Ended before access was set up: nothing to grant (the end's revoke covers the rest).
+                        // A grant call the provisioner accepted is still followed to its end, so that the
+                        // revoke comes after it.
                         let p = effect.field_mut(&mut next)?;
                         p.state = SideEffectState::Skipped;
                         p.reason = Some("the grant ended before access was set up".into());
@@ -435,23 +492,32 @@ impl Ticketbound {
                         return Some((next, Some(event)));
                     }
                     Effect::Deprovision => {
-                        // Revoke only after an in-flight grant call has finished, never before it.
-                        if let Some(until) = g
-                            .provisioning
-                            .as_ref()
-                            .and_then(|p| p.lease_until)
-                            .filter(|u| *u > now)
+                        // Revoke only after an in-flight grant call has finished, never before it: one being
+                        // made now (its lease), or one the provisioner accepted and still works on (its status
+                        // is checked at `next_attempt_at`).
+                        if let Some(until) =
+                            g.provisioning.as_ref().and_then(|p| p.leased_until(now))
                         {
                             busy_until = Some(until);
+                            return None;
+                        }
+                        if let Some(p) = g.provisioning.as_ref().filter(|p| {
+                            p.state == SideEffectState::Pending && p.status_url.is_some()
+                        }) {
+                            busy_until = Some(p.next_attempt_at.unwrap_or(now).max(now));
                             return None;
                         }
                     }
                     Effect::Provision => {}
                 }
-                let state = effect.field_mut(&mut next)?;
-                state.attempts += 1;
-                state.lease_until = Some(now + lease);
-                Some((next, None))
+                match effect.field_mut(&mut next)?.claim(now, lease) {
+                    Claim::Claimed => Some((next, None)),
+                    Claim::Busy(until) => {
+                        busy_until = Some(until);
+                        None
+                    }
+                    Claim::Finished => None,
+                }
             })
             .await?;
         let Some(grant) = claimed.filter(|g| {
@@ -466,6 +532,7 @@ impl Ticketbound {
             }
             return Ok(JobOutcome::Nothing);
         };
+        record_attempt_on_span(effect.field(&grant).map_or(1, |s| s.attempts));
         let report = match effect {
             Effect::Provision => self.provision_steps(&grant).await,
             Effect::Deprovision => self.deprovision_steps(&grant).await,
@@ -474,20 +541,39 @@ impl Ticketbound {
     }
 
     async fn provision_steps(&self, grant: &Grant) -> Report {
-        let error = match self.store.get_resource(&grant.resource).await {
-            Ok(Some(resource)) => self
-                .provisioners
-                .apply(&resource, ProvisionAction::Grant, grant)
-                .await
-                .err()
-                .map(|e| format!("provisioner grant: {e}")),
-            Ok(None) => Some(format!("resource `{}` no longer exists", grant.resource)),
-            Err(e) => Some(format!("reading resource: {e}")),
+        let status_url = grant
+            .provisioning
+            .as_ref()
+            .and_then(|p| p.status_url.clone());
+        let result = match self.store.get_resource(&grant.resource).await {
+            Ok(Some(resource)) => {
+                let action = ProvisionAction::Grant;
+                let answer = match &status_url {
+                    Some(url) => self.provisioners.poll(&resource, action, grant, url).await,
+                    None => self.provisioners.apply(&resource, action, grant).await,
+                };
+                called(answer, action)
+            }
+            Ok(None) => Err(Failure::retryable(format!(
+                "resource `{}` no longer exists",
+                grant.resource
+            ))),
+            Err(e) => Err(Failure::retryable(format!("reading resource: {e}"))),
         };
-        Report {
-            provisioner_done: error.is_none(),
-            skipped: None,
-            error,
+        match result {
+            Ok(Called::Done(receipt)) => Report {
+                provisioner_done: true,
+                receipt: Some(receipt),
+                ..Report::default()
+            },
+            Ok(Called::Accepted(url)) => Report {
+                accepted: Some(url),
+                ..Report::default()
+            },
+            Err(failure) => Report {
+                error: Some(failure),
+                ..Report::default()
+            },
         }
     }
 
@@ -499,13 +585,26 @@ impl Ticketbound {
         let mut report = Report {
             provisioner_done: state.provisioner_done,
             skipped: state.reason.clone(),
-            error: None,
+            ..Report::default()
         };
         if !report.provisioner_done {
-            match self.revoke_unless_still_granted(grant).await {
-                Ok(skipped) => {
+            let revoked = match state.status_url.as_deref() {
+                // Accepted earlier: rule 8 was decided then; only its status is still open.
+                Some(url) => self.check_revoke(grant, url).await,
+                None => self.revoke_unless_still_granted(grant).await,
+            };
+            match revoked {
+                Ok(Revoked::Skipped(reason)) => {
                     report.provisioner_done = true;
-                    report.skipped = skipped;
+                    report.skipped = Some(reason);
+                }
+                Ok(Revoked::Done(receipt)) => {
+                    report.provisioner_done = true;
+                    report.receipt = Some(receipt);
+                }
+                Ok(Revoked::Accepted(url)) => {
+                    report.accepted = Some(url);
+                    return report;
                 }
                 Err(e) => {
                     report.error = Some(e);
@@ -519,7 +618,9 @@ impl Ticketbound {
                 .cancel(&Job::armed(JobKind::Expire, &grant.id, grant.expiry_arming))
                 .await
         {
-            report.error = Some(format!("deleting the expiry schedule: {e}"));
+            report.error = Some(Failure::retryable(format!(
+                "deleting the expiry schedule: {e}"
+            )));
             return report;
         }
         if grant
@@ -535,47 +636,65 @@ impl Ticketbound {
                 ))
                 .await
         {
-            report.error = Some(format!("deleting the provisioning retry schedule: {e}"));
+            report.error = Some(Failure::retryable(format!(
+                "deleting the provisioning retry schedule: {e}"
+            )));
         }
         if let Err(e) = self.close_audit_ticket(grant).await
             && report.error.is_none()
         {
-            report.error = Some(e);
+            report.error = Some(Failure::retryable(e));
         }
         report
     }
 
     /// Rule 8: remove access unless another active grant of the same requester and resource still gives it.
-    /// `Ok(Some(reason))` when skipped.
-    async fn revoke_unless_still_granted(&self, grant: &Grant) -> Result<Option<String>, String> {
+    async fn revoke_unless_still_granted(&self, grant: &Grant) -> Result<Revoked, Failure> {
         let (requester, resource_id) = grant.access_key();
         let others = self
             .store
             .active_grants_for(requester, resource_id)
             .await
-            .map_err(|e| format!("checking other grants: {e}"))?;
+            .map_err(|e| Failure::retryable(format!("checking other grants: {e}")))?;
         if let Some(other) = others.iter().find(|g| g.id != grant.id) {
-            return Ok(Some(format!(
+            return Ok(Revoked::Skipped(format!(
                 "grant {} still gives {requester} access to {resource_id}",
                 other.id
             )));
         }
-        let resource = self
-            .store
-            .get_resource(resource_id)
-            .await
-            .map_err(|e| format!("reading resource: {e}"))?
-            .ok_or_else(|| {
-                format!("resource `{resource_id}` no longer exists; remove the access by hand")
-            })?;
-        self.provisioners
-            .apply(&resource, ProvisionAction::Revoke, grant)
-            .await
-            .map_err(|e| format!("provisioner revoke: {e}"))?;
-        Ok(None)
+        let resource = self.resource_for_revoke(resource_id).await?;
+        let action = ProvisionAction::Revoke;
+        let answer = self.provisioners.apply(&resource, action, grant).await;
+        Ok(called(answer, action)?.into())
     }
 
-    /// Writes the outcome of an attempt and arranges what comes next.
+    /// Checks again on a revoke the provisioner accepted.
+    async fn check_revoke(&self, grant: &Grant, status_url: &str) -> Result<Revoked, Failure> {
+        let resource = self.resource_for_revoke(&grant.resource).await?;
+        let action = ProvisionAction::Revoke;
+        let answer = self
+            .provisioners
+            .poll(&resource, action, grant, status_url)
+            .await;
+        Ok(called(answer, action)?.into())
+    }
+
+    async fn resource_for_revoke(
+        &self,
+        resource_id: &str,
+    ) -> Result<crate::domain::Resource, Failure> {
+        self.store
+            .get_resource(resource_id)
+            .await
+            .map_err(|e| Failure::retryable(format!("reading resource: {e}")))?
+            .ok_or_else(|| {
+                Failure::retryable(format!(
+                    "resource `{resource_id}` no longer exists; remove the access by hand"
+                ))
+            })
+    }
+
+    /// Writes the outcome of an attempt and arranges what comes next (the engine's retry, `service/jobs.rs`).
     async fn record_attempt(
         &self,
         effect: Effect,
@@ -587,18 +706,28 @@ impl Ticketbound {
         let attempts = effect.field(claimed).map_or(1, |s| s.attempts);
         let policy = &self.settings.retry;
         let now = self.clock.now();
-        let retry_at = (report.error.is_some() && attempts < policy.max_attempts)
-            .then(|| now + policy.delay_after(attempts));
+        let accepted = report.accepted.clone();
+        let retry_at = match (&report.error, &accepted) {
+            (Some(failure), _) => policy.retry_at(attempts, failure, now),
+            (None, Some(_)) => policy.check_again_at(attempts, now),
+            (None, None) => None,
+        };
+        let error = match (&report.error, &accepted, retry_at) {
+            (None, Some(_), None) => Some(Failure::permanent(format!(
+                "provisioner {}: accepted, but not finished after {attempts} status checks",
+                effect.action().as_str()
+            ))),
+            (error, _, _) => error.clone(),
+        };
         // The retry is a new arming, above the one firing and the one recorded ("Armings" in the module docs).
-        let retry_arming = fired
-            .max(live_arming(effect.kind(), claimed))
-            .saturating_add(1);
+        let retry_arming = next_arming(fired, live_arming(effect.kind(), claimed));
         if let Some(at) = retry_at {
             // Armed before the outcome is written: if this fails, the attempt errors and its own trigger retries.
             self.scheduler
                 .schedule(&Job::armed(effect.kind(), id, retry_arming), at)
                 .await?;
         }
+        let receipt = report.receipt.clone().unwrap_or_default();
         let mut replaced = Vec::new();
         let written = self
             .modify_grant(id, |g| {
@@ -612,12 +741,21 @@ impl Ticketbound {
                     state.arming = retry_arming;
                 }
                 state.attempts = state.attempts.max(attempts);
-                state.lease_until = None;
+                state.release();
                 state.provisioner_done = report.provisioner_done;
                 state.reason = report.skipped.clone();
+                if accepted.is_some() {
+                    state.status_url.clone_from(&accepted);
+                }
                 let kind;
-                match (&report.error, retry_at) {
-                    (None, _) => {
+                match (&error, retry_at) {
+                    (None, Some(at)) => {
+                        // Accepted: the provisioner works on it; the next attempt checks its status.
+                        state.last_error = None;
+                        state.next_attempt_at = Some(at);
+                        return Some((next, None));
+                    }
+                    (None, None) => {
                         state.state = if report.skipped.is_some() {
                             SideEffectState::Skipped
                         } else {
@@ -625,14 +763,21 @@ impl Ticketbound {
                         };
                         state.last_error = None;
                         state.next_attempt_at = None;
+                        state.status_url = None;
+                        state.sessions = receipt.sessions;
                         kind = match (effect, report.skipped.is_some()) {
                             (Effect::Provision, _) => AuditKind::Provisioned,
                             (Effect::Deprovision, false) => AuditKind::Deprovisioned,
                             (Effect::Deprovision, true) => AuditKind::DeprovisioningSkipped,
                         };
+                        // A provisioner that only asked for the removal (a ticket to a person) says so.
+                        if kind == AuditKind::Deprovisioned && receipt.access_removed != Some(false)
+                        {
+                            next.record_removal(now, receipt.sessions, receipt.residual_until);
+                        }
                     }
                     (Some(error), Some(at)) => {
-                        state.last_error = Some(error.clone());
+                        state.last_error = Some(error.message.clone());
                         state.next_attempt_at = Some(at);
                         kind = if effect == Effect::Provision {
                             AuditKind::ProvisioningRetry
@@ -642,8 +787,9 @@ impl Ticketbound {
                     }
                     (Some(error), None) => {
                         state.state = SideEffectState::Failed;
-                        state.last_error = Some(error.clone());
+                        state.last_error = Some(error.message.clone());
                         state.next_attempt_at = None;
+                        state.status_url = None;
                         kind = if effect == Effect::Provision {
                             AuditKind::ProvisioningFailed
                         } else {
@@ -651,12 +797,20 @@ impl Ticketbound {
                         };
                     }
                 }
-                let detail = serde_json::json!({
+                let state = effect.field(&next)?;
+                let mut detail = serde_json::json!({
                     "attempts": state.attempts,
                     "error": state.last_error,
                     "reason": state.reason,
                     "next_attempt_at": state.next_attempt_at.map(super::grants::rfc3339),
                 });
+                if kind == AuditKind::Deprovisioned {
+                    detail["access_removed_at"] =
+                        next.access_removed_at.map(super::grants::rfc3339).into();
+                    detail["residual_until"] =
+                        next.residual_until.map(super::grants::rfc3339).into();
+                    detail["sessions"] = serde_json::to_value(state.sessions).unwrap_or_default();
+                }
                 let event = AuditEvent::of(&next, kind, None, now, detail);
                 Some((next, Some(event)))
             })
@@ -664,7 +818,7 @@ impl Ticketbound {
         let Some(grant) = written else {
             if retry_at.is_some() {
                 // Somebody else finished it meanwhile: the retry just armed has nothing to do.
-                self.remove_armings(effect.kind(), id, vec![retry_arming])
+                self.remove_armings(&Job::new(effect.kind(), id), vec![retry_arming])
                     .await;
             }
             return Ok(JobOutcome::Nothing);
@@ -677,7 +831,12 @@ impl Ticketbound {
             SideEffectState::Pending => {
                 replaced.push(retry_arming);
                 replaced.retain(|a| *a != state.arming);
-                self.remove_armings(effect.kind(), id, replaced).await;
+                self.remove_armings(&Job::new(effect.kind(), id), replaced)
+                    .await;
+                if state.last_error.is_none() {
+                    tracing::info!(grant = %id, effect = effect.name(), attempts = state.attempts, next_attempt_at = ?state.next_attempt_at, "the provisioner accepted the call; its status will be checked");
+                    return Ok(JobOutcome::Done);
+                }
                 tracing::warn!(grant = %id, effect = effect.name(), attempts = state.attempts, error = ?state.last_error, next_attempt_at = ?state.next_attempt_at, "side effect failed; retry scheduled");
                 telemetry::metric(
                     if effect == Effect::Provision {
@@ -691,7 +850,7 @@ impl Ticketbound {
             }
             finished => {
                 if finished == SideEffectState::Failed {
-                    tracing::error!(grant = %id, effect = effect.name(), attempts = state.attempts, error = ?state.last_error, "side effect FAILED after its retry budget; act by hand");
+                    tracing::error!(grant = %id, effect = effect.name(), attempts = state.attempts, error = ?state.last_error, "side effect FAILED; act by hand");
                     if effect == Effect::Deprovision {
                         self.notify(&grant, NotifyEvent::DeprovisioningFailed).await;
                     }

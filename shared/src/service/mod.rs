@@ -9,6 +9,7 @@ mod confirm;
 mod connections;
 mod error;
 mod grants;
+mod jobs;
 mod lifecycle;
 mod notifications;
 mod reconcile;
@@ -25,7 +26,8 @@ pub use connections::{
 };
 pub use error::{ErrorKind, ServiceError};
 pub use grants::{GrantRequest, ListGrants};
-pub use lifecycle::{EndOutcome, JobOutcome};
+pub use jobs::JobOutcome;
+pub use lifecycle::EndOutcome;
 pub use notifications::NotifySettings;
 pub use reconcile::{
     CANONICAL_KEYS_JOB, FOUND_BY_RECONCILIATION, RECONCILE_JOB, ReconcileReport, ReconcileSettings,

@@ -32,41 +32,25 @@ use time::{Duration, OffsetDateTime};
 use tokio::task::JoinSet;
 
 use super::grants::rfc3339;
+use super::jobs::{next_arming, record_attempt_on_span};
 use super::{JobOutcome, ServiceError, Ticketbound};
 use crate::domain::identity::{looks_like_email, normalize_email};
+pub use crate::domain::notification::NotifySettings;
 use crate::domain::notification::{NotificationState, NotifyEvent};
 use crate::domain::resource::Approvers;
+use crate::domain::side_effect::{Claim, Failure, Tracked};
 use crate::domain::{EndReason, Grant, GrantStatus, SideEffectState};
 use crate::ports::Job;
 use crate::ports::notify::{Message, SendError, SendOutcome};
 use crate::telemetry;
 
-/// Where messages link to and whom they address, from the deployment's notification configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NotifySettings {
-    /// The portal's public base URL (`PORTAL_URL`); a grant's page is `<portal_url>/#/grant/<id>`.
-    pub portal_url: Option<String>,
-    /// Addresses told of waiting requests (the deployment-level approvers).
-    pub approver_emails: Vec<String>,
-    /// Addresses told when removing access failed.
-    pub admin_emails: Vec<String>,
-}
-
-impl NotifySettings {
-    /// The grant's page in the portal (the hash route the portal's `#/grant/<id>` view reads).
-    pub fn link(&self, grant_id: &str) -> String {
-        let base = self.portal_url.as_deref().unwrap_or_default();
-        format!("{}/#/grant/{grant_id}", base.trim_end_matches('/'))
-    }
-}
-
+/// The most grants one `ended` job tells of: its Input (26-character ids) stays far inside EventBridge's 8 KB.
+const MAX_TOLD_TOGETHER: usize = 100;
 /// How long arming a notification may hold up the request, decision or ending that emits it.
 pub const ARM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// A reminder that fires up to this much before its time still sends (schedules fire to the second, clocks
 /// differ by less).
 const EARLY_SLACK: Duration = Duration::seconds(60);
-/// The longest `Retry-After` honoured; a channel asking for more is retried after this.
-const MAX_RETRY_AFTER: Duration = Duration::days(1);
 
 /// Whether an event is still worth telling when its job runs.
 enum Holds {
@@ -157,6 +141,25 @@ impl Ticketbound {
             .await;
     }
 
+    /// Tells `ended` for grants one closing ended together: one job (one schedule) per [`MAX_TOLD_TOGETHER`]
+    /// grants, named after the first and naming the others ([`Job::also`]), instead of one per grant. Never
+    /// fails and never waits longer than [`ARM_TIMEOUT`] per job.
+    pub(crate) async fn notify_ended(&self, grants: &[Grant]) {
+        if grants.is_empty() || self.notifier.channels_for(NotifyEvent::Ended).is_empty() {
+            return;
+        }
+        for chunk in grants.chunks(MAX_TOLD_TOGETHER) {
+            let Some((first, others)) = chunk.split_first() else {
+                continue;
+            };
+            let job = Job {
+                also: others.iter().map(|g| g.id.clone()).collect(),
+                ..Job::notify(NotifyEvent::Ended, &first.id, 0)
+            };
+            self.arm_notification(&job, self.clock.now()).await;
+        }
+    }
+
     /// Arms the reminders of a grant that just became active, when its time bound is longer than a day: one day
     /// and one hour before the bound, skipping those already past.
     pub(crate) async fn arm_reminders(&self, grant: &Grant) {
@@ -190,8 +193,38 @@ impl Ticketbound {
         telemetry::metric("NotificationsNotArmed", 1.0);
     }
 
-    /// Runs a notification job (see "The job" in the module docs).
+    /// Runs a notification job (see "The job" in the module docs): for its grant, then for each grant it also
+    /// names (whose own arming is 0: none of theirs fired). The first error is returned after every grant had
+    /// its turn; each grant's record makes the redelivered job skip what was sent.
     pub(crate) async fn run_notification(&self, job: &Job) -> Result<JobOutcome, ServiceError> {
+        if job.also.is_empty() {
+            return self.run_one_notification(job).await;
+        }
+        let Some(event) = job.event else {
+            return self.run_one_notification(job).await;
+        };
+        let mut outcome = JobOutcome::Nothing;
+        let mut first_error = None;
+        let each = std::iter::once((job.grant_id.as_str(), job.arming))
+            .chain(job.also.iter().map(|id| (id.as_str(), 0)));
+        for (id, fired) in each {
+            match self
+                .run_one_notification(&Job::notify(event, id, fired))
+                .await
+            {
+                Ok(JobOutcome::Nothing) => {}
+                Ok(done) => outcome = done,
+                Err(e) => {
+                    tracing::warn!(grant = %id, error = %e, "a notification of a closing could not run");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(outcome), Err)
+    }
+
+    /// Runs one grant's notification of one event.
+    async fn run_one_notification(&self, job: &Job) -> Result<JobOutcome, ServiceError> {
         let Some(event) = job.event else {
             tracing::error!(grant = %job.grant_id, "a notification job without an event; ignored");
             return Ok(JobOutcome::Nothing);
@@ -205,7 +238,7 @@ impl Ticketbound {
         match holds(event, &grant, now) {
             Holds::Yes => {}
             Holds::Early(at) => {
-                let next = fired.max(live_arming(&grant, event)).saturating_add(1);
+                let next = next_arming(fired, live_arming(&grant, event));
                 self.scheduler
                     .schedule(&Job::notify(event, id, next), at)
                     .await?;
@@ -246,17 +279,13 @@ impl Ticketbound {
                             next.notifications.len() - 1
                         }
                     };
-                    let entry = &mut next.notifications[index];
-                    if entry.state != SideEffectState::Pending {
-                        continue;
+                    match next.notifications[index].claim(now, lease) {
+                        Claim::Claimed => claimed.push(channel.clone()),
+                        Claim::Busy(until) => {
+                            busy_until = Some(busy_until.map_or(until, |b| b.max(until)));
+                        }
+                        Claim::Finished => {}
                     }
-                    if let Some(until) = entry.lease_until.filter(|u| *u > now) {
-                        busy_until = Some(busy_until.map_or(until, |b| b.max(until)));
-                        continue;
-                    }
-                    entry.attempts += 1;
-                    entry.lease_until = Some(now + lease);
-                    claimed.push(channel.clone());
                 }
                 (!claimed.is_empty()).then_some((next, None))
             })
@@ -264,7 +293,7 @@ impl Ticketbound {
         let Some(grant) = written else {
             if let Some(until) = busy_until {
                 // Another worker is sending: come back when its lease runs out, in case it died.
-                let next = fired.max(live_arming(&grant, event)).saturating_add(1);
+                let next = next_arming(fired, live_arming(&grant, event));
                 self.scheduler
                     .schedule(&Job::notify(event, id, next), until + Duration::seconds(1))
                     .await?;
@@ -273,6 +302,15 @@ impl Ticketbound {
             return Ok(JobOutcome::Nothing);
         };
 
+        record_attempt_on_span(
+            grant
+                .notifications
+                .iter()
+                .filter(|n| n.event == event && claimed.contains(&n.channel))
+                .map(|n| n.attempts)
+                .max()
+                .unwrap_or(1),
+        );
         let results = self.send_all(event, &grant, &claimed).await;
         self.record_sends(event, &grant, fired, results).await
     }
@@ -367,35 +405,35 @@ impl Ticketbound {
                         reason: Some("no recipient for this event".into()),
                         next_attempt_at: None,
                     },
-                    Err(SendError::Permanent(error)) => Outcome {
-                        state: SideEffectState::Failed,
-                        error: Some(error),
-                        reason: None,
-                        next_attempt_at: None,
-                    },
-                    Err(SendError::Retryable {
-                        message,
-                        retry_after,
-                    }) => {
+                    Err(error) => {
+                        let failure = match error {
+                            SendError::Permanent(message) => Failure::permanent(message),
+                            SendError::Retryable {
+                                message,
+                                retry_after,
+                            } => Failure {
+                                retry_after,
+                                ..Failure::retryable(message)
+                            },
+                        };
                         let done = attempts(&channel);
-                        if done < policy.max_attempts {
-                            let asked = retry_after
-                                .and_then(|d| Duration::try_from(d).ok())
-                                .unwrap_or(Duration::ZERO)
-                                .min(MAX_RETRY_AFTER);
-                            Outcome {
+                        match policy.retry_at(done, &failure, now) {
+                            Some(at) => Outcome {
                                 state: SideEffectState::Pending,
-                                error: Some(message),
+                                error: Some(failure.message),
                                 reason: None,
-                                next_attempt_at: Some(now + policy.delay_after(done).max(asked)),
-                            }
-                        } else {
-                            Outcome {
+                                next_attempt_at: Some(at),
+                            },
+                            None => Outcome {
                                 state: SideEffectState::Failed,
-                                error: Some(format!("{message} (after {done} attempts)")),
+                                error: Some(if failure.is_retried() {
+                                    format!("{} (after {done} attempts)", failure.message)
+                                } else {
+                                    failure.message
+                                }),
                                 reason: None,
                                 next_attempt_at: None,
-                            }
+                            },
                         }
                     }
                 };
@@ -405,7 +443,7 @@ impl Ticketbound {
 
         // The retry is armed before the outcome is written, under a new arming ("Armings" in lifecycle.rs).
         let retry_at = outcomes.values().filter_map(|o| o.next_attempt_at).min();
-        let retry_arming = fired.max(live_arming(claimed, event)).saturating_add(1);
+        let retry_arming = next_arming(fired, live_arming(claimed, event));
         let mut arm_error = None;
         if let Some(at) = retry_at
             && let Err(e) = self
@@ -438,7 +476,7 @@ impl Ticketbound {
                     entry.last_error.clone_from(&outcome.error);
                     entry.reason.clone_from(&outcome.reason);
                     entry.next_attempt_at = outcome.next_attempt_at;
-                    entry.lease_until = None;
+                    entry.release();
                     if outcome.state == SideEffectState::Done {
                         entry.sent_at = Some(now);
                     }
@@ -504,13 +542,13 @@ impl Ticketbound {
             for entry in next.notifications.iter_mut().filter(|n| {
                 n.event == event
                     && n.state == SideEffectState::Pending
-                    && n.lease_until.is_none_or(|u| u <= now)
+                    && n.leased_until(now).is_none()
             }) {
                 live.push(entry.arming);
                 entry.state = SideEffectState::Skipped;
                 entry.reason = Some(reason.to_owned());
                 entry.next_attempt_at = None;
-                entry.lease_until = None;
+                entry.release();
                 changed = true;
             }
             changed.then_some((next, None))
@@ -536,21 +574,10 @@ impl Ticketbound {
         }
     }
 
-    /// Deletes the given armings of an event's job; a failure is only logged (such a schedule fires once and
-    /// finds nothing to do).
-    async fn remove_notification_armings(
-        &self,
-        event: NotifyEvent,
-        id: &str,
-        mut armings: Vec<u32>,
-    ) {
-        armings.sort_unstable();
-        armings.dedup();
-        for arming in armings {
-            if let Err(e) = self.scheduler.cancel(&Job::notify(event, id, arming)).await {
-                tracing::warn!(grant = %id, event = event.as_str(), arming, error = %e, "could not delete a stale notification schedule");
-            }
-        }
+    /// Deletes the given armings of an event's job (the engine's [`Ticketbound::remove_armings`]).
+    async fn remove_notification_armings(&self, event: NotifyEvent, id: &str, armings: Vec<u32>) {
+        self.remove_armings(&Job::notify(event, id, 0), armings)
+            .await;
     }
 
     /// Who is e-mailed about a waiting request, never the requester, who cannot decide their own request: the
@@ -648,7 +675,14 @@ impl Ticketbound {
                 } else {
                     (
                         format!("Your access to {what} ended: {why}"),
-                        format!("Your access to {what} ended because {why}."),
+                        format!(
+                            "Your access to {what} ended{} because {why}.{}",
+                            grant
+                                .ended_at
+                                .map(|t| format!(" at {}", rfc3339(t)))
+                                .unwrap_or_default(),
+                            removal_text(grant)
+                        ),
                         Self::requester_recipients(grant),
                     )
                 }
@@ -680,6 +714,12 @@ impl Ticketbound {
         if let Some(at) = ends {
             facts.push(("Ends at".to_owned(), at));
         }
+        if let Some(at) = grant.access_removed_at {
+            facts.push(("Access removed at".to_owned(), rfc3339(at)));
+        }
+        if let Some(at) = grant.residual_until {
+            facts.push(("Sessions may work until".to_owned(), rfc3339(at)));
+        }
         facts.push(("Status".to_owned(), grant.status.as_str().to_owned()));
         let mut shown = grant.clone();
         // The receiver needs the grant, not our delivery bookkeeping.
@@ -695,6 +735,22 @@ impl Ticketbound {
             grant: shown,
         }
     }
+}
+
+/// When access really ended, as sentences to follow the "ended" one: empty while the removal is not confirmed
+/// (the message may go out before it is).
+fn removal_text(grant: &Grant) -> String {
+    let Some(removed) = grant.access_removed_at else {
+        return String::new();
+    };
+    let mut text = format!(" Access was removed at {}.", rfc3339(removed));
+    if let Some(until) = grant.residual_until {
+        text.push_str(&format!(
+            " Sessions opened before then may keep working until {}.",
+            rfc3339(until)
+        ));
+    }
+    text
 }
 
 /// Why a grant ended, as the end of a sentence ("SEC-42 was closed").
@@ -803,6 +859,23 @@ mod tests {
             .end(EndReason::Revoked, Some("bob@example.com"), now)
             .unwrap();
         assert_eq!(end_reason_text(&other), "bob@example.com revoked it");
+    }
+
+    #[test]
+    fn the_ended_text_says_when_access_really_ended_once_it_is_known() {
+        let grant = active("PT4H");
+        let now = grant.decided_at.unwrap();
+        let mut ended = grant.end(EndReason::TicketClosed, None, now).unwrap();
+        assert_eq!(removal_text(&ended), "");
+        ended.record_removal(
+            now + Duration::minutes(1),
+            Some(crate::domain::side_effect::SessionsOutcome::WillExpire),
+            Some(now + Duration::hours(1)),
+        );
+        assert_eq!(
+            removal_text(&ended),
+            " Access was removed at 2026-01-01T10:01:00Z. Sessions opened before then may keep working until 2026-01-01T11:00:00Z."
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@ use crate::domain::text::{self, Lines};
 use crate::domain::url_policy::check_outbound_url;
 use crate::domain::{Caller, Grant, IsoDuration, Provisioner, Resource};
 use crate::ports::{
-    Page, ProvisionAction, ProvisionError, Provisioners, ResourceExpected, SecretStore,
-    SecretStoreError, StoreError, VersionedResource,
+    Page, ProvisionAction, ProvisionError, ProvisionOutcome, Provisioners, ResourceExpected,
+    SecretStore, SecretStoreError, StoreError, VersionedResource,
 };
 
 /// The body of `PUT /v1/resources/{id}`. Durations arrive as text so a bad one is a 422 with a clear message.
@@ -789,16 +789,12 @@ impl SecretLoadingProvisioners {
     }
 }
 
-#[async_trait]
-impl Provisioners for SecretLoadingProvisioners {
-    async fn apply(
-        &self,
-        resource: &Resource,
-        action: ProvisionAction,
-        grant: &Grant,
-    ) -> Result<(), ProvisionError> {
+impl SecretLoadingProvisioners {
+    /// `resource` with its webhook signing secret loaded from the secret store; as it is when it holds one
+    /// already (stored before secrets moved out) or signs nothing.
+    async fn with_secret(&self, resource: &Resource) -> Result<Resource, ProvisionError> {
         let Provisioner::Webhook { url, secret: None } = &resource.provisioner else {
-            return self.inner.apply(resource, action, grant).await;
+            return Ok(resource.clone());
         };
         let secret = self
             .secrets
@@ -811,14 +807,37 @@ impl Provisioners for SecretLoadingProvisioners {
                     resource.id
                 ))
             })?;
-        let signed = Resource {
+        Ok(Resource {
             provisioner: Provisioner::Webhook {
                 url: url.clone(),
                 secret: Some(secret),
             },
             ..resource.clone()
-        };
+        })
+    }
+}
+
+#[async_trait]
+impl Provisioners for SecretLoadingProvisioners {
+    async fn apply(
+        &self,
+        resource: &Resource,
+        action: ProvisionAction,
+        grant: &Grant,
+    ) -> Result<ProvisionOutcome, ProvisionError> {
+        let signed = self.with_secret(resource).await?;
         self.inner.apply(&signed, action, grant).await
+    }
+
+    async fn poll(
+        &self,
+        resource: &Resource,
+        action: ProvisionAction,
+        grant: &Grant,
+        status_url: &str,
+    ) -> Result<ProvisionOutcome, ProvisionError> {
+        let signed = self.with_secret(resource).await?;
+        self.inner.poll(&signed, action, grant, status_url).await
     }
 }
 

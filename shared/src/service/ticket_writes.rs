@@ -16,7 +16,9 @@ use std::sync::Arc;
 use super::{Connections, ServiceError, Ticketbound};
 use crate::domain::ticket_writes::{DestinationFields, NewTicket, marker};
 use crate::domain::{Grant, Provisioner, Resource};
-use crate::ports::{ProvisionAction, ProvisionError, Provisioners};
+use crate::ports::{
+    ProvisionAction, ProvisionError, ProvisionOutcome, ProvisionReceipt, Provisioners,
+};
 
 /// The longest one provisioning attempt may take (a marker search and a create, each with its own bounded
 /// retries): shorter than the retry lease (60 s), so two attempts never overlap. A ticket created by an attempt
@@ -43,7 +45,7 @@ impl Provisioners for TicketProvisioners {
         resource: &Resource,
         action: ProvisionAction,
         grant: &Grant,
-    ) -> Result<(), ProvisionError> {
+    ) -> Result<ProvisionOutcome, ProvisionError> {
         let Provisioner::Ticket {
             connection,
             project,
@@ -94,7 +96,22 @@ impl Provisioners for TicketProvisioners {
         })?
         .map_err(|e| ProvisionError(e.to_string()))?;
         tracing::info!(grant = %grant.id, action = action.as_str(), connection = %connection, key = %created.key, "provisioning ticket opened");
-        Ok(())
+        // A person acts on the ticket later: the removal is asked for, not confirmed.
+        Ok(ProvisionOutcome::Done(ProvisionReceipt {
+            access_removed: (action == ProvisionAction::Revoke).then_some(false),
+            ..ProvisionReceipt::default()
+        }))
+    }
+
+    async fn poll(
+        &self,
+        resource: &Resource,
+        action: ProvisionAction,
+        grant: &Grant,
+        status_url: &str,
+    ) -> Result<ProvisionOutcome, ProvisionError> {
+        // Only webhook provisioners accept a call to finish later; a ticket is done once it is opened.
+        self.inner.poll(resource, action, grant, status_url).await
     }
 }
 

@@ -25,9 +25,9 @@ use serde::Deserialize;
 use crate::domain::identity::Email;
 use crate::domain::ids::Slug;
 use crate::domain::notification::NotifyEvent;
+use crate::domain::notification::NotifySettings;
 use crate::domain::secret::Secret;
 use crate::domain::url_policy::{UrlPolicyError, check_outbound_url};
-use crate::service::NotifySettings;
 
 /// The key of the local server's secret file (`<data dir>/secrets.json`) that holds the configuration. Not a
 /// connection id: those are slugs, which never start with `_`.

@@ -29,10 +29,11 @@ pub use config::{
 };
 
 use crate::domain::notification::NotifyEvent;
+use crate::domain::notification::NotifySettings;
 use crate::domain::secret::Secret;
+use crate::domain::side_effect::{FailureClass, classify_http_status};
 use crate::ports::Clock;
 use crate::ports::notify::{Message, Notifier, SendError, SendOutcome};
-use crate::service::NotifySettings;
 
 /// How long one send may take: well inside the service's lease (60 s), so attempts never overlap.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -369,21 +370,23 @@ fn error_token(body: &[u8]) -> Option<String> {
     ok.then_some(candidate)
 }
 
-/// What an answer means (the module docs).
+/// What an answer means (the module docs), by the engine's one HTTP classification
+/// ([`classify_http_status`]): a conflict is retried like a throttled or failed call.
 fn judge(answer: Answer, what: &str) -> Result<SendOutcome, SendError> {
     let detail = answer.token.map(|t| format!(": {t}")).unwrap_or_default();
-    match answer.status {
-        200..=299 => Ok(SendOutcome::Sent),
-        429 => Err(SendError::Retryable {
-            message: format!("{what} is rate limiting (HTTP 429{detail})"),
+    match classify_http_status(answer.status) {
+        None => Ok(SendOutcome::Sent),
+        Some(FailureClass::Retryable | FailureClass::Conflict) => Err(SendError::Retryable {
+            message: if answer.status == 429 {
+                format!("{what} is rate limiting (HTTP 429{detail})")
+            } else {
+                format!("{what} answered HTTP {}{detail}", answer.status)
+            },
             retry_after: answer.retry_after,
         }),
-        408 | 425 | 500..=599 => Err(SendError::Retryable {
-            message: format!("{what} answered HTTP {}{detail}", answer.status),
-            retry_after: answer.retry_after,
-        }),
-        status => Err(SendError::Permanent(format!(
-            "{what} refused the message (HTTP {status}{detail})"
+        Some(FailureClass::Permanent) => Err(SendError::Permanent(format!(
+            "{what} refused the message (HTTP {}{detail})",
+            answer.status
         ))),
     }
 }
