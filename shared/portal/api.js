@@ -4,6 +4,7 @@
 
 let caller = null; // {email, groups: [...], token?: string}
 let signedOut = () => {};
+let catalog = null; // the resource catalog's answer (a promise), see `resources`
 
 // `handler` runs when the API refuses the signed-in caller's token (it expired): the page offers to sign in again.
 export function onSignedOut(handler) {
@@ -12,6 +13,8 @@ export function onSignedOut(handler) {
 
 export function setCaller(next) {
   caller = next;
+  // Another person (the local picker) sees the catalog afresh, as after a new sign-in.
+  catalog = null;
 }
 
 export function currentCaller() {
@@ -85,10 +88,8 @@ export async function listAll(path, max = 500) {
   return { ok: true, status: 200, data: { items }, error: null };
 }
 
-// The resource catalog, read once per page load (every view and the menu share it) and read again only after
-// this page changed a resource.
-let catalog = null;
-
+// The resource catalog, read once per page load and person (every view and the menu share it) and read again
+// only after this page changed a resource.
 export function resources() {
   if (!catalog) {
     catalog = listAll("/v1/resources", 500).then((r) => {

@@ -143,7 +143,10 @@ async fn every_asset_has_its_content_type_the_headers_and_a_strong_etag_that_ans
         assert_secured(&first, &path);
         let served = String::from_utf8(first.body.clone()).unwrap();
         assert_eq!(
-            served.replace(&format!("?v={}", Portal::local(&RoleGroups::default()).version()), ""),
+            served.replace(
+                &format!("?v={}", Portal::local(&RoleGroups::default()).version()),
+                ""
+            ),
             asset.body,
             "{path}: the file as written, its imports versioned"
         );
@@ -170,7 +173,13 @@ async fn every_asset_has_its_content_type_the_headers_and_a_strong_etag_that_ans
 
 /// The version the page names its files with (`/portal/app.js?v=<version>`).
 fn router_portal_version(html: &str) -> String {
-    html.split("/portal/app.js?v=").nth(1).unwrap().split('"').next().unwrap().to_owned()
+    html.split("/portal/app.js?v=")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -420,7 +429,15 @@ async fn grant_reads_answer_an_etag_and_304_until_the_grant_changes() {
         assert_eq!(changed.status, StatusCode::OK, "{path}");
         assert_ne!(changed.etag.as_deref(), Some(&tag[..]), "{path}");
     }
-    let other = send(&router, "GET", &one, MALLORY, &[("if-none-match", &grant_tag)], None).await;
+    let other = send(
+        &router,
+        "GET",
+        &one,
+        MALLORY,
+        &[("if-none-match", &grant_tag)],
+        None,
+    )
+    .await;
     assert_eq!(
         other.status,
         StatusCode::NOT_FOUND,

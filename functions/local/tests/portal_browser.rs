@@ -281,7 +281,9 @@ async fn the_portal_walks_a_request_from_connection_to_the_end_of_access_in_a_re
             "Approved alice@example.com's request for prod-db.",
         )
         .await;
-    browser.wait_text("main", "Decided by bob@example.com").await;
+    browser
+        .wait_text("main", "Decided by bob@example.com")
+        .await;
     assert_eq!(
         browser
             .script(
@@ -361,10 +363,7 @@ async fn the_portal_walks_a_request_from_connection_to_the_end_of_access_in_a_re
     browser.click("button[id^=\"done-\"]").await;
     browser.click("button[id^=\"confirm-done-\"]").await;
     let ended = browser
-        .wait_text(
-            "section[aria-labelledby=\"ended-title\"]",
-            "access removed",
-        )
+        .wait_text("section[aria-labelledby=\"ended-title\"]", "access removed")
         .await;
     assert!(
         ended.contains("ended early") && ended.contains("alice@example.com"),
@@ -382,7 +381,7 @@ async fn the_portal_walks_a_request_from_connection_to_the_end_of_access_in_a_re
 
     // The grant's audit trail.
     browser
-        .click("section[aria-labelledby=\"ended-title\"] .actions a")
+        .click("section[aria-labelledby=\"ended-title\"] .actions a[href^=\"#/grant/\"]")
         .await;
     let trail = browser
         .wait_text("#audit-trail", "Access removed in the end system")
@@ -717,7 +716,13 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
         ),
     ] {
         let made = server
-            .api("PUT", &format!("/v1/resources/{id}"), ADMIN, &[], Some(body))
+            .api(
+                "PUT",
+                &format!("/v1/resources/{id}"),
+                ADMIN,
+                &[],
+                Some(body),
+            )
             .await;
         assert_eq!(made.status, 201, "{}", made.json);
     }
@@ -727,12 +732,17 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
             "/v1/connections",
             ADMIN,
             &[],
-            Some(json!({"id": "jira-main", "kind": "jira_cloud", "base_url": jira.uri(),
-                        "email": "bot@acme.com", "api_token": "tok-SECRET-123"})),
+            Some(
+                json!({"id": "jira-main", "kind": "jira_cloud", "base_url": jira.uri(),
+                        "email": "bot@acme.com", "api_token": "tok-SECRET-123"}),
+            ),
         )
         .await;
     assert_eq!(connected.status, 201, "{}", connected.json);
-    let webhook_secret = connected.json["webhook_secret"].as_str().unwrap().to_owned();
+    let webhook_secret = connected.json["webhook_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let browser = Browser::start().await;
     browser.window(390, 844).await;
@@ -747,7 +757,10 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
     assert_eq!(browser.script(indefinite_shown, json!([])).await, false);
     assert_eq!(
         browser
-            .script("return document.getElementById('reason').maxLength;", json!([]))
+            .script(
+                "return document.getElementById('reason').maxLength;",
+                json!([])
+            )
             .await,
         2000
     );
@@ -768,9 +781,19 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
             json!([]),
         )
         .await;
-    assert_eq!(placed, json!(["connection", true]), "focus and scroll go to the error");
+    assert_eq!(
+        placed,
+        json!(["connection", true]),
+        "focus and scroll go to the error"
+    );
     let filed = server
-        .api("GET", "/v1/grants?requester=alice@example.com", ALICE, &[], None)
+        .api(
+            "GET",
+            "/v1/grants?requester=alice@example.com",
+            ALICE,
+            &[],
+            None,
+        )
         .await;
     assert_eq!(filed.json["items"], json!([]), "nothing was filed unbound");
 
@@ -778,7 +801,9 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
     choose_connection(&browser, "jira-main").await;
     browser.type_into("#ticket-key", "slow").await;
     browser.click("#search-tickets").await;
-    browser.wait_text("#ticket-results", "matching “slow”").await;
+    browser
+        .wait_text("#ticket-results", "matching “slow”")
+        .await;
     let searched: Vec<String> = jira
         .received_requests()
         .await
@@ -806,7 +831,9 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
         .await;
     browser.click("#duration-option-pt4h").await;
     browser.click("#submit-request").await;
-    browser.wait_text("#request-result", "Requested prod-db").await;
+    browser
+        .wait_text("#request-result", "Requested prod-db")
+        .await;
     let focused = browser
         .script(
             "return document.getElementById('request-result').contains(document.activeElement);",
@@ -823,7 +850,11 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
         ))
         .await;
     browser.wait_text("#resource-info", "Longest allowed").await;
-    for (input, value) in [("#resource", "ldap"), ("#connection", "jira-main"), ("#ticket-key", "SEC-2")] {
+    for (input, value) in [
+        ("#resource", "ldap"),
+        ("#connection", "jira-main"),
+        ("#ticket-key", "SEC-2"),
+    ] {
         assert_eq!(browser.text(input).await.as_deref(), Some(value), "{input}");
     }
 
@@ -844,7 +875,13 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
         .await;
     assert_eq!(ldap.status, 201, "{}", ldap.json);
     let mine = server
-        .api("GET", "/v1/grants?requester=alice@example.com", ALICE, &[], None)
+        .api(
+            "GET",
+            "/v1/grants?requester=alice@example.com",
+            ALICE,
+            &[],
+            None,
+        )
         .await;
     for g in mine.json["items"].as_array().unwrap() {
         let id = g["id"].as_str().unwrap();
@@ -860,7 +897,10 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
     let card = browser
         .wait_text(&ldap_card, "granting failed — retrying")
         .await;
-    assert!(card.contains("directory is read-only") || card.contains("500"), "{card}");
+    assert!(
+        card.contains("directory is read-only") || card.contains("500"),
+        "{card}"
+    );
     check_view(&browser, &axe, "My access").await;
 
     // The ticket closes in Jira: a signed webhook. The open page turns the card to ended within 10 s, without
@@ -879,7 +919,10 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
     let delivered = reqwest::Client::new()
         .post(format!("{}webhooks/jira/jira-main", server.portal()))
         .header("content-type", "application/json")
-        .header("x-hub-signature", ticketbound::domain::webhook_auth::hub_signature(&webhook_secret, body.as_bytes()))
+        .header(
+            "x-hub-signature",
+            ticketbound::domain::webhook_auth::hub_signature(&webhook_secret, body.as_bytes()),
+        )
         .header("x-atlassian-webhook-identifier", "delivery-portal-1")
         .body(body)
         .send()
@@ -904,7 +947,9 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
     browser.screenshot("13-phone-live-ended").await;
 
     // Every other view fits the phone and passes axe-core.
-    browser.click(&format!("{ldap_card} .actions a[href^=\"#/grant/\"]")).await;
+    browser
+        .click(&format!("{ldap_card} .actions a[href^=\"#/grant/\"]"))
+        .await;
     browser.wait_text("#audit-trail", "Requested").await;
     check_view(&browser, &axe, "the grant").await;
     browser.act_as(BOB.0, BOB.1).await;

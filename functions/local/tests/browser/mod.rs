@@ -373,7 +373,10 @@ pub fn axe_core() -> String {
     let script = dir.join("package/axe.min.js");
     if !script.is_file() {
         std::fs::create_dir_all(&dir).expect("target/axe-core");
-        let npm = find_program_named("npm", "the accessibility check needs npm (to fetch axe-core): install Node.js and npm");
+        let npm = find_program_named(
+            "npm",
+            "the accessibility check needs npm (to fetch axe-core): install Node.js and npm",
+        );
         let packed = Command::new(npm)
             .args(["pack", "axe-core", "--silent", "--pack-destination"])
             .arg(&dir)
