@@ -6,7 +6,6 @@ import { setCaller, currentCaller, hasGroup, onSignedOut, resources } from "./ap
 import { signIn, completeSignIn, groupsOf } from "./oidc.js";
 import { h, notice, heading } from "./dom.js";
 import { viewRequest, viewAccess, viewApprovals, viewGrant } from "./views.js";
-import { viewAdmin } from "./admin.js";
 
 const LOCAL_KEY = "ticketbound.local-caller";
 const PRESETS = [
@@ -15,6 +14,8 @@ const PRESETS = [
   ["Admin", "admin@example.com", "ticketbound-admins"],
 ];
 
+// Admin is loaded when first opened: most people never do, and the first load stays light.
+const viewAdmin = (...args) => import("./admin.js").then((m) => m.viewAdmin(...args));
 const views = { request: viewRequest, access: viewAccess, approvals: viewApprovals, grant: viewGrant, admin: viewAdmin };
 let config = null;
 let stopView = null;
