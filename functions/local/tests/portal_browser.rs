@@ -713,7 +713,8 @@ const BOB: (&str, &str) = ("bob@example.com", "ticketbound-approvers");
 /// The requester's page on a phone tells the truth: a ticket key without its connection is refused next to the
 /// connection (nothing is filed), "until the ticket is closed" is offered only with a ticket, the search sends
 /// what was typed, focus lands on the outcome, a deep link prefills the form, reloading at `#main` shows the
-/// page, a grant whose provisioning keeps failing says so with the end system's error, and a grant ended by a
+/// page, a request approved elsewhere loses its Withdraw on the open page, a grant whose provisioning keeps
+/// failing says so with the end system's error, and a grant ended by a
 /// signed Jira webhook turns to ended on the open page within 10 s without a reload. Every view fits a 390 px
 /// screen and passes axe-core.
 #[tokio::test(flavor = "multi_thread")]
@@ -896,6 +897,12 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
         )
         .await;
     assert_eq!(ldap.status, 201, "{}", ldap.json);
+    // Alice's page is open while Bob decides elsewhere: her Withdraw disappears without a reload.
+    browser.click("#nav-access").await;
+    let ldap_card = format!("#grant-{}", ldap.json["id"].as_str().unwrap());
+    browser
+        .find(&format!("{ldap_card} button[id^=\"withdraw-\"]"))
+        .await;
     let mine = server
         .api(
             "GET",
@@ -913,9 +920,18 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
         assert_eq!(approved.status, 200, "{}", approved.json);
     }
 
+    until(
+        &browser,
+        &format!(
+            "return !document.querySelector('{ldap_card} button[id^=\"withdraw-\"]')
+               && !!document.querySelector('section[aria-labelledby=\"active-title\"] {ldap_card}');"
+        ),
+        10,
+        "the request approved elsewhere still offers Withdraw",
+    )
+    .await;
+
     // My access shows the failing provisioning, with the end system's error, not a green "active".
-    browser.click("#nav-access").await;
-    let ldap_card = format!("#grant-{}", ldap.json["id"].as_str().unwrap());
     let card = browser
         .wait_text(&ldap_card, "granting failed — retrying")
         .await;
