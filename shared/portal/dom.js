@@ -54,11 +54,12 @@ export function field(label, input, hint) {
   );
 }
 
-// Shows `message` in the error slot of field `id` (or clears it), marking the input invalid.
+// Shows `message` (text or an element, e.g. an `errorBox`) in the error slot of field `id` (or clears it),
+// marking the input invalid.
 export function fieldError(id, message) {
   const slot = document.getElementById(`err-${id}`);
   const input = document.getElementById(id);
-  if (slot) slot.textContent = message || "";
+  if (slot) slot.replaceChildren(message || "");
   if (input) {
     if (message) input.setAttribute("aria-invalid", "true");
     else input.removeAttribute("aria-invalid");
@@ -75,8 +76,9 @@ export function notice(kind, ...content) {
   return h("div", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, ...content);
 }
 
+// The plain sentence for `error`, for places that take text (no code, no code-style quoting).
 export function errorText(error) {
-  return `${error.message} (${error.code})`;
+  return explain(error)[1];
 }
 
 // What the page says for an API error code: the form field it concerns and a plain sentence. Codes not listed
