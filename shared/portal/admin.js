@@ -2,7 +2,7 @@
 // the connection, its webhook URL, its secret shown once, and how to register the webhook).
 
 import { api, listAll } from "./api.js";
-import { h, field, fieldError, clearErrors, notice, errorText, heading, when, humanDuration, badge, details, announce } from "./dom.js";
+import { h, field, fieldError, clearErrors, notice, errorText, errorBox, heading, when, humanDuration, badge, details, announce } from "./dom.js";
 
 const MASK = "********";
 const KINDS = { jira_cloud: "Jira Cloud", jira_data_center: "Jira Data Center", freshservice: "Freshservice" };
@@ -71,7 +71,7 @@ const list = (text) => text.split(/[,\s]+/).map((v) => v.trim()).filter(Boolean)
 async function openEditor(id, formSlot, result, reload) {
   const answer = await api("GET", `/v1/resources/${encodeURIComponent(id)}`);
   if (!answer.ok) {
-    result.replaceChildren(notice("error", errorText(answer.error)));
+    result.replaceChildren(notice("error", errorBox(answer.error)));
     return;
   }
   formSlot.replaceChildren(resourceForm(answer.data, answer.etag, reload));
@@ -82,7 +82,7 @@ async function resourcesSection(section) {
   section.replaceChildren(h("h2", { id: "resources-title" }, "Resources"), result);
   const r = await listAll("/v1/resources");
   if (!r.ok) {
-    section.append(notice("error", errorText(r.error)));
+    section.append(notice("error", errorBox(r.error)));
     return;
   }
   const reload = async (message) => {
@@ -97,7 +97,7 @@ async function resourcesSection(section) {
     const answer = await api("DELETE", `/v1/resources/${encodeURIComponent(res.id)}`);
     if (answer.ok) return reload(`Deleted resource ${res.id}.`);
     const why = answer.status === 409
-      ? `A resource cannot be deleted while a pending or active grant uses it: ending that grant needs the resource's provisioner. End or deny the grant first (My access, Approvals), then delete. The server says: ${answer.error.message}`
+      ? `A resource cannot be deleted while a pending or active grant uses it: ending that grant needs the resource's provisioner. End or deny the grant first (My access, Approvals), then delete. The server says: ${answer.error.message.replace(/`/g, "")}`
       : errorText(answer.error);
     result.replaceChildren(notice("error", `${res.id} was not deleted. ${why}`));
   };
@@ -202,7 +202,7 @@ function resourceForm(existing, etag, reload) {
     }
     if (!answer.ok) {
       const slot = kind.value === "json" && ["res-url", "res-secret"].includes(resourceFieldOf(answer.error.code)) ? "res-json" : resourceFieldOf(answer.error.code);
-      fieldError(slot, errorText(answer.error));
+      fieldError(slot, errorBox(answer.error));
       return;
     }
     reload(`${answer.status === 201 ? "Created" : "Saved"} resource ${answer.data.id}.`);
@@ -215,7 +215,7 @@ function resourceForm(existing, etag, reload) {
     const current = error.current;
     if (!current) {
       conflictSlot.replaceChildren(notice("error", h("p", {}, "This resource was deleted while you were editing it. Nothing was saved."),
-        h("details", {}, h("summary", {}, "Details"), errorText(error))));
+        h("details", {}, h("summary", {}, "Details"), h("code", {}, error.code), ` ${error.message}`)));
       return;
     }
     const theirs = editedFields(current);
@@ -338,7 +338,7 @@ async function connectionsSection(section) {
   section.replaceChildren(h("h2", { id: "connections-title" }, "Ticket-system connections"), result);
   const r = await listAll("/v1/connections");
   if (!r.ok) {
-    section.append(notice("error", errorText(r.error)));
+    section.append(notice("error", errorBox(r.error)));
     return;
   }
   const reload = async (message, kind = "ok") => {
@@ -356,9 +356,9 @@ async function connectionsSection(section) {
   const remove = async (c, endGrants) => {
     const answer = await api("DELETE", `/v1/connections/${encodeURIComponent(c.id)}${endGrants ? "?end_grants=true" : ""}`);
     if (answer.ok) return reload(endGrants ? `Ended the access bound to ${c.id} and deleted it.` : `Deleted connection ${c.id}.`);
-    if (answer.status !== 409 || answer.error.code !== "connection_in_use") return result.replaceChildren(notice("error", errorText(answer.error)));
+    if (answer.status !== 409 || answer.error.code !== "connection_in_use") return result.replaceChildren(notice("error", errorBox(answer.error)));
     result.replaceChildren(notice("error",
-      h("p", {}, `${c.id} was not deleted: ${answer.error.message}`),
+      h("p", {}, `${c.id} was not deleted: ${answer.error.message.replace(/`/g, "")}`),
       h("p", {}, "Grants bound to its tickets end when those tickets close, which only this connection's webhooks can tell, so a connection is deleted only once nothing is bound to it. You can end that access now: each grant ends as \"connection removed\" and its access is removed in the end system."),
       h("button", { type: "button", class: "danger", id: `end-grants-delete-${c.id}`, on: { click: () => remove(c, true) } }, `End their access and delete ${c.id}`)));
   };
@@ -453,7 +453,7 @@ function wizard(reload) {
     if (closed.value.trim()) body.closed_statuses = closed.value.split(",").map((s) => s.trim()).filter(Boolean);
     const answer = await api("POST", "/v1/connections", body);
     if (!answer.ok) {
-      fieldError(connectionFieldOf(answer.error.code), errorText(answer.error));
+      fieldError(connectionFieldOf(answer.error.code), errorBox(answer.error));
       return;
     }
     verifyStep(slot, answer.data, reload);
@@ -485,7 +485,7 @@ async function verifyStep(slot, created, reload) {
   out.replaceChildren(
     answer.ok
       ? notice(c.verified ? "ok" : "error", h("p", {}, statusBadge(c), c.verified ? " The credentials work." : ` The credentials were refused: ${c.last_error}`), seen)
-      : notice("error", errorText(answer.error)),
+      : notice("error", errorBox(answer.error)),
     h("button", { type: "button", class: "primary", id: "wizard-continue", on: { click: () => webhookStep(slot, { ...c, webhook_secret: created.webhook_secret }, reload) } },
       c.verified ? "Continue" : "Continue anyway (fix the credentials with Edit)"));
 }
@@ -531,7 +531,7 @@ function editForm(c, reload) {
     if (regenerate.checked) body.new_webhook_secret = true;
     const answer = await api("PATCH", `/v1/connections/${encodeURIComponent(c.id)}`, body);
     if (!answer.ok) {
-      fieldError(connectionFieldOf(answer.error.code), errorText(answer.error));
+      fieldError(connectionFieldOf(answer.error.code), errorBox(answer.error));
       return;
     }
     if (answer.data.webhook_secret && answer.data.webhook_secret !== MASK) {

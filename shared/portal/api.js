@@ -4,6 +4,7 @@
 
 let caller = null; // {email, groups: [...], token?: string}
 let signedOut = () => {};
+let catalog = null; // the resource catalog's answer (a promise), see `resources`
 
 // `handler` runs when the API refuses the signed-in caller's token (it expired): the page offers to sign in again.
 export function onSignedOut(handler) {
@@ -12,6 +13,8 @@ export function onSignedOut(handler) {
 
 export function setCaller(next) {
   caller = next;
+  // Another person (the local picker) sees the catalog afresh, as after a new sign-in.
+  catalog = null;
 }
 
 export function currentCaller() {
@@ -54,6 +57,9 @@ export async function api(method, path, body, extraHeaders = {}) {
     }
   }
   const etag = response.headers.get("ETag");
+  if (method !== "GET" && response.ok && path.startsWith("/v1/resources")) catalog = null;
+  // A conditional GET (If-None-Match) the server answered "unchanged": what the caller holds is current.
+  if (response.status === 304) return { ok: true, status: 304, data: null, error: null, etag, unchanged: true };
   if (response.ok) return { ok: true, status: response.status, data, error: null, etag };
   if (response.status === 401 && caller && caller.token) {
     caller = null;
@@ -80,4 +86,48 @@ export async function listAll(path, max = 500) {
     cursor = r.data.next;
   } while (cursor && items.length < max);
   return { ok: true, status: 200, data: { items }, error: null };
+}
+
+// The resource catalog, read once per page load and person (every view and the menu share it) and read again
+// only after this page changed a resource.
+export function resources() {
+  if (!catalog) {
+    catalog = listAll("/v1/resources", 500).then((r) => {
+      if (!r.ok) catalog = null;
+      return r;
+    });
+  }
+  return catalog;
+}
+
+// Calls `onChange(data)` with the answer of GET `path` whenever it changes: every `everyMs` while the
+// tab is visible (a conditional GET, so an unchanged answer is a bodyless 304), and at once when the tab
+// becomes visible again; nothing while it is hidden. `etag` is the tag of what the caller already shows.
+// Returns the function that stops it.
+export function watch(path, onChange, { everyMs = 4000, etag: known = null } = {}) {
+  let etag = known;
+  let timer = null;
+  let stopped = false;
+  const tick = async () => {
+    timer = null;
+    if (stopped || document.hidden) return;
+    const r = await api("GET", path, undefined, etag ? { "If-None-Match": etag } : {});
+    if (stopped) return;
+    if (r.ok && !r.unchanged) {
+      etag = r.etag;
+      onChange(r.data);
+    }
+    // A failed read is tried again later, more slowly: the page keeps what it shows meanwhile.
+    timer = setTimeout(tick, r.ok ? everyMs : everyMs * 4);
+  };
+  const visible = () => {
+    if (!document.hidden && !timer && !stopped) tick();
+  };
+  document.addEventListener("visibilitychange", visible);
+  timer = setTimeout(tick, everyMs);
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+    document.removeEventListener("visibilitychange", visible);
+  };
 }

@@ -1,12 +1,11 @@
 // The portal's entry point: reads /portal/config.json, establishes who is calling (the local picker or an
 // OpenID Connect sign-in), and shows the view the URL's hash names (#/request, #/access, #/approvals,
-// #/grant/<id>, #/admin).
+// #/grant/<id>, #/admin; `#/request?connection=…&ticket=KEY&resource=…` opens a prefilled request form).
 
-import { setCaller, currentCaller, hasGroup, onSignedOut, listAll } from "./api.js";
+import { setCaller, currentCaller, hasGroup, onSignedOut, resources } from "./api.js";
 import { signIn, completeSignIn, groupsOf } from "./oidc.js";
 import { h, notice, heading } from "./dom.js";
 import { viewRequest, viewAccess, viewApprovals, viewGrant } from "./views.js";
-import { viewAdmin } from "./admin.js";
 
 const LOCAL_KEY = "ticketbound.local-caller";
 const PRESETS = [
@@ -15,6 +14,8 @@ const PRESETS = [
   ["Admin", "admin@example.com", "ticketbound-admins"],
 ];
 
+// Admin is loaded when first opened: most people never do, and the first load stays light.
+const viewAdmin = (...args) => import("./admin.js").then((m) => m.viewAdmin(...args));
 const views = { request: viewRequest, access: viewAccess, approvals: viewApprovals, grant: viewGrant, admin: viewAdmin };
 let config = null;
 let stopView = null;
@@ -39,8 +40,9 @@ async function start() {
     );
     return;
   }
-  window.addEventListener("hashchange", render);
-  await render();
+  window.addEventListener("hashchange", () => render(false));
+  // A page opened (or reloaded) at `#main`, the skip link's target, still shows its view.
+  await render(true);
 }
 
 function localIdentity() {
@@ -68,7 +70,7 @@ function localIdentity() {
       sessionStorage.setItem(LOCAL_KEY, JSON.stringify(next));
       setCaller(next);
       showRoles();
-      render();
+      render(false);
     } } },
     h("span", { class: "badge local", title: "The local server trusts these headers as sent; on AWS you sign in instead." }, "Local only"),
     h("label", { for: "who-email" }, "Act as"),
@@ -131,7 +133,7 @@ function showRoles() {
 
 // Whether a resource lists `me` (by e-mail or group) among its own approvers.
 async function decidesSomeResource(me) {
-  const r = await listAll("/v1/resources", 500);
+  const r = await resources();
   if (!r.ok) return false;
   const email = me.email.toLowerCase();
   return r.data.items.some((res) => {
@@ -146,9 +148,11 @@ async function decidesSomeResource(me) {
 // meanwhile, so two quick clicks never mix two views.
 let generation = 0;
 
-async function render() {
-  if (location.hash && !location.hash.startsWith("#/")) return; // the skip link
-  const [name, arg] = location.hash.replace(/^#\/?/, "").split("/");
+async function render(initial) {
+  // Following the skip link only moves focus; it is no navigation.
+  if (!initial && location.hash && !location.hash.startsWith("#/")) return;
+  const route = location.hash.startsWith("#/") ? location.hash.slice(2).split("?")[0] : "";
+  const [name, arg] = route.split("/");
   const view = views[name] || viewRequest;
   const mine = ++generation;
   if (stopView) stopView();
@@ -161,7 +165,7 @@ async function render() {
   main.setAttribute("aria-busy", "true");
   const container = h("div", { class: "view" });
   let leave = null;
-  const ctx = { config, rerender: render, onLeave: (f) => { leave = f; } };
+  const ctx = { config, rerender: () => render(false), onLeave: (f) => { leave = f; } };
   try {
     await view(container, decodeURIComponent(arg || ""), ctx);
   } catch (e) {

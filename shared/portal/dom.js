@@ -54,11 +54,12 @@ export function field(label, input, hint) {
   );
 }
 
-// Shows `message` in the error slot of field `id` (or clears it), marking the input invalid.
+// Shows `message` (text or an element, e.g. an `errorBox`) in the error slot of field `id` (or clears it),
+// marking the input invalid.
 export function fieldError(id, message) {
   const slot = document.getElementById(`err-${id}`);
   const input = document.getElementById(id);
-  if (slot) slot.textContent = message || "";
+  if (slot) slot.replaceChildren(message || "");
   if (input) {
     if (message) input.setAttribute("aria-invalid", "true");
     else input.removeAttribute("aria-invalid");
@@ -66,7 +67,7 @@ export function fieldError(id, message) {
 }
 
 export function clearErrors(form) {
-  for (const slot of form.querySelectorAll(".error")) slot.textContent = "";
+  for (const slot of form.querySelectorAll(".error")) slot.replaceChildren();
   for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
 }
 
@@ -75,8 +76,76 @@ export function notice(kind, ...content) {
   return h("div", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, ...content);
 }
 
+// The plain sentence for `error`, for places that take text (no code, no code-style quoting).
 export function errorText(error) {
-  return `${error.message} (${error.code})`;
+  return explain(error)[1];
+}
+
+// What the page says for an API error code: the form field it concerns and a plain sentence. Codes not listed
+// show the API's own message (without its code-style quoting); the code itself stays in a <details> element
+// for whoever reports the problem.
+const ERRORS = {
+  unknown_resource: ["resource", "That resource does not exist (any more). Choose another one."],
+  resource_missing: ["resource", "That resource does not exist (any more). Choose another one."],
+  not_allowed: ["resource", "You may not request this resource. Ask an admin which groups may."],
+  not_a_requester: ["resource", "You may not request this resource. Ask an admin which groups may."],
+  invalid_reason: ["reason", "Say what you need the access for (up to 2,000 characters)."],
+  invalid_duration: ["duration", "That duration is not one the portal understands: use e.g. PT30M, PT4H or P2D."],
+  indefinite_requires_ticket: ["duration", "Access until the ticket is closed must be bound to a ticket: choose a connection and a ticket, or a fixed duration."],
+  duration_too_long: ["duration", "That is longer than this resource allows. Choose a shorter duration."],
+  ticket_required: ["ticket-key", "This resource requires a ticket: choose a connection and a ticket assigned to you."],
+  unknown_connection: ["connection", "There is no such connection. Choose one from the list."],
+  connection_not_found: ["connection", "There is no such connection. Choose one from the list."],
+  connection_needs_reauthorization: ["connection", "This connection needs an admin to sign in to the ticket system again."],
+  invalid_ticket_key: ["ticket-key", "That is not a ticket key (e.g. SEC-42). Search, then pick a ticket."],
+  ticket_not_found: ["ticket-key", "No such ticket was found in this connection."],
+  ticket_closed: ["ticket-key", "That ticket is already closed. Pick an open ticket."],
+  not_assignee: ["ticket-key", "That ticket is not assigned to you."],
+  requester_not_verifiable: ["ticket-key", "The ticket system could not confirm who you are. Ask an admin to check the connection."],
+  ticket_system_unavailable: ["ticket-key", "The ticket system did not answer. Try again in a minute."],
+  grant_already_closed: ["request", "This has already ended or been decided; the page now shows where it stands."],
+  grant_not_pending: ["request", "This request has already been decided; the page now shows where it stands."],
+  already_approved: ["request", "You have already approved this request."],
+  self_approval: ["request", "You cannot decide your own request; another approver does."],
+  not_an_approver: ["request", "You are not one of the approvers of this request."],
+  not_a_resource_approver: ["request", "You are not one of the approvers of this resource."],
+  grant_busy: ["request", "Someone else is changing this right now. Try again in a moment."],
+  network: ["request", "The server could not be reached. Check your connection and try again."],
+  unauthenticated: ["request", "Your sign-in has expired. Sign in again."],
+};
+
+// [field, sentence] for `error`.
+export function explain(error) {
+  const known = ERRORS[error.code];
+  if (known) return known;
+  const sentence = String(error.message || "Something went wrong.").replace(/`/g, "");
+  return ["request", sentence.charAt(0).toUpperCase() + sentence.slice(1)];
+}
+
+// The plain sentence for `error`, with the API's code and message folded away in a <details> element.
+export function errorBox(error) {
+  const [, sentence] = explain(error);
+  return h("span", { class: "explained" }, sentence, " ",
+    h("details", { class: "code" }, h("summary", {}, "Details"), h("code", {}, error.code), ` ${error.message || ""}`));
+}
+
+// Shows every error of `errors` ([{field, sentence or node}]) at once, then focuses and scrolls to the first
+// field in error (so on a phone it is on screen). Returns whether there was any.
+export function showErrors(errors) {
+  let first = null;
+  for (const { field: id, content } of errors) {
+    const slot = document.getElementById(`err-${id}`);
+    const input = document.getElementById(id);
+    if (slot) slot.replaceChildren(content);
+    if (input) input.setAttribute("aria-invalid", "true");
+    first = first || input || slot;
+  }
+  if (first) {
+    if (typeof first.focus === "function" && first.tabIndex < 0 && !["INPUT", "SELECT", "TEXTAREA", "BUTTON"].includes(first.tagName)) first.setAttribute("tabindex", "-1");
+    first.focus({ preventScroll: true });
+    first.scrollIntoView({ block: "center" });
+  }
+  return errors.length > 0;
 }
 
 export function heading(main, text) {

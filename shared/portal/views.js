@@ -1,7 +1,7 @@
 // The requester's and approver's views: Request access, My access, Approvals, and a grant's detail.
 
-import { api, listAll, currentCaller } from "./api.js";
-import { h, field, fieldError, clearErrors, notice, errorText, heading, when, humanDuration, timeLeft, badge, details, announce } from "./dom.js";
+import { api, listAll, currentCaller, hasGroup, resources as readResources, watch } from "./api.js";
+import { h, field, fieldError, clearErrors, notice, errorBox, explain, showErrors, heading, when, humanDuration, timeLeft, badge, details, announce } from "./dom.js";
 
 // Ticket links seen in this page's searches, `<connection>:<key>` → URL (grants carry no ticket URL).
 const ticketUrls = new Map();
@@ -22,39 +22,68 @@ const END_REASONS = {
   approval_timed_out: "nobody decided in time",
 };
 
-// Which field of the request form an API error concerns.
-function fieldOf(code) {
-  if (["unknown_resource", "resource_missing", "not_allowed"].includes(code)) return "resource";
-  if (code === "invalid_reason") return "reason";
-  if (["invalid_duration", "indefinite_requires_ticket", "duration_too_long"].includes(code)) return "duration";
-  if (/ticket|connection|assign|requester_not_verifiable/.test(code)) return "ticket";
-  return "request";
+// ISO-8601 durations in seconds (weeks, days, hours, minutes, seconds), to compare with a resource's maximum;
+// null for anything else.
+function seconds(iso) {
+  const m = /^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/.exec(iso || "");
+  if (!m) return null;
+  const [w, d, hh, mm, ss] = m.slice(1).map((v) => +(v || 0));
+  return (((w * 7 + d) * 24 + hh) * 60 + mm) * 60 + ss;
+}
+
+// Whether `me` may request `resource`: a resource with a `requesters` list takes only those groups.
+function mayRequest(resource, me) {
+  const groups = resource.requesters;
+  return !groups || groups.length === 0 || groups.some((g) => me.groups.includes(g));
+}
+
+// The request form's fields given by the URL: `#/request?connection=…&ticket=KEY&resource=…` (a deep link from
+// a ticket), plus `reason`, `duration` and `extends` when the page itself offers "Extend" or "Request again".
+function prefill() {
+  const query = location.hash.split("?")[1] || "";
+  return Object.fromEntries(new URLSearchParams(query));
 }
 
 export async function viewRequest(main) {
   heading(main, "Request access");
-  const [resources, connections] = await Promise.all([listAll("/v1/resources"), api("GET", "/v1/connections")]);
-  if (!resources.ok) {
-    main.append(notice("error", `The resource catalog could not be read: ${errorText(resources.error)}`));
+  const me = currentCaller();
+  const given = prefill();
+  const [catalogAnswer, directory] = await Promise.all([readResources(), api("GET", "/v1/connection-directory")]);
+  if (!catalogAnswer.ok) {
+    main.append(notice("error", "The resource catalog could not be read. ", errorBox(catalogAnswer.error)));
     return;
   }
-  if (resources.data.items.length === 0) {
-    main.append(notice("info", "There are no resources to request yet. An admin adds them under Admin."));
+  // Resources the server would refuse this person are not offered.
+  const offered = catalogAnswer.data.items.filter((r) => mayRequest(r, me));
+  if (offered.length === 0) {
+    main.append(notice("info", catalogAnswer.data.items.length
+      ? "There is no resource you may request. An admin decides which groups may request each resource."
+      : "There are no resources to request yet. An admin adds them under Admin."));
     return;
   }
-  const catalog = new Map(resources.data.items.map((r) => [r.id, r]));
+  const catalog = new Map(offered.map((r) => [r.id, r]));
 
   const resource = h("select", { id: "resource", required: true },
-    resources.data.items.map((r) => h("option", { value: r.id }, `${r.name} (${r.id})`)));
+    offered.map((r) => h("option", { value: r.id }, `${r.name} (${r.id})`)));
+  if (given.resource && catalog.has(given.resource)) resource.value = given.resource;
   const info = h("div", { id: "resource-info", class: "resource-info", "aria-live": "polite" });
-  const reason = h("textarea", { id: "reason", rows: "2", required: true, maxlength: "1000" });
+  // The API takes up to 2,000 characters.
+  const reason = h("textarea", { id: "reason", rows: "2", required: true, maxlength: "2000" });
+  if (given.reason) reason.value = given.reason;
 
-  // Admins may list connections; everyone else types the connection's id (GET /v1/connections is admin-only).
-  const connectionIds = connections.ok ? connections.data.items.map((c) => c.id) : [];
-  const connection = connectionIds.length
-    ? h("select", { id: "connection" }, h("option", { value: "" }, "No ticket"), connectionIds.map((id) => h("option", { value: id }, id)))
+  // The connections anyone signed in may see (id, name, kind, site); a server without that list gets a text
+  // field for the connection's id instead.
+  const listed = directory.ok ? directory.data.items : null;
+  const connection = listed
+    ? h("select", { id: "connection" }, h("option", { value: "" }, "No ticket"),
+      listed.map((c) => h("option", { value: c.id }, `${c.name || c.id} (${[c.kind, c.site].filter(Boolean).join(", ")})`)))
     : h("input", { id: "connection", type: "text", autocomplete: "off", spellcheck: "false" });
+  if (given.connection) {
+    if (listed && !listed.some((c) => c.id === given.connection)) connection.append(h("option", { value: given.connection }, given.connection));
+    connection.value = given.connection;
+  }
   const key = h("input", { id: "ticket-key", type: "text", autocomplete: "off", spellcheck: "false" });
+  if (given.ticket) key.value = given.ticket;
   const results = h("div", { id: "ticket-results", "aria-live": "polite" });
   const search = h("button", { type: "button", id: "search-tickets", on: { click: () => searchTickets(connection.value.trim(), key, results) } }, "Search for tickets");
 
@@ -65,11 +94,21 @@ export async function viewRequest(main) {
       h("input", { type: "radio", name: "duration", id, value, checked: value === "PT4H", "aria-describedby": "err-duration" }),
       h("label", { for: id }, label));
   };
+  const presets = PRESETS.map(([v, l]) => [v, radio(v, l)]);
   const indefinite = radio("indefinite", "Until the ticket is closed");
   const customChoice = radio("custom", "Custom (ISO-8601)");
   custom.addEventListener("input", () => {
     customChoice.querySelector("input").checked = true;
   });
+  if (given.duration) {
+    const preset = presets.find(([v]) => v === given.duration);
+    if (preset) preset[1].querySelector("input").checked = true;
+    else if (given.duration === "indefinite") indefinite.querySelector("input").checked = true;
+    else {
+      custom.value = given.duration;
+      customChoice.querySelector("input").checked = true;
+    }
+  }
 
   const bound = () => connection.value.trim() !== "" && key.value.trim() !== "";
   const update = () => {
@@ -80,8 +119,18 @@ export async function viewRequest(main) {
       r.require_ticket ? h("p", { class: "requires", id: "requires-ticket" }, "This resource requires a ticket: bind the request to one below.") : null,
     ].filter(Boolean));
     key.required = !!r.require_ticket;
+    // Durations above the resource's maximum are not offered.
+    const max = seconds(r.max_duration);
+    for (const [value, choice] of presets) {
+      choice.hidden = max !== null && seconds(value) > max;
+      if (choice.hidden && choice.querySelector("input").checked) customChoice.querySelector("input").checked = true;
+    }
     indefinite.hidden = !bound();
-    if (!bound() && indefinite.querySelector("input").checked) document.getElementById("duration-option-pt4h").checked = true;
+    if (!bound() && indefinite.querySelector("input").checked) {
+      const open = presets.find(([, c]) => !c.hidden);
+      if (open) open[1].querySelector("input").checked = true;
+      else customChoice.querySelector("input").checked = true;
+    }
   };
   resource.addEventListener("change", update);
   connection.addEventListener("input", update);
@@ -92,41 +141,62 @@ export async function viewRequest(main) {
   const form = h("form", { id: "request-form", novalidate: true, on: { submit: async (event) => {
     event.preventDefault();
     clearErrors(form);
+    custom.removeAttribute("aria-invalid");
     result.replaceChildren();
     const checked = form.querySelector("input[name=duration]:checked");
     const duration = checked.value === "custom" ? custom.value.trim() : checked.value;
+    // What the page can tell before asking the server, all at once.
+    const problems = [];
+    if (!reason.value.trim()) problems.push({ field: "reason", content: "Say what you need the access for." });
+    if (key.value.trim() && !connection.value.trim()) {
+      // A key without its connection would be filed unbound, and would not end when the ticket closes.
+      problems.push({ field: "connection", content: "Choose the connection this ticket is in, or clear the ticket key." });
+    }
+    if (checked.value === "custom" && !duration) problems.push({ field: "duration-custom", content: "Type a duration, e.g. PT30M." });
+    if (showErrors(problems.map((p) => (p.field === "duration-custom" ? { ...p, field: "duration" } : p)))) {
+      if (checked.value === "custom" && !duration) custom.setAttribute("aria-invalid", "true");
+      announce("Not requested: check the marked fields.");
+      return;
+    }
     const body = { resource: resource.value, reason: reason.value.trim(), duration };
     if (bound()) body.ticket = { connection: connection.value.trim(), key: key.value.trim() };
+    if (given.extends) body.extends = given.extends;
     const submit = form.querySelector("button[type=submit]");
     submit.disabled = true;
     const r = await api("POST", "/v1/grants", body);
     submit.disabled = false;
     if (!r.ok) {
-      const where = fieldOf(r.error.code);
-      const id = { resource: "resource", reason: "reason", duration: "duration", ticket: "ticket-key", request: "request" }[where];
-      fieldError(id, errorText(r.error));
+      let [where] = explain(r.error);
       if (where === "duration" && checked.value === "custom") custom.setAttribute("aria-invalid", "true");
-      announce(`Not requested: ${r.error.message}`);
+      if (!document.getElementById(where)) where = where === "request" ? "request" : where;
+      showErrors([{ field: where, content: errorBox(r.error) }]);
+      announce(`Not requested: ${explain(r.error)[1]}`);
       return;
     }
     const g = r.data;
-    result.replaceChildren(notice("ok", `Requested ${g.resource} for ${humanDuration(g.duration)}: `, badge(g.status), " ",
-      h("a", { href: `#/grant/${encodeURIComponent(g.id)}` }, "see the request")));
+    const done = notice("ok", `Requested ${g.resource} for ${humanDuration(g.duration)}: `, badge(g.status), " ",
+      h("a", { href: `#/grant/${encodeURIComponent(g.id)}` }, "see the request"));
+    done.setAttribute("tabindex", "-1");
+    result.replaceChildren(done);
     reason.value = "";
+    // Focus moves to the outcome (not to <body>), and a phone scrolls to it.
+    done.focus({ preventScroll: true });
+    done.scrollIntoView({ block: "center" });
   } } },
+    given.extends ? notice("info", "Extending access: this request, once approved, takes over from the current grant.") : null,
     field("Resource", resource),
     info,
     field("Reason", reason, "What you need the access for, e.g. the incident."),
     h("fieldset", {},
       h("legend", {}, "Ticket"),
       h("p", { class: "hint" }, "Expire access when the ticket is closed: bind the request to a ticket assigned to you."),
-      field("Connection", connection, connections.ok ? null : "The ticket system's connection id, e.g. jira-main (ask your admin)."),
-      field("Ticket key", key, "e.g. SEC-42, or pick one from the search."),
+      field("Connection", connection, listed ? "The ticket system the ticket is in." : "The ticket system's connection id, e.g. jira-main (ask your admin)."),
+      field("Ticket key", key, "e.g. SEC-42, or type words of its summary and search."),
       search,
       results),
     h("fieldset", { "aria-describedby": "err-duration" },
       h("legend", {}, "Duration"),
-      PRESETS.map(([v, l]) => radio(v, l)),
+      presets.map(([, choice]) => choice),
       indefinite,
       customChoice,
       h("div", { class: "field" }, h("label", { for: "duration-custom", class: "visually-hidden" }, "Custom duration"), custom),
@@ -146,14 +216,20 @@ async function searchTickets(connection, key, results) {
   }
   fieldError("connection", "");
   results.replaceChildren(h("p", {}, "Searching…"));
-  const r = await api("GET", `/v1/tickets?connection=${encodeURIComponent(connection)}`);
+  // What was typed narrows the search (a key or words of the summary).
+  const typed = key.value.trim();
+  const base = `/v1/tickets?connection=${encodeURIComponent(connection)}${typed ? `&q=${encodeURIComponent(typed)}` : ""}`;
+  const r = await api("GET", base);
   if (!r.ok) {
     results.replaceChildren();
-    fieldError("ticket-key", errorText(r.error));
+    const [where] = explain(r.error);
+    showErrors([{ field: where === "connection" ? "connection" : "ticket-key", content: errorBox(r.error) }]);
     return;
   }
   if (r.data.items.length === 0) {
-    results.replaceChildren(h("p", {}, "No open tickets are assigned to you in this connection."));
+    results.replaceChildren(h("p", {}, typed
+      ? `No open ticket assigned to you in this connection matches “${typed}”.`
+      : "No open tickets are assigned to you in this connection."));
     return;
   }
   const item = (t) => {
@@ -170,17 +246,17 @@ async function searchTickets(connection, key, results) {
   };
   const list = h("ul", { class: "tickets" }, r.data.items.map(item));
   results.replaceChildren(
-    h("p", {}, `${r.data.items.length} open ticket(s) assigned to you:`),
+    h("p", {}, `${r.data.items.length} open ticket(s) assigned to you${typed ? ` matching “${typed}”` : ""}:`),
     list);
   // The API answers a page at a time; `next` fetches the following one.
   let next = r.data.next;
   if (next) {
     const more = h("button", { type: "button", id: "more-tickets", on: { click: async () => {
       more.disabled = true;
-      const page = await api("GET", `/v1/tickets?connection=${encodeURIComponent(connection)}&cursor=${encodeURIComponent(next)}`);
+      const page = await api("GET", `${base}&cursor=${encodeURIComponent(next)}`);
       if (!page.ok) {
         more.disabled = false;
-        fieldError("ticket-key", errorText(page.error));
+        showErrors([{ field: "ticket-key", content: errorBox(page.error) }]);
         return;
       }
       list.append(...page.data.items.map(item));
@@ -199,14 +275,57 @@ function ticketLink(ticket) {
   return url ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, text) : text;
 }
 
-function deprovisioning(d) {
-  if (!d) return null;
-  return h("span", {}, badge(d.state, `deprov-${d.state}`), d.attempts ? ` after ${d.attempts} attempt(s)` : "",
-    d.last_error ? h("span", { class: "error-text" }, ` — ${d.last_error}`) : "");
+// Where the end system stands for `g`, as [text, badge kind, last error]: granting access after approval,
+// and removing it after the end. A grant is shown "active" in green only once access was granted.
+function provisioningState(g) {
+  const d = g.deprovisioning;
+  if (d && g.status !== "active") {
+    if (d.state === "pending") {
+      return d.attempts ? [`removal failed — retrying (${d.attempts})`, "deprov-failed", d.last_error] : ["removal pending", "deprov-pending", null];
+    }
+    if (d.state === "failed") return [`removal failed after ${d.attempts} attempt(s)`, "deprov-failed", d.last_error];
+    if (d.state === "done") return ["access removed", "deprov-done", null];
+    if (d.state === "skipped") return ["nothing to remove", "deprov-skipped", d.reason || null];
+  }
+  const p = g.provisioning;
+  if (g.status === "active" && p) {
+    if (p.state === "pending") {
+      return p.attempts ? [`granting failed — retrying (${p.attempts})`, "deprov-failed", p.last_error] : ["granting", "deprov-pending", null];
+    }
+    if (p.state === "failed") return [`granting failed after ${p.attempts} attempt(s)`, "deprov-failed", p.last_error];
+    if (p.state === "done" || p.state === "skipped") return ["granted", "deprov-done", null];
+  }
+  return null;
+}
+
+// The grant's status badge: "active" says so only once access is granted in the end system.
+function statusBadge(g) {
+  const state = provisioningState(g);
+  if (g.status === "active" && state && state[0] !== "granted") return badge(state[0], state[1]);
+  return badge(g.status);
+}
+
+function endSystem(g) {
+  const state = provisioningState(g);
+  if (!state) return null;
+  const [text, kind, lastError] = state;
+  return h("span", { class: "provisioning" }, badge(text, kind),
+    lastError ? h("span", { class: "error-text" }, ` Last error: ${lastError}`) : "");
+}
+
+// "Extend" and "Request again": the request form, prefilled with this grant's resource, ticket and reason.
+function requestLink(g, extend) {
+  const query = new URLSearchParams({ resource: g.resource, reason: g.reason, duration: g.duration });
+  if (g.ticket) {
+    query.set("connection", g.ticket.connection);
+    query.set("ticket", g.ticket.key);
+  }
+  if (extend) query.set("extends", g.id);
+  return h("a", { href: `#/request?${query}`, id: `${extend ? "extend" : "again"}-${g.id}` }, extend ? "Extend" : "Request again");
 }
 
 // One grant as a card, with the actions its viewer may take.
-function grantCard(g, { actions = [], headingLevel = "h3" } = {}) {
+function grantCard(g, { actions = [], headingLevel = "h3", extra = null } = {}) {
   const pairs = [
     ["Requester", g.requester],
     ["Reason", g.reason],
@@ -223,19 +342,83 @@ function grantCard(g, { actions = [], headingLevel = "h3" } = {}) {
   if (g.ended_at) pairs.push(["Ended", when(g.ended_at)]);
   if (g.end_reason) pairs.push(["End reason", END_REASONS[g.end_reason] || g.end_reason]);
   if (g.ended_by) pairs.push(["Ended by", g.ended_by]);
-  pairs.push(["Deprovisioning", deprovisioning(g.deprovisioning)]);
+  pairs.push(["End system", endSystem(g)]);
   const titleId = `grant-title-${g.id}`;
-  return h("article", { class: `grant ${g.status}`, id: `grant-${g.id}`, "aria-labelledby": titleId },
-    h(headingLevel, { id: titleId }, `${g.resource} `, badge(g.status)),
+  return h("article", { class: `grant ${g.status}`, id: `grant-${g.id}`, "aria-labelledby": titleId, "data-status": g.status },
+    h(headingLevel, { id: titleId }, `${g.resource} `, statusBadge(g)),
     details(pairs),
+    extra,
     h("div", { class: "actions" }, actions,
       headingLevel === "h3" ? h("a", { href: `#/grant/${encodeURIComponent(g.id)}` }, "Details and audit trail") : null));
 }
 
-function section(title, id, cards, empty) {
-  return h("section", { "aria-labelledby": id },
-    h("h2", { id }, title),
-    cards.length ? h("div", { class: "cards" }, cards) : h("p", { class: "empty" }, empty));
+// A button that asks before it acts: the first click shows "Yes, …" and "Cancel" in its place.
+function confirmButton({ id, label, question, yes, primary, act }) {
+  const slot = h("span", { class: "confirm" });
+  const ask = h("button", { type: "button", id, class: primary ? "primary" : null, on: { click: () => {
+    const cancel = h("button", { type: "button", id: `cancel-${id}`, on: { click: () => {
+      slot.replaceChildren(ask);
+      ask.focus();
+    } } }, "Cancel");
+    const confirm = h("button", { type: "button", class: "danger", id: `confirm-${id}`, on: { click: () => {
+      confirm.disabled = true;
+      act();
+    } } }, yes);
+    slot.replaceChildren(h("span", { class: "question" }, question), " ", confirm, cancel);
+    confirm.focus();
+  } } }, label);
+  slot.append(ask);
+  return slot;
+}
+
+// Keeps `container`'s cards true to `grants` in place: a card whose grant changed is replaced where it is (or
+// moved to the section it now belongs to), new ones are added and gone ones removed; nothing else on the page
+// moves, the scroll position stays, and focus stays on the element it was on (or its replacement).
+function patchCards(sections, grants, cardFor, shown) {
+  const focused = document.activeElement && document.activeElement.id;
+  const initial = shown.size === 0;
+  const seen = new Set();
+  for (const g of grants) {
+    const key = JSON.stringify(g);
+    const target = sections.find((s) => s.holds(g));
+    if (!target) continue;
+    seen.add(g.id);
+    const before = shown.get(g.id);
+    if (before && before.key === key && before.section === target) continue;
+    const card = cardFor(g);
+    if (before && before.section === target) before.card.replaceWith(card);
+    else {
+      if (before) before.card.remove();
+      if (initial) target.list.append(card);
+      else target.list.prepend(card);
+    }
+    shown.set(g.id, { key, card, section: target });
+  }
+  for (const [id, { card }] of shown) {
+    if (!seen.has(id)) {
+      card.remove();
+      shown.delete(id);
+    }
+  }
+  for (const section of sections) section.empty.hidden = section.list.children.length > 0;
+  if (focused && document.activeElement === document.body) {
+    const again = document.getElementById(focused);
+    if (again) again.focus({ preventScroll: true });
+  }
+}
+
+function liveSection(title, id, empty, holds) {
+  const list = h("div", { class: "cards" });
+  const none = h("p", { class: "empty" }, empty);
+  const element = h("section", { "aria-labelledby": id }, h("h2", { id }, title), list, none);
+  return { element, list, empty: none, holds };
+}
+
+// A message that stays until dismissed (a refresh never takes it away).
+function message(kind, ...content) {
+  const box = notice(kind, ...content);
+  box.append(" ", h("button", { type: "button", class: "link dismiss", on: { click: () => box.remove() } }, "Dismiss"));
+  return box;
 }
 
 export async function viewAccess(main, _arg, ctx) {
@@ -243,45 +426,72 @@ export async function viewAccess(main, _arg, ctx) {
   const me = currentCaller();
   const result = h("div", { id: "access-result", "aria-live": "polite" });
   main.append(result);
-  const r = await listAll(`/v1/grants?requester=${encodeURIComponent(me.email)}`, 200);
+  const path = `/v1/grants?requester=${encodeURIComponent(me.email)}&limit=200`;
+  const r = await api("GET", path);
   if (!r.ok) {
-    main.append(notice("error", errorText(r.error)));
+    main.append(notice("error", errorBox(r.error)));
     return;
   }
+  const shown = new Map();
+  const sections = [
+    liveSection("Pending", "pending-title", "No requests waiting for approval.", (g) => g.status === "pending"),
+    liveSection("Active", "active-title", "No active access.", (g) => g.status === "active"),
+    liveSection("Ended", "ended-title", "Nothing has ended yet.", (g) => !["pending", "active"].includes(g.status)),
+  ];
+  let refresh = () => {};
   const end = async (g, label) => {
     const answer = await api("POST", `/v1/grants/${encodeURIComponent(g.id)}/revoke`);
     if (!answer.ok) {
-      result.replaceChildren(notice("error", errorText(answer.error)));
+      // A stale card (ended or decided elsewhere) says so in a sentence, and the page catches up.
+      result.replaceChildren(message("error", errorBox(answer.error)));
+      refresh();
       return;
     }
-    ctx.rerender().then(() => {
-      document.getElementById("access-result").replaceChildren(notice("ok", `${label}: ${g.resource}.`));
-      announce(`${label}: ${g.resource}`);
-    });
+    result.replaceChildren(message("ok", `${label}: ${g.resource}.`));
+    announce(`${label}: ${g.resource}`);
+    refresh();
   };
-  const grants = r.data.items;
-  const pending = grants.filter((g) => g.status === "pending");
-  const active = grants.filter((g) => g.status === "active");
-  const ended = grants.filter((g) => !["pending", "active"].includes(g.status));
-  main.append(
-    section("Pending", "pending-title", pending.map((g) => grantCard(g, { actions: [
-      h("button", { type: "button", id: `withdraw-${g.id}`, on: { click: () => end(g, "Withdrawn") } }, "Withdraw"),
-    ] })), "No requests waiting for approval."),
-    section("Active", "active-title", active.map((g) => grantCard(g, { actions: [
-      h("button", { type: "button", class: "primary", id: `done-${g.id}`, on: { click: () => end(g, "Access ended") } }, "I'm done"),
-    ] })), "No active access."),
-    section("Ended", "ended-title", ended.map((g) => grantCard(g)), "Nothing has ended yet."),
-  );
-  // Keep "time left" true, and follow deprovisioning that is still under way.
-  const busy = ended.some((g) => g.deprovisioning && g.deprovisioning.state === "pending");
+  const cardFor = (g) => {
+    const actions = [];
+    if (g.status === "pending") {
+      actions.push(confirmButton({ id: `withdraw-${g.id}`, label: "Withdraw", question: "Withdraw this request?", yes: "Yes, withdraw", act: () => end(g, "Withdrawn") }));
+    } else if (g.status === "active") {
+      actions.push(confirmButton({ id: `done-${g.id}`, label: "I'm done", primary: true, question: "End this access now?", yes: "Yes, end my access", act: () => end(g, "Access ended") }));
+      actions.push(requestLink(g, true));
+    } else {
+      actions.push(requestLink(g, false));
+    }
+    return grantCard(g, { actions });
+  };
+  main.append(...sections.map((s) => s.element));
+  patchCards(sections, r.data.items, cardFor, shown);
+  const stop = watch(path, (data) => patchCards(sections, data.items, cardFor, shown), { etag: r.etag });
+  refresh = async () => {
+    const again = await api("GET", path);
+    if (again.ok) patchCards(sections, again.data.items, cardFor, shown);
+  };
+  // Keep "time left" true.
   const timer = setInterval(() => {
     for (const el of document.querySelectorAll("[data-expires]")) el.textContent = timeLeft(el.dataset.expires);
   }, 30000);
-  const poll = busy ? setTimeout(() => ctx.rerender(), 2000) : null;
   ctx.onLeave(() => {
     clearInterval(timer);
-    clearTimeout(poll);
+    stop();
   });
+}
+
+// Whether `me` may decide `g` (its resource's own approvers, or else the approver group), and if not, why.
+function decidable(g, me, resource, approverGroup) {
+  if (g.status !== "pending") return `Decided${g.decided_by ? ` by ${g.decided_by}` : ""}: ${g.status.replace(/_/g, " ")}.`;
+  if (g.requester === me.email) return "Your own request: another approver decides it.";
+  if ((g.approvals || []).some((a) => a.by === me.email)) return "You approved it; it waits for another approver.";
+  const listed = resource && resource.approvers;
+  if (listed && ((listed.users || []).length || (listed.groups || []).length)) {
+    const email = me.email.toLowerCase();
+    const mine = (listed.users || []).some((u) => u.toLowerCase() === email) || (listed.groups || []).some((gr) => me.groups.includes(gr));
+    return mine ? null : "Only this resource's own approvers decide it.";
+  }
+  return hasGroup(approverGroup) ? null : "You are not an approver of this resource.";
 }
 
 export async function viewApprovals(main, _arg, ctx) {
@@ -289,28 +499,77 @@ export async function viewApprovals(main, _arg, ctx) {
   const me = currentCaller();
   const result = h("div", { id: "approvals-result", "aria-live": "polite" });
   main.append(result);
-  const r = await listAll("/v1/grants?status=pending", 200);
+  const path = "/v1/grants?status=pending&limit=200";
+  const [r, catalogAnswer] = await Promise.all([api("GET", path), readResources()]);
   if (!r.ok) {
-    main.append(notice("error", errorText(r.error)));
+    main.append(notice("error", errorBox(r.error)));
     return;
   }
+  const catalog = new Map(catalogAnswer.ok ? catalogAnswer.data.items.map((x) => [x.id, x]) : []);
+  const tickets = new Map();
+  const ticketOf = (g) => {
+    if (!g.ticket) return null;
+    const slot = h("p", { class: "ticket-summary", id: `ticket-${g.id}` });
+    const known = tickets.get(g.id);
+    const fill = (t) => {
+      if (!t) return;
+      slot.replaceChildren("Ticket: ", t.url ? h("a", { href: t.url, target: "_blank", rel: "noopener noreferrer" }, t.key) : t.key,
+        ` — ${t.summary} (${t.status}${t.closed ? ", closed" : ""})`);
+    };
+    if (known) known.then(fill);
+    else {
+      // Servers without the ticket route answer 404: the card keeps the key it already shows.
+      const asked = api("GET", `/v1/grants/${encodeURIComponent(g.id)}/ticket`).then((t) => (t.ok ? t.data : null));
+      tickets.set(g.id, asked);
+      asked.then(fill);
+    }
+    return slot;
+  };
   const decide = async (g, verb, label) => {
-    const answer = await api("POST", `/v1/grants/${encodeURIComponent(g.id)}/${verb}`);
+    const comment = (document.getElementById(`comment-${g.id}`) || {}).value || "";
+    const answer = await api("POST", `/v1/grants/${encodeURIComponent(g.id)}/${verb}`, comment.trim() ? { comment: comment.trim() } : undefined);
     if (!answer.ok) {
-      result.replaceChildren(notice("error", errorText(answer.error)));
+      result.replaceChildren(message("error", errorBox(answer.error)));
+      refresh();
       return;
     }
-    await ctx.rerender();
-    document.getElementById("approvals-result").replaceChildren(notice("ok", `${label} ${g.requester}'s request for ${g.resource}.`));
+    result.replaceChildren(message("ok", `${label} ${g.requester}'s request for ${g.resource}.`));
     announce(`${label} ${g.requester}'s request`);
+    decided.set(g.id, answer.data);
+    refresh();
   };
-  const cards = r.data.items.map((g) => g.requester === me.email
-    ? grantCard(g, { actions: [h("p", { class: "hint" }, "Your own request: another approver decides it.")] })
-    : grantCard(g, { actions: [
+  // Requests decided while this page was open stay on it, marked, until it is left.
+  const decided = new Map();
+  const cardFor = (g) => {
+    const why = decidable(g, me, catalog.get(g.resource), ctx.config.approver_group);
+    if (why) return grantCard(g, { extra: ticketOf(g), actions: [h("p", { class: "hint" }, why)] });
+    const comment = h("textarea", { id: `comment-${g.id}`, rows: "1", maxlength: "2000" });
+    return grantCard(g, { extra: [ticketOf(g), field("Comment (optional)", comment)], actions: [
       h("button", { type: "button", class: "primary", id: `approve-${g.id}`, on: { click: () => decide(g, "approve", "Approved") } }, "Approve"),
       h("button", { type: "button", id: `deny-${g.id}`, on: { click: () => decide(g, "deny", "Denied") } }, "Deny"),
-    ] }));
-  main.append(section("Waiting for a decision", "waiting-title", cards, "Nothing is waiting for you."));
+    ] });
+  };
+  const shown = new Map();
+  const waiting = liveSection("Waiting for a decision", "waiting-title", "Nothing is waiting for you.", () => true);
+  main.append(waiting.element);
+  const show = async (items) => {
+    const ids = new Set(items.map((g) => g.id));
+    // One that left the pending list was decided (here or elsewhere): read it once, to say by whom.
+    for (const id of shown.keys()) {
+      if (!ids.has(id) && !decided.has(id)) {
+        const now = await api("GET", `/v1/grants/${encodeURIComponent(id)}`);
+        if (now.ok) decided.set(id, now.data);
+      }
+    }
+    patchCards([waiting], [...items, ...[...decided.values()].filter((g) => !ids.has(g.id))], cardFor, shown);
+  };
+  await show(r.data.items);
+  const stop = watch(path, (data) => show(data.items), { etag: r.etag });
+  const refresh = async () => {
+    const again = await api("GET", path);
+    if (again.ok) await show(again.data.items);
+  };
+  ctx.onLeave(stop);
 }
 
 const EVENT_NAMES = {
@@ -331,24 +590,31 @@ const EVENT_NAMES = {
 
 export async function viewGrant(main, id, ctx) {
   heading(main, "Grant");
-  const [g, events] = await Promise.all([api("GET", `/v1/grants/${encodeURIComponent(id)}`), listAll(`/v1/grants/${encodeURIComponent(id)}/events`)]);
+  const path = `/v1/grants/${encodeURIComponent(id)}`;
+  const [g, events] = await Promise.all([api("GET", path), listAll(`${path}/events`)]);
   if (!g.ok) {
-    main.append(notice("error", errorText(g.error)));
+    main.append(notice("error", errorBox(g.error)));
     return;
   }
-  main.append(grantCard(g.data, { headingLevel: "h2" }));
-  const trail = events.ok
-    ? h("ol", { class: "trail", id: "audit-trail" }, events.data.items.map((e) => {
-      const extra = e.detail && typeof e.detail === "object" ? Object.entries(e.detail).filter(([, v]) => v !== null && v !== "") : [];
-      return h("li", {},
-        when(e.at), " ", h("strong", {}, EVENT_NAMES[e.kind] || e.kind), ` by ${e.actor || "Ticketbound"} → ${e.status}`,
-        extra.length ? h("span", { class: "hint" }, ` (${extra.map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ")})`) : "");
-    }))
-    : notice("error", errorText(events.error));
-  main.append(h("section", { "aria-labelledby": "trail-title" }, h("h2", { id: "trail-title" }, "Audit trail"), trail));
-  const busy = g.data.deprovisioning && g.data.deprovisioning.state === "pending";
-  if (busy) {
-    const poll = setTimeout(() => ctx.rerender(), 2000);
-    ctx.onLeave(() => clearTimeout(poll));
-  }
+  let card = grantCard(g.data, { headingLevel: "h2" });
+  main.append(card);
+  const trail = h("ol", { class: "trail", id: "audit-trail" });
+  const showTrail = (items) => trail.replaceChildren(...items.map((e) => {
+    const extra = e.detail && typeof e.detail === "object" ? Object.entries(e.detail).filter(([, v]) => v !== null && v !== "") : [];
+    return h("li", {},
+      when(e.at), " ", h("strong", {}, EVENT_NAMES[e.kind] || e.kind), ` by ${e.actor || "Ticketbound"} → ${e.status}`,
+      extra.length ? h("span", { class: "hint" }, ` (${extra.map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ")})`) : "");
+  }));
+  if (events.ok) showTrail(events.data.items);
+  main.append(h("section", { "aria-labelledby": "trail-title" }, h("h2", { id: "trail-title" }, "Audit trail"),
+    events.ok ? trail : notice("error", errorBox(events.error))));
+  // The card and the trail follow the grant in place while the page is open.
+  const stop = watch(path, async (now) => {
+    const next = grantCard(now, { headingLevel: "h2" });
+    card.replaceWith(next);
+    card = next;
+    const more = await listAll(`${path}/events`);
+    if (more.ok) showTrail(more.data.items);
+  }, { etag: g.etag });
+  ctx.onLeave(stop);
 }

@@ -115,7 +115,10 @@ async fn the_local_server_serves_the_page_at_the_root_with_the_security_headers(
     assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
     assert_secured(&page, "/");
     let html = String::from_utf8(page.body).unwrap();
-    assert!(html.contains("<script type=\"module\" src=\"/portal/app.js\">"));
+    let version = router_portal_version(&html);
+    assert!(html.contains(&format!(
+        "<script type=\"module\" src=\"/portal/app.js?v={version}\">"
+    )));
     assert!(
         !html.contains("<script>") && !html.contains(" style="),
         "no inline script or style: the CSP would block it"
@@ -138,7 +141,15 @@ async fn every_asset_has_its_content_type_the_headers_and_a_strong_etag_that_ans
         };
         assert_eq!(header(&first, "content-type"), expected, "{path}");
         assert_secured(&first, &path);
-        assert_eq!(first.body, asset.body.as_bytes(), "{path}");
+        let served = String::from_utf8(first.body.clone()).unwrap();
+        assert_eq!(
+            served.replace(
+                &format!("?v={}", Portal::local(&RoleGroups::default()).version()),
+                ""
+            ),
+            asset.body,
+            "{path}: the file as written, its imports versioned"
+        );
         let etag = header(&first, "etag").to_owned();
         assert!(
             etag.starts_with('"') && !etag.starts_with("W/"),
@@ -158,6 +169,66 @@ async fn every_asset_has_its_content_type_the_headers_and_a_strong_etag_that_ans
             "{path}: a changed file is sent again"
         );
     }
+}
+
+/// The version the page names its files with (`/portal/app.js?v=<version>`).
+fn router_portal_version(html: &str) -> String {
+    html.split("/portal/app.js?v=")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_page_is_revalidated_and_its_versioned_files_are_cached_for_a_year_gzipped() {
+    let router = local();
+    let page = get(&router, "/", &[("accept-encoding", "gzip, br")]).await;
+    assert_eq!(header(&page, "cache-control"), "no-cache");
+    assert_eq!(header(&page, "content-encoding"), "gzip");
+    let html = gunzip(&page.body);
+    let version = router_portal_version(&html);
+
+    for asset in ASSETS {
+        let path = format!("/portal/{}?v={version}", asset.name);
+        let first = get(&router, &path, &[("accept-encoding", "gzip")]).await;
+
+        assert_eq!(first.status, StatusCode::OK, "{path}");
+        assert_eq!(
+            header(&first, "cache-control"),
+            "public, max-age=31536000, immutable",
+            "{path}"
+        );
+        assert_eq!(header(&first, "content-encoding"), "gzip", "{path}");
+        assert_eq!(header(&first, "vary"), "Accept-Encoding", "{path}");
+        assert_secured(&first, &path);
+        let plain = get(&router, &path, &[]).await;
+        assert_eq!(gunzip(&first.body).as_bytes(), plain.body, "{path}");
+        assert!(plain.headers.get("content-encoding").is_none(), "{path}");
+        assert_ne!(
+            header(&first, "etag"),
+            header(&plain, "etag"),
+            "{path}: each representation has its own tag"
+        );
+
+        let old = get(&router, &format!("/portal/{}?v=0000", asset.name), &[]).await;
+        assert_eq!(
+            header(&old, "cache-control"),
+            "no-cache",
+            "{path}: a file asked for under another version is not cached as this one"
+        );
+    }
+}
+
+fn gunzip(bytes: &[u8]) -> String {
+    use std::io::Read;
+    let mut out = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut out)
+        .expect("a gzip body");
+    out
 }
 
 #[tokio::test]
@@ -307,7 +378,7 @@ fn the_page_loads_only_files_the_portal_serves() {
     for asset in sources {
         for marker in ["href=\"/portal/", "src=\"/portal/", "from \"./"] {
             for piece in asset.body.split(marker).skip(1) {
-                let name = piece.split('"').next().unwrap();
+                let name = piece.split(['"', '?']).next().unwrap();
                 loaded.push(name.to_owned());
             }
         }
@@ -320,4 +391,59 @@ fn the_page_loads_only_files_the_portal_serves() {
         );
     }
     assert_eq!(ROUTES, &[("GET", "/"), ("GET", "/portal/{file}")]);
+}
+
+/// The page keeps grants on screen by asking "anything new?": a grant and a list of grants answer a strong
+/// `ETag` over what they answered and 304 while nothing a reader could see has changed; a decision changes both.
+#[tokio::test]
+async fn grant_reads_answer_an_etag_and_304_until_the_grant_changes() {
+    let router = local();
+    let made = resources::put(
+        &router,
+        "payroll",
+        &serde_json::json!({"name": "Payroll", "provisioner": {"kind": "none"}}),
+        None,
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.json);
+    let id = request_grant(&router, ALICE, "payroll", "PT1H").await;
+    let one = format!("/v1/grants/{id}");
+    let mine = "/v1/grants?requester=alice@example.com";
+
+    let grant = send(&router, "GET", &one, ALICE, &[], None).await;
+    let list = send(&router, "GET", mine, ALICE, &[], None).await;
+    let (grant_tag, list_tag) = (grant.etag.unwrap(), list.etag.unwrap());
+    assert!(grant_tag.starts_with('"') && list_tag.starts_with('"'));
+    assert_eq!(grant.json["status"], "pending");
+
+    for (path, tag) in [(&one[..], &grant_tag), (mine, &list_tag)] {
+        let again = send(&router, "GET", path, ALICE, &[("if-none-match", tag)], None).await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{path}");
+        assert_eq!(again.json, Value::Null, "{path}: no body");
+        assert_eq!(again.etag.as_deref(), Some(&tag[..]), "{path}");
+    }
+
+    let (status, denied) = call(&router, "POST", &format!("{one}/deny"), APPROVER, None).await;
+    assert_eq!(status, StatusCode::OK, "{denied}");
+    for (path, tag) in [(&one[..], &grant_tag), (mine, &list_tag)] {
+        let changed = send(&router, "GET", path, ALICE, &[("if-none-match", tag)], None).await;
+        assert_eq!(changed.status, StatusCode::OK, "{path}");
+        assert_ne!(changed.etag.as_deref(), Some(&tag[..]), "{path}");
+    }
+    let other = send(
+        &router,
+        "GET",
+        &one,
+        MALLORY,
+        &[("if-none-match", &grant_tag)],
+        None,
+    )
+    .await;
+    assert_eq!(
+        other.status,
+        StatusCode::NOT_FOUND,
+        "a tag is no way around who may read the grant: {}",
+        other.json
+    );
+    assert_eq!(other.json["error"]["code"], "grant_not_found");
 }

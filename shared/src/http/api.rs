@@ -4,6 +4,9 @@
 //! `If-Match` (412 `version_conflict` with the resource as it now is when it moved) and `PUT` takes
 //! `If-None-Match: *` (create only); `GET` takes `If-None-Match` (304 when unchanged). Without a conditional
 //! header a write applies to whatever is stored, as it did before versions existed.
+//!
+//! Grant reads (`GET /v1/grants`, `GET /v1/grants/{id}`) answer a strong `ETag` over the JSON they answer and
+//! 304 to an `If-None-Match` naming it, so a page that keeps a list on screen can ask "anything new?" cheaply.
 
 use axum::Json;
 use axum::Router;
@@ -12,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
@@ -20,7 +24,7 @@ use crate::domain::{Caller, GrantStatus, TicketRef};
 use crate::ports::GrantFilter;
 use crate::service::{
     EntityTag, ErrorKind, GrantRequest, ListGrants, Precondition, ResourceInput,
-    ResourceWriteError, SavedResource,
+    ResourceWriteError, SavedResource, ServiceError,
 };
 
 /// Every `/v1` route, as `(method, path)`: the template and the OpenAPI description are checked against it.
@@ -125,7 +129,8 @@ async fn list_grants(
     State(state): State<AppState>,
     caller: Caller,
     QueryParams(q): QueryParams<GrantsQuery>,
-) -> Result<impl IntoResponse, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let status = q
         .status
         .as_deref()
@@ -166,15 +171,43 @@ async fn list_grants(
         limit: page_size(q.limit.as_deref())?,
         cursor: q.cursor,
     };
-    Ok(Json(state.app.list_grants(&caller, query).await?))
+    let page = state.app.list_grants(&caller, query).await?;
+    json_tagged(&headers, &page)
 }
 
 async fn get_grant(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(state.app.get_grant(&caller, &id).await?))
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let grant = state.app.get_grant(&caller, &id).await?;
+    json_tagged(&headers, &grant)
+}
+
+/// `value` as JSON with a strong `ETag` over exactly those bytes, or 304 when `If-None-Match` names that tag
+/// (or `*`): what was answered is what is compared, so any change a reader could see changes the tag.
+fn json_tagged(headers: &HeaderMap, value: &impl serde::Serialize) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(value)
+        .map_err(|e| ServiceError::internal(format!("serializing an answer: {e}")))?;
+    let tag = format!("\"{}\"", hex::encode(&Sha256::digest(&body)[..16]));
+    let unchanged = header_text(headers, header::IF_NONE_MATCH)?.is_some_and(|listed| {
+        listed.trim() == "*"
+            || entity_tags(listed)
+                .iter()
+                .any(|t| t.trim_start_matches("W/") == tag)
+    });
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
+    Ok((
+        [
+            (header::ETAG, tag),
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 async fn approve(

@@ -4,21 +4,30 @@
 //! served at `/` and `/portal/{file}` by `ticketbound-local` and by the API function on AWS (one origin, so
 //! the page's `/v1` calls are same-origin and need no CORS). Every answer carries the security headers of
 //! [`Portal::headers`]: a Content-Security-Policy without inline script or style, `nosniff`, no referrer,
-//! and on AWS `Strict-Transport-Security`. Assets carry a strong `ETag` (a hash of their bytes) and
-//! `Cache-Control: no-cache`, so a browser revalidates with one cheap 304 and never runs a stale script after
-//! an upgrade.
+//! and on AWS `Strict-Transport-Security`.
+//!
+//! Caching: the page (`/`) is `no-cache` and names every file it loads with the version of this build
+//! (`/portal/app.js?v=<hash of every file>`, and so does each module's `import`), so a file asked for under
+//! the current version is `immutable` for a year and a new build is a new URL: the browser never runs a stale
+//! script after an upgrade, and never asks again while nothing changed. A file asked for without (or with
+//! another) version is `no-cache` with a strong `ETag`, answering 304 while unchanged. Every file is sent
+//! gzip-compressed to a client that accepts it, compressed once per process on first request.
 
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH,
-    REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
+    ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG,
+    HeaderValue, IF_NONE_MATCH, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, VARY,
+    X_CONTENT_TYPE_OPTIONS,
 };
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use flate2::Compression;
+use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
@@ -48,8 +57,9 @@ pub const INDEX: Asset = Asset {
     body: include_str!("../../portal/index.html"),
 };
 
-/// Every file under `/portal/`. All of them are loaded by the first page (there is nothing lazy to leave out),
-/// so together with [`INDEX`] they are the first page's weight, which a test keeps under 100 KB.
+/// Every file under `/portal/`. All but `admin.js` (imported when Admin is first opened) are loaded by the
+/// first page; together with [`INDEX`] they are at most the first page's weight, which a test keeps under
+/// 100 KB.
 pub const ASSETS: &[Asset] = &[
     Asset {
         name: "style.css",
@@ -106,7 +116,84 @@ pub struct Portal(Arc<Inner>);
 struct Inner {
     config_json: String,
     headers: HeaderMap,
-    etags: Vec<(&'static str, HeaderValue)>,
+    /// This build's version of the page: a hash over every file, named in every URL the page loads.
+    version: String,
+    files: Vec<Served>,
+}
+
+/// One file as served: its body with the page's own URLs versioned, its tag, and its gzip form once asked for.
+struct Served {
+    name: &'static str,
+    content_type: &'static str,
+    body: Vec<u8>,
+    etag: HeaderValue,
+    gzip_etag: HeaderValue,
+    gzip: OnceLock<Vec<u8>>,
+}
+
+impl Served {
+    fn new(asset: &Asset, version: &str) -> Self {
+        let body = versioned(asset.body, version).into_bytes();
+        let digest = hex::encode(&Sha256::digest(&body)[..16]);
+        let tag = |suffix: &str| {
+            HeaderValue::from_str(&format!("\"{digest}{suffix}\"")).expect("hex is ASCII")
+        };
+        Self {
+            name: asset.name,
+            content_type: asset.content_type,
+            etag: tag(""),
+            // A different representation (RFC 9110 §8.8.3): its own strong tag.
+            gzip_etag: tag("-gzip"),
+            body,
+            gzip: OnceLock::new(),
+        }
+    }
+
+    fn gzipped(&self) -> &[u8] {
+        self.gzip.get_or_init(|| gzip(&self.body))
+    }
+}
+
+/// `body` with every reference to a portal file (`"/portal/app.js"` in the page, `"./api.js"` in a module's
+/// `import`) carrying `?v=<version>`, so every module is loaded under one URL and cached under it.
+fn versioned(body: &str, version: &str) -> String {
+    let mut out = body.to_owned();
+    for asset in ASSETS {
+        for prefix in ["/portal/", "./"] {
+            let plain = format!("\"{prefix}{}\"", asset.name);
+            out = out.replace(&plain, &format!("\"{prefix}{}?v={version}\"", asset.name));
+        }
+    }
+    out
+}
+
+/// `bytes` as a gzip member (RFC 1952) at the best compression: done once per file and process.
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 3), Compression::best());
+    encoder
+        .write_all(bytes)
+        .and_then(|()| encoder.finish())
+        .expect("writing to memory cannot fail")
+}
+
+/// Whether `Accept-Encoding` accepts gzip (named without `q=0`, or through `*`).
+fn accepts_gzip(request: &HeaderMap) -> bool {
+    request
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or_default().trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
 }
 
 impl Portal {
@@ -171,21 +258,27 @@ impl Portal {
                 value("max-age=63072000; includeSubDomains"),
             );
         }
-        let etags = std::iter::once(&INDEX)
+        let mut all = Sha256::new();
+        for asset in std::iter::once(&INDEX).chain(ASSETS) {
+            all.update(asset.name.as_bytes());
+            all.update(asset.body.as_bytes());
+        }
+        let version = hex::encode(&all.finalize()[..8]);
+        let files = std::iter::once(&INDEX)
             .chain(ASSETS)
-            .map(|a| {
-                let digest = Sha256::digest(a.body.as_bytes());
-                (
-                    a.name,
-                    value(&format!("\"{}\"", hex::encode(&digest[..16]))),
-                )
-            })
+            .map(|a| Served::new(a, &version))
             .collect();
         Self(Arc::new(Inner {
             config_json: config.to_string(),
             headers,
-            etags,
+            version,
+            files,
         }))
+    }
+
+    /// This build's version of the page, as the page's URLs name it (`?v=…`).
+    pub fn version(&self) -> &str {
+        &self.0.version
     }
 
     /// The security headers every portal answer carries.
@@ -200,15 +293,23 @@ impl Portal {
         response
     }
 
-    fn serve(&self, asset: &Asset, request: &HeaderMap) -> Response {
-        let etag = self
+    /// `asset` to a request for it: gzip when accepted, 304 when the client's copy is current, cached for a
+    /// year when asked for under this build's version (`current`) and revalidated every time otherwise.
+    fn serve(&self, asset: &Asset, request: &HeaderMap, current: bool) -> Response {
+        let file = self
             .0
-            .etags
+            .files
             .iter()
-            .find(|(name, _)| *name == asset.name)
-            .map(|(_, etag)| etag.clone())
-            .expect("every asset has an ETag");
-        let cache = (CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            .find(|f| f.name == asset.name)
+            .expect("every asset is served");
+        let gzip = accepts_gzip(request);
+        let etag = if gzip { &file.gzip_etag } else { &file.etag };
+        let cache = HeaderValue::from_static(if current {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        });
+        let vary = (VARY, HeaderValue::from_static("Accept-Encoding"));
         let fresh = request
             .get_all(IF_NONE_MATCH)
             .iter()
@@ -216,17 +317,28 @@ impl Portal {
             .flat_map(|v| v.split(','))
             .any(|tag| tag.trim() == etag || tag.trim() == "*");
         let response = if fresh {
-            (StatusCode::NOT_MODIFIED, [(ETAG, etag), cache]).into_response()
-        } else {
             (
-                [
-                    (CONTENT_TYPE, HeaderValue::from_static(asset.content_type)),
-                    (ETAG, etag),
-                    cache,
-                ],
-                asset.body,
+                StatusCode::NOT_MODIFIED,
+                [(ETAG, etag.clone()), (CACHE_CONTROL, cache), vary],
             )
                 .into_response()
+        } else if gzip {
+            let headers = [
+                (CONTENT_TYPE, HeaderValue::from_static(file.content_type)),
+                (CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+                (ETAG, etag.clone()),
+                (CACHE_CONTROL, cache),
+                vary,
+            ];
+            (headers, file.gzipped().to_vec()).into_response()
+        } else {
+            let headers = [
+                (CONTENT_TYPE, HeaderValue::from_static(file.content_type)),
+                (ETAG, etag.clone()),
+                (CACHE_CONTROL, cache),
+                vary,
+            ];
+            (headers, file.body.clone()).into_response()
         };
         self.secured(response)
     }
@@ -248,12 +360,14 @@ pub fn routes(portal: Portal) -> Router {
 }
 
 async fn index(State(portal): State<Portal>, request: HeaderMap) -> Response {
-    portal.serve(&INDEX, &request)
+    // The page names this build's files, so it must be revalidated every time: never `immutable`.
+    portal.serve(&INDEX, &request, false)
 }
 
 async fn file(
     State(portal): State<Portal>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     request: HeaderMap,
 ) -> Response {
     if format!("/portal/{name}") == CONFIG_PATH {
@@ -268,7 +382,12 @@ async fn file(
         return portal.secured(response);
     }
     match ASSETS.iter().find(|a| a.name == name) {
-        Some(asset) => portal.serve(asset, &request),
+        Some(asset) => {
+            let current = query
+                .as_deref()
+                .is_some_and(|q| q.split('&').any(|p| p == format!("v={}", portal.version())));
+            portal.serve(asset, &request, current)
+        }
         None => portal.secured(
             ApiError::new(
                 ErrorKind::NotFound,
@@ -319,5 +438,46 @@ mod tests {
         let config: serde_json::Value = serde_json::from_str(&portal.0.config_json).unwrap();
         assert_eq!(config["mode"], "local");
         assert_eq!(config["approver_group"], "ticketbound-approvers");
+    }
+
+    #[test]
+    fn every_reference_to_a_portal_file_carries_the_version() {
+        let page = versioned(INDEX.body, "v1");
+        assert!(page.contains("src=\"/portal/app.js?v=v1\""), "{page}");
+        assert!(page.contains("href=\"/portal/style.css?v=v1\""), "{page}");
+        let app = versioned(include_str!("../../portal/app.js"), "v1");
+        assert!(app.contains("from \"./api.js?v=v1\""), "{app}");
+        assert!(!app.contains("from \"./api.js\""), "{app}");
+    }
+
+    #[test]
+    fn gzip_is_accepted_unless_refused_with_q_zero() {
+        let accept = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            accepts_gzip(&h)
+        };
+        assert!(accept("gzip, deflate, br"));
+        assert!(accept("br;q=1.0, GZIP;q=0.5"));
+        assert!(accept("*"));
+        assert!(!accept("gzip;q=0"));
+        assert!(!accept("br, identity"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_gzipped_file_decompresses_to_the_served_bytes_and_is_much_smaller() {
+        use std::io::Read;
+        let portal = Portal::local(&RoleGroups::default());
+        for file in &portal.0.files {
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(file.gzipped())
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, file.body, "{}", file.name);
+            if file.body.len() > 4096 {
+                assert!(file.gzipped().len() * 2 < file.body.len(), "{}", file.name);
+            }
+        }
     }
 }

@@ -169,6 +169,58 @@ impl Browser {
         .unwrap_or_else(|e| panic!("script failed: {e}"))
     }
 
+    /// Runs `script` as an asynchronous WebDriver script: it answers by calling its last argument.
+    pub async fn script_async(&self, script: &str, args: Value) -> Value {
+        self.command(
+            "POST",
+            "/execute/async",
+            json!({"script": script, "args": args}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("async script failed: {e}"))
+    }
+
+    /// Reloads the page, as the browser's reload button does.
+    pub async fn reload(&self) {
+        self.command("POST", "/refresh", json!({}))
+            .await
+            .unwrap_or_else(|e| panic!("reload: {e}"));
+    }
+
+    /// Whether the page is wider than the window (it scrolls sideways), as `(scrollWidth, innerWidth)`.
+    pub async fn widths(&self) -> (u64, u64) {
+        let w = self
+            .script(
+                "return [document.documentElement.scrollWidth, window.innerWidth];",
+                json!([]),
+            )
+            .await;
+        (w[0].as_u64().unwrap(), w[1].as_u64().unwrap())
+    }
+
+    /// Runs axe-core (`source`, the text of `axe.min.js`) on the page as it is, and returns its violations as
+    /// `rule: target…` lines (empty when there are none).
+    pub async fn accessibility_violations(&self, source: &str) -> Vec<String> {
+        // WebDriver scripts run outside the page's Content-Security-Policy, so axe is defined without relaxing it.
+        self.script(&format!("{source}\nreturn typeof axe;"), json!([]))
+            .await;
+        let found = self
+            .script_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document).then(
+                   (r) => done(r.violations.map((v) => `${v.id}: ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)),
+                   (e) => done([`axe failed: ${e}`]));",
+                json!([]),
+            )
+            .await;
+        found
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
     pub async fn goto(&self, url: &str) {
         self.command("POST", "/url", json!({"url": url}))
             .await
@@ -311,6 +363,48 @@ impl Browser {
     pub async fn quit(&self) {
         let _ = self.command("DELETE", "", json!({})).await;
     }
+}
+
+/// The text of axe-core's `axe.min.js`, fetched once with `npm pack axe-core` into `target/axe-core/` (the npm
+/// registry must be reachable the first time). Without `npm`, or without the registry, the test fails naming
+/// what is missing: an accessibility check that cannot run must not pass.
+pub fn axe_core() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/axe-core");
+    let script = dir.join("package/axe.min.js");
+    if !script.is_file() {
+        std::fs::create_dir_all(&dir).expect("target/axe-core");
+        let npm = find_program_named(
+            "npm",
+            "the accessibility check needs npm (to fetch axe-core): install Node.js and npm",
+        );
+        let packed = Command::new(npm)
+            .args(["pack", "axe-core", "--silent", "--pack-destination"])
+            .arg(&dir)
+            .output()
+            .expect("run npm pack axe-core");
+        assert!(
+            packed.status.success(),
+            "`npm pack axe-core` failed (is the npm registry reachable?): {}",
+            String::from_utf8_lossy(&packed.stderr)
+        );
+        let tarball = String::from_utf8_lossy(&packed.stdout).trim().to_owned();
+        let unpacked = Command::new("tar")
+            .args(["xzf", &tarball])
+            .current_dir(&dir)
+            .status()
+            .expect("run tar");
+        assert!(unpacked.success(), "unpacking {tarball} failed");
+    }
+    std::fs::read_to_string(&script).unwrap_or_else(|e| panic!("{}: {e}", script.display()))
+}
+
+fn find_program_named(name: &str, why: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("`{name}` is not installed: {why}"))
 }
 
 /// The real `ticketbound-local` binary on a free port with its own data directory, stopped when dropped.
