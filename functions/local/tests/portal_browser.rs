@@ -952,8 +952,13 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
     browser
         .script("window.sameDocument = true; document.querySelector(arguments[0] + ' a[id^=\"extend-\"]').focus();", json!([ldap_card]))
         .await;
+    // Jira dates its events; a closing leaves alone grants requested after the moment it reports.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
     let body = json!({
-        "timestamp": 1_700_000_000_000u64, "webhookEvent": "jira:issue_updated", "issue_event_type_name": "issue_generic",
+        "timestamp": now_ms, "webhookEvent": "jira:issue_updated", "issue_event_type_name": "issue_generic",
         "issue": {"id": "10001", "key": "SEC-1", "fields": {"status": {"name": "Done", "id": "10001",
                   "statusCategory": {"id": 3, "key": "done", "colorName": "green", "name": "Done"}}}},
         "changelog": {"id": "1", "items": [{"field": "status", "fieldtype": "jira", "fieldId": "status",
