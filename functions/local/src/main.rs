@@ -19,8 +19,8 @@ const USAGE: &str = "usage: ticketbound-local [--listen ADDR:PORT] [--data-dir D
   --reconcile-every  how often to re-read the tickets of open bound grants, catching closings whose
                      webhook was lost: an ISO-8601 duration such as PT15M (the default) or PT1M, or `off`
 
-Environment: APPROVER_GROUP, ADMIN_GROUP, MAX_DURATION, PENDING_FOR as on AWS; PORTAL_URL (what notifications link to,
-default http://<listen>); RUST_LOG for log levels.";
+Environment: APPROVER_GROUP, ADMIN_GROUP, AUDITOR_GROUP, MAX_DURATION, PENDING_FOR as on AWS; PORTAL_URL (what
+notifications link to, default http://<listen>); RUST_LOG for log levels.";
 
 struct Args {
     listen: SocketAddr,
@@ -86,6 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let roles = RoleGroups {
         approver: env_or("APPROVER_GROUP", &defaults.approver),
         admin: env_or("ADMIN_GROUP", &defaults.admin),
+        auditor: env_or("AUDITOR_GROUP", &defaults.auditor),
     };
     let max_duration = IsoDuration::parse(&env_or("MAX_DURATION", "P7D"))
         .map_err(|e| format!("MAX_DURATION: {e}"))?;

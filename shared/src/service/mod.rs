@@ -11,6 +11,7 @@ mod error;
 mod grants;
 mod lifecycle;
 mod notifications;
+mod oversight;
 mod reconcile;
 mod resources;
 mod ticket_writes;
@@ -20,13 +21,18 @@ use time::Duration;
 
 pub use closing::TicketClosing;
 pub use confirm::Confirmation;
+pub use connections::DirectoryEntry;
 pub use connections::{
     ConnectionChanges, ConnectionShown, Connections, TicketWriteError, Verification,
 };
 pub use error::{ErrorKind, ServiceError};
-pub use grants::{GrantRequest, ListGrants};
+pub use grants::{
+    Decision, GrantAction, GrantRequest, GrantView, ListGrants, allowed_actions, may_decide,
+    may_end,
+};
 pub use lifecycle::{EndOutcome, JobOutcome};
 pub use notifications::NotifySettings;
+pub use oversight::{EXPORT_COLUMNS, GrantTicket, MAX_EXPORT_ROWS};
 pub use reconcile::{
     FOUND_BY_RECONCILIATION, RECONCILE_JOB, ReconcileReport, ReconcileSettings,
     spawn_reconciliation,

@@ -717,6 +717,7 @@ fn end_reason_text(grant: &Grant) -> String {
         },
         Some(EndReason::Denied) => "it was denied".into(),
         Some(EndReason::ApprovalTimedOut) => "nobody decided it in time".into(),
+        Some(EndReason::Superseded) => "your extension of it took over".into(),
         None => "it ended".into(),
     }
 }
