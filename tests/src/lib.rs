@@ -33,6 +33,7 @@ pub const APPROVER: (&str, &str) = ("bob@example.com", "ticketbound-approvers");
 pub const APPROVER2: (&str, &str) = ("carol@example.com", "ticketbound-approvers");
 pub const ALICE: (&str, &str) = ("alice@example.com", "");
 pub const MALLORY: (&str, &str) = ("mallory@example.com", "");
+pub const AUDITOR: (&str, &str) = ("ada@example.com", "ticketbound-auditors");
 
 /// The SDK configuration for the moto server started by `infra/test.sh`.
 ///
@@ -603,8 +604,12 @@ pub struct Reply {
     pub status: StatusCode,
     /// The `ETag` header.
     pub etag: Option<String>,
-    /// The JSON body; `Null` when empty.
+    /// The `Content-Type` header.
+    pub content_type: Option<String>,
+    /// The JSON body; `Null` when empty (or not JSON).
     pub json: Value,
+    /// The body as text.
+    pub text: String,
 }
 
 /// Sends one request through the router as `who` with extra `headers`, the body sent as it is given.
@@ -634,11 +639,14 @@ pub async fn send(
         .await
         .expect("router is infallible");
     let status = response.status();
-    let etag = response
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (etag, content_type) = (header("etag"), header("content-type"));
     let bytes = response
         .into_body()
         .collect()
@@ -646,7 +654,14 @@ pub async fn send(
         .expect("body")
         .to_bytes();
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Reply { status, etag, json }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    Reply {
+        status,
+        etag,
+        content_type,
+        json,
+        text,
+    }
 }
 
 /// Typed calls of `/v1/resources/{id}` with their conditional headers.
@@ -712,5 +727,105 @@ pub mod resources {
 
     fn path(id: &str) -> String {
         format!("/v1/resources/{id}")
+    }
+}
+
+/// Typed calls of the grant routes that take more than an id: decisions with a comment, the list's filters,
+/// the CSV export, the bound ticket, and the connection directory.
+pub mod grants {
+    use super::{Reply, Router, send};
+    use serde_json::Value;
+
+    /// `POST /v1/grants` as `who` with `body` as given.
+    pub async fn request(router: &Router, who: (&str, &str), body: &Value) -> Reply {
+        json_post(router, "/v1/grants", who, Some(body)).await
+    }
+
+    /// `POST /v1/grants/{id}/{verb}` (`approve`, `deny`, `revoke`) as `who`, with `{"comment": ...}` when given.
+    pub async fn decide(
+        router: &Router,
+        who: (&str, &str),
+        id: &str,
+        verb: &str,
+        comment: Option<&str>,
+    ) -> Reply {
+        let body = comment.map(|c| serde_json::json!({"comment": c}));
+        json_post(
+            router,
+            &format!("/v1/grants/{id}/{verb}"),
+            who,
+            body.as_ref(),
+        )
+        .await
+    }
+
+    /// `GET /v1/grants/{id}` as `who`.
+    pub async fn get(router: &Router, who: (&str, &str), id: &str) -> Reply {
+        send(router, "GET", &format!("/v1/grants/{id}"), who, &[], None).await
+    }
+
+    /// `GET /v1/grants?<query>` as `who` (`query` already URL-encoded, without `?`).
+    pub async fn list(router: &Router, who: (&str, &str), query: &str) -> Reply {
+        send(
+            router,
+            "GET",
+            &format!("/v1/grants?{query}"),
+            who,
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v1/grants/export.csv?<query>` as `who`.
+    pub async fn export(router: &Router, who: (&str, &str), query: &str) -> Reply {
+        let path = format!("/v1/grants/export.csv?{query}");
+        send(router, "GET", &path, who, &[], None).await
+    }
+
+    /// `GET /v1/grants/{id}/ticket` as `who`.
+    pub async fn ticket(router: &Router, who: (&str, &str), id: &str) -> Reply {
+        send(
+            router,
+            "GET",
+            &format!("/v1/grants/{id}/ticket"),
+            who,
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v1/grants/{id}/events` as `who`.
+    pub async fn events(router: &Router, who: (&str, &str), id: &str) -> Reply {
+        send(
+            router,
+            "GET",
+            &format!("/v1/grants/{id}/events"),
+            who,
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v1/connection-directory` as `who`.
+    pub async fn directory(router: &Router, who: (&str, &str)) -> Reply {
+        send(router, "GET", "/v1/connection-directory", who, &[], None).await
+    }
+
+    async fn json_post(
+        router: &Router,
+        path: &str,
+        who: (&str, &str),
+        body: Option<&Value>,
+    ) -> Reply {
+        let text = body.map(Value::to_string);
+        let headers: &[(&str, &str)] = if text.is_some() {
+            &[("content-type", "application/json")]
+        } else {
+            &[]
+        };
+        send(router, "POST", path, who, headers, text.as_deref()).await
     }
 }
