@@ -654,14 +654,12 @@ pub async fn send(
         .await
         .expect("router is infallible");
     let status = response.status();
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let (etag, content_type) = (header("etag"), header("content-type"));
+    let etag = response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let content_type = content_type_of(&response);
     let bytes = response
         .into_body()
         .collect()
