@@ -1,12 +1,13 @@
 // The portal's entry point: reads /portal/config.json, establishes who is calling (the local picker or an
 // OpenID Connect sign-in), and shows the view the URL's hash names (#/request, #/access, #/approvals,
-// #/grant/<id>, #/admin).
+// #/grant/<id>, #/admin, #/all).
 
 import { setCaller, currentCaller, hasGroup, onSignedOut, listAll } from "./api.js";
 import { signIn, completeSignIn, groupsOf } from "./oidc.js";
 import { h, notice, heading } from "./dom.js";
 import { viewRequest, viewAccess, viewApprovals, viewGrant } from "./views.js";
 import { viewAdmin } from "./admin.js";
+import { viewAllAccess } from "./access.js";
 
 const LOCAL_KEY = "ticketbound.local-caller";
 const PRESETS = [
@@ -15,7 +16,7 @@ const PRESETS = [
   ["Admin", "admin@example.com", "ticketbound-admins"],
 ];
 
-const views = { request: viewRequest, access: viewAccess, approvals: viewApprovals, grant: viewGrant, admin: viewAdmin };
+const views = { request: viewRequest, access: viewAccess, approvals: viewApprovals, grant: viewGrant, admin: viewAdmin, all: viewAllAccess };
 let config = null;
 let stopView = null;
 
@@ -121,6 +122,7 @@ function showRoles() {
   const approvals = document.getElementById("nav-approvals").parentElement;
   approvals.hidden = !hasGroup(config.approver_group);
   document.getElementById("nav-admin").parentElement.hidden = !hasGroup(config.admin_group);
+  document.getElementById("nav-all").parentElement.hidden = ![config.approver_group, config.admin_group, config.auditor_group].some(hasGroup);
   const me = currentCaller();
   if (approvals.hidden && me) {
     decidesSomeResource(me).then((yes) => {

@@ -86,6 +86,11 @@ pub const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../../portal/admin.js"),
     },
+    Asset {
+        name: "access.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../portal/access.js"),
+    },
 ];
 
 /// How the page finds out who is calling.
@@ -136,6 +141,7 @@ impl Portal {
         let mut config = serde_json::json!({
             "approver_group": roles.approver,
             "admin_group": roles.admin,
+            "auditor_group": roles.auditor,
         });
         let (mut connect, mut form) = (vec!["'self'".to_owned()], vec!["'self'".to_owned()]);
         match &sign_in {

@@ -163,6 +163,7 @@ impl Ticketbound {
             provisioners: Arc::new(TicketProvisioners::new(
                 ports.provisioners,
                 connections.clone(),
+                settings.notifications.portal_url.clone(),
             )),
             connections,
             clock: ports.clock,
