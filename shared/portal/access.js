@@ -171,6 +171,8 @@ async function exportCsv(query, result) {
   const blob = await response.blob();
   const url = URL.createObjectURL(blob);
   const link = h("a", { href: url, download: "ticketbound-grants.csv", id: "all-download" }, "ticketbound-grants.csv");
+  // The file itself stays reachable from the link (the page's CSP lets no script fetch a blob: URL).
+  link.blob = blob;
   result.replaceChildren(notice("ok", "The export is ready: ", link));
   link.click();
   announce("The export is ready");

@@ -139,7 +139,7 @@ async fn an_admin_revokes_another_persons_grant_from_all_access_and_exports_the_
         .await;
     let csv: Value = browser
         .script(
-            "return fetch(document.getElementById('all-download').href).then((r) => r.text());",
+            "return document.getElementById('all-download').blob.text();",
             json!([]),
         )
         .await;
