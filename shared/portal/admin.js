@@ -353,14 +353,14 @@ async function connectionsSection(section) {
     if (!answer.ok) return reload(`${c.id}: ${errorText(answer.error)}`, "error");
     reload(answer.data.verified ? `${c.id} is connected.` : `${c.id}: the credentials were refused: ${answer.data.last_error}`, answer.data.verified ? "ok" : "error");
   };
-  const remove = async (c, force) => {
-    const answer = await api("DELETE", `/v1/connections/${encodeURIComponent(c.id)}${force ? "?force=true" : ""}`);
-    if (answer.ok) return reload(`Deleted connection ${c.id}.`);
-    if (answer.status !== 409) return result.replaceChildren(notice("error", errorText(answer.error)));
+  const remove = async (c, endGrants) => {
+    const answer = await api("DELETE", `/v1/connections/${encodeURIComponent(c.id)}${endGrants ? "?end_grants=true" : ""}`);
+    if (answer.ok) return reload(endGrants ? `Ended the access bound to ${c.id} and deleted it.` : `Deleted connection ${c.id}.`);
+    if (answer.status !== 409 || answer.error.code !== "connection_in_use") return result.replaceChildren(notice("error", errorText(answer.error)));
     result.replaceChildren(notice("error",
-      h("p", {}, `${c.id} was not deleted: ${answer.error.message}.`),
-      h("p", {}, "Grants bound to its tickets end when those tickets close, which only this connection's webhooks can tell. Deleting it anyway leaves them their time bound only (an indefinite one then never ends by itself)."),
-      h("button", { type: "button", class: "danger", id: `force-delete-${c.id}`, on: { click: () => remove(c, true) } }, `Delete ${c.id} anyway`)));
+      h("p", {}, `${c.id} was not deleted: ${answer.error.message}`),
+      h("p", {}, "Grants bound to its tickets end when those tickets close, which only this connection's webhooks can tell, so a connection is deleted only once nothing is bound to it. You can end that access now: each grant ends as \"connection removed\" and its access is removed in the end system."),
+      h("button", { type: "button", class: "danger", id: `end-grants-delete-${c.id}`, on: { click: () => remove(c, true) } }, `End their access and delete ${c.id}`)));
   };
   section.append(
     r.data.items.length

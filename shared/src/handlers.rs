@@ -4,7 +4,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 
 use crate::ports::Job;
-use crate::service::{ErrorKind, JobOutcome, RECONCILE_JOB, Ticketbound};
+use crate::service::{CANONICAL_KEYS_JOB, ErrorKind, JobOutcome, RECONCILE_JOB, Ticketbound};
 
 /// An error the runtime reports, so Lambda's asynchronous retries (and then the on-failure destination) apply.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,16 @@ pub async fn handle_scheduled_job(
     // Not a grant job, and never created through the Scheduler port: recognised first.
     if event.payload.get("job").and_then(Value::as_str) == Some(RECONCILE_JOB) {
         return handle_reconcile(app, &event).await;
+    }
+    // Run once by hand after an upgrade (docs/operator-guide.md): bound keys stored in another spelling.
+    if event.payload.get("job").and_then(Value::as_str) == Some(CANONICAL_KEYS_JOB) {
+        return match app.canonicalise_ticket_keys().await {
+            Ok(moved) => Ok(serde_json::json!({"outcome": "done", "moved": moved})),
+            Err(e) => {
+                tracing::warn!(error = %e, "moving bound ticket keys failed; Lambda will retry");
+                Err(RetryableJobError(e.to_string()))
+            }
+        };
     }
     let job: Job = match serde_json::from_value(event.payload.clone()) {
         Ok(job) => job,

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::domain::grant::Expected;
+use crate::domain::grant::{BoundTicket, Expected};
 use crate::domain::notification::NotifyEvent;
 use crate::domain::reconcile::ReconcileState;
 use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, TicketRef};
@@ -343,8 +343,10 @@ pub enum TicketCheckError {
     NotFound(String, String),
     #[error("ticket {0} is closed")]
     Closed(String),
-    #[error("ticket {0} is assigned to {1}, not to the requester")]
-    NotAssigned(String, String),
+    /// Somebody else is the assignee. Who is never said: the refusal answers whoever asks, and a ticket's
+    /// assignee is the ticket system's to show, not ours.
+    #[error("ticket {0} is not assigned to the requester")]
+    NotAssigned(String),
     #[error("ticket {0} has no assignee; assign it to the requester first")]
     Unassigned(String),
     /// The assignee's address is hidden and the requester could not be matched to an account exactly; the
@@ -363,13 +365,14 @@ pub enum TicketCheckError {
 /// Checks that a bound ticket exists, is open and is assigned to the requester.
 #[async_trait]
 pub trait TicketVerifier: Send + Sync {
-    /// `Ok` with the ticket's stable id where the ticket system has one besides its key (a Jira issue id),
-    /// which the grant keeps so that a moved issue (a new key) still ends it.
+    /// `Ok` with the ticket as the ticket system answered it: its canonical key and its stable id, which the
+    /// grant keeps in place of what the requester typed (so every delivery about the ticket finds it, and a
+    /// moved issue with a new key still ends it).
     async fn check_binding(
         &self,
         ticket: &TicketRef,
         requester_email: &str,
-    ) -> Result<Option<String>, TicketCheckError>;
+    ) -> Result<BoundTicket, TicketCheckError>;
 }
 
 /// The time, behind a trait so tests can hold it still.

@@ -152,17 +152,69 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
     ))
 }
 
+/// Moves provisioner secrets still held by stored resources into the secret store
+/// ([`Ticketbound::move_provisioner_secrets`]). The API function calls it at start: it is the function allowed
+/// to write secrets, and the others sign with a secret still held by a resource until it has run. A failure is
+/// logged and the start goes on: nothing is lost, and the next start tries again.
+#[cfg(feature = "aws")]
+pub async fn move_provisioner_secrets_at_start(app: &Ticketbound) {
+    match app.move_provisioner_secrets().await {
+        Ok(0) => {}
+        Ok(moved) => tracing::info!(moved, "provisioner secrets moved to Secrets Manager"),
+        Err(e) => {
+            tracing::error!(error = %e, "provisioner secrets could not be moved out of the table")
+        }
+    }
+}
+
+/// The local data folder and the files in it, readable by the owner only: the folder 0700 (created so, or
+/// tightened when it exists), the database and its `-wal`/`-shm` files 0600. SQLite creates the `-wal` and
+/// `-shm` files with the database file's mode, so an empty database file is created 0600 before it opens it.
+#[cfg(feature = "embedded")]
+fn private_data_dir(data_dir: &Path, db: &Path) -> Result<(), WiringError> {
+    let err = |path: &Path, e: std::io::Error| WiringError(format!("{}: {e}", path.display()));
+    crate::adapters::secrets::create_private_dir(data_dir).map_err(|e| err(data_dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let private = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| err(path, e))
+        };
+        private(data_dir, 0o700)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(db)
+            .map_err(|e| err(db, e))?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            let path = std::path::PathBuf::from(name);
+            if path.exists() {
+                private(&path, 0o600)?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
+    Ok(())
+}
+
 /// The local application: SQLite under `data_dir`, the in-process scheduler (armed by the caller once the
-/// router is up), HTTP provisioners, connection secrets in `data_dir/secrets.json` (mode 0600).
+/// router is up), HTTP provisioners, connection and provisioner secrets in `data_dir/secrets.json`. The folder
+/// is kept 0700 and its files 0600. Provisioner secrets still held by stored resources are moved to the secret
+/// file before it returns.
 #[cfg(feature = "embedded")]
 pub fn local_app(
     data_dir: &Path,
     settings: Settings,
 ) -> Result<(Ticketbound, LocalScheduler), WiringError> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| WiringError(format!("creating {}: {e}", data_dir.display())))?;
-    let store = EmbeddedStore::open(&data_dir.join("ticketbound.db"))
-        .map_err(|e| WiringError(e.to_string()))?;
+    let db = data_dir.join("ticketbound.db");
+    private_data_dir(data_dir, &db)?;
+    let store = EmbeddedStore::open(&db).map_err(|e| WiringError(e.to_string()))?;
     let scheduler = LocalScheduler::new(store.clone());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let provisioners =
@@ -193,5 +245,45 @@ pub fn local_app(
         clock,
     };
     let app = Ticketbound::build(ports, settings);
+    if move_local_provisioner_secrets(&app)? > 0 {
+        scrub_database(&db)?;
+    }
     Ok((app, scheduler))
+}
+
+/// Rewrites the database file so that no byte of a row's earlier version is left in it: SQLite leaves a
+/// rewritten row's old bytes in the page's free space and in the write-ahead log. `VACUUM` rebuilds every page,
+/// and a truncating checkpoint empties the log. Run once, after secrets were moved out of resources.
+#[cfg(feature = "embedded")]
+fn scrub_database(db: &Path) -> Result<(), WiringError> {
+    let err = |e: rusqlite::Error| WiringError(format!("compacting {}: {e}", db.display()));
+    let conn = rusqlite::Connection::open(db).map_err(err)?;
+    conn.execute_batch("VACUUM;").map_err(err)?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Runs [`Ticketbound::move_provisioner_secrets`] to its end from the synchronous [`local_app`], whether or not
+/// its caller is inside a Tokio runtime: on a thread of its own with a runtime of its own (nesting one in the
+/// caller's would panic).
+#[cfg(feature = "embedded")]
+fn move_local_provisioner_secrets(app: &Ticketbound) -> Result<usize, WiringError> {
+    let moved = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| WiringError(format!("a runtime to move secrets: {e}")))?
+                    .block_on(app.move_provisioner_secrets())
+                    .map_err(|e| WiringError(format!("moving provisioner secrets: {e}")))
+            })
+            .join()
+            .map_err(|_| WiringError("moving provisioner secrets panicked".into()))?
+    })?;
+    if moved > 0 {
+        tracing::info!(moved, "provisioner secrets moved to the secret file");
+    }
+    Ok(moved)
 }

@@ -125,8 +125,9 @@ pub struct AppParts<S> {
 }
 
 /// The ports of a test app with no ticket systems: `store` for grants and connections, HTTP provisioners,
-/// [`NoTicketSystems`], and a secret file in a directory nobody creates (no connection can be made without a
-/// ticket system, so it is never written). A test swaps a field with struct-update syntax.
+/// [`NoTicketSystems`], and a secret file of its own in the temporary directory (no connection can be made
+/// without a ticket system; the file and its 0700 folder are created when a webhook provisioner's secret is
+/// first kept). A test swaps a field with struct-update syntax.
 pub fn test_ports<S>(
     store: Arc<S>,
     scheduler: Arc<dyn Scheduler>,

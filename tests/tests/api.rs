@@ -147,35 +147,6 @@ async fn the_resource_secret_is_never_returned() {
     }
 }
 
-#[tokio::test]
-async fn sending_the_mask_back_keeps_the_stored_secret() {
-    let (app, store, _) = local_test_app();
-    let router = local_router(app);
-    define_webhook_resource(&router, "prod-db", "https://hooks.example.com/p").await;
-    let (_, mut resource) = call(&router, "GET", "/v1/resources/prod-db", ADMIN, None).await;
-    resource["name"] = "Renamed".into();
-    let (status, _) = call(
-        &router,
-        "PUT",
-        "/v1/resources/prod-db",
-        ADMIN,
-        Some(&resource.to_string()),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let stored = store
-        .get_resource("prod-db")
-        .await
-        .unwrap()
-        .unwrap()
-        .to_storage_json();
-    assert_eq!(
-        stored["provisioner"]["secret"],
-        "provisioner-secret-0123456789"
-    );
-    assert_eq!(stored["name"], "Renamed");
-}
-
 /// One bad request: what is sent, and the status and error code it must get.
 struct Bad {
     what: &'static str,

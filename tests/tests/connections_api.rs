@@ -656,7 +656,7 @@ async fn ticket_bindings_are_checked_before_anything_is_stored() {
     assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
     assert_eq!(grants_stored(&app).await, 1);
 
-    // The binding keeps the connection from being deleted, unless forced.
+    // The binding keeps the connection from being deleted.
     let refused = app
         .call("DELETE", "/v1/connections/jira-main", ADMIN, None)
         .await;
@@ -690,6 +690,7 @@ async fn ticket_bindings_are_checked_before_anything_is_stored() {
     let still = app.store.get_grant(id).await.unwrap().unwrap();
     assert_eq!(still.status, GrantStatus::Pending);
 
+    // `force` does not leave the request bound to a deleted connection; `end_grants` cancels it and deletes.
     let forced = app
         .call(
             "DELETE",
@@ -698,7 +699,25 @@ async fn ticket_bindings_are_checked_before_anything_is_stored() {
             None,
         )
         .await;
-    assert_eq!(forced.status, StatusCode::NO_CONTENT);
+    assert_eq!(forced.status, StatusCode::CONFLICT, "{}", forced.text);
+    assert_eq!(forced.json["error"]["code"], "connection_in_use");
+    let ended = app
+        .call(
+            "DELETE",
+            "/v1/connections/jira-main?end_grants=true",
+            ADMIN,
+            None,
+        )
+        .await;
+    assert_eq!(ended.status, StatusCode::NO_CONTENT, "{}", ended.text);
+    let cancelled = app.store.get_grant(id).await.unwrap().unwrap();
+    assert_eq!(
+        (cancelled.status, cancelled.end_reason),
+        (
+            GrantStatus::Cancelled,
+            Some(ticketbound::domain::EndReason::ConnectionRemoved)
+        )
+    );
 }
 
 /// The reported attack: Jira Cloud hides e-mails and its user search matches prefixes, so

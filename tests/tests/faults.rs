@@ -716,6 +716,8 @@ async fn a_ticket_closing_ends_every_bound_grant_once_with_a_fifth_of_aws_calls_
     ))
     .unwrap();
     closing["issue"]["key"] = "SEC-9".into();
+    // The event follows the grants bound before it (a closing never ends a grant bound after its event).
+    closing["timestamp"] = ((p.clock.now_offset().unix_timestamp() + 1) * 1000).into();
     closing["issue"]["fields"]["status"] = json!({"name": "Done", "id": "10001", "statusCategory": {"id": 3, "key": "done", "colorName": "green", "name": "Done"}});
     closing["changelog"]["items"] = json!([
         {"field": "status", "fieldtype": "jira", "fieldId": "status", "from": "3", "fromString": "In Progress", "to": "10001", "toString": "Done"}

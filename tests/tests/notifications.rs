@@ -1042,6 +1042,8 @@ async fn the_webhook_the_schedule_and_a_person_ending_one_grant_at_once_send_one
         )
         .unwrap();
         closing["issue"]["key"] = key.clone().into();
+        // The event follows the grant bound before it (a closing never ends a grant bound after its event).
+        closing["timestamp"] = (OffsetDateTime::now_utc().unix_timestamp() * 1000).into();
         closing["issue"]["fields"]["status"] = json!({"name": "Done", "id": "10001", "statusCategory": {"id": 3, "key": "done", "name": "Done"}});
         let body = closing.to_string().into_bytes();
         let signature = ticketbound::domain::webhook_auth::hub_signature(&secret, &body);

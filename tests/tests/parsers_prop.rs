@@ -484,6 +484,19 @@ mod value_walking {
         (!id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())).then_some(id)
     }
 
+    /// Epoch milliseconds, as a number or a string of digits.
+    fn event_time(value: Option<&Value>) -> Option<time::OffsetDateTime> {
+        let millis = match value? {
+            Value::Number(n) => n.as_i64()?,
+            Value::String(s) => s.trim().parse::<i64>().ok()?,
+            _ => return None,
+        };
+        if millis < 1_000_000_000_000 {
+            return None;
+        }
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
+    }
+
     fn in_list(name: &str, list: &[String]) -> bool {
         list.iter()
             .any(|s| s.trim().eq_ignore_ascii_case(name.trim()))
@@ -518,12 +531,14 @@ mod value_walking {
         let object = body.as_object().ok_or(DeliveryError::NotAnObject)?;
         if let Some(event) = text(object.get("webhookEvent")) {
             let key = text(body["issue"].get("key"));
+            let reported_at = event_time(object.get("timestamp"));
             if !matches!(event, "jira:issue_updated" | "jira:issue_deleted") {
                 return Ok(TicketChange {
                     key: key.unwrap_or_default().to_owned(),
                     id: issue_id(body["issue"].get("id")),
                     closing: None,
                     source: event.to_owned(),
+                    reported_at,
                 });
             }
             let key = key.ok_or(DeliveryError::NoTicket("issue.key is missing"))?;
@@ -539,6 +554,7 @@ mod value_walking {
                 id: issue_id(body["issue"].get("id")),
                 closing,
                 source: event.to_owned(),
+                reported_at,
             });
         }
         let issue = if body.get("issue").is_some_and(Value::is_object) {
@@ -557,6 +573,7 @@ mod value_walking {
                 id: issue_id(issue.get("id")),
                 closing,
                 source: "automation".into(),
+                reported_at: None,
             });
         }
         let key = text(object.get("key"))
@@ -582,6 +599,7 @@ mod value_walking {
             id: issue_id(object.get("id").or_else(|| object.get("issueId"))),
             closing,
             source: "automation".into(),
+            reported_at: None,
         })
     }
 

@@ -278,13 +278,14 @@ async fn the_api_keeps_its_answers_next_to_the_portal() {
     let missing = get(&router, "/v1/nothing-here", &[]).await;
 
     assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED);
-    assert!(
-        unauthenticated
-            .headers
-            .get("content-security-policy")
-            .is_none(),
-        "the portal's headers are the page's, not the API's"
-    );
+    // The API's answers carry the policy of data (nothing runs, nothing frames them), not the page's.
+    for answer in [&unauthenticated, &missing] {
+        assert_eq!(
+            answer.headers["content-security-policy"],
+            "default-src 'none'; frame-ancestors 'none'"
+        );
+        assert_eq!(answer.headers["x-content-type-options"], "nosniff");
+    }
     let body: Value = serde_json::from_slice(&missing.body).unwrap();
     assert_eq!(body["error"]["code"], "no_such_route");
 }

@@ -166,6 +166,8 @@ async fn a_closing_its_duplicate_the_expiry_job_and_a_revoke_end_a_grant_exactly
         )
         .expect("JSON");
         closing["issue"]["key"] = key.clone().into();
+        // The event follows the grant bound before it (a closing never ends a grant bound after its event).
+        closing["timestamp"] = (time::OffsetDateTime::now_utc().unix_timestamp() * 1000).into();
         closing["issue"]["fields"]["status"] = json!({"name": "Done", "id": "10001", "statusCategory": {"id": 3, "key": "done", "name": "Done"}});
         let body = closing.to_string().into_bytes();
         let signature = hub_signature(&secret, &body);

@@ -139,6 +139,43 @@ mod suite {
 
         assert!(deleted.is_ok(), "{deleted:?}");
     }
+
+    /// A resource's provisioner secret and a connection under the same id are two entries.
+    pub async fn provisioner_secrets_are_kept_apart_from_connections(s: Subject) {
+        assert_eq!(s.store.get_provisioner("prod-db").await.expect("get"), None);
+        s.store
+            .put("prod-db", &secrets("tok-1", &["wh-1"]))
+            .await
+            .expect("put connection");
+        s.store
+            .put_provisioner("prod-db", &Secret::new("provisioner-secret-1"))
+            .await
+            .expect("put provisioner");
+        s.store
+            .put_provisioner("prod-db", &Secret::new("provisioner-secret-2"))
+            .await
+            .expect("replace provisioner");
+
+        assert_eq!(
+            s.store.get_provisioner("prod-db").await.expect("get"),
+            Some(Secret::new("provisioner-secret-2"))
+        );
+        s.store.delete("prod-db").await.expect("delete connection");
+        assert_eq!(
+            s.store.get_provisioner("prod-db").await.expect("get"),
+            Some(Secret::new("provisioner-secret-2")),
+            "deleting the connection leaves the resource's secret"
+        );
+        s.store
+            .delete_provisioner("prod-db")
+            .await
+            .expect("delete provisioner");
+        s.store
+            .delete_provisioner("prod-db")
+            .await
+            .expect("delete twice");
+        assert_eq!(s.store.get_provisioner("prod-db").await.expect("get"), None);
+    }
 }
 
 /// One test per case, each with a fresh store from `$make`, in module `$name`.
@@ -160,6 +197,7 @@ macro_rules! contract {
             case!(connections_keep_their_own_secrets);
             case!(deleting_twice_succeeds_and_the_name_is_free_at_once);
             case!(deleting_a_connection_that_never_had_secrets_succeeds);
+            case!(provisioner_secrets_are_kept_apart_from_connections);
         }
     };
 }

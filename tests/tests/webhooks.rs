@@ -35,7 +35,7 @@ struct Hooks {
     fs_secret: String,
     provisioner: MockServer,
     fs: MockServer,
-    _jira: MockServer,
+    jira_api: MockServer,
 }
 
 /// An app with a Jira Cloud connection `jira-main` and a Freshservice connection `fs-main` (their APIs on
@@ -110,7 +110,7 @@ async fn hooks() -> Hooks {
         fs_secret,
         provisioner,
         fs,
-        _jira: jira,
+        jira_api: jira,
     }
 }
 
@@ -203,8 +203,15 @@ fn fixture(name: &str) -> Value {
 }
 
 /// The real Cloud capture, for `key`, moved to a status in `category` with a two-item changelog.
+/// A webhook `timestamp` (epoch milliseconds) for an event happening now: a second ahead, so it follows every
+/// grant the test bound before it (a closing never ends a grant bound after the event it reports).
+fn just_now() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp() + 1) * 1000
+}
+
 fn cloud_transition(key: &str, status: &str, category: &str) -> Value {
     let mut body = fixture("jira-cloud-issue-updated-status-inprogress.json");
+    body["timestamp"] = just_now().into();
     body["issue"]["key"] = key.into();
     body["issue"]["id"] = support::issue_id(key).into();
     let id = if category == "done" { 3 } else { 4 };
@@ -383,6 +390,7 @@ async fn a_deleted_issue_ends_grants_as_deleted() {
     let id = h.jira_grant("SEC-42", false).await;
     let mut body = fixture("jira-cloud-issue-updated-status-inprogress.json");
     body["issue"]["key"] = "SEC-42".into();
+    body["timestamp"] = just_now().into();
     body["webhookEvent"] = "jira:issue_deleted".into();
     body.as_object_mut().unwrap().remove("changelog");
     body.as_object_mut()
@@ -398,7 +406,7 @@ async fn a_data_center_close_without_delivery_headers_is_understood() {
     let h = hooks().await;
     let id = h.jira_grant("SEC-42", false).await;
     let body = json!({
-        "timestamp": 1591789130000u64, "webhookEvent": "jira:issue_updated", "issue_event_type_name": "issue_closed",
+        "timestamp": just_now(), "webhookEvent": "jira:issue_updated", "issue_event_type_name": "issue_closed",
         "user": {"name": "valentijn", "key": "valentijn", "emailAddress": "v@example.com"},
         "issue": {"id": "12345", "key": "SEC-42", "fields": {"status": {"name": "Closed", "id": "6", "statusCategory": {"id": 3, "key": "done", "name": "Done"}}}},
         "changelog": {"id": "1", "items": [{"field": "status", "fieldtype": "jira", "from": "10000", "fromString": "New", "to": "6", "toString": "Closed"}]}
@@ -417,9 +425,18 @@ async fn a_data_center_close_without_delivery_headers_is_understood() {
 }
 
 #[tokio::test]
-async fn a_jira_automation_body_with_the_shared_secret_header_closes() {
+async fn a_jira_automation_body_with_the_shared_secret_header_closes_once_jira_confirms_it() {
     let h = hooks().await;
     let id = h.jira_grant("SEC-42", false).await;
+    // An Automation body carries no event time, so Jira is asked; it says the issue is done.
+    Mock::given(path("/rest/api/3/issue/SEC-42"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(support::cloud_issue("SEC-42", "Done", "done", None)),
+        )
+        .with_priority(1)
+        .mount(&h.jira_api)
+        .await;
     let body = json!({"source": "jira-automation", "key": "SEC-42", "statusCategory": "done"})
         .to_string()
         .into_bytes();
@@ -999,7 +1016,7 @@ async fn data_center(h: &Hooks, n: usize) -> (String, Vec<String>, MockServer) {
 /// A Data Center delivery closing `key`: REST v2 shape, users by name, changelog items without `fieldId`.
 fn data_center_close(key: &str) -> Vec<u8> {
     json!({
-        "timestamp": 1591789130000u64, "webhookEvent": "jira:issue_updated", "issue_event_type_name": "issue_closed",
+        "timestamp": just_now(), "webhookEvent": "jira:issue_updated", "issue_event_type_name": "issue_closed",
         "user": {"name": "valentijn", "key": "valentijn", "emailAddress": "v@example.com"},
         "issue": {"id": "12345", "key": key, "fields": {"status": {"name": "Closed", "id": "6", "statusCategory": {"id": 3, "key": "done", "name": "Done"}}}},
         "changelog": {"id": "1", "items": [{"field": "status", "fieldtype": "jira", "from": "10000", "fromString": "New", "to": "6", "toString": "Closed"}]}

@@ -12,6 +12,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         tracing::warn!(%warning, "identity claims");
     }
     let app = ticketbound::wiring::aws_app(&config).await?;
+    ticketbound::wiring::move_provisioner_secrets_at_start(&app).await;
     let portal = Portal::aws(
         config.oidc.clone(),
         &config.roles,

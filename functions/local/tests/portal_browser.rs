@@ -304,7 +304,7 @@ async fn the_portal_walks_a_request_from_connection_to_the_end_of_access_in_a_re
         .wait_text("#connections-result", "jira-main was not deleted")
         .await;
     assert!(
-        refused.contains("(active) is bound to a ticket of `jira-main`"),
+        refused.contains("1 active (") && refused.contains("End their access and delete jira-main"),
         "the bound grant is named: {refused}"
     );
     browser.wait_text("#connections", "connected").await;

@@ -183,6 +183,8 @@ fn closing_delivery() -> Vec<u8> {
     ))
     .unwrap();
     body["issue"]["key"] = "SEC-42".into();
+    // The event follows the grants bound before it (a closing never ends a grant bound after its event).
+    body["timestamp"] = ((time::OffsetDateTime::now_utc().unix_timestamp() + 1) * 1000).into();
     body["issue"]["fields"]["status"] = json!({"name": "Done", "id": "10001", "statusCategory": {"id": 3, "key": "done", "colorName": "green", "name": "Done"}});
     body["changelog"]["items"] = json!([
         {"field": "status", "fieldtype": "jira", "fieldId": "status", "from": "3", "fromString": "In Progress", "to": "10001", "toString": "Done"}

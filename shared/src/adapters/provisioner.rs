@@ -120,6 +120,14 @@ impl Provisioners for HttpProvisioners {
                 "the ticket provisioner (connection `{connection}`) is not available in this deployment"
             ))),
             Provisioner::Webhook { url, secret } => {
+                // The service loads the secret from the secret store before the call
+                // (`service::SecretLoadingProvisioners`); a resource as stored does not hold it.
+                let secret = secret.as_ref().ok_or_else(|| {
+                    ProvisionError(format!(
+                        "no signing secret was loaded for resource `{}`",
+                        resource.id
+                    ))
+                })?;
                 let key = idempotency_key(&grant.id, action);
                 let body = serde_json::to_vec(&serde_json::json!({
                     "action": action,

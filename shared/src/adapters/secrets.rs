@@ -1,11 +1,15 @@
-//! Secret stores for connection credentials and webhook secrets (DESIGN §6).
+//! Secret stores for connection credentials and webhook secrets (DESIGN §6) and for the signing secrets of
+//! `webhook` provisioners (DESIGN §7), which are kept here rather than with the resource in the table.
 //!
 //! - [`SecretsManagerStore`]: one Secrets Manager secret per connection, named `<SECRET_PREFIX><connection id>`,
-//!   holding [`ConnectionSecrets::to_storage_json`]. Reads are cached per container for a short time
-//!   ([`DEFAULT_CACHE_TTL`]): a rotation made through another container is seen within that time, and this
-//!   container's own writes update its cache at once.
-//! - [`LocalSecretStore`]: a JSON file in the local server's data directory, written with mode 0600 through a
-//!   temporary file and a rename, so it is never readable by others nor half-written.
+//!   holding [`ConnectionSecrets::to_storage_json`], and one per webhook-provisioned resource, named
+//!   `<SECRET_PREFIX>_provisioners/<resource id>`, holding the secret as plain text. Reads are cached per
+//!   container for a short time ([`DEFAULT_CACHE_TTL`]): a rotation made through another container is seen
+//!   within that time, and this container's own writes update its cache at once. Nothing is read at start, so a
+//!   cold start pays only for the secrets its invocation uses.
+//! - [`LocalSecretStore`]: a JSON file in the local server's data directory (connections by id, the provisioner
+//!   secrets under `_provisioners`), written with mode 0600 through a temporary file and a rename, so it is
+//!   never readable by others nor half-written. A missing directory is created with mode 0700.
 //!
 //! Neither logs a value, and their errors never quote one.
 
@@ -28,13 +32,18 @@ use std::time::Instant;
 #[cfg(feature = "aws")]
 use super::aws_errors::{self, Fault};
 use crate::domain::connection::ConnectionSecrets;
+use crate::domain::secret::Secret;
 use crate::ports::{SecretStore, SecretStoreError};
 
 /// How long a container trusts a secret it read.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
 
 #[cfg(feature = "aws")]
-type Cache = HashMap<String, (Instant, ConnectionSecrets)>;
+type Cache<T> = Arc<Mutex<HashMap<String, (Instant, T)>>>;
+
+/// The name under which a provisioner secret is kept, after the store's prefix (Secrets Manager) or as the key
+/// of the local file. It starts with `_`, which no connection id does.
+pub const PROVISIONERS: &str = "_provisioners";
 
 #[cfg(feature = "aws")]
 /// Secrets Manager, cached per container.
@@ -43,7 +52,8 @@ pub struct SecretsManagerStore {
     client: Client,
     prefix: String,
     ttl: Duration,
-    cache: Arc<Mutex<Cache>>,
+    cache: Cache<ConnectionSecrets>,
+    provisioner_cache: Cache<Secret>,
 }
 
 /// A failed call, classified (`adapters::aws_errors`): throttling, 5xx and timeouts are `Unavailable`, client
@@ -72,7 +82,8 @@ impl SecretsManagerStore {
             client,
             prefix: prefix.into(),
             ttl,
-            cache: Arc::new(Mutex::new(HashMap::new())),
+            cache: Arc::default(),
+            provisioner_cache: Arc::default(),
         }
     }
 
@@ -81,106 +92,99 @@ impl SecretsManagerStore {
         format!("{}{connection}", self.prefix)
     }
 
-    fn cached(&self, connection: &str) -> Option<ConnectionSecrets> {
-        let cache = self.cache.lock().ok()?;
+    /// The secret's name for a resource's webhook provisioner.
+    pub fn provisioner_secret_name(&self, resource: &str) -> String {
+        format!("{}{PROVISIONERS}/{resource}", self.prefix)
+    }
+
+    fn cached<T: Clone>(&self, cache: &Cache<T>, key: &str) -> Option<T> {
+        let cache = cache.lock().ok()?;
         cache
-            .get(connection)
+            .get(key)
             .filter(|(at, _)| at.elapsed() < self.ttl)
             .map(|(_, s)| s.clone())
     }
 
-    fn remember(&self, connection: &str, secrets: Option<&ConnectionSecrets>) {
-        if let Ok(mut cache) = self.cache.lock() {
-            match secrets {
-                Some(s) => {
-                    cache.insert(connection.to_owned(), (Instant::now(), s.clone()));
+    fn remember<T: Clone>(cache: &Cache<T>, key: &str, value: Option<&T>) {
+        if let Ok(mut cache) = cache.lock() {
+            match value {
+                Some(v) => {
+                    cache.insert(key.to_owned(), (Instant::now(), v.clone()));
                 }
                 None => {
-                    cache.remove(connection);
+                    cache.remove(key);
                 }
             }
         }
     }
-}
 
-#[cfg(feature = "aws")]
-#[async_trait]
-impl SecretStore for SecretsManagerStore {
-    async fn get(&self, connection: &str) -> Result<Option<ConnectionSecrets>, SecretStoreError> {
-        if let Some(hit) = self.cached(connection) {
-            return Ok(Some(hit));
-        }
-        let name = self.secret_name(connection);
-        let out = match self.client.get_secret_value().secret_id(&name).send().await {
+    /// The text value of secret `name`; `None` when there is no such secret. A miss is not cached by callers:
+    /// a secret created in another container must show up at once.
+    async fn read(&self, name: &str) -> Result<Option<String>, SecretStoreError> {
+        let out = match self.client.get_secret_value().secret_id(name).send().await {
             Ok(out) => out,
-            // A miss is not cached: a connection created in another container must show up at once.
             Err(e) if e.as_service_error().is_some_and(not_found) => return Ok(None),
             Err(e) => return Err(secret_error(e)),
         };
-        let text = out.secret_string().ok_or_else(|| {
-            SecretStoreError::Corrupt(format!("secret `{name}` holds no text value"))
-        })?;
-        let secrets = ConnectionSecrets::from_storage_json(text)
-            .map_err(|e| SecretStoreError::Corrupt(format!("secret `{name}`: {e}")))?;
-        self.remember(connection, Some(&secrets));
-        Ok(Some(secrets))
+        out.secret_string()
+            .map(str::to_owned)
+            .map(Some)
+            .ok_or_else(|| {
+                SecretStoreError::Corrupt(format!("secret `{name}` holds no text value"))
+            })
     }
 
-    async fn put(
+    /// Writes `value` as the current version of secret `name`, creating it (with `description`) if needed.
+    async fn write(
         &self,
-        connection: &str,
-        secrets: &ConnectionSecrets,
+        name: &str,
+        value: &str,
+        description: String,
     ) -> Result<(), SecretStoreError> {
-        let name = self.secret_name(connection);
-        let value = secrets.to_storage_json();
         let updated = self
             .client
             .put_secret_value()
-            .secret_id(&name)
-            .secret_string(&value)
+            .secret_id(name)
+            .secret_string(value)
             .send()
             .await;
         match updated {
-            Ok(_) => {}
+            Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(not_found) => {
                 let created = self
                     .client
                     .create_secret()
-                    .name(&name)
-                    .description(format!(
-                        "Ticketbound connection `{connection}`: credentials and webhook secrets"
-                    ))
-                    .secret_string(&value)
+                    .name(name)
+                    .description(description)
+                    .secret_string(value)
                     .send()
                     .await;
                 match created {
-                    Ok(_) => {}
+                    Ok(_) => Ok(()),
                     // Created meanwhile by another container: write our value over it.
                     Err(e) if e.code() == Some("ResourceExistsException") => {
                         self.client
                             .put_secret_value()
-                            .secret_id(&name)
-                            .secret_string(&value)
+                            .secret_id(name)
+                            .secret_string(value)
                             .send()
                             .await
                             .map_err(secret_error)?;
+                        Ok(())
                     }
-                    Err(e) => return Err(secret_error(e)),
+                    Err(e) => Err(secret_error(e)),
                 }
             }
-            Err(e) => return Err(secret_error(e)),
+            Err(e) => Err(secret_error(e)),
         }
-        self.remember(connection, Some(secrets));
-        Ok(())
     }
 
-    async fn delete(&self, connection: &str) -> Result<(), SecretStoreError> {
-        self.remember(connection, None);
-        // Without a recovery window, so that a connection can be re-created under the same id at once.
+    /// Deletes secret `name` without a recovery window, so that the same name can be used again at once.
+    async fn remove(&self, name: &str) -> Result<(), SecretStoreError> {
         match self
             .client
             .delete_secret()
-            .secret_id(self.secret_name(connection))
+            .secret_id(name)
             .force_delete_without_recovery(true)
             .send()
             .await
@@ -189,6 +193,82 @@ impl SecretStore for SecretsManagerStore {
             Err(e) if e.as_service_error().is_some_and(not_found) => Ok(()),
             Err(e) => Err(secret_error(e)),
         }
+    }
+}
+
+#[cfg(feature = "aws")]
+#[async_trait]
+impl SecretStore for SecretsManagerStore {
+    async fn get(&self, connection: &str) -> Result<Option<ConnectionSecrets>, SecretStoreError> {
+        if let Some(hit) = self.cached(&self.cache, connection) {
+            return Ok(Some(hit));
+        }
+        let name = self.secret_name(connection);
+        let Some(text) = self.read(&name).await? else {
+            return Ok(None);
+        };
+        let secrets = ConnectionSecrets::from_storage_json(&text)
+            .map_err(|e| SecretStoreError::Corrupt(format!("secret `{name}`: {e}")))?;
+        Self::remember(&self.cache, connection, Some(&secrets));
+        Ok(Some(secrets))
+    }
+
+    async fn put(
+        &self,
+        connection: &str,
+        secrets: &ConnectionSecrets,
+    ) -> Result<(), SecretStoreError> {
+        let description =
+            format!("Ticketbound connection `{connection}`: credentials and webhook secrets");
+        self.write(
+            &self.secret_name(connection),
+            &secrets.to_storage_json(),
+            description,
+        )
+        .await?;
+        Self::remember(&self.cache, connection, Some(secrets));
+        Ok(())
+    }
+
+    async fn delete(&self, connection: &str) -> Result<(), SecretStoreError> {
+        Self::remember(&self.cache, connection, None);
+        self.remove(&self.secret_name(connection)).await
+    }
+
+    async fn get_provisioner(&self, resource: &str) -> Result<Option<Secret>, SecretStoreError> {
+        if let Some(hit) = self.cached(&self.provisioner_cache, resource) {
+            return Ok(Some(hit));
+        }
+        let name = self.provisioner_secret_name(resource);
+        let Some(text) = self.read(&name).await? else {
+            return Ok(None);
+        };
+        let secret = Secret::new(text);
+        Self::remember(&self.provisioner_cache, resource, Some(&secret));
+        Ok(Some(secret))
+    }
+
+    async fn put_provisioner(
+        &self,
+        resource: &str,
+        secret: &Secret,
+    ) -> Result<(), SecretStoreError> {
+        let description = format!(
+            "Ticketbound resource `{resource}`: the signing secret of its webhook provisioner"
+        );
+        self.write(
+            &self.provisioner_secret_name(resource),
+            secret.expose(),
+            description,
+        )
+        .await?;
+        Self::remember(&self.provisioner_cache, resource, Some(secret));
+        Ok(())
+    }
+
+    async fn delete_provisioner(&self, resource: &str) -> Result<(), SecretStoreError> {
+        Self::remember(&self.provisioner_cache, resource, None);
+        self.remove(&self.provisioner_secret_name(resource)).await
     }
 }
 
@@ -254,6 +334,12 @@ fn write_file(path: &Path, file: &SecretFile) -> Result<(), SecretStoreError> {
     let io = |e: std::io::Error| {
         SecretStoreError::Unavailable(format!("writing {}: {e}", path.display()))
     };
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        create_private_dir(dir).map_err(io)?;
+    }
     let tmp = path.with_extension("json.tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -270,6 +356,18 @@ fn write_file(path: &Path, file: &SecretFile) -> Result<(), SecretStoreError> {
     out.write_all(&bytes).map_err(io)?;
     out.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Creates `dir` (and missing parents) readable by the owner only: mode 0700 on Unix.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }
 
 fn restrict(path: &Path) -> Result<(), SecretStoreError> {
@@ -328,13 +426,71 @@ impl SecretStore for LocalSecretStore {
         })
         .await
     }
+
+    async fn get_provisioner(&self, resource: &str) -> Result<Option<Secret>, SecretStoreError> {
+        let resource = resource.to_owned();
+        self.run(move |path| {
+            let file = read_file(path)?;
+            match file.get(PROVISIONERS).and_then(|all| all.get(&resource)) {
+                None => Ok(None),
+                Some(serde_json::Value::String(value)) => Ok(Some(Secret::new(value.as_str()))),
+                Some(_) => Err(SecretStoreError::Corrupt(format!(
+                    "`{PROVISIONERS}.{resource}` in {} is not a string",
+                    path.display()
+                ))),
+            }
+        })
+        .await
+    }
+
+    async fn put_provisioner(
+        &self,
+        resource: &str,
+        secret: &Secret,
+    ) -> Result<(), SecretStoreError> {
+        let (resource, value) = (resource.to_owned(), secret.expose().to_owned());
+        self.run(move |path| {
+            let mut file = read_file(path)?;
+            let all = file
+                .entry(PROVISIONERS.to_owned())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            let Some(all) = all.as_object_mut() else {
+                return Err(SecretStoreError::Corrupt(format!(
+                    "`{PROVISIONERS}` in {} is not an object",
+                    path.display()
+                )));
+            };
+            if all.get(&resource).and_then(|v| v.as_str()) == Some(value.as_str()) {
+                // Already there (a repeated move at start): no rewrite.
+                return Ok(());
+            }
+            all.insert(resource, serde_json::Value::String(value));
+            write_file(path, &file)
+        })
+        .await
+    }
+
+    async fn delete_provisioner(&self, resource: &str) -> Result<(), SecretStoreError> {
+        let resource = resource.to_owned();
+        self.run(move |path| {
+            let mut file = read_file(path)?;
+            let removed = file
+                .get_mut(PROVISIONERS)
+                .and_then(|all| all.as_object_mut())
+                .is_some_and(|all| all.remove(&resource).is_some());
+            if removed {
+                write_file(path, &file)?;
+            }
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::connection::Credentials;
-    use crate::domain::secret::Secret;
 
     fn sample(token: &str) -> ConnectionSecrets {
         ConnectionSecrets {
@@ -373,6 +529,37 @@ mod tests {
         assert_eq!(reopened.get("fs").await.unwrap(), None);
         assert_eq!(reopened.get("other").await.unwrap(), Some(sample("k2")));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn provisioner_secrets_sit_beside_connections_in_a_private_file_and_folder() {
+        let dir = temp_dir().join("fresh");
+        let path = dir.join("secrets.json");
+        let store = LocalSecretStore::open(&path).unwrap();
+        assert_eq!(store.get_provisioner("prod-db").await.unwrap(), None);
+        store
+            .put_provisioner("prod-db", &Secret::new("prov-secret-0123456789"))
+            .await
+            .unwrap();
+        store.put("prod-db", &sample("k1")).await.unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir), 0o700, "a folder the store had to create");
+            assert_eq!(mode(&path), 0o600);
+        }
+        let reopened = LocalSecretStore::open(&path).unwrap();
+        assert_eq!(
+            reopened.get_provisioner("prod-db").await.unwrap(),
+            Some(Secret::new("prov-secret-0123456789"))
+        );
+        assert_eq!(reopened.get("prod-db").await.unwrap(), Some(sample("k1")));
+        reopened.delete_provisioner("prod-db").await.unwrap();
+        reopened.delete_provisioner("prod-db").await.unwrap();
+        assert_eq!(reopened.get_provisioner("prod-db").await.unwrap(), None);
+        assert_eq!(reopened.get("prod-db").await.unwrap(), Some(sample("k1")));
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 
     #[tokio::test]

@@ -154,7 +154,7 @@ impl TicketHttp {
                 .send()
                 .await;
             match sent {
-                Err(e) => Step::Retry(describe_transport(&e), None),
+                Err(e) => transport_failure(&e),
                 Ok(response) => match self.judge(response, path).await {
                     Err(e) => Step::Done(Err(e)),
                     Ok(Judged::Body(bytes)) => Step::Done(shaped(path, &bytes).map(Some)),
@@ -254,7 +254,7 @@ impl TicketHttp {
         let url = &url;
         self.with_retries(path, "call", move || async move {
             match self.get(url).await {
-                Err(e) => Step::Retry(describe_transport(&e), None),
+                Err(e) => transport_failure(&e),
                 Ok(response) => match self.judge(response, path).await {
                     Err(e) => Step::Done(Err(e)),
                     Ok(Judged::Body(bytes)) => Step::Done(shaped(path, &bytes).map(Some)),
@@ -298,7 +298,7 @@ impl TicketHttp {
         let url = &url;
         self.with_retries(path, "call", move || async move {
             match self.get(url).await {
-                Err(e) => Step::Retry(describe_transport(&e), None),
+                Err(e) => transport_failure(&e),
                 Ok(response) if response.status() == StatusCode::BAD_REQUEST => {
                     let body = response.bytes().await.unwrap_or_default();
                     Step::Done(Ok(Probed::Refused(error_detail(&body))))
@@ -420,7 +420,7 @@ impl TicketHttp {
                 request = request.json(body);
             }
             let response = match request.send().await {
-                Err(e) if e.is_connect() => return Step::Retry(describe_transport(&e), None),
+                Err(e) if e.is_connect() => return transport_failure(&e),
                 Err(e) => {
                     return Step::Done(Err(TicketSystemError::Unavailable(format!(
                         "{} {path}: {}",
@@ -514,6 +514,15 @@ enum Judged {
     Busy(String, Option<Duration>),
 }
 
+/// A call that got no answer: retried, unless the outbound client refused the ticket system's address (a name
+/// resolving to a metadata or link-local address), which no retry changes and which is reported as such.
+fn transport_failure<R>(e: &reqwest::Error) -> Step<R> {
+    match super::tls::refused_address(e) {
+        Some(refused) => Step::Done(Err(TicketSystemError::Unexpected(refused.to_string()))),
+        None => Step::Retry(describe_transport(e), None),
+    }
+}
+
 fn describe_transport(e: &reqwest::Error) -> String {
     // reqwest's Display includes the URL, which holds no credential (those travel in a header).
     if e.is_timeout() {
@@ -571,6 +580,40 @@ mod tests {
         let fs = br#"{"description":"Validation failed","errors":[{"field":"x","message":"It should be a number","code":"invalid_value"}]}"#;
         assert_eq!(error_detail(fs), "It should be a number; Validation failed");
         assert_eq!(error_detail(b"<html>Authorization: Basic abc</html>"), "");
+    }
+
+    #[tokio::test]
+    async fn a_ticket_system_whose_name_resolves_to_a_refused_address_fails_at_once_without_a_call()
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let lookup: super::super::tls::Lookup = std::sync::Arc::new(|_host| {
+            Box::pin(async { Ok(vec![std::net::SocketAddr::from(([169, 254, 169, 254], 0))]) })
+        });
+        let client = super::super::tls::outbound_client_resolving(None, lookup).unwrap();
+        let http = TicketHttp::new(
+            client,
+            &format!("http://jira.example.com:{port}/"),
+            HeaderValue::from_static("Bearer t"),
+            HttpPolicy::default(),
+        )
+        .unwrap();
+
+        // Retried, it would end as `Unavailable` once the retries ran out.
+        let read = http
+            .get_json::<serde_json::Value>(http.url(&["rest", "api", "2", "myself"]))
+            .await;
+
+        match read {
+            Err(TicketSystemError::Unexpected(message)) => assert!(
+                message.contains("`jira.example.com` resolves to 169.254.169.254"),
+                "{message}"
+            ),
+            other => panic!("expected a permanent refusal, got {other:?}"),
+        }
+        let accepted =
+            tokio::time::timeout(std::time::Duration::from_millis(50), listener.accept()).await;
+        assert!(accepted.is_err(), "nothing connected");
     }
 
     #[test]

@@ -21,6 +21,17 @@ pub struct TicketRef {
     pub key: String,
 }
 
+/// A bound ticket as the ticket system answered the binding check (DESIGN §1 rule 3): the grant keeps these,
+/// never the spelling the requester typed, so that every delivery and reconciliation about the ticket finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundTicket {
+    /// The canonical key (`SEC-42` for a typed `sec-42`; a Freshservice id without leading zeros).
+    pub key: String,
+    /// The stable id where the ticket system has one besides the key (a Jira issue id, which survives a move to
+    /// another project); a Freshservice key is its id already.
+    pub id: Option<String>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantStatus {
@@ -74,6 +85,8 @@ pub enum EndReason {
     /// The requester's extension of this grant was approved and took over: access went on without a gap, under
     /// the new grant.
     Superseded,
+    /// An admin deleted the connection of the grant's ticket and asked that its grants end with it.
+    ConnectionRemoved,
 }
 
 impl EndReason {
@@ -87,6 +100,7 @@ impl EndReason {
             Self::Denied => "denied",
             Self::ApprovalTimedOut => "approval_timed_out",
             Self::Superseded => "superseded",
+            Self::ConnectionRemoved => "connection_removed",
         }
     }
 }

@@ -13,7 +13,15 @@ use super::secret::Secret;
 pub enum Provisioner {
     /// `POST` `{"action": "grant"|"revoke", "grant": {...}}` to the operator's URL, signed with
     /// `X-Ticketbound-Signature`; a 2xx answer means done.
-    Webhook { url: String, secret: Secret },
+    Webhook {
+        url: String,
+        /// The signing secret. It is kept in the secret store, never with the resource: a resource read from
+        /// the store has `None` here and the secret is loaded when a call is signed. `Some` is a secret an
+        /// admin just sent, or one found in a store written before secrets moved out (moved at start). Always
+        /// serialized as the mask.
+        #[serde(default, serialize_with = "masked")]
+        secret: Option<Secret>,
+    },
     /// Open a ticket in a connection asking a person to grant or remove the access.
     Ticket {
         connection: String,
@@ -32,6 +40,11 @@ pub enum Provisioner {
     },
     /// Record only: nothing is called.
     None,
+}
+
+/// Shows a provisioner secret, whether held or not, as the mask: a response never tells which.
+fn masked<S: serde::Serializer>(_: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(super::secret::MASK)
 }
 
 impl Provisioner {
@@ -198,13 +211,36 @@ impl ApprovalPolicy {
 }
 
 impl Resource {
-    /// The resource as stored: the same JSON as the API, but with the provisioner secret in clear.
+    /// The resource as stored: the same JSON as the API, without the provisioner secret (not even its mask),
+    /// which the secret store keeps. Reading it back gives a webhook provisioner whose `secret` is `None`.
     pub fn to_storage_json(&self) -> serde_json::Value {
         let mut json = serde_json::to_value(self).expect("a resource always serializes");
-        if let Provisioner::Webhook { secret, .. } = &self.provisioner {
-            json["provisioner"]["secret"] = serde_json::Value::String(secret.expose().to_owned());
+        if let Some(provisioner) = json
+            .get_mut("provisioner")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            provisioner.remove("secret");
         }
         json
+    }
+
+    /// The webhook provisioner's secret when this value holds it (sent by an admin, or read from a store
+    /// written before secrets moved out); `None` for other provisioners and for a resource as now stored.
+    pub fn held_secret(&self) -> Option<&Secret> {
+        match &self.provisioner {
+            Provisioner::Webhook { secret, .. } => secret.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The same resource without the secret it holds, as it is stored.
+    #[must_use]
+    pub fn without_secret(&self) -> Self {
+        let mut resource = self.clone();
+        if let Provisioner::Webhook { secret, .. } = &mut resource.provisioner {
+            *secret = None;
+        }
+        resource
     }
 }
 
@@ -212,9 +248,8 @@ impl Resource {
 mod tests {
     use super::*;
 
-    #[test]
-    fn webhook_secret_is_masked_in_json_but_kept_for_storage() {
-        let resource = Resource {
+    fn webhook_resource(secret: Option<&str>) -> Resource {
+        Resource {
             id: "prod-db".into(),
             name: "Production DB".into(),
             description: String::new(),
@@ -222,16 +257,40 @@ mod tests {
             require_ticket: true,
             provisioner: Provisioner::Webhook {
                 url: "https://hooks.example.com".into(),
-                secret: Secret::new("s3cret"),
+                secret: secret.map(Secret::new),
             },
             policy: ApprovalPolicy::default(),
-        };
-        let api = serde_json::to_string(&resource).unwrap();
-        assert!(!api.contains("s3cret"));
+        }
+    }
+
+    #[test]
+    fn webhook_secret_is_masked_in_json_and_left_out_of_storage() {
+        let resource = webhook_resource(Some("s3cret-provisioner"));
+        let api = serde_json::to_value(&resource).unwrap();
+        assert_eq!(api["provisioner"]["secret"], super::super::secret::MASK);
         let stored = resource.to_storage_json();
-        assert_eq!(stored["provisioner"]["secret"], "s3cret");
+        assert!(!stored.to_string().contains("s3cret"), "{stored}");
+        assert!(stored["provisioner"].get("secret").is_none(), "{stored}");
         let back: Resource = serde_json::from_value(stored).unwrap();
-        assert_eq!(back, resource);
+        assert_eq!(back, resource.without_secret());
+        assert_eq!(back.held_secret(), None);
+        // Read back, it still answers the mask.
+        assert_eq!(
+            serde_json::to_value(&back).unwrap()["provisioner"]["secret"],
+            super::super::secret::MASK
+        );
+    }
+
+    #[test]
+    fn a_resource_stored_with_its_secret_in_clear_still_reads_and_holds_it() {
+        let old = r#"{"id":"prod-db","name":"Production DB","require_ticket":true,
+            "provisioner":{"kind":"webhook","url":"https://hooks.example.com","secret":"s3cret-provisioner"}}"#;
+        let resource: Resource = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            resource.held_secret(),
+            Some(&Secret::new("s3cret-provisioner"))
+        );
+        assert_eq!(resource, webhook_resource(Some("s3cret-provisioner")));
     }
 
     #[test]

@@ -32,6 +32,11 @@ pub struct TicketChange {
     pub closing: Option<Closing>,
     /// What sent it, for the logs: the webhook event name, or `automation`.
     pub source: String,
+    /// When the sender says the change happened (a Jira webhook's `timestamp`). A closing never ends a grant
+    /// bound after it (a captured delivery replayed once the ticket was reopened and bound again); `None` when
+    /// the body does not say (a Jira Automation body), and then the ticket's state is confirmed with the ticket
+    /// system before anything ends, as for a delivery that only names the ticket.
+    pub reported_at: Option<time::OffsetDateTime>,
 }
 
 /// An authentic delivery, as a verified extractor hands it to the handler.

@@ -48,7 +48,26 @@ struct PageQuery {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DeleteQuery {
+    /// Accepted as before; it no longer leaves grants bound to a deleted connection (`end_grants` ends them).
     force: Option<String>,
+    /// End the grants bound to the connection's tickets (as `connection_removed`) and delete it.
+    end_grants: Option<String>,
+}
+
+/// A `true`/`false` query flag; absent is `false`.
+fn flag(name: &'static str, value: Option<&str>) -> Result<bool, ApiError> {
+    match value {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::new(
+            ErrorKind::BadRequest,
+            match name {
+                "force" => "invalid_force",
+                _ => "invalid_end_grants",
+            },
+            format!("`{name}` is `true` or `false`"),
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -111,18 +130,12 @@ async fn delete_connection(
     Path(id): Path<String>,
     QueryParams(q): QueryParams<DeleteQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let force = match q.force.as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(ApiError::new(
-                ErrorKind::BadRequest,
-                "invalid_force",
-                "`force` is `true` or `false`",
-            ));
-        }
-    };
-    connections(&state)?.delete(&caller, &id, force).await?;
+    flag("force", q.force.as_deref())?;
+    let end_grants = flag("end_grants", q.end_grants.as_deref())?;
+    state
+        .app
+        .delete_connection(&caller, &id, end_grants)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,8 +1,11 @@
 //! `POST /webhooks/jira/{connection}` and `POST /webhooks/freshservice/{connection}` (DESIGN §9).
 //!
-//! One extractor per source ([`VerifiedJiraDelivery`], [`VerifiedFreshserviceDelivery`]) does, in order: read
-//! the body up to 2 MiB (413 beyond); look the connection up (404); check authenticity on the raw bytes in
-//! constant time (401, nothing changes); only then parse (400). The handler receives a verified, typed
+//! One extractor per source ([`VerifiedJiraDelivery`], [`VerifiedFreshserviceDelivery`]) does, in order: look
+//! the connection up (404); check authenticity (401, nothing changes) in constant time, before reading the
+//! body when the proof is in the headers alone (a shared secret, a Basic password, Freshservice's header), so
+//! an unknown connection or an unauthenticated sender costs no memory; refuse a declared `Content-Length` over
+//! 2 MiB (413) and read the body up to 2 MiB (413 beyond); a signature (`X-Hub-Signature`) is checked on the
+//! raw bytes once read; only then parse (400). The handler receives a verified, typed
 //! [`Delivery`] and hands it to the service ([`Ticketbound::handle_delivery`]), which owns dedupe (a Jira
 //! delivery already handled, same `X-Atlassian-Webhook-Identifier`, answers 200 at once), confirmation through
 //! the ticket system and the end reasons. The answer comes once every bound grant is durably ended and says how
@@ -36,16 +39,18 @@ pub const FRESHSERVICE_ROUTE: &str = "/webhooks/freshservice/{connection}";
 
 /// The Jira webhook route alone, with JSON 404/405 answers (`ticketbound-jira-webhook`).
 pub fn jira_router(app: Ticketbound) -> Router {
-    with_fallbacks(Router::new().route(JIRA_ROUTE, post(jira)).with_state(app))
+    super::with_security_headers(with_fallbacks(
+        Router::new().route(JIRA_ROUTE, post(jira)).with_state(app),
+    ))
 }
 
 /// The Freshservice webhook route alone, with JSON 404/405 answers (`ticketbound-freshservice-webhook`).
 pub fn freshservice_router(app: Ticketbound) -> Router {
-    with_fallbacks(
+    super::with_security_headers(with_fallbacks(
         Router::new()
             .route(FRESHSERVICE_ROUTE, post(freshservice))
             .with_state(app),
-    )
+    ))
 }
 
 /// Both webhook routes without fallbacks, to merge into the local server's router.
@@ -90,8 +95,8 @@ fn parse(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     })
 }
 
-/// The part every source shares: the body read up to the limit (413), the connection of this source (404), its
-/// authenticity (401).
+/// The part every source shares: the connection of this source (404), its authenticity (401), the body read up
+/// to the limit (413).
 struct Received {
     id: String,
     headers: HeaderMap,
@@ -99,13 +104,16 @@ struct Received {
     settings: ConnectionSettings,
 }
 
-/// Reads, finds and authenticates a delivery: `authentic` judges the raw bytes against the connection's active
-/// webhook secrets (in constant time, through [`WebhookSecrets`]). Nothing is parsed before it says yes; a
-/// refusal answers 401 `invalid_signature` with its message.
+/// Finds, authenticates and reads a delivery: `authentic` judges the raw bytes against the connection's active
+/// webhook secrets (in constant time, through [`WebhookSecrets`]). When `signed` says the headers carry no
+/// proof that depends on the body, it is judged before the body is read (with an empty body, which it then
+/// does not look at). Nothing is parsed before it says yes; a refusal answers 401 `invalid_signature` with its
+/// message.
 async fn receive(
     req: Request,
     app: &Ticketbound,
     source: WebhookSource,
+    signed: impl FnOnce(&HeaderMap) -> bool,
     authentic: impl FnOnce(
         &ConnectionSettings,
         &HeaderMap,
@@ -124,20 +132,29 @@ async fn receive(
     let Path(id) = Path::<String>::from_request_parts(&mut parts, app)
         .await
         .map_err(|_| unknown(""))?;
-    let bytes = read_body(axum::body::Body::new(body), WEBHOOK_BODY_LIMIT).await?;
     let (settings, secrets) = app
         .connections()
         .webhook_target(&id, source)
         .await?
         .ok_or_else(|| unknown(&id))?;
-    if let Err(refusal) = authentic(&settings, &parts.headers, &bytes, &secrets) {
+    let refused = |refusal: Refusal| {
         tracing::warn!(connection = %id, source = source.name(), reason = refusal.reason, "delivery refused: bad or missing signature or secret");
-        return Err(ApiError::new(
+        ApiError::new(
             ErrorKind::Unauthenticated,
             "invalid_signature",
             refusal.message,
-        ));
-    }
+        )
+    };
+    let bytes = if signed(&parts.headers) {
+        super::refuse_declared_oversize(&parts.headers, WEBHOOK_BODY_LIMIT)?;
+        let bytes = read_body(axum::body::Body::new(body), WEBHOOK_BODY_LIMIT).await?;
+        authentic(&settings, &parts.headers, &bytes, &secrets).map_err(refused)?;
+        bytes
+    } else {
+        authentic(&settings, &parts.headers, &[], &secrets).map_err(refused)?;
+        super::refuse_declared_oversize(&parts.headers, WEBHOOK_BODY_LIMIT)?;
+        read_body(axum::body::Body::new(body), WEBHOOK_BODY_LIMIT).await?
+    };
     note_delivery(app, &id);
     Ok(Received {
         id,
@@ -172,6 +189,8 @@ impl FromRequest<Ticketbound> for VerifiedJiraDelivery {
             req,
             app,
             WebhookSource::Jira,
+            // Only a signature is judged on the bytes: a signed delivery is judged by its signature alone.
+            |headers| headers.contains_key("x-hub-signature"),
             |settings, headers, bytes, secrets| {
                 let proof = JiraDeliveryProof {
                     hub_signature: present(headers, "x-hub-signature"),
@@ -221,6 +240,8 @@ impl FromRequest<Ticketbound> for VerifiedFreshserviceDelivery {
             req,
             app,
             WebhookSource::Freshservice,
+            // Freshservice does not sign: its proof is a header.
+            |_| false,
             |_, headers, _, secrets| {
                 header(headers, "x-ticketbound-secret")
                     .map(str::to_owned)

@@ -64,7 +64,9 @@ pub enum SecretStoreError {
     Corrupt(String),
 }
 
-/// Credentials and webhook secrets, one entry per connection (Secrets Manager on AWS, a 0600 file locally).
+/// Credentials and webhook secrets, one entry per connection, and the signing secret of each resource's
+/// `webhook` provisioner, one entry per resource (Secrets Manager on AWS, a 0600 file locally). The two never
+/// share a name: connection and resource ids start with a letter or digit, the provisioner entries with `_`.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     /// The connection's secrets, or `None` if none are stored.
@@ -77,6 +79,16 @@ pub trait SecretStore: Send + Sync {
     ) -> Result<(), SecretStoreError>;
     /// Deletes them; deleting what is not there succeeds.
     async fn delete(&self, connection: &str) -> Result<(), SecretStoreError>;
+    /// The signing secret of `resource`'s webhook provisioner, or `None` if none is stored.
+    async fn get_provisioner(&self, resource: &str) -> Result<Option<Secret>, SecretStoreError>;
+    /// Creates or replaces it.
+    async fn put_provisioner(
+        &self,
+        resource: &str,
+        secret: &Secret,
+    ) -> Result<(), SecretStoreError>;
+    /// Deletes it; deleting what is not there succeeds.
+    async fn delete_provisioner(&self, resource: &str) -> Result<(), SecretStoreError>;
 }
 
 /// Why a ticket-system call did not give an answer. Messages never hold a credential.
@@ -346,5 +358,12 @@ pub trait TicketSystemKind: Send + Sync {
     /// Whether it takes `token_type` (Jira Cloud: classic or scoped API tokens). Default: no.
     fn takes_token_type(&self) -> bool {
         false
+    }
+    /// The one spelling of a ticket key that this ticket system answers with, for a key as somebody typed it
+    /// (Jira: `sec-42` is `SEC-42`; Freshservice: `053263` is `53263`). Grants are stored, and deliveries and
+    /// reconciliation matched, under this form only, so a binding typed another way still ends by its webhook.
+    /// Default: the key as given.
+    fn canonical_key(&self, key: &str) -> String {
+        key.to_owned()
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
+use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -24,36 +25,53 @@ pub struct TicketClosing {
     pub already_closed: usize,
 }
 
+/// How far the sender's clock and ours may disagree. A grant requested this soon after the event a closing
+/// reports still ends: ending is the safe side, and a binding check made after a real closing would have found
+/// the ticket closed. Only a grant bound later than this was bound after the ticket was reopened.
+const CLOCK_SKEW: time::Duration = time::Duration::seconds(30);
+
 /// How many grants of one ticket end at once: enough that 500 end well within a webhook timeout, few enough
 /// not to flood the store or the end system.
 const PARALLEL_ENDINGS: usize = 16;
 
 impl Ticketbound {
-    /// Ends every open grant bound to `ticket` (by its key, or by its stable `ticket_id` when the sender gives
-    /// one, so a Jira issue moved to another project still ends the grants bound under its old key): active →
-    /// ended, pending → cancelled, with `reason` (`ticket_closed` or `ticket_deleted`). Returns once every
-    /// ending is durable and its side effects have had their first attempt; an `Err` means some grant could not
-    /// be ended now and the sender should retry (grants already ended stay ended; a retry finds them closed).
+    /// Ends every open grant bound to `ticket` (by its canonical key, the form grants are stored under whatever
+    /// spelling the sender used, or by its stable `ticket_id` when the sender gives one, so a Jira issue moved
+    /// to another project still ends the grants bound under its old key): active → ended, pending → cancelled,
+    /// with `reason` (`ticket_closed` or `ticket_deleted`). Returns once every ending is durable and its side
+    /// effects have had their first attempt; an `Err` means some grant could not be ended now and the sender
+    /// should retry (grants already ended stay ended; a retry finds them closed).
     pub async fn close_ticket(
         &self,
         ticket: &TicketRef,
         ticket_id: Option<&str>,
         reason: EndReason,
     ) -> Result<TicketClosing, ServiceError> {
-        self.close_ticket_found_by(ticket, ticket_id, reason, None)
+        self.close_ticket_found_by(ticket, ticket_id, reason, None, None)
             .await
     }
 
     /// [`Self::close_ticket`], each audit event saying who found the closing (`"reconciliation"`) when it
-    /// was not a delivery.
+    /// was not a delivery. With `reported_at` (when the sender says the ticket closed), a grant bound after
+    /// that moment (beyond [`CLOCK_SKEW`]) is left alone: its binding check saw the ticket open after this
+    /// closing (it was reopened), so the closing is not about it. A captured delivery replayed later therefore
+    /// ends nothing new.
     pub(crate) async fn close_ticket_found_by(
         &self,
         ticket: &TicketRef,
         ticket_id: Option<&str>,
         reason: EndReason,
         found_by: Option<&'static str>,
+        reported_at: Option<OffsetDateTime>,
     ) -> Result<TicketClosing, ServiceError> {
-        let mut grants = self.store.grants_for_ticket(ticket).await?;
+        let canonical = TicketRef {
+            connection: ticket.connection.clone(),
+            key: self
+                .connections
+                .canonical_key(&ticket.connection, &ticket.key)
+                .await?,
+        };
+        let mut grants = self.store.grants_for_ticket(&canonical).await?;
         if let Some(id) = ticket_id {
             for grant in self
                 .store
@@ -68,9 +86,14 @@ impl Ticketbound {
         let mut outcome = TicketClosing::default();
         let permits = Arc::new(Semaphore::new(PARALLEL_ENDINGS));
         let mut tasks = JoinSet::new();
+        let mut bound_after = 0usize;
         for grant in grants {
             if !grant.status.is_open() {
                 outcome.already_closed += 1;
+                continue;
+            }
+            if reported_at.is_some_and(|at| grant.requested_at > at + CLOCK_SKEW) {
+                bound_after += 1;
                 continue;
             }
             let (app, permits) = (self.clone(), permits.clone());
@@ -103,11 +126,22 @@ impl Ticketbound {
         match first_error {
             Some(e) => Err(e),
             None => {
-                tracing::info!(connection = %ticket.connection, ticket = %ticket.key, reason = reason.as_str(), ended = outcome.ended, cancelled = outcome.cancelled, "ticket closed");
+                if bound_after > 0 {
+                    tracing::info!(connection = %ticket.connection, ticket = %canonical.key, bound_after, "grants bound after the reported closing were left alone (the ticket was reopened since, or the delivery is a replay)");
+                }
+                tracing::info!(connection = %ticket.connection, ticket = %canonical.key, reason = reason.as_str(), ended = outcome.ended, cancelled = outcome.cancelled, "ticket closed");
                 Ok(outcome)
             }
         }
     }
+}
+
+/// The ticket a delivery is about: its connection, its key as sent, and its stable id when the sender gives one.
+#[derive(Clone, Copy)]
+struct ChangedTicket<'a> {
+    connection: &'a str,
+    key: &'a str,
+    id: Option<&'a str>,
 }
 
 /// How long a delivery id is remembered: Jira retries for well under a day.
@@ -144,10 +178,22 @@ impl Ticketbound {
                             change.source
                         ))
                     }
-                    Some(closing) => {
-                        self.end_bound(&connection, &change.key, change.id.as_deref(), closing)
-                            .await?
-                    }
+                    Some(closing) => match change.reported_at {
+                        Some(at) => {
+                            let found = ChangedTicket {
+                                connection: &connection,
+                                key: &change.key,
+                                id: change.id.as_deref(),
+                            };
+                            self.end_bound(found, closing, Some(at)).await?
+                        }
+                        // The body does not say when (a Jira Automation body): its word alone cannot tell a
+                        // replay from news, so only the ticket system's answer now ends anything.
+                        None => {
+                            self.confirm_and_end(&connection, &change.key, change.id.as_deref())
+                                .await?
+                        }
+                    },
                 };
                 if let Some(key) = delivery_id {
                     // Remembered only once handled, so a delivery that failed half-way is handled again on retry.
@@ -161,65 +207,78 @@ impl Ticketbound {
                 }
                 Ok(outcome)
             }
+            // The body only says "ticket N changed": the ticket system says whether it is closed.
             Delivery::Named { connection, key } => {
-                let ticket = TicketRef {
-                    connection: connection.clone(),
-                    key: key.clone(),
-                };
-                // The body only says "ticket N changed": the ticket system says whether it is closed.
-                let state = match self.connections().ticket_state(&ticket).await {
-                    Ok(state) => state,
-                    // Rate limited beyond what the sender can wait: record the closing durably and confirm it
-                    // later (a one-time schedule), rather than a 503 the sender may never retry.
-                    Err(TicketCheckError::RateLimited(_, retry_after)) => {
-                        return Ok(match self.defer_confirmation(&ticket, retry_after).await? {
-                            Confirmation::Deferred { at } => DeliveryOutcome::Deferred {
-                                key,
-                                confirm_at: at,
-                            },
-                            Confirmation::NothingBound => DeliveryOutcome::Ignored(format!(
-                                "no open grant is bound to ticket {key}"
-                            )),
-                        });
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                match state {
-                    TicketState::Open => {
-                        Ok(DeliveryOutcome::Ignored(format!("ticket {key} is open")))
-                    }
-                    TicketState::Closed => {
-                        self.end_bound(&connection, &key, None, Closing::Closed)
-                            .await
-                    }
-                    TicketState::Deleted => {
-                        self.end_bound(&connection, &key, None, Closing::Deleted)
-                            .await
-                    }
-                }
+                self.confirm_and_end(&connection, &key, None).await
             }
         }
     }
 
-    /// Ends the grants bound to a closed or deleted ticket, with the matching end reason.
-    async fn end_bound(
+    /// Asks the ticket system whether the ticket a delivery names is closed now, and ends its grants if so.
+    /// Rate limited beyond what the sender can wait, the closing is recorded as a one-time confirmation
+    /// schedule instead (answered 202).
+    async fn confirm_and_end(
         &self,
         connection: &str,
         key: &str,
         ticket_id: Option<&str>,
+    ) -> Result<DeliveryOutcome, ServiceError> {
+        let key = self.connections.canonical_key(connection, key).await?;
+        let ticket = TicketRef {
+            connection: connection.to_owned(),
+            key: key.clone(),
+        };
+        let found = ChangedTicket {
+            connection,
+            key: &key,
+            id: ticket_id,
+        };
+        let state = match self.connections().ticket_state(&ticket).await {
+            Ok(state) => state,
+            // Rate limited beyond what the sender can wait: record the closing durably and confirm it
+            // later (a one-time schedule), rather than a 503 the sender may never retry.
+            Err(TicketCheckError::RateLimited(_, retry_after)) => {
+                return Ok(match self.defer_confirmation(&ticket, retry_after).await? {
+                    Confirmation::Deferred { at } => DeliveryOutcome::Deferred {
+                        key,
+                        confirm_at: at,
+                    },
+                    Confirmation::NothingBound => {
+                        DeliveryOutcome::Ignored(format!("no open grant is bound to ticket {key}"))
+                    }
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match state {
+            TicketState::Open => Ok(DeliveryOutcome::Ignored(format!("ticket {key} is open"))),
+            // Closed now, by the ticket system's own word: whatever the grants' binding times.
+            TicketState::Closed => self.end_bound(found, Closing::Closed, None).await,
+            TicketState::Deleted => self.end_bound(found, Closing::Deleted, None).await,
+        }
+    }
+
+    /// Ends the grants bound to a closed or deleted ticket, with the matching end reason; with `reported_at`,
+    /// only those bound before it ([`Self::close_ticket_found_by`]).
+    async fn end_bound(
+        &self,
+        found: ChangedTicket<'_>,
         closing: Closing,
+        reported_at: Option<OffsetDateTime>,
     ) -> Result<DeliveryOutcome, ServiceError> {
         let reason = match closing {
             Closing::Closed => EndReason::TicketClosed,
             Closing::Deleted => EndReason::TicketDeleted,
         };
         let ticket = TicketRef {
-            connection: connection.to_owned(),
-            key: key.to_owned(),
+            connection: found.connection.to_owned(),
+            key: found.key.to_owned(),
         };
-        let done = self.close_ticket(&ticket, ticket_id, reason).await?;
+        let done = self
+            .close_ticket_found_by(&ticket, found.id, reason, None, reported_at)
+            .await?;
         Ok(DeliveryOutcome::Closed {
-            key: key.to_owned(),
+            key: found.key.to_owned(),
             reason,
             ended: done.ended,
             cancelled: done.cancelled,

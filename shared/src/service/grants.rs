@@ -337,18 +337,26 @@ impl Ticketbound {
                 format!("`{}` can only be requested with a ticket", resource.id),
             ));
         }
+        // The grant keeps the ticket as the ticket system answered the check, never the spelling typed.
+        let (ticket, ticket_id) = match req.ticket {
+            Some(typed) => {
+                let bound = self
+                    .check_ticket(&typed, &caller.email, &caller.claimed)
+                    .await?;
+                let ticket = TicketRef {
+                    connection: typed.connection,
+                    key: bound.key,
+                };
+                (Some(ticket), bound.id)
+            }
+            None => (None, None),
+        };
+        // Compared with the canonical key, so an extension typed in another spelling still matches.
         let extends = match req.extends.as_deref() {
             Some(old) => Some(
-                self.grant_to_extend(caller, old, &resource, req.ticket.as_ref())
+                self.grant_to_extend(caller, old, &resource, ticket.as_ref())
                     .await?,
             ),
-            None => None,
-        };
-        let ticket_id = match &req.ticket {
-            Some(ticket) => {
-                self.check_ticket(ticket, &caller.email, &caller.claimed)
-                    .await?
-            }
             None => None,
         };
         let now = self.clock.now();
@@ -358,7 +366,7 @@ impl Ticketbound {
             resource.id.clone(),
             reason.to_owned(),
             duration,
-            req.ticket,
+            ticket,
             now,
         );
         grant.ticket_id = ticket_id;
@@ -620,10 +628,25 @@ impl Ticketbound {
                 ),
             ));
         };
+        let mut canonical_ticket = None;
         if let Some(ticket) = &grant.ticket {
-            // The id was recorded at the request (the stores index it once, with the grant's insert).
-            self.check_ticket(ticket, &grant.requester, &grant.requester_claims)
+            // The id was recorded at the request (the stores index it once, with the grant's insert). The key is
+            // compared on its canonical form: a grant stored under another spelling before keys were kept as the
+            // ticket system answers them takes the canonical one with this write, so its webhook finds it.
+            let bound = self
+                .check_ticket(ticket, &grant.requester, &grant.requester_claims)
                 .await?;
+            let canonical = self
+                .connections
+                .canonical_key(&ticket.connection, &ticket.key)
+                .await?;
+            if canonical == bound.key && ticket.key != bound.key {
+                canonical_ticket = Some(TicketRef {
+                    connection: ticket.connection.clone(),
+                    key: bound.key,
+                });
+                grant.ticket.clone_from(&canonical_ticket);
+            }
         }
         let mut raced = false;
         for _ in 0..RACE_RETRIES {
@@ -701,6 +724,10 @@ impl Ticketbound {
                         .await?
                         .ok_or_else(|| ServiceError::grant_not_found(id))?;
                     with_quorum(&mut grant, &resource);
+                    if canonical_ticket.is_some() {
+                        // The same ticket, spelled as its ticket system does (a grant's ticket changes no other way).
+                        grant.ticket.clone_from(&canonical_ticket);
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -808,6 +835,13 @@ impl Ticketbound {
         caller: &Caller,
         mut query: ListGrants,
     ) -> Result<Page<Grant>, ServiceError> {
+        if let Some(ticket) = query.filter.ticket.as_mut() {
+            // Grants are stored under the ticket's canonical key: a filter spelled another way finds them too.
+            ticket.key = self
+                .connections
+                .canonical_key(&ticket.connection, &ticket.key)
+                .await?;
+        }
         let own_only = query
             .filter
             .requester
@@ -940,13 +974,13 @@ impl Ticketbound {
         }
     }
 
-    /// Rule 3, through the ticket system; `Ok` carries the ticket's stable id where it has one.
+    /// Rule 3, through the ticket system; `Ok` is the ticket as it answered: its canonical key and stable id.
     async fn check_ticket(
         &self,
         ticket: &TicketRef,
         requester: &str,
         claimed: &crate::domain::identity::ClaimedIdentity,
-    ) -> Result<Option<String>, ServiceError> {
+    ) -> Result<crate::domain::grant::BoundTicket, ServiceError> {
         Ok(self
             .connections
             .check_requester_binding(ticket, requester, claimed)

@@ -34,11 +34,12 @@ pub use lifecycle::{EndOutcome, JobOutcome};
 pub use notifications::NotifySettings;
 pub use oversight::{EXPORT_COLUMNS, GrantTicket, MAX_EXPORT_ROWS};
 pub use reconcile::{
-    FOUND_BY_RECONCILIATION, RECONCILE_JOB, ReconcileReport, ReconcileSettings,
+    CANONICAL_KEYS_JOB, FOUND_BY_RECONCILIATION, RECONCILE_JOB, ReconcileReport, ReconcileSettings,
     spawn_reconciliation,
 };
 pub use resources::{
-    EntityTag, Precondition, ResourceInput, ResourceWriteError, SavedResource, merge_patch,
+    EntityTag, Precondition, ResourceInput, ResourceWriteError, SavedResource,
+    SecretLoadingProvisioners, merge_patch,
 };
 pub use ticket_writes::TicketProvisioners;
 
@@ -128,6 +129,8 @@ pub struct Ticketbound {
     pub(crate) settings: Settings,
     /// The deployment's notification channels (none is a valid configuration).
     pub(crate) notifier: Arc<dyn Notifier>,
+    /// Where webhook provisioners' signing secrets are kept (beside the connections' secrets).
+    pub(crate) secrets: Arc<dyn SecretStore>,
 }
 
 /// Every port the application needs, none optional. Production wiring fills it with the AWS or the embedded
@@ -152,7 +155,7 @@ impl Ticketbound {
     pub fn build(ports: Ports, settings: Settings) -> Self {
         let connections = Connections::new(
             ports.connections,
-            ports.secrets,
+            ports.secrets.clone(),
             ports.ticket_systems,
             ports.grants.clone(),
             ports.clock.clone(),
@@ -161,10 +164,14 @@ impl Ticketbound {
             store: ports.grants,
             scheduler: ports.scheduler,
             provisioners: Arc::new(TicketProvisioners::new(
-                ports.provisioners,
+                Arc::new(SecretLoadingProvisioners::new(
+                    ports.provisioners,
+                    ports.secrets.clone(),
+                )),
                 connections.clone(),
                 settings.notifications.portal_url.clone(),
             )),
+            secrets: ports.secrets,
             connections,
             clock: ports.clock,
             settings,

@@ -24,6 +24,9 @@ use crate::telemetry;
 pub const FOUND_BY_RECONCILIATION: &str = "reconciliation";
 /// The scheduled job that runs reconciliation: `{"job": "reconcile"}`.
 pub const RECONCILE_JOB: &str = "reconcile";
+/// The job an operator invokes once after an upgrade to move open grants bound under another spelling of their
+/// ticket key to the canonical one: `{"job": "canonical_ticket_keys"}`.
+pub const CANONICAL_KEYS_JOB: &str = "canonical_ticket_keys";
 
 /// How reconciliation runs.
 #[derive(Clone, Debug)]
@@ -170,7 +173,11 @@ impl Ticketbound {
                 report.sweeps_completed += 1;
                 return Ok(Part::Next);
             }
-            let answer = match connections.reconcile_states(&mut session, &keys).await {
+            // Grants stored under another spelling of their key (before keys were kept as the ticket system
+            // answers them) move to the canonical one first, so the closing found here and every later delivery
+            // find them. `asked[i]` is `keys[i]` in canonical form; the position stays on the stored key.
+            let asked = self.canonicalise_keys(id, &keys).await?;
+            let answer = match connections.reconcile_states(&mut session, &asked).await {
                 Ok(answer) => answer,
                 Err(e) => {
                     // Never a reason to end a grant: the position stays and the next run asks again.
@@ -181,7 +188,7 @@ impl Ticketbound {
             };
             calls_left = calls_left.saturating_sub(answer.calls.max(1));
             report.ticket_system_calls += answer.calls;
-            for (key, ticket_state) in &answer.states {
+            for ((key, ticket_state), stored) in answer.states.iter().zip(&keys) {
                 let reason = match ticket_state {
                     TicketState::Open => None,
                     TicketState::Closed => Some(EndReason::TicketClosed),
@@ -195,7 +202,7 @@ impl Ticketbound {
                 }
                 *tickets_left = tickets_left.saturating_sub(1);
                 report.tickets_checked += 1;
-                state.positions.insert(id.to_owned(), key.clone());
+                state.positions.insert(id.to_owned(), stored.clone());
             }
             // Saved after every batch, so a run cut short (a Lambda timeout, a crash) loses at most one batch.
             state.saved_at = Some(self.clock.now());
@@ -228,7 +235,7 @@ impl Ticketbound {
             key: key.to_owned(),
         };
         match self
-            .close_ticket_found_by(&ticket, None, reason, Some(FOUND_BY_RECONCILIATION))
+            .close_ticket_found_by(&ticket, None, reason, Some(FOUND_BY_RECONCILIATION), None)
             .await
         {
             Ok(outcome) if outcome.ended + outcome.cancelled > 0 => {
@@ -247,6 +254,86 @@ impl Ticketbound {
                 false
             }
         }
+    }
+}
+
+/// How many keys of open bound grants [`Ticketbound::canonicalise_ticket_keys`] reads at once.
+const KEYS_PER_PAGE: usize = 100;
+
+impl Ticketbound {
+    /// Moves every open grant bound under a key spelled otherwise than its ticket system answers it (`sec-42`
+    /// for `SEC-42`, `053263` for `53263`: stored so before the binding check kept the ticket system's answer)
+    /// to the canonical key, so the ticket's webhook finds it. Idempotent; answers how many stored keys moved. The
+    /// local server runs it at start; on AWS each reconciliation run does the same for the keys it sweeps, and
+    /// the expiry function runs it whole on `{"job": "canonical_ticket_keys"}` (docs/operator-guide.md).
+    /// Ended grants keep the key they were bound under: nothing ends them again.
+    pub async fn canonicalise_ticket_keys(&self) -> Result<usize, ServiceError> {
+        let mut moved = 0;
+        for connection in self.connections.all_ids().await? {
+            let mut after: Option<String> = None;
+            loop {
+                let keys = self
+                    .store
+                    .open_bound_tickets(&connection, after.as_deref(), KEYS_PER_PAGE)
+                    .await?;
+                let canonical = self.canonicalise_keys(&connection, &keys).await?;
+                moved += keys.iter().zip(&canonical).filter(|(k, c)| k != c).count();
+                match keys.last() {
+                    Some(last) if keys.len() == KEYS_PER_PAGE => after = Some(last.clone()),
+                    _ => break,
+                }
+            }
+        }
+        if moved > 0 {
+            tracing::warn!(
+                tickets = moved,
+                "bound ticket keys stored in another spelling were moved to the ticket system's own"
+            );
+        }
+        Ok(moved)
+    }
+
+    /// `keys` (stored keys of `connection`'s open bound grants) in canonical form, in the same order; the open
+    /// grants of each key that is not are rewritten under the canonical key first (a conditional write each,
+    /// re-read on a race, so a grant that changes meanwhile is never overwritten with an older copy).
+    async fn canonicalise_keys(
+        &self,
+        connection: &str,
+        keys: &[String],
+    ) -> Result<Vec<String>, ServiceError> {
+        let Some(kind) = self.connections.kind_of(connection).await? else {
+            return Ok(keys.to_vec());
+        };
+        let mut canonical = Vec::with_capacity(keys.len());
+        for key in keys {
+            let wanted = kind.canonical_key(key);
+            if wanted != *key {
+                let stored = TicketRef {
+                    connection: connection.to_owned(),
+                    key: key.clone(),
+                };
+                let rekeyed = TicketRef {
+                    connection: connection.to_owned(),
+                    key: wanted.clone(),
+                };
+                for grant in self.store.grants_for_ticket(&stored).await? {
+                    if !grant.status.is_open() {
+                        continue;
+                    }
+                    self.modify_loaded(grant, |current| {
+                        (current.ticket.as_ref() == Some(&stored)).then(|| {
+                            let mut next = current.touched();
+                            next.ticket = Some(rekeyed.clone());
+                            (next, None)
+                        })
+                    })
+                    .await?;
+                }
+                tracing::info!(%connection, stored = %key, canonical = %wanted, "open grants moved to the canonical ticket key");
+            }
+            canonical.push(wanted);
+        }
+        Ok(canonical)
     }
 }
 

@@ -6,9 +6,17 @@
 //! version, the second gets a `version_conflict` with the resource as it now is, instead of silently erasing
 //! the first one's change (the approval policy included). `PATCH` takes a JSON Merge Patch, so a client changes
 //! one field without restating, and possibly dropping, the others.
+//!
+//! A `webhook` provisioner's signing secret is kept in the secret store (the connections' one), never with the
+//! resource: anyone who could read the table or the local database file could otherwise sign `grant` calls
+//! to the operator's provisioner. Saving writes the secret first and the resource (without it) second, so a
+//! stored resource never names a secret the store lacks; [`SecretLoadingProvisioners`] loads it when a call is
+//! signed; [`Ticketbound::move_provisioner_secrets`] moves secrets out of resources stored before, at start.
 
-use serde::Deserialize;
+use async_trait::async_trait;
+use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 use super::{ErrorKind, ServiceError, Ticketbound};
 use crate::domain::identity::{Email, normalize_email};
@@ -16,8 +24,11 @@ use crate::domain::ids::Slug;
 use crate::domain::resource::{ApprovalPolicy, Approvers, AutoApprove, MAX_APPROVALS_REQUIRED};
 use crate::domain::secret::Secret;
 use crate::domain::url_policy::check_outbound_url;
-use crate::domain::{Caller, IsoDuration, Provisioner, Resource};
-use crate::ports::{Page, ResourceExpected, StoreError, VersionedResource};
+use crate::domain::{Caller, Grant, IsoDuration, Provisioner, Resource};
+use crate::ports::{
+    Page, ProvisionAction, ProvisionError, Provisioners, ResourceExpected, SecretStore,
+    SecretStoreError, StoreError, VersionedResource,
+};
 
 /// The body of `PUT /v1/resources/{id}`. Durations arrive as text so a bad one is a 422 with a clear message.
 #[derive(Clone, Debug, Deserialize)]
@@ -33,6 +44,7 @@ pub struct ResourceInput {
     pub max_duration: Option<String>,
     #[serde(default)]
     pub require_ticket: bool,
+    #[serde(deserialize_with = "provisioner_input")]
     pub provisioner: Provisioner,
     /// Who may approve or deny; the approver group when absent.
     #[serde(default)]
@@ -62,6 +74,57 @@ pub struct ApproversInput {
 #[serde(deny_unknown_fields)]
 pub struct AutoApproveInput {
     pub max_duration: String,
+}
+
+/// A provisioner as sent. `{"kind": "none"}` takes no other field: an operator's `url` or `secret` beside it
+
+/// would otherwise vanish without a word (serde lets a tagged unit variant ignore unknown fields).
+fn provisioner_input<'de, D: Deserializer<'de>>(d: D) -> Result<Provisioner, D::Error> {
+    use serde::de::Error;
+    let value = serde_json::Value::deserialize(d)?;
+    if value.get("kind").and_then(serde_json::Value::as_str) == Some("none")
+        && let Some(extra) = value
+            .as_object()
+            .and_then(|fields| fields.keys().find(|k| *k != "kind"))
+    {
+        return Err(D::Error::custom(format!(
+            "unknown field `{extra}`: a `none` provisioner takes only `kind`"
+        )));
+    }
+    serde_json::from_value(value).map_err(D::Error::custom)
+}
+
+/// An outbound URL an admin configures (a connection's base URL, a provisioner's URL) as it is kept: trimmed,
+/// checked against the outbound URL policy, in the URL parser's normal form (lower-case scheme and host, no
+/// default port, the path percent-encoded), and without a query or a fragment, which a configured URL has no
+/// use for and which would otherwise be sent, or shown, as typed. `what` names the URL in messages ("the base
+/// URL"); `code` is the 422's code.
+pub(super) fn normalized_outbound_url(
+    raw: &str,
+    what: &str,
+    code: &'static str,
+) -> Result<url::Url, ServiceError> {
+    let url = check_outbound_url(raw.trim())
+        .map_err(|e| ServiceError::unprocessable(code, e.to_string()))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ServiceError::unprocessable(
+            code,
+            format!("{what} must not carry a query or a fragment"),
+        ));
+    }
+    Ok(url)
+}
+
+/// The secret store's failure as the API answers it: 503 when retrying can help, 500 otherwise. Messages
+/// never hold a secret.
+fn secret_store_error(e: SecretStoreError) -> ServiceError {
+    match e {
+        SecretStoreError::Unavailable(m) => ServiceError::unavailable(
+            "secret_store_unavailable",
+            format!("the secret store could not be reached ({m}); try again"),
+        ),
+        SecretStoreError::Corrupt(m) | SecretStoreError::Rejected(m) => ServiceError::internal(m),
+    }
 }
 
 /// A resource's entity tag: `"<version>-<digest>"`, the quotes included. The digest of the resource as the API
@@ -437,15 +500,33 @@ impl Ticketbound {
                 return Err(ResourceWriteError::conflict(stored));
             }
             let existing = stored.as_ref().map(|s| &s.resource);
-            let resource = self
+            let (resource, new_secret) = self
                 .checked_resource(id, input_for(existing)?, existing)
                 .await?;
             let expected = match &stored {
                 Some(s) => ResourceExpected::Version(s.version),
                 None => ResourceExpected::Absent,
             };
-            match self.store.put_resource_if(&resource, expected).await {
+            // The secret first, the resource second: a stored webhook resource never lacks its secret. A write
+            // that then loses its condition leaves the new secret in the store beside the other admin's
+            // resource, so the one it replaced is put back.
+            let replaced = match &new_secret {
+                Some(secret) => Some(self.replace_provisioner_secret(id, secret).await?),
+                None => None,
+            };
+            let written = self.store.put_resource_if(&resource, expected).await;
+            if written.is_err()
+                && let Some(previous) = replaced
+            {
+                self.restore_provisioner_secret(id, previous).await;
+            }
+            match written {
                 Ok(version) => {
+                    let was_webhook = existing
+                        .is_some_and(|r| matches!(r.provisioner, Provisioner::Webhook { .. }));
+                    if was_webhook && !matches!(resource.provisioner, Provisioner::Webhook { .. }) {
+                        self.forget_provisioner_secret(id).await;
+                    }
                     tracing::info!(resource = %id, admin = %caller.email, version, "resource saved");
                     return Ok(SavedResource {
                         tag: EntityTag::of(&resource, version),
@@ -470,13 +551,14 @@ impl Ticketbound {
     }
 
     /// Checks a body for resource `id`; `existing` is what is stored (a masked provisioner secret keeps its
-    /// secret).
+    /// secret). Gives the resource as it is to be stored and the provisioner secret to write to the secret store
+    /// first, if any.
     async fn checked_resource(
         &self,
         id: &str,
         input: ResourceInput,
         existing: Option<&Resource>,
-    ) -> Result<Resource, ServiceError> {
+    ) -> Result<(Resource, Option<Secret>), ServiceError> {
         if input.id.as_deref().is_some_and(|body_id| body_id != id) {
             return Err(ServiceError::unprocessable(
                 "id_mismatch",
@@ -508,37 +590,50 @@ impl Ticketbound {
             &input,
             max_duration.as_ref().unwrap_or(&self.settings.max_duration),
         )?;
+        // The secret to write to the secret store before the resource, if any.
+        let mut new_secret = None;
         let provisioner = match input.provisioner {
             Provisioner::Webhook { url, secret } => {
-                check_outbound_url(&url)
-                    .map_err(|e| ServiceError::unprocessable("invalid_url", e.to_string()))?;
-                let secret = if secret.is_mask() {
-                    // Read back and sent unchanged: keep the stored secret.
-                    match existing.map(|r| &r.provisioner) {
-                        Some(Provisioner::Webhook { secret, .. }) => secret.clone(),
+                let url = normalized_outbound_url(&url, "the provisioner `url`", "invalid_url")?;
+                match secret {
+                    Some(secret) if !secret.is_mask() => {
+                        if secret.expose().len() < MIN_SECRET {
+                            return Err(ServiceError::unprocessable(
+                                "invalid_secret",
+                                format!(
+                                    "the provisioner `secret` must be at least {MIN_SECRET} characters"
+                                ),
+                            ));
+                        }
+                        new_secret = Some(secret);
+                    }
+                    // Read back and sent unchanged: keep the current secret, which is in the secret store
+                    // (or still held by a resource stored before secrets moved out: move it now).
+                    Some(_) => match existing.map(|r| &r.provisioner) {
+                        Some(Provisioner::Webhook { secret, .. }) => new_secret = secret.clone(),
                         _ => {
                             return Err(ServiceError::unprocessable(
                                 "invalid_secret",
                                 "give the provisioner's `secret` (the mask only keeps an existing one)",
                             ));
                         }
+                    },
+                    None => {
+                        return Err(ServiceError::unprocessable(
+                            "invalid_secret",
+                            "give the provisioner's `secret` (or the mask, to keep an existing one)",
+                        ));
                     }
-                } else if secret.expose().len() < MIN_SECRET {
-                    return Err(ServiceError::unprocessable(
-                        "invalid_secret",
-                        format!(
-                            "the provisioner `secret` must be at least {MIN_SECRET} characters"
-                        ),
-                    ));
-                } else {
-                    Secret::new(secret.expose())
-                };
-                Provisioner::Webhook { url, secret }
+                }
+                Provisioner::Webhook {
+                    url: url.into(),
+                    secret: None,
+                }
             }
             ticket @ Provisioner::Ticket { .. } => self.checked_ticket_provisioner(ticket).await?,
             Provisioner::None => Provisioner::None,
         };
-        Ok(Resource {
+        let resource = Resource {
             id: id.to_owned(),
             name: name.to_owned(),
             description: input.description,
@@ -546,7 +641,80 @@ impl Ticketbound {
             require_ticket: input.require_ticket,
             provisioner,
             policy,
-        })
+        };
+        Ok((resource, new_secret))
+    }
+
+    /// Writes `secret` as resource `id`'s provisioner secret; gives the one it replaced.
+    async fn replace_provisioner_secret(
+        &self,
+        id: &str,
+        secret: &Secret,
+    ) -> Result<Option<Secret>, ServiceError> {
+        let previous = self
+            .secrets
+            .get_provisioner(id)
+            .await
+            .map_err(secret_store_error)?;
+        self.secrets
+            .put_provisioner(id, secret)
+            .await
+            .map_err(secret_store_error)?;
+        Ok(previous)
+    }
+
+    /// Puts back the provisioner secret a write replaced before it lost its condition. A failure is logged
+    /// (without the value): the resource then signs with the newer secret until an admin saves it again.
+    async fn restore_provisioner_secret(&self, id: &str, previous: Option<Secret>) {
+        let restored = match &previous {
+            Some(secret) => self.secrets.put_provisioner(id, secret).await,
+            None => self.secrets.delete_provisioner(id).await,
+        };
+        if let Err(e) = restored {
+            tracing::warn!(resource = %id, error = %e, "the provisioner secret replaced by a write that lost could not be put back");
+        }
+    }
+
+    /// Deletes a resource's provisioner secret once nothing stored refers to it. A failure leaves an unused
+    /// secret behind, which is logged (without its value) rather than failing a change already made; a resource
+    /// later saved under the same id writes its own secret over it.
+    async fn forget_provisioner_secret(&self, id: &str) {
+        if let Err(e) = self.secrets.delete_provisioner(id).await {
+            tracing::warn!(resource = %id, error = %e, "the unused provisioner secret could not be deleted");
+        }
+    }
+
+    /// Moves provisioner secrets still held by stored resources (written before secrets were kept apart) into
+    /// the secret store, then rewrites each resource without it; returns how many moved. Run at start.
+    ///
+    /// Idempotent and safe to interrupt: the secret is written before the resource is rewritten, so a crash in
+    /// between leaves the resource holding a secret the store also has, and the next start writes the same
+    /// value again. Each resource is read again just before, so one changed meanwhile is left to its new state.
+    pub async fn move_provisioner_secrets(&self) -> Result<usize, ServiceError> {
+        let mut moved = 0;
+        let mut cursor = None;
+        loop {
+            let page = self.store.list_resources(100, cursor.as_deref()).await?;
+            for listed in page.items.iter().filter(|r| r.held_secret().is_some()) {
+                let Some(current) = self.store.get_resource(&listed.id).await? else {
+                    continue;
+                };
+                let Some(secret) = current.held_secret() else {
+                    continue;
+                };
+                self.secrets
+                    .put_provisioner(&current.id, secret)
+                    .await
+                    .map_err(secret_store_error)?;
+                self.store.put_resource(&current.without_secret()).await?;
+                tracing::info!(resource = %current.id, "provisioner secret moved to the secret store");
+                moved += 1;
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(moved),
+            }
+        }
     }
 
     /// Deletes a resource if `precondition` holds; refused while a pending or active grant names it (its end
@@ -581,12 +749,14 @@ impl Ticketbound {
         }
         match self.store.delete_resource_if(id, stored.version).await {
             Ok(()) => {
+                self.forget_provisioner_secret(id).await;
                 tracing::info!(resource = %id, admin = %caller.email, "resource deleted");
                 Ok(())
             }
             Err(StoreError::Conflict) if *precondition == Precondition::None => {
                 // Changed since it was read: deleted whatever it now holds, as before versions existed.
                 if self.store.delete_resource(id).await? {
+                    self.forget_provisioner_secret(id).await;
                     Ok(())
                 } else {
                     Err(resource_not_found(id).into())
@@ -597,6 +767,54 @@ impl Ticketbound {
             )),
             Err(e) => Err(ServiceError::from(e).into()),
         }
+    }
+}
+
+/// The provisioners with each `webhook` resource's signing secret loaded from the secret store just before the
+/// call (the secret store's own cache keeps this to one read per resource and container for a short time).
+/// A resource still holding its secret (stored before secrets moved out, not yet moved) signs with that one.
+#[derive(Clone)]
+pub struct SecretLoadingProvisioners {
+    inner: Arc<dyn Provisioners>,
+    secrets: Arc<dyn SecretStore>,
+}
+
+impl SecretLoadingProvisioners {
+    pub fn new(inner: Arc<dyn Provisioners>, secrets: Arc<dyn SecretStore>) -> Self {
+        Self { inner, secrets }
+    }
+}
+
+#[async_trait]
+impl Provisioners for SecretLoadingProvisioners {
+    async fn apply(
+        &self,
+        resource: &Resource,
+        action: ProvisionAction,
+        grant: &Grant,
+    ) -> Result<(), ProvisionError> {
+        let Provisioner::Webhook { url, secret: None } = &resource.provisioner else {
+            return self.inner.apply(resource, action, grant).await;
+        };
+        let secret = self
+            .secrets
+            .get_provisioner(&resource.id)
+            .await
+            .map_err(|e| ProvisionError(format!("reading the provisioner secret: {e}")))?
+            .ok_or_else(|| {
+                ProvisionError(format!(
+                    "the secret store holds no provisioner secret for resource `{}`; save the resource again with its `secret`",
+                    resource.id
+                ))
+            })?;
+        let signed = Resource {
+            provisioner: Provisioner::Webhook {
+                url: url.clone(),
+                secret: Some(secret),
+            },
+            ..resource.clone()
+        };
+        self.inner.apply(&signed, action, grant).await
     }
 }
 
@@ -670,7 +888,7 @@ mod tests {
             require_ticket: false,
             provisioner: Provisioner::Webhook {
                 url: "https://hooks.example.com".into(),
-                secret: Secret::new("a-provisioner-secret"),
+                secret: Some(Secret::new("a-provisioner-secret")),
             },
             policy: ApprovalPolicy::default(),
         }

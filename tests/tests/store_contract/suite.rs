@@ -74,7 +74,7 @@ fn resource(id: &str) -> Resource {
         require_ticket: false,
         provisioner: Provisioner::Webhook {
             url: "https://hooks.example.com/x".into(),
-            secret: Secret::new("provisioner-secret-value"),
+            secret: Some(Secret::new("provisioner-secret-value")),
         },
         // A policy other than the defaults, so both stores are seen to keep it.
         policy: ticketbound::domain::resource::ApprovalPolicy {
@@ -394,6 +394,63 @@ pub async fn grants_bound_to_a_ticket_are_found_in_every_status(store: Arc<dyn G
     assert_eq!(found, expected);
 }
 
+/// A grant stored under a key in another spelling (`sec-42`, as older versions kept what was typed) and
+/// rewritten under the canonical one (`SEC-42`) by a conditional write is found, filtered and listed open under
+/// the canonical key only: every index of bound grants follows the rewrite.
+pub async fn a_grant_rewritten_under_its_canonical_ticket_key_is_found_only_by_it(
+    store: Arc<dyn GrantStore>,
+) {
+    let typed = TicketRef {
+        connection: "jira".into(),
+        key: "sec-42".into(),
+    };
+    let canonical = TicketRef {
+        connection: "jira".into(),
+        key: "SEC-42".into(),
+    };
+    let grant = grant_at(0, "alice@example.com", "prod-db", Some(("jira", "sec-42")));
+    insert(&*store, &grant).await;
+    let active = approve(&*store, &grant).await;
+    let mut moved = active.touched();
+    moved.ticket = Some(canonical.clone());
+    store
+        .update_grant(&moved, active.expected(), None)
+        .await
+        .expect("rewrite");
+
+    let ids = |grants: Vec<Grant>| grants.into_iter().map(|g| g.id).collect::<Vec<_>>();
+    let only = vec![grant.id.clone()];
+    assert_eq!(
+        ids(store.grants_for_ticket(&canonical).await.unwrap()),
+        only
+    );
+    assert!(store.grants_for_ticket(&typed).await.unwrap().is_empty());
+    assert_eq!(
+        store.open_bound_tickets("jira", None, 10).await.unwrap(),
+        ["SEC-42"]
+    );
+    let filtered = |ticket: TicketRef| GrantFilter {
+        ticket: Some(ticket),
+        ..GrantFilter::default()
+    };
+    assert_eq!(
+        ids(store
+            .list_grants(&filtered(canonical), 10, None)
+            .await
+            .unwrap()
+            .items),
+        only
+    );
+    assert!(
+        store
+            .list_grants(&filtered(typed), 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
 pub async fn grants_are_found_by_their_tickets_stable_id_whatever_their_key(
     store: Arc<dyn GrantStore>,
 ) {
@@ -486,15 +543,20 @@ pub async fn events_read_in_order_and_page(store: Arc<dyn GrantStore>) {
     assert_eq!(rest.next, None);
 }
 
-pub async fn resources_are_kept_with_their_secret_and_paged(store: Arc<dyn GrantStore>) {
+/// The store keeps a resource without its provisioner secret, which the secret store keeps.
+pub async fn resources_are_kept_without_their_secret_and_paged(store: Arc<dyn GrantStore>) {
     for id in ["a-db", "b-db", "c-db"] {
         store.put_resource(&resource(id)).await.unwrap();
     }
     let read = store.get_resource("b-db").await.unwrap().unwrap();
     assert_eq!(read.policy, resource("b-db").policy, "the approval policy");
+    assert_eq!(read, resource("b-db").without_secret());
     match &read.provisioner {
-        Provisioner::Webhook { secret, .. } => {
-            assert_eq!(secret.expose(), "provisioner-secret-value")
+        Provisioner::Webhook { secret, url } => {
+            assert_eq!(
+                (url.as_str(), secret),
+                ("https://hooks.example.com/x", &None)
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -692,8 +754,9 @@ macro_rules! contract {
             case!(active_grants_of_a_requester_and_resource_are_found);
             case!(grants_bound_to_a_ticket_are_found_in_every_status);
             case!(grants_are_found_by_their_tickets_stable_id_whatever_their_key);
+            case!(a_grant_rewritten_under_its_canonical_ticket_key_is_found_only_by_it);
             case!(events_read_in_order_and_page);
-            case!(resources_are_kept_with_their_secret_and_paged);
+            case!(resources_are_kept_without_their_secret_and_paged);
             case!(a_delivery_is_remembered_until_it_expires);
             case!(open_bound_tickets_are_listed_once_each_in_key_order_after_a_position);
             case!(the_reconciliation_position_is_kept);

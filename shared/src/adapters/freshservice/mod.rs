@@ -166,6 +166,19 @@ const STATUS_CLOSED: u64 = 5;
 /// (9223372036854775807) has 19 digits.
 pub const MAX_TICKET_ID_DIGITS: usize = 19;
 
+/// A ticket id as Freshservice answers it: the number without leading zeros (`053263` is ticket `53263`, as
+/// every read of it answers). Anything that is not a number is left as given; no read accepts it.
+pub(crate) fn canonical_ticket_id(key: &str) -> String {
+    let key = key.trim();
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_digit()) {
+        return key.to_owned();
+    }
+    match key.trim_start_matches('0') {
+        "" => "0".to_owned(),
+        significant => significant.to_owned(),
+    }
+}
+
 /// Whether `key` can be a Freshservice ticket id (anything else cannot name a ticket, or a URL segment). The one
 /// rule, used by reads, writes and deliveries.
 pub(crate) fn is_ticket_id(key: &str) -> bool {

@@ -30,6 +30,10 @@ impl TicketSystemKind for Freshservice {
         WebhookSource::Freshservice
     }
 
+    fn canonical_key(&self, key: &str) -> String {
+        super::canonical_ticket_id(key)
+    }
+
     fn host_form(&self) -> Option<HostForm> {
         Some(HostForm {
             field: "domain",

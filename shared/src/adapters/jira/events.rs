@@ -37,6 +37,8 @@ pub type JiraChange = TicketChange;
 struct JiraBody {
     #[serde(rename = "webhookEvent")]
     webhook_event: Text,
+    /// When the event happened: epoch milliseconds, a JSON number (admin webhooks; Automation bodies have none).
+    timestamp: Option<Value>,
     issue: Object<JiraIssue>,
     changelog: Object<Changelog>,
     key: Text,
@@ -114,6 +116,25 @@ fn issue_id(id: &IdText) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A webhook's `timestamp` (epoch milliseconds, a JSON number; a string of digits is read too) as a time.
+/// Anything else is no time at all, and the closing is then confirmed with Jira: so is a number below
+/// [`MIN_EVENT_MILLIS`], which cannot be milliseconds of a real event (seconds, say) and, read as a time, would
+/// leave every grant alone as bound after it.
+fn event_time(timestamp: &Value) -> Option<time::OffsetDateTime> {
+    let millis = match timestamp {
+        Value::Number(n) => n.as_i64()?,
+        Value::String(s) => s.trim().parse::<i64>().ok()?,
+        _ => return None,
+    };
+    if millis < MIN_EVENT_MILLIS {
+        return None;
+    }
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
+}
+
+/// 10^12 epoch milliseconds: September 2001, before any Jira webhook (and any epoch-seconds value until 33658).
+const MIN_EVENT_MILLIS: i64 = 1_000_000_000_000;
+
 fn in_list(name: &str, list: &[String]) -> bool {
     list.iter()
         .any(|s| s.trim().eq_ignore_ascii_case(name.trim()))
@@ -171,6 +192,7 @@ impl JiraBody {
             let issue = self.issue.get();
             let key = issue.and_then(|i| i.key.get());
             let id = issue.and_then(|i| issue_id(&i.id));
+            let reported_at = self.timestamp.as_ref().and_then(event_time);
             if !matches!(event, "jira:issue_updated" | "jira:issue_deleted") {
                 // Other events (created, comments, projects, ...) close nothing and may name no issue at all.
                 return Ok(JiraChange {
@@ -178,6 +200,7 @@ impl JiraBody {
                     id,
                     closing: None,
                     source: event.to_owned(),
+                    reported_at,
                 });
             }
             let key = key.ok_or(DeliveryError::NoTicket("issue.key is missing"))?;
@@ -195,6 +218,7 @@ impl JiraBody {
                 id,
                 closing,
                 source: event.to_owned(),
+                reported_at,
             });
         }
         // Jira Automation: the issue in Jira format, the raw issue, or custom data.
@@ -233,6 +257,7 @@ impl JiraBody {
             id: issue_id(self.id.as_ref().unwrap_or(&self.issue_id)),
             closing,
             source: "automation".into(),
+            reported_at: None,
         })
     }
 
@@ -251,6 +276,7 @@ impl JiraBody {
             id: issue_id(id),
             closing: status_is_closed(fields, closed_statuses).then_some(Closing::Closed),
             source: "automation".into(),
+            reported_at: None,
         })
     }
 }
@@ -419,9 +445,36 @@ mod tests {
                 key: "API-1".into(),
                 id: Some("10005".into()),
                 closing: None,
-                source: "jira:issue_updated".into()
+                source: "jira:issue_updated".into(),
+                reported_at: time::OffsetDateTime::from_unix_timestamp_nanos(
+                    1_728_376_683_790_000_000
+                )
+                .ok(),
             }
         );
+    }
+
+    #[test]
+    fn a_timestamp_is_read_as_epoch_milliseconds_and_one_that_cannot_be_is_no_time() {
+        let at = |timestamp: Value| {
+            let mut body = cloud_done();
+            body["timestamp"] = timestamp;
+            interpret_jira(&body, &[]).unwrap().reported_at
+        };
+        let expected =
+            time::OffsetDateTime::from_unix_timestamp_nanos(1_728_376_683_790_000_000).ok();
+        assert_eq!(at(json!(1_728_376_683_790u64)), expected);
+        assert_eq!(at(json!("1728376683790")), expected);
+        for not_millis in [
+            json!(1_728_376_683),
+            json!(-1),
+            json!(0),
+            json!("soon"),
+            json!(1.5e20),
+            Value::Null,
+        ] {
+            assert_eq!(at(not_millis.clone()), None, "{not_millis}");
+        }
     }
 
     #[test]

@@ -648,6 +648,12 @@ impl Jira {
     }
 }
 
+/// An issue key as Jira answers it: project keys are upper case (`sec-42` is `SEC-42`; Jira finds the issue by
+/// either spelling and answers with this one).
+pub(crate) fn canonical_issue_key(key: &str) -> String {
+    key.trim().to_ascii_uppercase()
+}
+
 /// The project key of an issue key (`SEC` of `SEC-42`).
 fn project_of(key: &str) -> &str {
     key.rsplit_once('-').map_or(key, |(project, _)| project)

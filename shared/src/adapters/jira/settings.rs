@@ -35,6 +35,10 @@ impl TicketSystemKind for JiraCloud {
         WebhookSource::Jira
     }
 
+    fn canonical_key(&self, key: &str) -> String {
+        super::canonical_issue_key(key)
+    }
+
     fn host_form(&self) -> Option<HostForm> {
         Some(HostForm {
             field: "site",
@@ -146,6 +150,10 @@ impl TicketSystemKind for JiraDataCenter {
 
     fn webhook_source(&self) -> WebhookSource {
         WebhookSource::Jira
+    }
+
+    fn canonical_key(&self, key: &str) -> String {
+        super::canonical_issue_key(key)
     }
 
     fn host_form(&self) -> Option<HostForm> {

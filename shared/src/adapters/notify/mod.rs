@@ -316,6 +316,10 @@ impl Http {
             request = request.header(*name, value);
         }
         let response = request.body(body).send().await.map_err(|e| {
+            if let Some(refused) = crate::adapters::tls::refused_address(&e) {
+                // A channel URL whose name resolves to a refused address: nothing was sent, no retry helps.
+                return SendError::Permanent(format!("{what}: {refused}"));
+            }
             let message = if e.is_timeout() {
                 format!("{what} did not answer within {:?}", self.timeout)
             } else if e.is_connect() {
@@ -404,6 +408,34 @@ mod tests {
             None
         );
         assert_eq!(error_token(b""), None);
+    }
+
+    #[tokio::test]
+    async fn a_channel_whose_name_resolves_to_a_refused_address_is_permanently_undeliverable() {
+        let lookup: crate::adapters::tls::Lookup =
+            Arc::new(|_host| Box::pin(async { Ok(vec!["[fd00:ec2::254]:0".parse().unwrap()]) }));
+        let http = Http {
+            client: crate::adapters::tls::outbound_client_resolving(None, lookup).unwrap(),
+            timeout: Duration::from_secs(2),
+        };
+        let url = Secret::new("https://hooks.example.com/services/T/B/SECRET");
+
+        let sent = http.post(&url, b"{}".to_vec(), &[], "channel `ops`").await;
+
+        match sent {
+            Err(SendError::Permanent(message)) => {
+                assert!(
+                    message.contains("`hooks.example.com` resolves to fd00:ec2::254"),
+                    "{message}"
+                );
+                assert!(
+                    !message.contains("SECRET"),
+                    "the URL is a credential: {message}"
+                );
+            }
+            Err(other) => panic!("expected a permanent refusal, got {other:?}"),
+            Ok(_) => panic!("expected a permanent refusal, got an answer"),
+        }
     }
 
     #[test]

@@ -117,6 +117,24 @@ mod tests {
     use crate::ports::{CredentialFields, DestinationFields};
     use time::OffsetDateTime;
 
+    #[test]
+    fn each_kind_spells_a_typed_key_the_way_its_ticket_system_answers_it() {
+        for kind in [ConnectionKind::JiraCloud, ConnectionKind::JiraDataCenter] {
+            assert_eq!(system(kind).canonical_key("sec-42"), "SEC-42");
+            assert_eq!(system(kind).canonical_key("Sec-42"), "SEC-42");
+            assert_eq!(system(kind).canonical_key("SEC-42"), "SEC-42");
+        }
+        let fs = system(ConnectionKind::Freshservice);
+        assert_eq!(fs.canonical_key("053263"), "53263");
+        assert_eq!(fs.canonical_key("53263"), "53263");
+        assert_eq!(fs.canonical_key("000"), "0");
+        assert_eq!(
+            fs.canonical_key("INC-12"),
+            "INC-12",
+            "not a number: no read accepts it, left alone"
+        );
+    }
+
     fn settings(kind: ConnectionKind, method: AuthMethod) -> ConnectionSettings {
         ConnectionSettings {
             id: "c".into(),

@@ -3,6 +3,9 @@
 //! system is asked of that system's rules ([`TicketSystemKind`]).
 
 use super::*;
+use crate::domain::{EndReason, Grant, GrantStatus};
+use crate::ports::GrantFilter;
+use crate::service::Ticketbound;
 
 impl Connections {
     /// `GET /v1/connections`.
@@ -44,6 +47,19 @@ impl Connections {
             return Err(ServiceError::unprocessable(
                 "invalid_id",
                 "`id` is required: 1–64 characters of a-z, 0-9, `-` and `_`, starting with a letter or digit",
+            ));
+        }
+        // Grants left bound to a connection deleted before deletions ended them: a new connection under the
+        // same id would adopt them, and its webhooks end them.
+        if let Some(orphan) = self.open_grant_bound_to(&id).await? {
+            return Err(ServiceError::conflict(
+                "connection_id_in_use",
+                format!(
+                    "grant {} ({}) is still bound to a ticket of a deleted connection `{id}`; end it first (POST /v1/grants/{}/revoke), or choose another id",
+                    orphan.id,
+                    orphan.status.as_str(),
+                    orphan.id
+                ),
             ));
         }
         let kind = input.kind.ok_or_else(|| {
@@ -265,26 +281,13 @@ impl Connections {
         Ok(ConnectionShown::of(connection, self.clock.now()).revealing(generated))
     }
 
-    /// `DELETE /v1/connections/{id}`: refused while pending or active grants are bound to it, unless `force`
-    /// (those grants then keep their time bound only: no webhook of this connection can end them any more).
-    pub async fn delete(&self, caller: &Caller, id: &str, force: bool) -> Result<(), ServiceError> {
-        crate::service::require_admin(caller, "manage connections")?;
-        self.load(id).await?;
-        if !force && let Some(grant) = self.open_grant_bound_to(id).await? {
-            return Err(ServiceError::conflict(
-                "connection_in_use",
-                format!(
-                    "grant {} ({}) is bound to a ticket of `{id}`; end it first, or delete with ?force=true",
-                    grant.id,
-                    grant.status.as_str()
-                ),
-            ));
-        }
+    /// Deletes the connection's secrets, then the connection. The grants bound to it are the caller's
+    /// ([`Ticketbound::delete_connection`]).
+    async fn delete_unbound(&self, id: &str) -> Result<(), ServiceError> {
         // Secrets first: should the second step fail, what is left is a connection that cannot call anything,
         // and the DELETE can simply be repeated.
         self.secrets.delete(id).await.map_err(secret_store_error)?;
         self.store.delete_connection(id).await?;
-        tracing::info!(connection = %id, admin = %caller.email, force, "connection deleted");
         Ok(())
     }
 
@@ -374,6 +377,155 @@ impl Connections {
         })
         .await
     }
+
+    /// Every pending and active grant bound to a ticket of `connection`, pending ones first.
+    async fn open_grants_bound_to(&self, connection: &str) -> Result<Vec<Grant>, ServiceError> {
+        let mut bound = Vec::new();
+        for status in [GrantStatus::Pending, GrantStatus::Active] {
+            let filter = GrantFilter {
+                status: Some(status),
+                ..GrantFilter::default()
+            };
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = self
+                    .grants
+                    .list_grants(&filter, 100, cursor.as_deref())
+                    .await?;
+                bound.extend(page.items.into_iter().filter(|g| {
+                    g.ticket
+                        .as_ref()
+                        .is_some_and(|t| t.connection == connection)
+                }));
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(bound)
+    }
+}
+
+/// The most grant ids a refusal lists; it counts the rest.
+const LISTED_GRANTS: usize = 20;
+
+/// "2 active (A, B) and 1 pending (C)" for messages, at most [`LISTED_GRANTS`] ids in all.
+fn describe_bound(grants: &[Grant]) -> String {
+    let mut listed = 0;
+    let mut parts = Vec::new();
+    for status in [GrantStatus::Active, GrantStatus::Pending] {
+        let ids: Vec<&str> = grants
+            .iter()
+            .filter(|g| g.status == status)
+            .map(|g| g.id.as_str())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let shown: Vec<&str> = ids
+            .iter()
+            .copied()
+            .take(LISTED_GRANTS.saturating_sub(listed))
+            .collect();
+        listed += shown.len();
+        let more = match ids.len() - shown.len() {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        parts.push(format!(
+            "{} {} ({}{more})",
+            ids.len(),
+            status.as_str(),
+            shown.join(", ")
+        ));
+    }
+    parts.join(" and ")
+}
+
+/// How many times a deletion ends the grants it finds bound before giving up on grants still being bound.
+const END_ROUNDS: usize = 3;
+
+impl Ticketbound {
+    /// `DELETE /v1/connections/{id}`.
+    ///
+    /// Refused with 409 `connection_in_use`, naming them, while pending or active grants are bound to the
+    /// connection's tickets: without the connection no webhook and no reconciliation could end them, and an
+    /// `indefinite` one would never end. With `end_grants` they end first, as `connection_removed`, by the
+    /// admin: an active grant's access is removed as for any ended grant, a pending request is cancelled.
+    ///
+    /// A connection later created under the same id must not adopt grants of this one (its webhooks would end
+    /// them). So the connection is deleted only once no grant is left bound (ended grants are never moved by a
+    /// delivery), and grants a request bound in the moment before the deletion are looked for once more after
+    /// it and ended too.
+    pub async fn delete_connection(
+        &self,
+        caller: &Caller,
+        id: &str,
+        end_grants: bool,
+    ) -> Result<(), ServiceError> {
+        crate::service::require_admin(caller, "manage connections")?;
+        self.connections.load(id).await?;
+        let mut ended = 0;
+        let mut bound = self.connections.open_grants_bound_to(id).await?;
+        if !bound.is_empty() && !end_grants {
+            return Err(ServiceError::conflict(
+                "connection_in_use",
+                format!(
+                    "{} bound to tickets of `{id}`: {}. Without the connection nothing would end them; end them first, or delete with ?end_grants=true to end them now (as `connection_removed`)",
+                    match bound.len() {
+                        1 => "1 grant is".to_owned(),
+                        n => format!("{n} grants are"),
+                    },
+                    describe_bound(&bound)
+                ),
+            ));
+        }
+        for _ in 0..END_ROUNDS {
+            if bound.is_empty() {
+                break;
+            }
+            ended += self.end_for_removed_connection(caller, &bound).await?;
+            bound = self.connections.open_grants_bound_to(id).await?;
+        }
+        if !bound.is_empty() {
+            return Err(ServiceError::conflict(
+                "connection_in_use",
+                format!(
+                    "grants kept being bound to tickets of `{id}` while it was being deleted ({}); try again",
+                    describe_bound(&bound)
+                ),
+            ));
+        }
+        self.connections.delete_unbound(id).await?;
+        // A request whose binding was checked just before the deletion may have stored its grant since.
+        let late = self.connections.open_grants_bound_to(id).await?;
+        if !late.is_empty() {
+            tracing::warn!(connection = %id, grants = late.len(), "grants bound while the connection was deleted are ended");
+            ended += self.end_for_removed_connection(caller, &late).await?;
+        }
+        tracing::info!(connection = %id, admin = %caller.email, ended, "connection deleted");
+        Ok(())
+    }
+
+    /// Ends `grants` as `connection_removed` by `caller`; how many this call ended (others were closed
+    /// meanwhile).
+    async fn end_for_removed_connection(
+        &self,
+        caller: &Caller,
+        grants: &[Grant],
+    ) -> Result<usize, ServiceError> {
+        let mut ended = 0;
+        for grant in grants {
+            let outcome = self
+                .end_grant(&grant.id, EndReason::ConnectionRemoved, Some(&caller.email))
+                .await?;
+            if matches!(outcome, crate::service::EndOutcome::Ended(_)) {
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
 }
 
 pub(super) fn not_applicable(field: &str, kind: ConnectionKind) -> ServiceError {
@@ -439,13 +591,7 @@ pub(super) fn resolve_base_url(
         (None, None) => return Ok(None),
     };
     let url =
-        check_outbound_url(&raw).map_err(|e| unprocessable("invalid_base_url", e.to_string()))?;
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(unprocessable(
-            "invalid_base_url",
-            "the base URL must not carry a query or a fragment",
-        ));
-    }
+        super::super::resources::normalized_outbound_url(&raw, "the base URL", "invalid_base_url")?;
     Ok(Some(url.as_str().trim_end_matches('/').to_owned()))
 }
 
@@ -489,6 +635,31 @@ mod tests {
     const CLOUD: &dyn TicketSystemKind = &JiraCloud;
     const DATA_CENTER: &dyn TicketSystemKind = &JiraDataCenter;
     const FRESHSERVICE: &dyn TicketSystemKind = &Freshservice;
+
+    #[test]
+    fn a_refusal_names_bound_grants_by_status_and_counts_past_the_limit() {
+        let now = time::macros::datetime!(2026-01-01 0:00 UTC);
+        let grant = |n: usize| {
+            Grant::request(
+                format!("g{n:02}"),
+                "alice@example.com".into(),
+                "prod-db".into(),
+                "r".into(),
+                crate::domain::GrantDuration::Indefinite,
+                None,
+                now,
+            )
+        };
+        let mut grants: Vec<Grant> = (0..22).map(grant).collect();
+        grants[0] = grants[0].approve("bob@example.com", now).unwrap();
+        let text = describe_bound(&grants);
+        assert!(
+            text.starts_with("1 active (g00) and 21 pending (g01, g02,"),
+            "{text}"
+        );
+        assert!(text.ends_with("g19 and 2 more)"), "{text}");
+        assert!(!text.contains("g20"), "{text}");
+    }
 
     #[test]
     fn a_site_or_domain_becomes_an_https_base_url() {

@@ -4,6 +4,7 @@
 //! for ticket systems that hide addresses.
 
 use super::*;
+use crate::domain::grant::BoundTicket;
 
 impl Connections {
     /// `GET /v1/tickets?connection=&q=&cursor=`: one page of the caller's open tickets, the caller found exactly
@@ -117,13 +118,15 @@ impl Connections {
     }
 
     /// Rule 3 for a requester whose token carried `claimed` (kept on the grant, so the approval's re-check
-    /// matches the same way): the ticket exists, is not closed, and is assigned to the requester.
+    /// matches the same way): the ticket exists, is not closed, and is assigned to the requester. `Ok` is the
+    /// ticket as the ticket system answered it ([`BoundTicket`]: its canonical key, whatever the spelling asked
+    /// for, and its stable id). A refusal never names the assignee: it answers whoever asks.
     pub async fn check_requester_binding(
         &self,
         ticket: &TicketRef,
         requester_email: &str,
         claimed: &ClaimedIdentity,
-    ) -> Result<Option<String>, TicketCheckError> {
+    ) -> Result<BoundTicket, TicketCheckError> {
         let mut session = self.open_for_check(&ticket.connection).await?;
         let read = session.system.get_ticket(&ticket.key).await;
         let found = self
@@ -139,7 +142,13 @@ impl Connections {
         if found.closed {
             return Err(TicketCheckError::Closed(ticket.key.clone()));
         }
-        let stable_id = found.id;
+        let bound = BoundTicket {
+            key: self
+                .systems
+                .kind(session.connection.settings.kind)
+                .canonical_key(&found.key),
+            id: found.id,
+        };
         let Some(assignee) = found.assignee else {
             return Err(TicketCheckError::Unassigned(ticket.key.clone()));
         };
@@ -154,7 +163,7 @@ impl Connections {
         let lookup = match claim {
             // The token's claim is exact and decides, whatever the addresses say.
             Some(lookup) => lookup,
-            None if assignee.has_email(&requester) => return Ok(stable_id),
+            None if assignee.has_email(&requester) => return Ok(bound),
             None => match session.connection.settings.people.get(&requester) {
                 // The admin's word is exact: it is compared, never searched.
                 Some(id) => PersonLookup::Found(mapped_person(id, &requester)),
@@ -174,19 +183,42 @@ impl Connections {
             },
         };
         match lookup {
-            PersonLookup::Found(person) if person.id == assignee.id => Ok(stable_id),
+            PersonLookup::Found(person) if person.id == assignee.id => Ok(bound),
             PersonLookup::Unverifiable => Err(TicketCheckError::RequesterNotVerifiable(
                 ticket.key.clone(),
                 unverifiable_message(&ticket.connection, &requester, Some(&ticket.key)),
             )),
             PersonLookup::Found(_) | PersonLookup::NotFound => {
-                let who = assignee
-                    .display_name
-                    .or(assignee.email)
-                    .unwrap_or_else(|| format!("another person (id {})", assignee.id));
-                Err(TicketCheckError::NotAssigned(ticket.key.clone(), who))
+                Err(TicketCheckError::NotAssigned(ticket.key.clone()))
             }
         }
+    }
+}
+
+impl Connections {
+    /// `key` as the connection's ticket system spells it ([`TicketSystemKind::canonical_key`]): the form grants
+    /// are stored under, so deliveries and reconciliation look them up by it. A connection that no longer
+    /// exists has no rule: the key is kept as given.
+    pub async fn canonical_key(&self, connection: &str, key: &str) -> Result<String, StoreError> {
+        Ok(match self.kind_of(connection).await? {
+            Some(kind) => kind.canonical_key(key),
+            None => key.to_owned(),
+        })
+    }
+
+    /// The rules of the connection's kind of ticket system; `None` when there is no such connection.
+    pub async fn kind_of(
+        &self,
+        connection: &str,
+    ) -> Result<Option<&'static dyn TicketSystemKind>, StoreError> {
+        if !is_slug(connection) {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .get_connection(connection)
+            .await?
+            .map(|found| self.systems.kind(found.settings.kind)))
     }
 }
 
@@ -197,7 +229,7 @@ impl TicketVerifier for Connections {
         &self,
         ticket: &TicketRef,
         requester_email: &str,
-    ) -> Result<Option<String>, TicketCheckError> {
+    ) -> Result<BoundTicket, TicketCheckError> {
         self.check_requester_binding(ticket, requester_email, &ClaimedIdentity::default())
             .await
     }

@@ -25,7 +25,6 @@ use crate::domain::identity::{ClaimedIdentity, looks_like_email, normalize_email
 use crate::domain::ids::{is_slug, new_secret};
 use crate::domain::secret::Secret;
 use crate::domain::ticket_writes::AuditSettings;
-use crate::domain::url_policy::check_outbound_url;
 use crate::domain::{Caller, TicketRef};
 
 use crate::ports::WebhookSource;
