@@ -1,6 +1,6 @@
 // The portal's entry point: reads /portal/config.json, establishes who is calling (the local picker or an
 // OpenID Connect sign-in), and shows the view the URL's hash names (#/request, #/access, #/approvals,
-// #/grant/<id>, #/admin; `#/request?connection=…&ticket=KEY&resource=…` opens a prefilled request form).
+// #/grant/<id>, #/admin, #/all; `#/request?connection=…&ticket=KEY&resource=…` opens a prefilled request form).
 
 import { setCaller, currentCaller, hasGroup, onSignedOut, resources } from "./api.js";
 import { signIn, completeSignIn, groupsOf } from "./oidc.js";
@@ -14,9 +14,10 @@ const PRESETS = [
   ["Admin", "admin@example.com", "ticketbound-admins"],
 ];
 
-// Admin is loaded when first opened: most people never do, and the first load stays light.
+// Admin and All access are loaded when first opened: most people never do, and the first load stays light.
 const viewAdmin = (...args) => import("./admin.js").then((m) => m.viewAdmin(...args));
-const views = { request: viewRequest, access: viewAccess, approvals: viewApprovals, grant: viewGrant, admin: viewAdmin };
+const viewAllAccess = (...args) => import("./access.js").then((m) => m.viewAllAccess(...args));
+const views = { request: viewRequest, access: viewAccess, approvals: viewApprovals, grant: viewGrant, admin: viewAdmin, all: viewAllAccess };
 let config = null;
 let stopView = null;
 
@@ -123,6 +124,7 @@ function showRoles() {
   const approvals = document.getElementById("nav-approvals").parentElement;
   approvals.hidden = !hasGroup(config.approver_group);
   document.getElementById("nav-admin").parentElement.hidden = !hasGroup(config.admin_group);
+  document.getElementById("nav-all").parentElement.hidden = ![config.approver_group, config.admin_group, config.auditor_group].some(hasGroup);
   const me = currentCaller();
   if (approvals.hidden && me) {
     decidesSomeResource(me).then((yes) => {

@@ -22,6 +22,7 @@ pub const COMMON_VARS: &[&str] = &[
 pub const API_VARS: &[&str] = &[
     "APPROVER_GROUP",
     "ADMIN_GROUP",
+    "AUDITOR_GROUP",
     "EMAIL_CLAIM",
     "GROUPS_CLAIM",
     "ATLASSIAN_ACCOUNT_ID_CLAIM",
@@ -128,6 +129,7 @@ impl Config {
         let roles = RoleGroups {
             approver: or("APPROVER_GROUP", &defaults.approver),
             admin: or("ADMIN_GROUP", &defaults.admin),
+            auditor: or("AUDITOR_GROUP", &defaults.auditor),
         };
         let email_claim = or("EMAIL_CLAIM", "email");
         let groups_claim = or("GROUPS_CLAIM", "groups");
@@ -266,6 +268,7 @@ mod tests {
     fn defaults_apply_to_optional_settings() {
         let config = Config::from_lookup(env(REQUIRED)).unwrap();
         assert_eq!(config.roles.approver, "ticketbound-approvers");
+        assert_eq!(config.roles.auditor, "ticketbound-auditors");
         assert_eq!(config.email_claim, "email");
         assert_eq!(config.max_duration.seconds(), 7 * 86_400);
     }

@@ -1,5 +1,8 @@
 //! Test support: stores and apps wired to real adapters (SQLite, DynamoDB and EventBridge Scheduler on moto,
 //! HTTP provisioners against wiremock), a clock tests can move, and a small HTTP client for the router.
+//!
+//! Every answer a test receives through that client ([`call`], [`send`], [`TestApp::call`]) is checked against
+//! `docs/openapi.yaml` ([`openapi::conform`]): the description is what the tests hold the API to.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -33,6 +36,7 @@ pub const APPROVER: (&str, &str) = ("bob@example.com", "ticketbound-approvers");
 pub const APPROVER2: (&str, &str) = ("carol@example.com", "ticketbound-approvers");
 pub const ALICE: (&str, &str) = ("alice@example.com", "");
 pub const MALLORY: (&str, &str) = ("mallory@example.com", "");
+pub const AUDITOR: (&str, &str) = ("ada@example.com", "ticketbound-auditors");
 
 /// The SDK configuration for the moto server started by `infra/test.sh`.
 ///
@@ -233,12 +237,14 @@ pub async fn call(
         .await
         .expect("router is infallible");
     let status = response.status();
+    let content_type = content_type_of(&response);
     let bytes = response
         .into_body()
         .collect()
         .await
         .expect("body")
         .to_bytes();
+    openapi::conform(method, path, status, content_type.as_deref(), &bytes);
     let json = if bytes.is_empty() {
         Value::Null
     } else {
@@ -246,6 +252,14 @@ pub async fn call(
             .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
     (status, json)
+}
+
+fn content_type_of(response: &axum::response::Response) -> Option<String> {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Defines a resource whose provisioner is a signed webhook to `url`.
@@ -554,12 +568,14 @@ impl TestApp {
             .await
             .expect("infallible router");
         let status = response.status();
+        let content_type = content_type_of(&response);
         let bytes = response
             .into_body()
             .collect()
             .await
             .expect("body")
             .to_bytes();
+        openapi::conform(method, path, status, content_type.as_deref(), &bytes);
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
         Answer { status, json, text }
@@ -604,8 +620,12 @@ pub struct Reply {
     pub status: StatusCode,
     /// The `ETag` header.
     pub etag: Option<String>,
-    /// The JSON body; `Null` when empty.
+    /// The `Content-Type` header.
+    pub content_type: Option<String>,
+    /// The JSON body; `Null` when empty (or not JSON).
     pub json: Value,
+    /// The body as text.
+    pub text: String,
 }
 
 /// Sends one request through the router as `who` with extra `headers`, the body sent as it is given.
@@ -640,14 +660,23 @@ pub async fn send(
         .get("etag")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let content_type = content_type_of(&response);
     let bytes = response
         .into_body()
         .collect()
         .await
         .expect("body")
         .to_bytes();
+    openapi::conform(method, path, status, content_type.as_deref(), &bytes);
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Reply { status, etag, json }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    Reply {
+        status,
+        etag,
+        content_type,
+        json,
+        text,
+    }
 }
 
 /// Typed calls of `/v1/resources/{id}` with their conditional headers.
@@ -713,5 +742,276 @@ pub mod resources {
 
     fn path(id: &str) -> String {
         format!("/v1/resources/{id}")
+    }
+}
+
+/// Typed calls of the grant routes that take more than an id: decisions with a comment, the list's filters,
+/// the CSV export, the bound ticket, and the connection directory.
+pub mod grants {
+    use super::{Reply, Router, send};
+    use serde_json::Value;
+
+    /// `POST /v1/grants` as `who` with `body` as given.
+    pub async fn request(router: &Router, who: (&str, &str), body: &Value) -> Reply {
+        json_post(router, "/v1/grants", who, Some(body)).await
+    }
+
+    /// `POST /v1/grants/{id}/{verb}` (`approve`, `deny`, `revoke`) as `who`, with `{"comment": ...}` when given.
+    pub async fn decide(
+        router: &Router,
+        who: (&str, &str),
+        id: &str,
+        verb: &str,
+        comment: Option<&str>,
+    ) -> Reply {
+        let body = comment.map(|c| serde_json::json!({"comment": c}));
+        json_post(
+            router,
+            &format!("/v1/grants/{id}/{verb}"),
+            who,
+            body.as_ref(),
+        )
+        .await
+    }
+
+    /// `GET /v1/grants/{id}` as `who`.
+    pub async fn get(router: &Router, who: (&str, &str), id: &str) -> Reply {
+        send(router, "GET", &format!("/v1/grants/{id}"), who, &[], None).await
+    }
+
+    /// `GET /v1/grants?<query>` as `who` (`query` already URL-encoded, without `?`).
+    pub async fn list(router: &Router, who: (&str, &str), query: &str) -> Reply {
+        send(
+            router,
+            "GET",
+            &format!("/v1/grants?{query}"),
+            who,
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v1/grants/export.csv?<query>` as `who`.
+    pub async fn export(router: &Router, who: (&str, &str), query: &str) -> Reply {
+        let path = format!("/v1/grants/export.csv?{query}");
+        send(router, "GET", &path, who, &[], None).await
+    }
+
+    /// `GET /v1/grants/{id}/ticket` as `who`.
+    pub async fn ticket(router: &Router, who: (&str, &str), id: &str) -> Reply {
+        send(
+            router,
+            "GET",
+            &format!("/v1/grants/{id}/ticket"),
+            who,
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v1/grants/{id}/events` as `who`.
+    pub async fn events(router: &Router, who: (&str, &str), id: &str) -> Reply {
+        send(
+            router,
+            "GET",
+            &format!("/v1/grants/{id}/events"),
+            who,
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v1/connection-directory` as `who`.
+    pub async fn directory(router: &Router, who: (&str, &str)) -> Reply {
+        send(router, "GET", "/v1/connection-directory", who, &[], None).await
+    }
+
+    async fn json_post(
+        router: &Router,
+        path: &str,
+        who: (&str, &str),
+        body: Option<&Value>,
+    ) -> Reply {
+        let text = body.map(Value::to_string);
+        let headers: &[(&str, &str)] = if text.is_some() {
+            &[("content-type", "application/json")]
+        } else {
+            &[]
+        };
+        send(router, "POST", path, who, headers, text.as_deref()).await
+    }
+}
+
+/// `docs/openapi.yaml` as the judge of every answer the test client receives.
+pub mod openapi {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use axum::http::StatusCode;
+    use serde_json::Value;
+
+    /// The description, as JSON.
+    pub fn spec() -> &'static Value {
+        static SPEC: OnceLock<Value> = OnceLock::new();
+        SPEC.get_or_init(|| {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml");
+            let text = std::fs::read_to_string(path).expect("docs/openapi.yaml");
+            serde_yaml::from_str(&text).expect("docs/openapi.yaml is YAML")
+        })
+    }
+
+    /// Panics, naming the route, the status and what is wrong, unless the answer `method path → status` with
+    /// `body` is one the description allows: the operation (matched by method and path template) lists the
+    /// status (or a `default`), and a JSON body validates against that response's schema (its `$ref`s resolved
+    /// in `components`). Paths and methods the description does not have (the webhooks, the portal page, a
+    /// test's deliberately unknown route) are not checked here; `tests/tests/openapi_consistency.rs` compares
+    /// the routes themselves.
+    pub fn conform(
+        method: &str,
+        path: &str,
+        status: StatusCode,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) {
+        if let Err(why) = check(method, path, status, content_type, body) {
+            panic!(
+                "{method} {path} answered {status}, which docs/openapi.yaml does not describe: {why}\nbody: {}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    fn check(
+        method: &str,
+        path: &str,
+        status: StatusCode,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), String> {
+        let spec = spec();
+        let path = path.split('?').next().unwrap_or_default();
+        let Some(template) = template_of(spec, path) else {
+            return Ok(());
+        };
+        let method = method.to_ascii_lowercase();
+        let operation = format!("/paths/{}/{method}", escape(&template));
+        if spec.pointer(&operation).is_none() {
+            return Ok(());
+        }
+        let code = status.as_u16().to_string();
+        let mut response = format!("{operation}/responses/{code}");
+        if spec.pointer(&response).is_none() {
+            response = format!("{operation}/responses/default");
+        }
+        let mut found = spec
+            .pointer(&response)
+            .ok_or_else(|| format!("{template} {method} lists no {code} and no default"))?;
+        while let Some(target) = found.get("$ref").and_then(Value::as_str) {
+            response = target.trim_start_matches('#').to_owned();
+            found = spec
+                .pointer(&response)
+                .ok_or_else(|| format!("unresolved $ref {target}"))?;
+        }
+        let Some(content) = found.get("content").and_then(Value::as_object) else {
+            return if body.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{response} describes no body, yet one came"))
+            };
+        };
+        let media = content_type
+            .and_then(|t| t.split(';').next())
+            .map(str::trim)
+            .unwrap_or_default();
+        if media != "application/json" {
+            return if content.contains_key(media) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{response} has no `{media}` content (it has {:?})",
+                    content.keys().collect::<Vec<_>>()
+                ))
+            };
+        }
+        let pointer = format!("{response}/content/application~1json/schema");
+        if spec.pointer(&pointer).is_none() {
+            return Err(format!("{response} has no application/json schema"));
+        }
+        let instance: Value =
+            serde_json::from_slice(body).map_err(|e| format!("the body is not JSON ({e})"))?;
+        let validator = validator(&pointer)?;
+        let errors: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| format!("at `{}`: {e}", e.instance_path()))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("against {pointer}: {}", errors.join("; ")))
+        }
+    }
+
+    /// The description's path template for `path` (`/v1/grants/{id}` for `/v1/grants/01J...`); literal
+    /// segments win over parameters (`/v1/grants/export.csv`).
+    fn template_of(spec: &Value, path: &str) -> Option<String> {
+        let segments: Vec<&str> = path.split('/').collect();
+        spec["paths"]
+            .as_object()?
+            .keys()
+            .filter_map(|template| {
+                let parts: Vec<&str> = template.split('/').collect();
+                if parts.len() != segments.len() {
+                    return None;
+                }
+                let mut literal = 0;
+                for (part, segment) in parts.iter().zip(&segments) {
+                    if part.starts_with('{') && part.ends_with('}') {
+                        if segment.is_empty() {
+                            return None;
+                        }
+                    } else if part == segment {
+                        literal += 1;
+                    } else {
+                        return None;
+                    }
+                }
+                Some((literal, template.clone()))
+            })
+            .max()
+            .map(|(_, template)| template)
+    }
+
+    /// A JSON Pointer token (RFC 6901).
+    fn escape(token: &str) -> String {
+        token.replace('~', "~0").replace('/', "~1")
+    }
+
+    /// A validator of the schema at `pointer`: the whole description as the root document, so every `$ref`
+    /// into `components` resolves, with a `$ref` to that schema (OpenAPI's own keywords are unknown to JSON
+    /// Schema and ignored).
+    fn validator(pointer: &str) -> Result<Arc<jsonschema::Validator>, String> {
+        static CACHE: OnceLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> =
+            OnceLock::new();
+        let cache = CACHE.get_or_init(Mutex::default);
+        if let Some(found) = cache.lock().unwrap().get(pointer) {
+            return Ok(found.clone());
+        }
+        let mut root = spec().clone();
+        // A pointer in a URI fragment is percent-encoded (RFC 6901 §6): the braces of path templates are not
+        // URI characters.
+        let fragment = pointer.replace('{', "%7B").replace('}', "%7D");
+        root["$ref"] = Value::String(format!("#{fragment}"));
+        let built = Arc::new(
+            jsonschema::validator_for(&root)
+                .map_err(|e| format!("the schema at {pointer} does not compile: {e}"))?,
+        );
+        cache
+            .lock()
+            .unwrap()
+            .insert(pointer.to_owned(), built.clone());
+        Ok(built)
     }
 }

@@ -266,7 +266,7 @@ async fn the_local_page_is_told_to_offer_the_identity_picker_and_the_role_groups
     let config: Value = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(
         config,
-        serde_json::json!({"mode": "local", "approver_group": "ticketbound-approvers", "admin_group": "ticketbound-admins"})
+        serde_json::json!({"mode": "local", "approver_group": "ticketbound-approvers", "admin_group": "ticketbound-admins", "auditor_group": "ticketbound-auditors"})
     );
 }
 

@@ -2,7 +2,8 @@
 //! service and the real ticket-system clients against wiremock: tickets asking to grant and remove access,
 //! failures retried through the durable pipeline, idempotency by marker, audit tickets opened on request,
 //! commented on decisions, closed when access ends (closing retried), closed for denied and cancelled
-//! requests, failures that never block a request, and no secret in any answer or log line.
+//! requests, failures that never block a request, every ticket and note linking to the grant in the portal,
+//! and no secret in any answer or log line.
 
 mod support;
 
@@ -25,6 +26,13 @@ use ticketbound_tests::{ADMIN, ALICE, APPROVER, call, fast_retry};
 
 const JIRA_TOKEN: &str = "jira-token-s3cr3t-value";
 const FS_KEY: &str = "fs-key-s3cr3t-value";
+/// The portal's public URL (`PORTAL_URL`), which tickets link to.
+const PORTAL: &str = "https://tb.example.com";
+
+/// The grant's page in the portal, as tickets link to it.
+fn grant_link(id: &str) -> String {
+    format!("{PORTAL}/#/grant/{id}")
+}
 
 /// Log lines written while a test runs.
 #[derive(Clone, Default)]
@@ -84,6 +92,10 @@ async fn world() -> World {
         ),
         Settings {
             retry: fast_retry(4),
+            notifications: ticketbound::service::NotifySettings {
+                portal_url: Some(format!("{PORTAL}/")),
+                ..Default::default()
+            },
             ..Settings::default()
         },
     );
@@ -359,6 +371,7 @@ async fn approval_opens_a_jira_ticket_asking_to_grant_and_the_end_one_asking_to_
         "Approved by: bob@example.com",
         "Reason: INC-7 <debugging>",
         approved["expires_at"].as_str().unwrap(),
+        &grant_link(id),
     ] {
         assert!(text.contains(needle), "{needle} missing from {text}");
     }
@@ -380,6 +393,7 @@ async fn approval_opens_a_jira_ticket_asking_to_grant_and_the_end_one_asking_to_
         "{text}"
     );
     assert!(text.contains("End reason: revoked"), "{text}");
+    assert!(text.contains(&grant_link(id)), "{text}");
     assert_eq!(
         fields["labels"][1],
         format!("tb-{}-revoke", id.to_ascii_lowercase())
@@ -678,9 +692,11 @@ async fn a_jira_audit_ticket_is_closed_through_its_done_transition() {
     assert_eq!(grant["audit_ticket"]["key"], "AUD-9");
     let opened = World::sent(&w.jira, "POST", "/rest/api/3/issue").await;
     assert_eq!(opened[0]["fields"]["project"]["key"], "AUD");
+    let description = adf_text(&opened[0]["fields"]["description"]);
+    assert!(description.contains("closing it by hand does not end the access"));
     assert!(
-        adf_text(&opened[0]["fields"]["description"])
-            .contains("closing it by hand does not end the access")
+        description.contains(&format!("Open in Ticketbound: {}", grant_link(&id))),
+        "{description}"
     );
     w.act(&id, "approve", APPROVER).await;
     let ended = w.act(&id, "revoke", ALICE).await;
@@ -689,6 +705,10 @@ async fn a_jira_audit_ticket_is_closed_through_its_done_transition() {
     assert_eq!(comments.len(), 2);
     assert!(adf_text(&comments[0]["body"]).starts_with("Approved by bob@example.com"));
     assert!(adf_text(&comments[1]["body"]).contains("by alice@example.com: revoked"));
+    for comment in &comments {
+        let text = adf_text(&comment["body"]);
+        assert!(text.contains(&grant_link(&id)), "{text}");
+    }
     w.assert_no_secret();
 }
 
@@ -746,12 +766,32 @@ async fn denied_and_cancelled_requests_close_their_audit_tickets() {
         World::sent(&w.fs, "PUT", "/api/v2/tickets/81").await.len(),
         1
     );
+    let opened = World::sent(&w.fs, "POST", "/api/v2/tickets").await;
+    assert!(
+        opened[0]["description"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(
+                "<p>Open in Ticketbound: {}</p>",
+                grant_link(&denied_id)
+            )),
+        "{}",
+        opened[0]["description"]
+    );
     let note = World::sent(&w.fs, "POST", "/api/v2/tickets/80/notes").await;
     assert!(
         note[0]["body"]
             .as_str()
             .unwrap()
             .contains("Denied by bob@example.com")
+    );
+    assert!(
+        note[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains(&grant_link(&denied_id)),
+        "{}",
+        note[0]["body"]
     );
     let note = World::sent(&w.fs, "POST", "/api/v2/tickets/81/notes").await;
     assert!(

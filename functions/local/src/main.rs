@@ -32,8 +32,8 @@ const USAGE: &str = "usage: ticketbound-local [--listen ADDR:PORT] [--data-dir D
   --body-timeout     how long a request's body may take to arrive after its headers (default PT30S)
   --max-connections  how many connections are served at once; one more is answered 503 (default 64)
 
-Environment: APPROVER_GROUP, ADMIN_GROUP, MAX_DURATION, PENDING_FOR as on AWS; PORTAL_URL (as --public-url);
-RUST_LOG for log levels.";
+Environment: APPROVER_GROUP, ADMIN_GROUP, AUDITOR_GROUP, MAX_DURATION, PENDING_FOR as on AWS; PORTAL_URL (as
+--public-url); RUST_LOG for log levels.";
 
 struct Args {
     listen: SocketAddr,
@@ -141,6 +141,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let roles = RoleGroups {
         approver: env_or("APPROVER_GROUP", &defaults.approver),
         admin: env_or("ADMIN_GROUP", &defaults.admin),
+        auditor: env_or("AUDITOR_GROUP", &defaults.auditor),
     };
     let max_duration = IsoDuration::parse(&env_or("MAX_DURATION", "P7D"))
         .map_err(|e| format!("MAX_DURATION: {e}"))?;

@@ -84,6 +84,9 @@ pub enum EndReason {
     Denied,
     /// Nobody decided the request within `PENDING_FOR`.
     ApprovalTimedOut,
+    /// The requester's extension of this grant was approved and took over: access went on without a gap, under
+    /// the new grant.
+    Superseded,
     /// An admin deleted the connection of the grant's ticket and asked that its grants end with it.
     ConnectionRemoved,
 }
@@ -98,6 +101,7 @@ impl EndReason {
             Self::Withdrawn => "withdrawn",
             Self::Denied => "denied",
             Self::ApprovalTimedOut => "approval_timed_out",
+            Self::Superseded => "superseded",
             Self::ConnectionRemoved => "connection_removed",
         }
     }
@@ -113,6 +117,9 @@ pub struct Approval {
     pub by: String,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// What the approver said with the approval, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 fn one() -> u32 {
@@ -194,6 +201,10 @@ pub struct Grant {
     /// and re-armed itself. Not written while 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub pending_arming: u32,
+    /// The requester's earlier active grant this one extends: when this one becomes active, that one ends as
+    /// `superseded` (its access stays, given by this one). Absent for an ordinary request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
     /// Bumped by every write; the store's conditional writes check it.
     pub version: u64,
 }
@@ -260,6 +271,7 @@ impl Grant {
             approvals_required: 1,
             decide_by: None,
             pending_arming: 0,
+            extends: None,
             version: 1,
         }
     }
@@ -307,6 +319,7 @@ impl Grant {
         next.approvals.push(Approval {
             by: approver.to_owned(),
             at: now,
+            comment: None,
         });
         if next.approvals_missing() == 0 {
             next.activate(approver, now);
@@ -561,7 +574,8 @@ mod tests {
             approved.approvals,
             [Approval {
                 by: "bob@example.com".into(),
-                at: now
+                at: now,
+                comment: None,
             }]
         );
     }

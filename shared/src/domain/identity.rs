@@ -4,11 +4,13 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The group names that carry roles (`APPROVER_GROUP`, `ADMIN_GROUP`).
+/// The group names that carry roles (`APPROVER_GROUP`, `ADMIN_GROUP`, `AUDITOR_GROUP`).
 #[derive(Clone, Debug)]
 pub struct RoleGroups {
     pub approver: String,
     pub admin: String,
+    /// Read-only oversight: every grant and audit trail, no decisions and no admin writes.
+    pub auditor: String,
 }
 
 impl Default for RoleGroups {
@@ -16,6 +18,7 @@ impl Default for RoleGroups {
         Self {
             approver: "ticketbound-approvers".into(),
             admin: "ticketbound-admins".into(),
+            auditor: "ticketbound-auditors".into(),
         }
     }
 }
@@ -28,6 +31,8 @@ pub struct Caller {
     pub groups: Vec<String>,
     pub approver: bool,
     pub admin: bool,
+    /// A member of the auditor group: reads every grant and its audit trail, changes nothing.
+    pub auditor: bool,
     /// Exact identities in ticket systems that the caller's (verified) token carries, if any.
     pub claimed: ClaimedIdentity,
 }
@@ -36,11 +41,13 @@ impl Caller {
     pub fn new(email: &str, groups: Vec<String>, roles: &RoleGroups) -> Self {
         let approver = groups.contains(&roles.approver);
         let admin = groups.contains(&roles.admin);
+        let auditor = groups.contains(&roles.auditor);
         Self {
             email: normalize_email(email),
             groups,
             approver,
             admin,
+            auditor,
             claimed: ClaimedIdentity::default(),
         }
     }
@@ -51,8 +58,13 @@ impl Caller {
         self
     }
 
-    /// Approvers and admins see every grant; others see their own.
+    /// Approvers, admins and auditors see every grant and its audit trail; others see their own.
     pub fn sees_all_grants(&self) -> bool {
+        self.approver || self.admin || self.auditor
+    }
+
+    /// Approvers and admins may end any grant; an auditor only looks.
+    pub fn ends_any_grant(&self) -> bool {
         self.approver || self.admin
     }
 }
@@ -319,11 +331,11 @@ pub fn check_claim_settings(s: &ClaimSettings<'_>) -> Result<Vec<String>, String
     }
     if matches!(kind, IssuerKind::EntraV1 | IssuerKind::EntraV2)
         && s.groups.trim() == "groups"
-        && [&s.roles.approver, &s.roles.admin]
+        && [&s.roles.approver, &s.roles.admin, &s.roles.auditor]
             .iter()
             .any(|g| !looks_like_guid(g))
     {
-        warnings.push("Microsoft Entra ID: the `groups` claim holds group object ids, not names, unless the app is set to emit names; set APPROVER_GROUP and ADMIN_GROUP to the object ids, or use app roles (GROUPS_CLAIM=roles).".into());
+        warnings.push("Microsoft Entra ID: the `groups` claim holds group object ids, not names, unless the app is set to emit names; set APPROVER_GROUP, ADMIN_GROUP and AUDITOR_GROUP to the object ids, or use app roles (GROUPS_CLAIM=roles).".into());
     }
     Ok(warnings)
 }
@@ -474,6 +486,18 @@ mod tests {
         assert!(bob.approver && !bob.admin);
         let eve = Caller::new("eve@example.com", vec!["approvers".into()], &roles);
         assert!(!eve.approver && !eve.sees_all_grants());
+    }
+
+    #[test]
+    fn an_auditor_sees_every_grant_but_ends_none() {
+        let roles = RoleGroups::default();
+        let ada = Caller::new(
+            "ada@example.com",
+            vec!["ticketbound-auditors".into()],
+            &roles,
+        );
+        assert!(ada.auditor && ada.sees_all_grants());
+        assert!(!ada.approver && !ada.admin && !ada.ends_any_grant());
     }
 
     fn settings<'a>(

@@ -60,6 +60,17 @@ pub fn marker(grant_id: &str, purpose: &str) -> String {
     format!("tb-{}-{purpose}", grant_id.to_ascii_lowercase())
 }
 
+/// The line that takes a person reading a ticket to the grant in the portal (`<portal_url>/#/grant/<id>`), so a
+/// person in the ticket system reaches it in one click. None without a portal URL: a link relative to nothing
+/// would lead nowhere.
+pub fn grant_link_line(portal_url: Option<&str>, grant_id: &str) -> Option<String> {
+    let base = portal_url.map(str::trim).filter(|u| !u.is_empty())?;
+    Some(format!(
+        "Open in Ticketbound: {}/#/grant/{grant_id}",
+        base.trim_end_matches('/')
+    ))
+}
+
 /// A summary cut to [`MAX_SUMMARY`] characters on one line.
 pub fn one_line(text: &str) -> String {
     let line: String = text
@@ -168,6 +179,20 @@ mod tests {
             html("<b>x</b> & 'y'"),
             "<p>&lt;b&gt;x&lt;/b&gt; &amp; &#39;y&#39;</p>"
         );
+    }
+
+    #[test]
+    fn the_grant_link_is_the_portal_s_grant_page_and_absent_without_a_portal() {
+        assert_eq!(
+            grant_link_line(
+                Some("https://tb.example.com/"),
+                "01JD3AAAAAAAAAAAAAAAAAAAAA"
+            )
+            .as_deref(),
+            Some("Open in Ticketbound: https://tb.example.com/#/grant/01JD3AAAAAAAAAAAAAAAAAAAAA")
+        );
+        assert_eq!(grant_link_line(None, "01JD3"), None);
+        assert_eq!(grant_link_line(Some("  "), "01JD3"), None);
     }
 
     #[test]

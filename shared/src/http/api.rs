@@ -1,4 +1,7 @@
-//! `/v1` routes: grants, their events, and the resource catalog.
+//! `/v1` routes: grants, their events, bound tickets and CSV export, the connection directory, and the
+//! resource catalog.
+//!
+//! Every grant in an answer carries `actions`: what the caller may do with it now (`service::allowed_actions`).
 //!
 //! Resources are versioned: `GET`, `PUT` and `PATCH` answer an `ETag`; `PUT`, `PATCH` and `DELETE` take
 //! `If-Match` (412 `version_conflict` with the resource as it now is when it moved) and `PUT` takes
@@ -7,10 +10,11 @@
 //!
 //! Grant reads (`GET /v1/grants`, `GET /v1/grants/{id}`) answer a strong `ETag` over the JSON they answer and
 //! 304 to an `If-None-Match` naming it, so a page that keeps a list on screen can ask "anything new?" cheaply.
+//! The tag covers the caller's `actions` too, since they are part of what is answered.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,7 +27,7 @@ use super::extract::{API_BODY_LIMIT, JsonBody, QueryParams, read_body};
 use crate::domain::{Caller, GrantStatus, TicketRef};
 use crate::ports::GrantFilter;
 use crate::service::{
-    EntityTag, ErrorKind, GrantRequest, ListGrants, Precondition, ResourceInput,
+    Decision, EntityTag, ErrorKind, GrantRequest, ListGrants, Precondition, ResourceInput,
     ResourceWriteError, SavedResource, ServiceError,
 };
 
@@ -36,6 +40,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/grants/{id}/deny"),
     ("POST", "/v1/grants/{id}/revoke"),
     ("GET", "/v1/grants/{id}/events"),
+    ("GET", "/v1/grants/{id}/ticket"),
+    ("GET", "/v1/grants/export.csv"),
+    ("GET", "/v1/connection-directory"),
     ("GET", "/v1/resources"),
     ("GET", "/v1/resources/{id}"),
     ("PUT", "/v1/resources/{id}"),
@@ -58,6 +65,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/grants/{id}/deny", post(deny))
         .route("/v1/grants/{id}/revoke", post(revoke))
         .route("/v1/grants/{id}/events", get(grant_events))
+        .route("/v1/grants/{id}/ticket", get(grant_ticket))
+        .route("/v1/grants/export.csv", get(export_grants))
+        .route("/v1/connection-directory", get(connection_directory))
         .route("/v1/resources", get(list_resources))
         .route(
             "/v1/resources/{id}",
@@ -100,17 +110,6 @@ pub(super) fn page_size(limit: Option<&str>) -> Result<usize, ApiError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GrantsQuery {
-    status: Option<String>,
-    requester: Option<String>,
-    /// `<connection>:<key>`, e.g. `jira-main:SEC-42`.
-    ticket: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PageQuery {
     limit: Option<String>,
     cursor: Option<String>,
@@ -122,57 +121,139 @@ async fn request_grant(
     JsonBody(body): JsonBody<GrantRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let grant = state.app.request_grant(&caller, body).await?;
-    Ok((StatusCode::CREATED, Json(grant)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.app.view(&caller, grant).await?),
+    ))
 }
 
 async fn list_grants(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(q): QueryParams<GrantsQuery>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| {
-            GrantStatus::parse(s).ok_or_else(|| {
-                ApiError::new(
-                    ErrorKind::BadRequest,
-                    "invalid_status",
-                    "`status` is one of pending, active, ended, denied, cancelled",
-                )
-            })
-        })
-        .transpose()?;
-    let ticket = q
-        .ticket
-        .as_deref()
+    let query = grants_query(query.as_deref().unwrap_or_default(), true)?;
+    let page = state.app.list_grants(&caller, query).await?;
+    let view = state.app.page_view(&caller, page).await?;
+    json_tagged(&headers, &view)
+}
+
+/// `GET /v1/grants/export.csv`: the list's filters, every page, as CSV.
+async fn export_grants(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = grants_query(query.as_deref().unwrap_or_default(), false)?;
+    let csv = state.app.export_grants(&caller, query).await?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/csv; charset=utf-8; header=present",
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"ticketbound-grants.csv\"",
+            ),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+/// The filters of `GET /v1/grants` (and its export, which has no paging: `paged` false): `requester`,
+/// `resource`, `ticket` (`<connection>:<key>`), `status` (repeatable, or a comma list), `from` and `to` (RFC
+/// 3339, on `requested_at`), `limit` and `cursor`. An unknown or repeated single-valued parameter is a 400.
+fn grants_query(raw: &str, paged: bool) -> Result<ListGrants, ApiError> {
+    let bad =
+        |code: &'static str, message: String| ApiError::new(ErrorKind::BadRequest, code, message);
+    let mut single: std::collections::BTreeMap<String, String> = Default::default();
+    let mut statuses = Vec::new();
+    for (name, value) in url::form_urlencoded::parse(raw.as_bytes()) {
+        let name = name.into_owned();
+        if name == "status" {
+            for s in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let status = GrantStatus::parse(s).ok_or_else(|| {
+                    bad(
+                        "invalid_status",
+                        "`status` is one or more of pending, active, ended, denied, cancelled"
+                            .into(),
+                    )
+                })?;
+                if !statuses.contains(&status) {
+                    statuses.push(status);
+                }
+            }
+            continue;
+        }
+        let known = ["requester", "resource", "ticket", "from", "to"].contains(&name.as_str())
+            || (paged && ["limit", "cursor"].contains(&name.as_str()));
+        if !known {
+            return Err(bad(
+                "malformed_query",
+                format!("the query string is not valid: unknown parameter `{name}`"),
+            ));
+        }
+        if single.insert(name.clone(), value.into_owned()).is_some() {
+            return Err(bad(
+                "malformed_query",
+                format!("the query string is not valid: `{name}` is given twice"),
+            ));
+        }
+    }
+    let ticket = single
+        .get("ticket")
         .map(|t| match t.split_once(':') {
             Some((connection, key)) if !connection.is_empty() && !key.is_empty() => Ok(TicketRef {
                 connection: connection.to_owned(),
                 key: key.to_owned(),
             }),
-            _ => Err(ApiError::new(
-                ErrorKind::BadRequest,
+            _ => Err(bad(
                 "invalid_ticket",
-                "`ticket` is `<connection>:<key>`, e.g. jira-main:SEC-42",
+                "`ticket` is `<connection>:<key>`, e.g. jira-main:SEC-42".into(),
             )),
         })
         .transpose()?;
-    let requester = q
-        .requester
-        .map(|r| crate::domain::identity::normalize_email(&r));
-    let query = ListGrants {
+    let time = |name: &str| {
+        single
+            .get(name)
+            .map(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| {
+                        bad(
+                            "invalid_time",
+                            format!("`{name}` is an RFC 3339 time, e.g. 2026-11-01T00:00:00Z"),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let (from, to) = (time("from")?, time("to")?);
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(bad(
+            "invalid_time",
+            "`from` is after `to`; the range is empty".into(),
+        ));
+    }
+    Ok(ListGrants {
         filter: GrantFilter {
-            requester,
-            status,
+            requester: single
+                .get("requester")
+                .map(|r| crate::domain::identity::normalize_email(r)),
+            status: None,
             ticket,
         },
-        limit: page_size(q.limit.as_deref())?,
-        cursor: q.cursor,
-    };
-    let page = state.app.list_grants(&caller, query).await?;
-    json_tagged(&headers, &page)
+        resource: single.get("resource").cloned(),
+        statuses,
+        from,
+        to,
+        limit: page_size(single.get("limit").map(String::as_str))?,
+        cursor: single.get("cursor").cloned(),
+    })
 }
 
 async fn get_grant(
@@ -182,7 +263,8 @@ async fn get_grant(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let grant = state.app.get_grant(&caller, &id).await?;
-    json_tagged(&headers, &grant)
+    let view = state.app.view(&caller, grant).await?;
+    json_tagged(&headers, &view)
 }
 
 /// `value` as JSON with a strong `ETag` over exactly those bytes, or 304 when `If-None-Match` names that tag
@@ -210,20 +292,41 @@ fn json_tagged(headers: &HeaderMap, value: &impl serde::Serialize) -> Result<Res
         .into_response())
 }
 
+/// The optional decision body: none, empty, or `{"comment": "..."}`.
+async fn decision(request: Request) -> Result<Decision, ApiError> {
+    let bytes = read_body(request.into_body(), API_BODY_LIMIT).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Decision::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            ErrorKind::BadRequest,
+            "malformed_request",
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })
+}
+
 async fn approve(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(state.app.approve_grant(&caller, &id).await?))
+    let decision = decision(request).await?;
+    let grant = state.app.approve_grant(&caller, &id, &decision).await?;
+    Ok(Json(state.app.view(&caller, grant).await?))
 }
 
 async fn deny(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(state.app.deny_grant(&caller, &id).await?))
+    let decision = decision(request).await?;
+    let grant = state.app.deny_grant(&caller, &id, &decision).await?;
+    Ok(Json(state.app.view(&caller, grant).await?))
 }
 
 async fn revoke(
@@ -231,7 +334,29 @@ async fn revoke(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(state.app.revoke_grant(&caller, &id).await?))
+    let grant = state.app.revoke_grant(&caller, &id).await?;
+    Ok(Json(state.app.view(&caller, grant).await?))
+}
+
+async fn grant_ticket(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.app.grant_ticket(&caller, &id).await?))
+}
+
+async fn connection_directory(
+    State(state): State<AppState>,
+    _caller: Caller,
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        state
+            .app
+            .connection_directory(page_size(q.limit.as_deref())?, q.cursor.as_deref())
+            .await?,
+    ))
 }
 
 async fn grant_events(

@@ -57,7 +57,7 @@ pub const INDEX: Asset = Asset {
     body: include_str!("../../portal/index.html"),
 };
 
-/// Every file under `/portal/`. All but `admin.js` (imported when Admin is first opened) are loaded by the
+/// Every file under `/portal/`. All but `admin.js` and `access.js` (imported when first opened) are loaded by the
 /// first page; together with [`INDEX`] they are at most the first page's weight, which a test keeps under
 /// 100 KB.
 pub const ASSETS: &[Asset] = &[
@@ -95,6 +95,11 @@ pub const ASSETS: &[Asset] = &[
         name: "admin.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../../portal/admin.js"),
+    },
+    Asset {
+        name: "access.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../portal/access.js"),
     },
 ];
 
@@ -223,6 +228,7 @@ impl Portal {
         let mut config = serde_json::json!({
             "approver_group": roles.approver,
             "admin_group": roles.admin,
+            "auditor_group": roles.auditor,
         });
         let (mut connect, mut form) = (vec!["'self'".to_owned()], vec!["'self'".to_owned()]);
         match &sign_in {

@@ -14,12 +14,14 @@
 //!   access. Denied and cancelled requests have no access to remove; when they have an audit ticket, a
 //!   `deprovisioning` that only closes it is started for them.
 //! - Closing an audit ticket by hand changes no grant: the webhooks end only grants *bound* to a ticket.
+//! - The description and every note carry the grant's link in the portal (`PORTAL_URL`, when set), so a person
+//!   reading the ticket reaches the grant in one click.
 
 use std::time::Duration as StdDuration;
 
 use super::Ticketbound;
 use crate::domain::grant::SideEffect;
-use crate::domain::ticket_writes::{CloseOutcome, NewTicket, marker};
+use crate::domain::ticket_writes::{CloseOutcome, NewTicket, grant_link_line, marker};
 use crate::domain::{AuditEvent, AuditKind, Grant, GrantStatus, TicketRef};
 use crate::ports::{Job, JobKind};
 
@@ -142,7 +144,7 @@ impl Ticketbound {
                 "Access request: {} to {} (Ticketbound)",
                 grant.requester, grant.resource
             ),
-            description: request_text(&grant),
+            description: request_text(&grant, self.portal_url()),
             requester_email: grant.requester.clone(),
             marker: marker(&grant.id, "audit"),
         };
@@ -207,10 +209,20 @@ impl Ticketbound {
         }
     }
 
-    /// Comments on the audit ticket, best effort.
+    /// The portal's public base URL, which tickets link to, when the deployment has one.
+    pub(crate) fn portal_url(&self) -> Option<&str> {
+        self.settings.notifications.portal_url.as_deref()
+    }
+
+    /// Comments on the audit ticket, best effort; the comment ends with the grant's link.
     async fn audit_note(&self, grant: &Grant, audit: &TicketRef, text: &str) {
         let connections = &self.connections;
-        let result = tokio::time::timeout(AUDIT_CALL_LIMIT, connections.comment(audit, text)).await;
+        let text = match grant_link_line(self.portal_url(), &grant.id) {
+            Some(link) => format!("{text}\n{link}"),
+            None => text.to_owned(),
+        };
+        let result =
+            tokio::time::timeout(AUDIT_CALL_LIMIT, connections.comment(audit, &text)).await;
         let error = match result {
             Ok(Ok(true)) => return,
             Ok(Ok(false)) => format!("audit ticket {} no longer exists", audit.key),
@@ -285,7 +297,7 @@ impl Ticketbound {
 }
 
 /// The description of a request's audit ticket.
-fn request_text(grant: &Grant) -> String {
+fn request_text(grant: &Grant, portal_url: Option<&str>) -> String {
     let mut lines = vec![
         "Ticketbound records an access request here. This ticket is closed when the access ends; closing it by hand does not end the access.".to_owned(),
         format!("Requester: {}", grant.requester),
@@ -298,5 +310,6 @@ fn request_text(grant: &Grant) -> String {
     if let Some(t) = &grant.ticket {
         lines.push(format!("Bound ticket: {} ({})", t.key, t.connection));
     }
+    lines.extend(grant_link_line(portal_url, &grant.id));
     lines.join("\n")
 }

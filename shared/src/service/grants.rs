@@ -13,6 +13,14 @@
 //! - `auto_approve`: a request bound to a checked ticket, for a bounded duration within the rule's limit, is
 //!   active at once, decided by `policy`.
 //!
+//! A request may extend the requester's own active grant (`extends`): same resource, same ticket when bound.
+//! When the extension becomes active, the old grant ends as `superseded`, after the new one is active and its
+//! access is set up, so access has no gap; the old grant's removal is then skipped by rule 8 (another active
+//! grant still gives the access), so the end system sees one grant call per grant and no revoke.
+//!
+//! What a caller may do with a grant now ([`GrantAction`]) is answered by [`allowed_actions`], from the same
+//! predicates the routes check ([`may_decide`], [`may_end`]), so what the portal offers is what the API accepts.
+//!
 //! Every request also gets a deadline, `decide_by = requested_at + PENDING_FOR`, armed as a one-time
 //! [`JobKind::PendingExpiry`] schedule before the request is stored; a decision or a withdrawal deletes it.
 
@@ -40,6 +48,9 @@ pub struct GrantRequest {
     /// Absent for an unbound request; `null` is refused (400) rather than read as absent, as the API describes.
     #[serde(default, deserialize_with = "object_when_present")]
     pub ticket: Option<TicketRef>,
+    /// The id of the caller's own active grant this request extends (see the module docs).
+    #[serde(default)]
+    pub extends: Option<String>,
 }
 
 /// A field that is an object when present: `null` is malformed.
@@ -49,12 +60,148 @@ fn object_when_present<'de, D: serde::Deserializer<'de>>(
     TicketRef::deserialize(d).map(Some)
 }
 
-/// The query of `GET /v1/grants`.
+/// The optional body of `POST /v1/grants/{id}/approve` and `/deny`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// What the approver says with the decision; kept in its audit event (and the approval's entry).
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+impl Decision {
+    /// The comment, trimmed, once it is within the rules for text people write: at most [`MAX_REASON`]
+    /// characters and no control characters (which could forge lines in an audit trail or a ticket). An
+    /// empty comment is none.
+    pub fn comment(&self) -> Result<Option<String>, ServiceError> {
+        let Some(text) = self
+            .comment
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
+            return Ok(None);
+        };
+        if text.chars().count() > MAX_REASON || text.chars().any(char::is_control) {
+            return Err(ServiceError::unprocessable(
+                "invalid_comment",
+                format!(
+                    "a comment is plain text of at most {MAX_REASON} characters, without control characters"
+                ),
+            ));
+        }
+        // Invisible formatting (bidirectional overrides and the like) could make an approver's comment read
+        // differently from what it says, as for reasons.
+        text::check("comment", text, Lines::Multi)?;
+        Ok(Some(text.to_owned()))
+    }
+}
+
+/// What a caller may do with a grant now, as `actions` in the API's grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantAction {
+    /// `POST /v1/grants/{id}/approve`.
+    Approve,
+    /// `POST /v1/grants/{id}/deny`.
+    Deny,
+    /// `POST /v1/grants/{id}/revoke` on someone else's open grant.
+    Revoke,
+    /// `POST /v1/grants/{id}/revoke` on one's own pending request.
+    Withdraw,
+    /// `POST /v1/grants/{id}/revoke` on one's own active grant ("I'm done").
+    Done,
+    /// `POST /v1/grants` with `extends` naming this grant.
+    Extend,
+}
+
+/// A grant as the API answers it: the grant and what the caller may do with it now.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GrantView {
+    #[serde(flatten)]
+    pub grant: Grant,
+    pub actions: Vec<GrantAction>,
+}
+
+/// Whether `caller` may approve or deny requests under `policy` (the resource's approvers, or the approver
+/// group when it lists none). Auditors never decide.
+pub fn may_decide(caller: &Caller, policy: &crate::domain::resource::ApprovalPolicy) -> bool {
+    policy.may_decide(caller)
+}
+
+/// Whether `caller` may end `grant` (`POST /v1/grants/{id}/revoke`): their own, or any as an approver or admin,
+/// or a resource's grants as one of the approvers it lists (`lists_caller`). Auditors only look.
+pub fn may_end(caller: &Caller, grant: &Grant, lists_caller: bool) -> bool {
+    grant.requester == caller.email || caller.ends_any_grant() || lists_caller
+}
+
+/// What `caller` may do with `grant` now, given its resource (`None` when it was deleted). The routes refuse
+/// exactly what this leaves out (`tests/tests/grant_actions.rs` holds them to it).
+pub fn allowed_actions(
+    caller: &Caller,
+    grant: &Grant,
+    resource: Option<&Resource>,
+) -> Vec<GrantAction> {
+    let policy = resource.map(|r| r.policy.clone()).unwrap_or_default();
+    let own = grant.requester == caller.email;
+    let lists_caller = policy
+        .approvers
+        .as_ref()
+        .is_some_and(|a| a.includes(caller));
+    let mut actions = Vec::new();
+    match grant.status {
+        GrantStatus::Pending => {
+            if !own && may_decide(caller, &policy) {
+                if resource.is_some() && !grant.approvals.iter().any(|a| a.by == caller.email) {
+                    actions.push(GrantAction::Approve);
+                }
+                actions.push(GrantAction::Deny);
+            }
+            if own {
+                actions.push(GrantAction::Withdraw);
+            } else if may_end(caller, grant, lists_caller) {
+                actions.push(GrantAction::Revoke);
+            }
+        }
+        GrantStatus::Active => {
+            if own {
+                actions.push(GrantAction::Done);
+                if resource.is_some_and(|r| r.policy.may_request(caller)) {
+                    actions.push(GrantAction::Extend);
+                }
+            } else if may_end(caller, grant, lists_caller) {
+                actions.push(GrantAction::Revoke);
+            }
+        }
+        GrantStatus::Ended | GrantStatus::Denied | GrantStatus::Cancelled => {}
+    }
+    actions
+}
+
+/// The query of `GET /v1/grants`: what the store filters on, and what the service checks on its pages.
 #[derive(Clone, Debug, Default)]
 pub struct ListGrants {
     pub filter: GrantFilter,
+    /// Only this resource's grants.
+    pub resource: Option<String>,
+    /// Any of these statuses (none: all). One status is asked of the store.
+    pub statuses: Vec<GrantStatus>,
+    /// Requested at or after this time.
+    pub from: Option<time::OffsetDateTime>,
+    /// Requested at or before this time.
+    pub to: Option<time::OffsetDateTime>,
     pub limit: usize,
     pub cursor: Option<String>,
+}
+
+impl ListGrants {
+    /// Whether `grant` passes the filters the store does not apply.
+    fn matches(&self, grant: &Grant) -> bool {
+        self.resource.as_ref().is_none_or(|r| *r == grant.resource)
+            && (self.statuses.is_empty() || self.statuses.contains(&grant.status))
+            && self.from.is_none_or(|from| grant.requested_at >= from)
+            && self.to.is_none_or(|to| grant.requested_at <= to)
+    }
 }
 
 const MAX_REASON: usize = 2_000;
@@ -217,6 +364,14 @@ impl Ticketbound {
             }
             None => (None, None),
         };
+        // Compared with the canonical key, so an extension typed in another spelling still matches.
+        let extends = match req.extends.as_deref() {
+            Some(old) => Some(
+                self.grant_to_extend(caller, old, &resource, ticket.as_ref())
+                    .await?,
+            ),
+            None => None,
+        };
         let now = self.clock.now();
         let mut grant = Grant::request(
             GrantId::new(now).into_string(),
@@ -228,6 +383,7 @@ impl Ticketbound {
             now,
         );
         grant.ticket_id = ticket_id;
+        grant.extends = extends;
         if grant.ticket.is_some() {
             grant.requester_claims = caller.claimed.clone();
         }
@@ -249,6 +405,7 @@ impl Ticketbound {
                 "duration": grant.duration,
                 "approvals_required": grant.approvals_required,
                 "decide_by": rfc3339(decide_by),
+                "extends": grant.extends,
             }),
         );
         self.store
@@ -338,11 +495,73 @@ impl Ticketbound {
                 self.notify(decided, NotifyEvent::Approved).await;
                 self.arm_reminders(decided).await;
                 self.provision_attempt(&decided.id).await;
+                if let Some(old) = &decided.extends {
+                    self.supersede(old, decided).await;
+                }
             }
             GrantStatus::Denied => self.notify(decided, NotifyEvent::Denied).await,
             _ => {}
         }
         self.audit_on_decision(&decided.id).await;
+    }
+
+    /// The grant a request of `caller` for `resource` (bound to `ticket`) may extend: the caller's own active
+    /// grant of the same resource, and of the same ticket when that one is bound. 422 `invalid_extends`
+    /// otherwise, in the same words whether the grant is someone else's or does not exist.
+    async fn grant_to_extend(
+        &self,
+        caller: &Caller,
+        old: &str,
+        resource: &Resource,
+        ticket: Option<&TicketRef>,
+    ) -> Result<String, ServiceError> {
+        let invalid =
+            |why: &str| ServiceError::unprocessable("invalid_extends", format!("`extends` {why}"));
+        let found = match GrantId::parse(old) {
+            Ok(_) => self.store.get_grant(old).await?,
+            Err(_) => None,
+        };
+        let Some(old) = found.filter(|g| g.requester == caller.email) else {
+            return Err(invalid("must name one of your own grants"));
+        };
+        if old.status != GrantStatus::Active {
+            return Err(invalid(&format!(
+                "must name an active grant; {} is {}, so request access anew instead",
+                old.id,
+                old.status.as_str()
+            )));
+        }
+        if old.resource != resource.id {
+            return Err(invalid(&format!(
+                "must name a grant of the same resource; {} is for `{}`",
+                old.id, old.resource
+            )));
+        }
+        if let Some(bound) = &old.ticket
+            && ticket != Some(bound)
+        {
+            return Err(invalid(&format!(
+                "must keep the ticket of the grant it extends: {} is bound to {}",
+                old.id, bound.key
+            )));
+        }
+        Ok(old.id)
+    }
+
+    /// Ends `old` as superseded by `new`, now active (see the module docs). A failure is logged: the old grant
+    /// then ends by its own time bound or ticket, and rule 8 still keeps the access of the new one.
+    async fn supersede(&self, old: &str, new: &Grant) {
+        match self
+            .end_grant(old, EndReason::Superseded, Some(&new.requester))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(grant = %old, by = %new.id, "grant superseded by its extension");
+            }
+            Err(e) => {
+                tracing::warn!(grant = %old, by = %new.id, error = %e, "could not end the grant its extension supersedes; it ends by its own bound");
+            }
+        }
     }
 
     /// The grant `caller` wants to approve or deny (`verb`), with its resource, once the caller may decide it:
@@ -381,7 +600,7 @@ impl Ticketbound {
             .as_ref()
             .map(|r| r.policy.clone())
             .unwrap_or_default();
-        if policy.may_decide(caller) {
+        if may_decide(caller, &policy) {
             return Ok((grant, resource));
         }
         let sees = caller.sees_all_grants() || grant.requester == caller.email;
@@ -400,7 +619,13 @@ impl Ticketbound {
 
     /// `POST /v1/grants/{id}/approve`: records the caller's approval; the one that completes the resource's quorum
     /// makes the grant active (see the module docs).
-    pub async fn approve_grant(&self, caller: &Caller, id: &str) -> Result<Grant, ServiceError> {
+    pub async fn approve_grant(
+        &self,
+        caller: &Caller,
+        id: &str,
+        decision: &Decision,
+    ) -> Result<Grant, ServiceError> {
+        let comment = decision.comment()?;
         let (mut grant, resource) = self.grant_to_decide(caller, id, "approve").await?;
         if let Some(resource) = &resource {
             with_quorum(&mut grant, resource);
@@ -440,7 +665,12 @@ impl Ticketbound {
         for _ in 0..RACE_RETRIES {
             let now = self.clock.now();
             let approved = match grant.approve(&caller.email, now) {
-                Ok(approved) => approved,
+                Ok(mut approved) => {
+                    if let Some(mine) = approved.approvals.last_mut() {
+                        mine.comment.clone_from(&comment);
+                    }
+                    approved
+                }
                 Err(TransitionError::NotPending(_)) if raced => {
                     return Err(decided_meanwhile(&grant));
                 }
@@ -466,6 +696,7 @@ impl Ticketbound {
                         "expires_at": approved.expires_at.map(rfc3339),
                         "approvals": counts.0,
                         "approvals_required": counts.1,
+                        "comment": comment,
                     }),
                 )
             } else {
@@ -478,6 +709,7 @@ impl Ticketbound {
                         "approvals": counts.0,
                         "approvals_required": counts.1,
                         "missing": approved.approvals_missing(),
+                        "comment": comment,
                     }),
                 )
             };
@@ -520,7 +752,13 @@ impl Ticketbound {
     }
 
     /// `POST /v1/grants/{id}/deny`: any one approver's denial denies, whatever approvals were recorded.
-    pub async fn deny_grant(&self, caller: &Caller, id: &str) -> Result<Grant, ServiceError> {
+    pub async fn deny_grant(
+        &self,
+        caller: &Caller,
+        id: &str,
+        decision: &Decision,
+    ) -> Result<Grant, ServiceError> {
+        let comment = decision.comment()?;
         let (grant, _) = self.grant_to_decide(caller, id, "deny").await?;
         // Refusals (not pending, own request) before anything is written.
         grant.deny(&caller.email, self.clock.now())?;
@@ -537,7 +775,10 @@ impl Ticketbound {
                             AuditKind::Denied,
                             Some(&caller.email),
                             now,
-                            serde_json::json!({"approvals": denied.approvals.len()}),
+                            serde_json::json!({
+                                "approvals": denied.approvals.len(),
+                                "comment": comment,
+                            }),
                         );
                         Some((denied, Some(event)))
                     }
@@ -562,7 +803,9 @@ impl Ticketbound {
         // approvers it lists (who may revoke them too).
         let grant = self.visible_grant(caller, id).await?;
         let own = grant.requester == caller.email;
-        if !own && !caller.sees_all_grants() && !self.decides_for(caller, &grant.resource).await? {
+        let lists_caller =
+            !own && !caller.ends_any_grant() && self.decides_for(caller, &grant.resource).await?;
+        if !may_end(caller, &grant, lists_caller) {
             return Err(ServiceError::forbidden(
                 "not_allowed",
                 "only the requester, an approver or an admin may revoke a grant",
@@ -593,8 +836,13 @@ impl Ticketbound {
         self.visible_grant(caller, id).await
     }
 
-    /// `GET /v1/grants`: approvers and admins see every grant; the approvers a resource lists see their own
-    /// and that resource's; everyone else sees only their own.
+    /// `GET /v1/grants`: approvers, admins and auditors see every grant; the approvers a resource lists see
+    /// their own and that resource's; everyone else sees only their own.
+    ///
+    /// `requester`, one `status` and `ticket` are asked of the store, which indexes them. `resource`, several
+    /// statuses and the time range are checked here on the store's pages, newest first, reading at most
+    /// [`MAX_SCAN_PAGES`] of them per call; a page may then hold fewer than `limit` grants, and `next` goes on
+    /// where the reading stopped. Reading stops for good at the first grant requested before `from`.
     pub async fn list_grants(
         &self,
         caller: &Caller,
@@ -612,38 +860,64 @@ impl Ticketbound {
             .requester
             .as_ref()
             .is_some_and(|r| *r == caller.email);
-        if caller.sees_all_grants() || own_only {
-            return Ok(self
-                .store
-                .list_grants(&query.filter, query.limit, query.cursor.as_deref())
-                .await?);
-        }
-        let decided = self.resources_decided_by(caller).await?;
-        if decided.is_empty() {
-            if query.filter.requester.is_some() {
-                return Err(ServiceError::forbidden(
-                    "not_allowed",
-                    "you can list only your own grants",
-                ));
+        let decided = if caller.sees_all_grants() || own_only {
+            None
+        } else {
+            let decided = self.resources_decided_by(caller).await?;
+            if decided.is_empty() {
+                if query.filter.requester.is_some() {
+                    return Err(ServiceError::forbidden(
+                        "not_allowed",
+                        "you can list only your own grants",
+                    ));
+                }
+                query.filter.requester = Some(caller.email.clone());
+                None
+            } else {
+                Some(decided)
             }
-            query.filter.requester = Some(caller.email.clone());
+        };
+        if let [only] = query.statuses.as_slice() {
+            query.filter.status = Some(*only);
+        }
+        let narrowed = query.resource.is_some()
+            || query.statuses.len() > 1
+            || query.from.is_some()
+            || query.to.is_some();
+        if decided.is_none() && !narrowed {
             return Ok(self
                 .store
                 .list_grants(&query.filter, query.limit, query.cursor.as_deref())
                 .await?);
         }
-        // Filtered page by page: each store page is asked for what is still missing, so the cursor handed out
-        // is exactly where the reading stopped. A page may hold fewer than `limit` grants; `next` goes on.
-        let visible = |g: &Grant| g.requester == caller.email || decided.contains(&g.resource);
+        let visible = |g: &Grant| {
+            decided
+                .as_ref()
+                .is_none_or(|d| g.requester == caller.email || d.contains(&g.resource))
+        };
+        // Each store page is asked for what is still missing, so the cursor handed out is exactly where the
+        // reading stopped.
         let mut items = Vec::new();
-        let mut cursor = query.cursor;
+        let mut cursor = query.cursor.take();
         for _ in 0..MAX_SCAN_PAGES {
             let page = self
                 .store
                 .list_grants(&query.filter, query.limit - items.len(), cursor.as_deref())
                 .await?;
-            items.extend(page.items.into_iter().filter(|g| visible(g)));
             cursor = page.next;
+            let mut before_range = false;
+            for g in page.items {
+                if query.from.is_some_and(|from| g.requested_at < from) {
+                    before_range = true;
+                    break;
+                }
+                if visible(&g) && query.matches(&g) {
+                    items.push(g);
+                }
+            }
+            if before_range {
+                cursor = None;
+            }
             if items.len() >= query.limit || cursor.is_none() {
                 break;
             }

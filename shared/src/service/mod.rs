@@ -12,6 +12,7 @@ mod grants;
 mod jobs;
 mod lifecycle;
 mod notifications;
+mod oversight;
 mod reconcile;
 mod resources;
 mod ticket_writes;
@@ -21,14 +22,19 @@ use time::Duration;
 
 pub use closing::TicketClosing;
 pub use confirm::Confirmation;
+pub use connections::DirectoryEntry;
 pub use connections::{
     ConnectionChanges, ConnectionShown, Connections, TicketWriteError, Verification,
 };
 pub use error::{ErrorKind, ServiceError};
-pub use grants::{GrantRequest, ListGrants};
+pub use grants::{
+    Decision, GrantAction, GrantRequest, GrantView, ListGrants, allowed_actions, may_decide,
+    may_end,
+};
 pub use jobs::JobOutcome;
 pub use lifecycle::EndOutcome;
 pub use notifications::NotifySettings;
+pub use oversight::{EXPORT_COLUMNS, GrantTicket, MAX_EXPORT_ROWS};
 pub use reconcile::{
     CANONICAL_KEYS_JOB, FOUND_BY_RECONCILIATION, RECONCILE_JOB, ReconcileReport, ReconcileSettings,
     spawn_reconciliation,
@@ -165,6 +171,7 @@ impl Ticketbound {
                     ports.secrets.clone(),
                 )),
                 connections.clone(),
+                settings.notifications.portal_url.clone(),
             )),
             secrets: ports.secrets,
             connections,

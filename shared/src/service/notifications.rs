@@ -773,6 +773,7 @@ fn end_reason_text(grant: &Grant) -> String {
         },
         Some(EndReason::Denied) => "it was denied".into(),
         Some(EndReason::ApprovalTimedOut) => "nobody decided it in time".into(),
+        Some(EndReason::Superseded) => "your extension of it took over".into(),
         Some(EndReason::ConnectionRemoved) => {
             format!("the ticket-system connection of {ticket} was removed")
         }

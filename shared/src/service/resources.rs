@@ -78,7 +78,6 @@ pub struct AutoApproveInput {
 }
 
 /// A provisioner as sent. `{"kind": "none"}` takes no other field: an operator's `url` or `secret` beside it
-
 /// would otherwise vanish without a word (serde lets a tagged unit variant ignore unknown fields).
 fn provisioner_input<'de, D: Deserializer<'de>>(d: D) -> Result<Provisioner, D::Error> {
     use serde::de::Error;
@@ -127,7 +126,6 @@ fn secret_store_error(e: SecretStoreError) -> ServiceError {
         SecretStoreError::Corrupt(m) | SecretStoreError::Rejected(m) => ServiceError::internal(m),
     }
 }
-
 
 /// A resource's entity tag: `"<version>-<digest>"`, the quotes included. The digest of the resource as the API
 /// shows it (secrets masked) tells a resource deleted and created again at the same version from the one a

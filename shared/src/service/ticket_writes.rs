@@ -9,12 +9,15 @@
 //! `tb-<grant>-revoke`, a Jira label or a Freshservice tag), and every attempt first searches for it. A retry
 //! after a lost answer therefore finds the ticket instead of opening a second one. (Jira's search is eventually
 //! consistent; the retry backoff, 30 s at first, is far longer than its usual lag.)
+//!
+//! Each ticket links to the grant in the portal (`PORTAL_URL`, when set), so the person doing the work sees
+//! the request, its approvals and its state in one click.
 
 use async_trait::async_trait;
 use std::sync::Arc;
 
 use super::{Connections, ServiceError, Ticketbound};
-use crate::domain::ticket_writes::{DestinationFields, NewTicket, marker};
+use crate::domain::ticket_writes::{DestinationFields, NewTicket, grant_link_line, marker};
 use crate::domain::{Grant, Provisioner, Resource};
 use crate::ports::{
     ProvisionAction, ProvisionError, ProvisionOutcome, ProvisionReceipt, Provisioners,
@@ -30,11 +33,21 @@ pub const CALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(25);
 pub struct TicketProvisioners {
     inner: Arc<dyn Provisioners>,
     connections: Connections,
+    /// The portal's public base URL, which the tickets link to.
+    portal_url: Option<String>,
 }
 
 impl TicketProvisioners {
-    pub fn new(inner: Arc<dyn Provisioners>, connections: Connections) -> Self {
-        Self { inner, connections }
+    pub fn new(
+        inner: Arc<dyn Provisioners>,
+        connections: Connections,
+        portal_url: Option<String>,
+    ) -> Self {
+        Self {
+            inner,
+            connections,
+            portal_url,
+        }
     }
 }
 
@@ -76,7 +89,8 @@ impl Provisioners for TicketProvisioners {
             .connections
             .destination(&settings, &fields)
             .map_err(|m| ProvisionError(format!("the resource's ticket provisioner: {m}")))?;
-        let (summary, description) = provisioning_text(resource, action, grant);
+        let (summary, description) =
+            provisioning_text(resource, action, grant, self.portal_url.as_deref());
         let ticket = NewTicket {
             destination,
             summary,
@@ -121,6 +135,7 @@ fn provisioning_text(
     resource: &Resource,
     action: ProvisionAction,
     grant: &Grant,
+    portal_url: Option<&str>,
 ) -> (String, String) {
     let when = |t: Option<time::OffsetDateTime>| t.map(super::grants::rfc3339);
     let ends = match (&grant.expires_at, &grant.ticket) {
@@ -172,6 +187,7 @@ fn provisioning_text(
             }
         }
     }
+    lines.extend(grant_link_line(portal_url, &grant.id));
     (summary, lines.join("\n"))
 }
 

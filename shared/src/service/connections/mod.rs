@@ -4,6 +4,7 @@
 //!   ([`Connections::observe`]);
 //! - `binding`: grant requests and approvals check ticket bindings (rule 3); everyone lists their open tickets;
 //! - `webhooks`: what the verified-delivery extractors and the delivery use case ask;
+//! - `directory`: what anyone signed in may know of the connections (id, name, kind, site);
 //! - `writes`: tickets Ticketbound opens, comments on and closes; `health`: webhook health and reconciliation;
 //! - `changes`: what the admin use cases take and give, free of any wire format (the JSON shapes are
 //!   `http/connections.rs`).
@@ -35,6 +36,7 @@ use crate::ports::{
 mod admin;
 mod binding;
 mod changes;
+mod directory;
 mod health;
 mod sessions;
 mod webhooks;
@@ -44,6 +46,7 @@ use binding::*;
 use sessions::*;
 
 pub use changes::{ConnectionChanges, ConnectionShown, Verification};
+pub use directory::DirectoryEntry;
 pub(crate) use health::ReconcileSession;
 pub use writes::TicketWriteError;
 
