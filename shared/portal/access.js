@@ -116,7 +116,8 @@ function confirmRevoke(g, result, ctx, cancelled) {
   const box = h("div", { class: "confirm", role: "group", "aria-label": `Revoke ${g.requester}'s access to ${g.resource}` });
   const yes = h("button", { type: "button", class: "danger", id: `all-confirm-${g.id}`, on: { click: async () => {
     yes.disabled = true;
-    const answer = await api("POST", `/v1/grants/${encodeURIComponent(g.id)}/revoke`);
+    const comment = reason.value.trim();
+    const answer = await api("POST", `/v1/grants/${encodeURIComponent(g.id)}/revoke`, comment ? { comment } : undefined);
     if (!answer.ok) {
       result.replaceChildren(notice("error", errorText(answer.error)));
       yes.disabled = false;
@@ -132,8 +133,11 @@ function confirmRevoke(g, result, ctx, cancelled) {
     box.remove();
     cancelled();
   } } }, "Cancel");
-  box.append(h("p", {}, `End ${g.requester}'s access to ${g.resource} now? Access is removed at once.`), yes, no);
-  setTimeout(() => yes.focus(), 0);
+  const reasonId = `all-reason-${g.id}`;
+  const reason = h("textarea", { id: reasonId, rows: 2, maxlength: 2000 });
+  box.append(h("p", {}, `End ${g.requester}'s access to ${g.resource} now? Access is removed at once.`),
+    h("label", { for: reasonId }, "Reason (kept in the audit trail)"), reason, yes, no);
+  setTimeout(() => reason.focus(), 0);
   return box;
 }
 

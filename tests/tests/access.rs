@@ -631,3 +631,54 @@ async fn an_exported_cell_a_spreadsheet_would_run_is_defused() {
     let row = rows.iter().find(|r| r[0] == id).expect("the row");
     assert_eq!(row[1], "'=cmd@example.com");
 }
+
+#[tokio::test]
+async fn a_revocation_keeps_its_reason_in_the_trail_and_a_bad_one_changes_nothing() {
+    let (app, _store, _scheduler) = local_test_app();
+    let router = local_router(app);
+    define_plain_resource(&router, "prod-db").await;
+    let id = request(&router, ALICE, "prod-db", "PT1H").await;
+    let approved = grants::decide(&router, APPROVER, &id, "approve", None).await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.json);
+
+    // A reason that would read differently from what it says, or a body that is not an object: refused, and
+    // the grant stays active.
+    let spoofed = grants::decide(
+        &router,
+        ADMIN,
+        &id,
+        "revoke",
+        Some("left the team \u{202e}nur-no"),
+    )
+    .await;
+    assert_eq!(spoofed.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(spoofed.json["error"]["code"], "invalid_text");
+    let (status, json) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/revoke"),
+        ADMIN,
+        Some(r#"["left the team"]"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert_eq!(json["error"]["code"], "malformed_request");
+    assert_eq!(
+        grants::get(&router, ALICE, &id).await.json["status"],
+        "active"
+    );
+
+    let revoked =
+        grants::decide(&router, ADMIN, &id, "revoke", Some("left the on-call rota")).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.json);
+    assert_eq!(revoked.json["status"], "ended");
+    let trail = grants::events(&router, ALICE, &id).await.json;
+    let event = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "ended")
+        .expect("ended event");
+    assert_eq!(event["detail"]["comment"], "left the on-call rota");
+    assert_eq!(event["detail"]["end_reason"], "revoked");
+}

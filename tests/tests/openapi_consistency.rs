@@ -265,7 +265,7 @@ fn every_cursor_parameter_is_the_opaque_cursor_a_list_gives_out() {
         }
     }
     assert_eq!(
-        found, 5,
-        "the four lists and the ticket search take a cursor"
+        found, 6,
+        "the five lists (grants, events, connections, the connection directory, resources) and the ticket search take a cursor"
     );
 }

@@ -113,6 +113,9 @@ async fn an_admin_revokes_another_persons_grant_from_all_access_and_exports_the_
         still.json["status"], "active",
         "nothing ends before the confirmation"
     );
+    browser
+        .type_into(&format!("#all-reason-{alice}"), "Left the on-call rota")
+        .await;
     browser.click(&format!("#all-confirm-{alice}")).await;
     browser
         .wait_text(
@@ -127,6 +130,28 @@ async fn an_admin_revokes_another_persons_grant_from_all_access_and_exports_the_
     assert_eq!(ended.json["status"], "ended");
     assert_eq!(ended.json["end_reason"], "revoked");
     assert_eq!(ended.json["ended_by"], ADMIN.0);
+    // The reason the admin gave is in the grant's audit trail, on its end.
+    let events = server
+        .api(
+            "GET",
+            &format!("/v1/grants/{alice}/events"),
+            ADMIN,
+            &[],
+            None,
+        )
+        .await;
+    let ended_event = events.json["items"]
+        .as_array()
+        .expect("the trail")
+        .iter()
+        .find(|e| e["kind"] == "ended")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        ended_event["detail"]["comment"], "Left the on-call rota",
+        "{}",
+        events.json
+    );
     browser.screenshot("all-access-revoked").await;
 
     // The export of every grant (filters cleared), downloaded through the page.

@@ -298,6 +298,14 @@ async fn decision(request: Request) -> Result<Decision, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Decision::default());
     }
+    // An object only: serde would otherwise read `["why"]` as the struct's fields in order.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            ErrorKind::BadRequest,
+            "malformed_request",
+            "the body is a JSON object such as {\"comment\": \"...\"}, or empty",
+        ));
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             ErrorKind::BadRequest,
@@ -333,8 +341,10 @@ async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let grant = state.app.revoke_grant(&caller, &id).await?;
+    let decision = decision(request).await?;
+    let grant = state.app.revoke_grant(&caller, &id, &decision).await?;
     Ok(Json(state.app.view(&caller, grant).await?))
 }
 

@@ -798,7 +798,15 @@ impl Ticketbound {
     }
 
     /// `POST /v1/grants/{id}/revoke`: the requester ends their own grant, or an approver or admin ends any.
-    pub async fn revoke_grant(&self, caller: &Caller, id: &str) -> Result<Grant, ServiceError> {
+    /// `POST /v1/grants/{id}/revoke`: ends a grant now. `decision`'s comment (why it was revoked) is kept in the
+    /// `ended` audit event.
+    pub async fn revoke_grant(
+        &self,
+        caller: &Caller,
+        id: &str,
+        decision: &Decision,
+    ) -> Result<Grant, ServiceError> {
+        let comment = decision.comment()?;
         // Visible means: their own, every grant for approvers and admins, and a resource's grants for the
         // approvers it lists (who may revoke them too).
         let grant = self.visible_grant(caller, id).await?;
@@ -822,7 +830,10 @@ impl Ticketbound {
         } else {
             EndReason::Revoked
         };
-        match self.end_grant(id, reason, Some(&caller.email)).await? {
+        match self
+            .end_grant_commented(id, reason, &caller.email, comment.as_deref())
+            .await?
+        {
             super::EndOutcome::Ended(g) => Ok(g),
             super::EndOutcome::AlreadyClosed(g) => Err(ServiceError::conflict(
                 "grant_already_closed",

@@ -199,7 +199,19 @@ impl Ticketbound {
         actor: Option<&str>,
         found_by: Option<&str>,
     ) -> Result<EndOutcome, ServiceError> {
-        self.end_grant_when(id, reason, actor, found_by, None, true)
+        self.end_grant_when(id, reason, actor, found_by, None, None, true)
+            .await
+    }
+
+    /// [`Self::end_grant`] by a person who said why (`comment`, kept in the `ended` audit event).
+    pub(crate) async fn end_grant_commented(
+        &self,
+        id: &str,
+        reason: EndReason,
+        actor: &str,
+        comment: Option<&str>,
+    ) -> Result<EndOutcome, ServiceError> {
+        self.end_grant_when(id, reason, Some(actor), None, comment, None, true)
             .await
     }
 
@@ -211,7 +223,7 @@ impl Ticketbound {
         reason: EndReason,
         found_by: Option<&str>,
     ) -> Result<EndOutcome, ServiceError> {
-        self.end_grant_when(id, reason, None, found_by, None, false)
+        self.end_grant_when(id, reason, None, found_by, None, None, false)
             .await
     }
 
@@ -224,6 +236,7 @@ impl Ticketbound {
         reason: EndReason,
         actor: Option<&str>,
         found_by: Option<&str>,
+        comment: Option<&str>,
         only: Option<GrantStatus>,
         tell: bool,
     ) -> Result<EndOutcome, ServiceError> {
@@ -253,6 +266,9 @@ impl Ticketbound {
             let mut detail = serde_json::json!({"end_reason": reason});
             if let Some(found_by) = found_by {
                 detail["found_by"] = found_by.into();
+            }
+            if let Some(comment) = comment {
+                detail["comment"] = comment.into();
             }
             let event = AuditEvent::of(&next, kind, actor, now, detail);
             match self
@@ -332,6 +348,7 @@ impl Ticketbound {
             .end_grant_when(
                 id,
                 EndReason::ApprovalTimedOut,
+                None,
                 None,
                 None,
                 Some(GrantStatus::Pending),
