@@ -234,9 +234,11 @@ fn grants_query(raw: &str, paged: bool) -> Result<ListGrants, ApiError> {
     if let (Some(from), Some(to)) = (from, to)
         && from > to
     {
-        return Err(bad(
+        // Both are well-formed times: the range, not the query, is wrong (422, as for a body breaking a rule).
+        return Err(ApiError::new(
+            ErrorKind::Unprocessable,
             "invalid_time",
-            "`from` is after `to`; the range is empty".into(),
+            "`from` is after `to`; the range is empty",
         ));
     }
     Ok(ListGrants {
