@@ -1272,3 +1272,51 @@ async fn a_basic_auth_delivery_through_an_api_gateway_event_ends_grants_and_a_wr
     assert_eq!(answer["ended"], 1);
     assert_eq!(h.grant(&ids[0]).await["end_reason"], "ticket_closed");
 }
+
+/// One route serves every kind: `/webhooks/{kind}/{connection}` with the connection's kind (or its source's
+/// name) authenticates and interprets a delivery as that kind's own route does, and refuses what it refuses.
+#[tokio::test]
+async fn the_generic_route_serves_each_kind_as_its_own_route_does() {
+    let h = hooks().await;
+    let grant = h.jira_grant("SEC-42", false).await;
+    let before = h.snapshot().await;
+    let body = cloud_transition("SEC-42", "Done", "done");
+    let bytes = body.to_string().into_bytes();
+
+    // Unknown kinds, and a connection that is not of the kind named, are not found: nothing changes.
+    let signed = [("x-hub-signature", hub_signature(&h.jira_secret, &bytes))];
+    for uri in [
+        "/webhooks/servicenow/jira-main",
+        "/webhooks/JIRA_CLOUD/jira-main",
+    ] {
+        let (status, answer) = h.post(uri, &signed, bytes.clone()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(answer["error"]["code"], "unknown_kind", "{uri}");
+    }
+    for uri in [
+        "/webhooks/freshservice/jira-main",
+        "/webhooks/jira_cloud/fs-main",
+        "/webhooks/jira_data_center/jira-main",
+        "/webhooks/jira_cloud/nobody",
+    ] {
+        let (status, answer) = h.post(uri, &signed, bytes.clone()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(answer["error"]["code"], "unknown_connection", "{uri}");
+    }
+    // A forged signature is refused before anything is read or changed.
+    let forged = [("x-hub-signature", hub_signature("not-the-secret", &bytes))];
+    let (status, answer) = h
+        .post("/webhooks/jira_cloud/jira-main", &forged, bytes.clone())
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer["error"]["code"], "invalid_signature");
+    assert_eq!(h.snapshot().await, before);
+
+    // The signed delivery ends the bound grant.
+    let (status, answer) = h
+        .post("/webhooks/jira_cloud/jira-main", &signed, bytes)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ended"], 1, "{answer}");
+    assert_eq!(h.grant(&grant).await["end_reason"], "ticket_closed");
+}

@@ -23,6 +23,14 @@ pub enum ConnectionKind {
 }
 
 impl ConnectionKind {
+    /// Every kind, in the order the portal offers them.
+    pub const ALL: [Self; 3] = [Self::JiraCloud, Self::JiraDataCenter, Self::Freshservice];
+
+    /// The kind spelled as [`ConnectionKind::as_str`] spells it.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::JiraCloud => "jira_cloud",

@@ -14,7 +14,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -25,7 +25,9 @@ use crate::adapters::freshservice::events::interpret_freshservice;
 use crate::adapters::jira::events::{
     JiraDeliveryProof, authenticate_jira_delivery, interpret_jira,
 };
-use crate::domain::connection::{ClosedStatuses, ConnectionSettings, WebhookSecrets};
+use crate::domain::connection::{
+    ClosedStatuses, ConnectionKind, ConnectionSettings, WebhookSecrets,
+};
 use crate::domain::ticket_events::{Delivery, DeliveryOutcome};
 use crate::domain::webhook_auth::basic_auth_password;
 use crate::ports::WebhookSource;
@@ -36,6 +38,9 @@ pub const WEBHOOK_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 pub const JIRA_ROUTE: &str = "/webhooks/jira/{connection}";
 pub const FRESHSERVICE_ROUTE: &str = "/webhooks/freshservice/{connection}";
+/// Every kind's deliveries: `{kind}` is a connection kind (`jira_cloud`, `freshservice`, …) or the name of
+/// its webhook source (`jira`), so the two routes above are this one under their own names.
+pub const GENERIC_ROUTE: &str = "/webhooks/{kind}/{connection}";
 
 /// The Jira webhook route alone, with JSON 404/405 answers (`ticketbound-jira-webhook`).
 pub fn jira_router(app: Ticketbound) -> Router {
@@ -53,12 +58,19 @@ pub fn freshservice_router(app: Ticketbound) -> Router {
     ))
 }
 
-/// Both webhook routes without fallbacks, to merge into the local server's router.
+/// Every webhook route (the generic one and the two named ones) without fallbacks, to merge into the local
+/// server's router.
 pub fn routes(app: Ticketbound) -> Router {
     Router::new()
         .route(JIRA_ROUTE, post(jira))
         .route(FRESHSERVICE_ROUTE, post(freshservice))
+        .route(GENERIC_ROUTE, post(any_kind))
         .with_state(app)
+}
+
+/// The generic route alone, with JSON 404/405 answers: one function can serve every kind.
+pub fn generic_router(app: Ticketbound) -> Router {
+    super::with_security_headers(with_fallbacks(routes(app)))
 }
 
 fn with_fallbacks(router: Router) -> Router {
@@ -129,13 +141,24 @@ async fn receive(
             format!("there is no {} connection `{id}`", source.name()),
         )
     };
-    let Path(id) = Path::<String>::from_request_parts(&mut parts, app)
+    // By name: the generic route has a `{kind}` segment before it.
+    let id = RawPathParams::from_request_parts(&mut parts, app)
         .await
-        .map_err(|_| unknown(""))?;
+        .ok()
+        .and_then(|params| {
+            params
+                .iter()
+                .find(|(name, _)| *name == "connection")
+                .map(|(_, value)| value.to_owned())
+        })
+        .ok_or_else(|| unknown(""))?;
+    // The generic route named a kind: a connection of another kind is not found there.
+    let named = parts.extensions.get::<NamedKind>().map(|named| named.0);
     let (settings, secrets) = app
         .connections()
         .webhook_target(&id, source)
         .await?
+        .filter(|(settings, _)| named.is_none_or(|kind| settings.kind == kind))
         .ok_or_else(|| unknown(&id))?;
     let refused = |refusal: Refusal| {
         tracing::warn!(connection = %id, source = source.name(), reason = refusal.reason, "delivery refused: bad or missing signature or secret");
@@ -270,6 +293,57 @@ impl FromRequest<Ticketbound> for VerifiedFreshserviceDelivery {
     }
 }
 
+/// A delivery at `/webhooks/{kind}/{connection}`: the kind names the plug-in whose webhook source authenticates
+/// and interprets it, with the same guarantees as its own route (the connection looked up and header-only
+/// proofs checked before the body is read). An unknown kind answers 404 before anything is looked up; a
+/// connection of another source answers 404 as on the named routes.
+pub struct VerifiedDelivery(pub Delivery);
+
+/// The connection kind a generic route's `{kind}` named, when it named one rather than a source.
+#[derive(Clone, Copy)]
+struct NamedKind(ConnectionKind);
+
+impl FromRequest<Ticketbound> for VerifiedDelivery {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &Ticketbound) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let segment = RawPathParams::from_request_parts(&mut parts, app)
+            .await
+            .ok()
+            .and_then(|params| {
+                params
+                    .iter()
+                    .find(|(name, _)| *name == "kind")
+                    .map(|(_, value)| value.to_owned())
+            })
+            .unwrap_or_default();
+        let source = app
+            .connections()
+            .webhook_source_named(&segment)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::NotFound,
+                    "unknown_kind",
+                    "no kind of ticket system sends deliveries here: use a kind of `GET /v1/connection-kinds`",
+                )
+            })?;
+        if let Some(kind) = ConnectionKind::parse(&segment) {
+            parts.extensions.insert(NamedKind(kind));
+        }
+        let req = Request::from_parts(parts, body);
+        let delivery = match source {
+            WebhookSource::Jira => VerifiedJiraDelivery::from_request(req, app).await?.0,
+            WebhookSource::Freshservice => {
+                VerifiedFreshserviceDelivery::from_request(req, app)
+                    .await?
+                    .0
+            }
+        };
+        Ok(Self(delivery))
+    }
+}
+
 fn answer(outcome: DeliveryOutcome) -> Response {
     let body = match outcome {
         DeliveryOutcome::Ignored(reason) => serde_json::json!({"ignored": true, "reason": reason}),
@@ -307,6 +381,13 @@ async fn jira(
 async fn freshservice(
     axum::extract::State(app): axum::extract::State<Ticketbound>,
     VerifiedFreshserviceDelivery(delivery): VerifiedFreshserviceDelivery,
+) -> Result<Response, ApiError> {
+    Ok(answer(app.handle_delivery(delivery).await?))
+}
+
+async fn any_kind(
+    axum::extract::State(app): axum::extract::State<Ticketbound>,
+    VerifiedDelivery(delivery): VerifiedDelivery,
 ) -> Result<Response, ApiError> {
     Ok(answer(app.handle_delivery(delivery).await?))
 }

@@ -128,7 +128,6 @@ fn secret_store_error(e: SecretStoreError) -> ServiceError {
     }
 }
 
-
 /// A resource's entity tag: `"<version>-<digest>"`, the quotes included. The digest of the resource as the API
 /// shows it (secrets masked) tells a resource deleted and created again at the same version from the one a
 /// client read before.

@@ -14,9 +14,19 @@ use crate::domain::connection::{
 };
 use crate::domain::ticket_writes::{DEFAULT_PRIORITY, TicketDestination};
 use crate::ports::{
-    CheckedCredentials, CredentialFields, DestinationFields, HostForm, SettingsError, TicketSystem,
-    TicketSystemKind, WebhookSource,
+    CheckedCredentials, ClosedStatusesDescription, CredentialFields, DestinationFields,
+    FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem, TicketSystemKind,
+    WebhookDescription, WebhookSource,
 };
+
+/// Freshservice's webhook registration (the README's steps): it does not sign, so the secret travels in a
+/// header and Ticketbound re-reads the ticket before ending anything.
+const STEPS: &[&str] = &[
+    "Admin → Automation & Productivity → Workflow Automator → new Ticket workflow, event Ticket is updated (status changed) and, if you like, Ticket is deleted.",
+    "Action Trigger Webhook: request type POST, callback URL `{url}`, encoding JSON.",
+    "Custom header `X-Ticketbound-Secret` with the webhook secret (or a Basic Auth credential whose password is the secret).",
+    "Content Advanced, exactly this body: `{\"event\": \"ticket_updated\", \"ticket_id\": \"{{ticket.id_numeric}}\", \"ticket_display_id\": \"{{ticket.id}}\", \"status\": \"{{ticket.status}}\"}`",
+];
 
 /// Freshservice (API v2, an API key).
 pub struct Freshservice;
@@ -24,6 +34,33 @@ pub struct Freshservice;
 impl TicketSystemKind for Freshservice {
     fn kind(&self) -> ConnectionKind {
         ConnectionKind::Freshservice
+    }
+
+    fn describe(&self) -> KindDescription {
+        KindDescription {
+            kind: self.kind(),
+            label: "Freshservice",
+            fields: vec![
+                FieldDescription::text(
+                    "domain",
+                    "Domain",
+                    "acme.freshservice.com, or a full https:// URL",
+                ),
+                FieldDescription::secret(
+                    "api_key",
+                    "API key",
+                    "The API key of an agent that can read (and, for audit tickets, write) tickets.",
+                ),
+            ],
+            closed_statuses: ClosedStatusesDescription {
+                help: "Status numbers that count as closed, e.g. 4 (Resolved) and 5 (Closed); deleted and spam tickets always do.",
+                default: self.default_closed_statuses(),
+            },
+            webhook: WebhookDescription {
+                path: "/webhooks/freshservice/{connection}",
+                steps: STEPS,
+            },
+        }
     }
 
     fn webhook_source(&self) -> WebhookSource {

@@ -16,9 +16,38 @@ use crate::domain::connection::{
 };
 use crate::domain::ticket_writes::{DEFAULT_ISSUE_TYPE, TicketDestination};
 use crate::ports::{
-    CheckedCredentials, CredentialFields, DestinationFields, HostForm, SettingsError, TicketSystem,
-    TicketSystemKind, WebhookSource,
+    CheckedCredentials, ClosedStatusesDescription, CredentialFields, DestinationFields,
+    FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem, TicketSystemKind,
+    WebhookDescription, WebhookSource,
 };
+
+/// Jira's webhook registration (the README's steps).
+const JIRA_STEPS_CLOUD: &[&str] = &[
+    "In Jira: System → WebHooks → Create a WebHook (a Jira admin).",
+    "URL: `{url}`",
+    "Secret: the connection's webhook secret (Jira then signs every delivery with `X-Hub-Signature`).",
+    "Events: Issue → updated and Issue → deleted.",
+    "A JQL filter so only relevant issues are sent, e.g. `project in (SEC, OPS)`.",
+    "Without admin webhooks, a Jira Automation rule (Issue transitioned → Send web request) can POST to the same URL with the header `X-Ticketbound-Secret`.",
+];
+
+/// Jira Data Center's webhook registration.
+const JIRA_STEPS_DATA_CENTER: &[&str] = &[
+    "In Jira: Administration → System → WebHooks → Create a WebHook.",
+    "URL: `{url}`",
+    "Secret: the connection's webhook secret (Data Center signs every delivery with `X-Hub-Signature`). If your version's form has no Secret field but offers basic authentication: any user name, the webhook secret as the password.",
+    "Events: Issue → updated and Issue → deleted.",
+    "A JQL filter so only relevant issues are sent, e.g. `project in (SEC, OPS)`.",
+    "Without admin webhooks, a Jira Automation rule (Issue transitioned → Send web request) can POST to the same URL with the header `X-Ticketbound-Secret`.",
+];
+
+/// Both Jiras write closed statuses as names.
+fn jira_closed_statuses() -> ClosedStatusesDescription {
+    ClosedStatusesDescription {
+        help: "Status names that count as closed besides the Done category, e.g. Won't Do.",
+        default: ClosedStatuses::Names(Vec::new()),
+    }
+}
 
 /// Jira Cloud (REST v3, e-mail + API token).
 pub struct JiraCloud;
@@ -29,6 +58,44 @@ pub struct JiraDataCenter;
 impl TicketSystemKind for JiraCloud {
     fn kind(&self) -> ConnectionKind {
         ConnectionKind::JiraCloud
+    }
+
+    fn describe(&self) -> KindDescription {
+        KindDescription {
+            kind: self.kind(),
+            label: "Jira Cloud",
+            fields: vec![
+                FieldDescription::text(
+                    "site",
+                    "Site",
+                    "acme, acme.atlassian.net, or a full https:// URL",
+                ),
+                FieldDescription::text(
+                    "email",
+                    "Account e-mail",
+                    "The Atlassian account the API token belongs to.",
+                ),
+                FieldDescription::secret(
+                    "api_token",
+                    "API token",
+                    "An API token of that account (classic, or with scopes).",
+                ),
+                FieldDescription {
+                    choices: &["classic", "scoped"],
+                    ..FieldDescription::text(
+                        "token_type",
+                        "Token type",
+                        "Leave empty to detect it; scoped tokens go through Atlassian's API gateway.",
+                    )
+                    .optional()
+                },
+            ],
+            closed_statuses: jira_closed_statuses(),
+            webhook: WebhookDescription {
+                path: "/webhooks/jira/{connection}",
+                steps: JIRA_STEPS_CLOUD,
+            },
+        }
     }
 
     fn webhook_source(&self) -> WebhookSource {
@@ -146,6 +213,31 @@ impl TicketSystemModule for JiraCloud {
 impl TicketSystemKind for JiraDataCenter {
     fn kind(&self) -> ConnectionKind {
         ConnectionKind::JiraDataCenter
+    }
+
+    fn describe(&self) -> KindDescription {
+        KindDescription {
+            kind: self.kind(),
+            label: "Jira Data Center",
+            fields: vec![
+                FieldDescription::text("base_url", "Base URL", "https://jira.example.com"),
+                FieldDescription::secret(
+                    "personal_access_token",
+                    "Personal access token",
+                    "A token of the service account; or give a user name and password instead.",
+                )
+                .in_group("token"),
+                FieldDescription::text("username", "User name", "The service account's user name.")
+                    .in_group("password"),
+                FieldDescription::secret("password", "Password", "Its password.")
+                    .in_group("password"),
+            ],
+            closed_statuses: jira_closed_statuses(),
+            webhook: WebhookDescription {
+                path: "/webhooks/jira/{connection}",
+                steps: JIRA_STEPS_DATA_CENTER,
+            },
+        }
     }
 
     fn webhook_source(&self) -> WebhookSource {
