@@ -396,7 +396,7 @@ pub mod notify;
 pub use crate::domain::ticket_writes::DestinationFields;
 pub use connections::{
     CheckedCredentials, ClosedStatusesDescription, ConnectionStore, CredentialFields,
-    FieldDescription, HostForm, KindDescription, ReconcileBatch, SecretStore, SecretStoreError,
-    SettingsError, TicketStates, TicketSystem, TicketSystemError, TicketSystemKind, TicketSystems,
-    WebhookDescription, WebhookSource,
+    DeliveryHeaders, DeliveryRefusal, DeliveryRules, FieldDescription, HostForm, KindDescription,
+    ReconcileBatch, SecretStore, SecretStoreError, SettingsError, TicketStates, TicketSystem,
+    TicketSystemError, TicketSystemKind, TicketSystems, WebhookDescription, WebhookSource,
 };

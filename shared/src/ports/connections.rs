@@ -10,10 +10,11 @@ use super::{Page, StoreError};
 use crate::domain::connection::{
     AuthState, ClosedStatuses, Connection, ConnectionKind, ConnectionSecrets, ConnectionSettings,
     Credentials, MissedClosing, Person, PersonLookup, Ticket, TicketPage, TicketQuery, TicketState,
-    TicketSummary, Verification,
+    TicketSummary, Verification, WebhookSecrets,
 };
 use crate::domain::identity::ClaimedIdentity;
 use crate::domain::secret::Secret;
+use crate::domain::ticket_events::Delivery;
 use crate::domain::ticket_writes::{
     CloseOutcome, CreatedTicket, DestinationFields, NewTicket, TicketDestination,
 };
@@ -256,29 +257,67 @@ pub trait TicketSystems: Send + Sync {
     fn kind(&self, kind: ConnectionKind) -> &'static dyn TicketSystemKind;
 }
 
-/// Where a delivery for a connection of this kind arrives (`/webhooks/jira/…` or `/webhooks/freshservice/…`).
+/// Where a delivery for a connection of this kind arrives (`/webhooks/{path}/…`). Defined by the plug-in
+/// (`adapters::jira::WEBHOOK_SOURCE`); kinds sharing one (Jira Cloud and Data Center) share its route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WebhookSource {
-    Jira,
-    Freshservice,
+pub struct WebhookSource {
+    /// Its segment of the webhook URL.
+    pub path: &'static str,
+    /// The name in a 404's message.
+    pub name: &'static str,
 }
 
 impl WebhookSource {
     /// Its segment of the webhook URL (`/webhooks/jira/…`).
     pub fn path_name(self) -> &'static str {
-        match self {
-            Self::Jira => "jira",
-            Self::Freshservice => "freshservice",
-        }
+        self.path
     }
 
     /// The name in a 404's message.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Jira => "Jira",
-            Self::Freshservice => "Freshservice",
-        }
+        self.name
     }
+}
+
+/// The headers of a delivery as a plug-in reads them.
+pub trait DeliveryHeaders {
+    /// A header that is there at all, readable or not: an unreadable (non-ASCII) value is `""`, which verifies
+    /// against nothing, so a garbled proof is a wrong proof rather than an absent one.
+    fn present(&self, name: &str) -> Option<&str>;
+}
+
+/// Why a delivery is not authentic: a short reason for the log, and the message of the 401.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeliveryRefusal {
+    pub reason: &'static str,
+    pub message: &'static str,
+}
+
+/// How one kind's deliveries prove they come from its ticket system, and what they say (DESIGN §9). The one
+/// webhook extractor asks these in order: [`DeliveryRules::proof_needs_body`] before reading anything,
+/// [`DeliveryRules::authenticate`] (in constant time, through [`WebhookSecrets`]), and only then
+/// [`DeliveryRules::interpret`].
+pub trait DeliveryRules: Send + Sync {
+    /// Whether this delivery's proof is judged on the raw body (a signature); when not, it is judged on the
+    /// headers alone before the body is read, so an unauthenticated sender costs no memory.
+    fn proof_needs_body(&self, headers: &dyn DeliveryHeaders) -> bool;
+    /// Whether the delivery proves an active webhook secret of the connection; `body` is empty when
+    /// [`DeliveryRules::proof_needs_body`] said no.
+    fn authenticate(
+        &self,
+        settings: &ConnectionSettings,
+        headers: &dyn DeliveryHeaders,
+        body: &[u8],
+        secrets: &WebhookSecrets,
+    ) -> Result<(), DeliveryRefusal>;
+    /// The authentic delivery's JSON body as a [`Delivery`] for `settings.id`; the error says, for a 400
+    /// `unrecognized_delivery`, what is wrong and what to send instead.
+    fn interpret(
+        &self,
+        settings: &ConnectionSettings,
+        headers: &dyn DeliveryHeaders,
+        body: &serde_json::Value,
+    ) -> Result<Delivery, String>;
 }
 
 /// A host name an admin may give in place of `base_url` (`site` for Jira Cloud, `domain` for Freshservice).
@@ -434,6 +473,8 @@ pub trait TicketSystemKind: Send + Sync {
     fn describe(&self) -> KindDescription;
     /// Where its deliveries arrive.
     fn webhook_source(&self) -> WebhookSource;
+    /// How its deliveries are authenticated and read.
+    fn deliveries(&self) -> &'static dyn DeliveryRules;
     /// The host-name field it accepts in place of `base_url`, if any.
     fn host_form(&self) -> Option<HostForm>;
     /// The field(s) that give the base URL, for the message when none is given.

@@ -14,9 +14,9 @@ use crate::domain::connection::{
 };
 use crate::domain::ticket_writes::{DEFAULT_PRIORITY, TicketDestination};
 use crate::ports::{
-    CheckedCredentials, ClosedStatusesDescription, CredentialFields, DestinationFields,
-    FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem, TicketSystemKind,
-    WebhookDescription, WebhookSource,
+    CheckedCredentials, ClosedStatusesDescription, CredentialFields, DeliveryRules,
+    DestinationFields, FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem,
+    TicketSystemKind, WebhookDescription, WebhookSource,
 };
 
 /// Freshservice's webhook registration (the README's steps): it does not sign, so the secret travels in a
@@ -30,6 +30,12 @@ const STEPS: &[&str] = &[
 
 /// Freshservice (API v2, an API key).
 pub struct Freshservice;
+
+/// Where Freshservice's deliveries arrive: `/webhooks/freshservice/{connection}`.
+pub const WEBHOOK_SOURCE: WebhookSource = WebhookSource {
+    path: "freshservice",
+    name: "Freshservice",
+};
 
 impl TicketSystemKind for Freshservice {
     fn kind(&self) -> ConnectionKind {
@@ -64,7 +70,11 @@ impl TicketSystemKind for Freshservice {
     }
 
     fn webhook_source(&self) -> WebhookSource {
-        WebhookSource::Freshservice
+        WEBHOOK_SOURCE
+    }
+
+    fn deliveries(&self) -> &'static dyn DeliveryRules {
+        &super::events::FreshserviceDeliveries
     }
 
     fn canonical_key(&self, key: &str) -> String {

@@ -16,9 +16,9 @@ use crate::domain::connection::{
 };
 use crate::domain::ticket_writes::{DEFAULT_ISSUE_TYPE, TicketDestination};
 use crate::ports::{
-    CheckedCredentials, ClosedStatusesDescription, CredentialFields, DestinationFields,
-    FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem, TicketSystemKind,
-    WebhookDescription, WebhookSource,
+    CheckedCredentials, ClosedStatusesDescription, CredentialFields, DeliveryRules,
+    DestinationFields, FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem,
+    TicketSystemKind, WebhookDescription, WebhookSource,
 };
 
 /// Jira's webhook registration (the README's steps).
@@ -54,6 +54,12 @@ pub struct JiraCloud;
 
 /// Jira Data Center (REST v2, a personal access token or user name + password).
 pub struct JiraDataCenter;
+
+/// Both Jiras' deliveries arrive at `/webhooks/jira/{connection}`.
+pub const WEBHOOK_SOURCE: WebhookSource = WebhookSource {
+    path: "jira",
+    name: "Jira",
+};
 
 impl TicketSystemKind for JiraCloud {
     fn kind(&self) -> ConnectionKind {
@@ -99,7 +105,11 @@ impl TicketSystemKind for JiraCloud {
     }
 
     fn webhook_source(&self) -> WebhookSource {
-        WebhookSource::Jira
+        WEBHOOK_SOURCE
+    }
+
+    fn deliveries(&self) -> &'static dyn DeliveryRules {
+        &super::events::JiraDeliveries
     }
 
     fn canonical_key(&self, key: &str) -> String {
@@ -241,7 +251,11 @@ impl TicketSystemKind for JiraDataCenter {
     }
 
     fn webhook_source(&self) -> WebhookSource {
-        WebhookSource::Jira
+        WEBHOOK_SOURCE
+    }
+
+    fn deliveries(&self) -> &'static dyn DeliveryRules {
+        &super::events::JiraDeliveries
     }
 
     fn canonical_key(&self, key: &str) -> String {

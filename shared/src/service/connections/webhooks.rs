@@ -36,6 +36,11 @@ impl Connections {
             })
     }
 
+    /// For the verified-delivery extractor: how deliveries of a kind are authenticated and read.
+    pub fn delivery_rules(&self, kind: ConnectionKind) -> &'static dyn crate::ports::DeliveryRules {
+        self.systems.kind(kind).deliveries()
+    }
+
     /// For the verified-delivery extractors: the connection and its active webhook secrets when it exists and
     /// its deliveries arrive from `source`; `None` answers 404.
     pub async fn webhook_target(
