@@ -88,6 +88,58 @@ pub fn interpret_freshservice(body: &Value) -> Result<String, DeliveryError> {
         .ok_or(DeliveryError::NoTicket("no numeric `ticket_id`"))
 }
 
+/// The message of a refused Freshservice delivery.
+const NO_SECRET: &str = "the delivery is not signed with, and does not carry, an active webhook secret of this connection";
+
+/// Freshservice's deliveries for the one webhook extractor: it does not sign, so the proof is a header
+/// (`X-Ticketbound-Secret`, or a Basic credential whose password is the secret), judged before the body is read;
+/// the body only names the ticket, which is re-read before anything ends.
+pub struct FreshserviceDeliveries;
+
+impl DeliveryRules for FreshserviceDeliveries {
+    fn proof_needs_body(&self, _headers: &dyn DeliveryHeaders) -> bool {
+        false
+    }
+
+    fn authenticate(
+        &self,
+        _settings: &ConnectionSettings,
+        headers: &dyn DeliveryHeaders,
+        _body: &[u8],
+        secrets: &WebhookSecrets,
+    ) -> Result<(), DeliveryRefusal> {
+        // The header, when present, decides alone (a garbled one is a wrong one, not rescued by Basic auth).
+        headers
+            .present("x-ticketbound-secret")
+            .map(str::to_owned)
+            .or_else(|| {
+                headers
+                    .present("authorization")
+                    .and_then(basic_auth_password)
+            })
+            .is_some_and(|presented| secrets.accepts_shared_secret(&presented))
+            .then_some(())
+            .ok_or(DeliveryRefusal {
+                reason: "wrong_or_missing_secret",
+                message: NO_SECRET,
+            })
+    }
+
+    fn interpret(
+        &self,
+        settings: &ConnectionSettings,
+        _headers: &dyn DeliveryHeaders,
+        body: &Value,
+    ) -> Result<Delivery, String> {
+        let key = interpret_freshservice(body)
+            .map_err(|e| format!("{e}; use the body template in the README"))?;
+        Ok(Delivery::Named {
+            connection: settings.id.clone(),
+            key,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,57 +202,5 @@ mod tests {
         );
         assert!(super::is_ticket_id(&longest));
         assert!(!super::is_ticket_id(&format!("1{longest}")));
-    }
-}
-
-/// The message of a refused Freshservice delivery.
-const NO_SECRET: &str = "the delivery is not signed with, and does not carry, an active webhook secret of this connection";
-
-/// Freshservice's deliveries for the one webhook extractor: it does not sign, so the proof is a header
-/// (`X-Ticketbound-Secret`, or a Basic credential whose password is the secret), judged before the body is read;
-/// the body only names the ticket, which is re-read before anything ends.
-pub struct FreshserviceDeliveries;
-
-impl DeliveryRules for FreshserviceDeliveries {
-    fn proof_needs_body(&self, _headers: &dyn DeliveryHeaders) -> bool {
-        false
-    }
-
-    fn authenticate(
-        &self,
-        _settings: &ConnectionSettings,
-        headers: &dyn DeliveryHeaders,
-        _body: &[u8],
-        secrets: &WebhookSecrets,
-    ) -> Result<(), DeliveryRefusal> {
-        // The header, when present, decides alone (a garbled one is a wrong one, not rescued by Basic auth).
-        headers
-            .present("x-ticketbound-secret")
-            .map(str::to_owned)
-            .or_else(|| {
-                headers
-                    .present("authorization")
-                    .and_then(basic_auth_password)
-            })
-            .is_some_and(|presented| secrets.accepts_shared_secret(&presented))
-            .then_some(())
-            .ok_or(DeliveryRefusal {
-                reason: "wrong_or_missing_secret",
-                message: NO_SECRET,
-            })
-    }
-
-    fn interpret(
-        &self,
-        settings: &ConnectionSettings,
-        _headers: &dyn DeliveryHeaders,
-        body: &Value,
-    ) -> Result<Delivery, String> {
-        let key = interpret_freshservice(body)
-            .map_err(|e| format!("{e}; use the body template in the README"))?;
-        Ok(Delivery::Named {
-            connection: settings.id.clone(),
-            key,
-        })
     }
 }
