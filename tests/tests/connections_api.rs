@@ -243,7 +243,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         (
             "POST",
             "/v1/connections",
-            json!({"id": "x", "kind": "servicenow"}),
+            json!({"id": "x", "kind": "zendesk"}),
             StatusCode::BAD_REQUEST,
             "malformed_request",
         ),
@@ -311,7 +311,15 @@ async fn every_kind_describes_its_settings_form_and_webhook_registration() {
     assert_eq!(answer.status, StatusCode::OK);
     let items = answer.json["items"].as_array().unwrap();
     let kinds: Vec<&str> = items.iter().map(|k| k["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["jira_cloud", "jira_data_center", "freshservice"]);
+    assert_eq!(
+        kinds,
+        [
+            "jira_cloud",
+            "jira_data_center",
+            "freshservice",
+            "servicenow"
+        ]
+    );
     for (item, kind) in items.iter().zip(ConnectionKind::ALL) {
         let rules = ticketbound::adapters::ticket_systems::rules(kind);
         assert!(!item["label"].as_str().unwrap().is_empty());
@@ -339,10 +347,9 @@ async fn every_kind_describes_its_settings_form_and_webhook_registration() {
             );
         }
         let path = item["webhook"]["path"].as_str().unwrap();
-        let source = if kind == ConnectionKind::Freshservice {
-            "freshservice"
-        } else {
-            "jira"
+        let source = match kind {
+            ConnectionKind::JiraCloud | ConnectionKind::JiraDataCenter => "jira",
+            other => other.as_str(),
         };
         assert_eq!(path, format!("/webhooks/{source}/{{connection}}"));
         let steps = item["webhook"]["steps"].as_array().unwrap();

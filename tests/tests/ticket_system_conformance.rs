@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use axum::body::Body;
@@ -27,6 +27,7 @@ use tower::ServiceExt;
 use support::{cloud_issue, cloud_user, quick_policy};
 use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
+use ticketbound::adapters::servicenow::events::servicenow_signature;
 use ticketbound::adapters::ticket_systems::HttpTicketSystems;
 use ticketbound::domain::connection::{
     ConnectionKind, ConnectionSecrets, ConnectionSettings, Credentials, TicketState,
@@ -447,6 +448,102 @@ async fn rate_limits_and_server_errors_are_retried(fake: &dyn Fake) {
     }
 }
 
+struct ServiceNowFake;
+
+/// A stable `sys_id` per number.
+fn sys_id(number: &str) -> String {
+    format!("{:0>32}", support::issue_id(number))
+}
+
+#[async_trait]
+impl Fake for ServiceNowFake {
+    fn connection_body(&self, root: &str) -> Value {
+        json!({"id": "conformance", "kind": "servicenow", "base_url": root, "username": "svc", "password": "snow-pass"})
+    }
+    /// The Business Rule of docs/connections.md: the record's table, sys_id, number, state and active, signed.
+    fn delivery(&self, key: &str, secret: &str, _delivery: &str, closed: bool) -> Sent {
+        let (state, active) = if closed {
+            ("7", "false")
+        } else {
+            ("2", "true")
+        };
+        let body = json!({"table": "incident", "sys_id": sys_id(key), "number": key, "state": state, "active": active})
+            .to_string()
+            .into_bytes();
+        (
+            vec![(
+                "x-ticketbound-signature",
+                servicenow_signature(secret, &body),
+            )],
+            body,
+        )
+    }
+    fn kind(&self) -> ConnectionKind {
+        ConnectionKind::ServiceNow
+    }
+    fn credentials(&self) -> Credentials {
+        Credentials::Password {
+            password: Secret::new("snow-pass"),
+        }
+    }
+    fn keys(&self) -> [&'static str; 3] {
+        ["INC0010001", "RITM0010002", "CHG0030003"]
+    }
+    async fn mount_account(&self, server: &MockServer, status: u16) {
+        let answer = match status {
+            200 => ResponseTemplate::new(200).set_body_json(json!({"result": [
+                {"sys_id": "6816f79cc0a8016401c5a33be04be441", "user_name": "svc", "email": "svc@acme.com", "name": "Service"}
+            ]})),
+            _ => ResponseTemplate::new(status).set_body_json(json!({"error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"}, "status": "failure"})),
+        };
+        Mock::given(path("/api/now/table/sys_user"))
+            .and(query_param("sysparm_query", "user_name=svc"))
+            .respond_with(answer)
+            .mount(server)
+            .await;
+    }
+    fn ticket_path(&self, _key: &str) -> String {
+        "/api/now/table/task".into()
+    }
+    fn ticket_body(&self, key: &str, held: Held) -> Value {
+        let (state, active) = match held {
+            Held::Closed => ("7", "false"),
+            _ => ("2", "true"),
+        };
+        json!({
+            "sys_id": sys_id(key), "number": key, "short_description": format!("Ticket {key}"),
+            "state": state, "active": active, "sys_class_name": "incident", "assigned_to": ""
+        })
+    }
+    /// The Table API answers a query that matches nothing with an empty `result`.
+    async fn mount_ticket(&self, server: &MockServer, key: &str, held: Held) {
+        let result = match held {
+            Held::Gone => json!([]),
+            _ => json!([self.ticket_body(key, held)]),
+        };
+        Mock::given(method("GET"))
+            .and(path("/api/now/table/task"))
+            .and(query_param(
+                "sysparm_query",
+                format!("number={key}").as_str(),
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": result})))
+            .mount(server)
+            .await;
+    }
+    /// `numberIN<k1>,<k2>,…` on `task`: the rows it finds (a deleted number is left out).
+    async fn mount_batch(&self, server: &MockServer, tickets: &[(&str, Held)]) {
+        let rows: Vec<Value> = tickets
+            .iter()
+            .map(|(k, h)| self.ticket_body(k, *h))
+            .collect();
+        Mock::given(path("/api/now/table/task"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": rows})))
+            .mount(server)
+            .await;
+    }
+}
+
 /// A delivery: its headers and body.
 type Sent = (Vec<(&'static str, String)>, Vec<u8>);
 
@@ -634,3 +731,4 @@ macro_rules! conformance {
 conformance!(jira_cloud, JiraCloudFake);
 conformance!(jira_data_center, JiraDataCenterFake);
 conformance!(freshservice, FreshserviceFake);
+conformance!(servicenow, ServiceNowFake);

@@ -1286,7 +1286,7 @@ async fn the_generic_route_serves_each_kind_as_its_own_route_does() {
     // Unknown kinds, and a connection that is not of the kind named, are not found: nothing changes.
     let signed = [("x-hub-signature", hub_signature(&h.jira_secret, &bytes))];
     for uri in [
-        "/webhooks/servicenow/jira-main",
+        "/webhooks/zendesk/jira-main",
         "/webhooks/JIRA_CLOUD/jira-main",
     ] {
         let (status, answer) = h.post(uri, &signed, bytes.clone()).await;
@@ -1295,6 +1295,7 @@ async fn the_generic_route_serves_each_kind_as_its_own_route_does() {
     }
     for uri in [
         "/webhooks/freshservice/jira-main",
+        "/webhooks/servicenow/jira-main",
         "/webhooks/jira_cloud/fs-main",
         "/webhooks/jira_data_center/jira-main",
         "/webhooks/jira_cloud/nobody",

@@ -20,11 +20,18 @@ pub enum ConnectionKind {
     JiraCloud,
     JiraDataCenter,
     Freshservice,
+    #[serde(rename = "servicenow")]
+    ServiceNow,
 }
 
 impl ConnectionKind {
     /// Every kind, in the order the portal offers them.
-    pub const ALL: [Self; 3] = [Self::JiraCloud, Self::JiraDataCenter, Self::Freshservice];
+    pub const ALL: [Self; 4] = [
+        Self::JiraCloud,
+        Self::JiraDataCenter,
+        Self::Freshservice,
+        Self::ServiceNow,
+    ];
 
     /// The kind spelled as [`ConnectionKind::as_str`] spells it.
     pub fn parse(name: &str) -> Option<Self> {
@@ -36,6 +43,7 @@ impl ConnectionKind {
             Self::JiraCloud => "jira_cloud",
             Self::JiraDataCenter => "jira_data_center",
             Self::Freshservice => "freshservice",
+            Self::ServiceNow => "servicenow",
         }
     }
 }

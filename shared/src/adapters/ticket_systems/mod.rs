@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::freshservice::Freshservice;
 use super::jira::{JiraCloud, JiraDataCenter};
+use super::servicenow::ServiceNow;
 use super::ticket_http::{HttpPolicy, TicketHttp, authorization, build_client};
 use crate::domain::connection::{ConnectionKind, ConnectionSecrets, ConnectionSettings};
 use crate::ports::{TicketSystem, TicketSystemError, TicketSystemKind, TicketSystems};
@@ -42,6 +43,7 @@ pub(crate) fn system(kind: ConnectionKind) -> &'static dyn TicketSystemModule {
         ConnectionKind::JiraCloud => &JiraCloud,
         ConnectionKind::JiraDataCenter => &JiraDataCenter,
         ConnectionKind::Freshservice => &Freshservice,
+        ConnectionKind::ServiceNow => &ServiceNow,
     }
 }
 
@@ -312,12 +314,9 @@ mod tests {
 
     #[test]
     fn every_kind_is_registered_as_itself() {
-        for kind in [
-            ConnectionKind::JiraCloud,
-            ConnectionKind::JiraDataCenter,
-            ConnectionKind::Freshservice,
-        ] {
+        for kind in ConnectionKind::ALL {
             assert_eq!(system(kind).kind(), kind);
+            assert_eq!(ConnectionKind::parse(kind.as_str()), Some(kind));
         }
     }
 }
