@@ -1321,3 +1321,82 @@ async fn the_generic_route_serves_each_kind_as_its_own_route_does() {
     assert_eq!(answer["ended"], 1, "{answer}");
     assert_eq!(h.grant(&grant).await["end_reason"], "ticket_closed");
 }
+
+/// The Lambda path of the generic route: an API Gateway event for `/webhooks/servicenow/{connection}` into the
+/// `ticketbound-webhook` function's router. The Business Rule's signed body names the number; the record is
+/// re-read (inactive) before the bound grant ends, and a wrong signature changes nothing.
+#[tokio::test]
+async fn a_servicenow_delivery_through_an_api_gateway_event_to_the_generic_function_ends_grants() {
+    use base64::Engine;
+    use ticketbound::adapters::servicenow::events::servicenow_signature;
+    let h = hooks().await;
+    let snow = MockServer::start().await;
+    let body = json!({"id": "snow", "kind": "servicenow", "base_url": snow.uri(), "username": "svc", "password": "snow-pass"});
+    let (status, created) = call(
+        &h.router,
+        "POST",
+        "/v1/connections",
+        ADMIN,
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["webhook_secret"].as_str().unwrap().to_owned();
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/task"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [{
+            "sys_id": "9d385017c611228701d22104cc95c371", "number": "INC0010001", "short_description": "Access",
+            "state": "7", "active": "false", "sys_class_name": "incident", "assigned_to": ""
+        }]})))
+        .mount(&snow)
+        .await;
+    let ticket = TicketRef {
+        connection: "snow".into(),
+        key: "INC0010001".into(),
+    };
+    let ids = seed_bound_active_grants(&h.app, &ticket, "prod-db", 1).await;
+    let delivery = json!({"table": "incident", "sys_id": "9d385017c611228701d22104cc95c371", "number": "INC0010001", "state": "7", "active": "false"}).to_string();
+    let router = ticketbound::http::webhooks::generic_router(h.app.clone());
+    let send = |signature: String| {
+        let mut event: Value =
+            serde_json::from_str(include_str!("../fixtures/apigw-v2-post-jwt.json")).unwrap();
+        event["rawPath"] = "/webhooks/servicenow/snow".into();
+        event["rawQueryString"] = "".into();
+        event
+            .as_object_mut()
+            .unwrap()
+            .remove("queryStringParameters");
+        event["routeKey"] = "POST /webhooks/{kind}/{connection}".into();
+        event["requestContext"]["http"]["path"] = "/webhooks/servicenow/snow".into();
+        event["requestContext"]
+            .as_object_mut()
+            .unwrap()
+            .remove("authorizer");
+        event["headers"] =
+            json!({"content-type": "application/json", "x-ticketbound-signature": signature});
+        event["body"] = base64::engine::general_purpose::STANDARD
+            .encode(delivery.as_bytes())
+            .into();
+        event["isBase64Encoded"] = true.into();
+        let request =
+            lambda_http::request::from_str(&event.to_string()).expect("API Gateway v2 event");
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, answer) = send(servicenow_signature("not-the-secret", delivery.as_bytes())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_signature");
+    assert_eq!(h.grant(&ids[0]).await["status"], "active");
+    let (status, answer) = send(servicenow_signature(&secret, delivery.as_bytes())).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ended"], 1, "{answer}");
+    assert_eq!(h.grant(&ids[0]).await["end_reason"], "ticket_closed");
+}
