@@ -30,7 +30,7 @@ use ticketbound::adapters::local_scheduler::LocalScheduler;
 use ticketbound::adapters::servicenow::events::servicenow_signature;
 use ticketbound::adapters::ticket_systems::HttpTicketSystems;
 use ticketbound::domain::connection::{
-    ConnectionKind, ConnectionSecrets, ConnectionSettings, Credentials, TicketState,
+    ConnectionKind, ConnectionSecrets, ConnectionSettings, Credentials, TicketQuery, TicketState,
 };
 use ticketbound::domain::secret::Secret;
 use ticketbound::domain::webhook_auth::hub_signature;
@@ -732,3 +732,97 @@ conformance!(jira_cloud, JiraCloudFake);
 conformance!(jira_data_center, JiraDataCenterFake);
 conformance!(freshservice, FreshserviceFake);
 conformance!(servicenow, ServiceNowFake);
+
+/// ServiceNow pages on its side (`sysparm_offset` is the page token) and narrows by `q` with `LIKE` on the
+/// number and short description; a closed row it still returns is left out, and an encoded-query operator in
+/// `q` never reaches the query.
+#[tokio::test]
+async fn servicenow_search_pages_and_narrows_on_its_side() {
+    let fake = ServiceNowFake;
+    let server = MockServer::start().await;
+    let me = "6816f79cc0a8016401c5a33be04be441";
+    let base = format!("assigned_to={me}^active=true");
+    let order = "^ORDERBYDESCsys_updated_on";
+    let page: Vec<Value> = (0..50)
+        .map(|i| fake.ticket_body(&format!("INC00{:05}", i), Held::Open))
+        .collect();
+    Mock::given(path("/api/now/table/task"))
+        .and(query_param(
+            "sysparm_query",
+            format!("{base}{order}").as_str(),
+        ))
+        .and(query_param("sysparm_offset", "0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": page})))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/now/table/task"))
+        .and(query_param(
+            "sysparm_query",
+            format!("{base}{order}").as_str(),
+        ))
+        .and(query_param("sysparm_offset", "50"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
+            fake.ticket_body("RITM0010002", Held::Open),
+            fake.ticket_body("CHG0030003", Held::Closed),
+        ]})))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/now/table/task"))
+        .and(query_param(
+            "sysparm_query",
+            format!("{base}^numberLIKEdisk full^ORshort_descriptionLIKEdisk full{order}").as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
+            fake.ticket_body("INC0020001", Held::Open),
+        ]})))
+        .mount(&server)
+        .await;
+    let client = fake.client(&server);
+    let person = ticketbound::domain::connection::Person {
+        id: me.into(),
+        email: None,
+        display_name: None,
+    };
+    let first = client
+        .open_tickets_page(&person, &TicketQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 50);
+    assert_eq!(first.next.as_deref(), Some("50"));
+    let second = client
+        .open_tickets_page(
+            &person,
+            &TicketQuery {
+                text: None,
+                page: first.next.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let keys: Vec<&str> = second.items.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["RITM0010002"], "the closed row is left out");
+    assert_eq!(second.next, None);
+    let found = client
+        .open_tickets_page(
+            &person,
+            &TicketQuery {
+                text: Some("^disk full^".into()),
+                page: None,
+            },
+        )
+        .await
+        .unwrap();
+    let keys: Vec<&str> = found.items.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["INC0020001"]);
+    let refused = client
+        .open_tickets_page(
+            &person,
+            &TicketQuery {
+                text: None,
+                page: Some("not-an-offset".into()),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, TicketSystemError::InvalidPageToken(_)));
+}

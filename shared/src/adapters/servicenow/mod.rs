@@ -7,7 +7,8 @@
 //!   (`INC0010001`, `RITM0010001`, `CHG0030001`), and its `sys_id` and `sys_class_name` come with it;
 //! - person by e-mail: `GET /api/now/table/sys_user?sysparm_query=email=<e-mail>^active=true` (at most two, so an
 //!   address two accounts share is not taken as either);
-//! - open tickets: `assigned_to=<sys_id>^active=true^ORDERBYDESCsys_updated_on`, paged with `sysparm_offset`;
+//! - open tickets: `assigned_to=<sys_id>^active=true^ORDERBYDESCsys_updated_on`, paged with `sysparm_offset`
+//!   (the page token), a search text matched on ServiceNow's side against the number and short description;
 //! - reconciliation: `numberIN<k1>,<k2>,…`, up to [`KEYS_PER_CALL`] numbers a call.
 //!
 //! A ticket is closed when `active` is false (ServiceNow's own "Active State Management" sets it from the
@@ -26,8 +27,8 @@ pub use settings::{ServiceNow, WEBHOOK_SOURCE};
 
 use super::ticket_http::{Probed, TicketHttp};
 use crate::domain::connection::{
-    ClosedStatuses, Person, PersonLookup, Ticket, TicketState, TicketSummary, Verification,
-    visible_email,
+    ClosedStatuses, Person, PersonLookup, Ticket, TicketPage, TicketQuery, TicketState,
+    TicketSummary, Verification, visible_email,
 };
 use crate::ports::{ReconcileBatch, TicketStates, TicketSystem, TicketSystemError};
 
@@ -273,6 +274,53 @@ impl TicketSystem for ServiceNowClient {
             }
         }
         Ok(out)
+    }
+
+    /// One page of [`Self::open_tickets_for`]: the token is the next `sysparm_offset`, and `q` is matched by
+    /// ServiceNow against the number and the short description (`LIKE`, case-insensitive), so paging and
+    /// narrowing happen on its side.
+    async fn open_tickets_page(
+        &self,
+        person: &Person,
+        query: &TicketQuery,
+    ) -> Result<TicketPage, TicketSystemError> {
+        let offset = match query.page.as_deref() {
+            None => 0,
+            Some(token) => token
+                .parse::<usize>()
+                .ok()
+                .filter(|o| *o % PAGE_SIZE == 0 && *o < PAGE_SIZE * 200)
+                .ok_or_else(|| {
+                    TicketSystemError::InvalidPageToken("not a ServiceNow offset".into())
+                })?,
+        };
+        if !queryable(&person.id) {
+            return Ok(TicketPage::default());
+        }
+        let mut encoded = format!("assigned_to={}^active=true", person.id);
+        // An encoded query has no escaping: the operator characters are dropped from the text.
+        let text: Option<String> = query
+            .text
+            .as_deref()
+            .map(|t| t.replace(['^', '\n', '\r'], " ").trim().to_owned())
+            .filter(|t| !t.is_empty());
+        if let Some(text) = &text {
+            encoded.push_str(&format!("^numberLIKE{text}^ORshort_descriptionLIKE{text}"));
+        }
+        encoded.push_str("^ORDERBYDESCsys_updated_on");
+        let url = self.tasks_url(&encoded, PAGE_SIZE, offset);
+        let found: Option<Results<Task>> = self.http.get_json(url).await?;
+        let rows = found.map(|r| r.result).unwrap_or_default();
+        let full = rows.len() == PAGE_SIZE;
+        Ok(TicketPage {
+            items: rows
+                .into_iter()
+                .map(|t| self.ticket(t))
+                .filter(|t| !t.closed)
+                .map(|t| TicketSummary::from(&t))
+                .collect(),
+            next: full.then(|| (offset + PAGE_SIZE).to_string()),
+        })
     }
 
     fn reconcile_batch(&self) -> ReconcileBatch {
