@@ -4,20 +4,23 @@
 use std::sync::Arc;
 
 use super::FreshserviceClient;
-use crate::adapters::ticket_http::TicketHttp;
+use crate::adapters::ticket_http::{TicketHttp, basic, missing_setting};
 use crate::adapters::ticket_systems::fields::{
     check_credential, given, invalid_closed_statuses, keep_current, reject_foreign_fields, required,
 };
 use crate::adapters::ticket_systems::{ClientOptions, TicketSystemModule};
+use crate::domain::connection::ConnectionSecrets;
 use crate::domain::connection::{
     ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials, FRESHSERVICE_DEFAULT_CLOSED,
 };
 use crate::domain::ticket_writes::{DEFAULT_PRIORITY, TicketDestination};
+use crate::ports::TicketSystemError;
 use crate::ports::{
     CheckedCredentials, ClosedStatusesDescription, CredentialFields, DeliveryRules,
     DestinationFields, FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem,
     TicketSystemKind, WebhookDescription, WebhookSource,
 };
+use reqwest::header::HeaderValue;
 
 /// Freshservice's webhook registration (the README's steps): it does not sign, so the secret travels in a
 /// header and Ticketbound re-reads the ticket before ending anything.
@@ -181,6 +184,18 @@ impl TicketSystemKind for Freshservice {
 }
 
 impl TicketSystemModule for Freshservice {
+    /// Basic with the API key as the user name and `X` as the password.
+    fn authorization(
+        &self,
+        settings: &ConnectionSettings,
+        secrets: &ConnectionSecrets,
+    ) -> Result<HeaderValue, TicketSystemError> {
+        match &secrets.credentials {
+            Credentials::ApiKey { api_key } => basic(api_key.expose(), "X"),
+            _ => Err(missing_setting(settings, "API key")),
+        }
+    }
+
     fn client(
         &self,
         http: TicketHttp,

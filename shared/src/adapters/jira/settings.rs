@@ -5,21 +5,24 @@
 use std::sync::Arc;
 
 use super::{JiraCloudClient, JiraDataCenterClient, Plan, Rest};
-use crate::adapters::ticket_http::TicketHttp;
+use crate::adapters::ticket_http::{TicketHttp, basic, bearer, missing_setting};
 use crate::adapters::ticket_systems::fields::{
     check_credential, check_email, check_username, given, invalid_closed_statuses, keep_current,
     reject_foreign_fields, required,
 };
 use crate::adapters::ticket_systems::{ClientOptions, TicketSystemModule};
+use crate::domain::connection::ConnectionSecrets;
 use crate::domain::connection::{
     AuthMethod, ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials, TokenType,
 };
 use crate::domain::ticket_writes::{DEFAULT_ISSUE_TYPE, TicketDestination};
+use crate::ports::TicketSystemError;
 use crate::ports::{
     CheckedCredentials, ClosedStatusesDescription, CredentialFields, DeliveryRules,
     DestinationFields, FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem,
     TicketSystemKind, WebhookDescription, WebhookSource,
 };
+use reqwest::header::HeaderValue;
 
 /// Jira's webhook registration (the README's steps).
 const JIRA_STEPS_CLOUD: &[&str] = &[
@@ -196,6 +199,24 @@ impl TicketSystemKind for JiraCloud {
 }
 
 impl TicketSystemModule for JiraCloud {
+    /// Basic with the account's e-mail and API token.
+    fn authorization(
+        &self,
+        settings: &ConnectionSettings,
+        secrets: &ConnectionSecrets,
+    ) -> Result<HeaderValue, TicketSystemError> {
+        match &secrets.credentials {
+            Credentials::ApiToken { api_token } => basic(
+                settings
+                    .email
+                    .as_deref()
+                    .ok_or_else(|| missing_setting(settings, "email"))?,
+                api_token.expose(),
+            ),
+            _ => Err(missing_setting(settings, "API token")),
+        }
+    }
+
     /// Calls go where the token type says: the site (classic), the API gateway (scoped), or, when the admin did
     /// not say, where `verify` last found the token working, with the other tried on a 401.
     fn client(
@@ -383,6 +404,30 @@ impl TicketSystemKind for JiraDataCenter {
 }
 
 impl TicketSystemModule for JiraDataCenter {
+    /// Bearer with a personal access token, or Basic with a user name and password.
+    fn authorization(
+        &self,
+        settings: &ConnectionSettings,
+        secrets: &ConnectionSecrets,
+    ) -> Result<HeaderValue, TicketSystemError> {
+        match &secrets.credentials {
+            Credentials::PersonalAccessToken {
+                personal_access_token,
+            } => bearer(personal_access_token.expose()),
+            Credentials::Password { password } => basic(
+                settings
+                    .username
+                    .as_deref()
+                    .ok_or_else(|| missing_setting(settings, "username"))?,
+                password.expose(),
+            ),
+            _ => Err(missing_setting(
+                settings,
+                "personal access token or password",
+            )),
+        }
+    }
+
     fn client(
         &self,
         http: TicketHttp,

@@ -5,19 +5,22 @@
 use std::sync::Arc;
 
 use super::ServiceNowClient;
-use crate::adapters::ticket_http::TicketHttp;
+use crate::adapters::ticket_http::{TicketHttp, basic, missing_setting};
 use crate::adapters::ticket_systems::fields::{
     check_credential, check_username, given, invalid_closed_statuses, keep_current,
     reject_foreign_fields, required,
 };
 use crate::adapters::ticket_systems::{ClientOptions, TicketSystemModule};
+use crate::domain::connection::ConnectionSecrets;
 use crate::domain::connection::{ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials};
 use crate::domain::ticket_writes::TicketDestination;
+use crate::ports::TicketSystemError;
 use crate::ports::{
     CheckedCredentials, ClosedStatusesDescription, CredentialFields, DeliveryRules,
     DestinationFields, FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem,
     TicketSystemKind, WebhookDescription, WebhookSource,
 };
+use reqwest::header::HeaderValue;
 
 /// ServiceNow (Table API, a web-service user).
 pub struct ServiceNow;
@@ -170,6 +173,24 @@ impl TicketSystemKind for ServiceNow {
 }
 
 impl TicketSystemModule for ServiceNow {
+    /// Basic with the web-service user's name and password.
+    fn authorization(
+        &self,
+        settings: &ConnectionSettings,
+        secrets: &ConnectionSecrets,
+    ) -> Result<HeaderValue, TicketSystemError> {
+        match &secrets.credentials {
+            Credentials::Password { password } => basic(
+                settings
+                    .username
+                    .as_deref()
+                    .ok_or_else(|| missing_setting(settings, "username"))?,
+                password.expose(),
+            ),
+            _ => Err(missing_setting(settings, "password")),
+        }
+    }
+
     fn client(
         &self,
         http: TicketHttp,
