@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `sam build` of the four functions for arm64, as `sam deploy` packages them (template.yaml: BuildMethod
+# `sam build` of the five functions for arm64, as `sam deploy` packages them (template.yaml: BuildMethod
 # rust-cargolambda; samconfig.toml turns on the SAM CLI beta feature it needs). Installs what it needs from
 # PyPI (the SAM CLI, cargo-lambda, Zig as the cross linker) and the Rust arm64 target, prints the time taken and
 # each bootstrap's size (raw and `zip -9`, what `sam deploy` uploads): the figures in BENCHMARKS.md.

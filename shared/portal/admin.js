@@ -5,7 +5,9 @@ import { api, listAll } from "./api.js";
 import { h, field, fieldError, clearErrors, notice, errorText, errorBox, heading, when, humanDuration, badge, details, announce } from "./dom.js";
 
 const MASK = "********";
-const KINDS = { jira_cloud: "Jira Cloud", jira_data_center: "Jira Data Center", freshservice: "Freshservice" };
+// The kinds of ticket system as the API describes them (GET /v1/connection-kinds), by kind: every form field,
+// label, hint, webhook URL and registration step below comes from there, so a new kind needs no change here.
+let KINDS = {};
 
 export async function viewAdmin(main, _arg, ctx) {
   heading(main, "Admin");
@@ -285,31 +287,24 @@ function resourceForm(existing, etag, reload) {
 // ----- connections ---------------------------------------------------------------------------------------
 
 function webhookUrl(c) {
-  return `${location.origin}/webhooks/${c.kind === "freshservice" ? "freshservice" : "jira"}/${c.id}`;
+  const path = KINDS[c.kind] ? KINDS[c.kind].webhook.path : `/webhooks/${c.kind}/{connection}`;
+  return `${location.origin}${path.replace("{connection}", c.id)}`;
 }
 
-// How to register the webhook in that ticket system (the README's steps, with this connection's URL).
+// A described step: `{url}` is this connection's webhook URL, and text between backticks is typed as is.
+function describedStep(text, url) {
+  return h("li", {}, text.replace(/\{url\}/g, url).split("`").map((part, i) => (i % 2 ? h("code", {}, part) : part)));
+}
+
+// How to register the webhook in that ticket system (its description's steps, with this connection's URL).
 function webhookSteps(c) {
   const url = webhookUrl(c);
-  const code = (text) => h("code", {}, text);
-  if (c.kind === "freshservice") {
-    return h("ol", { class: "steps" },
-      h("li", {}, "Admin → Automation & Productivity → Workflow Automator → new Ticket workflow, event ", h("em", {}, "Ticket is updated"), " (status changed) and, if you like, ", h("em", {}, "Ticket is deleted"), "."),
-      h("li", {}, "Action ", h("em", {}, "Trigger Webhook"), ": request type POST, callback URL ", code(url), ", encoding JSON."),
-      h("li", {}, "Custom header ", code("X-Ticketbound-Secret"), " with the webhook secret (or a Basic Auth credential whose password is the secret)."),
-      h("li", {}, "Content ", h("em", {}, "Advanced"), ", exactly this body: ",
-        code('{"event": "ticket_updated", "ticket_id": "{{ticket.id_numeric}}", "ticket_display_id": "{{ticket.id}}", "status": "{{ticket.status}}"}')));
-  }
-  const where = c.kind === "jira_cloud"
-    ? "System → WebHooks → Create a WebHook (Jira admin)"
-    : "Administration → System → WebHooks → Create a WebHook";
-  return h("ol", { class: "steps" },
-    h("li", {}, `${where}.`),
-    h("li", {}, "URL: ", code(url)),
-    h("li", {}, "Secret: the connection's webhook secret (Jira then signs every delivery with ", code("X-Hub-Signature"), ")."),
-    h("li", {}, "Events: ", h("em", {}, "Issue → updated"), " and ", h("em", {}, "Issue → deleted"), "."),
-    h("li", {}, "A JQL filter so only relevant issues are sent, e.g. ", code("project in (SEC, OPS)"), "."),
-    h("li", {}, "Without admin webhooks, a Jira Automation rule (", h("em", {}, "Issue transitioned → Send web request"), ") can POST to the same URL with the header ", code("X-Ticketbound-Secret"), "."));
+  const described = KINDS[c.kind] ? KINDS[c.kind].webhook.steps : [];
+  return h("ol", { class: "steps" }, described.map((step) => describedStep(step, url)));
+}
+
+function kindLabel(kind) {
+  return KINDS[kind] ? KINDS[kind].label : kind;
 }
 
 function statusBadge(c) {
@@ -320,7 +315,7 @@ function connectionCard(c, actions) {
   return h("article", { class: "connection", id: `connection-${c.id}`, "aria-labelledby": `connection-title-${c.id}` },
     h("h3", { id: `connection-title-${c.id}` }, `${c.id} `, statusBadge(c)),
     details([
-      ["Kind", KINDS[c.kind] || c.kind],
+      ["Kind", kindLabel(c.kind)],
       ["Site", c.base_url],
       ["Signs in as", c.email || c.username],
       ["Last verified", when(c.last_verified_at)],
@@ -336,11 +331,12 @@ async function connectionsSection(section) {
   const result = h("div", { id: "connections-result", "aria-live": "polite" });
   const wizardSlot = h("div", { id: "wizard-slot" });
   section.replaceChildren(h("h2", { id: "connections-title" }, "Ticket-system connections"), result);
-  const r = await listAll("/v1/connections");
-  if (!r.ok) {
-    section.append(notice("error", errorBox(r.error)));
+  const [r, kinds] = await Promise.all([listAll("/v1/connections"), api("GET", "/v1/connection-kinds")]);
+  if (!r.ok || !kinds.ok) {
+    section.append(notice("error", errorBox(r.ok ? kinds.error : r.error)));
     return;
   }
+  KINDS = Object.fromEntries(kinds.data.items.map((k) => [k.kind, k]));
   const reload = async (message, kind = "ok") => {
     await connectionsSection(section);
     if (message) {
@@ -379,41 +375,46 @@ function steps(current) {
     ["Connect", "Verify", "Webhook"].map((s, i) => h("li", { "aria-current": i === current ? "step" : null, class: i === current ? "current" : null }, s)));
 }
 
-// The credential inputs of a kind; `editing` leaves them empty with a masked placeholder.
+// A described field's input id: `conn-api-token` for `api_token`.
+const inputId = (f) => `conn-${f.name.replace(/_/g, "-")}`;
+
+// The credential inputs of a kind: its described fields after the first (the address). `editing` leaves secrets
+// empty with a masked placeholder.
 function credentialFields(kind, editing, c = {}) {
-  const secretInput = (id, label) => field(label, h("input", { id, type: "password", autocomplete: "new-password",
-    placeholder: editing ? `${MASK} (kept unless you type a new one)` : "" }));
-  if (kind === "jira_cloud") {
-    return [field("Account e-mail", h("input", { id: "conn-email", type: "email", value: c.email || "" })), secretInput("conn-api-token", "API token")];
+  const fields = KINDS[kind] ? KINDS[kind].fields.slice(1) : [];
+  const out = [];
+  let group = null;
+  for (const f of fields) {
+    if (f.group && group && f.group !== group) out.push(h("p", { class: "hint" }, "Or instead:"));
+    group = f.group || group;
+    const hint = f.required || f.group ? f.help : `${f.help} (optional)`;
+    if (f.choices) {
+      out.push(field(f.label, h("select", { id: inputId(f) }, h("option", { value: "" }, "—"),
+        f.choices.map((choice) => h("option", { value: choice, selected: c[f.name] === choice ? true : null }, choice))), hint));
+    } else if (f.secret) {
+      out.push(field(f.label, h("input", { id: inputId(f), type: "password", autocomplete: "new-password",
+        placeholder: editing ? `${MASK} (kept unless you type a new one)` : "" }), hint));
+    } else {
+      out.push(field(f.label, h("input", { id: inputId(f), type: "text", autocomplete: "off", value: c[f.name] || "" }), hint));
+    }
   }
-  if (kind === "jira_data_center") {
-    return [
-      secretInput("conn-pat", "Personal access token"),
-      h("p", { class: "hint" }, "Or a username and password instead of a token:"),
-      field("Username", h("input", { id: "conn-username", type: "text", value: c.username || "" })),
-      secretInput("conn-password", "Password"),
-    ];
-  }
-  return [secretInput("conn-api-key", "API key")];
+  return out;
 }
 
-function readCredentials(body) {
-  const value = (id) => {
-    const el = document.getElementById(id);
-    return el ? el.value.trim() : "";
-  };
-  for (const [id, key] of [["conn-email", "email"], ["conn-api-token", "api_token"], ["conn-pat", "personal_access_token"],
-    ["conn-username", "username"], ["conn-password", "password"], ["conn-api-key", "api_key"]]) {
-    if (value(id)) body[key] = value(id);
+// The described credential fields that were filled in.
+function readCredentials(kind, body) {
+  for (const f of KINDS[kind] ? KINDS[kind].fields.slice(1) : []) {
+    const el = document.getElementById(inputId(f));
+    if (el && el.value.trim()) body[f.name] = el.value.trim();
   }
   return body;
 }
 
+// The first described field is where the system is; a full URL there is always sent as `base_url`.
 function siteBody(kind, text, body) {
   if (!text) return body;
-  if (/^https?:\/\//.test(text) || kind === "jira_data_center") body.base_url = text;
-  else if (kind === "jira_cloud") body.site = text;
-  else body.domain = text;
+  const name = KINDS[kind] ? KINDS[kind].fields[0].name : "base_url";
+  body[/^https?:\/\//.test(text) ? "base_url" : name] = text;
   return body;
 }
 
@@ -425,23 +426,20 @@ function connectionFieldOf(code) {
   return "conn-form";
 }
 
-const SITE_LABELS = {
-  jira_cloud: ["Site", "acme, acme.atlassian.net, or a full https:// URL"],
-  jira_data_center: ["Base URL", "https://jira.example.com"],
-  freshservice: ["Domain", "acme.freshservice.com, or a full https:// URL"],
-};
-
 function wizard(reload) {
   const slot = h("div", { id: "wizard", class: "panel" });
   const id = h("input", { id: "conn-id", type: "text", required: true, autocomplete: "off", placeholder: "e.g. jira-main" });
-  const kind = h("select", { id: "conn-kind" }, Object.entries(KINDS).map(([v, l]) => h("option", { value: v }, l)));
+  const kind = h("select", { id: "conn-kind" }, Object.values(KINDS).map((k) => h("option", { value: k.kind }, k.label)));
   const site = h("input", { id: "conn-site", type: "text", required: true, autocomplete: "off", spellcheck: "false" });
   const siteField = h("div", {});
   const credentials = h("fieldset", { id: "conn-credentials-set" });
   const closed = h("input", { id: "conn-closed", type: "text", placeholder: "optional, comma-separated" });
+  const closedField = h("div", {});
   const showKind = () => {
-    const [label, hint] = SITE_LABELS[kind.value];
-    siteField.replaceChildren(field(label, site, hint));
+    const described = KINDS[kind.value];
+    if (!described) return;
+    siteField.replaceChildren(field(described.fields[0].label, site, described.fields[0].help));
+    closedField.replaceChildren(field("Closed statuses", closed, described.closed_statuses.help));
     credentials.replaceChildren(h("legend", {}, "Credentials"), ...credentialFields(kind.value, false),
       h("p", { class: "error", id: "err-conn-credentials", "aria-live": "polite" }));
   };
@@ -449,7 +447,7 @@ function wizard(reload) {
   const form = h("form", { id: "connect-form", novalidate: true, on: { submit: async (event) => {
     event.preventDefault();
     clearErrors(form);
-    const body = readCredentials(siteBody(kind.value, site.value.trim(), { id: id.value.trim(), kind: kind.value }));
+    const body = readCredentials(kind.value, siteBody(kind.value, site.value.trim(), { id: id.value.trim(), kind: kind.value }));
     if (closed.value.trim()) body.closed_statuses = closed.value.split(",").map((s) => s.trim()).filter(Boolean);
     const answer = await api("POST", "/v1/connections", body);
     if (!answer.ok) {
@@ -462,7 +460,7 @@ function wizard(reload) {
     field("Ticket system", kind),
     siteField,
     credentials,
-    field("Closed statuses", closed, "Statuses that count as closed besides the done category (Jira) or Resolved and Closed (Freshservice)."),
+    closedField,
     h("p", { class: "error", id: "err-conn-form", "aria-live": "polite" }),
     h("button", { type: "submit", class: "primary", id: "connect" }, "Connect"));
   showKind();
@@ -509,7 +507,7 @@ function webhookStep(slot, c, reload) {
     h("div", { class: "notice info secret" },
       field("Webhook secret", secret, "Shown this once: keep it for the webhook below. It cannot be read back; Edit can generate a new one."),
       copy, copied),
-    h("h4", {}, `Register the webhook in ${KINDS[c.kind]}`),
+    h("h4", {}, `Register the webhook in ${kindLabel(c.kind)}`),
     webhookSteps(c),
     h("button", { type: "button", id: "wizard-done", on: { click: () => reload(`Connection ${c.id} added.`) } }, "Done"));
   title.focus();
@@ -524,7 +522,7 @@ function editForm(c, reload) {
   const form = h("form", { novalidate: true, on: { submit: async (event) => {
     event.preventDefault();
     clearErrors(form);
-    const body = readCredentials({});
+    const body = readCredentials(c.kind, {});
     if (site.value.trim() && site.value.trim() !== c.base_url) body.base_url = site.value.trim();
     const statuses = closed.value.split(",").map((s) => s.trim()).filter(Boolean);
     if (closed.value !== (Array.isArray(c.closed_statuses) ? c.closed_statuses.join(", ") : "")) body.closed_statuses = statuses;
@@ -540,7 +538,7 @@ function editForm(c, reload) {
     }
     reload(`Saved connection ${c.id}. Verify it to check the credentials.`);
   } } },
-    field(c.kind === "jira_data_center" ? "Base URL" : "Site URL", site),
+    field(KINDS[c.kind] ? KINDS[c.kind].fields[0].label : "Base URL", site),
     h("fieldset", { id: "conn-credentials-set" }, h("legend", {}, "Credentials"), credentialFields(c.kind, true, c),
       h("p", { class: "error", id: "err-conn-credentials", "aria-live": "polite" })),
     field("Closed statuses", closed),

@@ -453,7 +453,8 @@ mod connections;
 pub mod notify;
 pub use crate::domain::ticket_writes::DestinationFields;
 pub use connections::{
-    CheckedCredentials, ConnectionStore, CredentialFields, HostForm, ReconcileBatch, SecretStore,
-    SecretStoreError, SettingsError, TicketStates, TicketSystem, TicketSystemError,
-    TicketSystemKind, TicketSystems, WebhookSource,
+    CheckedCredentials, ClosedStatusesDescription, ConnectionStore, CredentialFields,
+    DeliveryHeaders, DeliveryRefusal, DeliveryRules, FieldDescription, HostForm, KindDescription,
+    ReconcileBatch, SecretStore, SecretStoreError, SettingsError, TicketStates, TicketSystem,
+    TicketSystemError, TicketSystemKind, TicketSystems, WebhookDescription, WebhookSource,
 };

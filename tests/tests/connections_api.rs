@@ -14,6 +14,7 @@ use support::{
     ADMIN, ALICE, BOB, TestApp, basic, cloud_issue, cloud_user, quick_policy, spawn_app,
 };
 use ticketbound::domain::GrantStatus;
+use ticketbound::domain::connection::ConnectionKind;
 use ticketbound::ports::{GrantFilter, GrantStore};
 
 const TOKEN: &str = "atl-token-0123456789";
@@ -242,7 +243,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         (
             "POST",
             "/v1/connections",
-            json!({"id": "x", "kind": "servicenow"}),
+            json!({"id": "x", "kind": "zendesk"}),
             StatusCode::BAD_REQUEST,
             "malformed_request",
         ),
@@ -300,12 +301,77 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(list.json["items"].as_array().unwrap().len(), 1);
 }
 
+/// The settings form of each kind as its plug-in describes it is exactly what the API takes for that kind: the
+/// credential fields it parses (secret where they are secrets), the way it names its site, and where its
+/// deliveries arrive.
+#[tokio::test]
+async fn every_kind_describes_its_settings_form_and_webhook_registration() {
+    let app = spawn_app(quick_policy()).await;
+    let answer = app.call("GET", "/v1/connection-kinds", ADMIN, None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let items = answer.json["items"].as_array().unwrap();
+    let kinds: Vec<&str> = items.iter().map(|k| k["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "jira_cloud",
+            "jira_data_center",
+            "freshservice",
+            "servicenow"
+        ]
+    );
+    for (item, kind) in items.iter().zip(ConnectionKind::ALL) {
+        let rules = ticketbound::adapters::ticket_systems::rules(kind);
+        assert!(!item["label"].as_str().unwrap().is_empty());
+        let fields = item["fields"].as_array().unwrap();
+        let named = |name: &str| fields.iter().find(|f| f["name"] == name);
+        for credential in rules.credential_fields() {
+            let field = named(credential).unwrap_or_else(|| panic!("{kind:?} {credential}"));
+            let secret = !matches!(*credential, "email" | "username");
+            assert_eq!(field["secret"], secret, "{kind:?} {credential}");
+            assert!(!field["label"].as_str().unwrap().is_empty());
+        }
+        let site = rules.host_form().map_or("base_url", |h| h.field);
+        assert_eq!(named(site).unwrap()["required"], true, "{kind:?}");
+        assert_eq!(
+            named("token_type").is_some(),
+            rules.takes_token_type(),
+            "{kind:?}"
+        );
+        // Nothing is described that the API would refuse.
+        for field in fields {
+            let name = field["name"].as_str().unwrap();
+            assert!(
+                rules.credential_fields().contains(&name) || name == site || name == "token_type",
+                "{kind:?} describes `{name}`"
+            );
+        }
+        let path = item["webhook"]["path"].as_str().unwrap();
+        let source = match kind {
+            ConnectionKind::JiraCloud | ConnectionKind::JiraDataCenter => "jira",
+            other => other.as_str(),
+        };
+        assert_eq!(path, format!("/webhooks/{source}/{{connection}}"));
+        let steps = item["webhook"]["steps"].as_array().unwrap();
+        assert!(steps.iter().any(|s| s.as_str().unwrap().contains("{url}")));
+        assert_eq!(
+            item["closed_statuses"]["default"],
+            serde_json::to_value(rules.default_closed_statuses()).unwrap()
+        );
+    }
+    assert_eq!(items[2]["closed_statuses"]["default"], json!([4, 5]));
+    let dc = &items[1]["fields"];
+    assert_eq!(dc[1]["group"], "token");
+    assert_eq!(dc[2]["group"], "password");
+}
+
 #[tokio::test]
 async fn only_admins_manage_connections() {
     let app = spawn_app(quick_policy()).await;
     let server = MockServer::start().await;
     create_cloud(&app, &server, TOKEN).await;
     for (method, route, body) in [
+        ("GET", "/v1/connection-kinds", None),
         ("GET", "/v1/connections", None),
         ("GET", "/v1/connections/jira-main", None),
         ("POST", "/v1/connections", Some(cloud_body(&server, TOKEN))),

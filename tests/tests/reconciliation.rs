@@ -939,3 +939,59 @@ async fn jira_data_center_is_asked_through_rest_api_2_search_with_the_same_batch
         GrantStatus::Active
     );
 }
+
+/// ServiceNow: one `numberIN…` query for every bound number; an inactive ticket's grants end, an active one's
+/// stay, and a number the query no longer finds is deleted.
+#[tokio::test]
+async fn servicenow_reads_every_bound_number_in_one_query_and_ends_inactive_and_deleted_tickets() {
+    let _serial = METRIC_LOCK.lock().await;
+    let w = world(ReconcileSettings::default()).await;
+    let snow = MockServer::start().await;
+    let body = json!({"id": "snow", "kind": "servicenow", "base_url": snow.uri(), "username": "svc", "password": "snow-pass"});
+    let (status, created) = call(
+        &w.router,
+        "POST",
+        "/v1/connections",
+        ADMIN,
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let row = |number: &str, active: &str| json!({"sys_id": format!("{number:0>32}"), "number": number, "short_description": "Access", "state": if active == "true" { "2" } else { "7" }, "active": active, "sys_class_name": "incident", "assigned_to": ""});
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/task"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
+            row("INC0010001", "true"),
+            row("RITM0010002", "false"),
+        ]})))
+        .mount(&snow)
+        .await;
+    let mut ids = Vec::new();
+    for number in ["INC0010001", "RITM0010002", "CHG0030003"] {
+        ids.push(
+            seed_bound_active_grants(&w.app, &ticket("snow", number), "prod-db", 1)
+                .await
+                .remove(0),
+        );
+    }
+
+    let report = w.app.reconcile().await.unwrap();
+
+    let queries: Vec<String> = snow
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| query(r, "sysparm_query"))
+        .collect();
+    assert_eq!(queries.len(), 1, "{queries:?}");
+    assert!(queries[0].starts_with("numberIN"), "{queries:?}");
+    for number in ["INC0010001", "RITM0010002", "CHG0030003"] {
+        assert!(queries[0].contains(number), "{queries:?}");
+    }
+    assert_eq!(report.closings_found, 2);
+    assert_eq!(grant(&w.app, &ids[0]).await.status, GrantStatus::Active);
+    assert_eq!(grant(&w.app, &ids[1]).await.status, GrantStatus::Ended);
+    let deleted = grant(&w.app, &ids[2]).await;
+    assert_eq!(deleted.status, GrantStatus::Ended);
+}

@@ -27,6 +27,11 @@ const WEBHOOK_ROUTES: &[(&str, &str, &str)] = &[
         ticketbound::http::webhooks::FRESHSERVICE_ROUTE,
         "functions/freshservice-webhook",
     ),
+    (
+        "POST",
+        ticketbound::http::webhooks::GENERIC_ROUTE,
+        "functions/webhook",
+    ),
 ];
 /// The function that serves `/v1`.
 const API_CODE_URI: &str = "functions/api";

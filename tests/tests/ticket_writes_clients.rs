@@ -48,6 +48,12 @@ fn client(kind: ConnectionKind, server: &MockServer) -> Arc<dyn TicketSystem> {
                 api_key: Secret::new("fs-key"),
             },
         ),
+        ConnectionKind::ServiceNow => (
+            AuthMethod::Password,
+            Credentials::Password {
+                password: Secret::new("snow-pass"),
+            },
+        ),
     };
     let settings = ConnectionSettings {
         id: "conn".into(),

@@ -1272,3 +1272,131 @@ async fn a_basic_auth_delivery_through_an_api_gateway_event_ends_grants_and_a_wr
     assert_eq!(answer["ended"], 1);
     assert_eq!(h.grant(&ids[0]).await["end_reason"], "ticket_closed");
 }
+
+/// One route serves every kind: `/webhooks/{kind}/{connection}` with the connection's kind (or its source's
+/// name) authenticates and interprets a delivery as that kind's own route does, and refuses what it refuses.
+#[tokio::test]
+async fn the_generic_route_serves_each_kind_as_its_own_route_does() {
+    let h = hooks().await;
+    let grant = h.jira_grant("SEC-42", false).await;
+    let before = h.snapshot().await;
+    let body = cloud_transition("SEC-42", "Done", "done");
+    let bytes = body.to_string().into_bytes();
+
+    // Unknown kinds, and a connection that is not of the kind named, are not found: nothing changes.
+    let signed = [("x-hub-signature", hub_signature(&h.jira_secret, &bytes))];
+    for uri in [
+        "/webhooks/zendesk/jira-main",
+        "/webhooks/JIRA_CLOUD/jira-main",
+    ] {
+        let (status, answer) = h.post(uri, &signed, bytes.clone()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(answer["error"]["code"], "unknown_kind", "{uri}");
+    }
+    for uri in [
+        "/webhooks/freshservice/jira-main",
+        "/webhooks/servicenow/jira-main",
+        "/webhooks/jira_cloud/fs-main",
+        "/webhooks/jira_data_center/jira-main",
+        "/webhooks/jira_cloud/nobody",
+    ] {
+        let (status, answer) = h.post(uri, &signed, bytes.clone()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(answer["error"]["code"], "unknown_connection", "{uri}");
+    }
+    // A forged signature is refused before anything is read or changed.
+    let forged = [("x-hub-signature", hub_signature("not-the-secret", &bytes))];
+    let (status, answer) = h
+        .post("/webhooks/jira_cloud/jira-main", &forged, bytes.clone())
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer["error"]["code"], "invalid_signature");
+    assert_eq!(h.snapshot().await, before);
+
+    // The signed delivery ends the bound grant.
+    let (status, answer) = h
+        .post("/webhooks/jira_cloud/jira-main", &signed, bytes)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ended"], 1, "{answer}");
+    assert_eq!(h.grant(&grant).await["end_reason"], "ticket_closed");
+}
+
+/// The Lambda path of the generic route: an API Gateway event for `/webhooks/servicenow/{connection}` into the
+/// `ticketbound-webhook` function's router. The Business Rule's signed body names the number; the record is
+/// re-read (inactive) before the bound grant ends, and a wrong signature changes nothing.
+#[tokio::test]
+async fn a_servicenow_delivery_through_an_api_gateway_event_to_the_generic_function_ends_grants() {
+    use base64::Engine;
+    use ticketbound::adapters::servicenow::events::servicenow_signature;
+    let h = hooks().await;
+    let snow = MockServer::start().await;
+    let body = json!({"id": "snow", "kind": "servicenow", "base_url": snow.uri(), "username": "svc", "password": "snow-pass"});
+    let (status, created) = call(
+        &h.router,
+        "POST",
+        "/v1/connections",
+        ADMIN,
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["webhook_secret"].as_str().unwrap().to_owned();
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/task"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [{
+            "sys_id": "9d385017c611228701d22104cc95c371", "number": "INC0010001", "short_description": "Access",
+            "state": "7", "active": "false", "sys_class_name": "incident", "assigned_to": ""
+        }]})))
+        .mount(&snow)
+        .await;
+    let ticket = TicketRef {
+        connection: "snow".into(),
+        key: "INC0010001".into(),
+    };
+    let ids = seed_bound_active_grants(&h.app, &ticket, "prod-db", 1).await;
+    let delivery = json!({"table": "incident", "sys_id": "9d385017c611228701d22104cc95c371", "number": "INC0010001", "state": "7", "active": "false"}).to_string();
+    let router = ticketbound::http::webhooks::generic_router(h.app.clone());
+    let send = |signature: String| {
+        let mut event: Value =
+            serde_json::from_str(include_str!("../fixtures/apigw-v2-post-jwt.json")).unwrap();
+        event["rawPath"] = "/webhooks/servicenow/snow".into();
+        event["rawQueryString"] = "".into();
+        event
+            .as_object_mut()
+            .unwrap()
+            .remove("queryStringParameters");
+        event["routeKey"] = "POST /webhooks/{kind}/{connection}".into();
+        event["requestContext"]["http"]["path"] = "/webhooks/servicenow/snow".into();
+        event["requestContext"]
+            .as_object_mut()
+            .unwrap()
+            .remove("authorizer");
+        event["headers"] =
+            json!({"content-type": "application/json", "x-ticketbound-signature": signature});
+        event["body"] = base64::engine::general_purpose::STANDARD
+            .encode(delivery.as_bytes())
+            .into();
+        event["isBase64Encoded"] = true.into();
+        let request =
+            lambda_http::request::from_str(&event.to_string()).expect("API Gateway v2 event");
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, answer) = send(servicenow_signature("not-the-secret", delivery.as_bytes())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_signature");
+    assert_eq!(h.grant(&ids[0]).await["status"], "active");
+    let (status, answer) = send(servicenow_signature(&secret, delivery.as_bytes())).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ended"], 1, "{answer}");
+    assert_eq!(h.grant(&ids[0]).await["end_reason"], "ticket_closed");
+}

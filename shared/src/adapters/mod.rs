@@ -21,6 +21,7 @@ pub mod provisioner;
 #[cfg(feature = "aws")]
 pub mod scheduler;
 pub mod secrets;
+pub mod servicenow;
 pub mod ticket_http;
 pub mod ticket_systems;
 pub mod tls;

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant};
 use url::Url;
 
-use crate::domain::connection::{ConnectionSecrets, ConnectionSettings, Credentials};
+use crate::domain::connection::{ConnectionSecrets, ConnectionSettings};
 use crate::ports::TicketSystemError;
 
 /// How patient a ticket-system client is.
@@ -61,39 +61,32 @@ pub fn build_client() -> Result<reqwest::Client, TicketSystemError> {
     super::tls::outbound_client(None).map_err(TicketSystemError::Unexpected)
 }
 
-/// The `Authorization` header of a connection (DESIGN §6), marked sensitive so no `Debug` prints it.
+/// The `Authorization` header of a connection: how it signs in is its kind's own ([`TicketSystemModule`]'s
+/// `authorization`), built from these helpers.
+///
+/// [`TicketSystemModule`]: super::ticket_systems::TicketSystemModule
 pub fn authorization(
     settings: &ConnectionSettings,
     secrets: &ConnectionSecrets,
 ) -> Result<HeaderValue, TicketSystemError> {
+    super::ticket_systems::system(settings.kind).authorization(settings, secrets)
+}
+
+/// `Basic base64(user:password)`, marked sensitive so it is never logged.
+pub(crate) fn basic(user: &str, password: &str) -> Result<HeaderValue, TicketSystemError> {
     use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
-    let basic = |user: &str, password: &str| {
-        format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
-    };
-    let missing = |what: &str| {
-        TicketSystemError::Unexpected(format!(
-            "connection `{}` has no {what}; set it with PATCH /v1/connections/{}",
-            settings.id, settings.id
-        ))
-    };
-    let value = match &secrets.credentials {
-        Credentials::ApiToken { api_token } => basic(
-            settings.email.as_deref().ok_or_else(|| missing("email"))?,
-            api_token.expose(),
-        ),
-        Credentials::PersonalAccessToken {
-            personal_access_token,
-        } => format!("Bearer {}", personal_access_token.expose()),
-        Credentials::Password { password } => basic(
-            settings
-                .username
-                .as_deref()
-                .ok_or_else(|| missing("username"))?,
-            password.expose(),
-        ),
-        Credentials::ApiKey { api_key } => basic(api_key.expose(), "X"),
-    };
+    sensitive(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    ))
+}
+
+/// `Bearer <token>`, marked sensitive.
+pub(crate) fn bearer(token: &str) -> Result<HeaderValue, TicketSystemError> {
+    sensitive(format!("Bearer {token}"))
+}
+
+fn sensitive(value: String) -> Result<HeaderValue, TicketSystemError> {
     let mut header = HeaderValue::from_str(&value).map_err(|_| {
         TicketSystemError::Unexpected(
             "the connection's credentials hold characters not allowed in an HTTP header".into(),
@@ -101,6 +94,14 @@ pub fn authorization(
     })?;
     header.set_sensitive(true);
     Ok(header)
+}
+
+/// A setting the connection lacks to sign in (a credential of the wrong kind, a missing user name).
+pub(crate) fn missing_setting(settings: &ConnectionSettings, what: &str) -> TicketSystemError {
+    TicketSystemError::Unexpected(format!(
+        "connection `{}` has no {what}; set it with PATCH /v1/connections/{}",
+        settings.id, settings.id
+    ))
 }
 
 /// A signed-in HTTP client for one ticket system.

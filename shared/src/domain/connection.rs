@@ -20,14 +20,30 @@ pub enum ConnectionKind {
     JiraCloud,
     JiraDataCenter,
     Freshservice,
+    #[serde(rename = "servicenow")]
+    ServiceNow,
 }
 
 impl ConnectionKind {
+    /// Every kind, in the order the portal offers them.
+    pub const ALL: [Self; 4] = [
+        Self::JiraCloud,
+        Self::JiraDataCenter,
+        Self::Freshservice,
+        Self::ServiceNow,
+    ];
+
+    /// The kind spelled as [`ConnectionKind::as_str`] spells it.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::JiraCloud => "jira_cloud",
             Self::JiraDataCenter => "jira_data_center",
             Self::Freshservice => "freshservice",
+            Self::ServiceNow => "servicenow",
         }
     }
 }

@@ -48,6 +48,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/resources/{id}"),
     ("PATCH", "/v1/resources/{id}"),
     ("DELETE", "/v1/resources/{id}"),
+    ("GET", "/v1/connection-kinds"),
     ("GET", "/v1/connections"),
     ("POST", "/v1/connections"),
     ("GET", "/v1/connections/{id}"),

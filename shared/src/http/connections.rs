@@ -20,6 +20,7 @@ use crate::service::{Connections, ErrorKind};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/v1/connection-kinds", get(list_kinds))
         .route(
             "/v1/connections",
             get(list_connections).post(create_connection),
@@ -77,6 +78,16 @@ struct TicketsQuery {
     q: Option<String>,
     /// The `next` of the previous page.
     cursor: Option<String>,
+}
+
+/// Every kind of ticket system with its settings form and webhook registration, in one page (the list is short
+/// and fixed by the deployment).
+async fn list_kinds(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    let items = connections(&state)?.kinds(&caller)?;
+    Ok(Json(serde_json::json!({ "items": items })))
 }
 
 async fn list_connections(

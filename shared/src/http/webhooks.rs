@@ -1,11 +1,14 @@
-//! `POST /webhooks/jira/{connection}` and `POST /webhooks/freshservice/{connection}` (DESIGN §9).
+//! `POST /webhooks/{kind}/{connection}`, and under their own names `POST /webhooks/jira/{connection}` and
+//! `POST /webhooks/freshservice/{connection}` (DESIGN §9).
 //!
-//! One extractor per source ([`VerifiedJiraDelivery`], [`VerifiedFreshserviceDelivery`]) does, in order: look
-//! the connection up (404); check authenticity (401, nothing changes) in constant time, before reading the
-//! body when the proof is in the headers alone (a shared secret, a Basic password, Freshservice's header), so
-//! an unknown connection or an unauthenticated sender costs no memory; refuse a declared `Content-Length` over
-//! 2 MiB (413) and read the body up to 2 MiB (413 beyond); a signature (`X-Hub-Signature`) is checked on the
-//! raw bytes once read; only then parse (400). The handler receives a verified, typed
+//! One extractor ([`VerifiedDelivery`]) serves every route and kind, and asks the kind's plug-in
+//! ([`crate::ports::DeliveryRules`]) whatever is vendor-specific; it keeps the order that protects the service:
+//! look the kind and the connection up (404); check authenticity (401, nothing changes) in constant time,
+//! before reading the body when the plug-in says the proof is in the headers alone (a shared secret, a Basic
+//! password, Freshservice's header), so an unknown connection or an unauthenticated sender costs no memory;
+//! refuse a declared `Content-Length` over 2 MiB (413) and read the body up to 2 MiB (413 beyond); a signature
+//! (`X-Hub-Signature`) is checked on the raw bytes once read; only then parse (400). The handler receives a
+//! verified, typed
 //! [`Delivery`] and hands it to the service ([`Ticketbound::handle_delivery`]), which owns dedupe (a Jira
 //! delivery already handled, same `X-Atlassian-Webhook-Identifier`, answers 200 at once), confirmation through
 //! the ticket system and the end reasons. The answer comes once every bound grant is durably ended and says how
@@ -14,21 +17,16 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::error::ApiError;
 use super::extract::read_body;
-use crate::adapters::freshservice::events::interpret_freshservice;
-use crate::adapters::jira::events::{
-    JiraDeliveryProof, authenticate_jira_delivery, interpret_jira,
-};
-use crate::domain::connection::{ClosedStatuses, ConnectionSettings, WebhookSecrets};
+use crate::domain::connection::ConnectionKind;
 use crate::domain::ticket_events::{Delivery, DeliveryOutcome};
-use crate::domain::webhook_auth::basic_auth_password;
-use crate::ports::WebhookSource;
+use crate::ports::{DeliveryHeaders, DeliveryRefusal};
 use crate::service::{ErrorKind, Ticketbound};
 
 /// The largest delivery read.
@@ -36,11 +34,16 @@ pub const WEBHOOK_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 pub const JIRA_ROUTE: &str = "/webhooks/jira/{connection}";
 pub const FRESHSERVICE_ROUTE: &str = "/webhooks/freshservice/{connection}";
+/// Every kind's deliveries: `{kind}` is a connection kind (`jira_cloud`, `freshservice`, …) or the name of
+/// its webhook source (`jira`), so the two routes above are this one under their own names.
+pub const GENERIC_ROUTE: &str = "/webhooks/{kind}/{connection}";
 
 /// The Jira webhook route alone, with JSON 404/405 answers (`ticketbound-jira-webhook`).
 pub fn jira_router(app: Ticketbound) -> Router {
     super::with_security_headers(with_fallbacks(
-        Router::new().route(JIRA_ROUTE, post(jira)).with_state(app),
+        Router::new()
+            .route(JIRA_ROUTE, post(deliver))
+            .with_state(app),
     ))
 }
 
@@ -48,17 +51,24 @@ pub fn jira_router(app: Ticketbound) -> Router {
 pub fn freshservice_router(app: Ticketbound) -> Router {
     super::with_security_headers(with_fallbacks(
         Router::new()
-            .route(FRESHSERVICE_ROUTE, post(freshservice))
+            .route(FRESHSERVICE_ROUTE, post(deliver))
             .with_state(app),
     ))
 }
 
-/// Both webhook routes without fallbacks, to merge into the local server's router.
+/// Every webhook route (the generic one and the two named ones) without fallbacks, to merge into the local
+/// server's router.
 pub fn routes(app: Ticketbound) -> Router {
     Router::new()
-        .route(JIRA_ROUTE, post(jira))
-        .route(FRESHSERVICE_ROUTE, post(freshservice))
+        .route(JIRA_ROUTE, post(deliver))
+        .route(FRESHSERVICE_ROUTE, post(deliver))
+        .route(GENERIC_ROUTE, post(deliver))
         .with_state(app)
+}
+
+/// The generic route alone, with JSON 404/405 answers: one function can serve every kind.
+pub fn generic_router(app: Ticketbound) -> Router {
+    super::with_security_headers(with_fallbacks(routes(app)))
 }
 
 fn with_fallbacks(router: Router) -> Router {
@@ -67,22 +77,13 @@ fn with_fallbacks(router: Router) -> Router {
         .method_not_allowed_fallback(super::api::wrong_method)
 }
 
-/// Why a delivery is not authentic: a short reason for the log, and the message of the 401.
-struct Refusal {
-    reason: &'static str,
-    message: &'static str,
-}
+/// A delivery's headers as plug-ins read them.
+struct Headers<'a>(&'a HeaderMap);
 
-const NO_SECRET: &str = "the delivery is not signed with, and does not carry, an active webhook secret of this connection";
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// A header that is there at all, readable or not: an unreadable (non-ASCII) value is presented as `""`, which
-/// verifies against nothing, so a garbled signature is a wrong signature rather than an absent one.
-fn present<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).map(|v| v.to_str().unwrap_or_default())
+impl DeliveryHeaders for Headers<'_> {
+    fn present(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.to_str().unwrap_or_default())
+    }
 }
 
 fn parse(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
@@ -95,73 +96,98 @@ fn parse(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     })
 }
 
-/// The part every source shares: the connection of this source (404), its authenticity (401), the body read up
-/// to the limit (413).
-struct Received {
-    id: String,
-    headers: HeaderMap,
-    bytes: axum::body::Bytes,
-    settings: ConnectionSettings,
+/// A path parameter by name.
+fn path_param(params: &RawPathParams, name: &str) -> Option<String> {
+    params
+        .iter()
+        .find(|(param, _)| *param == name)
+        .map(|(_, value)| value.to_owned())
 }
 
-/// Finds, authenticates and reads a delivery: `authentic` judges the raw bytes against the connection's active
-/// webhook secrets (in constant time, through [`WebhookSecrets`]). When `signed` says the headers carry no
-/// proof that depends on the body, it is judged before the body is read (with an empty body, which it then
-/// does not look at). Nothing is parsed before it says yes; a refusal answers 401 `invalid_signature` with its
-/// message.
-async fn receive(
-    req: Request,
-    app: &Ticketbound,
-    source: WebhookSource,
-    signed: impl FnOnce(&HeaderMap) -> bool,
-    authentic: impl FnOnce(
-        &ConnectionSettings,
-        &HeaderMap,
-        &[u8],
-        &WebhookSecrets,
-    ) -> Result<(), Refusal>,
-) -> Result<Received, ApiError> {
-    let (mut parts, body) = req.into_parts();
-    let unknown = |id: &str| {
-        ApiError::new(
-            ErrorKind::NotFound,
-            "unknown_connection",
-            format!("there is no {} connection `{id}`", source.name()),
-        )
-    };
-    let Path(id) = Path::<String>::from_request_parts(&mut parts, app)
-        .await
-        .map_err(|_| unknown(""))?;
-    let (settings, secrets) = app
-        .connections()
-        .webhook_target(&id, source)
-        .await?
-        .ok_or_else(|| unknown(&id))?;
-    let refused = |refusal: Refusal| {
-        tracing::warn!(connection = %id, source = source.name(), reason = refusal.reason, "delivery refused: bad or missing signature or secret");
-        ApiError::new(
-            ErrorKind::Unauthenticated,
-            "invalid_signature",
-            refusal.message,
-        )
-    };
-    let bytes = if signed(&parts.headers) {
-        super::refuse_declared_oversize(&parts.headers, WEBHOOK_BODY_LIMIT)?;
-        let bytes = read_body(axum::body::Body::new(body), WEBHOOK_BODY_LIMIT).await?;
-        authentic(&settings, &parts.headers, &bytes, &secrets).map_err(refused)?;
-        bytes
-    } else {
-        authentic(&settings, &parts.headers, &[], &secrets).map_err(refused)?;
-        super::refuse_declared_oversize(&parts.headers, WEBHOOK_BODY_LIMIT)?;
-        read_body(axum::body::Body::new(body), WEBHOOK_BODY_LIMIT).await?
-    };
-    note_delivery(app, &id);
-    Ok(Received {
-        id,
-        headers: parts.headers,
-        bytes,
-        settings,
-    })
+/// A delivery whose kind's plug-in ([`DeliveryRules`]) found it authentic, interpreted. The same extractor
+/// serves every route: the kind is the `{kind}` of the generic route, or the source named by a route of its own
+/// (`/webhooks/jira/…`). In order: the kind is known (404 `unknown_kind`); the connection exists and its
+/// deliveries arrive here (404); when the plug-in says the proof is in the headers alone it is judged before
+/// the body is read, so an unknown connection or an unauthenticated sender costs no memory (401, nothing
+/// changes); a declared `Content-Length` over 2 MiB is refused (413) and the body read up to 2 MiB (413
+/// beyond); a proof on the raw bytes (a signature) is judged once they are read; only then is the body parsed
+/// (400) and interpreted by the plug-in (400 `unrecognized_delivery`).
+pub struct VerifiedDelivery(pub Delivery);
+
+impl FromRequest<Ticketbound> for VerifiedDelivery {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &Ticketbound) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let params = RawPathParams::from_request_parts(&mut parts, app)
+            .await
+            .ok();
+        // The generic route names the kind; a named route is its source's own path (`/webhooks/jira/…`, the
+        // path the router matched).
+        let segment = params
+            .as_ref()
+            .and_then(|p| path_param(p, "kind"))
+            .or_else(|| parts.uri.path().split('/').nth(2).map(str::to_owned))
+            .unwrap_or_default();
+        let connections = app.connections();
+        let source = connections.webhook_source_named(&segment).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::NotFound,
+                "unknown_kind",
+                "no kind of ticket system sends deliveries here: use a kind of `GET /v1/connection-kinds`",
+            )
+        })?;
+        // A kind named by the generic route: a connection of another kind is not found there.
+        let named = ConnectionKind::parse(&segment);
+        let unknown = |id: &str| {
+            ApiError::new(
+                ErrorKind::NotFound,
+                "unknown_connection",
+                format!("there is no {} connection `{id}`", source.name()),
+            )
+        };
+        let id = params
+            .as_ref()
+            .and_then(|p| path_param(p, "connection"))
+            .ok_or_else(|| unknown(""))?;
+        let (settings, secrets) = connections
+            .webhook_target(&id, source)
+            .await?
+            .filter(|(settings, _)| named.is_none_or(|kind| settings.kind == kind))
+            .ok_or_else(|| unknown(&id))?;
+        let rules = connections.delivery_rules(settings.kind);
+        let refused = |refusal: DeliveryRefusal| {
+            tracing::warn!(connection = %id, source = source.name(), reason = refusal.reason, "delivery refused: bad or missing signature or secret");
+            ApiError::new(
+                ErrorKind::Unauthenticated,
+                "invalid_signature",
+                refusal.message,
+            )
+        };
+        let headers = Headers(&parts.headers);
+        let bytes = if rules.proof_needs_body(&headers) {
+            super::refuse_declared_oversize(&parts.headers, WEBHOOK_BODY_LIMIT)?;
+            let bytes = read_body(axum::body::Body::new(body), WEBHOOK_BODY_LIMIT).await?;
+            rules
+                .authenticate(&settings, &headers, &bytes, &secrets)
+                .map_err(refused)?;
+            bytes
+        } else {
+            rules
+                .authenticate(&settings, &headers, &[], &secrets)
+                .map_err(refused)?;
+            super::refuse_declared_oversize(&parts.headers, WEBHOOK_BODY_LIMIT)?;
+            read_body(axum::body::Body::new(body), WEBHOOK_BODY_LIMIT).await?
+        };
+        note_delivery(app, &id);
+        let json = parse(&bytes)?;
+        let delivery = rules
+            .interpret(&settings, &headers, &json)
+            .map_err(|message| {
+                ApiError::new(ErrorKind::BadRequest, "unrecognized_delivery", message)
+            })?;
+        Ok(Self(delivery))
+    }
 }
 
 /// Webhook health: an authentic delivery arrived. Recorded beside the work, never in its way (a failure is
@@ -170,104 +196,6 @@ fn note_delivery(app: &Ticketbound, connection: &str) {
     let connections = app.connections().clone();
     let connection = connection.to_owned();
     tokio::spawn(async move { connections.note_delivery(&connection).await });
-}
-
-/// A Jira delivery whose `X-Hub-Signature`, shared secret or (Data Center only) Basic password matched an
-/// active webhook secret (the rules are the Jira module's: [`authenticate_jira_delivery`]), parsed.
-pub struct VerifiedJiraDelivery(pub Delivery);
-
-impl FromRequest<Ticketbound> for VerifiedJiraDelivery {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, app: &Ticketbound) -> Result<Self, Self::Rejection> {
-        let Received {
-            id,
-            headers,
-            bytes,
-            settings,
-        } = receive(
-            req,
-            app,
-            WebhookSource::Jira,
-            // Only a signature is judged on the bytes: a signed delivery is judged by its signature alone.
-            |headers| headers.contains_key("x-hub-signature"),
-            |settings, headers, bytes, secrets| {
-                let proof = JiraDeliveryProof {
-                    hub_signature: present(headers, "x-hub-signature"),
-                    shared_secret: present(headers, "x-ticketbound-secret"),
-                    authorization: present(headers, "authorization"),
-                };
-                authenticate_jira_delivery(settings.kind, &proof, bytes, secrets)
-                    .map(|_| ())
-                    .map_err(|refusal| Refusal {
-                        reason: refusal.as_str(),
-                        message: refusal.message(),
-                    })
-            },
-        )
-        .await?;
-        let delivery_id = header(&headers, "x-atlassian-webhook-identifier")
-            .filter(|d| !d.is_empty() && d.len() <= 200)
-            .map(|d| format!("jira:{id}:{d}"));
-        let json = parse(&bytes)?;
-        let closed_names = match &settings.closed_statuses {
-            ClosedStatuses::Names(names) => names.clone(),
-            ClosedStatuses::Numbers(_) => Vec::new(),
-        };
-        let change = interpret_jira(&json, &closed_names).map_err(|e| {
-            ApiError::new(
-                ErrorKind::BadRequest,
-                "unrecognized_delivery",
-                format!("{e}; send a Jira webhook or an Automation body naming the issue key"),
-            )
-        })?;
-        Ok(Self(Delivery::Told {
-            connection: id,
-            delivery_id,
-            change,
-        }))
-    }
-}
-
-/// A Freshservice delivery that carried an active webhook secret (header or Basic auth), naming a ticket.
-pub struct VerifiedFreshserviceDelivery(pub Delivery);
-
-impl FromRequest<Ticketbound> for VerifiedFreshserviceDelivery {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, app: &Ticketbound) -> Result<Self, Self::Rejection> {
-        let Received { id, bytes, .. } = receive(
-            req,
-            app,
-            WebhookSource::Freshservice,
-            // Freshservice does not sign: its proof is a header.
-            |_| false,
-            |_, headers, _, secrets| {
-                header(headers, "x-ticketbound-secret")
-                    .map(str::to_owned)
-                    .or_else(|| header(headers, "authorization").and_then(basic_auth_password))
-                    .is_some_and(|presented| secrets.accepts_shared_secret(&presented))
-                    .then_some(())
-                    .ok_or(Refusal {
-                        reason: "wrong_or_missing_secret",
-                        message: NO_SECRET,
-                    })
-            },
-        )
-        .await?;
-        let json = parse(&bytes)?;
-        let key = interpret_freshservice(&json).map_err(|e| {
-            ApiError::new(
-                ErrorKind::BadRequest,
-                "unrecognized_delivery",
-                format!("{e}; use the body template in the README"),
-            )
-        })?;
-        Ok(Self(Delivery::Named {
-            connection: id,
-            key,
-        }))
-    }
 }
 
 fn answer(outcome: DeliveryOutcome) -> Response {
@@ -297,16 +225,9 @@ fn answer(outcome: DeliveryOutcome) -> Response {
     (StatusCode::OK, Json(body)).into_response()
 }
 
-async fn jira(
+async fn deliver(
     axum::extract::State(app): axum::extract::State<Ticketbound>,
-    VerifiedJiraDelivery(delivery): VerifiedJiraDelivery,
-) -> Result<Response, ApiError> {
-    Ok(answer(app.handle_delivery(delivery).await?))
-}
-
-async fn freshservice(
-    axum::extract::State(app): axum::extract::State<Ticketbound>,
-    VerifiedFreshserviceDelivery(delivery): VerifiedFreshserviceDelivery,
+    VerifiedDelivery(delivery): VerifiedDelivery,
 ) -> Result<Response, ApiError> {
     Ok(answer(app.handle_delivery(delivery).await?))
 }

@@ -10,10 +10,11 @@ use super::{Page, StoreError};
 use crate::domain::connection::{
     AuthState, ClosedStatuses, Connection, ConnectionKind, ConnectionSecrets, ConnectionSettings,
     Credentials, MissedClosing, Person, PersonLookup, Ticket, TicketPage, TicketQuery, TicketState,
-    TicketSummary, Verification,
+    TicketSummary, Verification, WebhookSecrets,
 };
 use crate::domain::identity::ClaimedIdentity;
 use crate::domain::secret::Secret;
+use crate::domain::ticket_events::Delivery;
 use crate::domain::ticket_writes::{
     CloseOutcome, CreatedTicket, DestinationFields, NewTicket, TicketDestination,
 };
@@ -256,21 +257,67 @@ pub trait TicketSystems: Send + Sync {
     fn kind(&self, kind: ConnectionKind) -> &'static dyn TicketSystemKind;
 }
 
-/// Where a delivery for a connection of this kind arrives (`/webhooks/jira/…` or `/webhooks/freshservice/…`).
+/// Where a delivery for a connection of this kind arrives (`/webhooks/{path}/…`). Defined by the plug-in
+/// (`adapters::jira::WEBHOOK_SOURCE`); kinds sharing one (Jira Cloud and Data Center) share its route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WebhookSource {
-    Jira,
-    Freshservice,
+pub struct WebhookSource {
+    /// Its segment of the webhook URL.
+    pub path: &'static str,
+    /// The name in a 404's message.
+    pub name: &'static str,
 }
 
 impl WebhookSource {
+    /// Its segment of the webhook URL (`/webhooks/jira/…`).
+    pub fn path_name(self) -> &'static str {
+        self.path
+    }
+
     /// The name in a 404's message.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Jira => "Jira",
-            Self::Freshservice => "Freshservice",
-        }
+        self.name
     }
+}
+
+/// The headers of a delivery as a plug-in reads them.
+pub trait DeliveryHeaders {
+    /// A header that is there at all, readable or not: an unreadable (non-ASCII) value is `""`, which verifies
+    /// against nothing, so a garbled proof is a wrong proof rather than an absent one.
+    fn present(&self, name: &str) -> Option<&str>;
+}
+
+/// Why a delivery is not authentic: a short reason for the log, and the message of the 401.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeliveryRefusal {
+    pub reason: &'static str,
+    pub message: &'static str,
+}
+
+/// How one kind's deliveries prove they come from its ticket system, and what they say (DESIGN §9). The one
+/// webhook extractor asks these in order: [`DeliveryRules::proof_needs_body`] before reading anything,
+/// [`DeliveryRules::authenticate`] (in constant time, through [`WebhookSecrets`]), and only then
+/// [`DeliveryRules::interpret`].
+pub trait DeliveryRules: Send + Sync {
+    /// Whether this delivery's proof is judged on the raw body (a signature); when not, it is judged on the
+    /// headers alone before the body is read, so an unauthenticated sender costs no memory.
+    fn proof_needs_body(&self, headers: &dyn DeliveryHeaders) -> bool;
+    /// Whether the delivery proves an active webhook secret of the connection; `body` is empty when
+    /// [`DeliveryRules::proof_needs_body`] said no.
+    fn authenticate(
+        &self,
+        settings: &ConnectionSettings,
+        headers: &dyn DeliveryHeaders,
+        body: &[u8],
+        secrets: &WebhookSecrets,
+    ) -> Result<(), DeliveryRefusal>;
+    /// The authentic delivery's JSON body as a [`Delivery`] for `settings.id`; the error says, for a 400
+    /// `unrecognized_delivery`, what is wrong and what to send instead.
+    fn interpret(
+        &self,
+        settings: &ConnectionSettings,
+        headers: &dyn DeliveryHeaders,
+        body: &serde_json::Value,
+    ) -> Result<Delivery, String>;
 }
 
 /// A host name an admin may give in place of `base_url` (`site` for Jira Cloud, `domain` for Freshservice).
@@ -320,14 +367,114 @@ impl SettingsError {
     }
 }
 
+/// What a kind of ticket system tells an admin who connects one (`GET /v1/connection-kinds`): the fields of
+/// its settings form and how to register its webhook. The portal's Connect → Verify wizard is drawn from this
+/// alone, so a new kind of ticket system brings its form with it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KindDescription {
+    pub kind: ConnectionKind,
+    /// The product's name as people say it (`Jira Cloud`).
+    pub label: &'static str,
+    /// Its settings form, in order, besides the fields every connection has (`id`, `closed_statuses`).
+    pub fields: Vec<FieldDescription>,
+    /// What `closed_statuses` holds for this kind, and what it is when none is given.
+    pub closed_statuses: ClosedStatusesDescription,
+    pub webhook: WebhookDescription,
+}
+
+/// One field of a kind's settings form.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FieldDescription {
+    /// The JSON field of `POST /v1/connections`.
+    pub name: &'static str,
+    pub label: &'static str,
+    /// A short hint shown under the field.
+    pub help: &'static str,
+    /// Sent to the API only on creation or when changed, shown masked, never echoed back.
+    pub secret: bool,
+    /// A new connection needs it (or, when [`FieldDescription::group`] is set, it or the rest of its group).
+    pub required: bool,
+    /// The value used when none is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<&'static str>,
+    /// The only values it takes, when it is a choice.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub choices: &'static [&'static str],
+    /// Alternative ways to sign in: fields of the same group are given together, and exactly one group is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<&'static str>,
+}
+
+impl FieldDescription {
+    /// A plain text field.
+    pub const fn text(name: &'static str, label: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            label,
+            help,
+            secret: false,
+            required: true,
+            default: None,
+            choices: &[],
+            group: None,
+        }
+    }
+
+    /// A secret (a token, a password, a key).
+    pub const fn secret(name: &'static str, label: &'static str, help: &'static str) -> Self {
+        Self {
+            secret: true,
+            ..Self::text(name, label, help)
+        }
+    }
+
+    /// Not needed.
+    pub const fn optional(self) -> Self {
+        Self {
+            required: false,
+            ..self
+        }
+    }
+
+    /// One of the alternative sign-ins named `group`.
+    pub const fn in_group(self, group: &'static str) -> Self {
+        Self {
+            group: Some(group),
+            ..self
+        }
+    }
+}
+
+/// How a kind writes `closed_statuses`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ClosedStatusesDescription {
+    pub help: &'static str,
+    /// What a connection that gives none counts as closed (on top of what the kind always counts).
+    pub default: ClosedStatuses,
+}
+
+/// Where a kind's deliveries arrive and how an admin registers them in the ticket system.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WebhookDescription {
+    /// The delivery URL's path, `{connection}` standing for the connection's id.
+    pub path: &'static str,
+    /// The registration steps, in order; `{url}` stands for the delivery URL and text between backticks is
+    /// typed as is.
+    pub steps: &'static [&'static str],
+}
+
 /// What one kind of ticket system means for the settings an admin gives (DESIGN §6): which credentials it
 /// takes, how its closed statuses are written, where its tickets go and where its deliveries arrive.
 /// Implemented once per ticket system in its own module (`adapters::jira`, `adapters::freshservice`) and chosen
 /// by [`TicketSystems::kind`]; the service never branches on the kind itself.
 pub trait TicketSystemKind: Send + Sync {
     fn kind(&self) -> ConnectionKind;
+    /// What an admin connecting one needs to know: its form and its webhook registration.
+    fn describe(&self) -> KindDescription;
     /// Where its deliveries arrive.
     fn webhook_source(&self) -> WebhookSource;
+    /// How its deliveries are authenticated and read.
+    fn deliveries(&self) -> &'static dyn DeliveryRules;
     /// The host-name field it accepts in place of `base_url`, if any.
     fn host_form(&self) -> Option<HostForm>;
     /// The field(s) that give the base URL, for the message when none is given.

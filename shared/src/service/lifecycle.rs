@@ -55,6 +55,14 @@ enum Effect {
     Deprovision,
 }
 
+/// What the `ended` (or `cancelled`) audit event says besides the end reason: who found the closing
+/// (reconciliation says so) and what the person who ended it wrote.
+#[derive(Clone, Copy, Debug, Default)]
+struct EndNote<'a> {
+    found_by: Option<&'a str>,
+    comment: Option<&'a str>,
+}
+
 impl Effect {
     fn field(self, grant: &Grant) -> Option<&SideEffect> {
         match self {
@@ -199,8 +207,18 @@ impl Ticketbound {
         actor: Option<&str>,
         found_by: Option<&str>,
     ) -> Result<EndOutcome, ServiceError> {
-        self.end_grant_when(id, reason, actor, found_by, None, None, true)
-            .await
+        self.end_grant_when(
+            id,
+            reason,
+            actor,
+            EndNote {
+                found_by,
+                comment: None,
+            },
+            None,
+            true,
+        )
+        .await
     }
 
     /// [`Self::end_grant`] by a person who said why (`comment`, kept in the `ended` audit event).
@@ -211,8 +229,18 @@ impl Ticketbound {
         actor: &str,
         comment: Option<&str>,
     ) -> Result<EndOutcome, ServiceError> {
-        self.end_grant_when(id, reason, Some(actor), None, comment, None, true)
-            .await
+        self.end_grant_when(
+            id,
+            reason,
+            Some(actor),
+            EndNote {
+                found_by: None,
+                comment,
+            },
+            None,
+            true,
+        )
+        .await
     }
 
     /// [`Self::end_grant_noting`] without arming its `ended` notification: the caller ends many grants at once
@@ -223,8 +251,18 @@ impl Ticketbound {
         reason: EndReason,
         found_by: Option<&str>,
     ) -> Result<EndOutcome, ServiceError> {
-        self.end_grant_when(id, reason, None, found_by, None, None, false)
-            .await
+        self.end_grant_when(
+            id,
+            reason,
+            None,
+            EndNote {
+                found_by,
+                comment: None,
+            },
+            None,
+            false,
+        )
+        .await
     }
 
     /// [`Self::end_grant_noting`], only while the grant is in status `only` when given (a request's deadline
@@ -235,8 +273,7 @@ impl Ticketbound {
         id: &str,
         reason: EndReason,
         actor: Option<&str>,
-        found_by: Option<&str>,
-        comment: Option<&str>,
+        note: EndNote<'_>,
         only: Option<GrantStatus>,
         tell: bool,
     ) -> Result<EndOutcome, ServiceError> {
@@ -264,10 +301,10 @@ impl Ticketbound {
                 AuditKind::Ended
             };
             let mut detail = serde_json::json!({"end_reason": reason});
-            if let Some(found_by) = found_by {
+            if let Some(found_by) = note.found_by {
                 detail["found_by"] = found_by.into();
             }
-            if let Some(comment) = comment {
+            if let Some(comment) = note.comment {
                 detail["comment"] = comment.into();
             }
             let event = AuditEvent::of(&next, kind, actor, now, detail);
@@ -349,8 +386,7 @@ impl Ticketbound {
                 id,
                 EndReason::ApprovalTimedOut,
                 None,
-                None,
-                None,
+                EndNote::default(),
                 Some(GrantStatus::Pending),
                 true,
             )

@@ -10,7 +10,10 @@ use serde_json::Value;
 
 use super::is_ticket_id;
 use crate::adapters::lenient_json::{IdText, Object};
-use crate::domain::ticket_events::DeliveryError;
+use crate::domain::connection::{ConnectionSettings, WebhookSecrets};
+use crate::domain::ticket_events::{Delivery, DeliveryError};
+use crate::domain::webhook_auth::basic_auth_password;
+use crate::ports::{DeliveryHeaders, DeliveryRefusal, DeliveryRules};
 
 /// A workflow delivery: the places a ticket id may be, at the top or inside Freshdesk's *Simple* mode wrapper
 /// `{"freshdesk_webhook": {...}}` (which, when it is an object, is read instead of the top).
@@ -83,6 +86,58 @@ pub fn interpret_freshservice(body: &Value) -> Result<String, DeliveryError> {
         .candidates()
         .find_map(ticket_number)
         .ok_or(DeliveryError::NoTicket("no numeric `ticket_id`"))
+}
+
+/// The message of a refused Freshservice delivery.
+const NO_SECRET: &str = "the delivery is not signed with, and does not carry, an active webhook secret of this connection";
+
+/// Freshservice's deliveries for the one webhook extractor: it does not sign, so the proof is a header
+/// (`X-Ticketbound-Secret`, or a Basic credential whose password is the secret), judged before the body is read;
+/// the body only names the ticket, which is re-read before anything ends.
+pub struct FreshserviceDeliveries;
+
+impl DeliveryRules for FreshserviceDeliveries {
+    fn proof_needs_body(&self, _headers: &dyn DeliveryHeaders) -> bool {
+        false
+    }
+
+    fn authenticate(
+        &self,
+        _settings: &ConnectionSettings,
+        headers: &dyn DeliveryHeaders,
+        _body: &[u8],
+        secrets: &WebhookSecrets,
+    ) -> Result<(), DeliveryRefusal> {
+        // The header, when present, decides alone (a garbled one is a wrong one, not rescued by Basic auth).
+        headers
+            .present("x-ticketbound-secret")
+            .map(str::to_owned)
+            .or_else(|| {
+                headers
+                    .present("authorization")
+                    .and_then(basic_auth_password)
+            })
+            .is_some_and(|presented| secrets.accepts_shared_secret(&presented))
+            .then_some(())
+            .ok_or(DeliveryRefusal {
+                reason: "wrong_or_missing_secret",
+                message: NO_SECRET,
+            })
+    }
+
+    fn interpret(
+        &self,
+        settings: &ConnectionSettings,
+        _headers: &dyn DeliveryHeaders,
+        body: &Value,
+    ) -> Result<Delivery, String> {
+        let key = interpret_freshservice(body)
+            .map_err(|e| format!("{e}; use the body template in the README"))?;
+        Ok(Delivery::Named {
+            connection: settings.id.clone(),
+            key,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use std::time::Duration;
 pub mod events;
 mod settings;
 
-pub use settings::Freshservice;
+pub use settings::{Freshservice, WEBHOOK_SOURCE};
 
 use super::ticket_http::{Probed, TicketHttp, Written};
 use crate::domain::connection::{

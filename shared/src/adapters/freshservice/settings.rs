@@ -4,30 +4,80 @@
 use std::sync::Arc;
 
 use super::FreshserviceClient;
-use crate::adapters::ticket_http::TicketHttp;
+use crate::adapters::ticket_http::{TicketHttp, basic, missing_setting};
 use crate::adapters::ticket_systems::fields::{
     check_credential, given, invalid_closed_statuses, keep_current, reject_foreign_fields, required,
 };
 use crate::adapters::ticket_systems::{ClientOptions, TicketSystemModule};
+use crate::domain::connection::ConnectionSecrets;
 use crate::domain::connection::{
     ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials, FRESHSERVICE_DEFAULT_CLOSED,
 };
 use crate::domain::ticket_writes::{DEFAULT_PRIORITY, TicketDestination};
+use crate::ports::TicketSystemError;
 use crate::ports::{
-    CheckedCredentials, CredentialFields, DestinationFields, HostForm, SettingsError, TicketSystem,
-    TicketSystemKind, WebhookSource,
+    CheckedCredentials, ClosedStatusesDescription, CredentialFields, DeliveryRules,
+    DestinationFields, FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem,
+    TicketSystemKind, WebhookDescription, WebhookSource,
 };
+use reqwest::header::HeaderValue;
+
+/// Freshservice's webhook registration (the README's steps): it does not sign, so the secret travels in a
+/// header and Ticketbound re-reads the ticket before ending anything.
+const STEPS: &[&str] = &[
+    "Admin → Automation & Productivity → Workflow Automator → new Ticket workflow, event Ticket is updated (status changed) and, if you like, Ticket is deleted.",
+    "Action Trigger Webhook: request type POST, callback URL `{url}`, encoding JSON.",
+    "Custom header `X-Ticketbound-Secret` with the webhook secret (or a Basic Auth credential whose password is the secret).",
+    "Content Advanced, exactly this body: `{\"event\": \"ticket_updated\", \"ticket_id\": \"{{ticket.id_numeric}}\", \"ticket_display_id\": \"{{ticket.id}}\", \"status\": \"{{ticket.status}}\"}`",
+];
 
 /// Freshservice (API v2, an API key).
 pub struct Freshservice;
+
+/// Where Freshservice's deliveries arrive: `/webhooks/freshservice/{connection}`.
+pub const WEBHOOK_SOURCE: WebhookSource = WebhookSource {
+    path: "freshservice",
+    name: "Freshservice",
+};
 
 impl TicketSystemKind for Freshservice {
     fn kind(&self) -> ConnectionKind {
         ConnectionKind::Freshservice
     }
 
+    fn describe(&self) -> KindDescription {
+        KindDescription {
+            kind: self.kind(),
+            label: "Freshservice",
+            fields: vec![
+                FieldDescription::text(
+                    "domain",
+                    "Domain",
+                    "acme.freshservice.com, or a full https:// URL",
+                ),
+                FieldDescription::secret(
+                    "api_key",
+                    "API key",
+                    "The API key of an agent that can read (and, for audit tickets, write) tickets.",
+                ),
+            ],
+            closed_statuses: ClosedStatusesDescription {
+                help: "Status numbers that count as closed, e.g. 4 (Resolved) and 5 (Closed); deleted and spam tickets always do.",
+                default: self.default_closed_statuses(),
+            },
+            webhook: WebhookDescription {
+                path: "/webhooks/freshservice/{connection}",
+                steps: STEPS,
+            },
+        }
+    }
+
     fn webhook_source(&self) -> WebhookSource {
-        WebhookSource::Freshservice
+        WEBHOOK_SOURCE
+    }
+
+    fn deliveries(&self) -> &'static dyn DeliveryRules {
+        &super::events::FreshserviceDeliveries
     }
 
     fn canonical_key(&self, key: &str) -> String {
@@ -134,6 +184,18 @@ impl TicketSystemKind for Freshservice {
 }
 
 impl TicketSystemModule for Freshservice {
+    /// Basic with the API key as the user name and `X` as the password.
+    fn authorization(
+        &self,
+        settings: &ConnectionSettings,
+        secrets: &ConnectionSecrets,
+    ) -> Result<HeaderValue, TicketSystemError> {
+        match &secrets.credentials {
+            Credentials::ApiKey { api_key } => basic(api_key.expose(), "X"),
+            _ => Err(missing_setting(settings, "API key")),
+        }
+    }
+
     fn client(
         &self,
         http: TicketHttp,

@@ -21,9 +21,13 @@ use serde_json::Value;
 
 use super::category_is_done;
 use crate::adapters::lenient_json::{IdText, List, Object, Text, present};
-use crate::domain::connection::{ConnectionKind, WebhookSecrets};
+use crate::domain::connection::{
+    ClosedStatuses, ConnectionKind, ConnectionSettings, WebhookSecrets,
+};
+use crate::domain::ticket_events::Delivery;
 pub use crate::domain::ticket_events::{Closing, DeliveryError, TicketChange};
 use crate::domain::webhook_auth::basic_auth_password;
+use crate::ports::{DeliveryHeaders, DeliveryRefusal, DeliveryRules};
 
 /// A Jira delivery, interpreted.
 pub type JiraChange = TicketChange;
@@ -404,6 +408,62 @@ pub fn authenticate_jira_delivery(
         Ok(JiraProof::BasicPassword)
     } else {
         Err(JiraRefusal::WrongBasicPassword)
+    }
+}
+
+/// Jira's deliveries for the one webhook extractor: an `X-Hub-Signature` is judged on the raw body, every other
+/// proof on the headers alone ([`authenticate_jira_delivery`]); the body says what happened
+/// ([`interpret_jira`]), deduplicated by `X-Atlassian-Webhook-Identifier`.
+pub struct JiraDeliveries;
+
+impl DeliveryRules for JiraDeliveries {
+    fn proof_needs_body(&self, headers: &dyn DeliveryHeaders) -> bool {
+        // A signed delivery is judged by its signature alone.
+        headers.present("x-hub-signature").is_some()
+    }
+
+    fn authenticate(
+        &self,
+        settings: &ConnectionSettings,
+        headers: &dyn DeliveryHeaders,
+        body: &[u8],
+        secrets: &WebhookSecrets,
+    ) -> Result<(), DeliveryRefusal> {
+        let proof = JiraDeliveryProof {
+            hub_signature: headers.present("x-hub-signature"),
+            shared_secret: headers.present("x-ticketbound-secret"),
+            authorization: headers.present("authorization"),
+        };
+        authenticate_jira_delivery(settings.kind, &proof, body, secrets)
+            .map(|_| ())
+            .map_err(|refusal| DeliveryRefusal {
+                reason: refusal.as_str(),
+                message: refusal.message(),
+            })
+    }
+
+    fn interpret(
+        &self,
+        settings: &ConnectionSettings,
+        headers: &dyn DeliveryHeaders,
+        body: &Value,
+    ) -> Result<Delivery, String> {
+        let delivery_id = headers
+            .present("x-atlassian-webhook-identifier")
+            .filter(|d| !d.is_empty() && d.len() <= 200)
+            .map(|d| format!("jira:{}:{d}", settings.id));
+        let closed_names = match &settings.closed_statuses {
+            ClosedStatuses::Names(names) => names.clone(),
+            ClosedStatuses::Numbers(_) => Vec::new(),
+        };
+        let change = interpret_jira(body, &closed_names).map_err(|e| {
+            format!("{e}; send a Jira webhook or an Automation body naming the issue key")
+        })?;
+        Ok(Delivery::Told {
+            connection: settings.id.clone(),
+            delivery_id,
+            change,
+        })
     }
 }
 

@@ -26,7 +26,7 @@ mod rest;
 mod settings;
 
 pub(crate) use rest::{Plan, Rest};
-pub use settings::{JiraCloud, JiraDataCenter};
+pub use settings::{JiraCloud, JiraDataCenter, WEBHOOK_SOURCE};
 
 use super::ticket_http::{Probed, Written};
 use crate::domain::connection::{

@@ -5,20 +5,52 @@
 use std::sync::Arc;
 
 use super::{JiraCloudClient, JiraDataCenterClient, Plan, Rest};
-use crate::adapters::ticket_http::TicketHttp;
+use crate::adapters::ticket_http::{TicketHttp, basic, bearer, missing_setting};
 use crate::adapters::ticket_systems::fields::{
     check_credential, check_email, check_username, given, invalid_closed_statuses, keep_current,
     reject_foreign_fields, required,
 };
 use crate::adapters::ticket_systems::{ClientOptions, TicketSystemModule};
+use crate::domain::connection::ConnectionSecrets;
 use crate::domain::connection::{
     AuthMethod, ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials, TokenType,
 };
 use crate::domain::ticket_writes::{DEFAULT_ISSUE_TYPE, TicketDestination};
+use crate::ports::TicketSystemError;
 use crate::ports::{
-    CheckedCredentials, CredentialFields, DestinationFields, HostForm, SettingsError, TicketSystem,
-    TicketSystemKind, WebhookSource,
+    CheckedCredentials, ClosedStatusesDescription, CredentialFields, DeliveryRules,
+    DestinationFields, FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem,
+    TicketSystemKind, WebhookDescription, WebhookSource,
 };
+use reqwest::header::HeaderValue;
+
+/// Jira's webhook registration (the README's steps).
+const JIRA_STEPS_CLOUD: &[&str] = &[
+    "In Jira: System → WebHooks → Create a WebHook (a Jira admin).",
+    "URL: `{url}`",
+    "Secret: the connection's webhook secret (Jira then signs every delivery with `X-Hub-Signature`).",
+    "Events: Issue → updated and Issue → deleted.",
+    "A JQL filter so only relevant issues are sent, e.g. `project in (SEC, OPS)`.",
+    "Without admin webhooks, a Jira Automation rule (Issue transitioned → Send web request) can POST to the same URL with the header `X-Ticketbound-Secret`.",
+];
+
+/// Jira Data Center's webhook registration.
+const JIRA_STEPS_DATA_CENTER: &[&str] = &[
+    "In Jira: Administration → System → WebHooks → Create a WebHook.",
+    "URL: `{url}`",
+    "Secret: the connection's webhook secret (Data Center signs every delivery with `X-Hub-Signature`). If your version's form has no Secret field but offers basic authentication: any user name, the webhook secret as the password.",
+    "Events: Issue → updated and Issue → deleted.",
+    "A JQL filter so only relevant issues are sent, e.g. `project in (SEC, OPS)`.",
+    "Without admin webhooks, a Jira Automation rule (Issue transitioned → Send web request) can POST to the same URL with the header `X-Ticketbound-Secret`.",
+];
+
+/// Both Jiras write closed statuses as names.
+fn jira_closed_statuses() -> ClosedStatusesDescription {
+    ClosedStatusesDescription {
+        help: "Status names that count as closed besides the Done category, e.g. Won't Do.",
+        default: ClosedStatuses::Names(Vec::new()),
+    }
+}
 
 /// Jira Cloud (REST v3, e-mail + API token).
 pub struct JiraCloud;
@@ -26,13 +58,61 @@ pub struct JiraCloud;
 /// Jira Data Center (REST v2, a personal access token or user name + password).
 pub struct JiraDataCenter;
 
+/// Both Jiras' deliveries arrive at `/webhooks/jira/{connection}`.
+pub const WEBHOOK_SOURCE: WebhookSource = WebhookSource {
+    path: "jira",
+    name: "Jira",
+};
+
 impl TicketSystemKind for JiraCloud {
     fn kind(&self) -> ConnectionKind {
         ConnectionKind::JiraCloud
     }
 
+    fn describe(&self) -> KindDescription {
+        KindDescription {
+            kind: self.kind(),
+            label: "Jira Cloud",
+            fields: vec![
+                FieldDescription::text(
+                    "site",
+                    "Site",
+                    "acme, acme.atlassian.net, or a full https:// URL",
+                ),
+                FieldDescription::text(
+                    "email",
+                    "Account e-mail",
+                    "The Atlassian account the API token belongs to.",
+                ),
+                FieldDescription::secret(
+                    "api_token",
+                    "API token",
+                    "An API token of that account (classic, or with scopes).",
+                ),
+                FieldDescription {
+                    choices: &["classic", "scoped"],
+                    ..FieldDescription::text(
+                        "token_type",
+                        "Token type",
+                        "Leave empty to detect it; scoped tokens go through Atlassian's API gateway.",
+                    )
+                    .optional()
+                },
+            ],
+            closed_statuses: jira_closed_statuses(),
+            webhook: WebhookDescription {
+                path: "/webhooks/jira/{connection}",
+                steps: JIRA_STEPS_CLOUD,
+            },
+        }
+    }
+
     fn webhook_source(&self) -> WebhookSource {
-        WebhookSource::Jira
+        WEBHOOK_SOURCE
+    }
+
+    fn deliveries(&self) -> &'static dyn DeliveryRules {
+        &super::events::JiraDeliveries
     }
 
     fn canonical_key(&self, key: &str) -> String {
@@ -119,6 +199,24 @@ impl TicketSystemKind for JiraCloud {
 }
 
 impl TicketSystemModule for JiraCloud {
+    /// Basic with the account's e-mail and API token.
+    fn authorization(
+        &self,
+        settings: &ConnectionSettings,
+        secrets: &ConnectionSecrets,
+    ) -> Result<HeaderValue, TicketSystemError> {
+        match &secrets.credentials {
+            Credentials::ApiToken { api_token } => basic(
+                settings
+                    .email
+                    .as_deref()
+                    .ok_or_else(|| missing_setting(settings, "email"))?,
+                api_token.expose(),
+            ),
+            _ => Err(missing_setting(settings, "API token")),
+        }
+    }
+
     /// Calls go where the token type says: the site (classic), the API gateway (scoped), or, when the admin did
     /// not say, where `verify` last found the token working, with the other tried on a 401.
     fn client(
@@ -148,8 +246,37 @@ impl TicketSystemKind for JiraDataCenter {
         ConnectionKind::JiraDataCenter
     }
 
+    fn describe(&self) -> KindDescription {
+        KindDescription {
+            kind: self.kind(),
+            label: "Jira Data Center",
+            fields: vec![
+                FieldDescription::text("base_url", "Base URL", "https://jira.example.com"),
+                FieldDescription::secret(
+                    "personal_access_token",
+                    "Personal access token",
+                    "A token of the service account; or give a user name and password instead.",
+                )
+                .in_group("token"),
+                FieldDescription::text("username", "User name", "The service account's user name.")
+                    .in_group("password"),
+                FieldDescription::secret("password", "Password", "Its password.")
+                    .in_group("password"),
+            ],
+            closed_statuses: jira_closed_statuses(),
+            webhook: WebhookDescription {
+                path: "/webhooks/jira/{connection}",
+                steps: JIRA_STEPS_DATA_CENTER,
+            },
+        }
+    }
+
     fn webhook_source(&self) -> WebhookSource {
-        WebhookSource::Jira
+        WEBHOOK_SOURCE
+    }
+
+    fn deliveries(&self) -> &'static dyn DeliveryRules {
+        &super::events::JiraDeliveries
     }
 
     fn canonical_key(&self, key: &str) -> String {
@@ -277,6 +404,30 @@ impl TicketSystemKind for JiraDataCenter {
 }
 
 impl TicketSystemModule for JiraDataCenter {
+    /// Bearer with a personal access token, or Basic with a user name and password.
+    fn authorization(
+        &self,
+        settings: &ConnectionSettings,
+        secrets: &ConnectionSecrets,
+    ) -> Result<HeaderValue, TicketSystemError> {
+        match &secrets.credentials {
+            Credentials::PersonalAccessToken {
+                personal_access_token,
+            } => bearer(personal_access_token.expose()),
+            Credentials::Password { password } => basic(
+                settings
+                    .username
+                    .as_deref()
+                    .ok_or_else(|| missing_setting(settings, "username"))?,
+                password.expose(),
+            ),
+            _ => Err(missing_setting(
+                settings,
+                "personal access token or password",
+            )),
+        }
+    }
+
     fn client(
         &self,
         http: TicketHttp,

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use super::freshservice::Freshservice;
 use super::jira::{JiraCloud, JiraDataCenter};
-use super::ticket_http::{HttpPolicy, TicketHttp, authorization, build_client};
+use super::servicenow::ServiceNow;
+use super::ticket_http::{HttpPolicy, TicketHttp, build_client};
 use crate::domain::connection::{ConnectionKind, ConnectionSecrets, ConnectionSettings};
 use crate::ports::{TicketSystem, TicketSystemError, TicketSystemKind, TicketSystems};
 
@@ -16,6 +17,13 @@ pub(crate) mod fields;
 
 /// A ticket system: its settings rules ([`TicketSystemKind`]) and its client over the shared HTTP plumbing.
 pub(crate) trait TicketSystemModule: TicketSystemKind {
+    /// How a connection of this kind signs in: its `Authorization` header, marked sensitive (built with
+    /// `ticket_http::basic` or `bearer`).
+    fn authorization(
+        &self,
+        settings: &ConnectionSettings,
+        secrets: &ConnectionSecrets,
+    ) -> Result<reqwest::header::HeaderValue, TicketSystemError>;
     /// The client of one connection: `http` is signed in and based on its `base_url`.
     fn client(
         &self,
@@ -42,6 +50,7 @@ pub(crate) fn system(kind: ConnectionKind) -> &'static dyn TicketSystemModule {
         ConnectionKind::JiraCloud => &JiraCloud,
         ConnectionKind::JiraDataCenter => &JiraDataCenter,
         ConnectionKind::Freshservice => &Freshservice,
+        ConnectionKind::ServiceNow => &ServiceNow,
     }
 }
 
@@ -91,13 +100,14 @@ impl TicketSystems for HttpTicketSystems {
         settings: &ConnectionSettings,
         secrets: &ConnectionSecrets,
     ) -> Result<Arc<dyn TicketSystem>, TicketSystemError> {
+        let system = system(settings.kind);
         let http = TicketHttp::new(
             self.client.clone(),
             &settings.base_url,
-            authorization(settings, secrets)?,
+            system.authorization(settings, secrets)?,
             self.policy.clone(),
         )?;
-        Ok(system(settings.kind).client(http, settings, &self.options))
+        Ok(system.client(http, settings, &self.options))
     }
 
     fn kind(&self, kind: ConnectionKind) -> &'static dyn TicketSystemKind {
@@ -194,6 +204,26 @@ mod tests {
         .unwrap();
         // base64("key:X")
         assert_eq!(fs, "Basic a2V5Olg=");
+        let snow = authorization(
+            &settings(ConnectionKind::ServiceNow, AuthMethod::Password),
+            &secrets(Credentials::Password {
+                password: Secret::new("pw"),
+            }),
+        )
+        .unwrap();
+        // base64("svc:pw")
+        assert_eq!(snow, "Basic c3ZjOnB3");
+        assert!(snow.is_sensitive());
+        // Credentials of another kind sign nobody in.
+        assert!(
+            authorization(
+                &settings(ConnectionKind::ServiceNow, AuthMethod::ApiKey),
+                &secrets(Credentials::ApiKey {
+                    api_key: Secret::new("key"),
+                }),
+            )
+            .is_err()
+        );
         assert!(!format!("{fs:?}").contains("a2V5"));
     }
 
@@ -312,12 +342,9 @@ mod tests {
 
     #[test]
     fn every_kind_is_registered_as_itself() {
-        for kind in [
-            ConnectionKind::JiraCloud,
-            ConnectionKind::JiraDataCenter,
-            ConnectionKind::Freshservice,
-        ] {
+        for kind in ConnectionKind::ALL {
             assert_eq!(system(kind).kind(), kind);
+            assert_eq!(ConnectionKind::parse(kind.as_str()), Some(kind));
         }
     }
 }

@@ -8,6 +8,19 @@ use crate::ports::GrantFilter;
 use crate::service::Ticketbound;
 
 impl Connections {
+    /// `GET /v1/connection-kinds`: what each kind of ticket system asks of an admin connecting one, as its
+    /// plug-in describes it.
+    pub fn kinds(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<crate::ports::KindDescription>, ServiceError> {
+        crate::service::require_admin(caller, "manage connections")?;
+        Ok(ConnectionKind::ALL
+            .into_iter()
+            .map(|kind| self.systems.kind(kind).describe())
+            .collect())
+    }
+
     /// `GET /v1/connections`.
     pub async fn list(
         &self,

@@ -17,16 +17,13 @@ pub struct DirectoryEntry {
 }
 
 impl DirectoryEntry {
-    fn of(settings: &ConnectionSettings) -> Self {
+    /// `label` is the kind's name as its plug-in describes it (`Jira Cloud`).
+    fn of(settings: &ConnectionSettings, label: &str) -> Self {
         let site = url::Url::parse(&settings.base_url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_default();
-        let kind = match settings.kind {
-            ConnectionKind::JiraCloud => "Jira Cloud",
-            ConnectionKind::JiraDataCenter => "Jira Data Center",
-            ConnectionKind::Freshservice => "Freshservice",
-        };
+        let kind = label;
         Self {
             id: settings.id.clone(),
             name: if site.is_empty() {
@@ -52,7 +49,10 @@ impl Connections {
             items: page
                 .items
                 .iter()
-                .map(|c| DirectoryEntry::of(&c.settings))
+                .map(|c| {
+                    let label = self.systems.kind(c.settings.kind).describe().label;
+                    DirectoryEntry::of(&c.settings, label)
+                })
                 .collect(),
             next: page.next,
         })

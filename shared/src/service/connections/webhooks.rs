@@ -23,6 +23,24 @@ impl Connections {
         Ok(Some((connection.settings, WebhookSecrets(active))))
     }
 
+    /// For the generic webhook route: the source whose deliveries `/webhooks/{name}/…` receives, where `name`
+    /// is a connection kind (`jira_cloud`) or a source's own name (`jira`, `freshservice`); `None` for anything
+    /// else.
+    pub fn webhook_source_named(&self, name: &str) -> Option<WebhookSource> {
+        ConnectionKind::ALL
+            .into_iter()
+            .map(|kind| self.systems.kind(kind).webhook_source())
+            .find(|source| source.path_name() == name)
+            .or_else(|| {
+                ConnectionKind::parse(name).map(|kind| self.systems.kind(kind).webhook_source())
+            })
+    }
+
+    /// For the verified-delivery extractor: how deliveries of a kind are authenticated and read.
+    pub fn delivery_rules(&self, kind: ConnectionKind) -> &'static dyn crate::ports::DeliveryRules {
+        self.systems.kind(kind).deliveries()
+    }
+
     /// For the verified-delivery extractors: the connection and its active webhook secrets when it exists and
     /// its deliveries arrive from `source`; `None` answers 404.
     pub async fn webhook_target(

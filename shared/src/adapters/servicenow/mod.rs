@@ -1,0 +1,376 @@
+//! The ServiceNow client: the Table API over `task`, the parent table of incidents, requested items, catalog
+//! tasks, change requests and problems, so one query covers them all. Basic auth with a web-service user.
+//!
+//! - verify: `GET /api/now/table/sys_user?sysparm_query=user_name=<the connection's user>` (the account the
+//!   credentials act as);
+//! - one ticket: `GET /api/now/table/task?sysparm_query=number=<key>`: the key is the user-facing number
+//!   (`INC0010001`, `RITM0010001`, `CHG0030001`), and its `sys_id` and `sys_class_name` come with it;
+//! - person by e-mail: `GET /api/now/table/sys_user?sysparm_query=email=<e-mail>^active=true` (at most two, so an
+//!   address two accounts share is not taken as either);
+//! - open tickets: `assigned_to=<sys_id>^active=true^ORDERBYDESCsys_updated_on`, paged with `sysparm_offset`
+//!   (the page token), a search text matched on ServiceNow's side against the number and short description;
+//! - reconciliation: `numberIN<k1>,<k2>,…`, up to [`KEYS_PER_CALL`] numbers a call.
+//!
+//! A ticket is closed when `active` is false (ServiceNow's own "Active State Management" sets it from the
+//! state, whose values differ per table and per instance), or when its numeric `state` is one the operator
+//! listed in `closed_statuses`. A number the query finds no longer is deleted. Reads ask for raw values
+//! (`sysparm_display_value=false`), so `state` is a number and `active` `"true"`/`"false"`.
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::time::Duration;
+
+pub mod events;
+mod settings;
+
+pub use settings::{ServiceNow, WEBHOOK_SOURCE};
+
+use super::ticket_http::{Probed, TicketHttp};
+use crate::domain::connection::{
+    ClosedStatuses, Person, PersonLookup, Ticket, TicketPage, TicketQuery, TicketState,
+    TicketSummary, Verification, visible_email,
+};
+use crate::ports::{ReconcileBatch, TicketStates, TicketSystem, TicketSystemError};
+
+/// Numbers per reconciliation query: an encoded query with fifty numbers stays far below URL limits.
+const KEYS_PER_CALL: usize = 50;
+/// Queries per reconciliation run: ServiceNow counts rate limits per hour, so a run stays small.
+const CALLS_PER_RUN: usize = 10;
+/// Open tickets read per page, and pages read at most.
+const PAGE_SIZE: usize = 50;
+const MAX_PAGES: usize = 4;
+/// How long to leave ServiceNow alone after a 429 without `Retry-After`.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
+/// The fields every task read asks for.
+const TASK_FIELDS: &str = "sys_id,number,short_description,state,active,sys_class_name,assigned_to";
+
+/// A ticket number as ServiceNow shows it: letters then digits, at most 40 characters. Anything else (an
+/// encoded-query operator such as `^` above all) names no ticket and is never sent.
+pub(crate) fn is_number(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 40
+        && key.bytes().all(|b| b.is_ascii_alphanumeric())
+        && key.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+}
+
+/// The one spelling of a number: trimmed and upper-case (`inc0010001` is `INC0010001`).
+pub(crate) fn canonical_number(key: &str) -> String {
+    let trimmed = key.trim();
+    if is_number(trimmed) {
+        trimmed.to_ascii_uppercase()
+    } else {
+        key.to_owned()
+    }
+}
+
+#[derive(Deserialize)]
+struct Results<T> {
+    #[serde(default = "Vec::new")]
+    result: Vec<T>,
+}
+
+/// A `task` row with raw values; every field is text in the Table API's JSON.
+#[derive(Deserialize)]
+struct Task {
+    #[serde(default)]
+    sys_id: String,
+    #[serde(default)]
+    number: String,
+    #[serde(default)]
+    short_description: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    active: Option<String>,
+    #[serde(default)]
+    sys_class_name: Option<String>,
+    /// With `sysparm_exclude_reference_link=true`, the assignee's `sys_id` (empty when none).
+    #[serde(default)]
+    assigned_to: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    #[serde(default)]
+    sys_id: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    user_name: Option<String>,
+}
+
+impl User {
+    fn person(self) -> Person {
+        Person {
+            id: self.sys_id,
+            email: visible_email(self.email),
+            display_name: self.name.or(self.user_name).filter(|n| !n.is_empty()),
+        }
+    }
+}
+
+/// ServiceNow over the Table API.
+#[derive(Clone)]
+pub struct ServiceNowClient {
+    http: TicketHttp,
+    closed: ClosedStatuses,
+    /// The web-service user the connection signs in as (what `verify` looks up).
+    username: Option<String>,
+}
+
+impl ServiceNowClient {
+    pub(crate) fn new(http: TicketHttp, closed: ClosedStatuses, username: Option<String>) -> Self {
+        Self {
+            http,
+            closed,
+            username,
+        }
+    }
+
+    fn ticket(&self, t: Task) -> Ticket {
+        let state = t
+            .state
+            .as_deref()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        let inactive = t.active.as_deref() == Some("false");
+        let class = t.sys_class_name.unwrap_or_else(|| "task".into());
+        Ticket {
+            key: t.number,
+            id: (!t.sys_id.is_empty()).then(|| format!("{class}:{}", t.sys_id)),
+            summary: t.short_description.unwrap_or_default(),
+            status: match (&t.state, inactive) {
+                (Some(s), true) => format!("State {s} (inactive)"),
+                (Some(s), false) => format!("State {s}"),
+                (None, _) => "Unknown".into(),
+            },
+            closed: inactive || state.is_some_and(|s| self.closed.has_number(s)),
+            deleted: false,
+            assignee: t.assigned_to.filter(|id| !id.is_empty()).map(|id| Person {
+                id,
+                email: None,
+                display_name: None,
+            }),
+            url: format!(
+                "{}?sys_id={}",
+                self.http.site_url(&[&format!("{class}.do")]),
+                t.sys_id
+            ),
+        }
+    }
+
+    fn tasks_url(&self, query: &str, limit: usize, offset: usize) -> url::Url {
+        let limit = limit.to_string();
+        let offset = offset.to_string();
+        self.http.url_with(
+            &["api", "now", "table", "task"],
+            &[
+                ("sysparm_query", query),
+                ("sysparm_fields", TASK_FIELDS),
+                ("sysparm_limit", limit.as_str()),
+                ("sysparm_offset", offset.as_str()),
+                ("sysparm_display_value", "false"),
+                ("sysparm_exclude_reference_link", "true"),
+            ],
+        )
+    }
+
+    async fn users(&self, query: &str, limit: &str) -> Result<Vec<User>, TicketSystemError> {
+        let url = self.http.url_with(
+            &["api", "now", "table", "sys_user"],
+            &[
+                ("sysparm_query", query),
+                ("sysparm_fields", "sys_id,user_name,email,name"),
+                ("sysparm_limit", limit),
+            ],
+        );
+        let found: Option<Results<User>> = self.http.get_json(url).await?;
+        Ok(found.map(|r| r.result).unwrap_or_default())
+    }
+}
+
+/// An e-mail address or user name that can stand in an encoded query: no operator characters.
+fn queryable(text: &str) -> bool {
+    !text.is_empty() && !text.contains(['^', '=', ',', '\n', '\r'])
+}
+
+#[async_trait]
+impl TicketSystem for ServiceNowClient {
+    async fn verify(&self) -> Result<Verification, TicketSystemError> {
+        let username = self
+            .username
+            .as_deref()
+            .filter(|u| queryable(u))
+            .ok_or_else(|| {
+                TicketSystemError::Unexpected("the connection has no usable `username`".into())
+            })?;
+        let user = self
+            .users(&format!("user_name={username}"), "1")
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                TicketSystemError::Unexpected(format!(
+                    "ServiceNow has no user `{username}` visible to it; give the user the `itil` role (read access to sys_user)"
+                ))
+            })?;
+        Ok(Verification::of(user.person(), None))
+    }
+
+    async fn get_ticket(&self, key: &str) -> Result<Option<Ticket>, TicketSystemError> {
+        if !is_number(key) {
+            return Ok(None);
+        }
+        let url = self.tasks_url(&format!("number={key}"), 1, 0);
+        let found: Option<Results<Task>> = self.http.get_json(url).await?;
+        Ok(found
+            .and_then(|r| r.result.into_iter().next())
+            .map(|t| self.ticket(t)))
+    }
+
+    async fn find_person(&self, email: &str) -> Result<PersonLookup, TicketSystemError> {
+        if !queryable(email) {
+            return Ok(PersonLookup::NotFound);
+        }
+        let users = self
+            .users(&format!("email={email}^active=true"), "2")
+            .await?;
+        if users.len() > 1 {
+            // Two active accounts share the address: neither can be taken as this person.
+            return Ok(PersonLookup::Unverifiable);
+        }
+        Ok(PersonLookup::among(
+            users.into_iter().map(User::person).collect(),
+            email,
+        ))
+    }
+
+    async fn open_tickets_for(
+        &self,
+        person: &Person,
+    ) -> Result<Vec<TicketSummary>, TicketSystemError> {
+        if !queryable(&person.id) {
+            return Ok(Vec::new());
+        }
+        let query = format!(
+            "assigned_to={}^active=true^ORDERBYDESCsys_updated_on",
+            person.id
+        );
+        let mut out = Vec::new();
+        for page in 0..MAX_PAGES {
+            let url = self.tasks_url(&query, PAGE_SIZE, page * PAGE_SIZE);
+            let found: Option<Results<Task>> = self.http.get_json(url).await?;
+            let rows = found.map(|r| r.result).unwrap_or_default();
+            let got = rows.len();
+            out.extend(
+                rows.into_iter()
+                    .map(|t| self.ticket(t))
+                    .filter(|t| !t.closed)
+                    .map(|t| TicketSummary::from(&t)),
+            );
+            if got < PAGE_SIZE {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// One page of [`Self::open_tickets_for`]: the token is the next `sysparm_offset`, and `q` is matched by
+    /// ServiceNow against the number and the short description (`LIKE`, case-insensitive), so paging and
+    /// narrowing happen on its side.
+    async fn open_tickets_page(
+        &self,
+        person: &Person,
+        query: &TicketQuery,
+    ) -> Result<TicketPage, TicketSystemError> {
+        let offset = match query.page.as_deref() {
+            None => 0,
+            Some(token) => token
+                .parse::<usize>()
+                .ok()
+                .filter(|o| *o % PAGE_SIZE == 0 && *o < PAGE_SIZE * 200)
+                .ok_or_else(|| {
+                    TicketSystemError::InvalidPageToken("not a ServiceNow offset".into())
+                })?,
+        };
+        if !queryable(&person.id) {
+            return Ok(TicketPage::default());
+        }
+        let mut encoded = format!("assigned_to={}^active=true", person.id);
+        // An encoded query has no escaping: the operator characters are dropped from the text.
+        let text: Option<String> = query
+            .text
+            .as_deref()
+            .map(|t| t.replace(['^', '\n', '\r'], " ").trim().to_owned())
+            .filter(|t| !t.is_empty());
+        if let Some(text) = &text {
+            encoded.push_str(&format!("^numberLIKE{text}^ORshort_descriptionLIKE{text}"));
+        }
+        encoded.push_str("^ORDERBYDESCsys_updated_on");
+        let url = self.tasks_url(&encoded, PAGE_SIZE, offset);
+        let found: Option<Results<Task>> = self.http.get_json(url).await?;
+        let rows = found.map(|r| r.result).unwrap_or_default();
+        let full = rows.len() == PAGE_SIZE;
+        Ok(TicketPage {
+            items: rows
+                .into_iter()
+                .map(|t| self.ticket(t))
+                .filter(|t| !t.closed)
+                .map(|t| TicketSummary::from(&t))
+                .collect(),
+            next: full.then(|| (offset + PAGE_SIZE).to_string()),
+        })
+    }
+
+    fn reconcile_batch(&self) -> ReconcileBatch {
+        ReconcileBatch {
+            keys_per_call: KEYS_PER_CALL,
+            calls_per_run: CALLS_PER_RUN,
+        }
+    }
+
+    /// One `numberIN…` query for the batch; a number it does not return is deleted.
+    async fn ticket_states(&self, keys: &[String]) -> Result<TicketStates, TicketSystemError> {
+        let mut out = TicketStates::default();
+        let numbers: Vec<&str> = keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| is_number(k))
+            .collect();
+        let mut found = std::collections::HashMap::new();
+        if !numbers.is_empty() {
+            out.calls += 1;
+            let url = self.tasks_url(&format!("numberIN{}", numbers.join(",")), numbers.len(), 0);
+            match self.http.probe_json::<Results<Task>>(url).await? {
+                Probed::Found(rows) => {
+                    for task in rows.result {
+                        let ticket = self.ticket(task);
+                        found.insert(
+                            ticket.key.to_ascii_uppercase(),
+                            TicketState::of(Some(&ticket)),
+                        );
+                    }
+                }
+                Probed::Busy(wait) => {
+                    out.rate_limited = Some(wait.unwrap_or(DEFAULT_PAUSE));
+                    return Ok(out);
+                }
+                Probed::NotFound | Probed::Refused(_) => {
+                    return Err(TicketSystemError::Unexpected(
+                        "the Table API refused the reconciliation query; is the base URL right?"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        for key in keys {
+            let state = found
+                .get(&key.to_ascii_uppercase())
+                .copied()
+                .unwrap_or(TicketState::Deleted);
+            out.states.push((key.clone(), state));
+        }
+        Ok(out)
+    }
+}
