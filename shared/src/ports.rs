@@ -390,6 +390,16 @@ pub trait Provisioners: Send + Sync {
             "this provisioner has no status to check".into(),
         ))
     }
+
+    /// Whether this deployment can set up access with provisioners of `kind` ([`Provisioner::kind`]): a
+    /// resource of a kind it cannot serve is refused when saved. Every kind, unless a provisioner says
+    /// otherwise (the built-in IAM Identity Center one is only there in deployments on AWS).
+    ///
+    /// [`Provisioner::kind`]: crate::domain::Provisioner::kind
+    fn offers(&self, kind: &str) -> bool {
+        let _ = kind;
+        true
+    }
 }
 
 /// Why a ticket binding was refused (DESIGN §1 rule 3).

@@ -128,7 +128,6 @@ fn secret_store_error(e: SecretStoreError) -> ServiceError {
     }
 }
 
-
 /// A resource's entity tag: `"<version>-<digest>"`, the quotes included. The digest of the resource as the API
 /// shows it (secrets masked) tells a resource deleted and created again at the same version from the one a
 /// client read before.
@@ -635,6 +634,18 @@ impl Ticketbound {
                 }
             }
             ticket @ Provisioner::Ticket { .. } => self.checked_ticket_provisioner(ticket).await?,
+            identity_center @ Provisioner::AwsIdentityCenter { .. } => {
+                if !self.provisioners.offers(identity_center.kind()) {
+                    return Err(ServiceError::unprocessable(
+                        "provisioner_unavailable",
+                        "this deployment has no IAM Identity Center provisioner (it is built in on AWS only); choose another `kind`",
+                    ));
+                }
+                identity_center
+                    .identity_center_target()
+                    .map_err(|e| ServiceError::unprocessable("invalid_provisioner", e))?;
+                identity_center
+            }
             Provisioner::None => Provisioner::None,
         };
         let resource = Resource {
@@ -838,6 +849,10 @@ impl Provisioners for SecretLoadingProvisioners {
     ) -> Result<ProvisionOutcome, ProvisionError> {
         let signed = self.with_secret(resource).await?;
         self.inner.poll(&signed, action, grant, status_url).await
+    }
+
+    fn offers(&self, kind: &str) -> bool {
+        self.inner.offers(kind)
     }
 }
 

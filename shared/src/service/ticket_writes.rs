@@ -113,6 +113,10 @@ impl Provisioners for TicketProvisioners {
         // Only webhook provisioners accept a call to finish later; a ticket is done once it is opened.
         self.inner.poll(resource, action, grant, status_url).await
     }
+
+    fn offers(&self, kind: &str) -> bool {
+        self.inner.offers(kind)
+    }
 }
 
 /// The summary and description of a ticket asking a person to grant or remove access. Only what the grant and
