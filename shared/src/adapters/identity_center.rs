@@ -542,8 +542,12 @@ impl IdentityCenter {
             .map_err(|e| stop("GetInlinePolicyForPermissionSet", &e))?;
         let current = current.inline_policy().unwrap_or_default();
         let now = self.clock.now();
-        let Some(policy) = with_cut(current, &cut_statement(grant, user, ended_at, until), now)
-            .map_err(Stop::Fail)?
+        let Some(policy) = with_cut(
+            current,
+            &cut_statement(&grant.id, user, ended_at, until),
+            now,
+        )
+        .map_err(Stop::Fail)?
         else {
             tracing::warn!(
                 grant = %grant.id,
@@ -646,13 +650,12 @@ fn token_time(ended_at: OffsetDateTime) -> String {
 /// can go (`until`, when no such session can still be valid); it applies to that user only, so other users'
 /// sessions of the same permission set are never affected.
 pub fn cut_statement(
-    grant: &Grant,
+    grant_id: &str,
     user: &str,
     ended_at: OffsetDateTime,
     until: OffsetDateTime,
 ) -> Value {
-    let grant_id: String = grant
-        .id
+    let grant_id: String = grant_id
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .collect();
@@ -719,29 +722,11 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    fn grant(id: &str) -> Grant {
-        serde_json::from_value(json!({
-            "id": id,
-            "requester": "alice@example.com",
-            "resource": "prod-admin",
-            "reason": "INC-7",
-            "duration": "PT1H",
-            "state": "ended",
-            "requested_at": "2026-12-05T09:00:00Z",
-        }))
-        .expect("a grant")
-    }
-
     #[test]
     fn a_cut_denies_one_users_earlier_sessions_and_keeps_the_operators_statements() {
         let own = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Ops","Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
         let ended = datetime!(2026-12-05 10:02:00.5 UTC);
-        let cut = cut_statement(
-            &grant("01JD3AAA"),
-            "u-1",
-            ended,
-            ended + time::Duration::HOUR,
-        );
+        let cut = cut_statement("01JD3AAA", "u-1", ended, ended + time::Duration::HOUR);
         let policy: Value =
             serde_json::from_str(&with_cut(own, &cut, ended).unwrap().unwrap()).unwrap();
         let statements = policy["Statement"].as_array().unwrap();
@@ -766,7 +751,7 @@ mod tests {
         loop {
             let ended = start + time::Duration::minutes(placed);
             let cut = cut_statement(
-                &grant(&format!("01JD3G{placed:04}")),
+                &format!("01JD3G{placed:04}"),
                 &format!("user-{placed:04}"),
                 ended,
                 ended + time::Duration::HOUR,
@@ -785,12 +770,7 @@ mod tests {
         let count = full["Statement"].as_array().unwrap().len();
         // An hour later the oldest have expired: a new cut fits, and only expired ones made room.
         let later = start + time::Duration::minutes(placed + 60);
-        let cut = cut_statement(
-            &grant("01JD3NEW"),
-            "user-new",
-            later,
-            later + time::Duration::HOUR,
-        );
+        let cut = cut_statement("01JD3NEW", "user-new", later, later + time::Duration::HOUR);
         let pruned: Value =
             serde_json::from_str(&with_cut(&policy, &cut, later).unwrap().unwrap()).unwrap();
         let left = pruned["Statement"].as_array().unwrap();
@@ -806,7 +786,7 @@ mod tests {
     #[test]
     fn an_inline_policy_that_is_not_json_is_never_overwritten() {
         let ended = datetime!(2026-12-05 10:00:00 UTC);
-        let cut = cut_statement(&grant("01JD3AAA"), "u-1", ended, ended);
+        let cut = cut_statement("01JD3AAA", "u-1", ended, ended);
         assert!(with_cut("not json", &cut, ended).is_err());
     }
 

@@ -66,6 +66,9 @@ pub enum Provisioner {
     None,
 }
 
+/// The most entries an IAM Identity Center provisioner's `people` mapping holds (it is stored with the resource).
+pub const MAX_PEOPLE: usize = 1_000;
+
 /// What an IAM Identity Center provisioner sets up, read from its configuration by
 /// [`Provisioner::identity_center_target`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,6 +150,11 @@ impl Provisioner {
         }
         if !is_plain_id(identity_store_id, 64) {
             return Err("`identity_store_id` must be an identity store id (d-…)".into());
+        }
+        if people.len() > MAX_PEOPLE {
+            return Err(format!(
+                "`people` maps at most {MAX_PEOPLE} e-mail addresses"
+            ));
         }
         for (email, user_id) in people {
             if !email.contains('@') || email.len() > 254 || *email != email.to_lowercase() {
@@ -432,6 +440,74 @@ mod tests {
     fn unknown_provisioner_kinds_are_rejected() {
         let err = serde_json::from_str::<Provisioner>(r#"{"kind":"ldap"}"#);
         assert!(err.is_err());
+    }
+
+    fn identity_center(extra: serde_json::Value) -> Result<Provisioner, serde_json::Error> {
+        let mut json = serde_json::json!({
+            "kind": "aws_identity_center",
+            "instance_arn": "arn:aws:sso:::instance/ssoins-0123456789abcdef",
+            "identity_store_id": "d-0123456789",
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            json[k] = v.clone();
+        }
+        serde_json::from_value(json)
+    }
+
+    #[test]
+    fn an_identity_center_provisioner_is_one_of_two_modes() {
+        let assignment = identity_center(serde_json::json!({
+            "account_id": "123456789012",
+            "permission_set_arn": "arn:aws:sso:::permissionSet/ssoins-0123456789abcdef/ps-0123456789abcdef",
+            "cut_sessions": true,
+        }))
+        .unwrap();
+        assert_eq!(
+            assignment.identity_center_target(),
+            Ok(Some(IdentityCenterTarget::AccountAssignment {
+                account_id: "123456789012".into(),
+                permission_set_arn:
+                    "arn:aws:sso:::permissionSet/ssoins-0123456789abcdef/ps-0123456789abcdef".into(),
+            }))
+        );
+        // It reads back as it was written.
+        let json = serde_json::to_value(&assignment).unwrap();
+        assert_eq!(
+            serde_json::from_value::<Provisioner>(json).unwrap(),
+            assignment
+        );
+        let group = identity_center(serde_json::json!({"group_id": "g-1"})).unwrap();
+        assert_eq!(
+            group.identity_center_target(),
+            Ok(Some(IdentityCenterTarget::GroupMembership {
+                group_id: "g-1".into()
+            }))
+        );
+        assert_eq!(Provisioner::None.identity_center_target(), Ok(None));
+    }
+
+    #[test]
+    fn identity_center_configurations_that_are_neither_mode_or_malformed_are_refused() {
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"account_id": "123456789012"}),
+            serde_json::json!({"group_id": "g-1", "account_id": "123456789012", "permission_set_arn": "arn:aws:sso:::permissionSet/a/b"}),
+            serde_json::json!({"account_id": "12345678901x", "permission_set_arn": "arn:aws:sso:::permissionSet/a/b"}),
+            serde_json::json!({"account_id": "123456789012", "permission_set_arn": "arn:aws:iam::123456789012:role/x"}),
+            serde_json::json!({"group_id": "g 1"}),
+            serde_json::json!({"group_id": "g-1", "cut_sessions": true}),
+            serde_json::json!({"group_id": "g-1", "people": {"Alice@Example.com": "u-1"}}),
+            serde_json::json!({"group_id": "g-1", "people": {"alice@example.com": "u 1"}}),
+            serde_json::json!({"group_id": "g-1", "identity_store_id": ""}),
+            serde_json::json!({"group_id": "g-1", "instance_arn": "arn:aws:sso:::permissionSet/x"}),
+        ] {
+            let provisioner = identity_center(bad.clone()).unwrap();
+            assert!(provisioner.identity_center_target().is_err(), "{bad}");
+        }
+        assert!(
+            identity_center(serde_json::json!({"group_id": "g-1", "role": "x"})).is_err(),
+            "unknown fields are malformed"
+        );
     }
 
     fn caller(email: &str, groups: &[&str]) -> Caller {
