@@ -14,7 +14,7 @@ use aws_sdk_identitystore::types::{Email, MemberId, Name};
 use ticketbound::adapters::identity_center::IdentityCenter;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
 use ticketbound::adapters::provisioner::HttpProvisioners;
-use ticketbound::ports::SystemClock;
+use ticketbound::ports::{Clock, Job, JobKind};
 use ticketbound::service::{Ports, Settings, Ticketbound};
 use ticketbound_tests::*;
 
@@ -129,10 +129,16 @@ impl Aws {
 /// The app as the Lambda functions build it (the Identity Center provisioner on moto), on the embedded store
 /// with its in-process scheduler running the engine's jobs.
 async fn running_app() -> axum::Router {
+    running_app_at(ManualClock::now_system()).await.0
+}
+
+/// The same app on `clock` (it stands still until moved: the in-process scheduler runs what is due at once, a
+/// job armed for later waits for the test to run it), with the app and its scheduler.
+async fn running_app_at(clock: ManualClock) -> (axum::Router, Ticketbound, LocalScheduler) {
     let sdk = aws().await;
     let store = embedded_store();
     let scheduler = LocalScheduler::new(store.clone());
-    let clock = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = Arc::new(clock);
     let provisioners = HttpProvisioners::new(clock.clone(), StdDuration::from_secs(2))
         .unwrap()
         .with_identity_center(IdentityCenter::new(&sdk, clock.clone()));
@@ -153,7 +159,7 @@ async fn running_app() -> axum::Router {
         },
     );
     scheduler.start(Arc::new(app.clone())).await.unwrap();
-    local_router(app)
+    (local_router(app.clone()), app, scheduler)
 }
 
 async fn put_resource(router: &axum::Router, id: &str, provisioner: Value) -> (StatusCode, Value) {
@@ -361,13 +367,25 @@ async fn a_group_membership_is_added_and_removed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cut_sessions_denies_that_users_earlier_sessions_and_nobody_elses() {
+async fn cut_sessions_denies_that_users_earlier_sessions_and_nobody_elses_until_they_expire() {
     let aws = identity_center().await;
     let alice = requester("alice");
     let dana = requester("dana");
     let alice_id = aws.user(&alice).await;
     let dana_id = aws.user(&dana).await;
-    let router = running_app().await;
+    let clock = ManualClock::now_system();
+    let (router, app, scheduler) = running_app_at(clock.clone()).await;
+    // An operator's own statement in the permission set's inline policy, kept throughout.
+    let own = json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Ops", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]});
+    aws.sso
+        .put_inline_policy_to_permission_set()
+        .instance_arn(&aws.instance_arn)
+        .permission_set_arn(&aws.permission_set_arn)
+        .inline_policy(own.to_string())
+        .send()
+        .await
+        .unwrap();
     let (status, json) = put_resource(
         &router,
         "prod-admin",
@@ -393,8 +411,12 @@ async fn cut_sessions_denies_that_users_earlier_sessions_and_nobody_elses() {
 
     let policy = aws.inline_policy().await;
     let statements = policy["Statement"].as_array().expect("a policy").clone();
-    assert_eq!(statements.len(), 1, "{policy}");
-    let deny = &statements[0];
+    assert_eq!(statements.len(), 2, "{policy}");
+    assert_eq!(
+        statements[0], own["Statement"][0],
+        "the operator's statement is kept"
+    );
+    let deny = &statements[1];
     assert_eq!(deny["Effect"], "Deny");
     assert_eq!(
         deny["Condition"]["StringEquals"]["identitystore:userId"], alice_id,
@@ -417,6 +439,33 @@ async fn cut_sessions_denies_that_users_earlier_sessions_and_nobody_elses() {
         "{policy} {grant}"
     );
     assert!(!policy.to_string().contains(&dana_id), "{policy}");
+
+    // The cut's end is armed for when no session it denies can still be valid: the end plus two hours.
+    let name = Job::new(JobKind::EndSessionCut, &ended).schedule_name();
+    let armed = scheduler.pending().await.unwrap();
+    let (_, at) = armed
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("{name} is armed: {armed:?}"));
+    assert_eq!(*at - ended_at, time::Duration::hours(2));
+
+    // Once the session duration has passed, the job takes the deny out.
+    clock.set(*at);
+    clock.advance(time::Duration::seconds(1));
+    app.run_job(&Job::new(JobKind::EndSessionCut, &ended))
+        .await
+        .expect("the job runs");
+    assert_eq!(
+        aws.inline_policy().await,
+        own,
+        "only the operator's statement is left"
+    );
+    assert_eq!(aws.assigned().await, vec![dana_id], "Dana is untouched");
+    // Run again (at-least-once), it finds nothing to do.
+    app.run_job(&Job::new(JobKind::EndSessionCut, &ended))
+        .await
+        .expect("a repeated job is harmless");
+    assert_eq!(aws.inline_policy().await, own);
 }
 
 #[tokio::test]

@@ -17,9 +17,14 @@
 //!   sessions it issued: they stay valid for the permission set's `SessionDuration`. With `cut_sessions`, the
 //!   removal first puts a statement in the permission set's inline policy denying that user's sessions issued
 //!   before the end (`aws:TokenIssueTime` and `identitystore:userId`, as AWS documents for revoking permission
-//!   set sessions) and re-provisions the permission set; the statement names when it can go (the end plus the
-//!   session duration) and statements past that are pruned whenever the policy is written. Without it, the
-//!   grant records `residual_until` = the end plus the session duration.
+//!   set sessions) and re-provisions the permission set. The statement names when it can go (the end plus the
+//!   session duration): the receipt's `cut_until`, for which the engine arms a one-time
+//!   [`crate::ports::JobKind::EndSessionCut`] that takes it out ([`IdentityCenter::end_session_cut`]). Cuts past
+//!   their time are also pruned whenever the policy is written, oldest first, so the policy stays under
+//!   [`MAX_INLINE_POLICY_CHARS`]; a cut that would not fit even then is not placed, and the grant records that
+//!   sessions will expire. Other users' sessions of the same permission set are never affected (each statement
+//!   names one user). Without `cut_sessions`, the grant records `residual_until` = the end plus the session
+//!   duration.
 //!
 //! Errors are classified by [`crate::adapters::aws_errors`]: a retryable fault is a failed attempt the engine
 //! retries, a permanent one (access denied, validation, a missing instance) a `failed` call with AWS's code.
@@ -159,6 +164,74 @@ impl IdentityCenter {
         finish(self.check(resource, action, grant, status_url).await)
     }
 
+    /// Takes `grant`'s session cut (and every expired one) out of the permission set's inline policy and
+    /// re-provisions it; done when there is none. Group memberships never cut sessions.
+    pub async fn end_session_cut(
+        &self,
+        resource: &Resource,
+        grant: &Grant,
+    ) -> Result<(), ProvisionError> {
+        self.lift(resource, grant)
+            .await
+            .map_err(|stop| ProvisionError(message(stop)))
+    }
+
+    async fn lift(&self, resource: &Resource, grant: &Grant) -> Step<()> {
+        let config = Config::of(resource)?;
+        let IdentityCenterTarget::AccountAssignment {
+            permission_set_arn, ..
+        } = &config.target
+        else {
+            return Ok(());
+        };
+        let current = self
+            .sso
+            .get_inline_policy_for_permission_set()
+            .instance_arn(config.instance_arn)
+            .permission_set_arn(permission_set_arn)
+            .send()
+            .await
+            .map_err(|e| stop("GetInlinePolicyForPermissionSet", &e))?;
+        let current = current.inline_policy().unwrap_or_default();
+        if current.trim().is_empty() {
+            return Ok(());
+        }
+        match without_cut(current, &grant.id, self.clock.now()).map_err(Stop::Fail)? {
+            Some(policy) if policy == current => {}
+            Some(policy) => {
+                self.sso
+                    .put_inline_policy_to_permission_set()
+                    .instance_arn(config.instance_arn)
+                    .permission_set_arn(permission_set_arn)
+                    .inline_policy(policy)
+                    .send()
+                    .await
+                    .map_err(|e| stop("PutInlinePolicyToPermissionSet", &e))?;
+            }
+            // Nothing left: IAM keeps no policy without a statement.
+            None => {
+                self.sso
+                    .delete_inline_policy_from_permission_set()
+                    .instance_arn(config.instance_arn)
+                    .permission_set_arn(permission_set_arn)
+                    .send()
+                    .await
+                    .map_err(|e| stop("DeleteInlinePolicyFromPermissionSet", &e))?;
+            }
+        }
+        // Re-provisioned every time, as when the cut was placed: an earlier attempt may have changed the policy
+        // and failed before this.
+        self.sso
+            .provision_permission_set()
+            .instance_arn(config.instance_arn)
+            .permission_set_arn(permission_set_arn)
+            .target_type(ProvisionTargetType::AllProvisionedAccounts)
+            .send()
+            .await
+            .map_err(|e| stop("ProvisionPermissionSet", &e))?;
+        Ok(())
+    }
+
     async fn attempt(
         &self,
         resource: &Resource,
@@ -278,6 +351,7 @@ impl IdentityCenter {
                     access_removed: Some(true),
                     sessions: Some(SessionsOutcome::WillExpire),
                     residual_until: None,
+                    cut_until: None,
                 };
                 let Some(membership) = self.membership(&config, group_id, &user).await? else {
                     return Ok(ProvisionOutcome::Done(removed));
@@ -490,12 +564,14 @@ impl IdentityCenter {
                 access_removed: Some(true),
                 sessions: Some(SessionsOutcome::Terminated),
                 residual_until: None,
+                cut_until: Some(residual_until),
             });
         }
         Ok(ProvisionReceipt {
             access_removed: Some(true),
             sessions: Some(SessionsOutcome::WillExpire),
             residual_until: Some(residual_until),
+            cut_until: None,
         })
     }
 
@@ -717,6 +793,49 @@ pub fn with_cut(policy: &str, cut: &Value, now: OffsetDateTime) -> Result<Option
     Ok((text.chars().count() <= MAX_INLINE_POLICY_CHARS).then_some(text))
 }
 
+/// `policy` without `grant_id`'s session cut and without every cut whose time has passed (`now`); the
+/// operator's own statements are kept. `None` when no statement is left; an inline policy that is not JSON is an
+/// error (never overwritten).
+pub fn without_cut(
+    policy: &str,
+    grant_id: &str,
+    now: OffsetDateTime,
+) -> Result<Option<String>, String> {
+    let mut document: Value = serde_json::from_str(policy).map_err(|_| {
+        "the permission set's inline policy is not JSON; it was left as it is".to_owned()
+    })?;
+    let Some(object) = document.as_object_mut() else {
+        return Err("the permission set's inline policy is not a JSON object".into());
+    };
+    let statements = match object.remove("Statement") {
+        Some(Value::Array(list)) => list,
+        Some(single @ Value::Object(_)) => vec![single],
+        None => Vec::new(),
+        Some(_) => {
+            return Err("the permission set's inline policy has an unreadable Statement".into());
+        }
+    };
+    let own: String = grant_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let own = format!("{CUT_SID_PREFIX}{own}Until");
+    let kept: Vec<Value> = statements
+        .into_iter()
+        .filter(|s| {
+            !s.get("Sid")
+                .and_then(Value::as_str)
+                .is_some_and(|sid| sid.starts_with(&own))
+        })
+        .filter(|s| cut_until(s).is_none_or(|until| until > now.unix_timestamp()))
+        .collect();
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    object.insert("Statement".into(), Value::Array(kept));
+    Ok(Some(document.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -781,6 +900,39 @@ mod tests {
                 .all(|until| until > later.unix_timestamp()),
             "every cut still valid is kept, every expired one pruned"
         );
+    }
+
+    #[test]
+    fn ending_a_cut_takes_out_that_grants_statement_only_and_the_expired_ones() {
+        let ended = datetime!(2026-12-05 10:00:00 UTC);
+        let hour = time::Duration::HOUR;
+        let own = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Ops","Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+        let mut policy = own.to_owned();
+        for (grant, user, at) in [("01A", "u-1", ended), ("01B", "u-2", ended + hour)] {
+            let cut = cut_statement(grant, user, at, at + hour);
+            policy = with_cut(&policy, &cut, at).unwrap().unwrap();
+        }
+        let left: Value =
+            serde_json::from_str(&without_cut(&policy, "01A", ended + hour).unwrap().unwrap())
+                .unwrap();
+        let sids: Vec<&str> = left["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["Sid"].as_str().unwrap())
+            .collect();
+        assert_eq!(sids.len(), 2, "{left}");
+        assert_eq!(sids[0], "Ops");
+        assert!(sids[1].starts_with("TicketboundCut01BUntil"), "{left}");
+        // Two hours later 01B's has expired too; with no statement of the operator's, nothing is left.
+        let only_cuts = without_cut(&policy, "01A", ended + hour * 3)
+            .unwrap()
+            .unwrap();
+        assert!(!only_cuts.contains("TicketboundCut"), "{only_cuts}");
+        let bare = with_cut("", &cut_statement("01C", "u-3", ended, ended + hour), ended)
+            .unwrap()
+            .unwrap();
+        assert_eq!(without_cut(&bare, "01C", ended).unwrap(), None);
     }
 
     #[test]

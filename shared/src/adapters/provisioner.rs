@@ -198,6 +198,7 @@ fn receipt(body: &serde_json::Value) -> ProvisionReceipt {
             .and_then(|s| {
                 time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
             }),
+        cut_until: None,
     }
 }
 
@@ -412,6 +413,21 @@ impl Provisioners for HttpProvisioners {
     fn offers(&self, kind: &str) -> bool {
         kind != "aws_identity_center" || self.has_identity_center()
     }
+
+    async fn end_session_cut(
+        &self,
+        resource: &Resource,
+        grant: &Grant,
+    ) -> Result<(), ProvisionError> {
+        if let Provisioner::AwsIdentityCenter { .. } = &resource.provisioner {
+            #[cfg(feature = "aws")]
+            if let Some(identity_center) = &self.identity_center {
+                return identity_center.end_session_cut(resource, grant).await;
+            }
+            return Err(no_identity_center(resource));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -539,6 +555,7 @@ mod tests {
                 access_removed: Some(true),
                 sessions: None,
                 residual_until: None,
+                cut_until: None,
             }),
             "unknown values are not guessed at"
         );

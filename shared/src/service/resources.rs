@@ -854,6 +854,14 @@ impl Provisioners for SecretLoadingProvisioners {
     fn offers(&self, kind: &str) -> bool {
         self.inner.offers(kind)
     }
+
+    async fn end_session_cut(
+        &self,
+        resource: &Resource,
+        grant: &Grant,
+    ) -> Result<(), ProvisionError> {
+        self.inner.end_session_cut(resource, grant).await
+    }
 }
 
 fn resource_not_found(id: &str) -> ServiceError {

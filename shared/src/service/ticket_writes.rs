@@ -117,6 +117,14 @@ impl Provisioners for TicketProvisioners {
     fn offers(&self, kind: &str) -> bool {
         self.inner.offers(kind)
     }
+
+    async fn end_session_cut(
+        &self,
+        resource: &Resource,
+        grant: &Grant,
+    ) -> Result<(), ProvisionError> {
+        self.inner.end_session_cut(resource, grant).await
+    }
 }
 
 /// The summary and description of a ticket asking a person to grant or remove access. Only what the grant and
