@@ -598,7 +598,8 @@ impl IdentityCenter {
     }
 
     /// Places the deny of `user`'s sessions issued before `ended_at` in the permission set's inline policy and
-    /// re-provisions it; `false` when the policy has no room for it even after pruning the expired cuts.
+    /// re-provisions it; `false` (logged) when the policy has no room for it even after pruning the expired cuts,
+    /// or is not JSON: the removal goes on, and the grant records that sessions will expire.
     async fn cut_sessions(
         &self,
         config: &Config<'_>,
@@ -618,13 +619,19 @@ impl IdentityCenter {
             .map_err(|e| stop("GetInlinePolicyForPermissionSet", &e))?;
         let current = current.inline_policy().unwrap_or_default();
         let now = self.clock.now();
-        let Some(policy) = with_cut(
+        let placed = match with_cut(
             current,
             &cut_statement(&grant.id, user, ended_at, until),
             now,
-        )
-        .map_err(Stop::Fail)?
-        else {
+        ) {
+            Ok(placed) => placed,
+            // Never overwritten; the removal itself goes on.
+            Err(reason) => {
+                tracing::warn!(grant = %grant.id, permission_set = %permission_set_arn, %reason, "no session cut placed; sessions will expire");
+                return Ok(false);
+            }
+        };
+        let Some(policy) = placed else {
             tracing::warn!(
                 grant = %grant.id,
                 permission_set = %permission_set_arn,

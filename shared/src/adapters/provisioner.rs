@@ -424,6 +424,8 @@ impl Provisioners for HttpProvisioners {
             if let Some(identity_center) = &self.identity_center {
                 return identity_center.end_session_cut(resource, grant).await;
             }
+            // Without the `aws` feature nothing above reads it.
+            let _ = grant;
             return Err(no_identity_center(resource));
         }
         Ok(())

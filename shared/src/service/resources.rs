@@ -78,7 +78,6 @@ pub struct AutoApproveInput {
 }
 
 /// A provisioner as sent. `{"kind": "none"}` takes no other field: an operator's `url` or `secret` beside it
-
 /// would otherwise vanish without a word (serde lets a tagged unit variant ignore unknown fields).
 fn provisioner_input<'de, D: Deserializer<'de>>(d: D) -> Result<Provisioner, D::Error> {
     use serde::de::Error;
