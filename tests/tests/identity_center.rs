@@ -512,3 +512,26 @@ async fn the_local_server_refuses_the_kind_and_bad_configurations_are_refused() 
         assert_eq!(json["error"]["code"], "invalid_provisioner", "{json}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_bound_removes_the_assignment() {
+    let aws = identity_center().await;
+    let email = requester("alice");
+    let user = aws.user(&email).await;
+    let clock = ManualClock::now_system();
+    let (router, app, _scheduler) = running_app_at(clock.clone()).await;
+    put_resource(&router, "prod-admin", aws.assignment(json!({}))).await;
+    let id = approved(&router, (&email, ""), "prod-admin").await;
+    settled(&router, &id, "provisioning").await;
+    assert_eq!(aws.assigned().await, vec![user]);
+
+    // The expiry schedule fires after the hour.
+    clock.advance(time::Duration::minutes(61));
+    app.run_job(&Job::new(JobKind::Expire, &id))
+        .await
+        .expect("the expiry runs");
+    let grant = settled(&router, &id, "deprovisioning").await;
+    assert_eq!(grant["end_reason"], "time_bound_reached", "{grant}");
+    assert_eq!(grant["deprovisioning"]["state"], "done", "{grant}");
+    assert!(aws.assigned().await.is_empty(), "the assignment is gone");
+}
