@@ -2,8 +2,10 @@
 //! real router and the engine (the in-process scheduler runs the status checks and retries): an account
 //! assignment present after approval and gone after the end, overlapping grants removing it once, a user found
 //! by e-mail or through the resource's `people` mapping and never guessed, a group membership, and live sessions
-//! cut by a deny in the permission set's inline policy for that user only. What AWS holds is read back with the
-//! SDK's own clients, independently of the adapter.
+//! cut by a deny in the permission set's inline policy for that user only, then taken out by the one-time job.
+//! What AWS holds is read back with the SDK's own clients, independently of the adapter. moto finishes every
+//! assignment request at once, so the request still `IN_PROGRESS` (checked through the engine) and then `FAILED`
+//! is a wiremock endpoint answering the AWS JSON protocol.
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -17,6 +19,8 @@ use ticketbound::adapters::provisioner::HttpProvisioners;
 use ticketbound::ports::{Clock, Job, JobKind};
 use ticketbound::service::{Ports, Settings, Ticketbound};
 use ticketbound_tests::*;
+use wiremock::matchers::{header, method};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const WAIT: StdDuration = StdDuration::from_secs(10);
 
@@ -135,13 +139,20 @@ async fn running_app() -> axum::Router {
 /// The same app on `clock` (it stands still until moved: the in-process scheduler runs what is due at once, a
 /// job armed for later waits for the test to run it), with the app and its scheduler.
 async fn running_app_at(clock: ManualClock) -> (axum::Router, Ticketbound, LocalScheduler) {
-    let sdk = aws().await;
+    running_app_on(&aws().await, clock).await
+}
+
+/// The same app with its AWS calls going where `sdk` says.
+async fn running_app_on(
+    sdk: &aws_config::SdkConfig,
+    clock: ManualClock,
+) -> (axum::Router, Ticketbound, LocalScheduler) {
     let store = embedded_store();
     let scheduler = LocalScheduler::new(store.clone());
     let clock: Arc<dyn Clock> = Arc::new(clock);
     let provisioners = HttpProvisioners::new(clock.clone(), StdDuration::from_secs(2))
         .unwrap()
-        .with_identity_center(IdentityCenter::new(&sdk, clock.clone()));
+        .with_identity_center(IdentityCenter::new(sdk, clock.clone()));
     let ports = Ports {
         provisioners: Arc::new(provisioners),
         ..test_ports(
@@ -534,4 +545,117 @@ async fn the_time_bound_removes_the_assignment() {
     assert_eq!(grant["end_reason"], "time_bound_reached", "{grant}");
     assert_eq!(grant["deprovisioning"]["state"], "done", "{grant}");
     assert!(aws.assigned().await.is_empty(), "the assignment is gone");
+}
+
+/// An Identity Center endpoint answering as the AWS JSON 1.1 protocol does: `operation` (the `X-Amz-Target`)
+/// answers `body`, at most `times` times when given.
+async fn answers(server: &MockServer, operation: &str, body: Value, times: Option<u64>) {
+    let mock = Mock::given(method("POST"))
+        .and(header("x-amz-target", operation))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/x-amz-json-1.1")
+                .set_body_string(body.to_string()),
+        );
+    let mock = match times {
+        Some(n) => mock.up_to_n_times(n),
+        None => mock,
+    };
+    mock.mount(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assignment_in_progress_is_checked_through_the_engine_and_a_failed_one_keeps_the_reason()
+{
+    // moto finishes every request at once; this endpoint keeps it in progress for one check, then fails it.
+    let server = MockServer::start().await;
+    answers(
+        &server,
+        "AWSIdentityStore.GetUserId",
+        json!({"UserId": "u-1", "IdentityStoreId": "d-0123456789"}),
+        None,
+    )
+    .await;
+    answers(
+        &server,
+        "SWBExternalService.ListAccountAssignments",
+        json!({"AccountAssignments": []}),
+        None,
+    )
+    .await;
+    answers(
+        &server,
+        "SWBExternalService.CreateAccountAssignment",
+        json!({"AccountAssignmentCreationStatus": {"Status": "IN_PROGRESS", "RequestId": "req-1"}}),
+        None,
+    )
+    .await;
+    answers(
+        &server,
+        "SWBExternalService.DescribeAccountAssignmentCreationStatus",
+        json!({"AccountAssignmentCreationStatus": {"Status": "IN_PROGRESS", "RequestId": "req-1"}}),
+        Some(1),
+    )
+    .await;
+    answers(
+        &server,
+        "SWBExternalService.DescribeAccountAssignmentCreationStatus",
+        json!({"AccountAssignmentCreationStatus": {"Status": "FAILED", "RequestId": "req-1",
+            "FailureReason": "The permission set is not provisioned to the account"}}),
+        None,
+    )
+    .await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(server.uri())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ssoadmin::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await;
+    let (router, _app, _scheduler) = running_app_on(&sdk, ManualClock::now_system()).await;
+    let provisioner = json!({
+        "kind": "aws_identity_center",
+        "instance_arn": "arn:aws:sso:::instance/ssoins-0123456789abcdef",
+        "identity_store_id": "d-0123456789",
+        "account_id": ACCOUNT,
+        "permission_set_arn": "arn:aws:sso:::permissionSet/ssoins-0123456789abcdef/ps-0123456789abcdef",
+    });
+    let (status, json) = put_resource(&router, "prod-admin", provisioner).await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    let id = request_grant(&router, ALICE, "prod-admin", "PT1H").await;
+    let (status, approved) = call(
+        &router,
+        "POST",
+        &format!("/v1/grants/{id}/approve"),
+        APPROVER,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    assert_eq!(approved["provisioning"]["state"], "pending", "{approved}");
+    assert_eq!(
+        approved["provisioning"]["status_url"], "aws-sso:request/req-1",
+        "{approved}"
+    );
+
+    let grant = settled(&router, &id, "provisioning").await;
+    assert_eq!(grant["provisioning"]["state"], "failed", "{grant}");
+    assert!(
+        grant["provisioning"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("The permission set is not provisioned to the account")),
+        "{grant}"
+    );
+    let checks = server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| {
+            r.headers.get("x-amz-target").and_then(|v| v.to_str().ok())
+                == Some("SWBExternalService.DescribeAccountAssignmentCreationStatus")
+        })
+        .count();
+    assert_eq!(checks, 2, "one check still in progress, one failed");
 }
