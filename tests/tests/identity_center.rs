@@ -147,12 +147,20 @@ async fn running_app_on(
     sdk: &aws_config::SdkConfig,
     clock: ManualClock,
 ) -> (axum::Router, Ticketbound, LocalScheduler) {
+    running_app_with(IdentityCenter::new(sdk, Arc::new(clock.clone())), clock).await
+}
+
+/// The same app over `identity_center`.
+async fn running_app_with(
+    identity_center: IdentityCenter,
+    clock: ManualClock,
+) -> (axum::Router, Ticketbound, LocalScheduler) {
     let store = embedded_store();
     let scheduler = LocalScheduler::new(store.clone());
     let clock: Arc<dyn Clock> = Arc::new(clock);
     let provisioners = HttpProvisioners::new(clock.clone(), StdDuration::from_secs(2))
         .unwrap()
-        .with_identity_center(IdentityCenter::new(sdk, clock.clone()));
+        .with_identity_center(identity_center);
     let ports = Ports {
         provisioners: Arc::new(provisioners),
         ..test_ports(
@@ -658,4 +666,87 @@ async fn an_assignment_in_progress_is_checked_through_the_engine_and_a_failed_on
         })
         .count();
     assert_eq!(checks, 2, "one check still in progress, one failed");
+}
+
+/// The adapter's AWS calls through `infra/fault_proxy.py` (20% throttled, failed before or after reaching moto,
+/// or stalled past the attempt timeout): every grant still ends with its assignment, and every removal with
+/// none left. A create faulted after it reached moto is made again by the SDK's retry, and moto (unlike AWS)
+/// then holds the assignment twice: the check after a deletion deletes the second copy too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_share_of_identity_center_calls_faulted_every_grant_is_set_up_and_every_removal_made()
+ {
+    let proxy = std::env::var("TICKETBOUND_FAULT_PROXY")
+        .expect("run through `bash infra/test.sh`, which starts the fault proxy");
+    let aws = identity_center().await;
+    // Only the code under test goes through the proxy (infra/fault_proxy.py); setup and checks go to moto.
+    let sdk = ticketbound::wiring::aws_sdk_config(ticketbound::wiring::AwsTimeouts {
+        connect: StdDuration::from_secs(1),
+        attempt: StdDuration::from_secs(1),
+        operation: StdDuration::from_secs(20),
+    })
+    .await;
+    let clock = ManualClock::now_system();
+    let faulty = IdentityCenter::from_clients(
+        aws_sdk_ssoadmin::Client::from_conf(
+            aws_sdk_ssoadmin::config::Builder::from(&sdk)
+                .endpoint_url(&proxy)
+                .build(),
+        ),
+        aws_sdk_identitystore::Client::from_conf(
+            aws_sdk_identitystore::config::Builder::from(&sdk)
+                .endpoint_url(&proxy)
+                .build(),
+        ),
+        Arc::new(clock.clone()),
+    );
+    let (router, _app, _scheduler) = running_app_with(faulty, clock).await;
+    put_resource(&router, "prod-admin", aws.assignment(json!({}))).await;
+    let before = proxy_stats(&proxy);
+    let mut users = Vec::new();
+    let mut grants = Vec::new();
+    for _ in 0..8 {
+        let email = requester("faulted");
+        users.push(aws.user(&email).await);
+        grants.push(approved(&router, (&email, ""), "prod-admin").await);
+    }
+    for id in &grants {
+        let grant = settled(&router, id, "provisioning").await;
+        assert_eq!(grant["provisioning"]["state"], "done", "{grant}");
+    }
+    let mut assigned = aws.assigned().await;
+    assigned.sort();
+    assigned.dedup();
+    users.sort();
+    assert_eq!(assigned, users, "every grant's assignment is there");
+
+    for id in &grants {
+        revoke(&router, id).await;
+    }
+    for id in &grants {
+        let grant = settled(&router, id, "deprovisioning").await;
+        assert_eq!(grant["deprovisioning"]["state"], "done", "{grant}");
+    }
+    assert!(aws.assigned().await.is_empty(), "no removal is lost");
+    let after = proxy_stats(&proxy);
+    eprintln!("fault proxy before: {before}\nafter: {after}");
+    assert!(
+        after["calls"].as_u64() > before["calls"].as_u64(),
+        "the calls went through the proxy: {after}"
+    );
+}
+
+/// What the fault proxy has done so far (calls and faults by kind).
+fn proxy_stats(proxy: &str) -> Value {
+    use std::io::{Read, Write};
+    let address = proxy.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("the proxy answers");
+    write!(
+        stream,
+        "GET /__fault_proxy/stats HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or_default())
+        .expect("stats are JSON")
 }

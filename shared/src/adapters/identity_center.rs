@@ -12,7 +12,9 @@
 //!   A `FAILED` status is a failed call with AWS's `FailureReason`.
 //! - **Idempotent.** Every attempt looks first: an assignment or membership already there is granted, one
 //!   already gone is removed. A `ConflictException` on a create is done once the assignment is seen (a
-//!   membership's conflict is the membership itself); a `ResourceNotFoundException` on a delete is done.
+//!   membership's conflict is the membership itself); a `ResourceNotFoundException` on a delete is done. A
+//!   deletion that succeeded is checked once more: an assignment still there (made again meanwhile) is a failed
+//!   attempt, so a removal is never recorded while the access remains.
 //! - **Live sessions** (`cut_sessions`, account assignments). Deleting an assignment does not end the role
 //!   sessions it issued: they stay valid for the permission set's `SessionDuration`. With `cut_sessions`, the
 //!   removal first puts a statement in the permission set's inline policy denying that user's sessions issued
@@ -136,11 +138,20 @@ pub struct IdentityCenter {
 
 impl IdentityCenter {
     pub fn new(sdk: &aws_config::SdkConfig, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            sso: aws_sdk_ssoadmin::Client::new(sdk),
-            store: aws_sdk_identitystore::Client::new(sdk),
+        Self::from_clients(
+            aws_sdk_ssoadmin::Client::new(sdk),
+            aws_sdk_identitystore::Client::new(sdk),
             clock,
-        }
+        )
+    }
+
+    /// Over clients built elsewhere (tests point them at a proxy).
+    pub fn from_clients(
+        sso: aws_sdk_ssoadmin::Client,
+        store: aws_sdk_identitystore::Client,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { sso, store, clock }
     }
 
     /// Grants or removes `grant`'s access once (the engine retries).
@@ -314,11 +325,18 @@ impl IdentityCenter {
                     .send()
                     .await;
                 match deleted {
-                    Ok(out) => status_outcome(
-                        out.account_assignment_deletion_status(),
-                        ProvisionAction::Revoke,
-                        ProvisionOutcome::Done(removed),
-                    ),
+                    Ok(out) => {
+                        let outcome = status_outcome(
+                            out.account_assignment_deletion_status(),
+                            ProvisionAction::Revoke,
+                            ProvisionOutcome::Done(removed),
+                        )?;
+                        if let ProvisionOutcome::Done(_) = outcome {
+                            self.gone(&config, account_id, permission_set_arn, &user)
+                                .await?;
+                        }
+                        Ok(outcome)
+                    }
                     Err(e) if e.code() == Some("ResourceNotFoundException") => {
                         Ok(ProvisionOutcome::Done(removed))
                     }
@@ -433,6 +451,10 @@ impl IdentityCenter {
                 // Removed: what the grant records is the same as for a removal done at once (the cut, when
                 // asked for, was placed before the deletion and is placed again if it was pruned since).
                 let user = self.user_id(&config, &grant.requester).await?;
+                if let IdentityCenterTarget::AccountAssignment { account_id, .. } = &config.target {
+                    self.gone(&config, account_id, permission_set_arn, &user)
+                        .await?;
+                }
                 let ended_at = grant.ended_at.unwrap_or_else(|| self.clock.now());
                 let removed = self
                     .removal_receipt(&config, permission_set_arn, &user, grant, ended_at)
@@ -501,6 +523,28 @@ impl IdentityCenter {
                 _ => return Ok(false),
             }
         }
+    }
+
+    /// A failed attempt when `user` still holds the permission set after a deletion that succeeded (one made
+    /// again meanwhile, or a second copy): the next attempt deletes again, so a removal is never recorded
+    /// while the access is still there.
+    async fn gone(
+        &self,
+        config: &Config<'_>,
+        account_id: &str,
+        permission_set_arn: &str,
+        user: &str,
+    ) -> Step<()> {
+        if self
+            .assigned(config, account_id, permission_set_arn, user)
+            .await?
+        {
+            return Err(Stop::Retry(
+                "the user still holds the assignment after its deletion succeeded; deleting again"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The id of `user`'s membership of `group_id`, if any.
