@@ -199,6 +199,12 @@ pub enum JobKind {
     /// fires, the request is cancelled as `approval_timed_out`. Deciding or withdrawing the request deletes it;
     /// a stale one finds a request that is no longer pending and does nothing.
     PendingExpiry,
+    /// Take out a session cut once no session it denies can still be valid: an IAM Identity Center removal
+    /// with `cut_sessions` placed a deny of the user's earlier sessions in the permission set's inline policy
+    /// ([`ProvisionReceipt::cut_until`]), armed for that time when the removal is recorded. Not recorded on the
+    /// grant (like [`JobKind::Confirm`]): taking the cut out is idempotent, so a repeated or late one is harmless,
+    /// and a failed one re-arms itself under the next arming.
+    EndSessionCut,
 }
 
 /// A scheduled job: the `Input` of an EventBridge Scheduler schedule.
@@ -261,7 +267,7 @@ impl Job {
 
     /// The schedule's name: deterministic per (grant, kind, arming), so creating one arming twice cannot make
     /// two schedules: `tb-<grant>-<exp|prv|dep>` for arming 0, `tb-<grant>-<exp|prv|dep>-<n>` after (`cnf` for
-    /// a deferred confirmation, `pnd` for a pending request's deadline). A ULID
+    /// a deferred confirmation, `pnd` for a pending request's deadline, `cut` for the end of a session cut). A ULID
     /// grant id gives at most 44 characters of `[0-9A-Za-z-]`, inside EventBridge's 64 and `[0-9a-zA-Z-_.]`.
     pub fn schedule_name(&self) -> String {
         let kind = match self.job {
@@ -280,6 +286,7 @@ impl Job {
                 None => "ntf",
             },
             JobKind::PendingExpiry => "pnd",
+            JobKind::EndSessionCut => "cut",
         };
         match self.arming {
             0 => format!("tb-{}-{kind}", self.grant_id),
@@ -364,6 +371,10 @@ pub struct ProvisionReceipt {
     pub access_removed: Option<bool>,
     pub sessions: Option<SessionsOutcome>,
     pub residual_until: Option<OffsetDateTime>,
+    /// A built-in provisioner cut the sessions with something that must be taken out again at this time (the
+    /// IAM Identity Center deny, once no session it denies can still be valid): the engine arms a
+    /// [`JobKind::EndSessionCut`] for it. Never set from a webhook's answer.
+    pub cut_until: Option<OffsetDateTime>,
 }
 
 /// Calls a resource's provisioner once: no retries here, the service retries durably through the scheduler.
@@ -389,6 +400,27 @@ pub trait Provisioners: Send + Sync {
         Err(ProvisionError(
             "this provisioner has no status to check".into(),
         ))
+    }
+
+    /// Whether this deployment can set up access with provisioners of `kind` ([`Provisioner::kind`]): a
+    /// resource of a kind it cannot serve is refused when saved. Every kind, unless a provisioner says
+    /// otherwise (the built-in IAM Identity Center one is only there in deployments on AWS).
+    ///
+    /// [`Provisioner::kind`]: crate::domain::Provisioner::kind
+    fn offers(&self, kind: &str) -> bool {
+        let _ = kind;
+        true
+    }
+
+    /// Takes out the session cut a removal of `grant`'s access placed ([`ProvisionReceipt::cut_until`]); done
+    /// when there is none. Only built-in provisioners cut sessions this way.
+    async fn end_session_cut(
+        &self,
+        resource: &Resource,
+        grant: &Grant,
+    ) -> Result<(), ProvisionError> {
+        let _ = (resource, grant);
+        Ok(())
     }
 }
 

@@ -16,6 +16,8 @@ use aws_config::timeout::TimeoutConfig;
 use crate::adapters::dynamodb::DynamoStore;
 #[cfg(feature = "embedded")]
 use crate::adapters::embedded::EmbeddedStore;
+#[cfg(feature = "aws")]
+use crate::adapters::identity_center::IdentityCenter;
 #[cfg(feature = "embedded")]
 use crate::adapters::local_scheduler::LocalScheduler;
 use crate::adapters::provisioner::{DEFAULT_TIMEOUT, HttpProvisioners};
@@ -105,8 +107,11 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
             dlq_arn: config.schedule_dlq_arn.clone(),
         },
     );
-    let provisioners =
-        HttpProvisioners::new(clock.clone(), DEFAULT_TIMEOUT).map_err(|e| WiringError(e.0))?;
+    // The built-in IAM Identity Center provisioner: its clients are built from the configuration without a
+    // call, so a cold start costs nothing until a resource uses it.
+    let provisioners = HttpProvisioners::new(clock.clone(), DEFAULT_TIMEOUT)
+        .map_err(|e| WiringError(e.0))?
+        .with_identity_center(IdentityCenter::new(&sdk, clock.clone()));
     // Notifications: the channels in NOTIFICATIONS_SECRET, read and checked once at start.
     let (notifier, notifications) = crate::adapters::notify::aws_notifications(
         &sdk,

@@ -608,6 +608,18 @@ fn functions_get_only_scoped_permissions_and_only_the_api_writes_secrets() {
                         "{name}: only the expiry function sends e-mail"
                     );
                 }
+                // The IAM Identity Center provisioner: the stack's instance (its permission sets, and the
+                // accounts assignments name) and the stack's identity store (its users, groups, memberships).
+                "sso" => assert!(
+                    resource.contains(":sso:::instance/${IdentityCenterInstanceId}")
+                        && resource.contains(":sso:::permissionSet/${IdentityCenterInstanceId}/*")
+                        && !resource.contains("instance/*"),
+                    "{name}: {action} must be limited to the stack's Identity Center instance, is {resource}"
+                ),
+                "identitystore" => assert!(
+                    resource.contains(":identitystore/${IdentityStoreId}"),
+                    "{name}: {action} must be limited to the stack's identity store, is {resource}"
+                ),
                 other => panic!("{name}: unexpected service {other} ({action})"),
             }
         }

@@ -11,6 +11,8 @@ pub mod dynamodb;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod freshservice;
+#[cfg(feature = "aws")]
+pub mod identity_center;
 pub mod jira;
 pub(crate) mod lenient_json;
 #[cfg(feature = "embedded")]

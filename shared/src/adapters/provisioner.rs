@@ -1,4 +1,6 @@
-//! Provisioners (DESIGN §7): the signed `webhook` call and `none`.
+//! Provisioners (DESIGN §7): the signed `webhook` call, `none`, and the dispatch to the built-in
+//! `aws_identity_center` provisioner (`adapters/identity_center.rs`, with the `aws` feature) where the deployment
+//! has it.
 //!
 //! A webhook call is `POST <url>` with `{"action": "grant"|"revoke", "grant": {...}, "resource": {...},
 //! "idempotency_key": "..."}` and the headers
@@ -87,6 +89,9 @@ pub struct HttpProvisioners {
     client: reqwest::Client,
     clock: Arc<dyn Clock>,
     timeout: Duration,
+    /// The built-in IAM Identity Center provisioner, in deployments on AWS ([`Self::with_identity_center`]).
+    #[cfg(feature = "aws")]
+    identity_center: Option<super::identity_center::IdentityCenter>,
 }
 
 /// How long one provisioner call may take. Shorter than the retry lease, so attempts never overlap.
@@ -99,8 +104,41 @@ impl HttpProvisioners {
             client,
             clock,
             timeout,
+            #[cfg(feature = "aws")]
+            identity_center: None,
         })
     }
+
+    /// The same provisioners, also serving `aws_identity_center` resources through `identity_center`.
+    #[cfg(feature = "aws")]
+    #[must_use]
+    pub fn with_identity_center(
+        mut self,
+        identity_center: super::identity_center::IdentityCenter,
+    ) -> Self {
+        self.identity_center = Some(identity_center);
+        self
+    }
+
+    /// Whether this deployment serves `aws_identity_center` resources.
+    fn has_identity_center(&self) -> bool {
+        #[cfg(feature = "aws")]
+        {
+            self.identity_center.is_some()
+        }
+        #[cfg(not(feature = "aws"))]
+        {
+            false
+        }
+    }
+}
+
+/// Why an `aws_identity_center` resource's access cannot be set up here.
+fn no_identity_center(resource: &Resource) -> ProvisionError {
+    ProvisionError(format!(
+        "resource `{}` uses the IAM Identity Center provisioner, which this deployment does not have",
+        resource.id
+    ))
 }
 
 /// A URL as it may appear in errors and logs: no query string (it may carry a token).
@@ -160,6 +198,7 @@ fn receipt(body: &serde_json::Value) -> ProvisionReceipt {
             .and_then(|s| {
                 time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
             }),
+        cut_until: None,
     }
 }
 
@@ -303,6 +342,13 @@ impl Provisioners for HttpProvisioners {
             Provisioner::Ticket { connection, .. } => Err(ProvisionError(format!(
                 "the ticket provisioner (connection `{connection}`) is not available in this deployment"
             ))),
+            Provisioner::AwsIdentityCenter { .. } => {
+                #[cfg(feature = "aws")]
+                if let Some(identity_center) = &self.identity_center {
+                    return identity_center.apply(resource, action, grant).await;
+                }
+                Err(no_identity_center(resource))
+            }
             Provisioner::Webhook { url, secret } => {
                 // The service loads the secret from the secret store before the call
                 // (`service::SecretLoadingProvisioners`); a resource as stored does not hold it.
@@ -328,6 +374,15 @@ impl Provisioners for HttpProvisioners {
         grant: &Grant,
         status_url: &str,
     ) -> Result<ProvisionOutcome, ProvisionError> {
+        if let Provisioner::AwsIdentityCenter { .. } = &resource.provisioner {
+            #[cfg(feature = "aws")]
+            if let Some(identity_center) = &self.identity_center {
+                return identity_center
+                    .poll(resource, action, grant, status_url)
+                    .await;
+            }
+            return Err(no_identity_center(resource));
+        }
         let Provisioner::Webhook { url, secret } = &resource.provisioner else {
             return Err(ProvisionError(
                 "the resource's provisioner is no longer a webhook; its status cannot be checked"
@@ -353,6 +408,27 @@ impl Provisioners for HttpProvisioners {
         let key = idempotency_key(&grant.id, action);
         let answer = self.signed(status_url, secret.expose(), &key, None).await?;
         self.judge(url, Some(status_url), action, answer)
+    }
+
+    fn offers(&self, kind: &str) -> bool {
+        kind != "aws_identity_center" || self.has_identity_center()
+    }
+
+    async fn end_session_cut(
+        &self,
+        resource: &Resource,
+        grant: &Grant,
+    ) -> Result<(), ProvisionError> {
+        if let Provisioner::AwsIdentityCenter { .. } = &resource.provisioner {
+            #[cfg(feature = "aws")]
+            if let Some(identity_center) = &self.identity_center {
+                return identity_center.end_session_cut(resource, grant).await;
+            }
+            // Without the `aws` feature nothing above reads it.
+            let _ = grant;
+            return Err(no_identity_center(resource));
+        }
+        Ok(())
     }
 }
 
@@ -481,6 +557,7 @@ mod tests {
                 access_removed: Some(true),
                 sessions: None,
                 residual_until: None,
+                cut_until: None,
             }),
             "unknown values are not guessed at"
         );

@@ -1,6 +1,8 @@
 //! The resource catalog (DESIGN §7): what can be requested, who decides its requests, and how access is set up
 //! and removed.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::duration::{GrantDuration, IsoDuration};
@@ -38,8 +40,74 @@ pub enum Provisioner {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         priority: Option<u8>,
     },
+    /// Built in: IAM Identity Center. Either an account assignment (`account_id` and `permission_set_arn`: the
+    /// requester's user is assigned the permission set in the account) or a group membership (`group_id`: the
+    /// user is added to the group). The user is the one `people` maps the requester's e-mail to, or else the one
+    /// whose e-mail the identity store holds (`GetUserId` on `emails.value`).
+    AwsIdentityCenter {
+        instance_arn: String,
+        identity_store_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        permission_set_arn: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group_id: Option<String>,
+        /// Lower-cased e-mail → identity store user id, kept by admins for people whose e-mail the identity store
+        /// does not hold (or holds differently).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        people: BTreeMap<String, String>,
+        /// Account assignment mode: when access is removed, also deny the user's role sessions issued before the
+        /// end (the permission set's inline policy) until none of them can still be valid.
+        #[serde(default)]
+        cut_sessions: bool,
+    },
     /// Record only: nothing is called.
     None,
+}
+
+/// The most entries an IAM Identity Center provisioner's `people` mapping holds (it is stored with the resource).
+pub const MAX_PEOPLE: usize = 1_000;
+
+/// What an IAM Identity Center provisioner sets up, read from its configuration by
+/// [`Provisioner::identity_center_target`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdentityCenterTarget {
+    /// The user is assigned `permission_set_arn` in `account_id`.
+    AccountAssignment {
+        account_id: String,
+        permission_set_arn: String,
+    },
+    /// The user is made a member of `group_id`.
+    GroupMembership { group_id: String },
+}
+
+/// Whether `value` is 1 to `max` characters of `[A-Za-z0-9-]` (identity store and Identity Center ids).
+fn is_plain_id(value: &str, max: usize) -> bool {
+    !value.is_empty()
+        && value.len() <= max
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Whether `value` looks like an Identity Center ARN: `arn:<partition>:sso:::` then `[A-Za-z0-9/_-]`, at most
+/// 1,224 characters (the service's own limit for permission set ARNs).
+fn is_sso_arn(value: &str) -> bool {
+    let Some(rest) = value.strip_prefix("arn:") else {
+        return false;
+    };
+    let Some((partition, tail)) = rest.split_once(':') else {
+        return false;
+    };
+    value.len() <= 1_224
+        && is_plain_id(partition, 32)
+        && tail.strip_prefix("sso:::").is_some_and(|path| {
+            !path.is_empty()
+                && path
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_'))
+        })
 }
 
 /// Shows a provisioner secret, whether held or not, as the mask: a response never tells which.
@@ -52,8 +120,83 @@ impl Provisioner {
         match self {
             Self::Webhook { .. } => "webhook",
             Self::Ticket { .. } => "ticket",
+            Self::AwsIdentityCenter { .. } => "aws_identity_center",
             Self::None => "none",
         }
+    }
+
+    /// An IAM Identity Center provisioner's mode, or why its configuration is not one: exactly one of account
+    /// assignment (`account_id` and `permission_set_arn`) and group membership (`group_id`), ids and ARNs of
+    /// the shapes AWS gives, `people` keys lower-cased e-mail addresses, and `cut_sessions` only where there
+    /// are role sessions to cut (an account assignment). `Ok(None)` for other kinds.
+    pub fn identity_center_target(&self) -> Result<Option<IdentityCenterTarget>, String> {
+        let Self::AwsIdentityCenter {
+            instance_arn,
+            identity_store_id,
+            account_id,
+            permission_set_arn,
+            group_id,
+            people,
+            cut_sessions,
+        } = self
+        else {
+            return Ok(None);
+        };
+        if !is_sso_arn(instance_arn) || !instance_arn.contains(":instance/") {
+            return Err(
+                "`instance_arn` must be an IAM Identity Center instance ARN (arn:aws:sso:::instance/ssoins-…)"
+                    .into(),
+            );
+        }
+        if !is_plain_id(identity_store_id, 64) {
+            return Err("`identity_store_id` must be an identity store id (d-…)".into());
+        }
+        if people.len() > MAX_PEOPLE {
+            return Err(format!(
+                "`people` maps at most {MAX_PEOPLE} e-mail addresses"
+            ));
+        }
+        for (email, user_id) in people {
+            if !email.contains('@') || email.len() > 254 || *email != email.to_lowercase() {
+                return Err(format!(
+                    "`people` keys must be lower-cased e-mail addresses; `{email}` is not"
+                ));
+            }
+            if !is_plain_id(user_id, 64) {
+                return Err(format!(
+                    "`people` maps `{email}` to something that is not an identity store user id"
+                ));
+            }
+        }
+        let target = match (account_id, permission_set_arn, group_id) {
+            (Some(account), Some(permission_set), None) => {
+                if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err("`account_id` must be a 12-digit AWS account id".into());
+                }
+                if !is_sso_arn(permission_set) {
+                    return Err("`permission_set_arn` must be a permission set ARN (arn:aws:sso:::permissionSet/…)".into());
+                }
+                IdentityCenterTarget::AccountAssignment {
+                    account_id: account.clone(),
+                    permission_set_arn: permission_set.clone(),
+                }
+            }
+            (None, None, Some(group)) => {
+                if !is_plain_id(group, 47) {
+                    return Err("`group_id` must be an identity store group id".into());
+                }
+                if *cut_sessions {
+                    return Err("`cut_sessions` needs an account assignment (`account_id` and `permission_set_arn`): a group's sessions come from the permission sets assigned to it".into());
+                }
+                IdentityCenterTarget::GroupMembership {
+                    group_id: group.clone(),
+                }
+            }
+            _ => {
+                return Err("give either `account_id` and `permission_set_arn` (account assignment) or `group_id` (group membership)".into());
+            }
+        };
+        Ok(Some(target))
     }
 }
 
@@ -297,6 +440,74 @@ mod tests {
     fn unknown_provisioner_kinds_are_rejected() {
         let err = serde_json::from_str::<Provisioner>(r#"{"kind":"ldap"}"#);
         assert!(err.is_err());
+    }
+
+    fn identity_center(extra: serde_json::Value) -> Result<Provisioner, serde_json::Error> {
+        let mut json = serde_json::json!({
+            "kind": "aws_identity_center",
+            "instance_arn": "arn:aws:sso:::instance/ssoins-0123456789abcdef",
+            "identity_store_id": "d-0123456789",
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            json[k] = v.clone();
+        }
+        serde_json::from_value(json)
+    }
+
+    #[test]
+    fn an_identity_center_provisioner_is_one_of_two_modes() {
+        let assignment = identity_center(serde_json::json!({
+            "account_id": "123456789012",
+            "permission_set_arn": "arn:aws:sso:::permissionSet/ssoins-0123456789abcdef/ps-0123456789abcdef",
+            "cut_sessions": true,
+        }))
+        .unwrap();
+        assert_eq!(
+            assignment.identity_center_target(),
+            Ok(Some(IdentityCenterTarget::AccountAssignment {
+                account_id: "123456789012".into(),
+                permission_set_arn:
+                    "arn:aws:sso:::permissionSet/ssoins-0123456789abcdef/ps-0123456789abcdef".into(),
+            }))
+        );
+        // It reads back as it was written.
+        let json = serde_json::to_value(&assignment).unwrap();
+        assert_eq!(
+            serde_json::from_value::<Provisioner>(json).unwrap(),
+            assignment
+        );
+        let group = identity_center(serde_json::json!({"group_id": "g-1"})).unwrap();
+        assert_eq!(
+            group.identity_center_target(),
+            Ok(Some(IdentityCenterTarget::GroupMembership {
+                group_id: "g-1".into()
+            }))
+        );
+        assert_eq!(Provisioner::None.identity_center_target(), Ok(None));
+    }
+
+    #[test]
+    fn identity_center_configurations_that_are_neither_mode_or_malformed_are_refused() {
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"account_id": "123456789012"}),
+            serde_json::json!({"group_id": "g-1", "account_id": "123456789012", "permission_set_arn": "arn:aws:sso:::permissionSet/a/b"}),
+            serde_json::json!({"account_id": "12345678901x", "permission_set_arn": "arn:aws:sso:::permissionSet/a/b"}),
+            serde_json::json!({"account_id": "123456789012", "permission_set_arn": "arn:aws:iam::123456789012:role/x"}),
+            serde_json::json!({"group_id": "g 1"}),
+            serde_json::json!({"group_id": "g-1", "cut_sessions": true}),
+            serde_json::json!({"group_id": "g-1", "people": {"Alice@Example.com": "u-1"}}),
+            serde_json::json!({"group_id": "g-1", "people": {"alice@example.com": "u 1"}}),
+            serde_json::json!({"group_id": "g-1", "identity_store_id": ""}),
+            serde_json::json!({"group_id": "g-1", "instance_arn": "arn:aws:sso:::permissionSet/x"}),
+        ] {
+            let provisioner = identity_center(bad.clone()).unwrap();
+            assert!(provisioner.identity_center_target().is_err(), "{bad}");
+        }
+        assert!(
+            identity_center(serde_json::json!({"group_id": "g-1", "role": "x"})).is_err(),
+            "unknown fields are malformed"
+        );
     }
 
     fn caller(email: &str, groups: &[&str]) -> Caller {

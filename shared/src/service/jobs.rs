@@ -101,6 +101,7 @@ impl Ticketbound {
             JobKind::Confirm => self.confirm_ticket(job).await,
             JobKind::Notify => self.run_notification(job).await,
             JobKind::PendingExpiry => self.pending_expired(&job.grant_id, job.arming).await,
+            JobKind::EndSessionCut => self.end_session_cut(job).await,
         }
     }
 

@@ -106,6 +106,8 @@ fn live_arming(kind: JobKind, grant: &Grant) -> u32 {
         // Per event, on the grant's notifications (service/notifications.rs keeps its own).
         JobKind::Notify => 0,
         JobKind::PendingExpiry => grant.pending_arming,
+        // Not recorded on the grant: each arming fires once and the work is idempotent.
+        JobKind::EndSessionCut => 0,
     }
 }
 
@@ -115,7 +117,11 @@ fn record_arming(kind: JobKind, next: &mut Grant, arming: u32) -> bool {
     let slot = match kind {
         JobKind::Expire if next.status == GrantStatus::Active => &mut next.expiry_arming,
         JobKind::PendingExpiry if next.status == GrantStatus::Pending => &mut next.pending_arming,
-        JobKind::Expire | JobKind::Confirm | JobKind::Notify | JobKind::PendingExpiry => {
+        JobKind::Expire
+        | JobKind::Confirm
+        | JobKind::Notify
+        | JobKind::PendingExpiry
+        | JobKind::EndSessionCut => {
             return false;
         }
         JobKind::Provision | JobKind::Deprovision => {
@@ -747,6 +753,48 @@ impl Ticketbound {
             })
     }
 
+    /// Takes out the session cut a removal of the grant's access placed ([`JobKind::EndSessionCut`]); when the
+    /// provisioner could not, re-arms under the next arming at the engine's backoff, and past the retry budget
+    /// logs at error level (the cut then denies only sessions that have all expired: harmless, but it takes
+    /// room in the permission set's inline policy until the next cut prunes it).
+    pub(super) async fn end_session_cut(&self, job: &Job) -> Result<JobOutcome, ServiceError> {
+        let Some(grant) = self.store.get_grant(&job.grant_id).await? else {
+            return Ok(JobOutcome::Nothing);
+        };
+        let resource = match self.store.get_resource(&grant.resource).await {
+            Ok(Some(resource)) => resource,
+            Ok(None) => {
+                tracing::warn!(grant = %grant.id, resource = %grant.resource, "the resource is gone; its session cut stays until the next cut on the permission set prunes it");
+                return Ok(JobOutcome::Nothing);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Err(e) = self.provisioners.end_session_cut(&resource, &grant).await else {
+            tracing::info!(grant = %grant.id, "session cut taken out");
+            return Ok(JobOutcome::Done);
+        };
+        let now = self.clock.now();
+        let failure = Failure::retryable(e.0);
+        match self
+            .settings
+            .retry
+            .retry_at(job.arming.saturating_add(1), &failure, now)
+        {
+            Some(at) => {
+                self.scheduler
+                    .schedule(&job.with_arming(job.arming.saturating_add(1)), at)
+                    .await?;
+                tracing::warn!(grant = %grant.id, error = %failure.message, %at, "the session cut could not be taken out; trying again later");
+                Ok(JobOutcome::Rearmed)
+            }
+            None => {
+                tracing::error!(grant = %grant.id, error = %failure.message, "the session cut could not be taken out; it stays until the next cut on the permission set prunes it");
+                telemetry::metric("SessionCutsNotEnded", 1.0);
+                Ok(JobOutcome::Nothing)
+            }
+        }
+    }
+
     /// Writes the outcome of an attempt and arranges what comes next (the engine's retry, `service/jobs.rs`).
     async fn record_attempt(
         &self,
@@ -781,6 +829,16 @@ impl Ticketbound {
                 .await?;
         }
         let receipt = report.receipt.clone().unwrap_or_default();
+        if let (Effect::Deprovision, None, None, Some(at)) =
+            (effect, &error, retry_at, receipt.cut_until)
+        {
+            // The provisioner cut the sessions with something to take out once none of them can still be
+            // valid: armed before the removal is recorded, like a retry (if this fails the attempt is retried,
+            // and placing the cut again is harmless).
+            self.scheduler
+                .schedule(&Job::new(JobKind::EndSessionCut, id), at)
+                .await?;
+        }
         let mut replaced = Vec::new();
         let written = self
             .modify_grant(id, |g| {

@@ -633,6 +633,18 @@ impl Ticketbound {
                 }
             }
             ticket @ Provisioner::Ticket { .. } => self.checked_ticket_provisioner(ticket).await?,
+            identity_center @ Provisioner::AwsIdentityCenter { .. } => {
+                if !self.provisioners.offers(identity_center.kind()) {
+                    return Err(ServiceError::unprocessable(
+                        "provisioner_unavailable",
+                        "this deployment has no IAM Identity Center provisioner (it is built in on AWS only); choose another `kind`",
+                    ));
+                }
+                identity_center
+                    .identity_center_target()
+                    .map_err(|e| ServiceError::unprocessable("invalid_provisioner", e))?;
+                identity_center
+            }
             Provisioner::None => Provisioner::None,
         };
         let resource = Resource {
@@ -836,6 +848,18 @@ impl Provisioners for SecretLoadingProvisioners {
     ) -> Result<ProvisionOutcome, ProvisionError> {
         let signed = self.with_secret(resource).await?;
         self.inner.poll(&signed, action, grant, status_url).await
+    }
+
+    fn offers(&self, kind: &str) -> bool {
+        self.inner.offers(kind)
+    }
+
+    async fn end_session_cut(
+        &self,
+        resource: &Resource,
+        grant: &Grant,
+    ) -> Result<(), ProvisionError> {
+        self.inner.end_session_cut(resource, grant).await
     }
 }
 

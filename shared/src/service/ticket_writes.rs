@@ -127,6 +127,18 @@ impl Provisioners for TicketProvisioners {
         // Only webhook provisioners accept a call to finish later; a ticket is done once it is opened.
         self.inner.poll(resource, action, grant, status_url).await
     }
+
+    fn offers(&self, kind: &str) -> bool {
+        self.inner.offers(kind)
+    }
+
+    async fn end_session_cut(
+        &self,
+        resource: &Resource,
+        grant: &Grant,
+    ) -> Result<(), ProvisionError> {
+        self.inner.end_session_cut(resource, grant).await
+    }
 }
 
 /// The summary and description of a ticket asking a person to grant or remove access. Only what the grant and
