@@ -186,15 +186,22 @@ async fn a_bad_patch_is_refused_like_a_bad_put_and_changes_nothing() {
     let router = app();
     let tag = created(&router, "prod-db").await;
     let cases = [
+        // A well-formed patch whose result is no resource (an unknown field, a required one removed): the
+        // patch breaks a rule of resources, so 422 and not "malformed".
         (
             json!({"colour": "red"}),
-            StatusCode::BAD_REQUEST,
-            "malformed_request",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_patch",
         ),
         (
             json!({"name": null}),
-            StatusCode::BAD_REQUEST,
-            "malformed_request",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_patch",
+        ),
+        (
+            json!({"provisioner": {"kind": "ticket"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_patch",
         ),
         (
             json!({"approvals_required": 0}),

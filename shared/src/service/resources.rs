@@ -465,9 +465,11 @@ impl Ticketbound {
             let mut merged =
                 serde_json::to_value(current).map_err(|e| ServiceError::internal(e.to_string()))?;
             merge_patch(&mut merged, patch);
+            // The patch itself is a well-formed merge patch (the body was read as a JSON object); what breaks
+            // a rule is the resource it makes of the stored one, hence 422.
             serde_json::from_value(merged).map_err(|e| {
-                ServiceError::bad_request(
-                    "malformed_request",
+                ServiceError::unprocessable(
+                    "invalid_patch",
                     format!("the patched resource is not a valid resource: {e}"),
                 )
             })
