@@ -187,6 +187,20 @@ impl IdentityCenter {
             .map_err(|stop| ProvisionError(message(stop)))
     }
 
+    /// Pushes the permission set's inline policy to every account it is provisioned in: a policy change reaches
+    /// the accounts' roles only through this.
+    async fn reprovision(&self, config: &Config<'_>, permission_set_arn: &str) -> Step<()> {
+        self.sso
+            .provision_permission_set()
+            .instance_arn(config.instance_arn)
+            .permission_set_arn(permission_set_arn)
+            .target_type(ProvisionTargetType::AllProvisionedAccounts)
+            .send()
+            .await
+            .map_err(|e| stop("ProvisionPermissionSet", &e))?;
+        Ok(())
+    }
+
     async fn lift(&self, resource: &Resource, grant: &Grant) -> Step<()> {
         let config = Config::of(resource)?;
         let IdentityCenterTarget::AccountAssignment {
@@ -232,15 +246,7 @@ impl IdentityCenter {
         }
         // Re-provisioned every time, as when the cut was placed: an earlier attempt may have changed the policy
         // and failed before this.
-        self.sso
-            .provision_permission_set()
-            .instance_arn(config.instance_arn)
-            .permission_set_arn(permission_set_arn)
-            .target_type(ProvisionTargetType::AllProvisionedAccounts)
-            .send()
-            .await
-            .map_err(|e| stop("ProvisionPermissionSet", &e))?;
-        Ok(())
+        self.reprovision(&config, permission_set_arn).await
     }
 
     async fn attempt(
@@ -695,14 +701,7 @@ impl IdentityCenter {
         }
         // Re-provisioned every time (the put may have landed on an attempt that failed after it): the policy
         // reaches the accounts' roles only through it.
-        self.sso
-            .provision_permission_set()
-            .instance_arn(config.instance_arn)
-            .permission_set_arn(permission_set_arn)
-            .target_type(ProvisionTargetType::AllProvisionedAccounts)
-            .send()
-            .await
-            .map_err(|e| stop("ProvisionPermissionSet", &e))?;
+        self.reprovision(config, permission_set_arn).await?;
         Ok(true)
     }
 }
