@@ -490,3 +490,4 @@ pub use connections::{
     ReconcileBatch, SecretStore, SecretStoreError, SettingsError, TicketStates, TicketSystem,
     TicketSystemError, TicketSystemKind, TicketSystems, WebhookDescription, WebhookSource,
 };
+pub use connections::VersionedConnection;

@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS resources (id TEXT PRIMARY KEY, doc TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, at TEXT NOT NULL, job TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS connections (id TEXT PRIMARY KEY, settings TEXT NOT NULL, auth TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS connections (id TEXT PRIMARY KEY, settings TEXT NOT NULL, auth TEXT NOT NULL, settings_version INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS connection_webhooks (id TEXT PRIMARY KEY, last_delivery_at TEXT, missed_closing TEXT);
 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
 ";
@@ -87,6 +87,7 @@ impl EmbeddedStore {
             .map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
         add_resource_versions(&conn)?;
+        connections::add_settings_versions(&conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })

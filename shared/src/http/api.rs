@@ -549,7 +549,7 @@ fn write_error(e: ResourceWriteError) -> Result<Response, ApiError> {
     }
 }
 
-fn tagged(tag: &EntityTag) -> [(header::HeaderName, String); 1] {
+pub(super) fn tagged(tag: &EntityTag) -> [(header::HeaderName, String); 1] {
     [(header::ETAG, tag.as_str().to_owned())]
 }
 
@@ -578,8 +578,9 @@ fn entity_tags(listed: &str) -> Vec<String> {
         .collect()
 }
 
-/// The precondition of a write: `If-Match` (`*` or tags), or, where `creates` (a `PUT`), `If-None-Match: *`.
-fn write_precondition(headers: &HeaderMap, creates: bool) -> Result<Precondition, ApiError> {
+/// The precondition of a write (resources and connections): `If-Match` (`*` or tags), or, where `creates` (a
+/// `PUT`), `If-None-Match: *`.
+pub(super) fn write_precondition(headers: &HeaderMap, creates: bool) -> Result<Precondition, ApiError> {
     if let Some(listed) = header_text(headers, header::IF_MATCH)? {
         return Ok(if listed.trim() == "*" {
             Precondition::Exists
@@ -593,7 +594,7 @@ fn write_precondition(headers: &HeaderMap, creates: bool) -> Result<Precondition
         Some(_) => Err(ApiError::new(
             ErrorKind::BadRequest,
             "unsupported_precondition",
-            "a write takes `If-Match` with the resource's ETag, or `If-None-Match: *` on a PUT that must create",
+            "a write takes `If-Match` with the ETag it was read with, or `If-None-Match: *` on a PUT that must create",
         )),
     }
 }

@@ -1,22 +1,26 @@
 //! `/v1/connections` (admins) and `/v1/tickets` (everyone): ticket-system connections (DESIGN §5–6). Their
 //! routes are listed in [`super::api::ROUTES`] with the others.
+//!
+//! Connections are versioned as resources are: `GET`, `POST` and `PATCH` answer an `ETag`; `PATCH` and `DELETE`
+//! take `If-Match` (412 `version_conflict` with the connection as it now is when its settings moved). Without
+//! `If-Match` a change applies to whatever is stored, as it did before versions existed.
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::AppState;
-use super::api::page_size;
+use super::api::{page_size, tagged, write_precondition};
 use super::connection_json::{ConnectionBody, ConnectionView};
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
 use crate::domain::Caller;
 use crate::ports::Page;
-use crate::service::{Connections, ErrorKind};
+use crate::service::{ConnectionWriteError, Connections, EntityTag, ErrorKind};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -110,8 +114,14 @@ async fn create_connection(
     caller: Caller,
     JsonBody(body): JsonBody<ConnectionBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let shown = connections(&state)?.create(&caller, body.into()).await?;
-    Ok((StatusCode::CREATED, Json(ConnectionView::from(shown))))
+    let (shown, tag) = connections(&state)?
+        .create_tagged(&caller, body.into())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        tagged(&tag),
+        Json(ConnectionView::from(shown)),
+    ))
 }
 
 async fn get_connection(
@@ -119,35 +129,83 @@ async fn get_connection(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let shown = connections(&state)?.get(&caller, &id).await?;
-    Ok(Json(ConnectionView::from(shown)))
+    let (shown, tag) = connections(&state)?.get_tagged(&caller, &id).await?;
+    Ok((tagged(&tag), Json(ConnectionView::from(shown))))
 }
 
 async fn update_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<ConnectionBody>,
-) -> Result<impl IntoResponse, ApiError> {
-    let shown = connections(&state)?
-        .update(&caller, &id, body.into())
-        .await?;
-    Ok(Json(ConnectionView::from(shown)))
+) -> Result<Response, ApiError> {
+    let precondition = write_precondition(&headers, false)?;
+    match connections(&state)?
+        .update_if(&caller, &id, body.into(), &precondition)
+        .await
+    {
+        Ok((shown, tag)) => Ok((tagged(&tag), Json(ConnectionView::from(shown))).into_response()),
+        Err(e) => write_error(e),
+    }
 }
 
 async fn delete_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     QueryParams(q): QueryParams<DeleteQuery>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     flag("force", q.force.as_deref())?;
     let end_grants = flag("end_grants", q.end_grants.as_deref())?;
-    state
+    let precondition = write_precondition(&headers, false)?;
+    match state
         .app
-        .delete_connection(&caller, &id, end_grants)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+        .delete_connection_if(&caller, &id, end_grants, &precondition)
+        .await
+    {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => write_error(e),
+    }
+}
+
+/// A refused change: the §5 error, or 412 `version_conflict` whose body also carries the connection as now
+/// stored (`current`, masked as `GET` shows it; `null` when it is gone) and its tag (`current_version`, also the
+/// `ETag` header), so a client can show what changed and make its edit again on top of it.
+fn write_error(e: ConnectionWriteError) -> Result<Response, ApiError> {
+    let current = match e {
+        ConnectionWriteError::Service(e) => return Err(e.into()),
+        ConnectionWriteError::VersionConflict { current } => current,
+    };
+    let (message, tag, connection): (String, Option<EntityTag>, Option<ConnectionView>) =
+        match current.map(|c| *c) {
+            Some((shown, tag)) => (
+                format!(
+                    "the connection changed since you read it: it is now at version {}; apply your change to `current` and send it again with `If-Match: {}`",
+                    tag.as_str(),
+                    tag.as_str()
+                ),
+                Some(tag),
+                Some(ConnectionView::from(shown)),
+            ),
+            None => (
+                "the connection does not exist any more: read the list of connections again".to_owned(),
+                None,
+                None,
+            ),
+        };
+    let body = serde_json::json!({"error": {
+        "code": "version_conflict",
+        "message": message,
+        "current_version": tag.as_ref().map(EntityTag::as_str),
+        "current": connection,
+    }});
+    let mut response = (StatusCode::PRECONDITION_FAILED, Json(body)).into_response();
+    if let Some(tag) = tag.and_then(|t| HeaderValue::from_str(t.as_str()).ok()) {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    Ok(response)
 }
 
 async fn verify_connection(

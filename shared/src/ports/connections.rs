@@ -29,8 +29,20 @@ pub trait ConnectionStore: Send + Sync {
     /// Replaces the authorization status of an existing connection, leaving its settings alone; `false` if there
     /// is none (it was deleted meanwhile).
     async fn update_auth(&self, id: &str, auth: &AuthState) -> Result<bool, StoreError>;
+    /// Replaces the settings only if they are stored at `version` (see [`VersionedConnection`]), leaving the
+    /// status alone; the new version, or `Conflict` (nothing written) when they moved or the connection is gone.
+    async fn update_settings_if(
+        &self,
+        settings: &ConnectionSettings,
+        version: u64,
+    ) -> Result<u64, StoreError>;
     /// A strongly consistent read.
     async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError>;
+    /// A strongly consistent read with the version of the settings.
+    async fn get_connection_versioned(
+        &self,
+        id: &str,
+    ) -> Result<Option<VersionedConnection>, StoreError>;
     /// Connections by id.
     async fn list_connections(
         &self,
@@ -49,6 +61,16 @@ pub trait ConnectionStore: Send + Sync {
         id: &str,
         missed: &MissedClosing,
     ) -> Result<bool, StoreError>;
+}
+
+/// A connection as stored, with the version of its settings: every settings write (`update_settings` and
+/// `update_settings_if`) adds one, so two readers of one version know whether anybody changed the settings in
+/// between. Status and webhook activity are not versioned: recording a call's outcome never makes an admin's
+/// edit conflict. A new connection, and one stored before versions existed, is at version 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VersionedConnection {
+    pub connection: Connection,
+    pub version: u64,
 }
 
 /// Why the secret store failed. Messages never hold a secret value.

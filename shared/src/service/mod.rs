@@ -23,6 +23,7 @@ use time::Duration;
 pub use closing::TicketClosing;
 pub use confirm::Confirmation;
 pub use connections::DirectoryEntry;
+pub use connections::ConnectionWriteError;
 pub use connections::{
     ConnectionChanges, ConnectionShown, Connections, TicketWriteError, Verification,
 };

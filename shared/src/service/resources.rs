@@ -127,16 +127,17 @@ fn secret_store_error(e: SecretStoreError) -> ServiceError {
     }
 }
 
-/// A resource's entity tag: `"<version>-<digest>"`, the quotes included. The digest of the resource as the API
-/// shows it (secrets masked) tells a resource deleted and created again at the same version from the one a
-/// client read before.
+/// The entity tag of a versioned record (a resource, a connection's settings): `"<version>-<digest>"`, the quotes
+/// included. The digest of what is stored (never a secret: a resource as the API shows it, secrets masked; a
+/// connection's settings) tells a record deleted and created again at the same version from the one a client
+/// read before.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntityTag(String);
 
 impl EntityTag {
-    /// The tag of `resource` stored at `version`.
-    pub fn of(resource: &Resource, version: u64) -> Self {
-        let shown = serde_json::to_vec(resource).unwrap_or_default();
+    /// The tag of `record` stored at `version`.
+    pub fn of(record: &impl serde::Serialize, version: u64) -> Self {
+        let shown = serde_json::to_vec(record).unwrap_or_default();
         let digest = hex::encode(&Sha256::digest(&shown)[..8]);
         Self(format!("\"{version}-{digest}\""))
     }
@@ -163,12 +164,16 @@ pub enum Precondition {
 
 impl Precondition {
     fn holds(&self, stored: Option<&VersionedResource>) -> bool {
-        let tag = stored.map(|s| EntityTag::of(&s.resource, s.version));
+        self.holds_for(stored.map(|s| EntityTag::of(&s.resource, s.version)).as_ref())
+    }
+
+    /// Whether the precondition holds of a record whose tag is `tag` (`None`: there is no such record).
+    pub(crate) fn holds_for(&self, tag: Option<&EntityTag>) -> bool {
         match self {
             Self::None => true,
-            Self::Exists => stored.is_some(),
+            Self::Exists => tag.is_some(),
             Self::Matches(tags) => tag.is_some_and(|t| tags.contains(&t.0)),
-            Self::Absent => stored.is_none(),
+            Self::Absent => tag.is_none(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! [`ConnectionStore`] on DynamoDB: item `CONNECTION#<id>` / `#CONNECTION`, listed through gsi5 `CONNECTIONS`.
 //! The settings (`doc`) and the authorization status (`auth`) are separate attributes, each changed by its
 //! own conditional `UpdateItem`, so recording a call's outcome never overwrites an admin's concurrent change.
+//! Every settings write adds one to `settings_version` (absent on an item written before versions: version 1).
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -13,7 +14,7 @@ use super::{
 use crate::domain::connection::{
     AuthState, Connection, ConnectionSettings, MissedClosing, WebhookActivity,
 };
-use crate::ports::{ConnectionStore, Page, StoreError};
+use crate::ports::{ConnectionStore, Page, StoreError, VersionedConnection};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -22,6 +23,21 @@ const LAST_DELIVERY: &str = "last_delivery_at";
 const MISSED_CLOSING: &str = "missed_closing";
 
 const PARTITION: &str = "CONNECTIONS";
+
+/// The version of the settings: an attribute beside `doc`, absent (version 1) until the first settings write.
+const SETTINGS_VERSION: &str = "settings_version";
+
+/// The version of the settings an item holds.
+fn version_of(item: &Item) -> Result<u64, StoreError> {
+    match item.get(SETTINGS_VERSION) {
+        None => Ok(1),
+        Some(v) => v
+            .as_n()
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt("connection item with a bad settings version".into())),
+    }
+}
 
 fn key(id: &str) -> Item {
     HashMap::from([
@@ -133,8 +149,68 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn update_settings(&self, settings: &ConnectionSettings) -> Result<bool, StoreError> {
-        self.set_connection_attribute(&settings.id, "doc", json(settings)?)
-            .await
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&settings.id)))
+            .update_expression("SET doc = :doc, #version = if_not_exists(#version, :one) + :one")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#version", SETTINGS_VERSION)
+            .expression_attribute_values(":doc", json(settings)?)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => Ok(false),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn update_settings_if(
+        &self,
+        settings: &ConnectionSettings,
+        version: u64,
+    ) -> Result<u64, StoreError> {
+        // Version 1 is also an item written before versions existed, which has no version attribute.
+        let condition = if version == 1 {
+            "attribute_exists(pk) AND (#version = :version OR attribute_not_exists(#version))"
+        } else {
+            "attribute_exists(pk) AND #version = :version"
+        };
+        let attempts = Attempts::default();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&settings.id)))
+            .update_expression("SET doc = :doc, #version = :next")
+            .condition_expression(condition)
+            .expression_attribute_names("#version", SETTINGS_VERSION)
+            .expression_attribute_values(":doc", json(settings)?)
+            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+            .expression_attribute_values(":next", AttributeValue::N((version + 1).to_string()))
+            .customize()
+            .interceptor(attempts.clone())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(version + 1),
+            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => {
+                // Our own first attempt, applied but unanswered, if the SDK retried and the item now holds
+                // exactly what we wrote at the version we wrote.
+                if attempts.retried()
+                    && let Some(item) = self.get_item(key(&settings.id)).await?
+                    && version_of(&item)? == version + 1
+                    && attribute::<ConnectionSettings>(&item, "doc")? == *settings
+                {
+                    return Ok(version + 1);
+                }
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(store_error(e)),
+        }
     }
 
     async fn update_auth(&self, id: &str, auth: &AuthState) -> Result<bool, StoreError> {
@@ -147,6 +223,19 @@ impl ConnectionStore for DynamoStore {
             .as_ref()
             .map(connection_of)
             .transpose()
+    }
+
+    async fn get_connection_versioned(
+        &self,
+        id: &str,
+    ) -> Result<Option<VersionedConnection>, StoreError> {
+        let Some(item) = self.get_item(key(id)).await? else {
+            return Ok(None);
+        };
+        Ok(Some(VersionedConnection {
+            connection: connection_of(&item)?,
+            version: version_of(&item)?,
+        }))
     }
 
     async fn list_connections(

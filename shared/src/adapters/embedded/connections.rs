@@ -1,5 +1,6 @@
-//! [`ConnectionStore`] on SQLite: table `connections (id, settings, auth)`, both JSON. Settings and status are
-//! separate columns so that recording a call's outcome never overwrites an admin's concurrent change.
+//! [`ConnectionStore`] on SQLite: table `connections (id, settings, auth, settings_version)`, settings and status
+//! as JSON. Settings and status are separate columns so that recording a call's outcome never overwrites an
+//! admin's concurrent change; every settings write adds one to `settings_version`.
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -9,22 +10,48 @@ use crate::adapters::{decode_cursor, encode_cursor};
 use crate::domain::connection::{
     AuthState, Connection, ConnectionSettings, MissedClosing, WebhookActivity,
 };
-use crate::ports::{ConnectionStore, Page, StoreError};
+use crate::ports::{ConnectionStore, Page, StoreError, VersionedConnection};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// The columns every read selects: settings and status, and the webhook activity kept in
 /// `connection_webhooks` (its own table, so that noting a delivery never rewrites the connection).
-const COLUMNS: &str = "c.settings, c.auth, w.last_delivery_at, w.missed_closing
+const COLUMNS: &str = "c.settings, c.auth, w.last_delivery_at, w.missed_closing, c.settings_version
      FROM connections c LEFT JOIN connection_webhooks w ON w.id = c.id";
 
-type Row = (String, String, Option<String>, Option<String>);
+type Row = (String, String, Option<String>, Option<String>, i64);
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
-fn connection_from((settings, auth, delivery, missed): &Row) -> Result<Connection, StoreError> {
+/// A database written before connections had versions gets the column; every connection it holds reads as
+/// version 1.
+pub(super) fn add_settings_versions(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    let has_version: bool = conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('connections') WHERE name = 'settings_version'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(unavailable)?;
+    if !has_version {
+        conn.execute_batch(
+            "ALTER TABLE connections ADD COLUMN settings_version INTEGER NOT NULL DEFAULT 1;",
+        )
+        .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+fn versioned_from(row: &Row) -> Result<VersionedConnection, StoreError> {
+    Ok(VersionedConnection {
+        connection: connection_from(row)?,
+        version: u64::try_from(row.4).map_err(corrupt)?,
+    })
+}
+
+fn connection_from((settings, auth, delivery, missed, _): &Row) -> Result<Connection, StoreError> {
     Ok(Connection {
         settings: serde_json::from_str(settings).map_err(corrupt)?,
         auth: serde_json::from_str(auth).map_err(corrupt)?,
@@ -67,11 +94,36 @@ impl ConnectionStore for EmbeddedStore {
         self.with(move |conn| {
             Ok(conn
                 .execute(
-                    "UPDATE connections SET settings = ?1 WHERE id = ?2",
+                    "UPDATE connections SET settings = ?1, settings_version = settings_version + 1 WHERE id = ?2",
                     params![doc, id],
                 )
                 .map_err(unavailable)?
                 > 0)
+        })
+        .await
+    }
+
+    async fn update_settings_if(
+        &self,
+        settings: &ConnectionSettings,
+        version: u64,
+    ) -> Result<u64, StoreError> {
+        let (id, doc) = (settings.id.clone(), to_json(settings)?);
+        let expected = i64::try_from(version).map_err(corrupt)?;
+        self.with(move |conn| {
+            // One statement is one transaction: the version compared is the version replaced.
+            let written = conn
+                .execute(
+                    "UPDATE connections SET settings = ?1, settings_version = settings_version + 1
+                     WHERE id = ?2 AND settings_version = ?3",
+                    params![doc, id, expected],
+                )
+                .map_err(unavailable)?;
+            if written == 0 {
+                Err(StoreError::Conflict)
+            } else {
+                Ok(version + 1)
+            }
         })
         .await
     }
@@ -98,6 +150,21 @@ impl ConnectionStore for EmbeddedStore {
                 .optional()
                 .map_err(unavailable)?;
             found.as_ref().map(connection_from).transpose()
+        })
+        .await
+    }
+
+    async fn get_connection_versioned(
+        &self,
+        id: &str,
+    ) -> Result<Option<VersionedConnection>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |conn| {
+            let found: Option<Row> = conn
+                .query_row(&format!("SELECT {COLUMNS} WHERE c.id = ?1"), [id], row)
+                .optional()
+                .map_err(unavailable)?;
+            found.as_ref().map(versioned_from).transpose()
         })
         .await
     }

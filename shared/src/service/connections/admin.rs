@@ -1,11 +1,54 @@
 //! The admin use cases (DESIGN §6): list, show, create, change (credentials rotate here), verify and delete
 //! connections. Everything is validated before anything is written; what a field means for one kind of ticket
 //! system is asked of that system's rules ([`TicketSystemKind`]).
+//!
+//! A connection's settings are versioned as resources are: `get_tagged` gives the entity tag, and a change or a
+//! deletion made under a [`Precondition`] is refused with [`ConnectionWriteError::VersionConflict`] when the
+//! settings moved since the client read them. Without one, a change applies to whatever is stored, as it did
+//! before versions existed.
 
 use super::*;
 use crate::domain::{EndReason, Grant, GrantStatus};
 use crate::ports::GrantFilter;
-use crate::service::Ticketbound;
+use crate::ports::VersionedConnection;
+use crate::service::{EntityTag, Precondition, Ticketbound};
+
+/// Why a change or deletion of a connection was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionWriteError {
+    /// The request's precondition does not hold: the settings changed (or the connection was deleted) since the
+    /// client read them. `current` is the connection now stored, with its tag, if any.
+    #[error("the connection changed since it was read")]
+    VersionConflict {
+        current: Option<Box<(ConnectionShown, EntityTag)>>,
+    },
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl From<StoreError> for ConnectionWriteError {
+    fn from(e: StoreError) -> Self {
+        Self::Service(e.into())
+    }
+}
+
+/// The entity tag of a connection: its settings (never a secret) at their version.
+fn tag_of(stored: &VersionedConnection) -> EntityTag {
+    EntityTag::of(&stored.connection.settings, stored.version)
+}
+
+impl ConnectionWriteError {
+    /// A service error as it was, a conflict as a plain 412-less error for callers that sent no precondition.
+    fn into_service(self) -> ServiceError {
+        match self {
+            Self::Service(e) => e,
+            // A write without a precondition never conflicts; should it, it is a bug, not the client's.
+            Self::VersionConflict { .. } => ServiceError::internal(
+                "a connection write without a precondition reported a version conflict",
+            ),
+        }
+    }
+}
 
 impl Connections {
     /// `GET /v1/connection-kinds`: what each kind of ticket system asks of an admin connecting one, as its
@@ -43,8 +86,55 @@ impl Connections {
 
     /// `GET /v1/connections/{id}`.
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<ConnectionShown, ServiceError> {
+        Ok(self.get_tagged(caller, id).await?.0)
+    }
+
+    /// `GET /v1/connections/{id}` with the connection's entity tag (`ETag`).
+    pub async fn get_tagged(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(ConnectionShown, EntityTag), ServiceError> {
         crate::service::require_admin(caller, "manage connections")?;
-        Ok(ConnectionShown::of(self.load(id).await?, self.clock.now()))
+        let stored = self
+            .load_versioned(id)
+            .await?
+            .ok_or_else(|| connection_not_found(id))?;
+        let tag = tag_of(&stored);
+        Ok((ConnectionShown::of(stored.connection, self.clock.now()), tag))
+    }
+
+    /// The connection and its version; `None` when there is none (or `id` could not name one).
+    async fn load_versioned(&self, id: &str) -> Result<Option<VersionedConnection>, ServiceError> {
+        if !is_slug(id) {
+            return Ok(None);
+        }
+        Ok(self.store.get_connection_versioned(id).await?)
+    }
+
+    /// A refusal naming what is stored now, for the client to make its change again on top of it.
+    async fn conflict(&self, id: &str) -> ConnectionWriteError {
+        match self.load_versioned(id).await {
+            Ok(stored) => ConnectionWriteError::VersionConflict {
+                current: stored.map(|s| {
+                    let tag = tag_of(&s);
+                    Box::new((ConnectionShown::of(s.connection, self.clock.now()), tag))
+                }),
+            },
+            Err(e) => e.into(),
+        }
+    }
+
+    /// `POST /v1/connections` with the new connection's entity tag.
+    pub async fn create_tagged(
+        &self,
+        caller: &Caller,
+        input: ConnectionChanges,
+    ) -> Result<(ConnectionShown, EntityTag), ServiceError> {
+        let shown = self.create(caller, input).await?;
+        // A connection is created at version 1.
+        let tag = EntityTag::of(&shown.connection.settings, 1);
+        Ok((shown, tag))
     }
 
     /// `POST /v1/connections`: validates everything before writing anything; the generated webhook secret is in
@@ -174,22 +264,52 @@ impl Connections {
         Ok(ConnectionShown::of(connection, self.clock.now()).revealing(generated))
     }
 
-    /// `PATCH /v1/connections/{id}`: changes the given fields (credentials rotate here), validating all of them
-    /// before writing anything. The status is left as it is until the next call or `verify`.
+    /// `PATCH /v1/connections/{id}` without a precondition: the change applies to whatever is stored.
     pub async fn update(
         &self,
         caller: &Caller,
         id: &str,
         input: ConnectionChanges,
     ) -> Result<ConnectionShown, ServiceError> {
+        self.update_if(caller, id, input, &Precondition::None)
+            .await
+            .map(|(shown, _)| shown)
+            .map_err(ConnectionWriteError::into_service)
+    }
+
+    /// `PATCH /v1/connections/{id}`: changes the given fields (credentials rotate here), validating all of them
+    /// before writing anything, if `precondition` holds of the stored settings; the answer carries the new tag.
+    /// The status is left as it is until the next call or `verify`.
+    ///
+    /// The settings are written conditionally on the version read. Secrets are written first (a stored
+    /// connection never names a secret it lacks); when the settings write then loses to another admin's, the
+    /// secrets it replaced are put back and the client is told of the conflict. Without a precondition a lost
+    /// race is written over, as before versions existed.
+    pub async fn update_if(
+        &self,
+        caller: &Caller,
+        id: &str,
+        input: ConnectionChanges,
+        precondition: &Precondition,
+    ) -> Result<(ConnectionShown, EntityTag), ConnectionWriteError> {
         crate::service::require_admin(caller, "manage connections")?;
-        let mut connection = self.load(id).await?;
+        let stored = self.load_versioned(id).await?;
+        if !precondition.holds_for(stored.as_ref().map(tag_of).as_ref()) {
+            return Err(self.conflict(id).await);
+        }
+        let Some(VersionedConnection {
+            mut connection,
+            version,
+        }) = stored
+        else {
+            return Err(connection_not_found(id).into());
+        };
         let kind = connection.settings.kind;
         if input.id.as_deref().is_some_and(|body_id| body_id != id) {
             return Err(ServiceError::unprocessable(
                 "id_mismatch",
                 "the `id` in the body differs from the one in the path; ids cannot change",
-            ));
+            ).into());
         }
         if input.kind.is_some_and(|k| k != kind) {
             return Err(ServiceError::unprocessable(
@@ -198,7 +318,7 @@ impl Connections {
                     "connection `{id}` is {}; the kind cannot change (create a new connection)",
                     kind.as_str()
                 ),
-            ));
+            ).into());
         }
         let system = self.systems.kind(kind);
         let mut settings = connection.settings.clone();
@@ -217,7 +337,7 @@ impl Connections {
         }
         if let Some(token_type) = input.token_type {
             if !system.takes_token_type() {
-                return Err(not_applicable("token_type", kind));
+                return Err(not_applicable("token_type", kind).into());
             }
             settings.token_type = token_type;
         }
@@ -262,14 +382,14 @@ impl Connections {
                 format!(
                     "at most {MAX_WEBHOOK_SECRETS} webhook secrets may be active; retire old ones with `retire_old_webhook_secrets: true`"
                 ),
-            ));
+            ).into());
         }
         if webhook_secrets.is_empty() {
             // Only reachable when the secret entry was lost: a connection always keeps one.
             return Err(ServiceError::unprocessable(
                 "missing_webhook_secret",
                 "this connection has no webhook secret; give `webhook_secret` or `new_webhook_secret: true`",
-            ));
+            ).into());
         }
         settings.auth_method = credentials.method();
         settings.email = email;
@@ -280,18 +400,42 @@ impl Connections {
             credentials,
             webhook_secrets,
         };
-        if current.as_ref() != Some(&secrets) {
+        let secrets_changed = current.as_ref() != Some(&secrets);
+        if secrets_changed {
             self.secrets
                 .put(id, &secrets)
                 .await
                 .map_err(secret_store_error)?;
         }
-        if !self.store.update_settings(&settings).await? {
-            return Err(connection_not_found(id));
-        }
+        let version = match self.store.update_settings_if(&settings, version).await {
+            Ok(version) => version,
+            Err(StoreError::Conflict) if *precondition == Precondition::None => {
+                // Another write landed since the read: this one goes over it, as before versions existed.
+                if !self.store.update_settings(&settings).await? {
+                    return Err(connection_not_found(id).into());
+                }
+                match self.load_versioned(id).await? {
+                    Some(now) => now.version,
+                    None => return Err(connection_not_found(id).into()),
+                }
+            }
+            Err(StoreError::Conflict) => {
+                if secrets_changed && let Some(previous) = &current {
+                    if let Err(e) = self.secrets.put(id, previous).await {
+                        tracing::error!(connection = %id, error = %e, "could not put back the secrets of a change that lost to another");
+                    }
+                }
+                return Err(self.conflict(id).await);
+            }
+            Err(e) => return Err(e.into()),
+        };
         connection.settings = settings;
-        tracing::info!(connection = %id, admin = %caller.email, "connection changed");
-        Ok(ConnectionShown::of(connection, self.clock.now()).revealing(generated))
+        let tag = EntityTag::of(&connection.settings, version);
+        tracing::info!(connection = %id, admin = %caller.email, version, "connection changed");
+        Ok((
+            ConnectionShown::of(connection, self.clock.now()).revealing(generated),
+            tag,
+        ))
     }
 
     /// Deletes the connection's secrets, then the connection. The grants bound to it are the caller's
@@ -477,12 +621,46 @@ impl Ticketbound {
         id: &str,
         end_grants: bool,
     ) -> Result<(), ServiceError> {
+        self.delete_connection_if(caller, id, end_grants, &Precondition::None)
+            .await
+            .map_err(ConnectionWriteError::into_service)
+    }
+
+    /// `DELETE /v1/connections/{id}` if `precondition` holds of the stored settings: checked before anything
+    /// is ended, and again just before the connection itself is deleted (an admin's change made while its
+    /// grants were ending refuses the deletion; the grants stay ended, as they would for a `409`).
+    pub async fn delete_connection_if(
+        &self,
+        caller: &Caller,
+        id: &str,
+        end_grants: bool,
+        precondition: &Precondition,
+    ) -> Result<(), ConnectionWriteError> {
         crate::service::require_admin(caller, "manage connections")?;
-        self.connections.load(id).await?;
+        let stored = self.connections.load_versioned(id).await?;
+        let read = stored.as_ref().map(tag_of);
+        if !precondition.holds_for(read.as_ref()) {
+            return Err(self.connections.conflict(id).await);
+        }
+        if stored.is_none() {
+            return Err(connection_not_found(id).into());
+        }
+        self.delete_bound_and_connection(caller, id, end_grants, precondition, read)
+            .await
+    }
+
+    async fn delete_bound_and_connection(
+        &self,
+        caller: &Caller,
+        id: &str,
+        end_grants: bool,
+        precondition: &Precondition,
+        read: Option<EntityTag>,
+    ) -> Result<(), ConnectionWriteError> {
         let mut ended = 0;
         let mut bound = self.connections.open_grants_bound_to(id).await?;
         if !bound.is_empty() && !end_grants {
-            return Err(ServiceError::conflict(
+            return Err(ConnectionWriteError::Service(ServiceError::conflict(
                 "connection_in_use",
                 format!(
                     "{} bound to tickets of `{id}`: {}. Without the connection nothing would end them; end them first, or delete with ?end_grants=true to end them now (as `connection_removed`)",
@@ -492,7 +670,7 @@ impl Ticketbound {
                     },
                     describe_bound(&bound)
                 ),
-            ));
+            )));
         }
         for _ in 0..END_ROUNDS {
             if bound.is_empty() {
@@ -502,13 +680,19 @@ impl Ticketbound {
             bound = self.connections.open_grants_bound_to(id).await?;
         }
         if !bound.is_empty() {
-            return Err(ServiceError::conflict(
+            return Err(ConnectionWriteError::Service(ServiceError::conflict(
                 "connection_in_use",
                 format!(
                     "grants kept being bound to tickets of `{id}` while it was being deleted ({}); try again",
                     describe_bound(&bound)
                 ),
-            ));
+            )));
+        }
+        if *precondition != Precondition::None {
+            let now = self.connections.load_versioned(id).await?;
+            if now.as_ref().map(tag_of) != read {
+                return Err(self.connections.conflict(id).await);
+            }
         }
         self.connections.delete_unbound(id).await?;
         // A request whose binding was checked just before the deletion may have stored its grant since.

@@ -45,6 +45,7 @@ mod writes;
 use binding::*;
 use sessions::*;
 
+pub use admin::ConnectionWriteError;
 pub use changes::{ConnectionChanges, ConnectionShown, Verification};
 pub use directory::DirectoryEntry;
 pub(crate) use health::ReconcileSession;
