@@ -198,6 +198,60 @@ mod suite {
             WebhookActivity::default()
         );
     }
+
+    pub async fn a_settings_write_at_a_stale_version_is_refused_and_changes_nothing(
+        store: Arc<dyn ConnectionStore>,
+    ) {
+        let a = stored(&*store, "conn-a").await;
+        let read = store
+            .get_connection_versioned("conn-a")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.version, 1, "a new connection is at version 1");
+        assert_eq!(read.connection, a);
+        let mut first = a.settings.clone();
+        first.closed_statuses = ClosedStatuses::Numbers(vec![5]);
+        let mut second = a.settings.clone();
+        second.base_url = "https://other.freshservice.com".into();
+
+        // Two admins read version 1; the first write wins and moves the version on.
+        let written = store.update_settings_if(&first, read.version).await;
+        let lost = store.update_settings_if(&second, read.version).await;
+
+        assert_eq!(written.unwrap(), 2);
+        assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
+        let now = store
+            .get_connection_versioned("conn-a")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((now.connection.settings, now.version), (first.clone(), 2));
+        // Recording a call's outcome or a delivery is not a settings write: the version stays.
+        let auth = AuthState::new().auth_failed("HTTP 401");
+        assert!(store.update_auth("conn-a", &auth).await.unwrap());
+        let delivered = OffsetDateTime::from_unix_timestamp(1_760_000_100).unwrap();
+        assert!(store.record_delivery("conn-a", delivered).await.unwrap());
+        assert_eq!(
+            store.update_settings_if(&second, 2).await.unwrap(),
+            3,
+            "the version read is still the version stored"
+        );
+        // An unconditional settings write moves the version on too.
+        assert!(store.update_settings(&first).await.unwrap());
+        let last = store
+            .get_connection_versioned("conn-a")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((last.connection.settings, last.version), (first, 4));
+        // A versioned write never creates a connection.
+        let missing = store
+            .update_settings_if(&connection("nope").settings, 1)
+            .await;
+        assert!(matches!(missing, Err(StoreError::Conflict)), "{missing:?}");
+        assert_eq!(store.get_connection_versioned("nope").await.unwrap(), None);
+    }
 }
 
 /// One test per case, each with a fresh store from `$make`, in module `$name`.
@@ -220,6 +274,7 @@ macro_rules! contract {
             case!(connections_list_in_pages_by_id_each_exactly_once);
             case!(a_forged_cursor_is_refused);
             case!(a_deleted_connection_is_gone_and_comes_back_without_webhook_history);
+            case!(a_settings_write_at_a_stale_version_is_refused_and_changes_nothing);
         }
     };
 }
