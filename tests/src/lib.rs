@@ -745,6 +745,58 @@ pub mod resources {
     }
 }
 
+/// Typed calls of `/v1/connections` with their conditional headers, as the admin.
+pub mod connections {
+    use super::{ADMIN, Reply, Router, send};
+    use serde_json::Value;
+
+    /// `POST /v1/connections`.
+    pub async fn create(router: &Router, body: &Value) -> Reply {
+        let headers = [("content-type", "application/json")];
+        send(
+            router,
+            "POST",
+            "/v1/connections",
+            ADMIN,
+            &headers,
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    /// `GET /v1/connections/{id}`.
+    pub async fn get(router: &Router, id: &str) -> Reply {
+        send(router, "GET", &path(id), ADMIN, &[], None).await
+    }
+
+    /// `PATCH`, with `If-Match` when given.
+    pub async fn patch(router: &Router, id: &str, body: &Value, if_match: Option<&str>) -> Reply {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(tag) = if_match {
+            headers.push(("if-match", tag));
+        }
+        send(
+            router,
+            "PATCH",
+            &path(id),
+            ADMIN,
+            &headers,
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    /// `DELETE`, with `If-Match` when given.
+    pub async fn delete(router: &Router, id: &str, if_match: Option<&str>) -> Reply {
+        let headers: Vec<_> = if_match.map(|t| ("if-match", t)).into_iter().collect();
+        send(router, "DELETE", &path(id), ADMIN, &headers, None).await
+    }
+
+    fn path(id: &str) -> String {
+        format!("/v1/connections/{id}")
+    }
+}
+
 /// Typed calls of the grant routes that take more than an id: decisions with a comment, the list's filters,
 /// the CSV export, the bound ticket, and the connection directory.
 pub mod grants {
