@@ -32,8 +32,9 @@ async fn running_app(
     (app, router)
 }
 
+/// The grant as an admin reads it: with what the provisioner answered (a requester reads a plain sentence).
 async fn grant_json(router: &axum::Router, id: &str) -> Value {
-    call(router, "GET", &format!("/v1/grants/{id}"), ALICE, None)
+    call(router, "GET", &format!("/v1/grants/{id}"), ADMIN, None)
         .await
         .1
 }
@@ -65,11 +66,12 @@ async fn a_provisioner_failing_three_revokes_gets_a_fourth_and_the_grant_shows_d
     )
     .await;
 
+    // Revoked by an approver, who reads what the provisioner answered.
     let (status, ended) = call(
         &router,
         "POST",
         &format!("/v1/grants/{id}/revoke"),
-        ALICE,
+        APPROVER,
         None,
     )
     .await;

@@ -31,8 +31,9 @@ async fn running_app(max_attempts: u32) -> axum::Router {
     local_router(app)
 }
 
+/// The grant as an admin reads it: with what the provisioner answered (a requester reads a plain sentence).
 async fn grant_json(router: &axum::Router, id: &str) -> Value {
-    call(router, "GET", &format!("/v1/grants/{id}"), ALICE, None)
+    call(router, "GET", &format!("/v1/grants/{id}"), ADMIN, None)
         .await
         .1
 }

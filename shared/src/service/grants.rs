@@ -982,7 +982,15 @@ impl Ticketbound {
         cursor: Option<&str>,
     ) -> Result<Page<AuditEvent>, ServiceError> {
         self.visible_grant(caller, id).await?;
-        Ok(self.store.list_events(id, limit, cursor).await?)
+        let mut page = self.store.list_events(id, limit, cursor).await?;
+        if !super::oversight::sees_internals(caller) {
+            page.items = page
+                .items
+                .into_iter()
+                .map(super::oversight::event_without_internals)
+                .collect();
+        }
+        Ok(page)
     }
 
     /// The grant, if the caller may see it (their own; every grant for approvers and admins; a resource's

@@ -35,7 +35,7 @@ pub use grants::{
 pub use jobs::JobOutcome;
 pub use lifecycle::EndOutcome;
 pub use notifications::NotifySettings;
-pub use oversight::{EXPORT_COLUMNS, GrantTicket, MAX_EXPORT_ROWS};
+pub use oversight::{CHANNEL_ERROR, END_SYSTEM_ERROR, EXPORT_COLUMNS, GrantTicket, MAX_EXPORT_ROWS};
 pub use reconcile::{
     CANONICAL_KEYS_JOB, FOUND_BY_RECONCILIATION, RECONCILE_JOB, ReconcileReport, ReconcileSettings,
     spawn_reconciliation,

@@ -1,6 +1,12 @@
 //! What people see of grants beyond the grant itself: the actions the caller may take on each
 //! ([`GrantView`]), the bound ticket as its ticket system has it now, the connection directory, and the CSV
 //! export of a filtered list of grants with each one's timeline (for admins, approvers and auditors).
+//!
+//! What went wrong in an end system (a provisioner's or a channel's last error, a provisioner's status URL) names
+//! internals: the provisioner's address, the host that refused. The deployment-wide roles (admins, who fix those
+//! systems, the approver group and auditors) see it as recorded; everyone else reads the same fields with a plain
+//! sentence in place of the detail ([`without_internals`]), so a requester learns that something failed and who
+//! can tell them why.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -30,6 +36,52 @@ pub struct GrantTicket {
     pub url: String,
     /// Closed by the connection's rule (a deleted ticket is not found instead).
     pub closed: bool,
+}
+
+/// What a person who may not see an end system's detail reads in place of a provisioner's last error.
+pub const END_SYSTEM_ERROR: &str =
+    "The system that grants this access did not accept the change or could not be reached. An administrator can see why.";
+
+/// What such a person reads in place of a notification channel's last error.
+pub const CHANNEL_ERROR: &str =
+    "The message could not be delivered. An administrator can see why.";
+
+/// Whether `caller` sees what end systems answered as recorded: the deployment-wide roles (admins, who fix those
+/// systems; the approver group, who run access day to day; auditors). A requester, and an approver a resource
+/// lists without being in the approver group, read the plain sentence.
+pub(crate) fn sees_internals(caller: &Caller) -> bool {
+    caller.sees_all_grants()
+}
+
+/// `grant` with every end-system detail replaced: a last error by a plain sentence (its presence still says
+/// that something failed), a provisioner's status URL removed.
+pub(crate) fn without_internals(mut grant: Grant) -> Grant {
+    for effect in [grant.provisioning.as_mut(), grant.deprovisioning.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        if effect.last_error.is_some() {
+            effect.last_error = Some(END_SYSTEM_ERROR.to_owned());
+        }
+        effect.status_url = None;
+    }
+    for notification in &mut grant.notifications {
+        if notification.last_error.is_some() {
+            notification.last_error = Some(CHANNEL_ERROR.to_owned());
+        }
+    }
+    grant
+}
+
+/// An audit event as `without_internals` shows its grant: an `error` it records is the plain sentence.
+pub(crate) fn event_without_internals(mut event: crate::domain::AuditEvent) -> crate::domain::AuditEvent {
+    if let Some(detail) = event.detail.as_object_mut() {
+        if detail.get("error").is_some_and(|e| !e.is_null()) {
+            detail.insert("error".into(), END_SYSTEM_ERROR.into());
+        }
+        detail.remove("status_url");
+    }
+    event
 }
 
 /// The header row of the CSV export, in column order.
@@ -66,6 +118,11 @@ impl Ticketbound {
             }
             let resource = resources.get(&grant.resource).and_then(Option::as_ref);
             let actions = allowed_actions(caller, &grant, resource);
+            let grant = if sees_internals(caller) {
+                grant
+            } else {
+                without_internals(grant)
+            };
             views.push(GrantView { grant, actions });
         }
         Ok(views)
