@@ -1,4 +1,5 @@
-// All access: every grant, for admins, approvers and auditors. Filters (resource, person, ticket, state, time
+// All access: every grant, for admins, approvers and auditors, with when its access really ended (removed in
+// the end system, and sessions that outlive that). Filters (resource, person, ticket, state, time
 // range) go to `GET /v1/grants` as they are; pages follow `next`; *Revoke* (offered only where the grant's
 // `actions` say the viewer may) asks for confirmation first; *Export CSV* downloads the filtered list through
 // `fetch` with the caller's credentials, since a plain link would carry none.
@@ -60,7 +61,7 @@ export async function viewAllAccess(main, _arg, ctx) {
   const rows = h("tbody", { id: "all-rows" });
   const table = h("table", { class: "grants", id: "all-table" },
     h("caption", { class: "visually-hidden" }, "Grants, newest first"),
-    h("thead", {}, h("tr", {}, ["Person", "Resource", "State", "Ticket", "Requested", "Ended", ""].map((t) => h("th", { scope: "col" }, t)))),
+    h("thead", {}, h("tr", {}, ["Person", "Resource", "State", "Ticket", "Requested", "Ended", "Access removed", ""].map((t) => h("th", { scope: "col" }, t)))),
     rows);
   const more = h("button", { type: "button", id: "all-more", hidden: true }, "Show more");
   main.append(form, result, h("div", { class: "table-wrap" }, table), more);
@@ -80,7 +81,7 @@ export async function viewAllAccess(main, _arg, ctx) {
     cursor = r.data.next;
     more.hidden = !cursor;
     if (!rows.children.length && !cursor) {
-      rows.append(h("tr", {}, h("td", { colspan: "7", class: "empty" }, "No grants match these filters.")));
+      rows.append(h("tr", {}, h("td", { colspan: "8", class: "empty" }, "No grants match these filters.")));
     }
   };
   more.addEventListener("click", load);
@@ -108,7 +109,15 @@ function row(g, result, ctx) {
     h("td", {}, ticket),
     h("td", {}, when(g.requested_at)),
     h("td", {}, g.ended_at ? when(g.ended_at) : "—"),
+    h("td", {}, removal(g)),
     cell);
+}
+
+// When access really ended: the end system's confirmation, and until when sessions opened before it may last.
+function removal(g) {
+  if (!g.access_removed_at) return "—";
+  if (!g.residual_until) return when(g.access_removed_at);
+  return h("span", {}, when(g.access_removed_at), h("span", { class: "residual" }, "sessions may last until ", when(g.residual_until)));
 }
 
 // The confirmation of a revocation: it names whose access ends, and ends it only on a second, explicit click.

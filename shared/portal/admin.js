@@ -1,5 +1,6 @@
 // The admin's view: the resource catalog, and ticket-system connections as a wizard (Connect → Verify →
-// the connection, its webhook URL, its secret shown once, and how to register the webhook).
+// the connection, its webhook URL, its secret shown once, and how to register the webhook). Resources and
+// connections are both edited under the version opened (`If-Match`): a conflicting edit shows what changed.
 
 import { api, listAll } from "./api.js";
 import { h, field, fieldError, clearErrors, notice, errorText, errorBox, heading, when, humanDuration, badge, details, announce } from "./dom.js";
@@ -362,7 +363,7 @@ async function connectionsSection(section) {
     r.data.items.length
       ? h("div", { class: "cards wide" }, r.data.items.map((c) => connectionCard(c, [
         h("button", { type: "button", id: `verify-${c.id}`, on: { click: () => verify(c) } }, "Verify"),
-        h("button", { type: "button", id: `edit-connection-${c.id}`, on: { click: () => wizardSlot.replaceChildren(editForm(c, reload)) } }, "Edit"),
+        h("button", { type: "button", id: `edit-connection-${c.id}`, on: { click: () => openConnectionEditor(c.id, wizardSlot, result, reload) } }, "Edit"),
         h("button", { type: "button", class: "danger", id: `delete-connection-${c.id}`, on: { click: () => remove(c, false) } }, "Delete"),
       ])))
       : h("p", { class: "empty" }, "No connections yet."),
@@ -513,21 +514,44 @@ function webhookStep(slot, c, reload) {
   title.focus();
 }
 
-function editForm(c, reload) {
+// Opens the editor on the connection as stored now, with its version (ETag), so the save can say which version
+// it edits.
+async function openConnectionEditor(id, slot, result, reload) {
+  const answer = await api("GET", `/v1/connections/${encodeURIComponent(id)}`);
+  if (!answer.ok) {
+    result.replaceChildren(notice("error", errorBox(answer.error)));
+    return;
+  }
+  slot.replaceChildren(editForm(answer.data, answer.etag, reload));
+}
+
+// The settings of a connection an admin can see changed, in words, for the conflict table.
+const CONNECTION_FIELDS = [
+  ["Site", (c) => c.base_url],
+  ["Signs in as", (c) => c.email || c.username || "—"],
+  ["Closed statuses", (c) => (Array.isArray(c.closed_statuses) && c.closed_statuses.length ? c.closed_statuses.join(", ") : "the default")],
+  ["Webhook secrets", (c) => `${c.webhook_secrets_active} active`],
+  ["Last changed", (c) => (c.updated_at ? new Date(c.updated_at).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" }) : "—")],
+];
+
+// The connection editor. A save sends only the fields the admin changed, with `If-Match` naming the version
+// opened: a connection another admin changed meanwhile is never overwritten; this admin is shown what changed
+// and may send their change again on top of it, or start again from it.
+function editForm(c, etag, reload) {
   const slot = h("div", { id: "edit-connection", class: "panel" });
+  let version = etag;
   const site = h("input", { id: "conn-site", type: "text", value: c.base_url, spellcheck: "false" });
   const closed = h("input", { id: "conn-closed", type: "text", value: Array.isArray(c.closed_statuses) ? c.closed_statuses.join(", ") : "" });
   const regenerate = h("input", { id: "conn-new-secret", type: "checkbox" });
   const out = h("div", { id: "edit-result", "aria-live": "polite" });
-  const form = h("form", { novalidate: true, on: { submit: async (event) => {
-    event.preventDefault();
-    clearErrors(form);
-    const body = readCredentials(c.kind, {});
-    if (site.value.trim() && site.value.trim() !== c.base_url) body.base_url = site.value.trim();
-    const statuses = closed.value.split(",").map((s) => s.trim()).filter(Boolean);
-    if (closed.value !== (Array.isArray(c.closed_statuses) ? c.closed_statuses.join(", ") : "")) body.closed_statuses = statuses;
-    if (regenerate.checked) body.new_webhook_secret = true;
-    const answer = await api("PATCH", `/v1/connections/${encodeURIComponent(c.id)}`, body);
+  const conflictSlot = h("div", { id: "connection-conflict", "aria-live": "polite" });
+
+  const save = async (body) => {
+    const answer = await api("PATCH", `/v1/connections/${encodeURIComponent(c.id)}`, body, version ? { "If-Match": version } : {});
+    if (answer.status === 412) {
+      showConflict(answer.error, body);
+      return;
+    }
     if (!answer.ok) {
       fieldError(connectionFieldOf(answer.error.code), errorBox(answer.error));
       return;
@@ -537,6 +561,53 @@ function editForm(c, reload) {
       return;
     }
     reload(`Saved connection ${c.id}. Verify it to check the credentials.`);
+  };
+
+  // Somebody changed the connection after it was opened: nothing of this admin's was saved. Show where the
+  // stored connection now differs from the one opened, and let them send their change again on top of it.
+  const showConflict = (error, mine) => {
+    const current = error.current;
+    if (!current) {
+      conflictSlot.replaceChildren(notice("error", h("p", {}, `${c.id} was deleted while you were editing it. Nothing was saved.`),
+        h("details", {}, h("summary", {}, "Details"), h("code", {}, error.code), ` ${error.message}`)));
+      return;
+    }
+    const rows = CONNECTION_FIELDS.filter(([, of]) => of(current) !== of(c))
+      .map(([name, of]) => h("tr", {}, h("th", { scope: "row" }, name), h("td", {}, of(c)), h("td", {}, of(current))));
+    const yours = Object.keys(mine).map((k) => (k === "new_webhook_secret" ? "a new webhook secret" : k.replace(/_/g, " ")));
+    const retry = h("button", { type: "button", class: "primary", id: "connection-save-over", on: { click: () => {
+      version = error.current_version;
+      conflictSlot.replaceChildren();
+      save(mine);
+    } } }, "Save my changes on top of theirs");
+    const restart = h("button", { type: "button", id: "connection-reload", on: { click: () => {
+      slot.replaceWith(editForm(current, error.current_version, reload));
+    } } }, "Discard my changes and edit theirs");
+    conflictSlot.replaceChildren(h("div", { class: "notice conflict", role: "alert" },
+      h("p", {}, h("strong", {}, "Not saved: "), `Someone else changed ${c.id} while you were editing it. Nothing of yours was saved, and nothing of theirs was lost.`),
+      rows.length
+        ? h("div", { class: "table-wrap" }, h("table", {},
+          h("caption", {}, "What changed since you opened it"),
+          h("thead", {}, h("tr", {}, ["Setting", "When you opened it", "Saved now"].map((t) => h("th", { scope: "col" }, t)))),
+          h("tbody", {}, rows)))
+        : null,
+      h("p", {}, yours.length
+        ? `Saving on top sends only what you changed (${yours.join(", ")}) to their version.`
+        : "You changed nothing: their version stays as it is."),
+      h("div", { class: "actions" }, retry, restart)));
+    retry.focus();
+  };
+
+  const form = h("form", { novalidate: true, on: { submit: async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    conflictSlot.replaceChildren();
+    const body = readCredentials(c.kind, {});
+    if (site.value.trim() && site.value.trim() !== c.base_url) body.base_url = site.value.trim();
+    const statuses = closed.value.split(",").map((s) => s.trim()).filter(Boolean);
+    if (closed.value !== (Array.isArray(c.closed_statuses) ? c.closed_statuses.join(", ") : "")) body.closed_statuses = statuses;
+    if (regenerate.checked) body.new_webhook_secret = true;
+    await save(body);
   } } },
     field(KINDS[c.kind] ? KINDS[c.kind].fields[0].label : "Base URL", site),
     h("fieldset", { id: "conn-credentials-set" }, h("legend", {}, "Credentials"), credentialFields(c.kind, true, c),
@@ -544,6 +615,7 @@ function editForm(c, reload) {
     field("Closed statuses", closed),
     h("div", { class: "choice" }, regenerate, h("label", { for: "conn-new-secret" }, "Add a new webhook secret (shown once; the old one keeps working until retired)")),
     h("p", { class: "error", id: "err-conn-form", "aria-live": "polite" }),
+    conflictSlot,
     h("button", { type: "submit", class: "primary", id: "save-connection" }, "Save"),
     out);
   slot.append(h("h3", {}, `Edit ${c.id}`), form);

@@ -342,6 +342,9 @@ function grantCard(g, { actions = [], headingLevel = "h3", extra = null } = {}) 
   if (g.ended_at) pairs.push(["Ended", when(g.ended_at)]);
   if (g.end_reason) pairs.push(["End reason", END_REASONS[g.end_reason] || g.end_reason]);
   if (g.ended_by) pairs.push(["Ended by", g.ended_by]);
+  // When access really ended: the end system's confirmation, and sessions that outlive it.
+  if (g.access_removed_at) pairs.push(["Access removed", when(g.access_removed_at)]);
+  if (g.residual_until) pairs.push(["Sessions may last until", when(g.residual_until)]);
   pairs.push(["End system", endSystem(g)]);
   const titleId = `grant-title-${g.id}`;
   return h("article", { class: `grant ${g.status}`, id: `grant-${g.id}`, "aria-labelledby": titleId, "data-status": g.status },

@@ -592,10 +592,11 @@ async fn overseers_filter_the_list_and_export_it_as_csv_with_each_grants_timelin
             "ended_by",
             "access_removed_at",
             "deprovisioning",
+            "residual_until",
         ]
     );
     assert_eq!(rows.len(), 5, "a header and one row per grant");
-    assert!(rows.iter().all(|r| r.len() == 14));
+    assert!(rows.iter().all(|r| r.len() == 15));
     let ended = rows
         .iter()
         .find(|r| r[0] == a_ended)
@@ -608,6 +609,7 @@ async fn overseers_filter_the_list_and_export_it_as_csv_with_each_grants_timelin
     assert_eq!(ended[11], ALICE.0);
     assert!(!ended[12].is_empty(), "access_removed_at: {ended:?}");
     assert_eq!(ended[13], "done");
+    assert_eq!(ended[14], "", "no session outlived a removal the provisioner did not qualify");
     let pending = rows
         .iter()
         .find(|r| r[0] == a_pending)

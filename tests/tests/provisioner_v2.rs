@@ -148,6 +148,20 @@ async fn a_v2_endpoint_gets_the_bound_and_the_end_and_its_answer_is_recorded_on_
     );
     assert_eq!(last["detail"]["residual_until"], "2099-01-01T00:00:00Z");
     assert_eq!(last["detail"]["sessions"], "will_expire");
+    // The export says when access really ended: sessions may last until the residual.
+    let export = grants::export(&router, ADMIN, "").await;
+    assert_eq!(export.status, StatusCode::OK, "{}", export.text);
+    let header: Vec<&str> = export.text.lines().next().unwrap().split(',').collect();
+    let row: Vec<&str> = export
+        .text
+        .lines()
+        .find(|l| l.starts_with(id.as_str()))
+        .expect("the grant's row")
+        .split(',')
+        .collect();
+    let column = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(column("residual_until"), "2099-01-01T00:00:00Z");
+    assert!(!column("access_removed_at").is_empty(), "{row:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -85,7 +85,7 @@ pub(crate) fn event_without_internals(mut event: crate::domain::AuditEvent) -> c
 }
 
 /// The header row of the CSV export, in column order.
-pub const EXPORT_COLUMNS: [&str; 14] = [
+pub const EXPORT_COLUMNS: [&str; 15] = [
     "id",
     "requester",
     "resource",
@@ -100,6 +100,9 @@ pub const EXPORT_COLUMNS: [&str; 14] = [
     "ended_by",
     "access_removed_at",
     "deprovisioning",
+    // Until when sessions opened before the removal may still work, when the provisioner said so: the access
+    // really ended then, not at `access_removed_at`.
+    "residual_until",
 ];
 
 impl Ticketbound {
@@ -290,6 +293,7 @@ fn timeline(grant: &Grant, removed_at: Option<time::OffsetDateTime>) -> Vec<Stri
             .as_ref()
             .map(|d| side_effect_state(d.state).to_owned())
             .unwrap_or_default(),
+        time(grant.residual_until),
     ]
 }
 
