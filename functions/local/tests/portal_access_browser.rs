@@ -183,3 +183,107 @@ async fn an_admin_revokes_another_persons_grant_from_all_access_and_exports_the_
     assert_eq!(row(&dave)[4], "pending");
     browser.quit().await;
 }
+
+/// No view scrolls sideways on a 390 px wide phone, and axe-core finds no accessibility violation on it.
+async fn check_view(browser: &Browser, axe: &str, view: &str) {
+    let (scroll, inner) = browser.widths().await;
+    assert!(
+        scroll <= inner,
+        "{view} scrolls sideways on a phone: {scroll} px wide in a {inner} px window"
+    );
+    let violations = browser.accessibility_violations(axe).await;
+    assert!(
+        violations.is_empty(),
+        "axe-core on {view}:\n{}",
+        violations.join("\n")
+    );
+}
+
+/// A grant whose provisioner removed the access but said that sessions outlive the removal: the ended card, the
+/// grant page and All access say when the access was removed and until when sessions may last, on a phone, and
+/// All access passes axe-core.
+#[tokio::test]
+async fn an_ended_grant_says_when_access_really_ended_on_a_phone() {
+    use wiremock::matchers::{body_partial_json, method};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let axe = browser::axe_core();
+    let provisioner = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"action": "revoke"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_removed": true, "sessions": "will_expire", "residual_until": "2099-01-01T00:00:00Z",
+        })))
+        .with_priority(1)
+        .mount(&provisioner)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .with_priority(2)
+        .mount(&provisioner)
+        .await;
+    let server = LocalServer::start();
+    let made = server
+        .api(
+            "PUT",
+            "/v1/resources/vpn",
+            ADMIN,
+            &[],
+            Some(json!({"name": "VPN", "provisioner": {"kind": "webhook",
+                        "url": format!("{}/vpn", provisioner.uri()), "secret": "provisioner-secret-0123456789"}})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.json);
+    let alice = ("alice@example.com", "");
+    let id = request(&server, alice, "vpn").await;
+    let approved = server
+        .api(
+            "POST",
+            &format!("/v1/grants/{id}/approve"),
+            APPROVER,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(approved.status, 200, "{}", approved.json);
+    let ended = server
+        .api("POST", &format!("/v1/grants/{id}/revoke"), alice, &[], None)
+        .await;
+    assert_eq!(ended.status, 200, "{}", ended.json);
+    assert!(ended.json["access_removed_at"].is_string(), "{}", ended.json);
+    assert_eq!(ended.json["residual_until"], "2099-01-01T00:00:00Z");
+
+    let browser = Browser::start().await;
+    browser.window(390, 844).await;
+    browser.goto(&server.portal()).await;
+    browser.act_as(alice.0, alice.1).await;
+    browser.click("#nav-access").await;
+    let card = browser
+        .wait_text(&format!("#grant-{id}"), "Access removed")
+        .await;
+    assert!(
+        card.contains("Sessions may last until") && card.contains("2099"),
+        "the ended card says until when sessions may last: {card}"
+    );
+
+    browser
+        .goto(&format!("{}#/grant/{id}", server.portal()))
+        .await;
+    let page = browser.wait_text("main article", "Access removed").await;
+    assert!(
+        page.contains("Sessions may last until") && page.contains("2099"),
+        "the grant page says until when sessions may last: {page}"
+    );
+    browser.screenshot("14-phone-access-really-ended").await;
+
+    browser.act_as(ADMIN.0, ADMIN.1).await;
+    browser.goto(&format!("{}#/all", server.portal())).await;
+    browser.wait_text("h1", "All access").await;
+    let row = browser
+        .wait_text(&format!("#all-{id}"), "sessions may last until")
+        .await;
+    assert!(row.contains("2099"), "{row}");
+    check_view(&browser, &axe, "All access").await;
+    browser.screenshot("15-phone-all-access").await;
+    browser.quit().await;
+}

@@ -634,10 +634,40 @@ async fn editing_a_resource_in_admin_keeps_its_policy_and_a_conflicting_edit_los
     browser
         .type_into("#res-description", "Edited in the browser")
         .await;
+    // On a phone.
+    browser.window(390, 844).await;
     browser.click("#save-resource").await;
     let conflict = browser
         .wait_text("#resource-conflict", "Someone else saved payroll")
         .await;
+    // No word of the Description row wraps in the middle (each word is on one line), and the page does not
+    // scroll sideways.
+    let broken = browser
+        .script(
+            "const row = Array.from(document.querySelectorAll('#resource-conflict tr'))
+               .find((tr) => tr.querySelector('th').innerText === 'Description');
+             const broken = [];
+             for (const cell of row.children) {
+               const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+               for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                 const re = /\S+/g;
+                 for (let m = re.exec(node.data); m; m = re.exec(node.data)) {
+                   const range = document.createRange();
+                   range.setStart(node, m.index);
+                   range.setEnd(node, m.index + m[0].length);
+                   const lines = new Set(Array.from(range.getClientRects()).map((r) => Math.round(r.top)));
+                   if (lines.size > 1) broken.push(m[0]);
+                 }
+               }
+             }
+             return broken;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(broken, json!([]), "words split across lines at 390 px");
+    let (scroll, inner) = browser.widths().await;
+    assert!(scroll <= inner, "{scroll} px wide in a {inner} px window");
+    browser.window(1280, 1200).await;
     for shown in [
         "Payroll (EU)",
         "people dana@example.com",
@@ -677,6 +707,81 @@ async fn editing_a_resource_in_admin_keeps_its_policy_and_a_conflicting_edit_los
     browser
         .wait_text("#resources-result", "Saved resource payroll.")
         .await;
+    browser.quit().await;
+}
+
+/// Two admins edit one connection: this one in the browser, another through the API meanwhile. The save is
+/// refused with what changed shown, nothing of theirs is lost, and saving on top applies only this admin's change.
+#[tokio::test]
+async fn a_conflicting_connection_edit_shows_what_changed_and_loses_nothing() {
+    let jira = MockServer::start().await;
+    let server = LocalServer::start();
+    let created = server
+        .api(
+            "POST",
+            "/v1/connections",
+            ADMIN,
+            &[],
+            Some(json!({"id": "jira-main", "kind": "jira_cloud", "base_url": jira.uri(),
+                        "email": "bot@acme.com", "api_token": "tok-SECRET-123", "closed_statuses": ["Cancelled"]})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.json);
+    let browser = Browser::start().await;
+    browser.goto(&server.portal()).await;
+    browser.act_as(ADMIN.0, ADMIN.1).await;
+    browser.click("#nav-admin").await;
+    browser.click("#edit-connection-jira-main").await;
+    browser.find("#edit-connection").await;
+
+    // Another admin changes the closed statuses through the API after this one opened the form.
+    let opened = server
+        .api("GET", "/v1/connections/jira-main", ADMIN, &[], None)
+        .await;
+    let tag = opened.etag.expect("a connection answers its ETag");
+    let theirs = server
+        .api(
+            "PATCH",
+            "/v1/connections/jira-main",
+            ("other-admin@example.com", "ticketbound-admins"),
+            &[("If-Match", &tag)],
+            Some(json!({"closed_statuses": ["Won't Do"]})),
+        )
+        .await;
+    assert_eq!(theirs.status, 200, "{}", theirs.json);
+
+    browser.type_into("#conn-closed", "Declined").await;
+    browser.click("#save-connection").await;
+    let conflict = browser
+        .wait_text("#connection-conflict", "Someone else changed jira-main")
+        .await;
+    assert!(
+        conflict.contains("Cancelled") && conflict.contains("Won't Do"),
+        "what changed is shown: {conflict}"
+    );
+    assert!(!conflict.contains("tok-SECRET-123"), "{conflict}");
+    browser
+        .screenshot_at("#connection-conflict", "16-admin-connection-conflict")
+        .await;
+    let kept = server
+        .api("GET", "/v1/connections/jira-main", ADMIN, &[], None)
+        .await;
+    assert_eq!(
+        kept.json["closed_statuses"],
+        json!(["Won't Do"]),
+        "their change stands"
+    );
+
+    // Saving on top sends this admin's change to their version.
+    browser.click("#connection-save-over").await;
+    browser
+        .wait_text("#connections-result", "Saved connection jira-main")
+        .await;
+    let saved = server
+        .api("GET", "/v1/connections/jira-main", ADMIN, &[], None)
+        .await;
+    assert_eq!(saved.json["closed_statuses"], json!(["Declined"]));
+    assert_eq!(saved.json["base_url"], kept.json["base_url"]);
     browser.quit().await;
 }
 
@@ -932,13 +1037,16 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
     )
     .await;
 
-    // My access shows the failing provisioning, with the end system's error, not a green "active".
+    // My access shows the failing provisioning, not a green "active": to Alice in a plain sentence, never the
+    // provisioner's address or what its host answered.
     let card = browser
         .wait_text(&ldap_card, "granting failed — retrying")
         .await;
+    let address = failing.uri().trim_start_matches("http://").to_owned();
+    assert!(card.contains("An administrator can see why"), "{card}");
     assert!(
-        card.contains("directory is read-only") || card.contains("500"),
-        "{card}"
+        !card.contains(&address) && !card.contains("500") && !card.contains("/grant"),
+        "a requester reads no internals: {card}"
     );
     let title = browser.text(&format!("{ldap_card} h3")).await.unwrap();
     assert!(
@@ -946,6 +1054,25 @@ async fn the_requesters_page_tells_the_truth_live_on_a_phone() {
         "not a green \"active\": {title}"
     );
     check_view(&browser, &axe, "My access").await;
+    // An admin opening the same grant reads what the provisioner answered, to fix it.
+    browser.act_as(ADMIN.0, ADMIN.1).await;
+    browser
+        .goto(&format!(
+            "{}#/grant/{}",
+            server.portal(),
+            ldap.json["id"].as_str().unwrap()
+        ))
+        .await;
+    let detail = browser.wait_text("main article", "HTTP 500").await;
+    assert!(
+        detail.contains(&address),
+        "an admin reads the detail: {detail}"
+    );
+    browser.act_as(ALICE.0, ALICE.1).await;
+    browser.click("#nav-access").await;
+    browser
+        .wait_text(&ldap_card, "granting failed — retrying")
+        .await;
 
     // The ticket closes in Jira: a signed webhook. The open page turns the card to ended within 10 s, without
     // a reload, and keeps the focus where it was.
