@@ -61,7 +61,7 @@ export async function viewAllAccess(main, _arg, ctx) {
   const rows = h("tbody", { id: "all-rows" });
   const table = h("table", { class: "grants", id: "all-table" },
     h("caption", { class: "visually-hidden" }, "Grants, newest first"),
-    h("thead", {}, h("tr", {}, ["Person", "Resource", "State", "Ticket", "Requested", "Ended", "Access removed", ""].map((t) => h("th", { scope: "col" }, t)))),
+    h("thead", {}, h("tr", {}, ["Person", "Resource", "State", "Ticket", "Requested", "Ended", "Access removed", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
     rows);
   const more = h("button", { type: "button", id: "all-more", hidden: true }, "Show more");
   main.append(form, result, h("div", { class: "table-wrap" }, table), more);
