@@ -484,10 +484,10 @@ impl Clock for SystemClock {
 mod connections;
 pub mod notify;
 pub use crate::domain::ticket_writes::DestinationFields;
+pub use connections::VersionedConnection;
 pub use connections::{
     CheckedCredentials, ClosedStatusesDescription, ConnectionStore, CredentialFields,
     DeliveryHeaders, DeliveryRefusal, DeliveryRules, FieldDescription, HostForm, KindDescription,
     ReconcileBatch, SecretStore, SecretStoreError, SettingsError, TicketStates, TicketSystem,
     TicketSystemError, TicketSystemKind, TicketSystems, WebhookDescription, WebhookSource,
 };
-pub use connections::VersionedConnection;

@@ -609,7 +609,10 @@ async fn overseers_filter_the_list_and_export_it_as_csv_with_each_grants_timelin
     assert_eq!(ended[11], ALICE.0);
     assert!(!ended[12].is_empty(), "access_removed_at: {ended:?}");
     assert_eq!(ended[13], "done");
-    assert_eq!(ended[14], "", "no session outlived a removal the provisioner did not qualify");
+    assert_eq!(
+        ended[14], "",
+        "no session outlived a removal the provisioner did not qualify"
+    );
     let pending = rows
         .iter()
         .find(|r| r[0] == a_pending)

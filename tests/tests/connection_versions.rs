@@ -70,7 +70,8 @@ async fn the_second_of_two_admins_editing_from_one_read_gets_412_and_loses_nothi
     let tag = created(&router).await;
 
     // Both admins read the same version; the first saves a new closed status.
-    let first = connections::patch(&router, "fs", &json!({"closed_statuses": [5]}), Some(&tag)).await;
+    let first =
+        connections::patch(&router, "fs", &json!({"closed_statuses": [5]}), Some(&tag)).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.json);
     // The second, still at the old version, changes the domain.
     let second = connections::patch(&router, "fs", &json!({"domain": "other"}), Some(&tag)).await;
@@ -98,11 +99,17 @@ async fn the_second_of_two_admins_editing_from_one_read_gets_412_and_loses_nothi
 async fn a_stale_rotation_is_refused_and_the_secret_stays_as_it_was() {
     let router = app();
     let tag = created(&router).await;
-    let first = connections::patch(&router, "fs", &json!({"closed_statuses": [5]}), Some(&tag)).await;
+    let first =
+        connections::patch(&router, "fs", &json!({"closed_statuses": [5]}), Some(&tag)).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.json);
 
-    let stale =
-        connections::patch(&router, "fs", &json!({"new_webhook_secret": true}), Some(&tag)).await;
+    let stale = connections::patch(
+        &router,
+        "fs",
+        &json!({"new_webhook_secret": true}),
+        Some(&tag),
+    )
+    .await;
 
     let now = connections::get(&router, "fs").await;
     assert_conflict(&stale, &now);
@@ -113,7 +120,8 @@ async fn a_stale_rotation_is_refused_and_the_secret_stays_as_it_was() {
 async fn a_stale_delete_is_refused_and_a_current_one_deletes() {
     let router = app();
     let tag = created(&router).await;
-    let first = connections::patch(&router, "fs", &json!({"closed_statuses": [5]}), Some(&tag)).await;
+    let first =
+        connections::patch(&router, "fs", &json!({"closed_statuses": [5]}), Some(&tag)).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.json);
 
     let stale = connections::delete(&router, "fs", Some(&tag)).await;
@@ -136,9 +144,15 @@ async fn a_conditional_change_of_a_deleted_connection_is_412_with_nothing_curren
     let deleted = connections::delete(&router, "fs", None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
 
-    let stale = connections::patch(&router, "fs", &json!({"closed_statuses": [5]}), Some(&tag)).await;
+    let stale =
+        connections::patch(&router, "fs", &json!({"closed_statuses": [5]}), Some(&tag)).await;
 
-    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{}", stale.json);
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        stale.json
+    );
     assert_eq!(stale.json["error"]["code"], "version_conflict");
     assert_eq!(stale.json["error"]["current"], Value::Null);
     assert_eq!(stale.json["error"]["current_version"], Value::Null);
@@ -164,7 +178,11 @@ async fn without_if_match_changes_apply_as_before_and_a_weak_or_unknown_tag_neve
         assert_eq!(refused.json["error"]["code"], "version_conflict");
     }
     let star = connections::patch(&router, "fs", &json!({"closed_statuses": [5]}), Some("*")).await;
-    assert_eq!(star.status, StatusCode::OK, "`*` matches any stored version");
+    assert_eq!(
+        star.status,
+        StatusCode::OK,
+        "`*` matches any stored version"
+    );
     assert_eq!(
         connections::get(&router, "fs").await.json["closed_statuses"],
         json!([5])

@@ -21,7 +21,12 @@ async fn failing_grant(server: &MockServer) -> (axum::Router, String) {
         .mount(server)
         .await;
     let router = local_router(local_test_app().0);
-    define_webhook_resource(&router, "prod-db", &format!("{}/internal/grant", server.uri())).await;
+    define_webhook_resource(
+        &router,
+        "prod-db",
+        &format!("{}/internal/grant", server.uri()),
+    )
+    .await;
     let id = request_grant(&router, ALICE, "prod-db", "PT1H").await;
     let (status, approved) = call(
         &router,
@@ -71,7 +76,9 @@ async fn a_requester_reads_a_plain_sentence_where_the_provisioner_failed() {
     for answer in [&grant, &listed, &events] {
         let text = answer.to_string();
         assert!(
-            !text.contains(&address) && !text.contains("/internal/grant") && !text.contains("HTTP 500"),
+            !text.contains(&address)
+                && !text.contains("/internal/grant")
+                && !text.contains("HTTP 500"),
             "a requester never reads the provisioner's address or answer: {text}"
         );
     }
@@ -90,9 +97,6 @@ async fn admins_approvers_and_auditors_read_the_detail() {
             "{who:?}: {error}"
         );
         let events = read(&router, who, &format!("/v1/grants/{id}/events")).await;
-        assert!(
-            events.to_string().contains("HTTP 500"),
-            "{who:?}: {events}"
-        );
+        assert!(events.to_string().contains("HTTP 500"), "{who:?}: {events}");
     }
 }

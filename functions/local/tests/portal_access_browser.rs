@@ -250,7 +250,11 @@ async fn an_ended_grant_says_when_access_really_ended_on_a_phone() {
         .api("POST", &format!("/v1/grants/{id}/revoke"), alice, &[], None)
         .await;
     assert_eq!(ended.status, 200, "{}", ended.json);
-    assert!(ended.json["access_removed_at"].is_string(), "{}", ended.json);
+    assert!(
+        ended.json["access_removed_at"].is_string(),
+        "{}",
+        ended.json
+    );
     assert_eq!(ended.json["residual_until"], "2099-01-01T00:00:00Z");
 
     let browser = Browser::start().await;

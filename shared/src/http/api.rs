@@ -580,7 +580,10 @@ fn entity_tags(listed: &str) -> Vec<String> {
 
 /// The precondition of a write (resources and connections): `If-Match` (`*` or tags), or, where `creates` (a
 /// `PUT`), `If-None-Match: *`.
-pub(super) fn write_precondition(headers: &HeaderMap, creates: bool) -> Result<Precondition, ApiError> {
+pub(super) fn write_precondition(
+    headers: &HeaderMap,
+    creates: bool,
+) -> Result<Precondition, ApiError> {
     if let Some(listed) = header_text(headers, header::IF_MATCH)? {
         return Ok(if listed.trim() == "*" {
             Precondition::Exists

@@ -190,7 +190,8 @@ fn write_error(e: ConnectionWriteError) -> Result<Response, ApiError> {
                 Some(ConnectionView::from(shown)),
             ),
             None => (
-                "the connection does not exist any more: read the list of connections again".to_owned(),
+                "the connection does not exist any more: read the list of connections again"
+                    .to_owned(),
                 None,
                 None,
             ),

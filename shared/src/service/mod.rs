@@ -22,8 +22,8 @@ use time::Duration;
 
 pub use closing::TicketClosing;
 pub use confirm::Confirmation;
-pub use connections::DirectoryEntry;
 pub use connections::ConnectionWriteError;
+pub use connections::DirectoryEntry;
 pub use connections::{
     ConnectionChanges, ConnectionShown, Connections, TicketWriteError, Verification,
 };
@@ -35,7 +35,9 @@ pub use grants::{
 pub use jobs::JobOutcome;
 pub use lifecycle::EndOutcome;
 pub use notifications::NotifySettings;
-pub use oversight::{CHANNEL_ERROR, END_SYSTEM_ERROR, EXPORT_COLUMNS, GrantTicket, MAX_EXPORT_ROWS};
+pub use oversight::{
+    CHANNEL_ERROR, END_SYSTEM_ERROR, EXPORT_COLUMNS, GrantTicket, MAX_EXPORT_ROWS,
+};
 pub use reconcile::{
     CANONICAL_KEYS_JOB, FOUND_BY_RECONCILIATION, RECONCILE_JOB, ReconcileReport, ReconcileSettings,
     spawn_reconciliation,

@@ -39,12 +39,10 @@ pub struct GrantTicket {
 }
 
 /// What a person who may not see an end system's detail reads in place of a provisioner's last error.
-pub const END_SYSTEM_ERROR: &str =
-    "The system that grants this access did not accept the change or could not be reached. An administrator can see why.";
+pub const END_SYSTEM_ERROR: &str = "The system that grants this access did not accept the change or could not be reached. An administrator can see why.";
 
 /// What such a person reads in place of a notification channel's last error.
-pub const CHANNEL_ERROR: &str =
-    "The message could not be delivered. An administrator can see why.";
+pub const CHANNEL_ERROR: &str = "The message could not be delivered. An administrator can see why.";
 
 /// Whether `caller` sees what end systems answered as recorded: the deployment-wide roles (admins, who fix those
 /// systems; the approver group, who run access day to day; auditors). A requester, and an approver a resource
@@ -74,7 +72,9 @@ pub(crate) fn without_internals(mut grant: Grant) -> Grant {
 }
 
 /// An audit event as `without_internals` shows its grant: an `error` it records is the plain sentence.
-pub(crate) fn event_without_internals(mut event: crate::domain::AuditEvent) -> crate::domain::AuditEvent {
+pub(crate) fn event_without_internals(
+    mut event: crate::domain::AuditEvent,
+) -> crate::domain::AuditEvent {
     if let Some(detail) = event.detail.as_object_mut() {
         if detail.get("error").is_some_and(|e| !e.is_null()) {
             detail.insert("error".into(), END_SYSTEM_ERROR.into());

@@ -164,7 +164,11 @@ pub enum Precondition {
 
 impl Precondition {
     fn holds(&self, stored: Option<&VersionedResource>) -> bool {
-        self.holds_for(stored.map(|s| EntityTag::of(&s.resource, s.version)).as_ref())
+        self.holds_for(
+            stored
+                .map(|s| EntityTag::of(&s.resource, s.version))
+                .as_ref(),
+        )
     }
 
     /// Whether the precondition holds of a record whose tag is `tag` (`None`: there is no such record).

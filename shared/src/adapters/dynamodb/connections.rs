@@ -31,11 +31,9 @@ const SETTINGS_VERSION: &str = "settings_version";
 fn version_of(item: &Item) -> Result<u64, StoreError> {
     match item.get(SETTINGS_VERSION) {
         None => Ok(1),
-        Some(v) => v
-            .as_n()
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| StoreError::Corrupt("connection item with a bad settings version".into())),
+        Some(v) => v.as_n().ok().and_then(|n| n.parse().ok()).ok_or_else(|| {
+            StoreError::Corrupt("connection item with a bad settings version".into())
+        }),
     }
 }
 

@@ -101,7 +101,10 @@ impl Connections {
             .await?
             .ok_or_else(|| connection_not_found(id))?;
         let tag = tag_of(&stored);
-        Ok((ConnectionShown::of(stored.connection, self.clock.now()), tag))
+        Ok((
+            ConnectionShown::of(stored.connection, self.clock.now()),
+            tag,
+        ))
     }
 
     /// The connection and its version; `None` when there is none (or `id` could not name one).
@@ -309,7 +312,8 @@ impl Connections {
             return Err(ServiceError::unprocessable(
                 "id_mismatch",
                 "the `id` in the body differs from the one in the path; ids cannot change",
-            ).into());
+            )
+            .into());
         }
         if input.kind.is_some_and(|k| k != kind) {
             return Err(ServiceError::unprocessable(
@@ -318,7 +322,8 @@ impl Connections {
                     "connection `{id}` is {}; the kind cannot change (create a new connection)",
                     kind.as_str()
                 ),
-            ).into());
+            )
+            .into());
         }
         let system = self.systems.kind(kind);
         let mut settings = connection.settings.clone();
@@ -420,10 +425,11 @@ impl Connections {
                 }
             }
             Err(StoreError::Conflict) => {
-                if secrets_changed && let Some(previous) = &current {
-                    if let Err(e) = self.secrets.put(id, previous).await {
-                        tracing::error!(connection = %id, error = %e, "could not put back the secrets of a change that lost to another");
-                    }
+                if secrets_changed
+                    && let Some(previous) = &current
+                    && let Err(e) = self.secrets.put(id, previous).await
+                {
+                    tracing::error!(connection = %id, error = %e, "could not put back the secrets of a change that lost to another");
                 }
                 return Err(self.conflict(id).await);
             }
