@@ -352,6 +352,48 @@ mod tests {
     }
 
     #[test]
+    fn without_internals_keeps_that_something_failed_and_drops_what_the_end_system_said() {
+        use crate::domain::grant::SideEffect;
+        use crate::domain::notification::{NotificationState, NotifyEvent};
+        let mut grant = Grant::request(
+            "01JD3AAAAAAAAAAAAAAAAAAAAA".into(),
+            "alice@example.com".into(),
+            "prod-db".into(),
+            "INC-7".into(),
+            crate::domain::GrantDuration::parse("PT1H").unwrap(),
+            None,
+            time::macros::datetime!(2026-01-01 10:00 UTC),
+        );
+        let mut failing = SideEffect::pending();
+        failing.last_error = Some("https://hooks.internal:8443/grant answered HTTP 500".into());
+        failing.status_url = Some("https://hooks.internal:8443/jobs/1".into());
+        grant.provisioning = Some(failing);
+        grant.deprovisioning = Some(SideEffect::pending());
+        let mut slack = NotificationState::pending(NotifyEvent::Approved, "slack");
+        slack.last_error = Some("hooks.slack.com answered HTTP 404".into());
+        grant.notifications = vec![
+            slack,
+            NotificationState::pending(NotifyEvent::Approved, "mail"),
+        ];
+
+        let shown = without_internals(grant);
+
+        let p = shown.provisioning.unwrap();
+        assert_eq!(p.last_error.as_deref(), Some(END_SYSTEM_ERROR));
+        assert_eq!(p.status_url, None);
+        assert_eq!(
+            shown.deprovisioning.unwrap().last_error,
+            None,
+            "no failure, no sentence"
+        );
+        assert_eq!(
+            shown.notifications[0].last_error.as_deref(),
+            Some(CHANNEL_ERROR)
+        );
+        assert_eq!(shown.notifications[1].last_error, None);
+    }
+
+    #[test]
     fn cells_a_spreadsheet_would_run_as_formulas_are_defused() {
         assert_eq!(
             row(&["=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "ok"]),
