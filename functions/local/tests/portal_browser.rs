@@ -325,6 +325,8 @@ async fn the_portal_walks_a_request_from_connection_to_the_end_of_access_in_a_re
 
     // Editing a connection without typing a token keeps the stored one: it still verifies.
     browser.click("#edit-connection-jira-main").await;
+    // The editor opens on the connection as stored now (read with its version).
+    browser.find("#conn-api-token").await;
     let placeholder = browser
         .script(
             "return document.getElementById('conn-api-token').placeholder;",
