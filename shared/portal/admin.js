@@ -3,7 +3,7 @@
 // connections are both edited under the version opened (`If-Match`): a conflicting edit shows what changed.
 
 import { api, listAll } from "./api.js";
-import { h, field, fieldError, clearErrors, notice, errorText, errorBox, heading, when, humanDuration, badge, details, announce } from "./dom.js";
+import { h, field, fieldError, clearErrors, notice, errorText, errorBox, heading, when, humanDuration, badge, details, announce, confirmButton } from "./dom.js";
 
 const MASK = "********";
 // The kinds of ticket system as the API describes them (GET /v1/connection-kinds), by kind: every form field,
@@ -112,7 +112,7 @@ async function resourcesSection(section) {
     h("td", {}, res.provisioner.kind),
     h("td", { class: "actions" },
       h("button", { type: "button", id: `edit-resource-${res.id}`, on: { click: () => openEditor(res.id, formSlot, result, reload) } }, "Edit", h("span", { class: "visually-hidden" }, ` ${res.id}`)),
-      h("button", { type: "button", id: `delete-resource-${res.id}`, class: "danger", on: { click: () => remove(res) } }, "Delete", h("span", { class: "visually-hidden" }, ` ${res.id}`)))));
+      confirmButton({ id: `delete-resource-${res.id}`, label: h("span", {}, "Delete", h("span", { class: "visually-hidden" }, ` ${res.id}`)), danger: true, question: `Delete ${res.id}?`, yes: "Yes, delete", act: () => remove(res) }))));
   section.append(
     r.data.items.length
       ? h("div", { class: "table-wrap" }, h("table", {},
@@ -357,14 +357,14 @@ async function connectionsSection(section) {
     result.replaceChildren(notice("error",
       h("p", {}, `${c.id} was not deleted: ${answer.error.message.replace(/`/g, "")}`),
       h("p", {}, "Grants bound to its tickets end when those tickets close, which only this connection's webhooks can tell, so a connection is deleted only once nothing is bound to it. You can end that access now: each grant ends as \"connection removed\" and its access is removed in the end system."),
-      h("button", { type: "button", class: "danger", id: `end-grants-delete-${c.id}`, on: { click: () => remove(c, true) } }, `End their access and delete ${c.id}`)));
+      confirmButton({ id: `end-grants-delete-${c.id}`, label: `End their access and delete ${c.id}`, danger: true, question: `End every grant bound to ${c.id} now and delete it?`, yes: "Yes, end their access and delete", act: () => remove(c, true) })));
   };
   section.append(
     r.data.items.length
       ? h("div", { class: "cards wide" }, r.data.items.map((c) => connectionCard(c, [
         h("button", { type: "button", id: `verify-${c.id}`, on: { click: () => verify(c) } }, "Verify"),
         h("button", { type: "button", id: `edit-connection-${c.id}`, on: { click: () => openConnectionEditor(c.id, wizardSlot, result, reload) } }, "Edit"),
-        h("button", { type: "button", class: "danger", id: `delete-connection-${c.id}`, on: { click: () => remove(c, false) } }, "Delete"),
+        confirmButton({ id: `delete-connection-${c.id}`, label: "Delete", danger: true, question: `Delete ${c.id}?`, yes: "Yes, delete", act: () => remove(c, false) }),
       ])))
       : h("p", { class: "empty" }, "No connections yet."),
     h("button", { type: "button", id: "new-connection", on: { click: () => wizardSlot.replaceChildren(wizard(reload)) } }, "Connect a ticket system"),

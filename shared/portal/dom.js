@@ -189,3 +189,23 @@ export function badge(text, kind) {
 export function details(pairs) {
   return h("dl", {}, pairs.filter(([, d]) => d !== null && d !== undefined && d !== "").map(([t, d]) => [h("dt", {}, t), h("dd", {}, d)]));
 }
+
+// A button that asks before it acts: the first click shows "Yes, …" and "Cancel" in its place.
+export function confirmButton({ id, label, question, yes, primary, danger, act }) {
+  const slot = h("span", { class: "confirm" });
+  const ask = h("button", { type: "button", id, class: primary ? "primary" : danger ? "danger" : null, on: { click: () => {
+    const cancel = h("button", { type: "button", id: `cancel-${id}`, on: { click: () => {
+      slot.replaceChildren(ask);
+      ask.focus();
+    } } }, "Cancel");
+    const confirm = h("button", { type: "button", class: "danger", id: `confirm-${id}`, on: { click: () => {
+      confirm.disabled = true;
+      // Once acted, the question goes: the page re-renders on success; on a refusal the button is back.
+      Promise.resolve(act()).finally(() => { if (slot.isConnected) slot.replaceChildren(ask); });
+    } } }, yes);
+    slot.replaceChildren(h("span", { class: "question" }, question), " ", confirm, cancel);
+    confirm.focus();
+  } } }, label);
+  slot.append(ask);
+  return slot;
+}

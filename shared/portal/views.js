@@ -1,7 +1,7 @@
 // The requester's and approver's views: Request access, My access, Approvals, and a grant's detail.
 
 import { api, listAll, currentCaller, hasGroup, resources as readResources, watch } from "./api.js";
-import { h, field, fieldError, clearErrors, notice, errorBox, explain, showErrors, heading, when, humanDuration, timeLeft, badge, details, announce } from "./dom.js";
+import { h, field, fieldError, clearErrors, notice, errorBox, explain, showErrors, heading, when, humanDuration, timeLeft, badge, details, announce, confirmButton } from "./dom.js";
 
 // Ticket links seen in this page's searches, `<connection>:<key>` → URL (grants carry no ticket URL).
 const ticketUrls = new Map();
@@ -353,25 +353,6 @@ function grantCard(g, { actions = [], headingLevel = "h3", extra = null } = {}) 
     extra,
     h("div", { class: "actions" }, actions,
       headingLevel === "h3" ? h("a", { href: `#/grant/${encodeURIComponent(g.id)}` }, "Details and audit trail") : null));
-}
-
-// A button that asks before it acts: the first click shows "Yes, …" and "Cancel" in its place.
-function confirmButton({ id, label, question, yes, primary, act }) {
-  const slot = h("span", { class: "confirm" });
-  const ask = h("button", { type: "button", id, class: primary ? "primary" : null, on: { click: () => {
-    const cancel = h("button", { type: "button", id: `cancel-${id}`, on: { click: () => {
-      slot.replaceChildren(ask);
-      ask.focus();
-    } } }, "Cancel");
-    const confirm = h("button", { type: "button", class: "danger", id: `confirm-${id}`, on: { click: () => {
-      confirm.disabled = true;
-      act();
-    } } }, yes);
-    slot.replaceChildren(h("span", { class: "question" }, question), " ", confirm, cancel);
-    confirm.focus();
-  } } }, label);
-  slot.append(ask);
-  return slot;
 }
 
 // Keeps `container`'s cards true to `grants` in place: a card whose grant changed is replaced where it is (or

@@ -300,7 +300,13 @@ async fn the_portal_walks_a_request_from_connection_to_the_end_of_access_in_a_re
         .act_as("admin@example.com", "ticketbound-admins")
         .await;
     browser.click("#nav-admin").await;
+    // Delete asks first: a cancelled question deletes nothing.
     browser.click("#delete-resource-prod-db").await;
+    browser.wait_text("#resources", "Delete prod-db?").await;
+    browser.click("#cancel-delete-resource-prod-db").await;
+    browser.find("#delete-resource-prod-db").await;
+    browser.click("#delete-resource-prod-db").await;
+    browser.click("#confirm-delete-resource-prod-db").await;
     let refused = browser
         .wait_text("#resources-result", "prod-db was not deleted.")
         .await;
@@ -311,6 +317,7 @@ async fn the_portal_walks_a_request_from_connection_to_the_end_of_access_in_a_re
         "{refused}"
     );
     browser.click("#delete-connection-jira-main").await;
+    browser.click("#confirm-delete-connection-jira-main").await;
     let refused = browser
         .wait_text("#connections-result", "jira-main was not deleted")
         .await;
