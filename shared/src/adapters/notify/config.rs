@@ -514,6 +514,73 @@ mod tests {
         assert_eq!(empty.settings(None).unwrap(), NotifySettings::default());
     }
 
+    const BOT: &str = "xoxb-1-2-SECRETPART";
+    const SIGNING: &str = "0123456789abcdefSECRETPART";
+
+    fn slack_app(extra: serde_json::Value) -> serde_json::Value {
+        let mut channel = serde_json::json!({"id": "app", "kind": "slack_app", "bot_token": BOT,
+            "signing_secret": SIGNING, "channel": "C0123456789"});
+        for (k, v) in extra.as_object().unwrap() {
+            channel[k] = v.clone();
+        }
+        serde_json::json!({"channels": [channel]})
+    }
+
+    #[test]
+    fn a_slack_app_reads_its_mapping_and_never_shows_its_token_or_secret() {
+        let config = NotifyConfig::parse(
+            &slack_app(serde_json::json!({"user_groups": {"S0123": "ticketbound-approvers"}}))
+                .to_string(),
+        )
+        .unwrap();
+        let ChannelSettings::SlackApp(app) = &config.channels[0].settings else {
+            panic!("a Slack app");
+        };
+        assert_eq!(app.api_url, SLACK_API_URL);
+        assert_eq!(app.user_groups["S0123"], "ticketbound-approvers");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("SECRETPART"), "{shown}");
+    }
+
+    #[test]
+    fn bad_slack_apps_are_refused_without_quoting_their_credentials() {
+        for (extra, expected) in [
+            (
+                serde_json::json!({"bot_token": "xoxp-SECRETPART"}),
+                "`bot_token`",
+            ),
+            (
+                serde_json::json!({"signing_secret": "SECRETPART"}),
+                "`signing_secret`",
+            ),
+            (serde_json::json!({"channel": "#access"}), "`channel`"),
+            (
+                serde_json::json!({"user_groups": {"approvers": "x"}}),
+                "`user_groups`",
+            ),
+            (
+                serde_json::json!({"api_url": "http://slack.example.com/api"}),
+                "`api_url` must use https://",
+            ),
+        ] {
+            let error = NotifyConfig::parse(&slack_app(extra).to_string())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{error}");
+            assert!(!error.contains("SECRETPART"), "{error}");
+        }
+        let mut two = slack_app(serde_json::json!({}));
+        let mut second = two["channels"][0].clone();
+        second["id"] = "other".into();
+        two["channels"].as_array_mut().unwrap().push(second);
+        assert!(
+            NotifyConfig::parse(&two.to_string())
+                .unwrap_err()
+                .0
+                .contains("only one `slack_app`")
+        );
+    }
+
     #[test]
     fn the_sender_address_is_read_from_either_form() {
         assert_eq!(
