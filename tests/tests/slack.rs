@@ -599,6 +599,17 @@ async fn someone_the_policy_cannot_judge_is_sent_to_the_portal_and_nothing_chang
     assert_eq!(audit_kinds(&s.router, &id).await, before);
 }
 
+/// An interaction that must be refused: what it is, its timestamp and signature headers, its body, and the
+/// status and error code expected.
+type Refused<'a> = (
+    &'a str,
+    Option<String>,
+    Option<String>,
+    String,
+    StatusCode,
+    &'a str,
+);
+
 #[tokio::test]
 async fn forged_stale_replayed_malformed_and_oversize_interactions_change_nothing() {
     let s = stack().await;
@@ -621,14 +632,7 @@ async fn forged_stale_replayed_malformed_and_oversize_interactions_change_nothin
         encode(&json!({"type": "shortcut", "user": {"id": "U0BOB"}}).to_string())
     );
 
-    let cases: Vec<(
-        &str,
-        Option<String>,
-        Option<String>,
-        String,
-        StatusCode,
-        &str,
-    )> = vec![
+    let cases: Vec<Refused> = vec![
         (
             "no signature",
             Some(ts.clone()),
@@ -899,4 +903,42 @@ async fn approving_through_the_api_gateway_event_on_the_lambda_path() {
     let stored = s.app.store().get_grant(&id).await.unwrap().unwrap();
     assert_eq!(stored.status.as_str(), "active");
     assert_eq!(stored.decided_by.as_deref(), Some("bob@example.com"));
+}
+
+#[tokio::test]
+async fn a_request_withdrawn_in_the_portal_is_shown_cancelled_in_every_slack_message() {
+    let s = stack().await;
+    let id = requested(&s).await;
+    let posted = posted_about(&s, &id).await;
+
+    let reply = grants::decide(&s.router, ALICE, &id, "revoke", None).await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    all_updated(&s, &posted, "Cancelled: withdrawn by the requester").await;
+}
+
+#[tokio::test]
+async fn extend_from_slack_files_the_same_request_extending_the_grant() {
+    let s = stack().await;
+    let id = requested(&s).await;
+    let reply = grants::decide(&s.router, APPROVER, &id, "approve", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+
+    let reply = signed(&s.router, &button("U0ALICE", "extend", &id, "D0ALICE")).await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let listed = grants::list(&s.router, ALICE, "status=pending").await;
+    let items = listed.json["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{}", listed.text);
+    assert_eq!(items[0]["extends"], id.as_str());
+    assert_eq!(items[0]["resource"], "prod-db");
+    assert_eq!(items[0]["duration"], "PT4H");
+    assert_eq!(items[0]["requester"], "alice@example.com");
+    assert!(
+        ephemeral_to(&s, "U0ALICE")
+            .iter()
+            .any(|t| t.contains("Extension requested")),
+        "{:?}",
+        ephemeral_to(&s, "U0ALICE")
+    );
 }
