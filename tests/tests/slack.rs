@@ -6,6 +6,8 @@
 //! The application is the real one (embedded store, the in-process scheduler started, so notification jobs run
 //! as they do in `ticketbound-local`).
 
+mod support;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
@@ -263,11 +265,13 @@ async fn stack() -> Stack {
             )
             .expect("channels"),
         ),
-        ..test_ports(
+        // Real ticket-system clients: a test binds requests to a Jira Cloud issue on wiremock.
+        ..ticket_ports(
             Arc::new(store.clone()),
             Arc::new(scheduler.clone()),
             clock,
-            StdDuration::from_secs(2),
+            &temp_dir("slack").join("secrets.json"),
+            quick_policy(),
         )
     };
     let app = Ticketbound::build(
@@ -940,5 +944,56 @@ async fn extend_from_slack_files_the_same_request_extending_the_grant() {
             .any(|t| t.contains("Extension requested")),
         "{:?}",
         ephemeral_to(&s, "U0ALICE")
+    );
+}
+
+#[tokio::test]
+async fn an_approval_request_shows_the_bound_ticket_as_it_is_now() {
+    let s = stack().await;
+    let jira = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex("^/rest/api/3/issue/SEC-42$"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(support::cloud_issue(
+                "SEC-42",
+                "In Progress",
+                "indeterminate",
+                Some(support::cloud_user("acc-alice", Some("alice@example.com"))),
+            )),
+        )
+        .mount(&jira)
+        .await;
+    let (status, created) = call(
+        &s.router,
+        "POST",
+        "/v1/connections",
+        ADMIN,
+        Some(&json!({"id": "jira-main", "kind": "jira_cloud", "base_url": jira.uri(), "email": "bot@acme.com", "api_token": "jira-token-1"}).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let reply = grants::request(
+        &s.router,
+        ALICE,
+        &json!({"resource": "prod-db", "reason": "INC-7 debugging", "duration": "PT4H",
+                "ticket": {"connection": "jira-main", "key": "SEC-42"}}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+
+    let posts = s
+        .slack
+        .wait_for("chat.postMessage", |calls| {
+            calls.iter().any(|c| c.args["channel"] == ACCESS_CHANNEL)
+        })
+        .await;
+    let blocks = posts[0].args["blocks"].to_string();
+    assert!(
+        blocks.contains("SEC-42: Summary of SEC-42 (In Progress)"),
+        "{blocks}"
+    );
+    assert!(
+        blocks.contains(&format!("{}/browse/SEC-42", jira.uri())),
+        "{blocks}"
     );
 }

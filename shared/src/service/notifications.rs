@@ -46,6 +46,8 @@ use crate::telemetry;
 
 /// The most grants one `ended` job tells of: its Input (26-character ids) stays far inside EventBridge's 8 KB.
 const MAX_TOLD_TOGETHER: usize = 100;
+/// How long reading the bound ticket for an approval request's message may take.
+const TICKET_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long arming a notification may hold up the request, decision or ending that emits it.
 pub const ARM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// A reminder that fires up to this much before its time still sends (schedules fire to the second, clocks
@@ -339,7 +341,11 @@ impl Ticketbound {
             _ => None,
         };
         let comment = self.decision_comment(event, grant).await;
-        let message = Arc::new(self.compose(event, grant, approvers.as_ref(), comment.as_deref()));
+        let mut message = self.compose(event, grant, approvers.as_ref(), comment.as_deref());
+        if event == NotifyEvent::ApprovalRequested {
+            self.add_ticket_facts(grant, &mut message).await;
+        }
+        let message = Arc::new(message);
         let limit: std::time::Duration = self.settings.retry.lease.unsigned_abs() / 2;
         let mut sends = JoinSet::new();
         for channel in channels {
@@ -372,6 +378,38 @@ impl Ticketbound {
             });
         }
         results
+    }
+
+    /// An approver deciding from a message needs the bound ticket as it is now: its summary, status and link,
+    /// read live (bounded by [`TICKET_READ_TIMEOUT`]). Unreadable now: the message keeps the key alone.
+    async fn add_ticket_facts(&self, grant: &Grant, message: &mut Message) {
+        let Some(ticket) = &grant.ticket else {
+            return;
+        };
+        let read =
+            tokio::time::timeout(TICKET_READ_TIMEOUT, self.connections.read_ticket(ticket)).await;
+        let found = match read {
+            Ok(Ok(Some(found))) => found,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(grant = %grant.id, error = %e, "could not read the bound ticket; the message names its key only");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(grant = %grant.id, "the bound ticket did not answer in time; the message names its key only");
+                return;
+            }
+        };
+        if let Some(fact) = message
+            .facts
+            .iter_mut()
+            .find(|(label, _)| label == "Ticket")
+        {
+            fact.1 = format!("{}: {} ({})", found.key, found.summary, found.status);
+        }
+        message
+            .facts
+            .push(("Ticket link".to_owned(), found.url.clone()));
     }
 
     /// What the person who decided or ended the grant said with it (the `comment` of the audit event that
