@@ -265,6 +265,46 @@ mod tests {
     }
 
     #[test]
+    fn the_decision_line_says_who_decided_and_why_it_ended() {
+        use crate::domain::GrantDuration;
+        use time::macros::datetime;
+        let at = datetime!(2026-01-01 10:00 UTC);
+        let mut pending = Grant::request(
+            "01JD3AAAAAAAAAAAAAAAAAAAAA".into(),
+            "alice@example.com".into(),
+            "prod-db".into(),
+            "INC-7".into(),
+            GrantDuration::parse("PT4H").unwrap(),
+            None,
+            at,
+        );
+        pending.approvals_required = 2;
+        assert_eq!(decision_line(&pending), "Waiting: 0 of 2 approvals");
+        let once = pending
+            .approve("dana@example.com", at + Duration::minutes(1))
+            .unwrap();
+        let twice = once
+            .approve("bob@example.com", at + Duration::minutes(2))
+            .unwrap();
+        assert_eq!(
+            decision_line(&twice),
+            "Approved by bob@example.com (2 of 2) at 2026-01-01T10:02:00Z"
+        );
+        let denied = pending.deny("bob@example.com", at).unwrap();
+        assert_eq!(
+            decision_line(&denied),
+            "Denied by bob@example.com at 2026-01-01T10:00:00Z"
+        );
+        let timed_out = pending
+            .end(EndReason::ApprovalTimedOut, None, at + Duration::days(1))
+            .unwrap();
+        assert_eq!(
+            decision_line(&timed_out),
+            "Cancelled: nobody decided in time at 2026-01-02T10:00:00Z"
+        );
+    }
+
+    #[test]
     fn a_pending_state_serializes_without_its_empty_fields() {
         let json = serde_json::to_value(NotificationState::pending(NotifyEvent::Approved, "slack"))
             .unwrap();
