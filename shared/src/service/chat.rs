@@ -72,8 +72,17 @@ impl Ticketbound {
                 "this signed request was already received",
             ));
         }
-        let span = tracing::info_span!("chat_interaction", grant = %interaction.grant_id, action = ?interaction.action);
-        let _enter = span.enter();
+        self.decide_from_chat(app, roles, interaction).await
+    }
+
+    /// Steps 3 and 4 (the module docs), for a verified interaction seen once.
+    #[tracing::instrument(name = "chat_interaction", skip_all, fields(grant = %interaction.grant_id, action = ?interaction.action))]
+    async fn decide_from_chat(
+        &self,
+        app: std::sync::Arc<dyn ChatApp>,
+        roles: &RoleGroups,
+        interaction: ChatInteraction,
+    ) -> Result<(), ServiceError> {
         let link = self.settings.notifications.link(&interaction.grant_id);
         let person = app.person(&interaction.user).await.map_err(|e| {
             ServiceError::unavailable(
@@ -129,6 +138,9 @@ impl Ticketbound {
                 )
             }),
         };
+        if let Err(e) = &outcome {
+            tracing::info!(caller = %caller.email, code = e.code, "an interaction from Slack was refused; nothing changed");
+        }
         let text = match outcome {
             Ok(text) => text,
             Err(e) => match e.kind {
