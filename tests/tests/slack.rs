@@ -581,12 +581,14 @@ async fn someone_the_policy_cannot_judge_is_sent_to_the_portal_and_nothing_chang
     let before = audit_kinds(&s.router, &id).await;
 
     // Mallory is a Slack member with a confirmed address but no approver; Ghost is in the approvers' Slack
-    // group but Slack never confirmed the address; Alice may not approve her own request.
+    // group but Slack never confirmed the address; Alice may not approve her own request; Slack does not know
+    // U0STRANGER (`user_not_found`).
     for (user, action) in [
         ("U0MALLORY", "approve"),
         ("U0MALLORY", "deny"),
         ("U0GHOST", "approve"),
         ("U0ALICE", "approve"),
+        ("U0STRANGER", "approve"),
     ] {
         let reply = signed(&s.router, &button(user, action, &id, ACCESS_CHANNEL)).await;
         assert_eq!(reply.status, StatusCode::OK, "{user}: {}", reply.text);

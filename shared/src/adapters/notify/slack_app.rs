@@ -457,7 +457,14 @@ impl ChatApp for SlackApp {
     }
 
     async fn person(&self, user: &str) -> Result<Option<ChatPerson>, SendError> {
-        let json = self.read("users.info", &[("user", user)]).await?;
+        let json = match self.read("users.info", &[("user", user)]).await {
+            Ok(json) => json,
+            // A user this workspace does not know (another workspace's, or deleted since) is nobody here.
+            Err(SendError::Permanent(message)) if message.ends_with("`user_not_found`") => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let Some(found) = json.get("user") else {
             return Ok(None);
         };
