@@ -224,6 +224,35 @@ impl FakeSlack {
 
 // ------------------------------------------------------------------------------------------ the harness
 
+/// Every log line of this test binary, at every level.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn captured_logs() -> Logs {
+    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .init();
+        logs
+    })
+    .clone()
+}
+
 struct Stack {
     app: Ticketbound,
     router: axum::Router,
@@ -235,6 +264,7 @@ struct Stack {
 /// The application with a Slack app channel pointed at the fake, built through the composition root, its
 /// scheduler started, and a resource `prod-db` without a provisioner decided by the approver group.
 async fn stack() -> Stack {
+    let _ = captured_logs();
     let server = MockServer::start().await;
     let slack = FakeSlack::default();
     Mock::given(method("POST"))
@@ -834,6 +864,14 @@ async fn a_rate_limited_post_is_retried_after_retry_after_and_a_refusal_is_recor
     assert!(!error.contains(BOT_TOKEN), "{error}");
     let posts = s.slack.calls("chat.postMessage");
     assert_eq!(posts.len(), 2, "one retry, then no more: {posts:#?}");
+    let logs = String::from_utf8_lossy(&captured_logs().0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("notification FAILED") && logs.contains("channel_not_found"),
+        "the failure is logged"
+    );
+    for secret in [BOT_TOKEN, SIGNING_SECRET] {
+        assert!(!logs.contains(secret), "a credential reached the logs");
+    }
 }
 
 #[tokio::test]
