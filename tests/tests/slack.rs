@@ -631,6 +631,20 @@ async fn someone_the_policy_cannot_judge_is_sent_to_the_portal_and_nothing_chang
     }
 
     assert!(s.slack.calls("views.open").is_empty(), "no dialog for them");
+    // A deny dialog's submission is checked again: Mallory's (from a forwarded dialog) denies nothing.
+    let reply = signed(
+        &s.router,
+        &deny_dialog("U0MALLORY", &id, ACCESS_CHANNEL, "mine now"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert!(
+        ephemeral_to(&s, "U0MALLORY")
+            .last()
+            .is_some_and(|t| t.contains("portal")),
+        "{:?}",
+        ephemeral_to(&s, "U0MALLORY")
+    );
     assert_eq!(grant(&s.router, &id).await["status"], "pending");
     assert_eq!(audit_kinds(&s.router, &id).await, before);
 }
