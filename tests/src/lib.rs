@@ -898,6 +898,53 @@ pub mod grants {
 }
 
 /// `docs/openapi.yaml` as the judge of every answer the test client receives.
+/// Slack's side of the Slack app: its interactions as Slack posts them (`tests/tests/slack.rs`).
+pub mod slack {
+    use super::{Body, BodyExt, Reply, Request, Router, ServiceExt, content_type_of, openapi};
+
+    /// `POST /slack/interactions` as Slack sends it: a form body, Slack's signature headers (when given), no
+    /// identity header of ours.
+    pub async fn interact(
+        router: &Router,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &str,
+    ) -> Reply {
+        let path = ticketbound::http::slack::INTERACTIONS_ROUTE;
+        let mut request = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(ts) = timestamp {
+            request = request.header("x-slack-request-timestamp", ts);
+        }
+        if let Some(sig) = signature {
+            request = request.header("x-slack-signature", sig);
+        }
+        let response = router
+            .clone()
+            .oneshot(request.body(Body::from(body.to_owned())).expect("request"))
+            .await
+            .expect("router is infallible");
+        let status = response.status();
+        let content_type = content_type_of(&response);
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        openapi::conform("POST", path, status, content_type.as_deref(), &bytes);
+        Reply {
+            status,
+            etag: None,
+            json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            content_type,
+        }
+    }
+}
+
 pub mod openapi {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, OnceLock};

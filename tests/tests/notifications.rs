@@ -1230,3 +1230,53 @@ async fn a_decision_racing_the_request_messages_bookkeeping_always_decides() {
         }
     }
 }
+
+#[tokio::test]
+async fn decision_messages_carry_what_the_decider_said() {
+    let (hook_server, hook) = endpoint(vec![], ResponseTemplate::new(204)).await;
+    let s = stack(
+        json!({"channels": [
+            {"id": "bot", "kind": "webhook", "url": format!("{}/ticketbound", hook_server.uri()), "secret": HOOK_SECRET},
+        ]}),
+        Arc::new(SystemClock),
+        fast_retry(4),
+    )
+    .await;
+    let said = |event: &str| {
+        hook.seen()
+            .into_iter()
+            .find(|m| m.body["event"] == event)
+            .map(|m| (m.body["text"].clone(), m.body["facts"]["Comment"].clone()))
+    };
+
+    let id = request_grant(&s.router, ALICE, "prod-db", "PT4H").await;
+    wait_for(&hook, 1).await;
+    let reply = grants::decide(&s.router, APPROVER, &id, "approve", Some("go ahead")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    wait_for(&hook, 2).await;
+    let reply = grants::decide(&s.router, APPROVER, &id, "revoke", Some("incident over")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    wait_for(&hook, 3).await;
+
+    let (text, fact) = said("approved").expect("an approved message");
+    assert!(
+        text.as_str().unwrap().ends_with("They said: \"go ahead\"."),
+        "{text}"
+    );
+    assert_eq!(fact, "go ahead");
+    let (text, fact) = said("ended").expect("an ended message");
+    assert!(
+        text.as_str()
+            .unwrap()
+            .contains("bob@example.com revoked it")
+            && text
+                .as_str()
+                .unwrap()
+                .contains("They said: \"incident over\"."),
+        "{text}"
+    );
+    assert_eq!(fact, "incident over");
+    let (text, fact) = said("approval_requested").expect("the request's message");
+    assert!(!text.as_str().unwrap().contains("They said"), "{text}");
+    assert!(fact.is_null());
+}

@@ -32,12 +32,35 @@ impl Drop for Server {
 }
 
 fn start(extra: &[&str]) -> Server {
+    start_with_secrets(extra, None)
+}
+
+/// The server with `secrets` (the JSON of `<data dir>/secrets.json`) in its data directory, when given.
+fn start_with_secrets(extra: &[&str], secrets: Option<&Value>) -> Server {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let dir = std::env::temp_dir().join(format!("tb-hardening-{port}-{}", std::process::id()));
+    if let Some(secrets) = secrets {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join("secrets.json"))
+            .unwrap()
+            .write_all(secrets.to_string().as_bytes())
+            .unwrap();
+    }
     let child = Command::new(env!("CARGO_BIN_EXE_ticketbound-local"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(&dir)
@@ -398,4 +421,43 @@ async fn api_answers_carry_nosniff_and_a_csp_that_runs_nothing() {
     let page = exchange(server.port, &head, b"").await;
     assert_eq!(page.status, 200);
     assert!(page.head.contains("script-src 'self'"), "{}", page.head);
+}
+
+/// Slack posts its interactions from its servers: no `Origin`, the public URL's host. The screening lets them
+/// through to the route, which verifies them itself; a browser's cross-origin post to the same route is still
+/// refused before it.
+#[tokio::test]
+async fn slacks_interactions_pass_the_screening_and_a_browsers_cross_origin_post_does_not() {
+    let secrets = serde_json::json!({"_notifications": {"channels": [{
+        "id": "slack-app", "kind": "slack_app",
+        "bot_token": "xoxb-1-2-3", "signing_secret": "0123456789abcdef0123",
+        "channel": "C0123456789",
+    }]}});
+    let server = start_with_secrets(&["--public-url", "https://tb.example.com"], Some(&secrets));
+    let body = "payload=%7B%7D";
+    let post = |extra: &str| {
+        format!(
+            "POST /slack/interactions HTTP/1.1\r\nhost: tb.example.com:443\r\n\
+             content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\
+             x-slack-request-timestamp: 1700000000\r\nx-slack-signature: v0=00\r\n{extra}",
+            body.len()
+        )
+    };
+
+    let from_slack = exchange(server.port, &post(""), body.as_bytes()).await;
+    assert_eq!(from_slack.status, 401, "{from_slack:?}");
+    assert_eq!(
+        from_slack.code(),
+        "invalid_signature",
+        "reached the route, which judged it"
+    );
+
+    let from_a_page = exchange(
+        server.port,
+        &post("origin: https://evil.example\r\n"),
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(from_a_page.status, 403, "{from_a_page:?}");
+    assert_eq!(from_a_page.code(), "cross_origin_request");
 }

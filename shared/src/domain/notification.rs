@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use super::side_effect::{SideEffectState, Tracked};
+use super::{EndReason, Grant, GrantStatus};
 
 /// Where messages link to and whom they address, from the deployment's notification configuration.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -103,6 +104,14 @@ impl NotifyEvent {
     pub const REMINDERS: [NotifyEvent; 2] = [Self::EndingInADay, Self::EndingInAnHour];
 }
 
+/// Where a chat message was posted, so it can be edited later (Slack: the conversation id and the message's
+/// `ts`). Neither is a secret: they name a message only to someone already in the workspace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessageRef {
+    pub channel: String,
+    pub ts: String,
+}
+
 /// One event's message to one channel, on the grant:
 /// `{"event": "approved", "channel": "slack-access", "state": "done", "attempts": 1, "last_error": null}`.
 ///
@@ -144,6 +153,10 @@ pub struct NotificationState {
     /// The live arming of this event's retry schedule (`ports::Job::arming`); not written while 0.
     #[serde(default, skip_serializing_if = "super::side_effect::is_zero")]
     pub arming: u32,
+    /// The chat messages this delivery posted (a Slack app channel), kept with the grant so that every later
+    /// event about it can update them in place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<ChatMessageRef>,
 }
 
 impl NotificationState {
@@ -160,6 +173,7 @@ impl NotificationState {
             next_attempt_at: None,
             lease_until: None,
             arming: 0,
+            messages: Vec::new(),
         }
     }
 }
@@ -179,6 +193,59 @@ impl Tracked for NotificationState {
     }
 }
 
+/// Where a request stands, as one line on every chat message about it: "Approved by dana@example.com (2 of 2) at 2026-01-01T10:02:00Z", "Cancelled: nobody decided in time".
+pub fn decision_line(grant: &Grant) -> String {
+    let at = |t: Option<OffsetDateTime>| {
+        t.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map(|t| format!(" at {t}"))
+        .unwrap_or_default()
+    };
+    let by = grant.decided_by.as_deref().unwrap_or("an approver");
+    match grant.status {
+        GrantStatus::Pending => format!(
+            "Waiting: {} of {} approvals",
+            grant.approvals.len(),
+            grant.approvals_required.max(1)
+        ),
+        GrantStatus::Active => format!(
+            "Approved by {by} ({} of {}){}",
+            grant.approvals.len().max(1),
+            grant.approvals_required.max(1),
+            at(grant.decided_at)
+        ),
+        GrantStatus::Denied => format!("Denied by {by}{}", at(grant.decided_at)),
+        GrantStatus::Cancelled | GrantStatus::Ended => {
+            let why = match grant.end_reason {
+                Some(EndReason::ApprovalTimedOut) => "nobody decided in time".to_owned(),
+                Some(EndReason::Withdrawn) => "withdrawn by the requester".to_owned(),
+                Some(EndReason::TimeBoundReached) => "its time bound was reached".to_owned(),
+                Some(EndReason::TicketClosed) => "its ticket was closed".to_owned(),
+                Some(EndReason::TicketDeleted) => "its ticket was deleted".to_owned(),
+                Some(EndReason::Superseded) => "an extension took over".to_owned(),
+                Some(EndReason::Revoked) => match grant.ended_by.as_deref() {
+                    Some(by) if by == grant.requester => "the requester was done".to_owned(),
+                    Some(by) => format!("revoked by {by}"),
+                    None => "revoked".to_owned(),
+                },
+                Some(EndReason::Denied) => "denied".to_owned(),
+                Some(EndReason::ConnectionRemoved) => {
+                    "its ticket-system connection was removed".to_owned()
+                }
+                None => "ended".to_owned(),
+            };
+            let word = if grant.status == GrantStatus::Cancelled {
+                "Cancelled"
+            } else {
+                "Ended"
+            };
+            format!("{word}: {why}{}", at(grant.ended_at))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +262,46 @@ mod tests {
             assert!(codes.insert(event.code()), "{event:?}");
         }
         assert_eq!(NotifyEvent::parse("approve"), None);
+    }
+
+    #[test]
+    fn the_decision_line_says_who_decided_and_why_it_ended() {
+        use crate::domain::GrantDuration;
+        use time::macros::datetime;
+        let at = datetime!(2026-01-01 10:00 UTC);
+        let mut pending = Grant::request(
+            "01JD3AAAAAAAAAAAAAAAAAAAAA".into(),
+            "alice@example.com".into(),
+            "prod-db".into(),
+            "INC-7".into(),
+            GrantDuration::parse("PT4H").unwrap(),
+            None,
+            at,
+        );
+        pending.approvals_required = 2;
+        assert_eq!(decision_line(&pending), "Waiting: 0 of 2 approvals");
+        let once = pending
+            .approve("dana@example.com", at + Duration::minutes(1))
+            .unwrap();
+        let twice = once
+            .approve("bob@example.com", at + Duration::minutes(2))
+            .unwrap();
+        assert_eq!(
+            decision_line(&twice),
+            "Approved by bob@example.com (2 of 2) at 2026-01-01T10:02:00Z"
+        );
+        let denied = pending.deny("bob@example.com", at).unwrap();
+        assert_eq!(
+            decision_line(&denied),
+            "Denied by bob@example.com at 2026-01-01T10:00:00Z"
+        );
+        let timed_out = pending
+            .end(EndReason::ApprovalTimedOut, None, at + Duration::days(1))
+            .unwrap();
+        assert_eq!(
+            decision_line(&timed_out),
+            "Cancelled: nobody decided in time at 2026-01-02T10:00:00Z"
+        );
     }
 
     #[test]

@@ -31,8 +31,10 @@ use crate::service::{
     ResourceWriteError, SavedResource, ServiceError,
 };
 
-/// Every `/v1` route, as `(method, path)`: the template and the OpenAPI description are checked against it.
+/// Every route of the API function, as `(method, path)`: the `/v1` routes and Slack's interactions
+/// (`http::slack`, which carries no JWT). The template and the OpenAPI description are checked against it.
 pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", super::slack::INTERACTIONS_ROUTE),
     ("POST", "/v1/grants"),
     ("GET", "/v1/grants"),
     ("GET", "/v1/grants/{id}"),

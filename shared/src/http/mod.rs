@@ -12,6 +12,7 @@ pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod portal;
+pub mod slack;
 pub mod webhooks;
 
 use axum::Router;
@@ -73,10 +74,11 @@ async fn api_declared_length(request: Request, next: Next) -> Response {
     }
 }
 
-/// The portal API's routes, refusing a declared body over its limit.
+/// The portal API's routes and Slack's interactions, refusing a declared body over their limit.
 fn api_routes() -> Router<AppState> {
     api::routes()
         .merge(connections::routes())
+        .merge(slack::routes())
         .route_layer(middleware::from_fn(api_declared_length))
 }
 

@@ -4,6 +4,7 @@
 //! The same [`Ticketbound`] runs behind every Lambda function and the local server; only the adapters differ.
 
 mod audit_tickets;
+mod chat;
 mod closing;
 mod confirm;
 mod connections;

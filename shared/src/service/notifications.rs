@@ -36,7 +36,7 @@ use super::jobs::{next_arming, record_attempt_on_span};
 use super::{JobOutcome, ServiceError, Ticketbound};
 use crate::domain::identity::{looks_like_email, normalize_email};
 pub use crate::domain::notification::NotifySettings;
-use crate::domain::notification::{NotificationState, NotifyEvent};
+use crate::domain::notification::{ChatMessageRef, NotificationState, NotifyEvent};
 use crate::domain::resource::Approvers;
 use crate::domain::side_effect::{Claim, Failure, Tracked};
 use crate::domain::{EndReason, Grant, GrantStatus, SideEffectState};
@@ -46,6 +46,8 @@ use crate::telemetry;
 
 /// The most grants one `ended` job tells of: its Input (26-character ids) stays far inside EventBridge's 8 KB.
 const MAX_TOLD_TOGETHER: usize = 100;
+/// How long reading the bound ticket for an approval request's message may take.
+const TICKET_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long arming a notification may hold up the request, decision or ending that emits it.
 pub const ARM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// A reminder that fires up to this much before its time still sends (schedules fire to the second, clocks
@@ -128,6 +130,8 @@ struct Outcome {
     error: Option<String>,
     reason: Option<String>,
     next_attempt_at: Option<OffsetDateTime>,
+    /// The chat messages the send posted, to be updated by later events.
+    messages: Vec<ChatMessageRef>,
 }
 
 impl Ticketbound {
@@ -336,7 +340,12 @@ impl Ticketbound {
             }
             _ => None,
         };
-        let message = Arc::new(self.compose(event, grant, approvers.as_ref()));
+        let comment = self.decision_comment(event, grant).await;
+        let mut message = self.compose(event, grant, approvers.as_ref(), comment.as_deref());
+        if event == NotifyEvent::ApprovalRequested {
+            self.add_ticket_facts(grant, &mut message).await;
+        }
+        let message = Arc::new(message);
         let limit: std::time::Duration = self.settings.retry.lease.unsigned_abs() / 2;
         let mut sends = JoinSet::new();
         for channel in channels {
@@ -371,6 +380,66 @@ impl Ticketbound {
         results
     }
 
+    /// An approver deciding from a message needs the bound ticket as it is now: its summary, status and link,
+    /// read live (bounded by [`TICKET_READ_TIMEOUT`]). Unreadable now: the message keeps the key alone.
+    async fn add_ticket_facts(&self, grant: &Grant, message: &mut Message) {
+        let Some(ticket) = &grant.ticket else {
+            return;
+        };
+        let read =
+            tokio::time::timeout(TICKET_READ_TIMEOUT, self.connections.read_ticket(ticket)).await;
+        let found = match read {
+            Ok(Ok(Some(found))) => found,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(grant = %grant.id, error = %e, "could not read the bound ticket; the message names its key only");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(grant = %grant.id, "the bound ticket did not answer in time; the message names its key only");
+                return;
+            }
+        };
+        if let Some(fact) = message
+            .facts
+            .iter_mut()
+            .find(|(label, _)| label == "Ticket")
+        {
+            fact.1 = format!("{}: {} ({})", found.key, found.summary, found.status);
+        }
+        message
+            .facts
+            .push(("Ticket link".to_owned(), found.url.clone()));
+    }
+
+    /// What the person who decided or ended the grant said with it (the `comment` of the audit event that
+    /// recorded the decision), for the messages that tell of it. Unreadable now: none (the message still goes).
+    async fn decision_comment(&self, event: NotifyEvent, grant: &Grant) -> Option<String> {
+        use crate::domain::AuditKind as K;
+        let kinds: &[K] = match event {
+            NotifyEvent::Approved => &[K::Approved],
+            NotifyEvent::Denied => &[K::Denied],
+            NotifyEvent::Ended if grant.end_reason == Some(EndReason::Revoked) => {
+                &[K::Ended, K::Cancelled]
+            }
+            _ => return None,
+        };
+        let events = match self.store.list_events(&grant.id, 200, None).await {
+            Ok(page) => page.items,
+            Err(e) => {
+                tracing::warn!(grant = %grant.id, error = %e, "could not read the decision's comment; the message goes without it");
+                return None;
+            }
+        };
+        events
+            .iter()
+            .rev()
+            .find(|e| kinds.contains(&e.kind))
+            .and_then(|e| e.detail.get("comment"))
+            .and_then(|c| c.as_str())
+            .map(str::to_owned)
+    }
+
     /// Writes each channel's outcome on the grant and arms one retry for those that may work later.
     async fn record_sends(
         &self,
@@ -398,12 +467,21 @@ impl Ticketbound {
                         error: None,
                         reason: None,
                         next_attempt_at: None,
+                        messages: Vec::new(),
+                    },
+                    Ok(SendOutcome::Posted(messages)) => Outcome {
+                        state: SideEffectState::Done,
+                        error: None,
+                        reason: None,
+                        next_attempt_at: None,
+                        messages,
                     },
                     Ok(SendOutcome::NoRecipients) => Outcome {
                         state: SideEffectState::Skipped,
                         error: None,
                         reason: Some("no recipient for this event".into()),
                         next_attempt_at: None,
+                        messages: Vec::new(),
                     },
                     Err(error) => {
                         let failure = match error {
@@ -423,6 +501,7 @@ impl Ticketbound {
                                 error: Some(failure.message),
                                 reason: None,
                                 next_attempt_at: Some(at),
+                                messages: Vec::new(),
                             },
                             None => Outcome {
                                 state: SideEffectState::Failed,
@@ -433,6 +512,7 @@ impl Ticketbound {
                                 }),
                                 reason: None,
                                 next_attempt_at: None,
+                                messages: Vec::new(),
                             },
                         }
                     }
@@ -479,6 +559,7 @@ impl Ticketbound {
                     entry.release();
                     if outcome.state == SideEffectState::Done {
                         entry.sent_at = Some(now);
+                        entry.messages.clone_from(&outcome.messages);
                     }
                     if armed && outcome.state == SideEffectState::Pending {
                         entry.arming = entry.arming.max(retry_arming);
@@ -611,7 +692,13 @@ impl Ticketbound {
     }
 
     /// The message of `event` for `grant`: what happened, what to do, the facts, the link, the recipients.
-    fn compose(&self, event: NotifyEvent, grant: &Grant, approvers: Option<&Approvers>) -> Message {
+    fn compose(
+        &self,
+        event: NotifyEvent,
+        grant: &Grant,
+        approvers: Option<&Approvers>,
+        comment: Option<&str>,
+    ) -> Message {
         use NotifyEvent as E;
         let settings = &self.settings.notifications;
         let (who, what) = (grant.requester.as_str(), grant.resource.as_str());
@@ -702,6 +789,11 @@ impl Ticketbound {
                 )
             }
         };
+        // The decider's own words travel with the decision: "Bob approved ... They said: \"go ahead\"."
+        let text = match comment {
+            Some(said) => format!("{text} They said: \"{said}\"."),
+            None => text,
+        };
         let mut facts = vec![
             ("Requester".to_owned(), who.to_owned()),
             ("Resource".to_owned(), what.to_owned()),
@@ -720,7 +812,15 @@ impl Ticketbound {
         if let Some(at) = grant.residual_until {
             facts.push(("Sessions may work until".to_owned(), rfc3339(at)));
         }
+        if let Some(said) = comment {
+            facts.push(("Comment".to_owned(), said.to_owned()));
+        }
         facts.push(("Status".to_owned(), grant.status.as_str().to_owned()));
+        let posted = grant
+            .notifications
+            .iter()
+            .flat_map(|n| n.messages.iter().cloned())
+            .collect();
         let mut shown = grant.clone();
         // The receiver needs the grant, not our delivery bookkeeping.
         shown.notifications.clear();
@@ -733,6 +833,7 @@ impl Ticketbound {
             link: settings.link(&grant.id),
             to,
             grant: shown,
+            posted,
         }
     }
 }

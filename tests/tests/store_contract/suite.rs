@@ -729,6 +729,38 @@ pub async fn the_reconciliation_position_is_kept(store: Arc<dyn GrantStore>) {
     assert_eq!(store.reconcile_state().await.unwrap(), Some(state));
 }
 
+/// Where a Slack app posted a grant's messages (conversation and `ts`) is kept with the grant's delivery record,
+/// so a later event, whichever process runs it, can update them in place.
+pub async fn where_chat_messages_went_is_kept_with_the_grant(store: Arc<dyn GrantStore>) {
+    use ticketbound::domain::notification::{ChatMessageRef, NotificationState, NotifyEvent};
+    let grant = grant_at(0, "alice@example.com", "prod-db", None);
+    insert(&*store, &grant).await;
+    let mut posted = grant.touched();
+    let mut entry = NotificationState::pending(NotifyEvent::ApprovalRequested, "slack-app");
+    entry.messages = vec![
+        ChatMessageRef {
+            channel: "C0ACCESS01".into(),
+            ts: "1700000000.000001".into(),
+        },
+        ChatMessageRef {
+            channel: "D0BOB".into(),
+            ts: "1700000000.000002".into(),
+        },
+    ];
+    posted.notifications.push(entry);
+    store
+        .update_grant(&posted, grant.expected(), None)
+        .await
+        .expect("the delivery record");
+    let read = store.get_grant(&grant.id).await.unwrap().unwrap();
+    assert_eq!(read.notifications, posted.notifications);
+    // A later decision's write carries them on.
+    let approved = approve(&*store, &read).await;
+    let read = store.get_grant(&grant.id).await.unwrap().unwrap();
+    assert_eq!(read.notifications[0].messages.len(), 2);
+    assert_eq!(read, approved);
+}
+
 /// One test per case of the suite, each with a fresh store from `$make`, in module `$store` (the including file
 /// names this module `suite` and imports `Arc` and `GrantStore`).
 macro_rules! contract {
@@ -760,6 +792,7 @@ macro_rules! contract {
             case!(a_delivery_is_remembered_until_it_expires);
             case!(open_bound_tickets_are_listed_once_each_in_key_order_after_a_position);
             case!(the_reconciliation_position_is_kept);
+            case!(where_chat_messages_went_is_kept_with_the_grant);
         }
     };
 }

@@ -9,16 +9,19 @@
 //!     {"id": "teams-access", "kind": "teams", "url": "https://prod-00.westeurope.logic.azure.com/workflows/...",
 //!      "events": ["approval_requested", "deprovisioning_failed"]},
 //!     {"id": "bot", "kind": "webhook", "url": "https://bot.example.com/ticketbound", "secret": "at-least-16-chars"},
-//!     {"id": "email", "kind": "email", "sender": "Ticketbound <ticketbound@example.com>"}
+//!     {"id": "email", "kind": "email", "sender": "Ticketbound <ticketbound@example.com>"},
+//!     {"id": "slack-app", "kind": "slack_app", "bot_token": "xoxb-...", "signing_secret": "...",
+//!      "channel": "C0123456789", "user_groups": {"S0123456789": "approvers"}}
 //!   ],
 //!   "approver_emails": ["access-approvers@example.com"],
 //!   "admin_emails": ["secops@example.com"]
 //! }
 //! ```
 //!
-//! Errors name the channel and the field, never a value: Slack and Teams URLs are credentials.
+//! Errors name the channel and the field, never a value: Slack and Teams URLs, bot tokens and signing secrets
+//! are credentials. At most one `slack_app` channel: `POST /slack/interactions` verifies with its secret.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
@@ -84,6 +87,18 @@ enum RawChannel {
         #[serde(default)]
         events: Option<Vec<String>>,
     },
+    SlackApp {
+        id: String,
+        bot_token: Secret,
+        signing_secret: Secret,
+        channel: String,
+        #[serde(default)]
+        api_url: Option<String>,
+        #[serde(default)]
+        user_groups: BTreeMap<String, String>,
+        #[serde(default)]
+        events: Option<Vec<String>>,
+    },
 }
 
 /// What one channel is and where it sends.
@@ -98,7 +113,30 @@ pub enum ChannelSettings {
     Webhook { url: Secret, secret: Secret },
     /// E-mail through Amazon SES from `sender`, a verified identity.
     Email { sender: String },
+    /// A Slack app: posts through the Web API with its bot token, and takes decisions back through
+    /// `POST /slack/interactions`, verified with its signing secret.
+    SlackApp(SlackAppSettings),
 }
+
+/// A Slack app channel's settings.
+#[derive(Clone, Debug)]
+pub struct SlackAppSettings {
+    /// The bot user OAuth token (`xoxb-...`).
+    pub bot_token: Secret,
+    /// The app's signing secret, which signs every interaction Slack sends.
+    pub signing_secret: Secret,
+    /// The conversation id (`C...`) approval requests are posted to.
+    pub channel: String,
+    /// The Web API's base URL, `https://slack.com/api` unless set (tests point it at a local fake; the
+    /// outbound URL policy still applies, so only a loopback host may be plain http).
+    pub api_url: String,
+    /// The admin-kept mapping from Slack user group ids (`S...`) to Ticketbound groups: a member of the Slack
+    /// group decides from Slack as a member of the Ticketbound group.
+    pub user_groups: BTreeMap<String, String>,
+}
+
+/// Slack's Web API.
+pub const SLACK_API_URL: &str = "https://slack.com/api";
 
 /// One configured channel.
 #[derive(Clone, Debug)]
@@ -147,6 +185,7 @@ impl NotifyConfig {
             ))
         })?;
         let mut ids = BTreeSet::new();
+        let mut slack_apps = 0;
         let mut channels = Vec::with_capacity(raw.channels.len());
         for channel in raw.channels {
             let (id, events, settings) = match channel {
@@ -171,6 +210,58 @@ impl NotifyConfig {
                         )));
                     }
                     (id, events, ChannelSettings::Webhook { url, secret })
+                }
+                RawChannel::SlackApp {
+                    id,
+                    bot_token,
+                    signing_secret,
+                    channel,
+                    api_url,
+                    user_groups,
+                    events,
+                } => {
+                    if !bot_token.expose().starts_with("xoxb-") {
+                        return Err(err(format!(
+                            "channel `{id}`: `bot_token` must be the app's bot user OAuth token (`xoxb-...`)"
+                        )));
+                    }
+                    if signing_secret.expose().trim().len() < MIN_SECRET {
+                        return Err(err(format!(
+                            "channel `{id}`: `signing_secret` must be the app's signing secret (Basic Information, App Credentials)"
+                        )));
+                    }
+                    if !slack_id(&channel) {
+                        return Err(err(format!(
+                            "channel `{id}`: `channel` must be a Slack conversation id such as `C0123456789`"
+                        )));
+                    }
+                    if let Some((group, _)) = user_groups
+                        .iter()
+                        .find(|(group, to)| !slack_id(group) || to.trim().is_empty())
+                    {
+                        return Err(err(format!(
+                            "channel `{id}`: `user_groups` maps Slack user group ids (`S0123456789`) to Ticketbound group names; `{group}` is not one"
+                        )));
+                    }
+                    let api_url = api_url.unwrap_or_else(|| SLACK_API_URL.to_owned());
+                    let api_url = checked_url(&id, "api_url", Secret::new(api_url))?
+                        .expose()
+                        .trim_end_matches('/')
+                        .to_owned();
+                    if slack_apps > 0 {
+                        return Err(err(format!(
+                            "channel `{id}`: only one `slack_app` channel may be configured (interactions are verified with its signing secret)"
+                        )));
+                    }
+                    slack_apps += 1;
+                    let settings = SlackAppSettings {
+                        bot_token,
+                        signing_secret,
+                        channel,
+                        api_url,
+                        user_groups,
+                    };
+                    (id, events, ChannelSettings::SlackApp(settings))
                 }
                 RawChannel::Email { id, sender, events } => {
                     if Email::parse(sender_address(&sender)).is_err() {
@@ -254,6 +345,14 @@ impl NotifyConfig {
             admin_emails: self.admin_emails.clone(),
         })
     }
+}
+
+/// Whether `id` reads like a Slack id (`C0123456789`, `S0123456789`): uppercase letters and digits.
+fn slack_id(id: &str) -> bool {
+    (2..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// The address in a sender written `Name <address>` or `address`.
@@ -413,6 +512,73 @@ mod tests {
         );
         let empty = NotifyConfig::parse("{}").unwrap();
         assert_eq!(empty.settings(None).unwrap(), NotifySettings::default());
+    }
+
+    const BOT: &str = "xoxb-1-2-SECRETPART";
+    const SIGNING: &str = "0123456789abcdefSECRETPART";
+
+    fn slack_app(extra: serde_json::Value) -> serde_json::Value {
+        let mut channel = serde_json::json!({"id": "app", "kind": "slack_app", "bot_token": BOT,
+            "signing_secret": SIGNING, "channel": "C0123456789"});
+        for (k, v) in extra.as_object().unwrap() {
+            channel[k] = v.clone();
+        }
+        serde_json::json!({"channels": [channel]})
+    }
+
+    #[test]
+    fn a_slack_app_reads_its_mapping_and_never_shows_its_token_or_secret() {
+        let config = NotifyConfig::parse(
+            &slack_app(serde_json::json!({"user_groups": {"S0123": "ticketbound-approvers"}}))
+                .to_string(),
+        )
+        .unwrap();
+        let ChannelSettings::SlackApp(app) = &config.channels[0].settings else {
+            panic!("a Slack app");
+        };
+        assert_eq!(app.api_url, SLACK_API_URL);
+        assert_eq!(app.user_groups["S0123"], "ticketbound-approvers");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("SECRETPART"), "{shown}");
+    }
+
+    #[test]
+    fn bad_slack_apps_are_refused_without_quoting_their_credentials() {
+        for (extra, expected) in [
+            (
+                serde_json::json!({"bot_token": "xoxp-SECRETPART"}),
+                "`bot_token`",
+            ),
+            (
+                serde_json::json!({"signing_secret": "SECRETPART"}),
+                "`signing_secret`",
+            ),
+            (serde_json::json!({"channel": "#access"}), "`channel`"),
+            (
+                serde_json::json!({"user_groups": {"approvers": "x"}}),
+                "`user_groups`",
+            ),
+            (
+                serde_json::json!({"api_url": "http://slack.example.com/api"}),
+                "`api_url` must use https://",
+            ),
+        ] {
+            let error = NotifyConfig::parse(&slack_app(extra).to_string())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{error}");
+            assert!(!error.contains("SECRETPART"), "{error}");
+        }
+        let mut two = slack_app(serde_json::json!({}));
+        let mut second = two["channels"][0].clone();
+        second["id"] = "other".into();
+        two["channels"].as_array_mut().unwrap().push(second);
+        assert!(
+            NotifyConfig::parse(&two.to_string())
+                .unwrap_err()
+                .0
+                .contains("only one `slack_app`")
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Notification channels (DESIGN §12), the adapters of the [`Notifier`] port: Slack incoming webhooks
 //! (`slack.rs`), Microsoft Teams workflow webhooks (`teams.rs`), a signed JSON event webhook for anything else
-//! (`event_webhook.rs`) and e-mail through Amazon SES (`ses.rs`, with the feature `aws`), chosen per channel by
-//! one exhaustive `match`.
+//! (`event_webhook.rs`), e-mail through Amazon SES (`ses.rs`, with the feature `aws`) and a two-way Slack app
+//! (`slack_app.rs`: posts through the Web API, edits its messages as a grant moves on, and takes decisions back
+//! as the port's [`ChatApp`]), chosen per channel by one exhaustive `match`.
 //!
 //! Each send is one call, bounded by a timeout, with no retries here: the service retries durably and records
 //! the outcome on the grant. What a channel answers decides whether retrying can help: 2xx is sent; 429 (with
@@ -14,6 +15,7 @@ mod event_webhook;
 #[cfg(feature = "aws")]
 mod ses;
 mod slack;
+mod slack_app;
 mod teams;
 
 use std::collections::BTreeSet;
@@ -26,6 +28,7 @@ use reqwest::header::RETRY_AFTER;
 
 pub use config::{
     ChannelConfig, ChannelSettings, LOCAL_SECRET_KEY, NotifyConfig, NotifyConfigError,
+    SLACK_API_URL, SlackAppSettings,
 };
 
 use crate::domain::notification::NotifyEvent;
@@ -33,7 +36,7 @@ use crate::domain::notification::NotifySettings;
 use crate::domain::secret::Secret;
 use crate::domain::side_effect::{FailureClass, classify_http_status};
 use crate::ports::Clock;
-use crate::ports::notify::{Message, Notifier, SendError, SendOutcome};
+use crate::ports::notify::{ChatApp, Message, Notifier, SendError, SendOutcome};
 
 /// How long one send may take: well inside the service's lease (60 s), so attempts never overlap.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,6 +82,7 @@ enum ChannelKind {
     Slack(slack::Slack),
     Teams(teams::Teams),
     Webhook(event_webhook::EventWebhook),
+    SlackApp(Arc<slack_app::SlackApp>),
     #[cfg(feature = "aws")]
     Email(ses::SesEmail),
 }
@@ -126,6 +130,13 @@ impl NotifyChannels {
                         clock: options.clock.clone(),
                         what: format!("channel `{}` (event webhook)", channel.id),
                     })
+                }
+                ChannelSettings::SlackApp(settings) => {
+                    ChannelKind::SlackApp(Arc::new(slack_app::SlackApp {
+                        http: http.clone().expect("built for HTTP channels"),
+                        settings: settings.clone(),
+                        what: format!("channel `{}` (Slack app)", channel.id),
+                    }))
                 }
                 ChannelSettings::Email { sender } => email_channel(&channel.id, sender, options)?,
             };
@@ -195,9 +206,17 @@ impl Notifier for NotifyChannels {
             ChannelKind::Slack(c) => c.send(message).await,
             ChannelKind::Teams(c) => c.send(message).await,
             ChannelKind::Webhook(c) => c.send(message).await,
+            ChannelKind::SlackApp(c) => c.send(message).await,
             #[cfg(feature = "aws")]
             ChannelKind::Email(c) => c.send(message).await,
         }
+    }
+
+    fn chat_app(&self) -> Option<Arc<dyn ChatApp>> {
+        self.channels.iter().find_map(|c| match &c.kind {
+            ChannelKind::SlackApp(app) => Some(app.clone() as Arc<dyn ChatApp>),
+            _ => None,
+        })
     }
 }
 
