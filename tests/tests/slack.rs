@@ -23,7 +23,8 @@ use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
 
 use ticketbound::adapters::local_scheduler::LocalScheduler;
 use ticketbound::adapters::notify::{ChannelOptions, NotifyChannels, NotifyConfig};
-use ticketbound::ports::SystemClock;
+use ticketbound::domain::notification::NotifyEvent;
+use ticketbound::ports::{Job, SystemClock};
 use ticketbound::service::{Ports, Settings, Ticketbound};
 use ticketbound_tests::slack::interact;
 use ticketbound_tests::*;
@@ -264,6 +265,12 @@ struct Stack {
 /// The application with a Slack app channel pointed at the fake, built through the composition root, its
 /// scheduler started, and a resource `prod-db` without a provisioner decided by the approver group.
 async fn stack() -> Stack {
+    stack_with(true).await
+}
+
+/// The stack, with its scheduler running jobs as they fall due (`run_jobs`) or idle, as a scheduler that
+/// fires later than the test looks (AWS's one-time schedules fire seconds to a minute after their time).
+async fn stack_with(run_jobs: bool) -> Stack {
     let _ = captured_logs();
     let server = MockServer::start().await;
     let slack = FakeSlack::default();
@@ -312,10 +319,12 @@ async fn stack() -> Stack {
             ..Settings::default()
         },
     );
-    scheduler
-        .start(Arc::new(app.clone()))
-        .await
-        .expect("scheduler");
+    if run_jobs {
+        scheduler
+            .start(Arc::new(app.clone()))
+            .await
+            .expect("scheduler");
+    }
     let router = local_router(app.clone());
     let reply = resources::put(
         &router,
@@ -961,6 +970,40 @@ async fn approving_through_the_api_gateway_event_on_the_lambda_path() {
     let stored = s.app.store().get_grant(&id).await.unwrap().unwrap();
     assert_eq!(stored.status.as_str(), "active");
     assert_eq!(stored.decided_by.as_deref(), Some("bob@example.com"));
+}
+
+/// A decision from Slack does not wait for the scheduler to fire its notification: by the time Slack has its
+/// answer, every message about the request says who decided.
+#[tokio::test]
+async fn a_decision_from_slack_updates_every_message_before_slack_is_answered() {
+    let s = stack_with(false).await;
+    let id = request_grant(&s.router, ALICE, "prod-db", "PT4H").await;
+    // Nothing fires on its own here: the request's notification runs as its schedule would.
+    s.app
+        .run_job(&Job::notify(NotifyEvent::ApprovalRequested, &id, 0))
+        .await
+        .expect("the approval request is posted");
+    let posted = posted_about(&s, &id).await;
+    assert!(
+        posted.len() >= 2,
+        "the channel and the approver: {posted:?}"
+    );
+
+    let reply = signed(&s.router, &button("U0BOB", "approve", &id, ACCESS_CHANNEL)).await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let updates = s.slack.calls("chat.update");
+    for (channel, ts) in &posted {
+        assert!(
+            updates.iter().any(|c| c.args["channel"] == channel.as_str()
+                && c.args["ts"] == ts.as_str()
+                && c.args["blocks"]
+                    .to_string()
+                    .contains("Approved by bob@example.com (1 of 1)")
+                && !c.args["blocks"].to_string().contains("\"approve\"")),
+            "{channel}/{ts} not updated when Slack was answered: {updates:#?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -13,19 +13,26 @@
 //!    is told privately with the portal's link; a decision that lost a race is told who won.
 //!
 //! The messages themselves are brought up to date by the notification of the decision (`notifications.rs`),
-//! which every decision emits whatever its origin.
+//! which every decision emits whatever its origin. A decision taken here also runs that notification's job at
+//! once (bounded), so the messages show it within a second even where the scheduler fires later (AWS).
 
 use time::Duration;
 
 use super::{ErrorKind, ServiceError, Ticketbound};
 use crate::domain::identity::RoleGroups;
-use crate::domain::{Caller, Grant};
+use crate::domain::notification::NotifyEvent;
+use crate::domain::{Caller, Grant, GrantStatus};
+use crate::ports::Job;
 use crate::ports::notify::{ChatAction, ChatApp, ChatInteraction, ChatRefusal};
 use crate::service::{Decision, GrantRequest};
 
 /// How long a signed interaction is remembered against a replay: longer than the window its timestamp is
 /// accepted in.
 const REPLAY_WINDOW: Duration = Duration::minutes(11);
+
+/// How long a decision taken from chat waits for its messages to be updated before answering: well inside
+/// Slack's three seconds, with the reads before the decision.
+const TELL_NOW_WITHIN: std::time::Duration = std::time::Duration::from_millis(1500);
 
 impl Ticketbound {
     /// `POST /slack/interactions`: see the module docs. `Ok` means Slack is answered 200 (the person was told
@@ -101,11 +108,19 @@ impl Ticketbound {
         };
         let caller = Caller::new(&person.email, person.groups, roles);
         let id = interaction.grant_id.as_str();
+        // What the decision told everyone, when it made one: that notification's job is also run right here
+        // (below), so the messages about it change while the person still looks at the one they pressed.
+        let mut told: Option<(NotifyEvent, String)> = None;
         let outcome = match &interaction.action {
             ChatAction::Approve => self
                 .approve_grant(&caller, id, &Decision::default())
                 .await
-                .map(|g| approved_text(&g)),
+                .map(|g| {
+                    if g.status == GrantStatus::Active {
+                        told = Some((NotifyEvent::Approved, g.id.clone()));
+                    }
+                    approved_text(&g)
+                }),
             ChatAction::AskDenyComment { .. } => {
                 // Only someone who may deny sees the dialog; the denial itself is checked again on submit.
                 match self.may_decide_grant(&caller, id).await {
@@ -126,12 +141,19 @@ impl Ticketbound {
                     },
                 )
                 .await
-                .map(|_| "You denied the request.".to_owned()),
+                .map(|g| {
+                    told = Some((NotifyEvent::Denied, g.id.clone()));
+                    "You denied the request.".to_owned()
+                }),
             ChatAction::Done => self
                 .revoke_grant(&caller, id, &Decision::default())
                 .await
-                .map(|_| "Your access is ending now; thank you.".to_owned()),
+                .map(|g| {
+                    told = Some((NotifyEvent::Ended, g.id.clone()));
+                    "Your access is ending now; thank you.".to_owned()
+                }),
             ChatAction::Extend => self.extend_from_chat(&caller, id).await.map(|g| {
+                told = Some((NotifyEvent::ApprovalRequested, g.id.clone()));
                 format!(
                     "Extension requested ({}): approvers decide it as any request.",
                     g.id
@@ -155,8 +177,29 @@ impl Ticketbound {
                 _ => return Err(e),
             },
         };
+        if let Some((event, grant_id)) = told {
+            self.tell_now(event, &grant_id).await;
+        }
         tell(app.as_ref(), &interaction, &text).await;
         Ok(())
+    }
+
+    /// Runs the notification job a decision armed, in the caller's path and bounded by [`TELL_NOW_WITHIN`],
+    /// so every message about the grant shows the decision within a second instead of when the scheduler
+    /// fires (on AWS a one-time schedule fires seconds to a minute later). The armed job stays the durable
+    /// path: it finds the deliveries this run recorded and skips them, and a run cut short by the bound is, for
+    /// the engine, a process that died mid-attempt (the lease runs out and the armed job sends).
+    async fn tell_now(&self, event: NotifyEvent, grant_id: &str) {
+        let job = Job::notify(event, grant_id, 0);
+        match tokio::time::timeout(TELL_NOW_WITHIN, self.run_job(&job)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the decision's messages were not updated now; the armed job will")
+            }
+            Err(_) => tracing::warn!(
+                "the decision's messages took longer than {TELL_NOW_WITHIN:?}; the armed job will finish them"
+            ),
+        }
     }
 
     /// Whether `caller` may decide the grant now, by the same checks as a decision (nothing is written).
@@ -212,7 +255,7 @@ impl Ticketbound {
 }
 
 fn approved_text(grant: &Grant) -> String {
-    if grant.status == crate::domain::GrantStatus::Active {
+    if grant.status == GrantStatus::Active {
         "You approved the request; access is being granted.".to_owned()
     } else {
         format!(
