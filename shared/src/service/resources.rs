@@ -812,9 +812,9 @@ impl SecretLoadingProvisioners {
             .secrets
             .get_provisioner(&resource.id)
             .await
-            .map_err(|e| ProvisionError(format!("reading the provisioner secret: {e}")))?
+            .map_err(|e| ProvisionError::retryable(format!("reading the provisioner secret: {e}")))?
             .ok_or_else(|| {
-                ProvisionError(format!(
+                ProvisionError::retryable(format!(
                     "the secret store holds no provisioner secret for resource `{}`; save the resource again with its `secret`",
                     resource.id
                 ))
