@@ -435,6 +435,19 @@ pub trait Provisioners: Send + Sync {
         let _ = (resource, grant);
         Ok(())
     }
+
+    /// Tells `resource`'s end system who should hold access at `at` (`principals`: the requesters of its active
+    /// grants), so it can take away what a lost removal left; done at once for provisioners that do not take
+    /// the call (only a webhook whose resource sets `reconcile: true` does). Never grants or ends a grant.
+    async fn reconcile(
+        &self,
+        resource: &Resource,
+        principals: &[String],
+        at: OffsetDateTime,
+    ) -> Result<(), ProvisionError> {
+        let _ = (resource, principals, at);
+        Ok(())
+    }
 }
 
 /// Why a ticket binding was refused (DESIGN §1 rule 3).

@@ -19,7 +19,9 @@
 //! 2xx body `{"access_removed", "sessions", "residual_until"}` that is recorded on the grant; and `202 Accepted`
 //! with a status URL (`Location` or `{"status_url"}`, on the provisioner's own origin) that the engine checks
 //! with a signed `GET` (the signature over `"<t>."`, an empty body) at its retry backoff until it says done or
-//! failed. An empty 2xx (v1) is done, as before.
+//! failed. An empty 2xx (v1) is done, as before. A resource that sets `reconcile: true` also gets, on each
+//! reconciliation run, `{"action": "reconcile", "resource", "principals", "at", "idempotency_key"}` signed the
+//! same way: who should hold access now, so the endpoint can take away what a lost `revoke` left.
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -185,6 +187,28 @@ pub fn call_body(resource: &Resource, action: ProvisionAction, grant: &Grant) ->
         }
     }
     body
+}
+
+/// The idempotency key of one reconcile call: `<resource id>-reconcile-<unix seconds of at>`, the same if the
+/// same run's call is repeated.
+pub fn reconcile_key(resource_id: &str, at: time::OffsetDateTime) -> String {
+    format!("{resource_id}-reconcile-{}", at.unix_timestamp())
+}
+
+/// The JSON body of a `reconcile` call: `{"action": "reconcile", "resource": {...}, "principals": [...], "at":
+/// "...", "idempotency_key": "..."}`. `principals` are who should hold access at `at`, and nobody else.
+pub fn reconcile_body(
+    resource: &Resource,
+    principals: &[String],
+    at: time::OffsetDateTime,
+) -> serde_json::Value {
+    serde_json::json!({
+        "action": "reconcile",
+        "resource": {"id": resource.id, "name": resource.name},
+        "principals": principals,
+        "at": at.format(&time::format_description::well_known::Rfc3339).ok(),
+        "idempotency_key": reconcile_key(&resource.id, at),
+    })
 }
 
 /// Reads the contract v2 fields of a 2xx answer's body; an empty or non-JSON body (v1) reports nothing.
@@ -367,7 +391,7 @@ impl Provisioners for HttpProvisioners {
                 }
                 Err(no_identity_center(resource))
             }
-            Provisioner::Webhook { url, secret } => {
+            Provisioner::Webhook { url, secret, .. } => {
                 // The service loads the secret from the secret store before the call
                 // (`service::SecretLoadingProvisioners`); a resource as stored does not hold it.
                 let secret = secret.as_ref().ok_or_else(|| {
@@ -401,7 +425,7 @@ impl Provisioners for HttpProvisioners {
             }
             return Err(no_identity_center(resource));
         }
-        let Provisioner::Webhook { url, secret } = &resource.provisioner else {
+        let Provisioner::Webhook { url, secret, .. } = &resource.provisioner else {
             return Err(ProvisionError::retryable(
                 "the resource's provisioner is no longer a webhook; its status cannot be checked",
             ));
@@ -429,6 +453,34 @@ impl Provisioners for HttpProvisioners {
 
     fn offers(&self, kind: &str) -> bool {
         kind != "aws_identity_center" || self.has_identity_center()
+    }
+
+    async fn reconcile(
+        &self,
+        resource: &Resource,
+        principals: &[String],
+        at: time::OffsetDateTime,
+    ) -> Result<(), ProvisionError> {
+        let Provisioner::Webhook {
+            url,
+            secret,
+            reconcile: true,
+        } = &resource.provisioner
+        else {
+            return Ok(());
+        };
+        let secret = secret.as_ref().ok_or_else(|| {
+            ProvisionError::retryable(format!(
+                "no signing secret was loaded for resource `{}`",
+                resource.id
+            ))
+        })?;
+        let key = reconcile_key(&resource.id, at);
+        let body = serde_json::to_vec(&reconcile_body(resource, principals, at))
+            .map_err(|e| ProvisionError::retryable(e.to_string()))?;
+        // Any 2xx is taken: the endpoint converges in its own time, and the next run sends the list again.
+        self.signed(url, secret.expose(), &key, Some(body)).await?;
+        Ok(())
     }
 
     async fn end_session_cut(

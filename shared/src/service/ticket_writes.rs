@@ -141,6 +141,16 @@ impl Provisioners for TicketProvisioners {
     ) -> Result<(), ProvisionError> {
         self.inner.end_session_cut(resource, grant).await
     }
+
+    async fn reconcile(
+        &self,
+        resource: &Resource,
+        principals: &[String],
+        at: time::OffsetDateTime,
+    ) -> Result<(), ProvisionError> {
+        // A person keeps a ticket provisioner's end system: there is nothing to converge automatically.
+        self.inner.reconcile(resource, principals, at).await
+    }
 }
 
 /// The summary and description of a ticket asking a person to grant or remove access. Only what the grant and
