@@ -25,7 +25,8 @@ Knobs (environment):
 `GET /__fault_proxy/stats[?table=NAME]` answers counts as JSON: calls and faults by kind, the error_after
 faults that hid a successful answer, by operation, and `operations`: per operation (`DeleteAccountAssignment`,
 `PutItem`, ... ; a REST call by its first path segment, `schedules`) the calls, the calls that reached the
-upstream (`reached`: answered as they were, or faulted after they were done) and the faults by kind. With
+upstream (`reached`: answered as they were, or faulted after they were done), the items they name (a
+DynamoDB transaction or batch counts each item; any other call 1), the request bytes and the faults by kind. With
 `table`, only calls whose body names that string are counted: a DynamoDB table (each test has its own) or any
 other name a test owns (an Identity Center permission set's ARN).
 
@@ -80,8 +81,10 @@ class Faults:
                     continue
                 counts["calls"] += 1
                 kind = outcome.split(":")[0]
-                per = counts["operations"].setdefault(operation, {"calls": 0, "reached": 0, "faults": {}})
+                per = counts["operations"].setdefault(operation, {"calls": 0, "reached": 0, "items": 0, "bytes": 0, "faults": {}})
                 per["calls"] += 1
+                per["bytes"] += len(body)
+                per["items"] += items_of(operation, body)
                 if kind in ("none", "error_after"):
                     per["reached"] += 1
                 if kind in counts["faults"]:
@@ -92,6 +95,20 @@ class Faults:
                     hid[operation] = hid.get(operation, 0) + 1
         counts["seed"] = self.seed
         return counts
+
+
+def items_of(operation: str, body: bytes) -> int:
+    """How many items a call writes or reads (what DynamoDB bills a transaction or batch by); 1 otherwise."""
+    if operation not in ("TransactWriteItems", "TransactGetItems", "BatchWriteItem", "BatchGetItem"):
+        return 1
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return 1
+    if operation.startswith("Transact"):
+        return len(request.get("TransactItems", []))
+    tables = request.get("RequestItems", {})
+    return sum(len(v.get("Keys", [])) if isinstance(v, dict) else len(v) for v in tables.values())
 
 
 # REST operations by (method, first path segment, whether a name follows), as the services' APIs name them.
