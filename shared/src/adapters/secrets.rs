@@ -33,6 +33,7 @@ use std::time::Instant;
 use super::aws_errors;
 use crate::domain::connection::ConnectionSecrets;
 use crate::domain::secret::Secret;
+#[cfg(feature = "aws")]
 use crate::domain::side_effect::FailureClass;
 use crate::ports::{SecretStore, SecretStoreError};
 
