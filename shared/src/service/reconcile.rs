@@ -17,6 +17,7 @@
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
 
 use super::connections::ReconcileSession;
 use super::{ServiceError, Ticketbound};
@@ -28,6 +29,10 @@ use crate::telemetry;
 
 /// Resources and grants read per page when the provisioners are reconciled.
 const PAGE: usize = 100;
+/// Provisioners' `reconcile` calls made at once.
+const PROVISIONERS_AT_ONCE: usize = 16;
+/// The longest a provisioner call takes (its timeout), added to the run's time budget for the last group.
+const PROVISIONER_CALL: Duration = Duration::from_secs(10);
 
 /// The audit detail's `found_by` for closings reconciliation found.
 pub const FOUND_BY_RECONCILIATION: &str = "reconciliation";
@@ -142,7 +147,7 @@ impl Ticketbound {
         state.saved_at = Some(now);
         self.store.save_reconcile_state(&state).await?;
         // After the closings this run found, so the lists leave out the grants they ended.
-        self.reconcile_provisioners(&mut report).await?;
+        self.reconcile_provisioners(&mut report, started).await?;
         tracing::info!(
             tickets = report.tickets_checked,
             closings_found = report.closings_found,
@@ -247,6 +252,7 @@ impl Ticketbound {
     async fn reconcile_provisioners(
         &self,
         report: &mut ReconcileReport,
+        started: Instant,
     ) -> Result<(), ServiceError> {
         let mut resources = Vec::new();
         let mut cursor = None;
@@ -271,14 +277,43 @@ impl Ticketbound {
         }
         let holders = self.active_principals().await?;
         let at = self.clock.now();
-        for resource in &resources {
-            let principals: Vec<String> = holders
-                .get(resource.id.as_str())
-                .map(|p| p.iter().cloned().collect())
-                .unwrap_or_default();
-            report.provisioners_reconciled += 1;
-            if let Err(e) = self.provisioners.reconcile(resource, &principals, at).await {
-                tracing::warn!(resource = %resource.id, principals = principals.len(), error = %e, "the provisioner's reconcile call failed; the next run sends it again");
+        // At most PROVISIONERS_AT_ONCE calls in flight, each bounded by the provisioner timeout (10 s); no new
+        // group once the run is past its time budget plus one call, so the run ends inside the function's
+        // timeout. Resources are taken in id order; those left wait for a run with time to spare.
+        for group in resources.chunks(PROVISIONERS_AT_ONCE) {
+            if started.elapsed() >= self.settings.reconcile.time_budget + PROVISIONER_CALL {
+                let left = resources.len() - report.provisioners_reconciled;
+                tracing::warn!(
+                    left,
+                    "reconciliation ran out of time before calling every provisioner; the next run calls them"
+                );
+                report.stopped_by.get_or_insert("time_budget");
+                break;
+            }
+            let mut calls = JoinSet::new();
+            for resource in group {
+                let principals: Vec<String> = holders
+                    .get(resource.id.as_str())
+                    .map(|p| p.iter().cloned().collect())
+                    .unwrap_or_default();
+                let provisioners = self.provisioners.clone();
+                let resource = resource.clone();
+                calls.spawn(async move {
+                    let result = provisioners.reconcile(&resource, &principals, at).await;
+                    (resource.id, principals.len(), result)
+                });
+            }
+            while let Some(joined) = calls.join_next().await {
+                report.provisioners_reconciled += 1;
+                match joined {
+                    Ok((_, _, Ok(()))) => continue,
+                    Ok((resource, principals, Err(e))) => {
+                        tracing::warn!(%resource, principals, error = %e, "the provisioner's reconcile call failed; the next run sends it again");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "a provisioner's reconcile call panicked");
+                    }
+                }
                 telemetry::metric("ProvisionerReconcileFailures", 1.0);
                 report.provisioner_errors += 1;
             }
