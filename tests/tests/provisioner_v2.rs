@@ -694,3 +694,50 @@ async fn a_failing_reconcile_call_is_reported_and_changes_no_grant() {
     let (kinds, _) = event_kinds_and_last(&router, &id).await;
     assert!(!kinds.iter().any(|k| k.contains("reconcil")), "{kinds:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconcile_setting_is_patched_like_any_other_and_a_bad_value_changes_nothing() {
+    let endpoint = provisioner_ok().await;
+    let (app, router) = running(3).await;
+    define_resource(&router, "prod-db", &endpoint.uri(), false).await;
+
+    let bad = resources::patch(
+        &router,
+        "prod-db",
+        &json!({"provisioner": {"reconcile": "yes"}}),
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.json);
+    assert_eq!(bad.json["error"]["code"], "invalid_patch");
+    let (_, unchanged) = call(&router, "GET", "/v1/resources/prod-db", ADMIN, None).await;
+    assert!(
+        unchanged["provisioner"].get("reconcile").is_none(),
+        "{unchanged}"
+    );
+    assert_eq!(app.reconcile().await.unwrap().provisioners_reconciled, 0);
+
+    let on = resources::patch(
+        &router,
+        "prod-db",
+        &json!({"provisioner": {"reconcile": true}}),
+        None,
+    )
+    .await;
+    assert_eq!(on.status, StatusCode::OK, "{}", on.json);
+    assert_eq!(on.json["provisioner"]["reconcile"], true);
+    assert_eq!(
+        on.json["provisioner"]["secret"], "********",
+        "the secret is kept, masked"
+    );
+    let report = app.reconcile().await.unwrap();
+    assert_eq!(
+        (report.provisioners_reconciled, report.provisioner_errors),
+        (1, 0)
+    );
+    assert_eq!(
+        reconcile_calls(&endpoint).await.len(),
+        1,
+        "signed with the kept secret"
+    );
+}
