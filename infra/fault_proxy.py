@@ -1,4 +1,5 @@
-"""A fault-injecting proxy between the AWS adapters and moto (issue 9: "a pipeline tested under faults").
+"""A fault-injecting proxy between the AWS adapters and moto: the pipeline tested under faults, and (at
+FAULT_RATE=0) a counter of every AWS call a test makes.
 
 It forwards every call to moto unchanged, except a configurable share, which it answers the way a busy or
 failing AWS answers, in each service's own wire format:
