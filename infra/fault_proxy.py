@@ -1,4 +1,5 @@
-"""A fault-injecting proxy between the AWS adapters and moto (issue 9: "a pipeline tested under faults").
+"""A fault-injecting proxy between the AWS adapters and moto: the pipeline tested under faults, and (at
+FAULT_RATE=0) a counter of every AWS call a test makes.
 
 It forwards every call to moto unchanged, except a configurable share, which it answers the way a busy or
 failing AWS answers, in each service's own wire format:
@@ -22,9 +23,13 @@ Knobs (environment):
                        callers reproduces the same sequence of faults, not necessarily on the same calls.
   FAULT_STALL_SECONDS  how long a stall lasts (default 3)
 
-`GET /__fault_proxy/stats[?table=NAME]` answers counts as JSON: calls and faults by kind, and the
-error_after faults that hid a successful answer, by operation. With `table`, only calls whose body names
-that DynamoDB table (each test has its own) are counted.
+`GET /__fault_proxy/stats[?table=NAME]` answers counts as JSON: calls and faults by kind, the error_after
+faults that hid a successful answer, by operation, and `operations`: per operation (`DeleteAccountAssignment`,
+`PutItem`, ... ; a REST call by its first path segment, `schedules`) the calls, the calls that reached the
+upstream (`reached`: answered as they were, or faulted after they were done), the items they name (a
+DynamoDB transaction or batch counts each item; any other call 1), the request bytes and the faults by kind. With
+`table`, only calls whose body names that string are counted: a DynamoDB table (each test has its own) or any
+other name a test owns (an Identity Center permission set's ARN).
 
 moto stays one request at a time (infra/moto_server.py): this proxy serves callers concurrently, so a stall
 does not hold up other calls, and forwards each call to moto as it comes.
@@ -70,15 +75,22 @@ class Faults:
 
     def stats(self, table):
         needle = json.dumps(table).encode() if table else None
-        counts = {"calls": 0, "faults": {kind: 0 for kind in KINDS}, "error_after_hid_success": {}}
+        counts = {"calls": 0, "faults": {kind: 0 for kind in KINDS}, "error_after_hid_success": {}, "operations": {}}
         with self.lock:
             for body, operation, outcome in self.log:
                 if needle is not None and needle not in body:
                     continue
                 counts["calls"] += 1
                 kind = outcome.split(":")[0]
+                per = counts["operations"].setdefault(operation, {"calls": 0, "reached": 0, "items": 0, "bytes": 0, "faults": {}})
+                per["calls"] += 1
+                per["bytes"] += len(body)
+                per["items"] += items_of(operation, body)
+                if kind in ("none", "error_after"):
+                    per["reached"] += 1
                 if kind in counts["faults"]:
                     counts["faults"][kind] += 1
+                    per["faults"][kind] = per["faults"].get(kind, 0) + 1
                 if outcome == "error_after:success":
                     hid = counts["error_after_hid_success"]
                     hid[operation] = hid.get(operation, 0) + 1
@@ -86,8 +98,37 @@ class Faults:
         return counts
 
 
-def service_of(headers, path: str):
-    """(service, operation) of a call: JSON protocols name both in X-Amz-Target; Scheduler is REST."""
+def items_of(operation: str, body: bytes) -> int:
+    """How many items a call writes or reads (what DynamoDB bills a transaction or batch by); 1 otherwise."""
+    if operation not in ("TransactWriteItems", "TransactGetItems", "BatchWriteItem", "BatchGetItem"):
+        return 1
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return 1
+    if operation.startswith("Transact"):
+        return len(request.get("TransactItems", []))
+    tables = request.get("RequestItems", {})
+    return sum(len(v.get("Keys", [])) if isinstance(v, dict) else len(v) for v in tables.values())
+
+
+# REST operations by (method, first path segment, whether a name follows), as the services' APIs name them.
+REST_OPERATIONS = {
+    ("POST", "schedules", True): "CreateSchedule",
+    ("PUT", "schedules", True): "UpdateSchedule",
+    ("DELETE", "schedules", True): "DeleteSchedule",
+    ("GET", "schedules", True): "GetSchedule",
+    ("GET", "schedules", False): "ListSchedules",
+    ("POST", "schedule-groups", True): "CreateScheduleGroup",
+    ("POST", "outbound-emails", False): "SendEmail",
+}
+
+
+def service_of(headers, path: str, method: str = "POST"):
+    """(service, operation) of a call: the JSON protocols (DynamoDB, Secrets Manager, IAM Identity Center's
+    `sso` and `identitystore`) name the operation in X-Amz-Target; Scheduler and SES v2 are REST, named here
+    from the method and path (`REST_OPERATIONS`, else the first path segment). The service is the signature's
+    credential scope."""
     target = headers.get("X-Amz-Target", "")
     if target.startswith("DynamoDB_"):
         return "dynamodb", target.split(".", 1)[-1]
@@ -95,7 +136,14 @@ def service_of(headers, path: str):
         return "secretsmanager", target.split(".", 1)[-1]
     scope = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/", headers.get("Authorization", ""))
     service = scope.group(1) if scope else "unknown"
-    return service, path.split("?")[0].strip("/").split("/")[0] or "root"
+    if "." in target:
+        return service, target.split(".", 1)[-1]
+    segments = path.split("?")[0].strip("/").split("/")
+    if segments[:2] == ["v2", "email"]:
+        segments = segments[2:]  # SES v2: /v2/email/outbound-emails
+    first = segments[0] if segments else ""
+    named = REST_OPERATIONS.get((method, first, len(segments) > 1))
+    return service, named or first or "root"
 
 
 def throttling(service: str, operation: str, body: bytes, variant: float):
@@ -190,7 +238,7 @@ def make_handler(faults: Faults, upstream):
                 query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
                 stats = faults.stats(query.get("table", [None])[0])
                 return self.answer(200, {"Content-Type": "application/json"}, json.dumps(stats).encode())
-            service, operation = service_of(self.headers, self.path)
+            service, operation = service_of(self.headers, self.path, self.command)
             kind, variant = faults.draw()
             if kind:
                 print(f"fault {kind} {service} {operation}", flush=True)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README): starts a moto server (the real AWS wire protocol for DynamoDB, EventBridge
 # Scheduler and Secrets Manager) and the fault-injecting proxy in front of it (infra/fault_proxy.py, for
-# tests/tests/faults.rs), runs every test in the workspace against them, and stops them.
+# tests/tests/faults.rs and the Identity Center fault test), runs every test in the workspace against them, and
+# stops them. tests/tests/grant_cost.rs starts a counting proxy of its own (0% faults) in front of the same moto.
 # Extra arguments go to `cargo test` (e.g. `bash infra/test.sh -p ticketbound`). The whole run (no arguments)
 # first checks docs/openapi.yaml against the built local server with the API fuzzer (infra/fuzz_api.sh, about two
 # minutes; SKIP_FUZZ=1 skips it).

@@ -338,11 +338,24 @@ impl ProvisionAction {
     }
 }
 
-/// Why an end system did not confirm a provisioning call: a failed attempt that the engine retries (a non-2xx
-/// answer, a timeout, a connection that failed). The message never holds a secret.
+/// Why an end system did not confirm a provisioning call: a failed attempt, in the engine's one classification
+/// (`domain/side_effect.rs`): a non-2xx answer by its status (with its `Retry-After`), an AWS error by its code
+/// (`adapters/aws_errors.rs`), a timeout or a failed connection `retryable`. The message never holds a secret.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct ProvisionError(pub String);
+#[error("{}", .0.message)]
+pub struct ProvisionError(pub crate::domain::side_effect::Failure);
+
+impl ProvisionError {
+    /// A failed attempt that later can cure (the call met a timeout, a failed connection, a missing secret).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self(crate::domain::side_effect::Failure::retryable(message))
+    }
+
+    /// A failed attempt that repeating would only repeat.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self(crate::domain::side_effect::Failure::permanent(message))
+    }
+}
 
 /// What a provisioner said when it did not fail the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,8 +410,8 @@ pub trait Provisioners: Send + Sync {
         status_url: &str,
     ) -> Result<ProvisionOutcome, ProvisionError> {
         let _ = (resource, action, grant, status_url);
-        Err(ProvisionError(
-            "this provisioner has no status to check".into(),
+        Err(ProvisionError::retryable(
+            "this provisioner has no status to check",
         ))
     }
 
@@ -420,6 +433,19 @@ pub trait Provisioners: Send + Sync {
         grant: &Grant,
     ) -> Result<(), ProvisionError> {
         let _ = (resource, grant);
+        Ok(())
+    }
+
+    /// Tells `resource`'s end system who should hold access at `at` (`principals`: the requesters of its active
+    /// grants), so it can take away what a lost removal left; done at once for provisioners that do not take
+    /// the call (only a webhook whose resource sets `reconcile: true` does). Never grants or ends a grant.
+    async fn reconcile(
+        &self,
+        resource: &Resource,
+        principals: &[String],
+        at: OffsetDateTime,
+    ) -> Result<(), ProvisionError> {
+        let _ = (resource, principals, at);
         Ok(())
     }
 }

@@ -110,7 +110,7 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
     // The built-in IAM Identity Center provisioner: its clients are built from the configuration without a
     // call, so a cold start costs nothing until a resource uses it.
     let provisioners = HttpProvisioners::new(clock.clone(), DEFAULT_TIMEOUT)
-        .map_err(|e| WiringError(e.0))?
+        .map_err(|e| WiringError(e.to_string()))?
         .with_identity_center(IdentityCenter::new(&sdk, clock.clone()));
     // Notifications: the channels in NOTIFICATIONS_SECRET, read and checked once at start.
     let (notifier, notifications) = crate::adapters::notify::aws_notifications(
@@ -222,8 +222,8 @@ pub fn local_app(
     let store = EmbeddedStore::open(&db).map_err(|e| WiringError(e.to_string()))?;
     let scheduler = LocalScheduler::new(store.clone());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let provisioners =
-        HttpProvisioners::new(clock.clone(), DEFAULT_TIMEOUT).map_err(|e| WiringError(e.0))?;
+    let provisioners = HttpProvisioners::new(clock.clone(), DEFAULT_TIMEOUT)
+        .map_err(|e| WiringError(e.to_string()))?;
     let secrets = LocalSecretStore::open(&data_dir.join("secrets.json"))
         .map_err(|e| WiringError(e.to_string()))?;
     // Notifications: the channels under `_notifications` in the same secret file, checked at start.

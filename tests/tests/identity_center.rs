@@ -669,8 +669,8 @@ async fn an_assignment_in_progress_is_checked_through_the_engine_and_a_failed_on
 }
 
 /// The adapter's AWS calls through `infra/fault_proxy.py` (20% throttled, failed before or after reaching moto,
-/// or stalled past the attempt timeout): every grant still ends with its assignment, and every removal with
-/// none left. A create faulted after it reached moto is made again by the SDK's retry, and moto (unlike AWS)
+/// or stalled past the attempt timeout): every grant still ends with its assignment, every removal with none
+/// left, and no removal is made more often than the faults explain (counted through the proxy's log). A create faulted after it reached moto is made again by the SDK's retry, and moto (unlike AWS)
 /// then holds the assignment twice: the check after a deletion deletes the second copy too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_share_of_identity_center_calls_faulted_every_grant_is_set_up_and_every_removal_made()
@@ -733,16 +733,56 @@ async fn with_a_share_of_identity_center_calls_faulted_every_grant_is_set_up_and
         after["calls"].as_u64() > before["calls"].as_u64(),
         "the calls went through the proxy: {after}"
     );
+
+    // No removal is repeated beyond the calls in flight at a fault. Every DeleteAccountAssignment that reached
+    // moto is one of: the one removal per grant; a delete whose answer the proxy replaced with a 500 after moto
+    // had done it (the SDK or the engine cannot know it was done, and sends it again); or the removal of a
+    // second copy moto made of an assignment whose create was answered 500 after it was done (AWS keeps one).
+    let ours = proxy_stats_naming(&proxy, &aws.permission_set_arn);
+    let op = |name: &str| ours["operations"][name].clone();
+    let count = |v: &Value| v.as_u64().unwrap_or(0);
+    let deletes_reached = count(&op("DeleteAccountAssignment")["reached"]);
+    let deletes_answer_lost = count(&op("DeleteAccountAssignment")["faults"]["error_after"]);
+    let creates_answer_lost = count(&op("CreateAccountAssignment")["faults"]["error_after"]);
+    eprintln!("this test's Identity Center calls through the proxy: {ours}");
+    assert!(
+        deletes_reached >= grants.len() as u64,
+        "every removal reached moto: {ours}"
+    );
+    assert!(
+        deletes_reached <= grants.len() as u64 + deletes_answer_lost + creates_answer_lost,
+        "{deletes_reached} deletions reached moto for {} grants, with {deletes_answer_lost} deletions and \
+         {creates_answer_lost} creations whose answer was lost: a removal was repeated without a fault: {ours}",
+        grants.len()
+    );
 }
 
 /// What the fault proxy has done so far (calls and faults by kind).
 fn proxy_stats(proxy: &str) -> Value {
+    proxy_stats_at(proxy, "/__fault_proxy/stats")
+}
+
+/// What the fault proxy did to the calls whose body names `name` (a permission set's ARN), by operation.
+fn proxy_stats_naming(proxy: &str, name: &str) -> Value {
+    let encoded: String = name
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    proxy_stats_at(proxy, &format!("/__fault_proxy/stats?table={encoded}"))
+}
+
+fn proxy_stats_at(proxy: &str, path: &str) -> Value {
     use std::io::{Read, Write};
     let address = proxy.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).expect("the proxy answers");
     write!(
         stream,
-        "GET /__fault_proxy/stats HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut answer = String::new();

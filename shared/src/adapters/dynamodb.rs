@@ -42,10 +42,11 @@ mod connections;
 #[cfg(test)]
 mod cursor_props;
 
-use super::aws_errors::{self, Fault};
+use super::aws_errors;
 use super::{decode_cursor, encode_cursor};
 use crate::domain::grant::Expected;
 use crate::domain::reconcile::ReconcileState;
+use crate::domain::side_effect::FailureClass;
 use crate::domain::{AuditEvent, Grant, GrantStatus, Resource, TicketRef};
 use crate::ports::{
     GrantFilter, GrantStore, Page, ResourceExpected, StoreError, VersionedResource,
@@ -101,8 +102,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match aws_errors::classify(&e) {
-        Fault::Retryable => StoreError::Unavailable(aws_errors::describe(&e)),
-        Fault::Permanent => StoreError::Rejected(aws_errors::describe(&e)),
+        FailureClass::Retryable | FailureClass::Conflict => {
+            StoreError::Unavailable(aws_errors::describe(&e))
+        }
+        FailureClass::Permanent => StoreError::Rejected(aws_errors::describe(&e)),
     }
 }
 

@@ -28,8 +28,10 @@
 //!   names one user). Without `cut_sessions`, the grant records `residual_until` = the end plus the session
 //!   duration.
 //!
-//! Errors are classified by [`crate::adapters::aws_errors`]: a retryable fault is a failed attempt the engine
-//! retries, a permanent one (access denied, validation, a missing instance) a `failed` call with AWS's code.
+//! Errors are classified by [`crate::adapters::aws_errors`], the engine's one classifier: a retryable fault
+//! (throttling, a server error) or a conflict (another operation on the same permission set) is a failed attempt
+//! the engine retries, a permanent one (access denied, validation, a missing instance) a `failed` call with AWS's
+//! code.
 
 use std::sync::Arc;
 
@@ -41,10 +43,10 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::aws_errors::{Fault, classify, describe};
+use super::aws_errors::{classify, describe};
 use crate::domain::duration::IsoDuration;
 use crate::domain::resource::IdentityCenterTarget;
-use crate::domain::side_effect::SessionsOutcome;
+use crate::domain::side_effect::{Failure, SessionsOutcome};
 use crate::domain::{Grant, Provisioner, Resource};
 use crate::ports::{Clock, ProvisionAction, ProvisionError, ProvisionOutcome, ProvisionReceipt};
 
@@ -60,19 +62,12 @@ const CUT_SID_PREFIX: &str = "TicketboundCut";
 /// A permission set's session duration when it names none (AWS's default).
 const DEFAULT_SESSION_SECONDS: i64 = 3_600;
 
-/// How an attempt stopped short of an outcome.
-enum Stop {
-    /// Try again later (throttled, a server error, a timeout): a failed attempt.
-    Retry(String),
-    /// The same call would fail again: the side effect is `failed` with this reason.
-    Fail(String),
-}
-
-type Step<T> = Result<T, Stop>;
+/// An attempt that stopped short of an outcome fails with the engine's [`Failure`]: retried unless permanent.
+type Step<T> = Result<T, Failure>;
 
 /// The failed call `what` (of either client: they share the smithy runtime's error), classified by the one
 /// classifier.
-fn stop<E>(what: &str, e: &aws_sdk_ssoadmin::error::SdkError<E, HttpResponse>) -> Stop
+fn stop<E>(what: &str, e: &aws_sdk_ssoadmin::error::SdkError<E, HttpResponse>) -> Failure
 where
     E: ProvideErrorMetadata + std::fmt::Display + std::error::Error + 'static,
 {
@@ -80,9 +75,10 @@ where
         aws_sdk_ssoadmin::error::SdkError::ServiceError(service) => describe(service.err()),
         other => other.to_string(),
     };
-    match classify(e) {
-        Fault::Retryable => Stop::Retry(format!("{what}: {text}")),
-        Fault::Permanent => Stop::Fail(format!("{what}: {text}")),
+    Failure {
+        class: classify(e),
+        message: format!("{what}: {text}"),
+        retry_after: None,
     }
 }
 
@@ -108,15 +104,15 @@ impl<'a> Config<'a> {
             ..
         } = provisioner
         else {
-            return Err(Stop::Fail(format!(
+            return Err(Failure::permanent(format!(
                 "resource `{}` no longer has an IAM Identity Center provisioner",
                 resource.id
             )));
         };
         let target = provisioner
             .identity_center_target()
-            .map_err(Stop::Fail)?
-            .ok_or_else(|| Stop::Fail("not an IAM Identity Center provisioner".into()))?;
+            .map_err(Failure::permanent)?
+            .ok_or_else(|| Failure::permanent("not an IAM Identity Center provisioner"))?;
         Ok(Self {
             instance_arn,
             identity_store_id,
@@ -182,9 +178,7 @@ impl IdentityCenter {
         resource: &Resource,
         grant: &Grant,
     ) -> Result<(), ProvisionError> {
-        self.lift(resource, grant)
-            .await
-            .map_err(|stop| ProvisionError(message(stop)))
+        self.lift(resource, grant).await.map_err(ProvisionError)
     }
 
     /// Pushes the permission set's inline policy to every account it is provisioned in: a policy change reaches
@@ -221,7 +215,7 @@ impl IdentityCenter {
         if current.trim().is_empty() {
             return Ok(());
         }
-        match without_cut(current, &grant.id, self.clock.now()).map_err(Stop::Fail)? {
+        match without_cut(current, &grant.id, self.clock.now()).map_err(Failure::permanent)? {
             Some(policy) if policy == current => {}
             Some(policy) => {
                 self.sso
@@ -296,7 +290,8 @@ impl IdentityCenter {
                         {
                             Ok(ProvisionOutcome::done())
                         } else {
-                            Err(Stop::Retry(message(stop("CreateAccountAssignment", &e))))
+                            // A conflict: the engine tries again.
+                            Err(stop("CreateAccountAssignment", &e))
                         }
                     }
                     Err(e) => Err(stop("CreateAccountAssignment", &e)),
@@ -410,15 +405,15 @@ impl IdentityCenter {
             permission_set_arn, ..
         } = &config.target
         else {
-            return Err(Stop::Fail(
-                "a group membership has no request status to check".into(),
+            return Err(Failure::permanent(
+                "a group membership has no request status to check",
             ));
         };
         let Some(request_id) = status_url
             .strip_prefix(STATUS_TOKEN_PREFIX)
             .filter(|id| !id.is_empty())
         else {
-            return Err(Stop::Fail(format!(
+            return Err(Failure::permanent(format!(
                 "`{status_url}` is not an IAM Identity Center request"
             )));
         };
@@ -481,7 +476,7 @@ impl IdentityCenter {
             .attribute_path("emails.value")
             .attribute_value(aws_smithy_types::Document::String(email.clone()))
             .build()
-            .map_err(|e| Stop::Fail(format!("finding the user: {e}")))?;
+            .map_err(|e| Failure::permanent(format!("finding the user: {e}")))?;
         let found = self
             .store
             .get_user_id()
@@ -491,10 +486,12 @@ impl IdentityCenter {
             .await;
         match found {
             Ok(out) => Ok(out.user_id().to_owned()),
-            Err(e) if e.code() == Some("ResourceNotFoundException") => Err(Stop::Fail(format!(
-                "no IAM Identity Center user has the e-mail {email} in identity store {}; add the user to the resource's `people` mapping",
-                config.identity_store_id
-            ))),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {
+                Err(Failure::permanent(format!(
+                    "no IAM Identity Center user has the e-mail {email} in identity store {}; add the user to the resource's `people` mapping",
+                    config.identity_store_id
+                )))
+            }
             Err(e) => Err(stop("GetUserId", &e)),
         }
     }
@@ -545,9 +542,8 @@ impl IdentityCenter {
             .assigned(config, account_id, permission_set_arn, user)
             .await?
         {
-            return Err(Stop::Retry(
-                "the user still holds the assignment after its deletion succeeded; deleting again"
-                    .into(),
+            return Err(Failure::retryable(
+                "the user still holds the assignment after its deletion succeeded; deleting again",
             ));
         }
         Ok(())
@@ -706,19 +702,9 @@ impl IdentityCenter {
     }
 }
 
-fn message(stop: Stop) -> String {
-    match stop {
-        Stop::Retry(m) | Stop::Fail(m) => m,
-    }
-}
-
 /// An attempt's result as the engine reads it.
 fn finish(step: Step<ProvisionOutcome>) -> Result<ProvisionOutcome, ProvisionError> {
-    match step {
-        Ok(outcome) => Ok(outcome),
-        Err(Stop::Retry(reason)) => Err(ProvisionError(reason)),
-        Err(Stop::Fail(reason)) => Ok(ProvisionOutcome::Failed(reason)),
-    }
+    step.map_err(ProvisionError)
 }
 
 /// What an account assignment request's status means: `SUCCEEDED` is `done`, `FAILED` failed with AWS's
@@ -729,8 +715,8 @@ fn status_outcome(
     done: ProvisionOutcome,
 ) -> Step<ProvisionOutcome> {
     let Some(status) = status else {
-        return Err(Stop::Retry(
-            "IAM Identity Center answered without a request status".into(),
+        return Err(Failure::retryable(
+            "IAM Identity Center answered without a request status",
         ));
     };
     match status.status() {
@@ -751,8 +737,8 @@ fn status_outcome(
             Some(id) if !id.is_empty() => Ok(ProvisionOutcome::Accepted {
                 status_url: format!("{STATUS_TOKEN_PREFIX}{id}"),
             }),
-            _ => Err(Stop::Retry(
-                "IAM Identity Center answered in progress without a request id".into(),
+            _ => Err(Failure::retryable(
+                "IAM Identity Center answered in progress without a request id",
             )),
         },
     }

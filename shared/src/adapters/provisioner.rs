@@ -9,15 +9,19 @@
 //! action on one grant, so the receiver can make a repeated call harmless: a call in flight when a process
 //! dies is made again (at-least-once across crashes). It is in the body so the signature covers it; the
 //! headers repeat it for receivers that de-duplicate before parsing (`X-Ticketbound-Delivery` was the name
-//! before the key existed, kept for them). 2xx means done; anything else, a timeout or a connection error is a
-//! failed attempt that the service retries durably. Redirects are not followed.
+//! before the key existed, kept for them). 2xx means done. Any other answer is classified by the engine's one HTTP
+//! table (`domain/side_effect.rs`): 408, 429 (after its `Retry-After`) and 5xx are retried durably, 409 is a
+//! conflict, retried the same way, and any other status (a 4xx, a redirect: they are not followed) fails the side
+//! effect for good. A timeout or a connection error is a failed attempt retried durably.
 //!
 //! Contract v2 (the operator guide's provisioner section) adds, backward compatibly: `valid_until` on a grant
 //! call; `reason`, `ended_at` and `sessions: {"terminate": true, "issued_before": <ended_at>}` on a revoke; a
 //! 2xx body `{"access_removed", "sessions", "residual_until"}` that is recorded on the grant; and `202 Accepted`
 //! with a status URL (`Location` or `{"status_url"}`, on the provisioner's own origin) that the engine checks
 //! with a signed `GET` (the signature over `"<t>."`, an empty body) at its retry backoff until it says done or
-//! failed. An empty 2xx (v1) is done, as before.
+//! failed. An empty 2xx (v1) is done, as before. A resource that sets `reconcile: true` also gets, on each
+//! reconciliation run, `{"action": "reconcile", "resource", "principals", "at", "idempotency_key"}` signed the
+//! same way: who should hold access now, so the endpoint can take away what a lost `revoke` left.
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -25,6 +29,7 @@ use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::domain::side_effect::Failure;
 use crate::domain::{Grant, Provisioner, Resource};
 use crate::ports::{
     Clock, ProvisionAction, ProvisionError, ProvisionOutcome, ProvisionReceipt, Provisioners,
@@ -99,7 +104,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl HttpProvisioners {
     pub fn new(clock: Arc<dyn Clock>, timeout: Duration) -> Result<Self, ProvisionError> {
-        let client = super::tls::outbound_client(Some(timeout)).map_err(ProvisionError)?;
+        let client =
+            super::tls::outbound_client(Some(timeout)).map_err(ProvisionError::retryable)?;
         Ok(Self {
             client,
             clock,
@@ -135,7 +141,7 @@ impl HttpProvisioners {
 
 /// Why an `aws_identity_center` resource's access cannot be set up here.
 fn no_identity_center(resource: &Resource) -> ProvisionError {
-    ProvisionError(format!(
+    ProvisionError::retryable(format!(
         "resource `{}` uses the IAM Identity Center provisioner, which this deployment does not have",
         resource.id
     ))
@@ -181,6 +187,28 @@ pub fn call_body(resource: &Resource, action: ProvisionAction, grant: &Grant) ->
         }
     }
     body
+}
+
+/// The idempotency key of one reconcile call: `<resource id>-reconcile-<unix seconds of at>`, the same if the
+/// same run's call is repeated.
+pub fn reconcile_key(resource_id: &str, at: time::OffsetDateTime) -> String {
+    format!("{resource_id}-reconcile-{}", at.unix_timestamp())
+}
+
+/// The JSON body of a `reconcile` call: `{"action": "reconcile", "resource": {...}, "principals": [...], "at":
+/// "...", "idempotency_key": "..."}`. `principals` are who should hold access at `at`, and nobody else.
+pub fn reconcile_body(
+    resource: &Resource,
+    principals: &[String],
+    at: time::OffsetDateTime,
+) -> serde_json::Value {
+    serde_json::json!({
+        "action": "reconcile",
+        "resource": {"id": resource.id, "name": resource.name},
+        "principals": principals,
+        "at": at.format(&time::format_description::well_known::Rfc3339).ok(),
+        "idempotency_key": reconcile_key(&resource.id, at),
+    })
 }
 
 /// Reads the contract v2 fields of a 2xx answer's body; an empty or non-JSON body (v1) reports nothing.
@@ -241,7 +269,7 @@ impl HttpProvisioners {
             .send()
             .await
             .map_err(|e| {
-                ProvisionError(if e.is_timeout() {
+                ProvisionError::retryable(if e.is_timeout() {
                     format!("{shown} did not answer within {:?}", self.timeout)
                 } else if e.is_connect() {
                     format!("could not connect to {shown}")
@@ -250,6 +278,11 @@ impl HttpProvisioners {
                 })
             })?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)
@@ -261,8 +294,14 @@ impl HttpProvisioners {
         } else {
             serde_json::Value::Null
         };
-        if !(200..300).contains(&status) {
-            return Err(ProvisionError(format!("{shown} answered HTTP {status}")));
+        // The engine's one HTTP table: 429, 408 and 5xx are tried again (after `Retry-After` when given), 409 is a
+        // conflict (tried again), any other answer (4xx, a redirect) is refused for good.
+        if let Some(failure) = Failure::from_http(
+            status,
+            retry_after.as_deref(),
+            format!("{shown} answered HTTP {status}"),
+        ) {
+            return Err(ProvisionError(failure));
         }
         Ok((status, location, json))
     }
@@ -288,13 +327,16 @@ impl HttpProvisioners {
         let still_working = status == 202 || matches!(state, Some("pending" | "in_progress"));
         if still_working && (named.is_some() || current_status_url.is_some()) {
             let origin = url::Url::parse(provisioner_url)
-                .map_err(|_| ProvisionError("the provisioner URL is not valid".into()))?;
+                .map_err(|_| ProvisionError::retryable("the provisioner URL is not valid"))?;
             let status_url = match named {
                 Some(named) => origin.join(&named).map_err(|_| {
-                    ProvisionError(format!("{shown} named a status URL that is not valid"))
+                    ProvisionError::retryable(format!(
+                        "{shown} named a status URL that is not valid"
+                    ))
                 })?,
-                None => url::Url::parse(current_status_url.unwrap_or_default())
-                    .map_err(|_| ProvisionError("the recorded status URL is not valid".into()))?,
+                None => url::Url::parse(current_status_url.unwrap_or_default()).map_err(|_| {
+                    ProvisionError::retryable("the recorded status URL is not valid")
+                })?,
             };
             if !same_origin(&origin, &status_url) {
                 return Ok(ProvisionOutcome::Failed(format!(
@@ -321,7 +363,7 @@ impl HttpProvisioners {
         }
         let receipt = receipt(&body);
         if action == ProvisionAction::Revoke && receipt.access_removed == Some(false) {
-            return Err(ProvisionError(format!(
+            return Err(ProvisionError::retryable(format!(
                 "{shown} answered that access was not removed (access_removed: false)"
             )));
         }
@@ -339,7 +381,7 @@ impl Provisioners for HttpProvisioners {
     ) -> Result<ProvisionOutcome, ProvisionError> {
         match &resource.provisioner {
             Provisioner::None => Ok(ProvisionOutcome::done()),
-            Provisioner::Ticket { connection, .. } => Err(ProvisionError(format!(
+            Provisioner::Ticket { connection, .. } => Err(ProvisionError::retryable(format!(
                 "the ticket provisioner (connection `{connection}`) is not available in this deployment"
             ))),
             Provisioner::AwsIdentityCenter { .. } => {
@@ -349,18 +391,18 @@ impl Provisioners for HttpProvisioners {
                 }
                 Err(no_identity_center(resource))
             }
-            Provisioner::Webhook { url, secret } => {
+            Provisioner::Webhook { url, secret, .. } => {
                 // The service loads the secret from the secret store before the call
                 // (`service::SecretLoadingProvisioners`); a resource as stored does not hold it.
                 let secret = secret.as_ref().ok_or_else(|| {
-                    ProvisionError(format!(
+                    ProvisionError::retryable(format!(
                         "no signing secret was loaded for resource `{}`",
                         resource.id
                     ))
                 })?;
                 let key = idempotency_key(&grant.id, action);
                 let body = serde_json::to_vec(&call_body(resource, action, grant))
-                    .map_err(|e| ProvisionError(e.to_string()))?;
+                    .map_err(|e| ProvisionError::retryable(e.to_string()))?;
                 let answer = self.signed(url, secret.expose(), &key, Some(body)).await?;
                 self.judge(url, None, action, answer)
             }
@@ -383,15 +425,14 @@ impl Provisioners for HttpProvisioners {
             }
             return Err(no_identity_center(resource));
         }
-        let Provisioner::Webhook { url, secret } = &resource.provisioner else {
-            return Err(ProvisionError(
-                "the resource's provisioner is no longer a webhook; its status cannot be checked"
-                    .into(),
+        let Provisioner::Webhook { url, secret, .. } = &resource.provisioner else {
+            return Err(ProvisionError::retryable(
+                "the resource's provisioner is no longer a webhook; its status cannot be checked",
             ));
         };
         // Checked again at every poll: the resource's URL may have changed since the call was accepted.
         let (Ok(origin), Ok(target)) = (url::Url::parse(url), url::Url::parse(status_url)) else {
-            return Err(ProvisionError("the status URL is not valid".into()));
+            return Err(ProvisionError::retryable("the status URL is not valid"));
         };
         if !same_origin(&origin, &target) {
             return Ok(ProvisionOutcome::Failed(format!(
@@ -400,7 +441,7 @@ impl Provisioners for HttpProvisioners {
             )));
         }
         let secret = secret.as_ref().ok_or_else(|| {
-            ProvisionError(format!(
+            ProvisionError::retryable(format!(
                 "no signing secret was loaded for resource `{}`",
                 resource.id
             ))
@@ -412,6 +453,34 @@ impl Provisioners for HttpProvisioners {
 
     fn offers(&self, kind: &str) -> bool {
         kind != "aws_identity_center" || self.has_identity_center()
+    }
+
+    async fn reconcile(
+        &self,
+        resource: &Resource,
+        principals: &[String],
+        at: time::OffsetDateTime,
+    ) -> Result<(), ProvisionError> {
+        let Provisioner::Webhook {
+            url,
+            secret,
+            reconcile: true,
+        } = &resource.provisioner
+        else {
+            return Ok(());
+        };
+        let secret = secret.as_ref().ok_or_else(|| {
+            ProvisionError::retryable(format!(
+                "no signing secret was loaded for resource `{}`",
+                resource.id
+            ))
+        })?;
+        let key = reconcile_key(&resource.id, at);
+        let body = serde_json::to_vec(&reconcile_body(resource, principals, at))
+            .map_err(|e| ProvisionError::retryable(e.to_string()))?;
+        // Any 2xx is taken: the endpoint converges in its own time, and the next run sends the list again.
+        self.signed(url, secret.expose(), &key, Some(body)).await?;
+        Ok(())
     }
 
     async fn end_session_cut(

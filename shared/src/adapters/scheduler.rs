@@ -12,7 +12,8 @@ use aws_sdk_scheduler::types::{
 };
 use time::{Duration, OffsetDateTime, macros::format_description};
 
-use super::aws_errors::{self, Fault};
+use super::aws_errors;
+use crate::domain::side_effect::FailureClass;
 use crate::ports::{Job, Scheduler, SchedulerError};
 
 /// Where the schedules go and what they invoke.
@@ -112,8 +113,8 @@ where
 {
     let detail = format!("{operation} {name}: {}", aws_errors::describe(&e));
     match aws_errors::classify(&e) {
-        Fault::Retryable => SchedulerError::Unavailable(detail),
-        Fault::Permanent => SchedulerError::Rejected(detail),
+        FailureClass::Retryable | FailureClass::Conflict => SchedulerError::Unavailable(detail),
+        FailureClass::Permanent => SchedulerError::Rejected(detail),
     }
 }
 

@@ -30,9 +30,11 @@ use std::time::Duration;
 use std::time::Instant;
 
 #[cfg(feature = "aws")]
-use super::aws_errors::{self, Fault};
+use super::aws_errors;
 use crate::domain::connection::ConnectionSecrets;
 use crate::domain::secret::Secret;
+#[cfg(feature = "aws")]
+use crate::domain::side_effect::FailureClass;
 use crate::ports::{SecretStore, SecretStoreError};
 
 /// How long a container trusts a secret it read.
@@ -64,8 +66,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match aws_errors::classify(&e) {
-        Fault::Retryable => SecretStoreError::Unavailable(aws_errors::describe(&e)),
-        Fault::Permanent => SecretStoreError::Rejected(aws_errors::describe(&e)),
+        FailureClass::Retryable | FailureClass::Conflict => {
+            SecretStoreError::Unavailable(aws_errors::describe(&e))
+        }
+        FailureClass::Permanent => SecretStoreError::Rejected(aws_errors::describe(&e)),
     }
 }
 

@@ -23,6 +23,11 @@ pub enum Provisioner {
         /// serialized as the mask.
         #[serde(default, serialize_with = "masked")]
         secret: Option<Secret>,
+        /// The endpoint also takes the `reconcile` call: on each reconciliation run it is sent the principals
+        /// that should hold access now, so it can converge after a lost `revoke`. Off unless asked for (a v1
+        /// endpoint would read the call as something it does not know).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reconcile: bool,
     },
     /// Open a ticket in a connection asking a person to grant or remove the access.
     Ticket {
@@ -401,6 +406,7 @@ mod tests {
             provisioner: Provisioner::Webhook {
                 url: "https://hooks.example.com".into(),
                 secret: secret.map(Secret::new),
+                reconcile: false,
             },
             policy: ApprovalPolicy::default(),
         }

@@ -9,7 +9,9 @@
 //! A failure is classified once ([`FailureClass`]): `retryable` (later can work: throttling, a server error, a
 //! timeout, a connection that failed), `conflict` (the other side is busy with a concurrent change to the same
 //! thing: retried like `retryable`), or `permanent` (the same call fails the same way: not retried). HTTP answers
-//! are classified by [`classify_http_status`], the one table every outbound side effect uses.
+//! are classified by [`classify_http_status`], the one table every outbound side effect uses ([`Failure::from_http`]
+//! adds the `Retry-After` wait); AWS errors by `adapters/aws_errors.rs`, which reads the codes AWS names and falls
+//! back to the same table for the status.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -196,6 +198,25 @@ impl Failure {
         }
     }
 
+    /// The failure a non-2xx HTTP answer means ([`classify_http_status`]), with the wait its `Retry-After`
+    /// header asks for (delay-seconds; kept only on a failure that is retried). `None` for a 2xx.
+    pub fn from_http(
+        status: u16,
+        retry_after: Option<&str>,
+        message: impl Into<String>,
+    ) -> Option<Self> {
+        let class = classify_http_status(status)?;
+        let retry_after = retry_after
+            .filter(|_| class != FailureClass::Permanent)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs);
+        Some(Self {
+            class,
+            message: message.into(),
+            retry_after,
+        })
+    }
+
     /// Whether the engine tries again (budget permitting).
     pub fn is_retried(&self) -> bool {
         self.class != FailureClass::Permanent
@@ -236,6 +257,31 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    #[test]
+    fn an_http_answer_becomes_one_failure_with_the_wait_it_asked_for() {
+        assert_eq!(Failure::from_http(200, Some("60"), "fine"), None);
+        let throttled = Failure::from_http(429, Some(" 120 "), "HTTP 429").unwrap();
+        assert_eq!(throttled.class, FailureClass::Retryable);
+        assert_eq!(
+            throttled.retry_after,
+            Some(std::time::Duration::from_secs(120))
+        );
+        let unavailable = Failure::from_http(503, None, "HTTP 503").unwrap();
+        assert_eq!(unavailable.class, FailureClass::Retryable);
+        assert_eq!(unavailable.retry_after, None);
+        let busy = Failure::from_http(409, Some("5"), "HTTP 409").unwrap();
+        assert_eq!(busy.class, FailureClass::Conflict);
+        assert!(busy.is_retried());
+        // A refusal is not retried, so a wait it names means nothing.
+        let refused = Failure::from_http(403, Some("60"), "HTTP 403").unwrap();
+        assert_eq!(refused.class, FailureClass::Permanent);
+        assert_eq!(refused.retry_after, None);
+        assert!(!refused.is_retried());
+        // An HTTP-date or garbage is read as no wait (the backoff applies).
+        let dated = Failure::from_http(503, Some("Wed, 21 Oct 2015 07:28:00 GMT"), "x").unwrap();
+        assert_eq!(dated.retry_after, None);
     }
 
     #[test]

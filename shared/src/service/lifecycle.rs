@@ -176,7 +176,8 @@ impl From<Called> for Revoked {
 }
 
 /// Reads a provisioner's answer into the engine's terms: a failure the end system reports is permanent, one the
-/// call met (an HTTP error, a timeout) retryable.
+/// call met keeps the class the provisioner gave it (`ProvisionError`: by HTTP status, AWS error code, or
+/// retryable for a timeout).
 fn called(
     result: Result<ProvisionOutcome, ProvisionError>,
     action: ProvisionAction,
@@ -188,7 +189,10 @@ fn called(
         Ok(ProvisionOutcome::Failed(reason)) => {
             Err(Failure::permanent(format!("{what}: {reason}")))
         }
-        Err(e) => Err(Failure::retryable(format!("{what}: {e}"))),
+        Err(ProvisionError(failure)) => Err(Failure {
+            message: format!("{what}: {}", failure.message),
+            ..failure
+        }),
     }
 }
 
@@ -774,7 +778,7 @@ impl Ticketbound {
             return Ok(JobOutcome::Done);
         };
         let now = self.clock.now();
-        let failure = Failure::retryable(e.0);
+        let failure = e.0;
         match self
             .settings
             .retry

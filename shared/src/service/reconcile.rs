@@ -9,16 +9,30 @@
 //! next run continues after the last ticket checked and a sweep checks each ticket once; a finished sweep
 //! starts again from the first ticket on the next run. Ticket-system errors never end a grant: the position
 //! stays, the next run asks again. A 429 pauses that connection until its `Retry-After` has passed.
+//!
+//! Then each resource whose webhook provisioner takes it (`reconcile: true`) is sent the `reconcile` call with
+//! the requesters of its active grants ([`crate::ports::Provisioners::reconcile`]), so an end system that missed
+//! a `revoke` takes the access away. The call grants and ends nothing here; its failures are counted and logged.
 
 use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
 
 use super::connections::ReconcileSession;
 use super::{ServiceError, Ticketbound};
 use crate::domain::connection::TicketState;
 use crate::domain::reconcile::{ReconcileState, TimeValue};
-use crate::domain::{EndReason, TicketRef};
+use crate::domain::{EndReason, GrantStatus, Provisioner, TicketRef};
+use crate::ports::GrantFilter;
 use crate::telemetry;
+
+/// Resources and grants read per page when the provisioners are reconciled.
+const PAGE: usize = 100;
+/// Provisioners' `reconcile` calls made at once.
+const PROVISIONERS_AT_ONCE: usize = 16;
+/// The longest a provisioner call takes (its timeout), added to the run's time budget for the last group.
+const PROVISIONER_CALL: Duration = Duration::from_secs(10);
 
 /// The audit detail's `found_by` for closings reconciliation found.
 pub const FOUND_BY_RECONCILIATION: &str = "reconciliation";
@@ -67,6 +81,11 @@ pub struct ReconcileReport {
     pub connections_paused: usize,
     /// Ticket-system or ending errors (logged; retried by the next run).
     pub errors: usize,
+    /// `reconcile` calls made to the provisioners of resources that take them.
+    pub provisioners_reconciled: usize,
+    /// Of those, the ones that failed (logged and counted as `ProvisionerReconcileFailures`; the next run sends
+    /// the list again).
+    pub provisioner_errors: usize,
     /// Why the run stopped before visiting every connection: `ticket_budget` or `time_budget`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_by: Option<&'static str>,
@@ -127,6 +146,8 @@ impl Ticketbound {
         }
         state.saved_at = Some(now);
         self.store.save_reconcile_state(&state).await?;
+        // After the closings this run found, so the lists leave out the grants they ended.
+        self.reconcile_provisioners(&mut report, started).await?;
         tracing::info!(
             tickets = report.tickets_checked,
             closings_found = report.closings_found,
@@ -134,6 +155,8 @@ impl Ticketbound {
             calls = report.ticket_system_calls,
             sweeps_completed = report.sweeps_completed,
             errors = report.errors,
+            provisioners_reconciled = report.provisioners_reconciled,
+            provisioner_errors = report.provisioner_errors,
             stopped_by = report.stopped_by.unwrap_or("done"),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "reconciliation run"
@@ -218,6 +241,108 @@ impl Ticketbound {
                 state.positions.remove(id);
                 report.sweeps_completed += 1;
                 return Ok(Part::Next);
+            }
+        }
+    }
+
+    /// Sends each resource whose webhook provisioner takes it (`reconcile: true`) the `reconcile` call: the
+    /// requesters of its active grants, who should hold access now. A failure is logged, counted in the report
+    /// and as the `ProvisionerReconcileFailures` metric, and changes no grant: the call only lets the end system
+    /// converge, and the next run sends the list again.
+    async fn reconcile_provisioners(
+        &self,
+        report: &mut ReconcileReport,
+        started: Instant,
+    ) -> Result<(), ServiceError> {
+        let mut resources = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.store.list_resources(PAGE, cursor.as_deref()).await?;
+            resources.extend(page.items.into_iter().filter(|r| {
+                matches!(
+                    r.provisioner,
+                    Provisioner::Webhook {
+                        reconcile: true,
+                        ..
+                    }
+                )
+            }));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        if resources.is_empty() {
+            return Ok(());
+        }
+        let holders = self.active_principals().await?;
+        let at = self.clock.now();
+        // At most PROVISIONERS_AT_ONCE calls in flight, each bounded by the provisioner timeout (10 s); no new
+        // group once the run is past its time budget plus one call, so the run ends inside the function's
+        // timeout. Resources are taken in id order; those left wait for a run with time to spare.
+        for group in resources.chunks(PROVISIONERS_AT_ONCE) {
+            if started.elapsed() >= self.settings.reconcile.time_budget + PROVISIONER_CALL {
+                let left = resources.len() - report.provisioners_reconciled;
+                tracing::warn!(
+                    left,
+                    "reconciliation ran out of time before calling every provisioner; the next run calls them"
+                );
+                report.stopped_by.get_or_insert("time_budget");
+                break;
+            }
+            let mut calls = JoinSet::new();
+            for resource in group {
+                let principals: Vec<String> = holders
+                    .get(resource.id.as_str())
+                    .map(|p| p.iter().cloned().collect())
+                    .unwrap_or_default();
+                let provisioners = self.provisioners.clone();
+                let resource = resource.clone();
+                calls.spawn(async move {
+                    let result = provisioners.reconcile(&resource, &principals, at).await;
+                    (resource.id, principals.len(), result)
+                });
+            }
+            while let Some(joined) = calls.join_next().await {
+                report.provisioners_reconciled += 1;
+                match joined {
+                    Ok((_, _, Ok(()))) => continue,
+                    Ok((resource, principals, Err(e))) => {
+                        tracing::warn!(%resource, principals, error = %e, "the provisioner's reconcile call failed; the next run sends it again");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "a provisioner's reconcile call panicked");
+                    }
+                }
+                telemetry::metric("ProvisionerReconcileFailures", 1.0);
+                report.provisioner_errors += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The requesters of every active grant, by resource, sorted and without repeats.
+    async fn active_principals(&self) -> Result<BTreeMap<String, BTreeSet<String>>, ServiceError> {
+        let filter = GrantFilter {
+            status: Some(GrantStatus::Active),
+            ..GrantFilter::default()
+        };
+        let mut holders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .list_grants(&filter, PAGE, cursor.as_deref())
+                .await?;
+            for grant in page.items {
+                holders
+                    .entry(grant.resource)
+                    .or_default()
+                    .insert(grant.requester);
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(holders),
             }
         }
     }

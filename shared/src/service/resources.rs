@@ -606,7 +606,11 @@ impl Ticketbound {
         // The secret to write to the secret store before the resource, if any.
         let mut new_secret = None;
         let provisioner = match input.provisioner {
-            Provisioner::Webhook { url, secret } => {
+            Provisioner::Webhook {
+                url,
+                secret,
+                reconcile,
+            } => {
                 let url = normalized_outbound_url(&url, "the provisioner `url`", "invalid_url")?;
                 match secret {
                     Some(secret) if !secret.is_mask() => {
@@ -641,6 +645,7 @@ impl Ticketbound {
                 Provisioner::Webhook {
                     url: url.into(),
                     secret: None,
+                    reconcile,
                 }
             }
             ticket @ Provisioner::Ticket { .. } => self.checked_ticket_provisioner(ticket).await?,
@@ -814,16 +819,21 @@ impl SecretLoadingProvisioners {
     /// `resource` with its webhook signing secret loaded from the secret store; as it is when it holds one
     /// already (stored before secrets moved out) or signs nothing.
     async fn with_secret(&self, resource: &Resource) -> Result<Resource, ProvisionError> {
-        let Provisioner::Webhook { url, secret: None } = &resource.provisioner else {
+        let Provisioner::Webhook {
+            url,
+            secret: None,
+            reconcile,
+        } = &resource.provisioner
+        else {
             return Ok(resource.clone());
         };
         let secret = self
             .secrets
             .get_provisioner(&resource.id)
             .await
-            .map_err(|e| ProvisionError(format!("reading the provisioner secret: {e}")))?
+            .map_err(|e| ProvisionError::retryable(format!("reading the provisioner secret: {e}")))?
             .ok_or_else(|| {
-                ProvisionError(format!(
+                ProvisionError::retryable(format!(
                     "the secret store holds no provisioner secret for resource `{}`; save the resource again with its `secret`",
                     resource.id
                 ))
@@ -832,6 +842,7 @@ impl SecretLoadingProvisioners {
             provisioner: Provisioner::Webhook {
                 url: url.clone(),
                 secret: Some(secret),
+                reconcile: *reconcile,
             },
             ..resource.clone()
         })
@@ -871,6 +882,16 @@ impl Provisioners for SecretLoadingProvisioners {
         grant: &Grant,
     ) -> Result<(), ProvisionError> {
         self.inner.end_session_cut(resource, grant).await
+    }
+
+    async fn reconcile(
+        &self,
+        resource: &Resource,
+        principals: &[String],
+        at: time::OffsetDateTime,
+    ) -> Result<(), ProvisionError> {
+        let signed = self.with_secret(resource).await?;
+        self.inner.reconcile(&signed, principals, at).await
     }
 }
 
@@ -945,6 +966,7 @@ mod tests {
             provisioner: Provisioner::Webhook {
                 url: "https://hooks.example.com".into(),
                 secret: Some(Secret::new("a-provisioner-secret")),
+                reconcile: false,
             },
             policy: ApprovalPolicy::default(),
         }

@@ -73,9 +73,9 @@ impl Provisioners for TicketProvisioners {
             .connections
             .settings(connection)
             .await
-            .map_err(|e| ProvisionError(format!("reading connection `{connection}`: {e}")))?
+            .map_err(|e| ProvisionError::retryable(format!("reading connection `{connection}`: {e}")))?
             .ok_or_else(|| {
-                ProvisionError(format!(
+                ProvisionError::retryable(format!(
                     "connection `{connection}` no longer exists; point the resource at another connection"
                 ))
             })?;
@@ -88,7 +88,9 @@ impl Provisioners for TicketProvisioners {
         let destination = self
             .connections
             .destination(&settings, &fields)
-            .map_err(|m| ProvisionError(format!("the resource's ticket provisioner: {m}")))?;
+            .map_err(|m| {
+                ProvisionError::retryable(format!("the resource's ticket provisioner: {m}"))
+            })?;
         let (summary, description) =
             provisioning_text(resource, action, grant, self.portal_url.as_deref());
         let ticket = NewTicket {
@@ -104,11 +106,11 @@ impl Provisioners for TicketProvisioners {
         )
         .await
         .map_err(|_| {
-            ProvisionError(format!(
+            ProvisionError::retryable(format!(
                 "connection `{connection}` did not answer within {CALL_LIMIT:?}"
             ))
         })?
-        .map_err(|e| ProvisionError(e.to_string()))?;
+        .map_err(|e| ProvisionError::retryable(e.to_string()))?;
         tracing::info!(grant = %grant.id, action = action.as_str(), connection = %connection, key = %created.key, "provisioning ticket opened");
         // A person acts on the ticket later: the removal is asked for, not confirmed.
         Ok(ProvisionOutcome::Done(ProvisionReceipt {
@@ -138,6 +140,16 @@ impl Provisioners for TicketProvisioners {
         grant: &Grant,
     ) -> Result<(), ProvisionError> {
         self.inner.end_session_cut(resource, grant).await
+    }
+
+    async fn reconcile(
+        &self,
+        resource: &Resource,
+        principals: &[String],
+        at: time::OffsetDateTime,
+    ) -> Result<(), ProvisionError> {
+        // A person keeps a ticket provisioner's end system: there is nothing to converge automatically.
+        self.inner.reconcile(resource, principals, at).await
     }
 }
 

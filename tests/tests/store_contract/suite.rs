@@ -75,6 +75,7 @@ fn resource(id: &str) -> Resource {
         provisioner: Provisioner::Webhook {
             url: "https://hooks.example.com/x".into(),
             secret: Some(Secret::new("provisioner-secret-value")),
+            reconcile: false,
         },
         // A policy other than the defaults, so both stores are seen to keep it.
         policy: ticketbound::domain::resource::ApprovalPolicy {
@@ -552,7 +553,7 @@ pub async fn resources_are_kept_without_their_secret_and_paged(store: Arc<dyn Gr
     assert_eq!(read.policy, resource("b-db").policy, "the approval policy");
     assert_eq!(read, resource("b-db").without_secret());
     match &read.provisioner {
-        Provisioner::Webhook { secret, url } => {
+        Provisioner::Webhook { secret, url, .. } => {
             assert_eq!(
                 (url.as_str(), secret),
                 ("https://hooks.example.com/x", &None)

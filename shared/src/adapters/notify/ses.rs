@@ -8,7 +8,8 @@
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent};
 
-use crate::adapters::aws_errors::{self, Fault};
+use crate::adapters::aws_errors;
+use crate::domain::side_effect::FailureClass;
 use crate::ports::notify::{Message, SendError, SendOutcome};
 
 /// SES's limit of recipients per message.
@@ -62,11 +63,11 @@ impl SesEmail {
             if let Err(e) = sent {
                 let detail = format!("{} could not send: {}", self.what, aws_errors::describe(&e));
                 return Err(match aws_errors::classify(&e) {
-                    Fault::Retryable => SendError::Retryable {
+                    FailureClass::Retryable | FailureClass::Conflict => SendError::Retryable {
                         message: detail,
                         retry_after: None,
                     },
-                    Fault::Permanent => SendError::Permanent(detail),
+                    FailureClass::Permanent => SendError::Permanent(detail),
                 });
             }
         }
