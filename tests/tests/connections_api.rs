@@ -320,14 +320,17 @@ async fn every_kind_describes_its_settings_form_and_webhook_registration() {
             "servicenow"
         ]
     );
-    for (item, kind) in items.iter().zip(ConnectionKind::ALL) {
+    for (item, kind) in items
+        .iter()
+        .zip(ticketbound::adapters::ticket_systems::kinds())
+    {
         let rules = ticketbound::adapters::ticket_systems::rules(kind);
         assert!(!item["label"].as_str().unwrap().is_empty());
         let fields = item["fields"].as_array().unwrap();
         let named = |name: &str| fields.iter().find(|f| f["name"] == name);
         for credential in rules.credential_fields() {
             let field = named(credential).unwrap_or_else(|| panic!("{kind:?} {credential}"));
-            let secret = !matches!(*credential, "email" | "username");
+            let secret = !matches!(*credential, "email" | "username" | "token_type");
             assert_eq!(field["secret"], secret, "{kind:?} {credential}");
             assert!(!field["label"].as_str().unwrap().is_empty());
         }
@@ -335,7 +338,7 @@ async fn every_kind_describes_its_settings_form_and_webhook_registration() {
         assert_eq!(named(site).unwrap()["required"], true, "{kind:?}");
         assert_eq!(
             named("token_type").is_some(),
-            rules.takes_token_type(),
+            rules.credential_fields().contains(&"token_type"),
             "{kind:?}"
         );
         // Nothing is described that the API would refuse.

@@ -30,7 +30,8 @@ use ticketbound::adapters::local_scheduler::LocalScheduler;
 use ticketbound::adapters::servicenow::events::servicenow_signature;
 use ticketbound::adapters::ticket_systems::HttpTicketSystems;
 use ticketbound::domain::connection::{
-    ConnectionKind, ConnectionSecrets, ConnectionSettings, Credentials, TicketQuery, TicketState,
+    AuthMethod, ConnectionKind, ConnectionSecrets, ConnectionSettings, Credentials, TicketQuery,
+    TicketState,
 };
 use ticketbound::domain::secret::Secret;
 use ticketbound::domain::webhook_auth::hub_signature;
@@ -90,8 +91,6 @@ trait Fake: Send + Sync {
             kind: self.kind(),
             base_url: format!("{root}{}", self.context()),
             auth_method: credentials.method(),
-            email: Some("bot@acme.com".into()),
-            username: Some("svc".into()),
             closed_statuses: ticketbound::adapters::ticket_systems::rules(self.kind())
                 .default_closed_statuses(),
             webhook_secrets_active: 1,
@@ -99,9 +98,10 @@ trait Fake: Send + Sync {
             updated_at: OffsetDateTime::UNIX_EPOCH,
             audit: None,
             people: Default::default(),
-            token_type: None,
-            detected_token_type: None,
-            cloud_id: None,
+            fields: json!({"email": "bot@acme.com", "username": "svc"})
+                .as_object()
+                .cloned()
+                .unwrap(),
         }
     }
 
@@ -149,9 +149,7 @@ impl Fake for JiraCloudFake {
         ConnectionKind::JiraCloud
     }
     fn credentials(&self) -> Credentials {
-        Credentials::ApiToken {
-            api_token: Secret::new("cloud-token"),
-        }
+        Credentials::new(AuthMethod::ApiToken, Secret::new("cloud-token"))
     }
     fn keys(&self) -> [&'static str; 3] {
         ["SEC-1", "SEC-2", "SEC-3"]
@@ -216,9 +214,7 @@ impl Fake for JiraDataCenterFake {
         "/jira"
     }
     fn credentials(&self) -> Credentials {
-        Credentials::PersonalAccessToken {
-            personal_access_token: Secret::new("dc-pat"),
-        }
+        Credentials::new(AuthMethod::PersonalAccessToken, Secret::new("dc-pat"))
     }
     fn keys(&self) -> [&'static str; 3] {
         ["OPS-1", "OPS-2", "OPS-3"]
@@ -293,9 +289,7 @@ impl Fake for FreshserviceFake {
         ConnectionKind::Freshservice
     }
     fn credentials(&self) -> Credentials {
-        Credentials::ApiKey {
-            api_key: Secret::new("fs-key"),
-        }
+        Credentials::new(AuthMethod::ApiKey, Secret::new("fs-key"))
     }
     fn keys(&self) -> [&'static str; 3] {
         ["101", "102", "103"]
@@ -482,9 +476,7 @@ impl Fake for ServiceNowFake {
         ConnectionKind::ServiceNow
     }
     fn credentials(&self) -> Credentials {
-        Credentials::Password {
-            password: Secret::new("snow-pass"),
-        }
+        Credentials::new(AuthMethod::Password, Secret::new("snow-pass"))
     }
     fn keys(&self) -> [&'static str; 3] {
         ["INC0010001", "RITM0010002", "CHG0030003"]

@@ -110,7 +110,9 @@ async fn create_connection(
     caller: Caller,
     JsonBody(body): JsonBody<ConnectionBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let shown = connections(&state)?.create(&caller, body.into()).await?;
+    let connections = connections(&state)?;
+    let changes = body.into_changes(connections)?;
+    let shown = connections.create(&caller, changes).await?;
     Ok((StatusCode::CREATED, Json(ConnectionView::from(shown))))
 }
 
@@ -129,9 +131,9 @@ async fn update_connection(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ConnectionBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let shown = connections(&state)?
-        .update(&caller, &id, body.into())
-        .await?;
+    let connections = connections(&state)?;
+    let changes = body.into_changes(connections)?;
+    let shown = connections.update(&caller, &id, changes).await?;
     Ok(Json(ConnectionView::from(shown)))
 }
 

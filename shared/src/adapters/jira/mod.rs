@@ -26,7 +26,10 @@ mod rest;
 mod settings;
 
 pub(crate) use rest::{Plan, Rest};
-pub use settings::{JiraCloud, JiraDataCenter, WEBHOOK_SOURCE};
+pub use settings::{
+    JIRA_CLOUD, JIRA_DATA_CENTER, JiraCloud, JiraCloudSettings, JiraDataCenter, TokenType,
+    WEBHOOK_SOURCE, is_cloud_id,
+};
 
 use super::ticket_http::{Probed, Written};
 use crate::domain::connection::{
@@ -809,7 +812,7 @@ impl TicketSystem for JiraCloudClient {
             account,
             projects: sample(page.values),
             api: Some(api),
-            cloud_id,
+            learned: settings::JiraCloudSettings::learned(api, cloud_id),
         })
     }
 

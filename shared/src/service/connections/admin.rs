@@ -15,7 +15,9 @@ impl Connections {
         caller: &Caller,
     ) -> Result<Vec<crate::ports::KindDescription>, ServiceError> {
         crate::service::require_admin(caller, "manage connections")?;
-        Ok(ConnectionKind::ALL
+        Ok(self
+            .systems
+            .kinds()
             .into_iter()
             .map(|kind| self.systems.kind(kind).describe())
             .collect())
@@ -76,9 +78,10 @@ impl Connections {
             ));
         }
         let kind = input.kind.ok_or_else(|| {
+            let names: Vec<&str> = self.systems.kinds().iter().map(|k| k.as_str()).collect();
             ServiceError::unprocessable(
                 "missing_kind",
-                "`kind` is required: jira_cloud, jira_data_center or freshservice",
+                format!("`kind` is required: one of {}", names.join(", ")),
             )
         })?;
         if input.add_webhook_secret.is_some()
@@ -91,12 +94,14 @@ impl Connections {
             ));
         }
         let system = self.systems.kind(kind);
+        check_choices(system, &input.credentials)?;
         let base_url = resolve_base_url(
             system,
             input.base_url.as_deref(),
             input.site.as_deref(),
             input.domain.as_deref(),
         )?
+        .or_else(|| system.default_base_url().map(str::to_owned))
         .ok_or_else(|| {
             ServiceError::unprocessable(
                 "missing_base_url",
@@ -106,19 +111,13 @@ impl Connections {
         let checked = system
             .new_credentials(&input.credentials)
             .map_err(settings_error)?;
-        let (credentials, email, username) = (checked.credentials, checked.email, checked.username);
+        let (credentials, fields) = (checked.credentials, checked.fields);
         let closed_statuses = match input.closed_statuses {
             Some(values) => parse_closed_statuses(system, &values)?,
             None => system.default_closed_statuses(),
         };
         let audit = writes::check_audit(system, input.audit.clone().flatten())?;
         let people = merge_people(BTreeMap::new(), input.people.as_ref())?;
-        let token_type = match input.token_type {
-            Some(_) if !system.takes_token_type() => {
-                return Err(not_applicable("token_type", kind));
-            }
-            given => given.flatten(),
-        };
         let (webhook_secret, generated) = match input.webhook_secret {
             Some(s) => (check_webhook_secret(s)?, None),
             None => {
@@ -133,17 +132,13 @@ impl Connections {
                 kind,
                 base_url,
                 auth_method: credentials.method(),
-                email,
-                username,
                 closed_statuses,
                 webhook_secrets_active: 1,
                 created_at: now,
                 updated_at: now,
                 audit,
                 people,
-                token_type,
-                detected_token_type: None,
-                cloud_id: None,
+                fields,
             },
             auth: AuthState::new(),
             webhook: WebhookActivity::default(),
@@ -201,6 +196,7 @@ impl Connections {
             ));
         }
         let system = self.systems.kind(kind);
+        check_choices(system, &input.credentials)?;
         let mut settings = connection.settings.clone();
         if let Some(base_url) = resolve_base_url(
             system,
@@ -210,16 +206,11 @@ impl Connections {
         )? {
             if base_url != settings.base_url {
                 // Another site: what was learnt about this one does not hold there.
-                settings.cloud_id = None;
-                settings.detected_token_type = None;
+                for field in system.learned_fields() {
+                    settings.fields.remove(*field);
+                }
             }
             settings.base_url = base_url;
-        }
-        if let Some(token_type) = input.token_type {
-            if !system.takes_token_type() {
-                return Err(not_applicable("token_type", kind));
-            }
-            settings.token_type = token_type;
         }
         if let Some(values) = &input.closed_statuses {
             settings.closed_statuses = parse_closed_statuses(system, values)?;
@@ -236,7 +227,7 @@ impl Connections {
                 &input.credentials,
             )
             .map_err(settings_error)?;
-        let (credentials, email, username) = (checked.credentials, checked.email, checked.username);
+        let credentials = checked.credentials;
         let mut webhook_secrets = current
             .as_ref()
             .map(|c| c.webhook_secrets.clone())
@@ -272,8 +263,7 @@ impl Connections {
             ));
         }
         settings.auth_method = credentials.method();
-        settings.email = email;
-        settings.username = username;
+        settings.fields = checked.fields;
         settings.webhook_secrets_active = webhook_secrets.len();
         settings.updated_at = self.clock.now();
         let secrets = ConnectionSecrets {
@@ -315,8 +305,8 @@ impl Connections {
         let mut shown = ConnectionShown::of(session.connection.clone(), self.clock.now());
         match result {
             Ok(seen) => {
-                if let Some(api) = seen.api {
-                    self.remember_route(&session.connection.settings, api, seen.cloud_id)
+                if !seen.learned.is_empty() {
+                    self.remember_learned(&session.connection.settings, &seen.learned)
                         .await;
                     if let Ok(fresh) = self.load(id).await {
                         shown = ConnectionShown::of(fresh, self.clock.now());
@@ -344,38 +334,29 @@ impl Connections {
         }
     }
 
-    /// Keeps what `verify` found about a Jira Cloud token (its type, the site's cloud id), so later calls go
-    /// straight where it works. Re-reads the settings first and writes only a change, leaving an admin's change
-    /// made meanwhile alone unless it moved the site.
-    async fn remember_route(
-        &self,
-        seen_with: &ConnectionSettings,
-        api: ApiRoute,
-        cloud_id: Option<String>,
-    ) {
-        let detected = match api {
-            ApiRoute::Site => TokenType::Classic,
-            ApiRoute::Gateway => TokenType::Scoped,
-        };
+    /// Keeps what `verify` learnt about the site (Jira Cloud: the token type that worked, the site's cloud id),
+    /// so later calls go straight where it works. Re-reads the settings first and writes only a change, leaving
+    /// an admin's change made meanwhile alone unless it moved the site.
+    async fn remember_learned(&self, seen_with: &ConnectionSettings, learned: &KindFields) {
         let id = &seen_with.id;
         let Ok(Some(mut current)) = self.store.get_connection(id).await else {
             return;
         };
         let s = &mut current.settings;
         if s.base_url != seen_with.base_url
-            || (s.detected_token_type == Some(detected)
-                && (cloud_id.is_none() || s.cloud_id == cloud_id))
+            || learned
+                .iter()
+                .all(|(field, value)| s.fields.get(field) == Some(value))
         {
             return;
         }
-        s.detected_token_type = Some(detected);
-        if cloud_id.is_some() {
-            s.cloud_id = cloud_id;
+        for (field, value) in learned {
+            s.fields.insert(field.clone(), value.clone());
         }
         if let Err(e) = self.store.update_settings(s).await {
-            tracing::warn!(connection = %id, error = %e, "could not record the detected token type");
+            tracing::warn!(connection = %id, error = %e, "could not record what verify learnt");
         } else {
-            tracing::info!(connection = %id, token_type = detected.as_str(), "Jira Cloud token type detected");
+            tracing::info!(connection = %id, "verify learnt how to reach the site");
         }
     }
 
@@ -546,6 +527,35 @@ pub(super) fn not_applicable(field: &str, kind: ConnectionKind) -> ServiceError 
         "field_not_applicable",
         format!("`{field}` does not apply to a {} connection", kind.as_str()),
     )
+}
+
+/// A value outside the choices the kind describes for one of its fields (Jira Cloud's `token_type`) is a body
+/// that is not the expected JSON, as an unknown enum value is: 400 `malformed_request`. `null` leaves an optional
+/// choice to the plug-in (Jira Cloud: detect the token type).
+pub(super) fn check_choices(
+    system: &dyn TicketSystemKind,
+    given: &KindFields,
+) -> Result<(), ServiceError> {
+    for field in system.describe().fields {
+        if field.choices.is_empty() {
+            continue;
+        }
+        match given.get(field.name) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(value) if value.as_str().is_some_and(|v| field.choices.contains(&v)) => {}
+            Some(_) => {
+                return Err(ServiceError::bad_request(
+                    "malformed_request",
+                    format!(
+                        "the body is not the expected JSON: `{}` is one of {}",
+                        field.name,
+                        field.choices.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A ticket system's refusal of the settings given: a 422 with its code.

@@ -18,8 +18,9 @@ pub struct ConnectionChanges {
     pub site: Option<String>,
     /// Freshservice: `acme` or `acme.freshservice.com`, in place of `base_url`.
     pub domain: Option<String>,
-    /// The credential fields as given, for the ticket system's rules to check (`TicketSystemKind`).
-    pub credentials: CredentialFields,
+    /// The kind's own fields as given (its credentials and settings such as `email`), for its plug-in to
+    /// read and check (`TicketSystemKind`).
+    pub credentials: crate::domain::connection::KindFields,
     /// Replaces every active webhook secret (create: generated when absent).
     pub webhook_secret: Option<Secret>,
     /// PATCH: adds a webhook secret, keeping the others active (the start of a rotation).
@@ -35,8 +36,6 @@ pub struct ConnectionChanges {
     /// People mapped to their account in the ticket system (e-mail → account id), for requesters whose address
     /// the ticket system hides. On PATCH the entries are merged: a `None` value removes that person.
     pub people: Option<BTreeMap<String, Option<String>>>,
-    /// Jira Cloud: `classic` or `scoped`; `Some(None)` (or absent on create) detects it.
-    pub token_type: Option<Option<TokenType>>,
 }
 
 /// A connection as an admin use case answers it: the stored connection, the moment its webhook health is judged
@@ -75,6 +74,7 @@ pub struct Verification {
     pub account: Option<Person>,
     /// Jira: a sample of the projects the credentials see.
     pub projects: Option<Vec<ProjectSummary>>,
-    /// Jira Cloud: where the credentials worked, the site or Atlassian's API gateway.
+    /// Where the credentials worked, for a kind that reaches its site two ways (Jira Cloud: the site or
+    /// Atlassian's API gateway).
     pub api: Option<ApiRoute>,
 }
