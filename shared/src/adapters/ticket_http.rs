@@ -138,6 +138,65 @@ impl TicketHttp {
         }
     }
 
+    /// The same client over the same base URL, signed in with `auth` instead (an OAuth access token the client
+    /// obtained with the connection's credentials).
+    pub(crate) fn signed_in_as(&self, auth: HeaderValue) -> Self {
+        Self {
+            auth,
+            ..self.clone()
+        }
+    }
+
+    /// `POST url` with a form body and no `Authorization` header (an OAuth token endpoint, whose credentials are
+    /// in the form), answered as JSON. Retried as reads are: a token request creates nothing. A 400 or 401 is
+    /// [`Probed::Refused`] with the human part of the error body (OAuth answers refused client credentials
+    /// with either).
+    pub(crate) async fn post_form_json<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        form: &[(&str, &str)],
+    ) -> Result<Probed<T>, TicketSystemError> {
+        let path = &url.path().to_owned();
+        let url = &url;
+        let encoded = &url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        self.with_retries(path, "call", move || async move {
+            let sent = self
+                .client
+                .post(url.clone())
+                .header(ACCEPT, "application/json")
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .timeout(self.policy.timeout)
+                .body(encoded.clone())
+                .send()
+                .await;
+            match sent {
+                Err(e) => transport_failure(&e),
+                Ok(response)
+                    if matches!(
+                        response.status(),
+                        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED
+                    ) =>
+                {
+                    let body = response.bytes().await.unwrap_or_default();
+                    Step::Done(Ok(Probed::Refused(error_detail(&body))))
+                }
+                Ok(response) => match self.judge(response, path).await {
+                    Err(e) => Step::Done(Err(e)),
+                    Ok(Judged::Body(bytes)) => Step::Done(shaped(path, &bytes).map(Probed::Found)),
+                    Ok(Judged::NotFound) => Step::Done(Ok(Probed::NotFound)),
+                    Ok(Judged::Retry(problem, wait)) => Step::Retry(problem, wait),
+                    Ok(Judged::Busy(problem, wait)) => Step::Busy(problem, wait),
+                },
+            }
+        })
+        .await
+    }
+
     /// `GET url` as JSON without the connection's credentials (a public endpoint such as Atlassian's tenant
     /// info); `Ok(None)` on 404. Retried as [`Self::get_json`].
     pub(crate) async fn get_public_json<T: DeserializeOwned>(
