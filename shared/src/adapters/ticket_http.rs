@@ -86,7 +86,8 @@ pub(crate) fn bearer(token: &str) -> Result<HeaderValue, TicketSystemError> {
     sensitive(format!("Bearer {token}"))
 }
 
-fn sensitive(value: String) -> Result<HeaderValue, TicketSystemError> {
+/// `value` as a header value marked sensitive, so it is never logged (an API key sent as is).
+pub(crate) fn sensitive(value: String) -> Result<HeaderValue, TicketSystemError> {
     let mut header = HeaderValue::from_str(&value).map_err(|_| {
         TicketSystemError::Unexpected(
             "the connection's credentials hold characters not allowed in an HTTP header".into(),

@@ -209,6 +209,7 @@ impl TicketSystemModule for Freshservice {
         &self,
         http: TicketHttp,
         settings: &ConnectionSettings,
+        _secrets: &ConnectionSecrets,
         _options: &ClientOptions,
     ) -> Arc<dyn TicketSystem> {
         Arc::new(FreshserviceClient::new(

@@ -341,6 +341,7 @@ impl TicketSystemModule for JiraCloud {
         &self,
         http: TicketHttp,
         settings: &ConnectionSettings,
+        _secrets: &ConnectionSecrets,
         options: &ClientOptions,
     ) -> Arc<dyn TicketSystem> {
         let own = JiraCloudSettings::of(settings);
@@ -529,6 +530,7 @@ impl TicketSystemModule for JiraDataCenter {
         &self,
         http: TicketHttp,
         settings: &ConnectionSettings,
+        _secrets: &ConnectionSecrets,
         options: &ClientOptions,
     ) -> Arc<dyn TicketSystem> {
         let rest = Rest::new(

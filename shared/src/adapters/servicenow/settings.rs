@@ -199,6 +199,7 @@ impl TicketSystemModule for ServiceNow {
         &self,
         http: TicketHttp,
         settings: &ConnectionSettings,
+        _secrets: &ConnectionSecrets,
         _options: &ClientOptions,
     ) -> Arc<dyn TicketSystem> {
         Arc::new(ServiceNowClient::new(

@@ -27,11 +27,13 @@ pub(crate) trait TicketSystemModule: TicketSystemKind {
         settings: &ConnectionSettings,
         secrets: &ConnectionSecrets,
     ) -> Result<reqwest::header::HeaderValue, TicketSystemError>;
-    /// The client of one connection: `http` is signed in and based on its `base_url`.
+    /// The client of one connection: `http` is signed in and based on its `base_url`; `secrets` are there for
+    /// a client that signs in by itself (an OAuth client-credentials grant).
     fn client(
         &self,
         http: TicketHttp,
         settings: &ConnectionSettings,
+        secrets: &ConnectionSecrets,
         options: &ClientOptions,
     ) -> Arc<dyn TicketSystem>;
 }
@@ -120,7 +122,7 @@ impl TicketSystems for HttpTicketSystems {
             system.authorization(settings, secrets)?,
             self.policy.clone(),
         )?;
-        Ok(system.client(http, settings, &self.options))
+        Ok(system.client(http, settings, secrets, &self.options))
     }
 
     fn kind(&self, kind: ConnectionKind) -> &'static dyn TicketSystemKind {

@@ -142,6 +142,7 @@ impl TicketSystemModule for Unregistered {
         &self,
         _http: TicketHttp,
         _settings: &ConnectionSettings,
+        _secrets: &ConnectionSecrets,
         _options: &ClientOptions,
     ) -> Arc<dyn TicketSystem> {
         Arc::new(NoClient)
