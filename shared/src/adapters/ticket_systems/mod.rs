@@ -51,8 +51,13 @@ pub const ATLASSIAN_GATEWAY: &str = "https://api.atlassian.com";
 
 /// Every ticket system of this build, in the order `GET /v1/connection-kinds` lists them and the portal offers
 /// them: the registry.
-static SYSTEMS: &[&dyn TicketSystemModule] =
-    &[&JiraCloud, &JiraDataCenter, &Freshservice, &ServiceNow];
+static SYSTEMS: &[&dyn TicketSystemModule] = &[
+    // One line per ticket system.
+    &JiraCloud,
+    &JiraDataCenter,
+    &Freshservice,
+    &ServiceNow,
+];
 
 /// The ticket system of a kind; a kind no plug-in of this build has (a connection stored by a build that had
 /// it) gets one that refuses every change and every call.
