@@ -79,9 +79,10 @@ fn client(kind: ConnectionKind, server: &MockServer) -> Arc<dyn TicketSystem> {
 
 fn jira_ticket() -> NewTicket {
     NewTicket {
-        destination: TicketDestination::Jira {
-            project: "OPS".into(),
-            issue_type: "Task".into(),
+        destination: TicketDestination {
+            project: Some("OPS".into()),
+            issue_type: Some("Task".into()),
+            ..TicketDestination::default()
         },
         summary: "Grant access to Production DB for alice@example.com".into(),
         description: "Requester: alice@example.com\nGrant: 01JD3".into(),
@@ -92,9 +93,10 @@ fn jira_ticket() -> NewTicket {
 
 fn fs_ticket() -> NewTicket {
     NewTicket {
-        destination: TicketDestination::Freshservice {
+        destination: TicketDestination {
             group_id: Some(42),
-            priority: 3,
+            priority: Some(3),
+            ..TicketDestination::default()
         },
         ..jira_ticket()
     }

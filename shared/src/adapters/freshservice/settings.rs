@@ -184,9 +184,10 @@ impl TicketSystemKind for Freshservice {
         if fields.group_id == Some(0) {
             return Err("`group_id` must be a Freshservice group id".into());
         }
-        Ok(TicketDestination::Freshservice {
+        Ok(TicketDestination {
             group_id: fields.group_id,
-            priority,
+            priority: Some(priority),
+            ..TicketDestination::default()
         })
     }
 }

@@ -490,13 +490,14 @@ impl Jira {
     }
 
     async fn create_ticket(&self, t: &NewTicket) -> Result<CreatedTicket, TicketSystemError> {
-        let TicketDestination::Jira {
-            project,
-            issue_type,
+        let TicketDestination {
+            project: Some(project),
+            issue_type: Some(issue_type),
+            ..
         } = &t.destination
         else {
             return Err(TicketSystemError::Unexpected(
-                "a Freshservice destination cannot be used with a Jira connection".into(),
+                "a Jira ticket needs a project and an issue type".into(),
             ));
         };
         let body = serde_json::json!({"fields": {

@@ -605,8 +605,9 @@ fn destination(
             "`issue_type` must be an issue type name such as Task (1 to 60 characters)".into(),
         );
     }
-    Ok(TicketDestination::Jira {
-        project: project.to_owned(),
-        issue_type: issue_type.to_owned(),
+    Ok(TicketDestination {
+        project: Some(project.to_owned()),
+        issue_type: Some(issue_type.to_owned()),
+        ..TicketDestination::default()
     })
 }

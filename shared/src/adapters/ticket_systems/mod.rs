@@ -366,9 +366,10 @@ mod tests {
         };
         assert_eq!(
             system(ConnectionKind::JiraCloud).destination(&fields(Some("SEC"), None, None)),
-            Ok(TicketDestination::Jira {
-                project: "SEC".into(),
-                issue_type: "Task".into()
+            Ok(TicketDestination {
+                project: Some("SEC".into()),
+                issue_type: Some("Task".into()),
+                ..TicketDestination::default()
             })
         );
         assert!(
@@ -388,9 +389,10 @@ mod tests {
         );
         assert_eq!(
             system(ConnectionKind::Freshservice).destination(&fields(None, Some(7), None)),
-            Ok(TicketDestination::Freshservice {
+            Ok(TicketDestination {
                 group_id: Some(7),
-                priority: 2
+                priority: Some(2),
+                ..TicketDestination::default()
             })
         );
         assert!(
