@@ -20,7 +20,8 @@ use super::error::ApiError;
 use crate::service::ErrorKind;
 
 /// The body of `POST /v1/connections` and `PATCH /v1/connections/{id}`: the members every connection has, and
-/// the kind's own fields (credentials, `email`, `token_type`, …) as its plug-in declares them. A member no kind
+/// the kind's own fields (its host-name field such as `site`, credentials, `email`, `token_type`, …) as its
+/// plug-in declares them. A member no kind
 /// of this build declares is refused (400), so a misspelt field is never silently ignored; one that another
 /// kind declares is the plug-in's to refuse (422 `field_not_applicable`).
 #[derive(Debug, Default, Deserialize)]
@@ -32,10 +33,6 @@ pub struct ConnectionBody {
     kind: Option<String>,
     #[serde(default)]
     base_url: Option<String>,
-    #[serde(default)]
-    site: Option<String>,
-    #[serde(default)]
-    domain: Option<String>,
     #[serde(default)]
     webhook_secret: Option<Secret>,
     #[serde(default)]
@@ -76,8 +73,6 @@ impl ConnectionBody {
             id,
             kind,
             base_url,
-            site,
-            domain,
             webhook_secret,
             add_webhook_secret,
             new_webhook_secret,
@@ -114,8 +109,6 @@ impl ConnectionBody {
             id,
             kind,
             base_url,
-            site,
-            domain,
             credentials: kind_fields,
             webhook_secret,
             add_webhook_secret,

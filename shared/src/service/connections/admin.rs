@@ -95,21 +95,16 @@ impl Connections {
         }
         let system = self.systems.kind(kind);
         check_choices(system, &input.credentials)?;
-        let base_url = resolve_base_url(
-            system,
-            input.base_url.as_deref(),
-            input.site.as_deref(),
-            input.domain.as_deref(),
-        )?
-        .or_else(|| system.default_base_url().map(str::to_owned))
-        .ok_or_else(|| {
-            ServiceError::unprocessable(
-                "missing_base_url",
-                format!("{} is required", system.base_url_fields()),
-            )
-        })?;
+        let base_url = resolve_base_url(system, input.base_url.as_deref(), &input.credentials)?
+            .or_else(|| system.default_base_url().map(str::to_owned))
+            .ok_or_else(|| {
+                ServiceError::unprocessable(
+                    "missing_base_url",
+                    format!("{} is required", system.base_url_fields()),
+                )
+            })?;
         let checked = system
-            .new_credentials(&input.credentials)
+            .new_credentials(&without_host(system, &input.credentials))
             .map_err(settings_error)?;
         let (credentials, fields) = (checked.credentials, checked.fields);
         let closed_statuses = match input.closed_statuses {
@@ -198,12 +193,9 @@ impl Connections {
         let system = self.systems.kind(kind);
         check_choices(system, &input.credentials)?;
         let mut settings = connection.settings.clone();
-        if let Some(base_url) = resolve_base_url(
-            system,
-            input.base_url.as_deref(),
-            input.site.as_deref(),
-            input.domain.as_deref(),
-        )? {
+        if let Some(base_url) =
+            resolve_base_url(system, input.base_url.as_deref(), &input.credentials)?
+        {
             if base_url != settings.base_url {
                 // Another site: what was learnt about this one does not hold there.
                 for field in system.learned_fields() {
@@ -224,7 +216,7 @@ impl Connections {
             .changed_credentials(
                 &settings,
                 current.as_ref().map(|c| &c.credentials),
-                &input.credentials,
+                &without_host(system, &input.credentials),
             )
             .map_err(settings_error)?;
         let credentials = checked.credentials;
@@ -558,26 +550,38 @@ pub(super) fn check_choices(
     Ok(())
 }
 
+/// The kind's fields without its host-name field (which [`resolve_base_url`] reads): what its plug-in parses.
+fn without_host(system: &dyn TicketSystemKind, given: &KindFields) -> KindFields {
+    let mut fields = given.clone();
+    if let Some(host) = system.host_form() {
+        fields.remove(host.field);
+    }
+    fields
+}
+
 /// A ticket system's refusal of the settings given: a 422 with its code.
 pub(super) fn settings_error(e: SettingsError) -> ServiceError {
     unprocessable(e.code, e.message)
 }
 
-/// The base URL from whichever of `base_url`, `site` (Jira Cloud) or `domain` (Freshservice) is given; `None`
-/// when none is. It must pass the outbound URL policy and carry no query or fragment.
+/// The base URL from `base_url` or the kind's host-name field among its `given` fields (Jira Cloud's `site`,
+/// Freshservice's `domain`); `None` when neither is given. It must pass the outbound URL policy and carry no
+/// query or fragment. Every field the kind does not take is refused first, another kind's host-name field
+/// included, so no base URL is judged from a field that would be refused anyway.
 pub(super) fn resolve_base_url(
     system: &dyn TicketSystemKind,
     base_url: Option<&str>,
-    site: Option<&str>,
-    domain: Option<&str>,
+    given: &KindFields,
 ) -> Result<Option<String>, ServiceError> {
     let host_field = system.host_form().map(|h| h.field);
-    for (field, given) in [("site", site.is_some()), ("domain", domain.is_some())] {
-        if given && host_field != Some(field) {
-            return Err(not_applicable(field, system.kind()));
-        }
+    if let Some(field) = given.keys().find(|field| {
+        Some(field.as_str()) != host_field && !system.credential_fields().contains(&field.as_str())
+    }) {
+        return Err(not_applicable(field, system.kind()));
     }
-    let host_form = site.or(domain);
+    let host_form = host_field
+        .and_then(|field| given.get(field))
+        .and_then(serde_json::Value::as_str);
     if base_url.is_some() && host_form.is_some() {
         return Err(unprocessable(
             "ambiguous_base_url",
@@ -684,30 +688,70 @@ mod tests {
         assert!(!text.contains("g20"), "{text}");
     }
 
+    fn given(fields: serde_json::Value) -> KindFields {
+        fields.as_object().cloned().unwrap()
+    }
+
     #[test]
     fn a_site_or_domain_becomes_an_https_base_url() {
-        let cloud = resolve_base_url(CLOUD, None, Some("acme"), None).unwrap();
+        let cloud =
+            resolve_base_url(CLOUD, None, &given(serde_json::json!({"site": "acme"}))).unwrap();
         assert_eq!(cloud.as_deref(), Some("https://acme.atlassian.net"));
-        let fs = resolve_base_url(FRESHSERVICE, None, None, Some("Acme.freshservice.com")).unwrap();
+        let fs = resolve_base_url(
+            FRESHSERVICE,
+            None,
+            &given(serde_json::json!({"domain": "Acme.freshservice.com"})),
+        )
+        .unwrap();
         assert_eq!(fs.as_deref(), Some("https://acme.freshservice.com"));
-        let dc =
-            resolve_base_url(DATA_CENTER, Some("https://jira.corp/jira/"), None, None).unwrap();
+        let dc = resolve_base_url(
+            DATA_CENTER,
+            Some("https://jira.corp/jira/"),
+            &KindFields::new(),
+        )
+        .unwrap();
         assert_eq!(dc.as_deref(), Some("https://jira.corp/jira"));
+        let host_taken = without_host(
+            CLOUD,
+            &given(serde_json::json!({"site": "acme", "email": "a@b.c"})),
+        );
+        assert_eq!(host_taken, given(serde_json::json!({"email": "a@b.c"})));
     }
 
     #[test]
     fn unsafe_or_odd_base_urls_are_refused() {
-        for (kind, url, site, domain) in [
-            (CLOUD, Some("http://acme.atlassian.net"), None, None),
-            (DATA_CENTER, Some("https://169.254.169.254/"), None, None),
-            (DATA_CENTER, Some("https://jira.corp/?x=1"), None, None),
-            (FRESHSERVICE, None, None, Some("acme.freshservice.com/x")),
-            (DATA_CENTER, None, Some("acme"), None),
-            (CLOUD, Some("https://a.atlassian.net"), Some("a"), None),
+        for (kind, url, fields) in [
+            (
+                CLOUD,
+                Some("http://acme.atlassian.net"),
+                serde_json::json!({}),
+            ),
+            (
+                DATA_CENTER,
+                Some("https://169.254.169.254/"),
+                serde_json::json!({}),
+            ),
+            (
+                DATA_CENTER,
+                Some("https://jira.corp/?x=1"),
+                serde_json::json!({}),
+            ),
+            (
+                FRESHSERVICE,
+                None,
+                serde_json::json!({"domain": "acme.freshservice.com/x"}),
+            ),
+            (DATA_CENTER, None, serde_json::json!({"site": "acme"})),
+            (FRESHSERVICE, None, serde_json::json!({"site": "acme"})),
+            (
+                CLOUD,
+                Some("https://a.atlassian.net"),
+                serde_json::json!({"site": "a"}),
+            ),
         ] {
             assert!(
-                resolve_base_url(kind, url, site, domain).is_err(),
-                "{url:?} {site:?} {domain:?}"
+                resolve_base_url(kind, url, &given(fields.clone())).is_err(),
+                "{url:?} {fields}"
             );
         }
     }

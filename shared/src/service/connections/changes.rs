@@ -14,12 +14,9 @@ pub struct ConnectionChanges {
     /// Required on create; it cannot change.
     pub kind: Option<ConnectionKind>,
     pub base_url: Option<String>,
-    /// Jira Cloud: `acme` or `acme.atlassian.net`, in place of `base_url`.
-    pub site: Option<String>,
-    /// Freshservice: `acme` or `acme.freshservice.com`, in place of `base_url`.
-    pub domain: Option<String>,
-    /// The kind's own fields as given (its credentials and settings such as `email`), for its plug-in to
-    /// read and check (`TicketSystemKind`).
+    /// The kind's own fields as given: its host-name field in place of `base_url` (Jira Cloud's `site`,
+    /// Freshservice's `domain`), its credentials and settings such as `email`, for its plug-in to read and check
+    /// (`TicketSystemKind`).
     pub credentials: crate::domain::connection::KindFields,
     /// Replaces every active webhook secret (create: generated when absent).
     pub webhook_secret: Option<Secret>,

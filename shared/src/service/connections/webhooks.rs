@@ -44,13 +44,19 @@ impl Connections {
         self.systems.kinds().iter().map(|k| k.as_str()).collect()
     }
 
-    /// Every field some kind of this build declares as its own ([`TicketSystemKind::credential_fields`]).
+    /// Every field some kind of this build declares as its own: its host-name field
+    /// ([`TicketSystemKind::host_form`]) and its [`TicketSystemKind::credential_fields`].
     pub fn kind_field_names(&self) -> Vec<&'static str> {
         let mut names: Vec<&'static str> = self
             .systems
             .kinds()
             .into_iter()
-            .flat_map(|kind| self.systems.kind(kind).credential_fields().iter().copied())
+            .flat_map(|kind| {
+                let system = self.systems.kind(kind);
+                let host = system.host_form().map(|h| h.field);
+                host.into_iter()
+                    .chain(system.credential_fields().iter().copied())
+            })
             .collect();
         names.sort_unstable();
         names.dedup();
