@@ -24,7 +24,7 @@ use crate::service::ErrorKind;
 /// plug-in declares them. A member no kind
 /// of this build declares is refused (400), so a misspelt field is never silently ignored; one that another
 /// kind declares is the plug-in's to refuse (422 `field_not_applicable`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct ConnectionBody {
     #[serde(default)]
     id: Option<String>,
@@ -52,6 +52,17 @@ pub struct ConnectionBody {
     /// Every other member: the kind's own fields.
     #[serde(flatten)]
     kind_fields: KindFields,
+}
+
+/// The kind's fields by name only: some hold secrets.
+impl std::fmt::Debug for ConnectionBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionBody")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("kind_fields", &self.kind_fields.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A body that is not the expected JSON: the 400 a serde error gets from `JsonBody`.
@@ -251,6 +262,28 @@ mod tests {
         assert_eq!(masked, MASK);
         let shown = serde_json::to_value(Shown::Revealed(Secret::new("abc"))).unwrap();
         assert_eq!(shown, "abc");
+    }
+
+    #[test]
+    fn a_body_and_the_changes_it_becomes_never_print_a_kind_s_secret() {
+        let body: ConnectionBody = serde_json::from_str(
+            r#"{"id": "lin", "kind": "linear", "api_key": "lin_api_topsecret", "client_secret": "cs-topsecret"}"#,
+        )
+        .unwrap();
+        let shown = format!("{body:?}");
+        assert!(
+            shown.contains("api_key") && !shown.contains("topsecret"),
+            "{shown}"
+        );
+        let changes = ConnectionChanges {
+            credentials: body.kind_fields.clone(),
+            ..ConnectionChanges::default()
+        };
+        let shown = format!("{changes:?}");
+        assert!(
+            shown.contains("client_secret") && !shown.contains("topsecret"),
+            "{shown}"
+        );
     }
 
     #[test]

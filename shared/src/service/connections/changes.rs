@@ -6,8 +6,9 @@ use super::*;
 
 /// The fields an admin gives to create or change a connection. Which apply depends on the kind (DESIGN §6); a
 /// field that does not apply is refused rather than ignored. A secret given as `"********"` means "keep the
-/// current one". `None` is "not given".
-#[derive(Clone, Debug, Default)]
+/// current one". `None` is "not given". `Debug` names the kind's fields but never prints their values (some are
+/// secrets).
+#[derive(Clone, Default)]
 pub struct ConnectionChanges {
     /// Required on create; on PATCH, when given, it must equal the id in the path.
     pub id: Option<String>,
@@ -33,6 +34,27 @@ pub struct ConnectionChanges {
     /// People mapped to their account in the ticket system (e-mail → account id), for requesters whose address
     /// the ticket system hides. On PATCH the entries are merged: a `None` value removes that person.
     pub people: Option<BTreeMap<String, Option<String>>>,
+}
+
+impl std::fmt::Debug for ConnectionChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionChanges")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+            .field("webhook_secret", &self.webhook_secret)
+            .field("add_webhook_secret", &self.add_webhook_secret)
+            .field("new_webhook_secret", &self.new_webhook_secret)
+            .field(
+                "retire_old_webhook_secrets",
+                &self.retire_old_webhook_secrets,
+            )
+            .field("closed_statuses", &self.closed_statuses)
+            .field("audit", &self.audit)
+            .field("people", &self.people)
+            .finish()
+    }
 }
 
 /// A connection as an admin use case answers it: the stored connection, the moment its webhook health is judged
