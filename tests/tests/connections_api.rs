@@ -317,7 +317,8 @@ async fn every_kind_describes_its_settings_form_and_webhook_registration() {
             "jira_cloud",
             "jira_data_center",
             "freshservice",
-            "servicenow"
+            "servicenow",
+            "linear"
         ]
     );
     for (item, kind) in items

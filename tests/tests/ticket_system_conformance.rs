@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use wiremock::matchers::{method, path, query_param};
+use wiremock::matchers::{body_partial_json, body_string_contains, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use axum::body::Body;
@@ -29,6 +29,7 @@ use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
 use ticketbound::adapters::servicenow::events::servicenow_signature;
 use ticketbound::adapters::ticket_systems::HttpTicketSystems;
+use ticketbound::adapters::ticket_systems::linear::{LINEAR, linear_signature};
 use ticketbound::domain::connection::{
     AuthMethod, ConnectionKind, ConnectionSecrets, ConnectionSettings, Credentials, TicketQuery,
     TicketState,
@@ -536,6 +537,136 @@ impl Fake for ServiceNowFake {
     }
 }
 
+struct LinearFake;
+
+/// A stable issue id (a UUID in Linear) per identifier.
+fn linear_id(identifier: &str) -> String {
+    format!(
+        "00000000-0000-4000-8000-{:0>12}",
+        support::issue_id(identifier)
+    )
+}
+
+/// The `IssueFilter` the plug-in sends for one identifier.
+fn linear_filter(identifier: &str) -> Value {
+    let (team, number) = identifier.split_once('-').unwrap();
+    json!({"team": {"key": {"eq": team}}, "number": {"eq": number.parse::<u64>().unwrap()}})
+}
+
+/// Milliseconds since the epoch, a second ahead: the event follows every grant bound before it.
+fn linear_now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp() + 1) * 1000
+}
+
+#[async_trait]
+impl Fake for LinearFake {
+    fn connection_body(&self, root: &str) -> Value {
+        json!({"id": "conformance", "kind": "linear", "base_url": root, "api_key": "lin_api_conformance"})
+    }
+    /// Linear's `Issue` update, signed in `Linear-Signature` (hex HMAC-SHA256 of the body) with its delivery id.
+    fn delivery(&self, key: &str, secret: &str, delivery: &str, closed: bool) -> Sent {
+        let (name, kind) = if closed {
+            ("Done", "completed")
+        } else {
+            ("In Progress", "started")
+        };
+        let body = json!({
+            "action": "update", "type": "Issue", "createdAt": "2026-05-01T12:00:00.000Z",
+            "organizationId": "org-1", "webhookId": "wh-1", "webhookTimestamp": linear_now_ms(),
+            "url": format!("https://linear.app/acme/issue/{key}"),
+            "data": {
+                "id": linear_id(key), "identifier": key, "title": format!("Ticket {key}"),
+                "trashed": null, "archivedAt": null,
+                "state": {"id": "s-1", "name": name, "type": kind}
+            },
+            "updatedFrom": {"stateId": "s-0"}
+        })
+        .to_string()
+        .into_bytes();
+        (
+            vec![
+                ("linear-signature", linear_signature(secret, &body)),
+                ("linear-delivery", delivery.to_owned()),
+                ("linear-event", "Issue".to_owned()),
+            ],
+            body,
+        )
+    }
+    fn kind(&self) -> ConnectionKind {
+        LINEAR
+    }
+    fn credentials(&self) -> Credentials {
+        Credentials::new(AuthMethod::API_KEY, Secret::new("lin_api_conformance"))
+    }
+    fn keys(&self) -> [&'static str; 3] {
+        ["ENG-1", "ENG-2", "OPS-3"]
+    }
+    async fn mount_account(&self, server: &MockServer, status: u16) {
+        let answer = match status {
+            200 => ResponseTemplate::new(200).set_body_json(json!({"data": {"viewer": {"id": "u-bot", "name": "Ticketbound", "email": "bot@acme.com"}}})),
+            _ => ResponseTemplate::new(status).set_body_json(json!({"errors": [{"message": "Authentication required, not authenticated", "extensions": {"type": "authentication error", "code": "AUTHENTICATION_ERROR", "statusCode": 401, "userPresentableMessage": "You need to authenticate to access this operation."}}]})),
+        };
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_string_contains("viewer"))
+            .respond_with(answer)
+            .mount(server)
+            .await;
+    }
+    fn ticket_path(&self, _key: &str) -> String {
+        "/graphql".into()
+    }
+    fn ticket_body(&self, key: &str, held: Held) -> Value {
+        let (name, kind) = match held {
+            Held::Closed => ("Done", "completed"),
+            _ => ("In Progress", "started"),
+        };
+        json!({
+            "id": linear_id(key), "identifier": key, "title": format!("Ticket {key}"),
+            "url": format!("https://linear.app/acme/issue/{key}"), "trashed": null, "archivedAt": null,
+            "state": {"name": name, "type": kind}, "assignee": null
+        })
+    }
+    /// One identifier's `issues` query: its node, or no node for an issue Linear does not have.
+    async fn mount_ticket(&self, server: &MockServer, key: &str, held: Held) {
+        let nodes = match held {
+            Held::Gone => json!([]),
+            _ => json!([self.ticket_body(key, held)]),
+        };
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_partial_json(
+                json!({"variables": {"first": 1, "filter": {"or": [linear_filter(key)]}}}),
+            ))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"data": {"issues": {"nodes": nodes}}})),
+            )
+            .mount(server)
+            .await;
+    }
+    /// Every bound identifier in one `issues(filter: {or: […]})` query; a deleted one is not among the nodes.
+    async fn mount_batch(&self, server: &MockServer, tickets: &[(&str, Held)]) {
+        let nodes: Vec<Value> = tickets
+            .iter()
+            .map(|(k, h)| self.ticket_body(k, *h))
+            .collect();
+        let filter: Vec<Value> = self.keys().iter().map(|k| linear_filter(k)).collect();
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_partial_json(
+                json!({"variables": {"first": filter.len(), "filter": {"or": filter}}}),
+            ))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"data": {"issues": {"nodes": nodes}}})),
+            )
+            .expect(1)
+            .mount(server)
+            .await;
+    }
+}
+
 /// A delivery: its headers and body.
 type Sent = (Vec<(&'static str, String)>, Vec<u8>);
 
@@ -724,6 +855,7 @@ conformance!(jira_cloud, JiraCloudFake);
 conformance!(jira_data_center, JiraDataCenterFake);
 conformance!(freshservice, FreshserviceFake);
 conformance!(servicenow, ServiceNowFake);
+conformance!(linear, LinearFake);
 
 /// ServiceNow pages on its side (`sysparm_offset` is the page token) and narrows by `q` with `LIKE` on the
 /// number and short description; a closed row it still returns is left out, and an encoded-query operator in

@@ -16,6 +16,7 @@ use crate::domain::connection::{ConnectionKind, ConnectionSecrets, ConnectionSet
 use crate::ports::{TicketSystem, TicketSystemError, TicketSystemKind, TicketSystems};
 
 pub(crate) mod fields;
+pub mod linear;
 mod unregistered;
 
 /// A ticket system: its settings rules ([`TicketSystemKind`]) and its client over the shared HTTP plumbing.
@@ -57,6 +58,7 @@ static SYSTEMS: &[&dyn TicketSystemModule] = &[
     &JiraDataCenter,
     &Freshservice,
     &ServiceNow,
+    &linear::Linear,
 ];
 
 /// The ticket system of a kind; a kind no plug-in of this build has (a connection stored by a build that had
