@@ -65,10 +65,10 @@ impl ClientCredentials {
         &self,
         http: &TicketHttp,
     ) -> Result<TicketHttp, TicketSystemError> {
-        if let Some((header, until)) = self.kept() {
-            if Instant::now() < until {
-                return Ok(http.signed_in_as(header));
-            }
+        if let Some((header, until)) = self.kept()
+            && Instant::now() < until
+        {
+            return Ok(http.signed_in_as(header));
         }
         let answer: Probed<TokenAnswer> = http
             .post_form_json(
