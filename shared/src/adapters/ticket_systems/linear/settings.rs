@@ -89,7 +89,17 @@ impl TicketSystemKind for Linear {
         KindDescription {
             kind: self.kind(),
             label: "Linear",
+            // The address comes first, as in every kind's form; Linear's is the same for everybody.
             fields: vec![
+                FieldDescription {
+                    default: Some(LINEAR_API),
+                    ..FieldDescription::text(
+                        "base_url",
+                        "API URL",
+                        "Leave empty for Linear's API, https://api.linear.app.",
+                    )
+                    .optional()
+                },
                 FieldDescription::secret(
                     "api_key",
                     "API key",
