@@ -1,6 +1,7 @@
 //! Linear beyond the conformance suite, against a `wiremock` GraphQL endpoint answering as Linear documents:
 //! connecting (no URL, a masked key, OAuth client credentials), its rate limit (HTTP 400 with `RATELIMITED`,
-//! the wait read from `X-RateLimit-*`), and "assigned to me" paged with Linear's cursors and narrowed by `q`.
+//! the wait read from `X-RateLimit-*`), "assigned to me" paged with Linear's cursors and narrowed by `q`, and
+//! audit issues created in a team, found again by their marker, commented on and closed.
 
 mod support;
 
@@ -21,6 +22,7 @@ use ticketbound::domain::connection::{
     TicketState,
 };
 use ticketbound::domain::secret::Secret;
+use ticketbound::domain::ticket_writes::{CloseOutcome, NewTicket, TicketDestination};
 use ticketbound::ports::{TicketSystem, TicketSystemError, TicketSystems};
 
 fn client(
@@ -142,7 +144,7 @@ async fn a_linear_connection_needs_no_url_masks_its_credentials_and_refuses_what
             "invalid_closed_statuses",
         ),
         (
-            json!({"audit": {"project": "ENG"}}),
+            json!({"audit": {"project": "eng", "priority": 2}}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_audit",
         ),
@@ -444,5 +446,201 @@ async fn archived_and_trashed_issues_are_closed_and_a_missing_one_is_deleted() {
             ("ENG-3".into(), TicketState::Closed),
             ("ENG-4".into(), TicketState::Deleted),
         ]
+    );
+}
+
+fn graphql_data(data: Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"data": data}))
+}
+
+#[tokio::test]
+async fn audit_issues_are_created_in_the_team_found_by_their_marker_and_closed_once() {
+    let app = spawn_app(quick_policy()).await;
+    let audited = app
+        .call(
+            "POST",
+            "/v1/connections",
+            ADMIN,
+            Some(json!({"id": "lin", "kind": "linear", "api_key": "k", "audit": {"project": "ENG", "priority": 2}})),
+        )
+        .await;
+    assert_eq!(audited.status, StatusCode::CREATED, "{}", audited.text);
+    assert_eq!(
+        audited.json["audit"],
+        json!({"project": "ENG", "priority": 2})
+    );
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("teams("))
+        .and(body_partial_json(json!({"variables": {"key": "ENG"}})))
+        .respond_with(graphql_data(
+            json!({"teams": {"nodes": [{"id": "team-eng"}]}}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("issueCreate"))
+        .and(body_partial_json(json!({"variables": {"input": {"teamId": "team-eng", "priority": 2, "title": "Access to prod-db for alice@example.com"}}})))
+        .respond_with(graphql_data(json!({"issueCreate": {"success": true, "issue": {"identifier": "ENG-77", "url": "https://linear.app/acme/issue/ENG-77"}}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = api_key_client(&server);
+    let created = client
+        .create_ticket(&NewTicket {
+            destination: TicketDestination {
+                project: Some("ENG".into()),
+                priority: Some(2),
+                ..TicketDestination::default()
+            },
+            summary: "Access to prod-db for alice@example.com".into(),
+            description: "Requester: alice@example.com".into(),
+            requester_email: "alice@example.com".into(),
+            marker: "tb-01jd3-audit".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.key, "ENG-77");
+    assert_eq!(created.url, "https://linear.app/acme/issue/ENG-77");
+    let sent: Vec<Value> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let description = sent
+        .iter()
+        .find_map(|b| b["variables"]["input"]["description"].as_str())
+        .unwrap();
+    assert!(
+        description.ends_with("Ticketbound marker: tb-01jd3-audit"),
+        "{description}"
+    );
+
+    // Found again by its marker (an attempt whose answer was lost is not repeated).
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_partial_json(json!({"variables": {"filter": {"description": {"contains": "Ticketbound marker: tb-01jd3-audit"}}}})))
+        .respond_with(graphql_data(json!({"issues": {"nodes": [issue("ENG-77", "started")]}})))
+        .mount(&server)
+        .await;
+    let found = client.find_by_marker("tb-01jd3-audit").await.unwrap();
+    assert_eq!(found.map(|t| t.key).as_deref(), Some("ENG-77"));
+
+    // Closing moves it into its team's completed state, once.
+    let mut open = issue("ENG-77", "started");
+    open["team"] = json!({"id": "team-eng"});
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_partial_json(json!({"variables": {"first": 1, "filter": {"or": [{"team": {"key": {"eq": "ENG"}}, "number": {"eq": 77}}]}}})))
+        .respond_with(graphql_data(json!({"issues": {"nodes": [open]}})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("workflowStates"))
+        .and(body_partial_json(
+            json!({"variables": {"team": "team-eng"}}),
+        ))
+        .respond_with(graphql_data(
+            json!({"workflowStates": {"nodes": [{"id": "state-done"}]}}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("issueUpdate"))
+        .and(body_partial_json(
+            json!({"variables": {"id": "id-ENG-77", "input": {"stateId": "state-done"}}}),
+        ))
+        .respond_with(graphql_data(json!({"issueUpdate": {"success": true}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        client.close_ticket("ENG-77").await.unwrap(),
+        CloseOutcome::Closed
+    );
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("commentCreate"))
+        .and(body_partial_json(
+            json!({"variables": {"input": {"issueId": "id-ENG-77", "body": "Access ended."}}}),
+        ))
+        .respond_with(graphql_data(json!({"commentCreate": {"success": true}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert!(client.add_comment("ENG-77", "Access ended.").await.unwrap());
+
+    // Already completed, or gone: nothing is written.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_partial_json(json!({"variables": {"filter": {"or": [{"team": {"key": {"eq": "ENG"}}, "number": {"eq": 1}}]}}})))
+        .respond_with(graphql_data(json!({"issues": {"nodes": [issue("ENG-1", "completed")]}})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_partial_json(json!({"variables": {"filter": {"or": [{"team": {"key": {"eq": "ENG"}}, "number": {"eq": 2}}]}}})))
+        .respond_with(graphql_data(json!({"issues": {"nodes": []}})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("issueUpdate"))
+        .respond_with(graphql_data(json!({"issueUpdate": {"success": true}})))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let client = api_key_client(&server);
+    assert_eq!(
+        client.close_ticket("ENG-1").await.unwrap(),
+        CloseOutcome::AlreadyClosed
+    );
+    assert_eq!(
+        client.close_ticket("ENG-2").await.unwrap(),
+        CloseOutcome::NotFound
+    );
+    assert!(!client.add_comment("ENG-2", "x").await.unwrap());
+
+    // A team the account may not write to: not permitted, named.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("teams("))
+        .respond_with(graphql_data(
+            json!({"teams": {"nodes": [{"id": "team-eng"}]}}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("issueCreate"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": null, "errors": [{"message": "You don't have access to this team", "extensions": {"code": "FORBIDDEN", "type": "forbidden"}}]})))
+        .mount(&server)
+        .await;
+    let err = api_key_client(&server)
+        .create_ticket(&NewTicket {
+            destination: TicketDestination {
+                project: Some("ENG".into()),
+                priority: Some(0),
+                ..TicketDestination::default()
+            },
+            summary: "s".into(),
+            description: "d".into(),
+            requester_email: "alice@example.com".into(),
+            marker: "tb-x-audit".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TicketSystemError::NotPermitted(ref m) if m.contains("team ENG")),
+        "{err:?}"
     );
 }

@@ -1,5 +1,6 @@
 //! How a Linear connection signs in: a personal API key sent as is, or an OAuth application's client credentials,
-//! exchanged at `POST /oauth/token` (`grant_type=client_credentials`) for an app-actor access token that lives 30
+//! exchanged at `POST /oauth/token` (`grant_type=client_credentials`, scopes `read,write`: audit tickets are
+//! written) for an app-actor access token that lives 30
 //! days and comes without a refresh token. The token is kept per client and asked for again when it is about to
 //! expire or Linear refuses it.
 
@@ -77,7 +78,7 @@ impl ClientCredentials {
                     ("grant_type", "client_credentials"),
                     ("client_id", &self.client_id),
                     ("client_secret", self.client_secret.expose()),
-                    ("scope", "read"),
+                    ("scope", "read,write"),
                 ],
             )
             .await?;

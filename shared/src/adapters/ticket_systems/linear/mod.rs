@@ -12,6 +12,11 @@
 //!   first, paged with Linear's cursors (the page token is `endCursor`), `q` matched by Linear against the title
 //!   (and, when it reads as an identifier, against the team key and number).
 //!
+//! - writes (audit tickets and the `ticket` provisioner): `issueCreate` in the team whose key is the
+//!   destination's `project`, with the marker on the description's last line (`findByMarker` is an `issues`
+//!   query on it); `commentCreate`; closing moves the issue into its team's first `completed` workflow state
+//!   with `issueUpdate`.
+//!
 //! An issue is closed when its workflow state's type is `completed`, `canceled` or `duplicate`, when it is
 //! archived, or when its state's name is one the operator listed in `closed_statuses`; a trashed issue is
 //! deleted. Linear answers a rate limit with HTTP 400 and `RATELIMITED` in its errors, not 429: the wait is read
@@ -31,11 +36,12 @@ pub use auth::CLIENT_SECRET;
 pub use events::linear_signature;
 pub use settings::{LINEAR, LINEAR_API, Linear, WEBHOOK_SOURCE};
 
-use crate::adapters::ticket_http::{Probed, TicketHttp};
+use crate::adapters::ticket_http::{Probed, TicketHttp, Written};
 use crate::domain::connection::{
     ClosedStatuses, Person, PersonLookup, Ticket, TicketPage, TicketQuery, TicketState,
     TicketSummary, Verification, visible_email,
 };
+use crate::domain::ticket_writes::{CloseOutcome, CreatedTicket, NewTicket, one_line};
 use crate::ports::{ReconcileBatch, TicketStates, TicketSystem, TicketSystemError};
 
 /// The workflow state types that are closed.
@@ -53,8 +59,10 @@ const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
 const MAX_CURSOR: usize = 200;
 
 /// The fields every issue read asks for.
-const ISSUE_FIELDS: &str =
-    "id identifier title url trashed archivedAt state { name type } assignee { id email name }";
+const ISSUE_FIELDS: &str = "id identifier title url trashed archivedAt state { name type } assignee { id email name } team { id }";
+
+/// What precedes the marker on the last line of an issue Ticketbound opened.
+const MARKER_PREFIX: &str = "Ticketbound marker: ";
 
 /// An issue identifier as Linear shows it (`ENG-123`): its team key (a letter, then letters, digits or `_`, at
 /// most 20) upper-cased, and its number. Anything else names no issue and is never sent.
@@ -163,6 +171,61 @@ struct Issue {
     state: Option<State>,
     #[serde(default)]
     assignee: Option<User>,
+    #[serde(default)]
+    team: Option<Id>,
+}
+
+/// Something named by its id (`team { id }`).
+#[derive(Deserialize)]
+struct Id {
+    #[serde(default)]
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct TeamsData {
+    teams: Nodes<Id>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WorkflowStatesData {
+    workflow_states: Nodes<Id>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IssueCreateData {
+    issue_create: Payload<Created>,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    #[serde(default)]
+    identifier: String,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CommentCreateData {
+    comment_create: Payload<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IssueUpdateData {
+    issue_update: Payload<Value>,
+}
+
+/// A mutation's answer: whether it succeeded, and what it made.
+#[derive(Deserialize)]
+struct Payload<T> {
+    #[serde(default)]
+    success: bool,
+    #[serde(default = "Option::default")]
+    issue: Option<T>,
 }
 
 #[derive(Deserialize)]
@@ -371,6 +434,84 @@ impl LinearClient {
                 .map(User::person),
             url: issue.url.unwrap_or_default(),
         }
+    }
+
+    /// One GraphQL write, sent once (a mutation is not retried after an answer that may hide a change; the
+    /// caller's durable retry looks for the marker first). Refused credentials are
+    /// [`TicketSystemError::Unauthorized`]; `FORBIDDEN` is [`TicketSystemError::NotPermitted`], naming `what`.
+    async fn mutate<T: DeserializeOwned>(
+        &self,
+        query: &str,
+        variables: Value,
+        what: &str,
+    ) -> Result<T, TicketSystemError> {
+        let http = match &self.oauth {
+            Some(oauth) => oauth.signed_in(&self.http).await?,
+            None => self.http.clone(),
+        };
+        let body = json!({"query": query, "variables": variables});
+        let written = http
+            .send_json(reqwest::Method::POST, http.url(&["graphql"]), Some(&body))
+            .await;
+        if let (Err(TicketSystemError::Unauthorized { .. }), Some(oauth)) = (&written, &self.oauth)
+        {
+            oauth.forget();
+        }
+        let bytes = match written? {
+            Written::Done(bytes) => bytes,
+            Written::NotFound => {
+                return Err(TicketSystemError::Unexpected(
+                    "there is no Linear GraphQL API at this base URL (HTTP 404)".into(),
+                ));
+            }
+            Written::Rejected(detail) => {
+                return Err(TicketSystemError::Unexpected(format!(
+                    "Linear refused to {what}: {detail}"
+                )));
+            }
+        };
+        let envelope: Envelope<T> = Written::shaped(&bytes, "Linear's GraphQL API")?;
+        if let Some(error) = envelope.errors.first() {
+            return Err(match error.code() {
+                "AUTHENTICATION_ERROR" => TicketSystemError::Unauthorized {
+                    status: 401,
+                    message: format!("Linear refused the credentials: {}", error.message),
+                },
+                "FORBIDDEN" => TicketSystemError::NotPermitted(format!(
+                    "Linear: the connection's account may not {what}; give it access to the team: {}",
+                    error.message
+                )),
+                _ => TicketSystemError::Unexpected(format!(
+                    "Linear refused to {what}: {}",
+                    error.message
+                )),
+            });
+        }
+        envelope
+            .data
+            .ok_or_else(|| TicketSystemError::Unexpected("Linear answered without data".into()))
+    }
+
+    /// The issue `key` as Linear answers it (with its team), `None` when there is none.
+    async fn issue(&self, key: &str) -> Result<Option<Issue>, TicketSystemError> {
+        let Some((team, number)) = parse_identifier(key) else {
+            return Ok(None);
+        };
+        let wanted = format!("{team}-{number}");
+        let query = format!(
+            "query Issues($filter: IssueFilter, $first: Int) {{ issues(filter: $filter, first: $first, includeArchived: true) {{ nodes {{ {ISSUE_FIELDS} }} }} }}"
+        );
+        let data: IssuesData = self
+            .data(
+                &query,
+                json!({"filter": {"or": [identifier_filter(&team, number)]}, "first": 1}),
+            )
+            .await?;
+        Ok(data
+            .issues
+            .nodes
+            .into_iter()
+            .find(|issue| canonical_identifier(&issue.identifier) == wanted))
     }
 
     /// The issues with `identifiers` (at most [`KEYS_PER_CALL`]), archived ones included.
@@ -589,6 +730,150 @@ impl TicketSystem for LinearClient {
             keys_per_call: KEYS_PER_CALL,
             calls_per_run: CALLS_PER_RUN,
         }
+    }
+
+    /// `issueCreate` in the destination's team (`project` is its key), the marker on the description's last
+    /// line, the destination's priority (0 none, 1 urgent … 4 low).
+    async fn create_ticket(&self, t: &NewTicket) -> Result<CreatedTicket, TicketSystemError> {
+        let Some(team) = t.destination.project.as_deref() else {
+            return Err(TicketSystemError::Unexpected(
+                "a Linear issue needs a team key (`project`)".into(),
+            ));
+        };
+        let teams: TeamsData = self
+            .data(
+                "query Team($key: String!) { teams(filter: {key: {eq: $key}}, first: 1) { nodes { id } } }",
+                json!({"key": team}),
+            )
+            .await?;
+        let team_id = teams
+            .teams
+            .nodes
+            .into_iter()
+            .map(|t| t.id)
+            .find(|id| !id.is_empty())
+            .ok_or_else(|| {
+                TicketSystemError::NotPermitted(format!(
+                    "Linear: the connection's account sees no team {team}; add it to the team (or check the key)"
+                ))
+            })?;
+        let description = format!("{}\n\n{MARKER_PREFIX}{}", t.description, t.marker);
+        let data: IssueCreateData = self
+            .mutate(
+                "mutation Create($input: IssueCreateInput!) { issueCreate(input: $input) { success issue { identifier url } } }",
+                json!({"input": {
+                    "teamId": team_id,
+                    "title": one_line(&t.summary),
+                    "description": description,
+                    "priority": t.destination.priority.unwrap_or(0),
+                }}),
+                &format!("create issues in team {team}"),
+            )
+            .await?;
+        let created = data
+            .issue_create
+            .issue
+            .filter(|issue| {
+                data.issue_create.success && parse_identifier(&issue.identifier).is_some()
+            })
+            .ok_or_else(|| {
+                TicketSystemError::Unexpected("Linear did not say which issue it created".into())
+            })?;
+        Ok(CreatedTicket {
+            key: canonical_identifier(&created.identifier),
+            url: created.url.unwrap_or_default(),
+        })
+    }
+
+    /// The issue whose description carries `marker`, archived ones included.
+    async fn find_by_marker(
+        &self,
+        marker: &str,
+    ) -> Result<Option<CreatedTicket>, TicketSystemError> {
+        let query = format!(
+            "query Marked($filter: IssueFilter, $first: Int) {{ issues(filter: $filter, first: $first, includeArchived: true) {{ nodes {{ {ISSUE_FIELDS} }} }} }}"
+        );
+        let data: IssuesData = self
+            .data(
+                &query,
+                json!({"filter": {"description": {"contains": format!("{MARKER_PREFIX}{marker}")}}, "first": 1}),
+            )
+            .await?;
+        Ok(data
+            .issues
+            .nodes
+            .into_iter()
+            .find(|issue| parse_identifier(&issue.identifier).is_some())
+            .map(|issue| CreatedTicket {
+                key: canonical_identifier(&issue.identifier),
+                url: issue.url.unwrap_or_default(),
+            }))
+    }
+
+    /// `commentCreate` on the issue; `Ok(false)` when Linear has no such issue.
+    async fn add_comment(&self, key: &str, text: &str) -> Result<bool, TicketSystemError> {
+        let Some(issue) = self.issue(key).await? else {
+            return Ok(false);
+        };
+        let data: CommentCreateData = self
+            .mutate(
+                "mutation Comment($input: CommentCreateInput!) { commentCreate(input: $input) { success } }",
+                json!({"input": {"issueId": issue.id, "body": text}}),
+                "comment on issues",
+            )
+            .await?;
+        if !data.comment_create.success {
+            return Err(TicketSystemError::Unexpected(
+                "Linear did not add the comment".into(),
+            ));
+        }
+        Ok(true)
+    }
+
+    /// Moves the issue into its team's first `completed` workflow state.
+    async fn close_ticket(&self, key: &str) -> Result<CloseOutcome, TicketSystemError> {
+        let Some(issue) = self.issue(key).await? else {
+            return Ok(CloseOutcome::NotFound);
+        };
+        let id = issue.id.clone();
+        let team = issue
+            .team
+            .as_ref()
+            .map(|t| t.id.clone())
+            .unwrap_or_default();
+        if self.ticket(issue).closed {
+            return Ok(CloseOutcome::AlreadyClosed);
+        }
+        let states: WorkflowStatesData = self
+            .data(
+                "query Done($team: ID!) { workflowStates(filter: {team: {id: {eq: $team}}, type: {eq: \"completed\"}}, first: 1) { nodes { id } } }",
+                json!({"team": team}),
+            )
+            .await?;
+        let state = states
+            .workflow_states
+            .nodes
+            .into_iter()
+            .map(|s| s.id)
+            .find(|id| !id.is_empty())
+            .ok_or_else(|| {
+                TicketSystemError::Unexpected(format!(
+                    "Linear: the team of {key} has no completed workflow state"
+                ))
+            })?;
+        let data: IssueUpdateData = self
+            .mutate(
+                "mutation Close($id: String!, $input: IssueUpdateInput!) { issueUpdate(id: $id, input: $input) { success } }",
+                json!({"id": id, "input": {"stateId": state}}),
+                &format!("close {key}"),
+            )
+            .await?;
+        if !data.issue_update.success {
+            return Err(TicketSystemError::Unexpected(format!(
+                "Linear did not close {key}"
+            )));
+        }
+        Ok(CloseOutcome::Closed)
     }
 
     /// One `issues(filter: {or: …})` query for the batch; an identifier it does not return is deleted.

@@ -267,8 +267,37 @@ impl TicketSystemKind for Linear {
         ClosedStatuses::Names(Vec::new())
     }
 
-    fn destination(&self, _fields: &DestinationFields<'_>) -> Result<TicketDestination, String> {
-        Err("linear connections do not open tickets yet (audit tickets and the `ticket` provisioner)".into())
+    /// A team key (`project`, required) and a priority 0 (none) to 4 (low), default 0.
+    fn destination(&self, fields: &DestinationFields<'_>) -> Result<TicketDestination, String> {
+        if fields.issue_type.is_some() || fields.group_id.is_some() {
+            return Err(
+                "`issue_type` and `group_id` do not apply; a linear connection takes `project` (a team key) and `priority`"
+                    .into(),
+            );
+        }
+        let team = fields.project.map(str::trim).unwrap_or_default();
+        let valid_team = (1..=20).contains(&team.len())
+            && team.starts_with(|c: char| c.is_ascii_uppercase())
+            && team
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if !valid_team {
+            return Err(
+                "`project` must be a Linear team key such as ENG (upper-case letters, digits, `_`)"
+                    .into(),
+            );
+        }
+        let priority = fields.priority.unwrap_or(0);
+        if priority > 4 {
+            return Err(
+                "`priority` must be 0 (none), 1 (urgent), 2 (high), 3 (medium) or 4 (low)".into(),
+            );
+        }
+        Ok(TicketDestination {
+            project: Some(team.to_owned()),
+            priority: Some(priority),
+            ..TicketDestination::default()
+        })
     }
 }
 
