@@ -1,9 +1,11 @@
 //! How a Linear connection signs in: a personal API key sent as is, or an OAuth application's client credentials,
 //! exchanged at `POST /oauth/token` (`grant_type=client_credentials`, scopes `read,write`: audit tickets are
 //! written) for an app-actor access token that lives 30
-//! days and comes without a refresh token. The token is kept per client and asked for again when it is about to
-//! expire or Linear refuses it.
+//! days and comes without a refresh token. A client is built for every use of a connection, so the token is
+//! kept for the process, keyed by a digest of the token endpoint and the credentials (a rotated secret gets its
+//! own), and asked for again when it is about to expire or Linear refuses it.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -45,11 +47,19 @@ struct TokenAnswer {
     expires_in: Option<u64>,
 }
 
-/// An OAuth application's client credentials and the access token they last got.
+/// The most tokens kept at once (one per connection that signs in this way); when full, all are forgotten.
+const MAX_KEPT: usize = 256;
+
+/// A digest of a token endpoint and the credentials sent to it, never the credentials themselves.
+type TokenKey = [u8; 32];
+
+/// The live access tokens of this process and until when they are used.
+static TOKENS: Mutex<Option<HashMap<TokenKey, (HeaderValue, Instant)>>> = Mutex::new(None);
+
+/// An OAuth application's client credentials.
 pub(crate) struct ClientCredentials {
     client_id: String,
     client_secret: Secret,
-    token: Mutex<Option<(HeaderValue, Instant)>>,
 }
 
 impl ClientCredentials {
@@ -57,8 +67,22 @@ impl ClientCredentials {
         Self {
             client_id,
             client_secret,
-            token: Mutex::new(None),
         }
+    }
+
+    /// The key of the token these credentials get from `endpoint`.
+    fn key(&self, endpoint: &url::Url) -> TokenKey {
+        use sha2::{Digest, Sha256};
+        let mut digest = Sha256::new();
+        for part in [
+            endpoint.as_str(),
+            &self.client_id,
+            self.client_secret.expose(),
+        ] {
+            digest.update((part.len() as u64).to_be_bytes());
+            digest.update(part.as_bytes());
+        }
+        digest.finalize().into()
     }
 
     /// `http` signed in with a live access token: the one kept, or a new one from the token endpoint.
@@ -66,14 +90,16 @@ impl ClientCredentials {
         &self,
         http: &TicketHttp,
     ) -> Result<TicketHttp, TicketSystemError> {
-        if let Some((header, until)) = self.kept()
+        let endpoint = http.url(&["oauth", "token"]);
+        let key = self.key(&endpoint);
+        if let Some((header, until)) = kept(&key)
             && Instant::now() < until
         {
             return Ok(http.signed_in_as(header));
         }
         let answer: Probed<TokenAnswer> = http
             .post_form_json(
-                http.url(&["oauth", "token"]),
+                endpoint,
                 &[
                     ("grant_type", "client_credentials"),
                     ("client_id", &self.client_id),
@@ -104,19 +130,31 @@ impl ClientCredentials {
             .unwrap_or(MAX_LIFETIME)
             .min(MAX_LIFETIME)
             .saturating_sub(RENEW_BEFORE);
-        *self.token.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((header.clone(), Instant::now() + lifetime));
+        let mut tokens = TOKENS.lock().unwrap_or_else(|e| e.into_inner());
+        let tokens = tokens.get_or_insert_with(HashMap::new);
+        if tokens.len() >= MAX_KEPT {
+            tokens.clear();
+        }
+        tokens.insert(key, (header.clone(), Instant::now() + lifetime));
         Ok(http.signed_in_as(header))
     }
 
-    /// Forgets the kept token (Linear refused it: revoked, or the application's secret rotated).
-    pub(super) fn forget(&self) {
-        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    /// Forgets the kept token of `http`'s token endpoint (Linear refused it: revoked, say).
+    pub(super) fn forget(&self, http: &TicketHttp) {
+        let key = self.key(&http.url(&["oauth", "token"]));
+        if let Some(tokens) = TOKENS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            tokens.remove(&key);
+        }
     }
+}
 
-    fn kept(&self) -> Option<(HeaderValue, Instant)> {
-        self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
+/// The token kept under `key`, if any.
+fn kept(key: &TokenKey) -> Option<(HeaderValue, Instant)> {
+    TOKENS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|tokens| tokens.get(key).cloned())
 }
 
 /// Refused client credentials: the connection needs new ones (the detail is Linear's words, never the secret).

@@ -343,7 +343,7 @@ impl LinearClient {
             .query_json::<Envelope<T>>(http.url(&["graphql"]), &body, rate_limited, stop_when_busy)
             .await;
         if let (Err(TicketSystemError::Unauthorized { .. }), Some(oauth)) = (&answer, &self.oauth) {
-            oauth.forget();
+            oauth.forget(&self.http);
         }
         match answer? {
             Probed::Found(envelope) => {
@@ -351,7 +351,7 @@ impl LinearClient {
                     match error.code() {
                         "AUTHENTICATION_ERROR" => {
                             if let Some(oauth) = &self.oauth {
-                                oauth.forget();
+                                oauth.forget(&self.http);
                             }
                             return Err(TicketSystemError::Unauthorized {
                                 status: 401,
@@ -455,7 +455,7 @@ impl LinearClient {
             .await;
         if let (Err(TicketSystemError::Unauthorized { .. }), Some(oauth)) = (&written, &self.oauth)
         {
-            oauth.forget();
+            oauth.forget(&self.http);
         }
         let bytes = match written? {
             Written::Done(bytes) => bytes,
