@@ -5,8 +5,9 @@
 //!
 //! Deliveries go through the real router and the generic webhook route: a forged one changes nothing, a signed
 //! one ends the bound grant and removes its access, and a reopened ticket never restores access (nor does a
-//! replayed closing end a grant bound after the reopening). Search with paging and `q`, and audit tickets, are
-//! still covered per vendor (`connections_api.rs`, `connections_clients.rs`, `ticket_writes_clients.rs`).
+//! replayed closing end a grant bound after the reopening). Audit tickets are opened where the kind's destination
+//! says and closed once (a kind that writes none refuses without a call). Search with paging and `q` is still
+//! covered per vendor (`connections_api.rs`, `connections_clients.rs`, `linear.rs`, and the ServiceNow case here).
 
 mod support;
 
@@ -35,6 +36,7 @@ use ticketbound::domain::connection::{
     TicketState,
 };
 use ticketbound::domain::secret::Secret;
+use ticketbound::domain::ticket_writes::{CloseOutcome, NewTicket, TicketDestination};
 use ticketbound::domain::webhook_auth::hub_signature;
 use ticketbound::domain::{EndReason, GrantStatus, TicketRef};
 use ticketbound::ports::{Clock, GrantStore, SystemClock};
@@ -83,6 +85,15 @@ trait Fake: Send + Sync {
     /// How the vendor answers a ticket that does not exist.
     fn gone(&self) -> ResponseTemplate {
         ResponseTemplate::new(404)
+    }
+    /// Where an audit ticket goes, as the kind's `destination` checks it; `None` for a kind that writes none.
+    fn destination(&self) -> Option<TicketDestination> {
+        None
+    }
+    /// Mounts the vendor's answers to opening a ticket (which answers `key`) and to closing it, the close
+    /// expected once; the read of `key` is mounted by the caller.
+    async fn mount_writes(&self, server: &MockServer, key: &str) {
+        let _ = (server, key);
     }
 
     fn settings(&self, root: &str) -> ConnectionSettings {
@@ -155,6 +166,12 @@ impl Fake for JiraCloudFake {
     fn keys(&self) -> [&'static str; 3] {
         ["SEC-1", "SEC-2", "SEC-3"]
     }
+    fn destination(&self) -> Option<TicketDestination> {
+        jira_destination("SEC")
+    }
+    async fn mount_writes(&self, server: &MockServer, key: &str) {
+        mount_jira_writes(server, "/rest/api/3", key).await;
+    }
     async fn mount_account(&self, server: &MockServer, status: u16) {
         let answer = match status {
             200 => ResponseTemplate::new(200).set_body_json(cloud_user("acc-bot", Some("bot@acme.com"))),
@@ -198,6 +215,45 @@ impl Fake for JiraCloudFake {
     }
 }
 
+/// Jira's transitions of an open issue: one into the `done` category.
+fn jira_transitions() -> Value {
+    json!({"transitions": [
+        {"id": "21", "name": "Start", "to": {"id": "3", "name": "In Progress", "statusCategory": {"key": "indeterminate"}}, "hasScreen": false, "isAvailable": true},
+        {"id": "31", "name": "Finish", "to": {"id": "10001", "name": "Done", "statusCategory": {"key": "done"}}, "hasScreen": false, "isAvailable": true}
+    ]})
+}
+
+/// Jira's create (`POST {api}/issue` answering `key`) and close (the transition into `done`, once).
+async fn mount_jira_writes(server: &MockServer, api: &str, key: &str) {
+    Mock::given(method("POST"))
+        .and(path(format!("{api}/issue")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(
+            json!({"id": support::issue_id(key), "key": key, "self": format!("https://jira.example{api}/issue/1")}),
+        ))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{api}/issue/{key}/transitions")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(jira_transitions()))
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{api}/issue/{key}/transitions")))
+        .and(body_partial_json(json!({"transition": {"id": "31"}})))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+fn jira_destination(project: &str) -> Option<TicketDestination> {
+    Some(TicketDestination {
+        project: Some(project.into()),
+        issue_type: Some("Task".into()),
+        ..TicketDestination::default()
+    })
+}
+
 struct JiraDataCenterFake;
 
 #[async_trait]
@@ -219,6 +275,12 @@ impl Fake for JiraDataCenterFake {
     }
     fn keys(&self) -> [&'static str; 3] {
         ["OPS-1", "OPS-2", "OPS-3"]
+    }
+    fn destination(&self) -> Option<TicketDestination> {
+        jira_destination("OPS")
+    }
+    async fn mount_writes(&self, server: &MockServer, key: &str) {
+        mount_jira_writes(server, "/jira/rest/api/2", key).await;
     }
     async fn mount_account(&self, server: &MockServer, status: u16) {
         let answer = match status {
@@ -294,6 +356,34 @@ impl Fake for FreshserviceFake {
     }
     fn keys(&self) -> [&'static str; 3] {
         ["101", "102", "103"]
+    }
+    fn destination(&self) -> Option<TicketDestination> {
+        Some(TicketDestination {
+            priority: Some(2),
+            ..TicketDestination::default()
+        })
+    }
+    /// `POST /api/v2/tickets` answering the ticket, and closing as `PUT /api/v2/tickets/{id}` with status 5.
+    async fn mount_writes(&self, server: &MockServer, key: &str) {
+        let mut created: Value = serde_json::from_str(include_str!(
+            "../fixtures/freshservice-api-ticket-create-response.doc.json"
+        ))
+        .unwrap();
+        created["ticket"]["id"] = key.parse::<u64>().unwrap().into();
+        Mock::given(method("POST"))
+            .and(path("/api/v2/tickets"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(created))
+            .mount(server)
+            .await;
+        Mock::given(method("PUT"))
+            .and(path(format!("/api/v2/tickets/{key}")))
+            .and(body_partial_json(json!({"status": 5})))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(self.ticket_body(key, Held::Closed)),
+            )
+            .expect(1)
+            .mount(server)
+            .await;
     }
     async fn mount_account(&self, server: &MockServer, status: u16) {
         let answer = match status {
@@ -601,6 +691,51 @@ impl Fake for LinearFake {
     fn keys(&self) -> [&'static str; 3] {
         ["ENG-1", "ENG-2", "OPS-3"]
     }
+    fn destination(&self) -> Option<TicketDestination> {
+        Some(TicketDestination {
+            project: Some("ENG".into()),
+            priority: Some(0),
+            ..TicketDestination::default()
+        })
+    }
+    /// `teams` by key, `issueCreate` answering the identifier, and closing as the team's `completed` state
+    /// through `issueUpdate`, once.
+    async fn mount_writes(&self, server: &MockServer, key: &str) {
+        let data = |data: Value| ResponseTemplate::new(200).set_body_json(json!({"data": data}));
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_string_contains("teams("))
+            .respond_with(data(json!({"teams": {"nodes": [{"id": "team-eng"}]}})))
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_string_contains("issueCreate"))
+            .respond_with(data(json!({"issueCreate": {"success": true, "issue": {"identifier": key, "url": format!("https://linear.app/acme/issue/{key}")}}})))
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_string_contains("workflowStates"))
+            .and(body_partial_json(
+                json!({"variables": {"team": "team-eng"}}),
+            ))
+            .respond_with(data(
+                json!({"workflowStates": {"nodes": [{"id": "state-done"}]}}),
+            ))
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_string_contains("issueUpdate"))
+            .and(body_partial_json(
+                json!({"variables": {"id": linear_id(key), "input": {"stateId": "state-done"}}}),
+            ))
+            .respond_with(data(json!({"issueUpdate": {"success": true}})))
+            .expect(1)
+            .mount(server)
+            .await;
+    }
     async fn mount_account(&self, server: &MockServer, status: u16) {
         let answer = match status {
             200 => ResponseTemplate::new(200).set_body_json(json!({"data": {"viewer": {"id": "u-bot", "name": "Ticketbound", "email": "bot@acme.com"}}})),
@@ -624,7 +759,7 @@ impl Fake for LinearFake {
         json!({
             "id": linear_id(key), "identifier": key, "title": format!("Ticket {key}"),
             "url": format!("https://linear.app/acme/issue/{key}"), "trashed": null, "archivedAt": null,
-            "state": {"name": name, "type": kind}, "assignee": null
+            "state": {"name": name, "type": kind}, "assignee": null, "team": {"id": "team-eng"}
         })
     }
     /// One identifier's `issues` query: its node, or no node for an issue Linear does not have.
@@ -807,6 +942,40 @@ async fn deliveries_end_access_once_and_only_when_authentic(fake: &dyn Fake) {
     assert_eq!(provisioner_actions(&provisioner).await, ["revoke"]);
 }
 
+/// Audit tickets (and the `ticket` provisioner): a kind that writes opens a ticket where its destination says,
+/// answering the key its vendor gave, and closes it once; a kind that writes none refuses without a call.
+async fn audit_tickets_are_opened_and_closed(fake: &dyn Fake) {
+    let server = MockServer::start().await;
+    let ticket = |destination: TicketDestination| NewTicket {
+        destination,
+        summary: "Access request: alice@example.com to prod-db".into(),
+        description: "Reason: incident".into(),
+        requester_email: "alice@example.com".into(),
+        marker: "tb-01jd3-audit".into(),
+    };
+    let Some(destination) = fake.destination() else {
+        let refused = fake
+            .client(&server)
+            .create_ticket(&ticket(TicketDestination::default()))
+            .await;
+        assert!(refused.is_err(), "{:?}", fake.kind());
+        assert!(server.received_requests().await.unwrap().is_empty());
+        return;
+    };
+    let [key, ..] = fake.keys();
+    fake.mount_ticket(&server, key, Held::Open).await;
+    fake.mount_writes(&server, key).await;
+    let client = fake.client(&server);
+    let created = client.create_ticket(&ticket(destination)).await.unwrap();
+    assert_eq!(created.key, key, "{:?}", fake.kind());
+    assert_eq!(
+        client.close_ticket(key).await.unwrap(),
+        CloseOutcome::Closed,
+        "{:?}",
+        fake.kind()
+    );
+}
+
 /// The suite for one plug-in's fake.
 macro_rules! conformance {
     ($module:ident, $fake:expr) => {
@@ -846,6 +1015,11 @@ macro_rules! conformance {
             #[tokio::test]
             async fn retries_rate_limits_and_server_errors() {
                 rate_limits_and_server_errors_are_retried(&$fake).await;
+            }
+
+            #[tokio::test]
+            async fn opens_and_closes_audit_tickets() {
+                audit_tickets_are_opened_and_closed(&$fake).await;
             }
         }
     };
