@@ -512,8 +512,8 @@ pub mod notify;
 pub use crate::domain::ticket_writes::DestinationFields;
 pub use connections::VersionedConnection;
 pub use connections::{
-    CheckedCredentials, ClosedStatusesDescription, ConnectionStore, CredentialFields,
-    DeliveryHeaders, DeliveryRefusal, DeliveryRules, FieldDescription, HostForm, KindDescription,
-    ReconcileBatch, SecretStore, SecretStoreError, SettingsError, TicketStates, TicketSystem,
-    TicketSystemError, TicketSystemKind, TicketSystems, WebhookDescription, WebhookSource,
+    CheckedCredentials, ClosedStatusesDescription, ConnectionStore, DeliveryHeaders,
+    DeliveryRefusal, DeliveryRules, FieldDescription, HostForm, KindDescription, ReconcileBatch,
+    SecretStore, SecretStoreError, SettingsError, TicketStates, TicketSystem, TicketSystemError,
+    TicketSystemKind, TicketSystems, WebhookDescription, WebhookSource,
 };

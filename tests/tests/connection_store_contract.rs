@@ -21,8 +21,6 @@ fn connection(id: &str) -> Connection {
             kind: ConnectionKind::Freshservice,
             base_url: "https://acme.freshservice.com".into(),
             auth_method: AuthMethod::ApiKey,
-            email: None,
-            username: None,
             closed_statuses: ticketbound::adapters::ticket_systems::rules(
                 ConnectionKind::Freshservice,
             )
@@ -32,9 +30,7 @@ fn connection(id: &str) -> Connection {
             updated_at: at,
             audit: None,
             people: Default::default(),
-            token_type: None,
-            detected_token_type: None,
-            cloud_id: None,
+            fields: Default::default(),
         },
         auth: AuthState::new(),
         webhook: WebhookActivity::default(),

@@ -26,8 +26,6 @@ fn settings(kind: ConnectionKind, base_url: &str, method: AuthMethod) -> Connect
         kind,
         base_url: base_url.into(),
         auth_method: method,
-        email: Some("bot@acme.com".into()),
-        username: Some("svc".into()),
         closed_statuses: ticketbound::adapters::ticket_systems::rules(kind)
             .default_closed_statuses(),
         webhook_secrets_active: 1,
@@ -35,9 +33,10 @@ fn settings(kind: ConnectionKind, base_url: &str, method: AuthMethod) -> Connect
         updated_at: OffsetDateTime::UNIX_EPOCH,
         audit: None,
         people: Default::default(),
-        token_type: None,
-        detected_token_type: None,
-        cloud_id: None,
+        fields: json!({"email": "bot@acme.com", "username": "svc"})
+            .as_object()
+            .cloned()
+            .unwrap(),
     }
 }
 
@@ -79,9 +78,7 @@ fn cloud_with(
     s.closed_statuses = closed;
     client(
         &s,
-        Credentials::ApiToken {
-            api_token: Secret::new("cloud-token"),
-        },
+        Credentials::new(AuthMethod::ApiToken, Secret::new("cloud-token")),
         policy,
     )
 }
@@ -279,9 +276,7 @@ async fn data_center_masked_addresses_are_never_compared() {
     mount_dc_issue_assigned_to_masked(&server).await;
     let jira = dc(
         &server,
-        Credentials::PersonalAccessToken {
-            personal_access_token: Secret::new("pat"),
-        },
+        Credentials::new(AuthMethod::PersonalAccessToken, Secret::new("pat")),
     );
     assert_eq!(
         jira.find_person("alice@example.com").await.unwrap(),
@@ -555,9 +550,7 @@ async fn data_center_signs_in_with_a_bearer_token_and_uses_rest_v2() {
         .await;
     let jira = dc(
         &server,
-        Credentials::PersonalAccessToken {
-            personal_access_token: Secret::new("dc-pat"),
-        },
+        Credentials::new(AuthMethod::PersonalAccessToken, Secret::new("dc-pat")),
     );
     let seen = jira.verify().await.unwrap();
     assert_eq!(seen.account.id, "svc");
@@ -582,9 +575,7 @@ async fn data_center_signs_in_with_username_and_password() {
         .await;
     let jira = dc(
         &server,
-        Credentials::Password {
-            password: Secret::new("pw"),
-        },
+        Credentials::new(AuthMethod::Password, Secret::new("pw")),
     );
     assert_eq!(
         found_id(jira.find_person("alice@example.com").await.unwrap()),
@@ -617,9 +608,7 @@ async fn data_center_search_pages_with_start_at() {
     }
     let jira = dc(
         &server,
-        Credentials::PersonalAccessToken {
-            personal_access_token: Secret::new("t"),
-        },
+        Credentials::new(AuthMethod::PersonalAccessToken, Secret::new("t")),
     );
     let tickets = jira.open_tickets_for(&person("alice")).await.unwrap();
     assert_eq!(tickets.len(), 5);
@@ -637,9 +626,7 @@ async fn data_center_403_is_an_authorization_failure() {
         .await;
     let jira = dc(
         &server,
-        Credentials::PersonalAccessToken {
-            personal_access_token: Secret::new("t"),
-        },
+        Credentials::new(AuthMethod::PersonalAccessToken, Secret::new("t")),
     );
     assert!(matches!(
         jira.verify().await,
@@ -658,9 +645,7 @@ fn fs(server: &MockServer, closed: ClosedStatuses) -> Arc<dyn TicketSystem> {
     s.closed_statuses = closed;
     client(
         &s,
-        Credentials::ApiKey {
-            api_key: Secret::new("fs-key"),
-        },
+        Credentials::new(AuthMethod::ApiKey, Secret::new("fs-key")),
         quick_policy(),
     )
 }

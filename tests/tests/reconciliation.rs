@@ -995,3 +995,57 @@ async fn servicenow_reads_every_bound_number_in_one_query_and_ends_inactive_and_
     let deleted = grant(&w.app, &ids[2]).await;
     assert_eq!(deleted.status, GrantStatus::Ended);
 }
+
+/// Linear: one `issues(filter: {or: …})` GraphQL query for every bound identifier in a run; a completed issue's
+/// grants end, an open one's stay, and an identifier the query no longer returns is deleted.
+#[tokio::test]
+async fn linear_reads_every_bound_issue_in_one_query_and_ends_closed_and_deleted_ones() {
+    let _serial = METRIC_LOCK.lock().await;
+    let w = world(ReconcileSettings::default()).await;
+    let linear = MockServer::start().await;
+    let body =
+        json!({"id": "lin", "kind": "linear", "base_url": linear.uri(), "api_key": "lin_api_key"});
+    let (status, created) = call(
+        &w.router,
+        "POST",
+        "/v1/connections",
+        ADMIN,
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let node = |identifier: &str, state_type: &str| json!({"id": format!("id-{identifier}"), "identifier": identifier, "title": "Access", "url": "", "trashed": null, "archivedAt": null, "state": {"name": state_type, "type": state_type}, "assignee": null});
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"data": {"issues": {"nodes": [
+                node("ENG-1", "started"),
+                node("ENG-2", "canceled"),
+            ]}}}),
+        ))
+        .mount(&linear)
+        .await;
+    let mut ids = Vec::new();
+    for key in ["ENG-1", "ENG-2", "OPS-3"] {
+        ids.push(
+            seed_bound_active_grants(&w.app, &ticket("lin", key), "prod-db", 1)
+                .await
+                .remove(0),
+        );
+    }
+
+    let report = w.app.reconcile().await.unwrap();
+
+    let requests = linear.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1, "one query for the whole run");
+    let sent: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(
+        sent["variables"]["filter"]["or"].as_array().map(Vec::len),
+        Some(3),
+        "{sent}"
+    );
+    assert_eq!(report.closings_found, 2);
+    assert_eq!(grant(&w.app, &ids[0]).await.status, GrantStatus::Active);
+    assert_eq!(grant(&w.app, &ids[1]).await.status, GrantStatus::Ended);
+    assert_eq!(grant(&w.app, &ids[2]).await.status, GrantStatus::Ended);
+}

@@ -7,16 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ticketbound::adapters::secrets::{LocalSecretStore, SecretsManagerStore};
-use ticketbound::domain::connection::{ConnectionSecrets, Credentials};
+use ticketbound::domain::connection::{AuthMethod, ConnectionSecrets, Credentials};
 use ticketbound::domain::secret::Secret;
 use ticketbound::ports::SecretStore;
 use ticketbound_tests::{aws, temp_dir};
 
 fn secrets(token: &str, webhooks: &[&str]) -> ConnectionSecrets {
     ConnectionSecrets {
-        credentials: Credentials::ApiToken {
-            api_token: Secret::new(token),
-        },
+        credentials: Credentials::new(AuthMethod::ApiToken, Secret::new(token)),
         webhook_secrets: webhooks.iter().map(|w| Secret::new(*w)).collect(),
     }
 }

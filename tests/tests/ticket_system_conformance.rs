@@ -5,8 +5,9 @@
 //!
 //! Deliveries go through the real router and the generic webhook route: a forged one changes nothing, a signed
 //! one ends the bound grant and removes its access, and a reopened ticket never restores access (nor does a
-//! replayed closing end a grant bound after the reopening). Search with paging and `q`, and audit tickets, are
-//! still covered per vendor (`connections_api.rs`, `connections_clients.rs`, `ticket_writes_clients.rs`).
+//! replayed closing end a grant bound after the reopening). Audit tickets are opened where the kind's destination
+//! says and closed once (a kind that writes none refuses without a call). Search with paging and `q` is still
+//! covered per vendor (`connections_api.rs`, `connections_clients.rs`, `linear.rs`, and the ServiceNow case here).
 
 mod support;
 
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use wiremock::matchers::{method, path, query_param};
+use wiremock::matchers::{body_partial_json, body_string_contains, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use axum::body::Body;
@@ -29,10 +30,13 @@ use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
 use ticketbound::adapters::servicenow::events::servicenow_signature;
 use ticketbound::adapters::ticket_systems::HttpTicketSystems;
+use ticketbound::adapters::ticket_systems::linear::{LINEAR, linear_signature};
 use ticketbound::domain::connection::{
-    ConnectionKind, ConnectionSecrets, ConnectionSettings, Credentials, TicketQuery, TicketState,
+    AuthMethod, ConnectionKind, ConnectionSecrets, ConnectionSettings, Credentials, TicketQuery,
+    TicketState,
 };
 use ticketbound::domain::secret::Secret;
+use ticketbound::domain::ticket_writes::{CloseOutcome, NewTicket, TicketDestination};
 use ticketbound::domain::webhook_auth::hub_signature;
 use ticketbound::domain::{EndReason, GrantStatus, TicketRef};
 use ticketbound::ports::{Clock, GrantStore, SystemClock};
@@ -82,6 +86,15 @@ trait Fake: Send + Sync {
     fn gone(&self) -> ResponseTemplate {
         ResponseTemplate::new(404)
     }
+    /// Where an audit ticket goes, as the kind's `destination` checks it; `None` for a kind that writes none.
+    fn destination(&self) -> Option<TicketDestination> {
+        None
+    }
+    /// Mounts the vendor's answers to opening a ticket (which answers `key`) and to closing it, the close
+    /// expected once; the read of `key` is mounted by the caller.
+    async fn mount_writes(&self, server: &MockServer, key: &str) {
+        let _ = (server, key);
+    }
 
     fn settings(&self, root: &str) -> ConnectionSettings {
         let credentials = self.credentials();
@@ -90,8 +103,6 @@ trait Fake: Send + Sync {
             kind: self.kind(),
             base_url: format!("{root}{}", self.context()),
             auth_method: credentials.method(),
-            email: Some("bot@acme.com".into()),
-            username: Some("svc".into()),
             closed_statuses: ticketbound::adapters::ticket_systems::rules(self.kind())
                 .default_closed_statuses(),
             webhook_secrets_active: 1,
@@ -99,9 +110,10 @@ trait Fake: Send + Sync {
             updated_at: OffsetDateTime::UNIX_EPOCH,
             audit: None,
             people: Default::default(),
-            token_type: None,
-            detected_token_type: None,
-            cloud_id: None,
+            fields: json!({"email": "bot@acme.com", "username": "svc"})
+                .as_object()
+                .cloned()
+                .unwrap(),
         }
     }
 
@@ -149,12 +161,16 @@ impl Fake for JiraCloudFake {
         ConnectionKind::JiraCloud
     }
     fn credentials(&self) -> Credentials {
-        Credentials::ApiToken {
-            api_token: Secret::new("cloud-token"),
-        }
+        Credentials::new(AuthMethod::ApiToken, Secret::new("cloud-token"))
     }
     fn keys(&self) -> [&'static str; 3] {
         ["SEC-1", "SEC-2", "SEC-3"]
+    }
+    fn destination(&self) -> Option<TicketDestination> {
+        jira_destination("SEC")
+    }
+    async fn mount_writes(&self, server: &MockServer, key: &str) {
+        mount_jira_writes(server, "/rest/api/3", key).await;
     }
     async fn mount_account(&self, server: &MockServer, status: u16) {
         let answer = match status {
@@ -199,6 +215,45 @@ impl Fake for JiraCloudFake {
     }
 }
 
+/// Jira's transitions of an open issue: one into the `done` category.
+fn jira_transitions() -> Value {
+    json!({"transitions": [
+        {"id": "21", "name": "Start", "to": {"id": "3", "name": "In Progress", "statusCategory": {"key": "indeterminate"}}, "hasScreen": false, "isAvailable": true},
+        {"id": "31", "name": "Finish", "to": {"id": "10001", "name": "Done", "statusCategory": {"key": "done"}}, "hasScreen": false, "isAvailable": true}
+    ]})
+}
+
+/// Jira's create (`POST {api}/issue` answering `key`) and close (the transition into `done`, once).
+async fn mount_jira_writes(server: &MockServer, api: &str, key: &str) {
+    Mock::given(method("POST"))
+        .and(path(format!("{api}/issue")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(
+            json!({"id": support::issue_id(key), "key": key, "self": format!("https://jira.example{api}/issue/1")}),
+        ))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{api}/issue/{key}/transitions")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(jira_transitions()))
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{api}/issue/{key}/transitions")))
+        .and(body_partial_json(json!({"transition": {"id": "31"}})))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+fn jira_destination(project: &str) -> Option<TicketDestination> {
+    Some(TicketDestination {
+        project: Some(project.into()),
+        issue_type: Some("Task".into()),
+        ..TicketDestination::default()
+    })
+}
+
 struct JiraDataCenterFake;
 
 #[async_trait]
@@ -216,12 +271,16 @@ impl Fake for JiraDataCenterFake {
         "/jira"
     }
     fn credentials(&self) -> Credentials {
-        Credentials::PersonalAccessToken {
-            personal_access_token: Secret::new("dc-pat"),
-        }
+        Credentials::new(AuthMethod::PersonalAccessToken, Secret::new("dc-pat"))
     }
     fn keys(&self) -> [&'static str; 3] {
         ["OPS-1", "OPS-2", "OPS-3"]
+    }
+    fn destination(&self) -> Option<TicketDestination> {
+        jira_destination("OPS")
+    }
+    async fn mount_writes(&self, server: &MockServer, key: &str) {
+        mount_jira_writes(server, "/jira/rest/api/2", key).await;
     }
     async fn mount_account(&self, server: &MockServer, status: u16) {
         let answer = match status {
@@ -293,12 +352,38 @@ impl Fake for FreshserviceFake {
         ConnectionKind::Freshservice
     }
     fn credentials(&self) -> Credentials {
-        Credentials::ApiKey {
-            api_key: Secret::new("fs-key"),
-        }
+        Credentials::new(AuthMethod::ApiKey, Secret::new("fs-key"))
     }
     fn keys(&self) -> [&'static str; 3] {
         ["101", "102", "103"]
+    }
+    fn destination(&self) -> Option<TicketDestination> {
+        Some(TicketDestination {
+            priority: Some(2),
+            ..TicketDestination::default()
+        })
+    }
+    /// `POST /api/v2/tickets` answering the ticket, and closing as `PUT /api/v2/tickets/{id}` with status 5.
+    async fn mount_writes(&self, server: &MockServer, key: &str) {
+        let mut created: Value = serde_json::from_str(include_str!(
+            "../fixtures/freshservice-api-ticket-create-response.doc.json"
+        ))
+        .unwrap();
+        created["ticket"]["id"] = key.parse::<u64>().unwrap().into();
+        Mock::given(method("POST"))
+            .and(path("/api/v2/tickets"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(created))
+            .mount(server)
+            .await;
+        Mock::given(method("PUT"))
+            .and(path(format!("/api/v2/tickets/{key}")))
+            .and(body_partial_json(json!({"status": 5})))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(self.ticket_body(key, Held::Closed)),
+            )
+            .expect(1)
+            .mount(server)
+            .await;
     }
     async fn mount_account(&self, server: &MockServer, status: u16) {
         let answer = match status {
@@ -482,9 +567,7 @@ impl Fake for ServiceNowFake {
         ConnectionKind::ServiceNow
     }
     fn credentials(&self) -> Credentials {
-        Credentials::Password {
-            password: Secret::new("snow-pass"),
-        }
+        Credentials::new(AuthMethod::Password, Secret::new("snow-pass"))
     }
     fn keys(&self) -> [&'static str; 3] {
         ["INC0010001", "RITM0010002", "CHG0030003"]
@@ -539,6 +622,181 @@ impl Fake for ServiceNowFake {
             .collect();
         Mock::given(path("/api/now/table/task"))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": rows})))
+            .mount(server)
+            .await;
+    }
+}
+
+struct LinearFake;
+
+/// A stable issue id (a UUID in Linear) per identifier.
+fn linear_id(identifier: &str) -> String {
+    format!(
+        "00000000-0000-4000-8000-{:0>12}",
+        support::issue_id(identifier)
+    )
+}
+
+/// The `IssueFilter` the plug-in sends for one identifier.
+fn linear_filter(identifier: &str) -> Value {
+    let (team, number) = identifier.split_once('-').unwrap();
+    json!({"team": {"key": {"eq": team}}, "number": {"eq": number.parse::<u64>().unwrap()}})
+}
+
+/// Milliseconds since the epoch, a second ahead: the event follows every grant bound before it.
+fn linear_now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp() + 1) * 1000
+}
+
+#[async_trait]
+impl Fake for LinearFake {
+    fn connection_body(&self, root: &str) -> Value {
+        json!({"id": "conformance", "kind": "linear", "base_url": root, "api_key": "lin_api_conformance"})
+    }
+    /// Linear's `Issue` update, signed in `Linear-Signature` (hex HMAC-SHA256 of the body) with its delivery id.
+    fn delivery(&self, key: &str, secret: &str, delivery: &str, closed: bool) -> Sent {
+        let (name, kind) = if closed {
+            ("Done", "completed")
+        } else {
+            ("In Progress", "started")
+        };
+        let body = json!({
+            "action": "update", "type": "Issue", "createdAt": "2026-05-01T12:00:00.000Z",
+            "organizationId": "org-1", "webhookId": "wh-1", "webhookTimestamp": linear_now_ms(),
+            "url": format!("https://linear.app/acme/issue/{key}"),
+            "data": {
+                "id": linear_id(key), "identifier": key, "title": format!("Ticket {key}"),
+                "trashed": null, "archivedAt": null,
+                "state": {"id": "s-1", "name": name, "type": kind}
+            },
+            "updatedFrom": {"stateId": "s-0"}
+        })
+        .to_string()
+        .into_bytes();
+        (
+            vec![
+                ("linear-signature", linear_signature(secret, &body)),
+                ("linear-delivery", delivery.to_owned()),
+                ("linear-event", "Issue".to_owned()),
+            ],
+            body,
+        )
+    }
+    fn kind(&self) -> ConnectionKind {
+        LINEAR
+    }
+    fn credentials(&self) -> Credentials {
+        Credentials::new(AuthMethod::API_KEY, Secret::new("lin_api_conformance"))
+    }
+    fn keys(&self) -> [&'static str; 3] {
+        ["ENG-1", "ENG-2", "OPS-3"]
+    }
+    fn destination(&self) -> Option<TicketDestination> {
+        Some(TicketDestination {
+            project: Some("ENG".into()),
+            priority: Some(0),
+            ..TicketDestination::default()
+        })
+    }
+    /// `teams` by key, `issueCreate` answering the identifier, and closing as the team's `completed` state
+    /// through `issueUpdate`, once.
+    async fn mount_writes(&self, server: &MockServer, key: &str) {
+        let data = |data: Value| ResponseTemplate::new(200).set_body_json(json!({"data": data}));
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_string_contains("teams("))
+            .respond_with(data(json!({"teams": {"nodes": [{"id": "team-eng"}]}})))
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_string_contains("issueCreate"))
+            .respond_with(data(json!({"issueCreate": {"success": true, "issue": {"identifier": key, "url": format!("https://linear.app/acme/issue/{key}")}}})))
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_string_contains("workflowStates"))
+            .and(body_partial_json(
+                json!({"variables": {"team": "team-eng"}}),
+            ))
+            .respond_with(data(
+                json!({"workflowStates": {"nodes": [{"id": "state-done"}]}}),
+            ))
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_string_contains("issueUpdate"))
+            .and(body_partial_json(
+                json!({"variables": {"id": linear_id(key), "input": {"stateId": "state-done"}}}),
+            ))
+            .respond_with(data(json!({"issueUpdate": {"success": true}})))
+            .expect(1)
+            .mount(server)
+            .await;
+    }
+    async fn mount_account(&self, server: &MockServer, status: u16) {
+        let answer = match status {
+            200 => ResponseTemplate::new(200).set_body_json(json!({"data": {"viewer": {"id": "u-bot", "name": "Ticketbound", "email": "bot@acme.com"}}})),
+            _ => ResponseTemplate::new(status).set_body_json(json!({"errors": [{"message": "Authentication required, not authenticated", "extensions": {"type": "authentication error", "code": "AUTHENTICATION_ERROR", "statusCode": 401, "userPresentableMessage": "You need to authenticate to access this operation."}}]})),
+        };
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_string_contains("viewer"))
+            .respond_with(answer)
+            .mount(server)
+            .await;
+    }
+    fn ticket_path(&self, _key: &str) -> String {
+        "/graphql".into()
+    }
+    fn ticket_body(&self, key: &str, held: Held) -> Value {
+        let (name, kind) = match held {
+            Held::Closed => ("Done", "completed"),
+            _ => ("In Progress", "started"),
+        };
+        json!({
+            "id": linear_id(key), "identifier": key, "title": format!("Ticket {key}"),
+            "url": format!("https://linear.app/acme/issue/{key}"), "trashed": null, "archivedAt": null,
+            "state": {"name": name, "type": kind}, "assignee": null, "team": {"id": "team-eng"}
+        })
+    }
+    /// One identifier's `issues` query: its node, or no node for an issue Linear does not have.
+    async fn mount_ticket(&self, server: &MockServer, key: &str, held: Held) {
+        let nodes = match held {
+            Held::Gone => json!([]),
+            _ => json!([self.ticket_body(key, held)]),
+        };
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_partial_json(
+                json!({"variables": {"first": 1, "filter": {"or": [linear_filter(key)]}}}),
+            ))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"data": {"issues": {"nodes": nodes}}})),
+            )
+            .mount(server)
+            .await;
+    }
+    /// Every bound identifier in one `issues(filter: {or: […]})` query; a deleted one is not among the nodes.
+    async fn mount_batch(&self, server: &MockServer, tickets: &[(&str, Held)]) {
+        let nodes: Vec<Value> = tickets
+            .iter()
+            .map(|(k, h)| self.ticket_body(k, *h))
+            .collect();
+        let filter: Vec<Value> = self.keys().iter().map(|k| linear_filter(k)).collect();
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_partial_json(
+                json!({"variables": {"first": filter.len(), "filter": {"or": filter}}}),
+            ))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"data": {"issues": {"nodes": nodes}}})),
+            )
+            .expect(1)
             .mount(server)
             .await;
     }
@@ -684,6 +942,40 @@ async fn deliveries_end_access_once_and_only_when_authentic(fake: &dyn Fake) {
     assert_eq!(provisioner_actions(&provisioner).await, ["revoke"]);
 }
 
+/// Audit tickets (and the `ticket` provisioner): a kind that writes opens a ticket where its destination says,
+/// answering the key its vendor gave, and closes it once; a kind that writes none refuses without a call.
+async fn audit_tickets_are_opened_and_closed(fake: &dyn Fake) {
+    let server = MockServer::start().await;
+    let ticket = |destination: TicketDestination| NewTicket {
+        destination,
+        summary: "Access request: alice@example.com to prod-db".into(),
+        description: "Reason: incident".into(),
+        requester_email: "alice@example.com".into(),
+        marker: "tb-01jd3-audit".into(),
+    };
+    let Some(destination) = fake.destination() else {
+        let refused = fake
+            .client(&server)
+            .create_ticket(&ticket(TicketDestination::default()))
+            .await;
+        assert!(refused.is_err(), "{:?}", fake.kind());
+        assert!(server.received_requests().await.unwrap().is_empty());
+        return;
+    };
+    let [key, ..] = fake.keys();
+    fake.mount_ticket(&server, key, Held::Open).await;
+    fake.mount_writes(&server, key).await;
+    let client = fake.client(&server);
+    let created = client.create_ticket(&ticket(destination)).await.unwrap();
+    assert_eq!(created.key, key, "{:?}", fake.kind());
+    assert_eq!(
+        client.close_ticket(key).await.unwrap(),
+        CloseOutcome::Closed,
+        "{:?}",
+        fake.kind()
+    );
+}
+
 /// The suite for one plug-in's fake.
 macro_rules! conformance {
     ($module:ident, $fake:expr) => {
@@ -724,6 +1016,11 @@ macro_rules! conformance {
             async fn retries_rate_limits_and_server_errors() {
                 rate_limits_and_server_errors_are_retried(&$fake).await;
             }
+
+            #[tokio::test]
+            async fn opens_and_closes_audit_tickets() {
+                audit_tickets_are_opened_and_closed(&$fake).await;
+            }
         }
     };
 }
@@ -732,6 +1029,7 @@ conformance!(jira_cloud, JiraCloudFake);
 conformance!(jira_data_center, JiraDataCenterFake);
 conformance!(freshservice, FreshserviceFake);
 conformance!(servicenow, ServiceNowFake);
+conformance!(linear, LinearFake);
 
 /// ServiceNow pages on its side (`sysparm_offset` is the page token) and narrows by `q` with `LIKE` on the
 /// number and short description; a closed row it still returns is left out, and an encoded-query operator in

@@ -32,36 +32,27 @@ fn client(kind: ConnectionKind, server: &MockServer) -> Arc<dyn TicketSystem> {
     let (method, credentials) = match kind {
         ConnectionKind::JiraCloud => (
             AuthMethod::ApiToken,
-            Credentials::ApiToken {
-                api_token: Secret::new("cloud-token"),
-            },
+            Credentials::new(AuthMethod::ApiToken, Secret::new("cloud-token")),
         ),
         ConnectionKind::JiraDataCenter => (
             AuthMethod::PersonalAccessToken,
-            Credentials::PersonalAccessToken {
-                personal_access_token: Secret::new("dc-pat"),
-            },
+            Credentials::new(AuthMethod::PersonalAccessToken, Secret::new("dc-pat")),
         ),
         ConnectionKind::Freshservice => (
             AuthMethod::ApiKey,
-            Credentials::ApiKey {
-                api_key: Secret::new("fs-key"),
-            },
+            Credentials::new(AuthMethod::ApiKey, Secret::new("fs-key")),
         ),
         ConnectionKind::ServiceNow => (
             AuthMethod::Password,
-            Credentials::Password {
-                password: Secret::new("snow-pass"),
-            },
+            Credentials::new(AuthMethod::Password, Secret::new("snow-pass")),
         ),
+        other => panic!("no writes client for {other:?}"),
     };
     let settings = ConnectionSettings {
         id: "conn".into(),
         kind,
         base_url: server.uri(),
         auth_method: method,
-        email: Some("bot@acme.com".into()),
-        username: None,
         closed_statuses: ticketbound::adapters::ticket_systems::rules(kind)
             .default_closed_statuses(),
         webhook_secrets_active: 1,
@@ -69,9 +60,10 @@ fn client(kind: ConnectionKind, server: &MockServer) -> Arc<dyn TicketSystem> {
         updated_at: OffsetDateTime::UNIX_EPOCH,
         audit: None,
         people: Default::default(),
-        token_type: None,
-        detected_token_type: None,
-        cloud_id: None,
+        fields: json!({"email": "bot@acme.com"})
+            .as_object()
+            .cloned()
+            .unwrap(),
     };
     HttpTicketSystems::new(quick_policy())
         .unwrap()
@@ -87,9 +79,10 @@ fn client(kind: ConnectionKind, server: &MockServer) -> Arc<dyn TicketSystem> {
 
 fn jira_ticket() -> NewTicket {
     NewTicket {
-        destination: TicketDestination::Jira {
-            project: "OPS".into(),
-            issue_type: "Task".into(),
+        destination: TicketDestination {
+            project: Some("OPS".into()),
+            issue_type: Some("Task".into()),
+            ..TicketDestination::default()
         },
         summary: "Grant access to Production DB for alice@example.com".into(),
         description: "Requester: alice@example.com\nGrant: 01JD3".into(),
@@ -100,9 +93,10 @@ fn jira_ticket() -> NewTicket {
 
 fn fs_ticket() -> NewTicket {
     NewTicket {
-        destination: TicketDestination::Freshservice {
+        destination: TicketDestination {
             group_id: Some(42),
-            priority: 3,
+            priority: Some(3),
+            ..TicketDestination::default()
         },
         ..jira_ticket()
     }

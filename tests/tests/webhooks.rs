@@ -1400,3 +1400,105 @@ async fn a_servicenow_delivery_through_an_api_gateway_event_to_the_generic_funct
     assert_eq!(answer["ended"], 1, "{answer}");
     assert_eq!(h.grant(&ids[0]).await["end_reason"], "ticket_closed");
 }
+
+/// The Lambda path of the generic route for Linear: an API Gateway event for `/webhooks/linear/{connection}` into
+/// the `ticketbound-webhook` function's router. Linear's signed `Issue` update moving the issue to a completed
+/// state ends the bound grant; a forged signature, or the same signed body sent two minutes late (a replay),
+/// changes nothing.
+#[tokio::test]
+async fn a_linear_delivery_through_an_api_gateway_event_to_the_generic_function_ends_grants() {
+    use base64::Engine;
+    use ticketbound::adapters::ticket_systems::linear::linear_signature;
+    let h = hooks().await;
+    let body = json!({"id": "lin", "kind": "linear", "api_key": "lin_api_key"});
+    let (status, created) = call(
+        &h.router,
+        "POST",
+        "/v1/connections",
+        ADMIN,
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["webhook_secret"].as_str().unwrap().to_owned();
+    let ticket = TicketRef {
+        connection: "lin".into(),
+        key: "ENG-42".into(),
+    };
+    let ids = seed_bound_active_grants(&h.app, &ticket, "prod-db", 1).await;
+    let delivery = |at_ms: i64| {
+        json!({
+            "action": "update", "type": "Issue", "webhookTimestamp": at_ms, "webhookId": "wh-1",
+            "organizationId": "org-1", "url": "https://linear.app/acme/issue/ENG-42",
+            "data": {"id": "2174add1-f7c8-44e3-bbf3-2d60b5ea8bc9", "identifier": "ENG-42", "title": "Access",
+                     "trashed": null, "archivedAt": null,
+                     "state": {"id": "s-done", "name": "Done", "type": "completed"}},
+            "updatedFrom": {"stateId": "s-started"}
+        })
+        .to_string()
+    };
+    let router = ticketbound::http::webhooks::generic_router(h.app.clone());
+    let send = |body: String, signature: String, delivery_id: &str| {
+        let mut event: Value =
+            serde_json::from_str(include_str!("../fixtures/apigw-v2-post-jwt.json")).unwrap();
+        event["rawPath"] = "/webhooks/linear/lin".into();
+        event["rawQueryString"] = "".into();
+        event
+            .as_object_mut()
+            .unwrap()
+            .remove("queryStringParameters");
+        event["routeKey"] = "POST /webhooks/{kind}/{connection}".into();
+        event["requestContext"]["http"]["path"] = "/webhooks/linear/lin".into();
+        event["requestContext"]
+            .as_object_mut()
+            .unwrap()
+            .remove("authorizer");
+        event["headers"] = json!({"content-type": "application/json", "linear-signature": signature,
+                                  "linear-delivery": delivery_id, "linear-event": "Issue"});
+        event["body"] = base64::engine::general_purpose::STANDARD
+            .encode(body.as_bytes())
+            .into();
+        event["isBase64Encoded"] = true.into();
+        let request =
+            lambda_http::request::from_str(&event.to_string()).expect("API Gateway v2 event");
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let fresh = delivery(now_ms + 1000);
+    let (status, answer) = send(
+        fresh.clone(),
+        linear_signature("not-the-secret", fresh.as_bytes()),
+        "d-0",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_signature");
+    let late = delivery(now_ms - 120_000);
+    let (status, answer) = send(
+        late.clone(),
+        linear_signature(&secret, late.as_bytes()),
+        "d-1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_signature");
+    assert_eq!(h.grant(&ids[0]).await["status"], "active");
+    let (status, answer) = send(
+        fresh.clone(),
+        linear_signature(&secret, fresh.as_bytes()),
+        "d-2",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ended"], 1, "{answer}");
+    assert_eq!(h.grant(&ids[0]).await["end_reason"], "ticket_closed");
+}

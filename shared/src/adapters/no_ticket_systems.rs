@@ -27,4 +27,8 @@ impl TicketSystems for NoTicketSystems {
     fn kind(&self, kind: ConnectionKind) -> &'static dyn TicketSystemKind {
         super::ticket_systems::system(kind)
     }
+
+    fn kinds(&self) -> Vec<ConnectionKind> {
+        super::ticket_systems::kinds()
+    }
 }

@@ -498,9 +498,10 @@ mod tests {
 
     fn sample(token: &str) -> ConnectionSecrets {
         ConnectionSecrets {
-            credentials: Credentials::ApiKey {
-                api_key: Secret::new(token),
-            },
+            credentials: Credentials::new(
+                crate::domain::connection::AuthMethod::ApiKey,
+                Secret::new(token),
+            ),
             webhook_secrets: vec![Secret::new("wh")],
         }
     }

@@ -86,7 +86,8 @@ pub(crate) fn bearer(token: &str) -> Result<HeaderValue, TicketSystemError> {
     sensitive(format!("Bearer {token}"))
 }
 
-fn sensitive(value: String) -> Result<HeaderValue, TicketSystemError> {
+/// `value` as a header value marked sensitive, so it is never logged (an API key sent as is).
+pub(crate) fn sensitive(value: String) -> Result<HeaderValue, TicketSystemError> {
     let mut header = HeaderValue::from_str(&value).map_err(|_| {
         TicketSystemError::Unexpected(
             "the connection's credentials hold characters not allowed in an HTTP header".into(),
@@ -136,6 +137,65 @@ impl TicketHttp {
             base,
             ..self.clone()
         }
+    }
+
+    /// The same client over the same base URL, signed in with `auth` instead (an OAuth access token the client
+    /// obtained with the connection's credentials).
+    pub(crate) fn signed_in_as(&self, auth: HeaderValue) -> Self {
+        Self {
+            auth,
+            ..self.clone()
+        }
+    }
+
+    /// `POST url` with a form body and no `Authorization` header (an OAuth token endpoint, whose credentials are
+    /// in the form), answered as JSON. Retried as reads are: a token request creates nothing. A 400 or 401 is
+    /// [`Probed::Refused`] with the human part of the error body (OAuth answers refused client credentials
+    /// with either).
+    pub(crate) async fn post_form_json<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        form: &[(&str, &str)],
+    ) -> Result<Probed<T>, TicketSystemError> {
+        let path = &url.path().to_owned();
+        let url = &url;
+        let encoded = &url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        self.with_retries(path, "call", move || async move {
+            let sent = self
+                .client
+                .post(url.clone())
+                .header(ACCEPT, "application/json")
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .timeout(self.policy.timeout)
+                .body(encoded.clone())
+                .send()
+                .await;
+            match sent {
+                Err(e) => transport_failure(&e),
+                Ok(response)
+                    if matches!(
+                        response.status(),
+                        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED
+                    ) =>
+                {
+                    let body = response.bytes().await.unwrap_or_default();
+                    Step::Done(Ok(Probed::Refused(error_detail(&body))))
+                }
+                Ok(response) => match self.judge(response, path).await {
+                    Err(e) => Step::Done(Err(e)),
+                    Ok(Judged::Body(bytes)) => Step::Done(shaped(path, &bytes).map(Probed::Found)),
+                    Ok(Judged::NotFound) => Step::Done(Ok(Probed::NotFound)),
+                    Ok(Judged::Retry(problem, wait)) => Step::Retry(problem, wait),
+                    Ok(Judged::Busy(problem, wait)) => Step::Busy(problem, wait),
+                },
+            }
+        })
+        .await
     }
 
     /// `GET url` as JSON without the connection's credentials (a public endpoint such as Atlassian's tenant
@@ -321,6 +381,76 @@ impl TicketHttp {
         .await
     }
 
+    /// `POST url` with a JSON `body` that only reads (a GraphQL query), retried as reads are: transport
+    /// failures and 5xx with backoff, 429/503 after their `Retry-After`. A 400 is [`Probed::Refused`], unless
+    /// `busy` reads it as a rate limit (Linear answers one with HTTP 400 and `RATELIMITED`), which is then
+    /// treated like a 429. A rate limit is [`Probed::Busy`] when `stop_when_busy` (reconciliation stops asking
+    /// for the rest of its run), and otherwise waited out within [`HttpPolicy::max_wait`].
+    pub(crate) async fn query_json<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        body: &serde_json::Value,
+        busy: BusySignal,
+        stop_when_busy: bool,
+    ) -> Result<Probed<T>, TicketSystemError> {
+        let path = &url.path().to_owned();
+        let url = &url;
+        self.with_retries(path, "call", move || async move {
+            let sent = self
+                .client
+                .post(url.clone())
+                .header(AUTHORIZATION, self.auth.clone())
+                .header(ACCEPT, "application/json")
+                .timeout(self.policy.timeout)
+                .json(body)
+                .send()
+                .await;
+            let response = match sent {
+                Err(e) => return transport_failure(&e),
+                Ok(response) => response,
+            };
+            let status = response.status();
+            let limited = match status {
+                StatusCode::BAD_REQUEST => {
+                    let headers = response.headers().clone();
+                    let bytes = response.bytes().await.unwrap_or_default();
+                    match busy(&headers, &bytes) {
+                        None => return Step::Done(Ok(Probed::Refused(error_detail(&bytes)))),
+                        Some(wait) => wait,
+                    }
+                }
+                StatusCode::TOO_MANY_REQUESTS if stop_when_busy => retry_after(&response),
+                _ => {
+                    return match self.judge(response, path).await {
+                        Err(e) => Step::Done(Err(e)),
+                        Ok(Judged::Body(bytes)) => {
+                            Step::Done(shaped(path, &bytes).map(Probed::Found))
+                        }
+                        Ok(Judged::NotFound) => Step::Done(Ok(Probed::NotFound)),
+                        Ok(Judged::Retry(problem, wait)) => Step::Retry(problem, wait),
+                        Ok(Judged::Busy(problem, wait)) if stop_when_busy => {
+                            let _ = problem;
+                            Step::Done(Ok(Probed::Busy(wait)))
+                        }
+                        Ok(Judged::Busy(problem, wait)) => Step::Busy(problem, wait),
+                    };
+                }
+            };
+            let problem = format!("{path} answered HTTP {} (rate limited)", status.as_u16());
+            match limited {
+                _ if stop_when_busy => Step::Done(Ok(Probed::Busy(limited))),
+                Some(wait) if wait > self.policy.max_wait => {
+                    Step::Done(Err(TicketSystemError::RateLimited {
+                        message: format!("{problem}: asked to wait {} s", wait.as_secs()),
+                        retry_after: Some(wait),
+                    }))
+                }
+                wait => Step::Busy(problem, wait),
+            }
+        })
+        .await
+    }
+
     async fn judge(&self, response: Response, path: &str) -> Result<Judged, TicketSystemError> {
         let status = response.status();
         if status.is_success() {
@@ -484,6 +614,11 @@ fn shaped<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, TicketSyst
         TicketSystemError::Unexpected(format!("{path} answered JSON of an unexpected shape: {e}"))
     })
 }
+
+/// How a ticket system says "rate limited" in a 400 ([`TicketHttp::query_json`]): from the answer's headers and
+/// body, `Some(wait)` when it is a rate limit (`wait`: how long it asked to wait, when it said), `None` when it is
+/// an ordinary refusal.
+pub(crate) type BusySignal = fn(&reqwest::header::HeaderMap, &[u8]) -> Option<Option<Duration>>;
 
 /// What [`TicketHttp::probe_json`] found.
 pub(crate) enum Probed<T> {

@@ -13,67 +13,124 @@ use time::OffsetDateTime;
 
 use super::secret::Secret;
 
-/// The ticket systems Ticketbound talks to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectionKind {
-    JiraCloud,
-    JiraDataCenter,
-    Freshservice,
-    #[serde(rename = "servicenow")]
-    ServiceNow,
-}
+/// A kind of ticket system, by the name the API spells it (`jira_cloud`, `servicenow`). The kinds themselves are
+/// plug-ins (`adapters::ticket_systems`): each defines its own name, and the shared layers carry it as a name
+/// only, never branching on it. A name in a request is looked up in the registry before it becomes a kind; a
+/// name read back from storage is taken as written (it was looked up when written).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionKind(&'static str);
 
 impl ConnectionKind {
-    /// Every kind, in the order the portal offers them.
-    pub const ALL: [Self; 4] = [
-        Self::JiraCloud,
-        Self::JiraDataCenter,
-        Self::Freshservice,
-        Self::ServiceNow,
-    ];
-
-    /// The kind spelled as [`ConnectionKind::as_str`] spells it.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    /// The kind named `name`: for a plug-in's own constant.
+    pub const fn named(name: &'static str) -> Self {
+        Self(name)
     }
 
+    /// Its name in the API (`kind`), the store and webhook messages.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::JiraCloud => "jira_cloud",
-            Self::JiraDataCenter => "jira_data_center",
-            Self::Freshservice => "freshservice",
-            Self::ServiceNow => "servicenow",
-        }
+        self.0
     }
 }
 
-/// How a connection signs in to its ticket system; which credential fields exist follows from it, so a list of
-/// connections can be shown (masked) without reading any secret.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMethod {
-    /// Jira Cloud: `email` + `api_token`, HTTP Basic.
-    ApiToken,
-    /// Jira Data Center: `personal_access_token`, `Authorization: Bearer`.
-    PersonalAccessToken,
-    /// Jira Data Center: `username` + `password`, HTTP Basic.
-    Password,
-    /// Freshservice: `api_key` as the Basic user name, `X` as the password.
-    ApiKey,
+impl std::fmt::Debug for ConnectionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
 }
 
-/// Which statuses count as closed (DESIGN §1 rule 9), on top of Jira's `done` category or Freshservice's
-/// deleted/spam flags. Jira names statuses; Freshservice numbers them.
+impl Serialize for ConnectionKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConnectionKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        intern(&name).map(Self).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How a connection signs in to its ticket system, named by the plug-in (`api_token`, `password`). It is also
+/// the name of the one secret field that holds the credential, so a list of connections can be shown (masked)
+/// without reading any secret.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AuthMethod(&'static str);
+
+impl AuthMethod {
+    /// The method named `name`: for a plug-in's own constant.
+    pub const fn named(name: &'static str) -> Self {
+        Self(name)
+    }
+
+    /// Its name, which is also the name of its credential's field (`api_token`).
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for AuthMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl Serialize for AuthMethod {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for AuthMethod {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        intern(&name).map(Self).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The most distinct names [`intern`] keeps.
+const MAX_NAMES: usize = 64;
+
+/// A kind or method name read from storage, as a `&'static str`: each distinct name is allocated once and
+/// kept, so reading the same item again costs nothing. Only short `a-z0-9_` names are taken, and at most
+/// [`MAX_NAMES`] of them: these names were written by Ticketbound, and request bodies never reach here
+/// (they are looked up in the registry instead), so no sender can make it grow.
+fn intern(name: &str) -> Result<&'static str, String> {
+    use std::collections::BTreeSet;
+    use std::sync::{Mutex, PoisonError};
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    if name.is_empty()
+        || name.len() > 40
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err("a kind or method name is 1 to 40 characters of a-z, 0-9 and `_`".into());
+    }
+    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = names.get(name) {
+        return Ok(known);
+    }
+    if names.len() >= MAX_NAMES {
+        return Err("too many distinct kind or method names".into());
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    Ok(leaked)
+}
+
+/// A kind's own settings and credential fields as JSON members (`email`, `username`, `token_type`): what the
+/// plug-in reads into its typed settings and checks. The shared layers only carry them.
+pub type KindFields = serde_json::Map<String, serde_json::Value>;
+
+/// Which statuses count as closed (DESIGN §1 rule 9), on top of what the kind always counts as closed (Jira's
+/// `done` category, Freshservice's deleted/spam flags). Some kinds name statuses, others number them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ClosedStatuses {
     Names(Vec<String>),
     Numbers(Vec<u64>),
 }
-
-/// Freshservice's Resolved (4) and Closed (5).
-pub const FRESHSERVICE_DEFAULT_CLOSED: [u64; 2] = [4, 5];
 
 impl ClosedStatuses {
     /// Whether a Jira status name is listed (names compare case-insensitively, trimmed).
@@ -104,12 +161,6 @@ pub struct ConnectionSettings {
     /// The site's root URL, without a trailing slash (it may carry a context path on Data Center).
     pub base_url: String,
     pub auth_method: AuthMethod,
-    /// Jira Cloud: the account the API token belongs to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Jira Data Center with `password`: the user name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
     pub closed_statuses: ClosedStatuses,
     /// How many webhook secrets are active (the values are in the secret store).
     pub webhook_secrets_active: usize,
@@ -126,69 +177,22 @@ pub struct ConnectionSettings {
     /// requester whose address the ticket system hides (see [`PersonLookup`]); it wins over a search.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub people: std::collections::BTreeMap<String, String>,
-    /// Jira Cloud: the kind of API token as the admin gave it (`classic` calls the site, `scoped` Atlassian's API
-    /// gateway); `None` detects it (the last form that worked first, the other one on a 401).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_type: Option<TokenType>,
-    /// Jira Cloud: the kind of token `verify` last found working (what detection tries first).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detected_token_type: Option<TokenType>,
-    /// Jira Cloud: the site's cloud id (from its public tenant info), which names it on the API gateway.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cloud_id: Option<String>,
+    /// The kind's own non-secret settings (`email`, `username`, Jira Cloud's `token_type`, what `verify` learnt
+    /// such as `cloud_id`), stored and shown as members of the settings beside the shared ones. Only the
+    /// kind's plug-in reads them.
+    #[serde(flatten)]
+    pub fields: KindFields,
 }
 
-/// A Jira Cloud API token's kind (Atlassian: "API token" and "API token with scopes"). Scoped tokens, and every
-/// token of an Atlassian service account, work only through the API gateway
-/// (`https://api.atlassian.com/ex/jira/{cloudId}`); on the site URL they get 401.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenType {
-    /// Calls `https://<site>.atlassian.net/rest/...`.
-    Classic,
-    /// Calls `https://api.atlassian.com/ex/jira/{cloudId}/rest/...`.
-    Scoped,
-}
-
-impl TokenType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Classic => "classic",
-            Self::Scoped => "scoped",
-        }
-    }
-
-    /// Where calls with this kind of token go.
-    pub fn api(self) -> ApiRoute {
-        match self {
-            Self::Classic => ApiRoute::Site,
-            Self::Scoped => ApiRoute::Gateway,
-        }
-    }
-
-    /// The other kind (what detection tries after a 401).
-    pub fn other(self) -> Self {
-        match self {
-            Self::Classic => Self::Scoped,
-            Self::Scoped => Self::Classic,
-        }
-    }
-}
-
-/// Where a connection's REST calls went (`verify`'s `api`).
+/// Where a connection's REST calls went (`verify`'s `api`): some kinds reach one site two ways (Jira Cloud: the
+/// site itself, or Atlassian's API gateway).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiRoute {
     /// The site's own URL (`base_url`).
     Site,
-    /// Atlassian's API gateway for the site's cloud id.
+    /// A gateway in front of it.
     Gateway,
-}
-
-/// A plausible Atlassian cloud id: a UUID as tenant info gives it (letters, digits and `-`, at most 64), so it
-/// can only ever be one path segment of the gateway URL.
-pub fn is_cloud_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Whether a connection's credentials work (DESIGN §6).
@@ -324,36 +328,28 @@ impl WebhookActivity {
     }
 }
 
-/// A connection's credentials. `Debug` and `Serialize` mask every value.
+/// A connection's credential: how it signs in and the one secret that does it (an API token, a password, a
+/// client secret). Non-secret parts (an e-mail, a user name, a client id) are the kind's settings. `Debug` and
+/// `Serialize` mask the value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "method", rename_all = "snake_case")]
-pub enum Credentials {
-    ApiToken { api_token: Secret },
-    PersonalAccessToken { personal_access_token: Secret },
-    Password { password: Secret },
-    ApiKey { api_key: Secret },
+pub struct Credentials {
+    pub method: AuthMethod,
+    #[serde(rename = "credential")]
+    pub secret: Secret,
 }
 
 impl Credentials {
+    pub fn new(method: AuthMethod, secret: Secret) -> Self {
+        Self { method, secret }
+    }
+
     pub fn method(&self) -> AuthMethod {
-        match self {
-            Self::ApiToken { .. } => AuthMethod::ApiToken,
-            Self::PersonalAccessToken { .. } => AuthMethod::PersonalAccessToken,
-            Self::Password { .. } => AuthMethod::Password,
-            Self::ApiKey { .. } => AuthMethod::ApiKey,
-        }
+        self.method
     }
 
     /// The secret value itself (for building an `Authorization` header).
     pub fn secret(&self) -> &Secret {
-        match self {
-            Self::ApiToken { api_token: s }
-            | Self::PersonalAccessToken {
-                personal_access_token: s,
-            }
-            | Self::Password { password: s }
-            | Self::ApiKey { api_key: s } => s,
-        }
+        &self.secret
     }
 }
 
@@ -402,17 +398,8 @@ impl ConnectionSecrets {
                 e.column()
             ))
         })?;
-        let secret = Secret::new(stored.credential);
-        let credentials = match stored.method {
-            AuthMethod::ApiToken => Credentials::ApiToken { api_token: secret },
-            AuthMethod::PersonalAccessToken => Credentials::PersonalAccessToken {
-                personal_access_token: secret,
-            },
-            AuthMethod::Password => Credentials::Password { password: secret },
-            AuthMethod::ApiKey => Credentials::ApiKey { api_key: secret },
-        };
         Ok(Self {
-            credentials,
+            credentials: Credentials::new(stored.method, Secret::new(stored.credential)),
             webhook_secrets: stored
                 .webhook_secrets
                 .into_iter()
@@ -575,9 +562,10 @@ pub struct Verification {
     /// Jira Cloud: where the calls worked (the site for a classic token, the API gateway for a scoped one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api: Option<ApiRoute>,
-    /// Jira Cloud: the site's cloud id, when the gateway was used (or looked up).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cloud_id: Option<String>,
+    /// Settings the kind learnt while verifying and keeps (Jira Cloud: the token type that worked, the site's
+    /// cloud id): merged into the connection's [`ConnectionSettings::fields`].
+    #[serde(skip)]
+    pub learned: KindFields,
 }
 
 impl Verification {
@@ -587,7 +575,7 @@ impl Verification {
             account,
             projects,
             api: None,
-            cloud_id: None,
+            learned: KindFields::new(),
         }
     }
 }
@@ -664,9 +652,7 @@ mod tests {
     #[test]
     fn secrets_round_trip_through_storage_and_never_print() {
         let secrets = ConnectionSecrets {
-            credentials: Credentials::ApiToken {
-                api_token: Secret::new("tok-123"),
-            },
+            credentials: Credentials::new(AuthMethod::named("api_token"), Secret::new("tok-123")),
             webhook_secrets: vec![Secret::new("wh-1"), Secret::new("wh-2")],
         };
         let json = secrets.to_storage_json();
@@ -682,6 +668,36 @@ mod tests {
         );
         let shown = serde_json::to_string(&secrets.credentials).unwrap();
         assert!(!shown.contains("tok-123"));
+    }
+
+    #[test]
+    fn settings_written_before_kinds_were_plug_ins_load_and_write_back_the_same() {
+        let stored = serde_json::json!({
+            "id": "jira-main", "kind": "jira_cloud", "base_url": "https://acme.atlassian.net",
+            "auth_method": "api_token", "email": "bot@acme.com", "closed_statuses": ["Won't Do"],
+            "webhook_secrets_active": 1, "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z", "token_type": "scoped",
+            "detected_token_type": "scoped", "cloud_id": "abc"
+        });
+        let settings: ConnectionSettings = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(settings.kind, ConnectionKind::named("jira_cloud"));
+        assert_eq!(settings.auth_method, AuthMethod::named("api_token"));
+        assert_eq!(settings.fields["email"], "bot@acme.com");
+        assert_eq!(settings.fields["cloud_id"], "abc");
+        assert_eq!(serde_json::to_value(&settings).unwrap(), stored);
+    }
+
+    #[test]
+    fn stored_names_are_short_and_plain() {
+        for bad in ["", "Jira", "a b", "../x", &"x".repeat(41)] {
+            assert!(
+                serde_json::from_value::<ConnectionKind>(serde_json::json!(bad)).is_err(),
+                "{bad:?}"
+            );
+        }
+        let kind: ConnectionKind = serde_json::from_str("\"linear\"").unwrap();
+        assert_eq!(kind.as_str(), "linear");
+        assert_eq!(serde_json::to_string(&kind).unwrap(), "\"linear\"");
     }
 
     #[test]
@@ -784,7 +800,7 @@ mod tests {
 
     #[test]
     fn closed_statuses_match_by_kind() {
-        let fs = ClosedStatuses::Numbers(FRESHSERVICE_DEFAULT_CLOSED.to_vec());
+        let fs = ClosedStatuses::Numbers(vec![4, 5]);
         assert!(fs.has_number(4) && fs.has_number(5) && !fs.has_number(2));
         let jira = ClosedStatuses::Names(vec!["Won't Do".into()]);
         assert!(jira.has_name("won't do"));

@@ -8,13 +8,19 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where a new ticket goes, per kind of ticket system.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TicketDestination {
-    /// A Jira project key (`SEC`) and issue type name (`Task`).
-    Jira { project: String, issue_type: String },
-    /// A Freshservice group (optional) and priority 1–4.
-    Freshservice { group_id: Option<u64>, priority: u8 },
+/// Where a new ticket goes, as the connection's ticket system checked it, its defaults filled in: the
+/// destination fields that kind uses (a Jira project key and issue type, a Freshservice group and priority),
+/// the others `None`. What each means is the plug-in's; the shared layers only store and hand it on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TicketDestination {
+    /// A project (or team) key, e.g. Jira's `SEC`.
+    pub project: Option<String>,
+    /// An issue type name, e.g. Jira's `Task`.
+    pub issue_type: Option<String>,
+    /// A group, e.g. Freshservice's group id.
+    pub group_id: Option<u64>,
+    /// A priority in the ticket system's own scale (Freshservice 1–4).
+    pub priority: Option<u8>,
 }
 
 /// A ticket to open.

@@ -9,41 +9,30 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 
 use crate::domain::connection::{
-    ApiRoute, AuthMethod, AuthStatus, ClosedStatuses, ConnectionKind, MissedClosing, Person,
-    ProjectSummary, TokenType, WebhookHealth,
+    ApiRoute, AuthStatus, ClosedStatuses, ConnectionKind, KindFields, MissedClosing, Person,
+    ProjectSummary, WebhookHealth,
 };
 use crate::domain::secret::{MASK, Secret};
 use crate::domain::ticket_writes::AuditSettings;
-use crate::ports::CredentialFields;
-use crate::service::{ConnectionChanges, ConnectionShown};
+use crate::service::{ConnectionChanges, ConnectionShown, Connections};
 
-/// The body of `POST /v1/connections` and `PATCH /v1/connections/{id}`. Unknown fields are refused (400), so a
-/// misspelt field is never silently ignored.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+use super::error::ApiError;
+use crate::service::ErrorKind;
+
+/// The body of `POST /v1/connections` and `PATCH /v1/connections/{id}`: the members every connection has, and
+/// the kind's own fields (its host-name field such as `site`, credentials, `email`, `token_type`, …) as its
+/// plug-in declares them. A member no kind
+/// of this build declares is refused (400), so a misspelt field is never silently ignored; one that another
+/// kind declares is the plug-in's to refuse (422 `field_not_applicable`).
+#[derive(Default, Deserialize)]
 pub struct ConnectionBody {
     #[serde(default)]
     id: Option<String>,
+    /// Looked up among the registered kinds by [`ConnectionBody::into_changes`].
     #[serde(default)]
-    kind: Option<ConnectionKind>,
+    kind: Option<String>,
     #[serde(default)]
     base_url: Option<String>,
-    #[serde(default)]
-    site: Option<String>,
-    #[serde(default)]
-    domain: Option<String>,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    api_token: Option<Secret>,
-    #[serde(default)]
-    personal_access_token: Option<Secret>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<Secret>,
-    #[serde(default)]
-    api_key: Option<Secret>,
     #[serde(default)]
     webhook_secret: Option<Secret>,
     #[serde(default)]
@@ -60,26 +49,41 @@ pub struct ConnectionBody {
     /// Merged on PATCH: a `null` value removes that person.
     #[serde(default)]
     people: Option<BTreeMap<String, Option<String>>>,
-    /// `null` on PATCH (or absent on create) detects the token type.
-    #[serde(default, deserialize_with = "present")]
-    token_type: Option<Option<TokenType>>,
+    /// Every other member: the kind's own fields.
+    #[serde(flatten)]
+    kind_fields: KindFields,
 }
 
-impl From<ConnectionBody> for ConnectionChanges {
-    fn from(body: ConnectionBody) -> Self {
+/// The kind's fields by name only: some hold secrets.
+impl std::fmt::Debug for ConnectionBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionBody")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("kind_fields", &self.kind_fields.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A body that is not the expected JSON: the 400 a serde error gets from `JsonBody`.
+fn malformed(message: String) -> ApiError {
+    ApiError::new(
+        ErrorKind::BadRequest,
+        "malformed_request",
+        format!("the body is not the expected JSON: {message}"),
+    )
+}
+
+impl ConnectionBody {
+    /// The use case's input: `kind` looked up among the kinds of this build, and every other member a field
+    /// that some kind declares, given as a string or `null` (400 `malformed_request` otherwise, as for any body
+    /// that is not the expected JSON).
+    pub fn into_changes(self, connections: &Connections) -> Result<ConnectionChanges, ApiError> {
         // Destructured, so a field added to the body and not handed on fails to compile.
         let ConnectionBody {
             id,
             kind,
             base_url,
-            site,
-            domain,
-            email,
-            api_token,
-            personal_access_token,
-            username,
-            password,
-            api_key,
             webhook_secret,
             add_webhook_secret,
             new_webhook_secret,
@@ -87,22 +91,36 @@ impl From<ConnectionBody> for ConnectionChanges {
             closed_statuses,
             audit,
             people,
-            token_type,
-        } = body;
-        Self {
+            kind_fields,
+        } = self;
+        let kind: Option<ConnectionKind> = match kind {
+            None => None,
+            Some(name) => Some(connections.kind_named(&name).ok_or_else(|| {
+                let names: Vec<String> = connections
+                    .kind_names()
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect();
+                malformed(format!(
+                    "unknown kind `{name}`, expected one of {}",
+                    names.join(", ")
+                ))
+            })?),
+        };
+        let declared = connections.kind_field_names();
+        for (field, value) in &kind_fields {
+            if !declared.contains(&field.as_str()) {
+                return Err(malformed(format!("unknown field `{field}`")));
+            }
+            if !(value.is_string() || value.is_null()) {
+                return Err(malformed(format!("`{field}` must be a string")));
+            }
+        }
+        Ok(ConnectionChanges {
             id,
             kind,
             base_url,
-            site,
-            domain,
-            credentials: CredentialFields {
-                email,
-                api_token,
-                personal_access_token,
-                username,
-                password,
-                api_key,
-            },
+            credentials: kind_fields,
             webhook_secret,
             add_webhook_secret,
             new_webhook_secret,
@@ -110,8 +128,7 @@ impl From<ConnectionBody> for ConnectionChanges {
             closed_statuses,
             audit,
             people,
-            token_type,
-        }
+        })
     }
 }
 
@@ -148,18 +165,13 @@ pub struct ConnectionView {
     id: String,
     kind: ConnectionKind,
     base_url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    username: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_token: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    personal_access_token: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    password: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_key: Option<&'static str>,
+    /// The kind's own settings (`email`, `username`, Jira Cloud's `token_type`, `detected_token_type` and
+    /// `cloud_id`), as stored.
+    #[serde(flatten)]
+    kind_fields: KindFields,
+    /// The connection's credential under its field's name (the auth method's, `api_token`), masked.
+    #[serde(flatten)]
+    credential: BTreeMap<&'static str, &'static str>,
     webhook_secret: Shown,
     webhook_secrets_active: usize,
     closed_statuses: ClosedStatuses,
@@ -167,15 +179,6 @@ pub struct ConnectionView {
     audit: Option<AuditSettings>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     people: BTreeMap<String, String>,
-    /// Jira Cloud: the token type the admin gave; absent while it is detected.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_type: Option<TokenType>,
-    /// Jira Cloud: the token type `verify` last found working.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detected_token_type: Option<TokenType>,
-    /// Jira Cloud: the site's cloud id, once known (it names the site on the API gateway).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cloud_id: Option<String>,
     status: AuthStatus,
     #[serde(with = "time::serde::rfc3339::option")]
     last_verified_at: Option<OffsetDateTime>,
@@ -215,30 +218,25 @@ impl From<ConnectionShown> for ConnectionView {
             verification,
         } = shown;
         let s = connection.settings;
-        let masked = |method: AuthMethod| (s.auth_method == method).then_some(MASK);
         let (verified, account, projects, api) = match verification {
             Some(v) => (Some(v.verified), v.account, v.projects, v.api),
             None => (None, None, None, None),
         };
+        // A stored member never hides the masked credential or a shared member of the same name.
+        let mut kind_fields = s.fields;
+        kind_fields.remove(s.auth_method.as_str());
         Self {
-            api_token: masked(AuthMethod::ApiToken),
-            personal_access_token: masked(AuthMethod::PersonalAccessToken),
-            password: masked(AuthMethod::Password),
-            api_key: masked(AuthMethod::ApiKey),
+            credential: BTreeMap::from([(s.auth_method.as_str(), MASK)]),
+            kind_fields,
             webhook_secret: generated_webhook_secret.map_or(Shown::Masked, Shown::Revealed),
             webhook_health: connection.webhook.health(at),
             id: s.id,
             kind: s.kind,
             base_url: s.base_url,
-            email: s.email,
-            username: s.username,
             webhook_secrets_active: s.webhook_secrets_active,
             closed_statuses: s.closed_statuses,
             audit: s.audit,
             people: s.people,
-            token_type: s.token_type,
-            detected_token_type: s.detected_token_type,
-            cloud_id: s.cloud_id,
             status: connection.auth.status,
             last_verified_at: connection.auth.last_verified_at,
             last_error: connection.auth.last_error,
@@ -267,12 +265,38 @@ mod tests {
     }
 
     #[test]
+    fn a_body_and_the_changes_it_becomes_never_print_a_kind_s_secret() {
+        let body: ConnectionBody = serde_json::from_str(
+            r#"{"id": "lin", "kind": "linear", "api_key": "lin_api_topsecret", "client_secret": "cs-topsecret"}"#,
+        )
+        .unwrap();
+        let shown = format!("{body:?}");
+        assert!(
+            shown.contains("api_key") && !shown.contains("topsecret"),
+            "{shown}"
+        );
+        let changes = ConnectionChanges {
+            credentials: body.kind_fields.clone(),
+            ..ConnectionChanges::default()
+        };
+        let shown = format!("{changes:?}");
+        assert!(
+            shown.contains("client_secret") && !shown.contains("topsecret"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn a_null_field_is_told_from_an_absent_one() {
         let off: ConnectionBody = serde_json::from_str(r#"{"audit": null}"#).unwrap();
         assert!(matches!(off.audit, Some(None)));
         let kept: ConnectionBody = serde_json::from_str("{}").unwrap();
         assert!(kept.audit.is_none());
         let detect: ConnectionBody = serde_json::from_str(r#"{"token_type": null}"#).unwrap();
-        assert!(matches!(detect.token_type, Some(None)));
+        assert_eq!(
+            detect.kind_fields.get("token_type"),
+            Some(&serde_json::Value::Null),
+            "a kind's field keeps its null for the plug-in"
+        );
     }
 }

@@ -114,9 +114,9 @@ async fn create_connection(
     caller: Caller,
     JsonBody(body): JsonBody<ConnectionBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (shown, tag) = connections(&state)?
-        .create_tagged(&caller, body.into())
-        .await?;
+    let connections = connections(&state)?;
+    let changes = body.into_changes(connections)?;
+    let (shown, tag) = connections.create_tagged(&caller, changes).await?;
     Ok((
         StatusCode::CREATED,
         tagged(&tag),
@@ -141,8 +141,10 @@ async fn update_connection(
     JsonBody(body): JsonBody<ConnectionBody>,
 ) -> Result<Response, ApiError> {
     let precondition = write_precondition(&headers, false)?;
-    match connections(&state)?
-        .update_if(&caller, &id, body.into(), &precondition)
+    let connections = connections(&state)?;
+    let changes = body.into_changes(connections)?;
+    match connections
+        .update_if(&caller, &id, changes, &precondition)
         .await
     {
         Ok((shown, tag)) => Ok((tagged(&tag), Json(ConnectionView::from(shown))).into_response()),

@@ -24,7 +24,6 @@ use axum::routing::post;
 
 use super::error::ApiError;
 use super::extract::read_body;
-use crate::domain::connection::ConnectionKind;
 use crate::domain::ticket_events::{Delivery, DeliveryOutcome};
 use crate::ports::{DeliveryHeaders, DeliveryRefusal};
 use crate::service::{ErrorKind, Ticketbound};
@@ -138,7 +137,7 @@ impl FromRequest<Ticketbound> for VerifiedDelivery {
             )
         })?;
         // A kind named by the generic route: a connection of another kind is not found there.
-        let named = ConnectionKind::parse(&segment);
+        let named = connections.kind_named(&segment);
         let unknown = |id: &str| {
             ApiError::new(
                 ErrorKind::NotFound,

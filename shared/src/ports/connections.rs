@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 use super::{Page, StoreError};
 use crate::domain::connection::{
     AuthState, ClosedStatuses, Connection, ConnectionKind, ConnectionSecrets, ConnectionSettings,
-    Credentials, MissedClosing, Person, PersonLookup, Ticket, TicketPage, TicketQuery, TicketState,
-    TicketSummary, Verification, WebhookSecrets,
+    Credentials, KindFields, MissedClosing, Person, PersonLookup, Ticket, TicketPage, TicketQuery,
+    TicketState, TicketSummary, Verification, WebhookSecrets,
 };
 use crate::domain::identity::ClaimedIdentity;
 use crate::domain::secret::Secret;
@@ -275,8 +275,15 @@ pub trait TicketSystems: Send + Sync {
         settings: &ConnectionSettings,
         secrets: &ConnectionSecrets,
     ) -> Result<Arc<dyn TicketSystem>, TicketSystemError>;
-    /// The rules of one kind of ticket system (the registry's exhaustive match).
+    /// The rules of one kind of ticket system. A kind no plug-in of this build has (a connection stored by a
+    /// build that had it) gets rules that refuse every change and every call.
     fn kind(&self, kind: ConnectionKind) -> &'static dyn TicketSystemKind;
+    /// Every kind of this build, in the order the portal offers them.
+    fn kinds(&self) -> Vec<ConnectionKind>;
+    /// The kind named `name` (as a request spells it), if this build has it.
+    fn kind_named(&self, name: &str) -> Option<ConnectionKind> {
+        self.kinds().into_iter().find(|kind| kind.as_str() == name)
+    }
 }
 
 /// Where a delivery for a connection of this kind arrives (`/webhooks/{path}/…`). Defined by the plug-in
@@ -351,25 +358,13 @@ pub struct HostForm {
     pub suffix: &'static str,
 }
 
-/// The credential fields of a connection's input as given (a masked value means "keep" on a change).
-#[derive(Clone, Debug, Default)]
-pub struct CredentialFields {
-    pub email: Option<String>,
-    pub api_token: Option<Secret>,
-    pub personal_access_token: Option<Secret>,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub api_key: Option<Secret>,
-}
-
-/// Credentials checked for a kind, with the non-secret parts kept in the settings.
+/// Credentials checked for a kind, with the kind's non-secret settings to keep.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckedCredentials {
     pub credentials: Credentials,
-    /// Jira Cloud: the account the API token belongs to.
-    pub email: Option<String>,
-    /// Jira Data Center with a password.
-    pub username: Option<String>,
+    /// The kind's settings ([`ConnectionSettings::fields`]) as they are to be stored: every one of them, not
+    /// only the changed ones.
+    pub fields: KindFields,
 }
 
 /// Settings input a ticket system refuses: answered 422 with this code and message.
@@ -501,20 +496,31 @@ pub trait TicketSystemKind: Send + Sync {
     fn host_form(&self) -> Option<HostForm>;
     /// The field(s) that give the base URL, for the message when none is given.
     fn base_url_fields(&self) -> &'static str;
-    /// The credential fields it accepts; any other one is refused, never ignored.
+    /// The base URL of a connection that gives none, for a ticket system with one API for every customer
+    /// (Linear's `https://api.linear.app`). Default: none, the base URL is required.
+    fn default_base_url(&self) -> Option<&'static str> {
+        None
+    }
+    /// The kind's own fields of a connection body (its credentials and settings such as `email` or
+    /// `token_type`); any other kind's field is refused, never ignored. Every one of them is a string (or
+    /// `null`), and the secret ones are those [`KindDescription::fields`] marks secret.
     fn credential_fields(&self) -> &'static [&'static str];
-    /// The credentials of a new connection: every required field given and valid.
-    fn new_credentials(
-        &self,
-        given: &CredentialFields,
-    ) -> Result<CheckedCredentials, SettingsError>;
-    /// The credentials after a change: given fields replace, absent (or masked) ones keep `current`.
+    /// The credentials and settings of a new connection from its body's kind fields: every required field
+    /// given and valid.
+    fn new_credentials(&self, given: &KindFields) -> Result<CheckedCredentials, SettingsError>;
+    /// The credentials and settings after a change: given fields replace, absent (or masked) ones keep
+    /// `current` and `settings.fields`.
     fn changed_credentials(
         &self,
         settings: &ConnectionSettings,
         current: Option<&Credentials>,
-        given: &CredentialFields,
+        given: &KindFields,
     ) -> Result<CheckedCredentials, SettingsError>;
+    /// Settings the kind learns about a site (by `verify`) that no longer hold when the connection's base URL
+    /// changes; they are then forgotten. Default: none.
+    fn learned_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// `closed_statuses` as given (at most `MAX_CLOSED_STATUSES`, checked by the caller).
     fn closed_statuses(
         &self,
@@ -524,10 +530,6 @@ pub trait TicketSystemKind: Send + Sync {
     fn default_closed_statuses(&self) -> ClosedStatuses;
     /// Where a new ticket goes, with the defaults filled in; the error says which field is wrong and why.
     fn destination(&self, fields: &DestinationFields<'_>) -> Result<TicketDestination, String>;
-    /// Whether it takes `token_type` (Jira Cloud: classic or scoped API tokens). Default: no.
-    fn takes_token_type(&self) -> bool {
-        false
-    }
     /// The one spelling of a ticket key that this ticket system answers with, for a key as somebody typed it
     /// (Jira: `sec-42` is `SEC-42`; Freshservice: `053263` is `53263`). Grants are stored, and deliveries and
     /// reconciliation matched, under this form only, so a binding typed another way still ends by its webhook.

@@ -251,27 +251,12 @@ impl Ticketbound {
         let checked = connections
             .destination(&settings, &fields)
             .map_err(|m| ServiceError::unprocessable("invalid_provisioner", m))?;
-        Ok(match checked {
-            crate::domain::ticket_writes::TicketDestination::Jira {
-                project,
-                issue_type,
-            } => Provisioner::Ticket {
-                connection,
-                project: Some(project),
-                issue_type: Some(issue_type),
-                group_id: None,
-                priority: None,
-            },
-            crate::domain::ticket_writes::TicketDestination::Freshservice {
-                group_id,
-                priority,
-            } => Provisioner::Ticket {
-                connection,
-                project: None,
-                issue_type: None,
-                group_id,
-                priority: Some(priority),
-            },
+        Ok(Provisioner::Ticket {
+            connection,
+            project: checked.project,
+            issue_type: checked.issue_type,
+            group_id: checked.group_id,
+            priority: checked.priority,
         })
     }
 }

@@ -199,9 +199,14 @@ impl FreshserviceClient {
     }
 
     async fn create(&self, t: &NewTicket) -> Result<CreatedTicket, TicketSystemError> {
-        let TicketDestination::Freshservice { group_id, priority } = &t.destination else {
+        let TicketDestination {
+            group_id,
+            priority: Some(priority),
+            ..
+        } = &t.destination
+        else {
             return Err(TicketSystemError::Unexpected(
-                "a Jira destination cannot be used with a Freshservice connection".into(),
+                "a Freshservice ticket needs a priority".into(),
             ));
         };
         let mut body = serde_json::json!({

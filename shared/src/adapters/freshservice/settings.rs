@@ -6,21 +6,34 @@ use std::sync::Arc;
 use super::FreshserviceClient;
 use crate::adapters::ticket_http::{TicketHttp, basic, missing_setting};
 use crate::adapters::ticket_systems::fields::{
-    check_credential, given, invalid_closed_statuses, keep_current, reject_foreign_fields, required,
+    check_credential, given, invalid_closed_statuses, keep_current, reject_foreign_fields,
+    required, secret,
 };
 use crate::adapters::ticket_systems::{ClientOptions, TicketSystemModule};
 use crate::domain::connection::ConnectionSecrets;
 use crate::domain::connection::{
-    ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials, FRESHSERVICE_DEFAULT_CLOSED,
+    AuthMethod, ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials, KindFields,
 };
 use crate::domain::ticket_writes::{DEFAULT_PRIORITY, TicketDestination};
 use crate::ports::TicketSystemError;
 use crate::ports::{
-    CheckedCredentials, ClosedStatusesDescription, CredentialFields, DeliveryRules,
-    DestinationFields, FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem,
-    TicketSystemKind, WebhookDescription, WebhookSource,
+    CheckedCredentials, ClosedStatusesDescription, DeliveryRules, DestinationFields,
+    FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem, TicketSystemKind,
+    WebhookDescription, WebhookSource,
 };
 use reqwest::header::HeaderValue;
+
+/// Freshservice's name in the API.
+pub const FRESHSERVICE: ConnectionKind = ConnectionKind::named("freshservice");
+
+/// The name the code and tests used when kinds were an enum.
+#[allow(non_upper_case_globals)]
+impl ConnectionKind {
+    pub const Freshservice: Self = FRESHSERVICE;
+}
+
+/// Freshservice's Resolved (4) and Closed (5).
+pub const FRESHSERVICE_DEFAULT_CLOSED: [u64; 2] = [4, 5];
 
 /// Freshservice's webhook registration (the README's steps): it does not sign, so the secret travels in a
 /// header and Ticketbound re-reads the ticket before ending anything.
@@ -42,7 +55,7 @@ pub const WEBHOOK_SOURCE: WebhookSource = WebhookSource {
 
 impl TicketSystemKind for Freshservice {
     fn kind(&self) -> ConnectionKind {
-        ConnectionKind::Freshservice
+        FRESHSERVICE
     }
 
     fn describe(&self) -> KindDescription {
@@ -99,16 +112,12 @@ impl TicketSystemKind for Freshservice {
         &["api_key"]
     }
 
-    fn new_credentials(
-        &self,
-        input: &CredentialFields,
-    ) -> Result<CheckedCredentials, SettingsError> {
+    fn new_credentials(&self, input: &KindFields) -> Result<CheckedCredentials, SettingsError> {
         reject_foreign_fields(self, input)?;
-        let api_key = required(self.kind(), "api_key", &input.api_key)?;
+        let api_key = required(self.kind(), "api_key", &secret(input, "api_key"))?;
         Ok(CheckedCredentials {
-            credentials: Credentials::ApiKey { api_key },
-            email: None,
-            username: None,
+            credentials: Credentials::new(AuthMethod::API_KEY, api_key),
+            fields: KindFields::new(),
         })
     }
 
@@ -116,20 +125,19 @@ impl TicketSystemKind for Freshservice {
         &self,
         settings: &ConnectionSettings,
         current: Option<&Credentials>,
-        input: &CredentialFields,
+        input: &KindFields,
     ) -> Result<CheckedCredentials, SettingsError> {
         reject_foreign_fields(self, input)?;
-        let credentials = match given(&input.api_key) {
+        let credentials = match given(&secret(input, "api_key")) {
             Some(api_key) => {
                 check_credential("api_key", &api_key)?;
-                Credentials::ApiKey { api_key }
+                Credentials::new(AuthMethod::API_KEY, api_key)
             }
             None => keep_current(settings, current)?,
         };
         Ok(CheckedCredentials {
             credentials,
-            email: None,
-            username: None,
+            fields: settings.fields.clone(),
         })
     }
 
@@ -176,9 +184,10 @@ impl TicketSystemKind for Freshservice {
         if fields.group_id == Some(0) {
             return Err("`group_id` must be a Freshservice group id".into());
         }
-        Ok(TicketDestination::Freshservice {
+        Ok(TicketDestination {
             group_id: fields.group_id,
-            priority,
+            priority: Some(priority),
+            ..TicketDestination::default()
         })
     }
 }
@@ -190,16 +199,18 @@ impl TicketSystemModule for Freshservice {
         settings: &ConnectionSettings,
         secrets: &ConnectionSecrets,
     ) -> Result<HeaderValue, TicketSystemError> {
-        match &secrets.credentials {
-            Credentials::ApiKey { api_key } => basic(api_key.expose(), "X"),
-            _ => Err(missing_setting(settings, "API key")),
+        let credentials = &secrets.credentials;
+        if credentials.method != AuthMethod::API_KEY {
+            return Err(missing_setting(settings, "API key"));
         }
+        basic(credentials.secret.expose(), "X")
     }
 
     fn client(
         &self,
         http: TicketHttp,
         settings: &ConnectionSettings,
+        _secrets: &ConnectionSecrets,
         _options: &ClientOptions,
     ) -> Arc<dyn TicketSystem> {
         Arc::new(FreshserviceClient::new(

@@ -26,7 +26,10 @@ mod rest;
 mod settings;
 
 pub(crate) use rest::{Plan, Rest};
-pub use settings::{JiraCloud, JiraDataCenter, WEBHOOK_SOURCE};
+pub use settings::{
+    JIRA_CLOUD, JIRA_DATA_CENTER, JiraCloud, JiraCloudSettings, JiraDataCenter, TokenType,
+    WEBHOOK_SOURCE, is_cloud_id,
+};
 
 use super::ticket_http::{Probed, Written};
 use crate::domain::connection::{
@@ -487,13 +490,14 @@ impl Jira {
     }
 
     async fn create_ticket(&self, t: &NewTicket) -> Result<CreatedTicket, TicketSystemError> {
-        let TicketDestination::Jira {
-            project,
-            issue_type,
+        let TicketDestination {
+            project: Some(project),
+            issue_type: Some(issue_type),
+            ..
         } = &t.destination
         else {
             return Err(TicketSystemError::Unexpected(
-                "a Freshservice destination cannot be used with a Jira connection".into(),
+                "a Jira ticket needs a project and an issue type".into(),
             ));
         };
         let body = serde_json::json!({"fields": {
@@ -809,7 +813,7 @@ impl TicketSystem for JiraCloudClient {
             account,
             projects: sample(page.values),
             api: Some(api),
-            cloud_id,
+            learned: settings::JiraCloudSettings::learned(api, cloud_id),
         })
     }
 

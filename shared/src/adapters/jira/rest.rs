@@ -14,8 +14,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use url::Url;
 
+use super::settings::{TokenType, is_cloud_id};
 use crate::adapters::ticket_http::{Probed, TicketHttp, Written};
-use crate::domain::connection::{ApiRoute, TokenType, is_cloud_id};
+use crate::domain::connection::ApiRoute;
 use crate::ports::TicketSystemError;
 
 /// How the REST calls of one client are routed.

@@ -7,22 +7,136 @@ use std::sync::Arc;
 use super::{JiraCloudClient, JiraDataCenterClient, Plan, Rest};
 use crate::adapters::ticket_http::{TicketHttp, basic, bearer, missing_setting};
 use crate::adapters::ticket_systems::fields::{
-    check_credential, check_email, check_username, given, invalid_closed_statuses, keep_current,
-    reject_foreign_fields, required,
+    check_credential, check_email, check_username, fields_of, given, invalid_closed_statuses,
+    keep_current, reject_foreign_fields, required, secret, stored, text,
 };
 use crate::adapters::ticket_systems::{ClientOptions, TicketSystemModule};
 use crate::domain::connection::ConnectionSecrets;
 use crate::domain::connection::{
-    AuthMethod, ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials, TokenType,
+    ApiRoute, AuthMethod, ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials,
+    KindFields,
 };
 use crate::domain::ticket_writes::{DEFAULT_ISSUE_TYPE, TicketDestination};
 use crate::ports::TicketSystemError;
 use crate::ports::{
-    CheckedCredentials, ClosedStatusesDescription, CredentialFields, DeliveryRules,
-    DestinationFields, FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem,
-    TicketSystemKind, WebhookDescription, WebhookSource,
+    CheckedCredentials, ClosedStatusesDescription, DeliveryRules, DestinationFields,
+    FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem, TicketSystemKind,
+    WebhookDescription, WebhookSource,
 };
 use reqwest::header::HeaderValue;
+
+/// Jira Cloud's name in the API.
+pub const JIRA_CLOUD: ConnectionKind = ConnectionKind::named("jira_cloud");
+/// Jira Data Center's name in the API.
+pub const JIRA_DATA_CENTER: ConnectionKind = ConnectionKind::named("jira_data_center");
+
+/// The names the code and tests used when kinds were an enum.
+#[allow(non_upper_case_globals)]
+impl ConnectionKind {
+    pub const JiraCloud: Self = JIRA_CLOUD;
+    pub const JiraDataCenter: Self = JIRA_DATA_CENTER;
+}
+
+/// A Jira Cloud API token's kind (Atlassian: "API token" and "API token with scopes"). Scoped tokens, and every
+/// token of an Atlassian service account, work only through the API gateway
+/// (`https://api.atlassian.com/ex/jira/{cloudId}`); on the site URL they get 401.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenType {
+    /// Calls `https://<site>.atlassian.net/rest/...`.
+    Classic,
+    /// Calls `https://api.atlassian.com/ex/jira/{cloudId}/rest/...`.
+    Scoped,
+}
+
+impl TokenType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Scoped => "scoped",
+        }
+    }
+
+    /// The token type named `name` as the API spells it.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Classic, Self::Scoped]
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
+
+    /// Where calls with this kind of token go.
+    pub fn api(self) -> ApiRoute {
+        match self {
+            Self::Classic => ApiRoute::Site,
+            Self::Scoped => ApiRoute::Gateway,
+        }
+    }
+
+    /// The other kind (what detection tries after a 401).
+    pub fn other(self) -> Self {
+        match self {
+            Self::Classic => Self::Scoped,
+            Self::Scoped => Self::Classic,
+        }
+    }
+}
+
+/// A plausible Atlassian cloud id: a UUID as tenant info gives it (letters, digits and `-`, at most 64), so it
+/// can only ever be one path segment of the gateway URL.
+pub fn is_cloud_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Jira Cloud's own settings, as stored in the connection's kind fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JiraCloudSettings {
+    /// The account the API token belongs to.
+    pub email: Option<String>,
+    /// The kind of API token as the admin gave it; `None` detects it.
+    pub token_type: Option<TokenType>,
+    /// The kind of token `verify` last found working (what detection tries first).
+    pub detected_token_type: Option<TokenType>,
+    /// The site's cloud id (from its public tenant info), which names it on the API gateway.
+    pub cloud_id: Option<String>,
+}
+
+impl JiraCloudSettings {
+    /// The settings of `settings`; a member of an unexpected form reads as absent.
+    pub fn of(settings: &ConnectionSettings) -> Self {
+        let token_type = |field| stored(settings, field).and_then(|t| TokenType::parse(&t));
+        Self {
+            email: stored(settings, "email"),
+            token_type: token_type("token_type"),
+            detected_token_type: token_type("detected_token_type"),
+            cloud_id: stored(settings, "cloud_id"),
+        }
+    }
+
+    /// What `verify` learnt, to keep: where the token worked and, once known, the site's cloud id.
+    pub fn learned(api: ApiRoute, cloud_id: Option<String>) -> KindFields {
+        let detected = match api {
+            ApiRoute::Site => TokenType::Classic,
+            ApiRoute::Gateway => TokenType::Scoped,
+        };
+        fields_of([
+            ("detected_token_type", Some(detected.as_str().to_owned())),
+            ("cloud_id", cloud_id),
+        ])
+    }
+}
+
+/// `token_type` as given: a token type, or `null` to detect it (`Ok(None)`).
+fn token_type(input: &KindFields) -> Result<Option<TokenType>, SettingsError> {
+    match text(input, "token_type") {
+        None => Ok(None),
+        Some(name) => TokenType::parse(&name).map(Some).ok_or_else(|| {
+            SettingsError::new(
+                "invalid_token_type",
+                "`token_type` is `classic`, `scoped`, or null to detect it",
+            )
+        }),
+    }
+}
 
 /// Jira's webhook registration (the README's steps).
 const JIRA_STEPS_CLOUD: &[&str] = &[
@@ -66,7 +180,7 @@ pub const WEBHOOK_SOURCE: WebhookSource = WebhookSource {
 
 impl TicketSystemKind for JiraCloud {
     fn kind(&self) -> ConnectionKind {
-        ConnectionKind::JiraCloud
+        JIRA_CLOUD
     }
 
     fn describe(&self) -> KindDescription {
@@ -131,25 +245,25 @@ impl TicketSystemKind for JiraCloud {
     }
 
     fn credential_fields(&self) -> &'static [&'static str] {
-        &["email", "api_token"]
+        &["email", "api_token", "token_type"]
     }
 
-    fn new_credentials(
-        &self,
-        input: &CredentialFields,
-    ) -> Result<CheckedCredentials, SettingsError> {
+    fn new_credentials(&self, input: &KindFields) -> Result<CheckedCredentials, SettingsError> {
         reject_foreign_fields(self, input)?;
-        let email = check_email(input.email.as_deref().ok_or_else(|| {
+        let email = check_email(&text(input, "email").ok_or_else(|| {
             SettingsError::new(
                 "missing_credentials",
                 "`email` (the API token's account) is required for a jira_cloud connection",
             )
         })?)?;
-        let api_token = required(self.kind(), "api_token", &input.api_token)?;
+        let api_token = required(self.kind(), "api_token", &secret(input, "api_token"))?;
+        let token_type = token_type(input)?;
         Ok(CheckedCredentials {
-            credentials: Credentials::ApiToken { api_token },
-            email: Some(email),
-            username: None,
+            credentials: Credentials::new(AuthMethod::API_TOKEN, api_token),
+            fields: fields_of([
+                ("email", Some(email)),
+                ("token_type", token_type.map(|t| t.as_str().to_owned())),
+            ]),
         })
     }
 
@@ -157,25 +271,35 @@ impl TicketSystemKind for JiraCloud {
         &self,
         settings: &ConnectionSettings,
         current: Option<&Credentials>,
-        input: &CredentialFields,
+        input: &KindFields,
     ) -> Result<CheckedCredentials, SettingsError> {
         reject_foreign_fields(self, input)?;
-        let email = match &input.email {
-            Some(e) => Some(check_email(e)?),
-            None => settings.email.clone(),
-        };
-        let credentials = match given(&input.api_token) {
+        let mut fields = settings.fields.clone();
+        if let Some(email) = text(input, "email") {
+            fields.insert("email".into(), check_email(&email)?.into());
+        }
+        if input.contains_key("token_type") {
+            // `null` detects the type again.
+            match token_type(input)? {
+                Some(t) => fields.insert("token_type".into(), t.as_str().into()),
+                None => fields.remove("token_type"),
+            };
+        }
+        let credentials = match given(&secret(input, "api_token")) {
             Some(api_token) => {
                 check_credential("api_token", &api_token)?;
-                Credentials::ApiToken { api_token }
+                Credentials::new(AuthMethod::API_TOKEN, api_token)
             }
             None => keep_current(settings, current)?,
         };
         Ok(CheckedCredentials {
             credentials,
-            email,
-            username: None,
+            fields,
         })
+    }
+
+    fn learned_fields(&self) -> &'static [&'static str] {
+        &["detected_token_type", "cloud_id"]
     }
 
     fn closed_statuses(
@@ -192,10 +316,6 @@ impl TicketSystemKind for JiraCloud {
     fn destination(&self, fields: &DestinationFields<'_>) -> Result<TicketDestination, String> {
         destination(self.kind(), fields)
     }
-
-    fn takes_token_type(&self) -> bool {
-        true
-    }
 }
 
 impl TicketSystemModule for JiraCloud {
@@ -205,16 +325,14 @@ impl TicketSystemModule for JiraCloud {
         settings: &ConnectionSettings,
         secrets: &ConnectionSecrets,
     ) -> Result<HeaderValue, TicketSystemError> {
-        match &secrets.credentials {
-            Credentials::ApiToken { api_token } => basic(
-                settings
-                    .email
-                    .as_deref()
-                    .ok_or_else(|| missing_setting(settings, "email"))?,
-                api_token.expose(),
-            ),
-            _ => Err(missing_setting(settings, "API token")),
+        let credentials = &secrets.credentials;
+        if credentials.method != AuthMethod::API_TOKEN {
+            return Err(missing_setting(settings, "API token"));
         }
+        basic(
+            &stored(settings, "email").ok_or_else(|| missing_setting(settings, "email"))?,
+            credentials.secret.expose(),
+        )
     }
 
     /// Calls go where the token type says: the site (classic), the API gateway (scoped), or, when the admin did
@@ -223,27 +341,24 @@ impl TicketSystemModule for JiraCloud {
         &self,
         http: TicketHttp,
         settings: &ConnectionSettings,
+        _secrets: &ConnectionSecrets,
         options: &ClientOptions,
     ) -> Arc<dyn TicketSystem> {
-        let plan = match settings.token_type {
+        let own = JiraCloudSettings::of(settings);
+        let plan = match own.token_type {
             Some(given) => Plan::Fixed(given),
             None => Plan::Detect {
-                first: settings.detected_token_type.unwrap_or(TokenType::Classic),
+                first: own.detected_token_type.unwrap_or(TokenType::Classic),
             },
         };
-        let rest = Rest::new(
-            http,
-            options.atlassian_gateway.clone(),
-            plan,
-            settings.cloud_id.clone(),
-        );
+        let rest = Rest::new(http, options.atlassian_gateway.clone(), plan, own.cloud_id);
         Arc::new(JiraCloudClient::new(rest, settings.closed_statuses.clone()))
     }
 }
 
 impl TicketSystemKind for JiraDataCenter {
     fn kind(&self) -> ConnectionKind {
-        ConnectionKind::JiraDataCenter
+        JIRA_DATA_CENTER
     }
 
     fn describe(&self) -> KindDescription {
@@ -295,33 +410,24 @@ impl TicketSystemKind for JiraDataCenter {
         &["personal_access_token", "username", "password"]
     }
 
-    fn new_credentials(
-        &self,
-        input: &CredentialFields,
-    ) -> Result<CheckedCredentials, SettingsError> {
+    fn new_credentials(&self, input: &KindFields) -> Result<CheckedCredentials, SettingsError> {
         reject_ambiguous(self, input)?;
-        if input.personal_access_token.is_some() {
-            let token = required(
-                self.kind(),
-                "personal_access_token",
-                &input.personal_access_token,
-            )?;
+        let token = secret(input, "personal_access_token");
+        if token.is_some() {
+            let token = required(self.kind(), "personal_access_token", &token)?;
             return Ok(CheckedCredentials {
-                credentials: Credentials::PersonalAccessToken {
-                    personal_access_token: token,
-                },
-                email: None,
-                username: None,
+                credentials: Credentials::new(AuthMethod::PERSONAL_ACCESS_TOKEN, token),
+                fields: KindFields::new(),
             });
         }
-        match (&input.username, &input.password) {
+        let password = secret(input, "password");
+        match (text(input, "username"), &password) {
             (Some(username), Some(_)) => {
-                let username = check_username(username)?;
-                let password = required(self.kind(), "password", &input.password)?;
+                let username = check_username(&username)?;
+                let password = required(self.kind(), "password", &password)?;
                 Ok(CheckedCredentials {
-                    credentials: Credentials::Password { password },
-                    email: None,
-                    username: Some(username),
+                    credentials: Credentials::new(AuthMethod::PASSWORD, password),
+                    fields: fields_of([("username", Some(username))]),
                 })
             }
             _ => Err(SettingsError::new(
@@ -335,33 +441,30 @@ impl TicketSystemKind for JiraDataCenter {
         &self,
         settings: &ConnectionSettings,
         current: Option<&Credentials>,
-        input: &CredentialFields,
+        input: &KindFields,
     ) -> Result<CheckedCredentials, SettingsError> {
         reject_ambiguous(self, input)?;
-        if let Some(token) = given(&input.personal_access_token) {
+        if let Some(token) = given(&secret(input, "personal_access_token")) {
             check_credential("personal_access_token", &token)?;
             return Ok(CheckedCredentials {
-                credentials: Credentials::PersonalAccessToken {
-                    personal_access_token: token,
-                },
-                email: None,
-                username: None,
+                credentials: Credentials::new(AuthMethod::PERSONAL_ACCESS_TOKEN, token),
+                fields: KindFields::new(),
             });
         }
-        let username = input
-            .username
+        let given_username = text(input, "username");
+        let username = given_username
             .as_deref()
             .map(check_username)
             .transpose()?
-            .or_else(|| settings.username.clone());
-        let credentials = match given(&input.password) {
+            .or_else(|| stored(settings, "username"));
+        let credentials = match given(&secret(input, "password")) {
             Some(password) => {
                 check_credential("password", &password)?;
-                Credentials::Password { password }
+                Credentials::new(AuthMethod::PASSWORD, password)
             }
             None => keep_current(settings, current)?,
         };
-        if credentials.method() == AuthMethod::Password {
+        if credentials.method() == AuthMethod::PASSWORD {
             let username = username.ok_or_else(|| {
                 SettingsError::new(
                     "missing_credentials",
@@ -370,10 +473,9 @@ impl TicketSystemKind for JiraDataCenter {
             })?;
             Ok(CheckedCredentials {
                 credentials,
-                email: None,
-                username: Some(username),
+                fields: fields_of([("username", Some(username))]),
             })
-        } else if input.username.is_some() {
+        } else if given_username.is_some() {
             Err(SettingsError::new(
                 "missing_credentials",
                 "to switch to `username` + `password`, give both",
@@ -381,8 +483,7 @@ impl TicketSystemKind for JiraDataCenter {
         } else {
             Ok(CheckedCredentials {
                 credentials,
-                email: None,
-                username: None,
+                fields: KindFields::new(),
             })
         }
     }
@@ -410,16 +511,13 @@ impl TicketSystemModule for JiraDataCenter {
         settings: &ConnectionSettings,
         secrets: &ConnectionSecrets,
     ) -> Result<HeaderValue, TicketSystemError> {
-        match &secrets.credentials {
-            Credentials::PersonalAccessToken {
-                personal_access_token,
-            } => bearer(personal_access_token.expose()),
-            Credentials::Password { password } => basic(
-                settings
-                    .username
-                    .as_deref()
+        let credentials = &secrets.credentials;
+        match credentials.method {
+            AuthMethod::PERSONAL_ACCESS_TOKEN => bearer(credentials.secret.expose()),
+            AuthMethod::PASSWORD => basic(
+                &stored(settings, "username")
                     .ok_or_else(|| missing_setting(settings, "username"))?,
-                password.expose(),
+                credentials.secret.expose(),
             ),
             _ => Err(missing_setting(
                 settings,
@@ -432,6 +530,7 @@ impl TicketSystemModule for JiraDataCenter {
         &self,
         http: TicketHttp,
         settings: &ConnectionSettings,
+        _secrets: &ConnectionSecrets,
         options: &ClientOptions,
     ) -> Arc<dyn TicketSystem> {
         let rest = Rest::new(
@@ -448,14 +547,10 @@ impl TicketSystemModule for JiraDataCenter {
 }
 
 /// Data Center takes one way to sign in: a token, or a user name and password.
-fn reject_ambiguous(
-    system: &JiraDataCenter,
-    input: &CredentialFields,
-) -> Result<(), SettingsError> {
+fn reject_ambiguous(system: &JiraDataCenter, input: &KindFields) -> Result<(), SettingsError> {
     reject_foreign_fields(system, input)?;
-    if input.personal_access_token.is_some()
-        && (input.username.is_some() || input.password.is_some())
-    {
+    let has = |field| text(input, field).is_some();
+    if has("personal_access_token") && (has("username") || has("password")) {
         return Err(SettingsError::new(
             "ambiguous_credentials",
             "give either `personal_access_token` or `username` + `password`, not both",
@@ -510,8 +605,9 @@ fn destination(
             "`issue_type` must be an issue type name such as Task (1 to 60 characters)".into(),
         );
     }
-    Ok(TicketDestination::Jira {
-        project: project.to_owned(),
-        issue_type: issue_type.to_owned(),
+    Ok(TicketDestination {
+        project: Some(project.to_owned()),
+        issue_type: Some(issue_type.to_owned()),
+        ..TicketDestination::default()
     })
 }

@@ -7,23 +7,34 @@ use std::sync::Arc;
 use super::ServiceNowClient;
 use crate::adapters::ticket_http::{TicketHttp, basic, missing_setting};
 use crate::adapters::ticket_systems::fields::{
-    check_credential, check_username, given, invalid_closed_statuses, keep_current,
-    reject_foreign_fields, required,
+    check_credential, check_username, fields_of, given, invalid_closed_statuses, keep_current,
+    reject_foreign_fields, required, secret, stored, text,
 };
 use crate::adapters::ticket_systems::{ClientOptions, TicketSystemModule};
 use crate::domain::connection::ConnectionSecrets;
-use crate::domain::connection::{ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials};
+use crate::domain::connection::{
+    AuthMethod, ClosedStatuses, ConnectionKind, ConnectionSettings, Credentials, KindFields,
+};
 use crate::domain::ticket_writes::TicketDestination;
 use crate::ports::TicketSystemError;
 use crate::ports::{
-    CheckedCredentials, ClosedStatusesDescription, CredentialFields, DeliveryRules,
-    DestinationFields, FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem,
-    TicketSystemKind, WebhookDescription, WebhookSource,
+    CheckedCredentials, ClosedStatusesDescription, DeliveryRules, DestinationFields,
+    FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem, TicketSystemKind,
+    WebhookDescription, WebhookSource,
 };
 use reqwest::header::HeaderValue;
 
 /// ServiceNow (Table API, a web-service user).
 pub struct ServiceNow;
+
+/// ServiceNow's name in the API.
+pub const SERVICENOW: ConnectionKind = ConnectionKind::named("servicenow");
+
+/// The name the code and tests used when kinds were an enum.
+#[allow(non_upper_case_globals)]
+impl ConnectionKind {
+    pub const ServiceNow: Self = SERVICENOW;
+}
 
 /// Where ServiceNow's deliveries arrive: `/webhooks/servicenow/{connection}`.
 pub const WEBHOOK_SOURCE: WebhookSource = WebhookSource {
@@ -41,7 +52,7 @@ const STEPS: &[&str] = &[
 
 impl TicketSystemKind for ServiceNow {
     fn kind(&self) -> ConnectionKind {
-        ConnectionKind::ServiceNow
+        SERVICENOW
     }
 
     fn describe(&self) -> KindDescription {
@@ -99,22 +110,18 @@ impl TicketSystemKind for ServiceNow {
         &["username", "password"]
     }
 
-    fn new_credentials(
-        &self,
-        input: &CredentialFields,
-    ) -> Result<CheckedCredentials, SettingsError> {
+    fn new_credentials(&self, input: &KindFields) -> Result<CheckedCredentials, SettingsError> {
         reject_foreign_fields(self, input)?;
-        let username = check_username(input.username.as_deref().ok_or_else(|| {
+        let username = check_username(&text(input, "username").ok_or_else(|| {
             SettingsError::new(
                 "missing_credentials",
                 "`username` (the web-service user) is required for a servicenow connection",
             )
         })?)?;
-        let password = required(self.kind(), "password", &input.password)?;
+        let password = required(self.kind(), "password", &secret(input, "password"))?;
         Ok(CheckedCredentials {
-            credentials: Credentials::Password { password },
-            email: None,
-            username: Some(username),
+            credentials: Credentials::new(AuthMethod::PASSWORD, password),
+            fields: fields_of([("username", Some(username))]),
         })
     }
 
@@ -122,24 +129,23 @@ impl TicketSystemKind for ServiceNow {
         &self,
         settings: &ConnectionSettings,
         current: Option<&Credentials>,
-        input: &CredentialFields,
+        input: &KindFields,
     ) -> Result<CheckedCredentials, SettingsError> {
         reject_foreign_fields(self, input)?;
-        let username = match &input.username {
-            Some(u) => Some(check_username(u)?),
-            None => settings.username.clone(),
+        let username = match text(input, "username") {
+            Some(u) => Some(check_username(&u)?),
+            None => stored(settings, "username"),
         };
-        let credentials = match given(&input.password) {
+        let credentials = match given(&secret(input, "password")) {
             Some(password) => {
                 check_credential("password", &password)?;
-                Credentials::Password { password }
+                Credentials::new(AuthMethod::PASSWORD, password)
             }
             None => keep_current(settings, current)?,
         };
         Ok(CheckedCredentials {
             credentials,
-            email: None,
-            username,
+            fields: fields_of([("username", username)]),
         })
     }
 
@@ -179,28 +185,27 @@ impl TicketSystemModule for ServiceNow {
         settings: &ConnectionSettings,
         secrets: &ConnectionSecrets,
     ) -> Result<HeaderValue, TicketSystemError> {
-        match &secrets.credentials {
-            Credentials::Password { password } => basic(
-                settings
-                    .username
-                    .as_deref()
-                    .ok_or_else(|| missing_setting(settings, "username"))?,
-                password.expose(),
-            ),
-            _ => Err(missing_setting(settings, "password")),
+        let credentials = &secrets.credentials;
+        if credentials.method != AuthMethod::PASSWORD {
+            return Err(missing_setting(settings, "password"));
         }
+        basic(
+            &stored(settings, "username").ok_or_else(|| missing_setting(settings, "username"))?,
+            credentials.secret.expose(),
+        )
     }
 
     fn client(
         &self,
         http: TicketHttp,
         settings: &ConnectionSettings,
+        _secrets: &ConnectionSecrets,
         _options: &ClientOptions,
     ) -> Arc<dyn TicketSystem> {
         Arc::new(ServiceNowClient::new(
             http,
             settings.closed_statuses.clone(),
-            settings.username.clone(),
+            stored(settings, "username"),
         ))
     }
 }

@@ -1,10 +1,63 @@
-//! Checks every ticket system's settings share: a credential is printable and not the mask, an e-mail looks
-//! like one, a user name fits Basic auth, and a field another kind takes is refused rather than ignored.
+//! What every ticket system's settings share: reading a kind's fields from a connection body or from the stored
+//! settings, the checks (a credential is printable and not the mask, an e-mail looks like one, a user name fits
+//! Basic auth, a field another kind takes is refused rather than ignored), and the sign-in methods several
+//! kinds use.
 
-use crate::domain::connection::ConnectionKind;
+use crate::domain::connection::{AuthMethod, ConnectionKind, ConnectionSettings, KindFields};
 use crate::domain::identity::looks_like_email;
 use crate::domain::secret::Secret;
-use crate::ports::{CredentialFields, SettingsError, TicketSystemKind};
+use crate::ports::{SettingsError, TicketSystemKind};
+
+/// Sign-in methods several kinds share; each is also the name of its credential's field.
+impl AuthMethod {
+    /// An API token with an account's e-mail (Jira Cloud).
+    pub const API_TOKEN: Self = Self::named("api_token");
+    /// A personal access token sent as a bearer token (Jira Data Center).
+    pub const PERSONAL_ACCESS_TOKEN: Self = Self::named("personal_access_token");
+    /// A user name and password (Jira Data Center, ServiceNow).
+    pub const PASSWORD: Self = Self::named("password");
+    /// An API key (Freshservice).
+    pub const API_KEY: Self = Self::named("api_key");
+}
+
+/// The names the code and tests used when methods were an enum.
+#[allow(non_upper_case_globals)]
+impl AuthMethod {
+    pub const ApiToken: Self = Self::API_TOKEN;
+    pub const PersonalAccessToken: Self = Self::PERSONAL_ACCESS_TOKEN;
+    pub const Password: Self = Self::PASSWORD;
+    pub const ApiKey: Self = Self::API_KEY;
+}
+
+/// A text field of a body: `None` when absent or `null` (the HTTP layer let through strings and `null` only).
+pub(crate) fn text(given: &KindFields, field: &str) -> Option<String> {
+    given
+        .get(field)
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+}
+
+/// A secret field of a body: `None` when absent or `null`.
+pub(crate) fn secret(given: &KindFields, field: &str) -> Option<Secret> {
+    text(given, field).map(Secret::new)
+}
+
+/// A text setting as stored in the connection's kind fields.
+pub(crate) fn stored(settings: &ConnectionSettings, field: &str) -> Option<String> {
+    settings
+        .fields
+        .get(field)
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Kind fields from `(name, value)` pairs, leaving out the absent ones.
+pub(crate) fn fields_of<const N: usize>(pairs: [(&str, Option<String>); N]) -> KindFields {
+    pairs
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name.to_owned(), serde_json::Value::String(v))))
+        .collect()
+}
 
 /// The longest credential accepted.
 const MAX_SECRET: usize = 8 * 1024;
@@ -78,33 +131,23 @@ pub(crate) fn not_applicable(field: &str, kind: ConnectionKind) -> SettingsError
     )
 }
 
-/// Refuses any credential field `system` does not take.
+/// Refuses any field of the body that `system` does not take (another kind's).
 pub(crate) fn reject_foreign_fields(
     system: &dyn TicketSystemKind,
-    input: &CredentialFields,
+    input: &KindFields,
 ) -> Result<(), SettingsError> {
-    let present = [
-        ("email", input.email.is_some()),
-        ("api_token", input.api_token.is_some()),
-        (
-            "personal_access_token",
-            input.personal_access_token.is_some(),
-        ),
-        ("username", input.username.is_some()),
-        ("password", input.password.is_some()),
-        ("api_key", input.api_key.is_some()),
-    ];
-    for (field, given) in present {
-        if given && !system.credential_fields().contains(&field) {
-            return Err(not_applicable(field, system.kind()));
-        }
+    match input
+        .keys()
+        .find(|field| !system.credential_fields().contains(&field.as_str()))
+    {
+        Some(field) => Err(not_applicable(field, system.kind())),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The keep-what-you-have answer of a change that gives no new credential.
 pub(crate) fn keep_current(
-    settings: &crate::domain::connection::ConnectionSettings,
+    settings: &ConnectionSettings,
     current: Option<&crate::domain::connection::Credentials>,
 ) -> Result<crate::domain::connection::Credentials, SettingsError> {
     current.cloned().ok_or_else(|| {

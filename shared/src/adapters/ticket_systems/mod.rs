@@ -1,8 +1,10 @@
-//! The registry of ticket systems: [`system`] is the one exhaustive `match` on [`ConnectionKind`], and
-//! [`HttpTicketSystems`] builds the right client for a connection's kind over one shared HTTP client.
+//! The registry of ticket systems: [`SYSTEMS`] lists every plug-in of this build, [`system`] finds a
+//! connection's by its kind's name, and [`HttpTicketSystems`] builds the right client for a connection's kind
+//! over one shared HTTP client.
 //!
-//! A ticket system lives in its own folder beside this one (`jira/`, `freshservice/`) and implements
-//! [`TicketSystemModule`] once; adding one is a folder and a line in [`system`] (docs/architecture.md).
+//! A ticket system lives in its own folder (`jira/`, `freshservice/` beside this one, or inside it) and
+//! implements [`TicketSystemModule`] once: its name, settings, credentials, client and deliveries. Adding one is
+//! its folder and a line in [`SYSTEMS`] (docs/architecture.md).
 
 use std::sync::Arc;
 
@@ -14,6 +16,8 @@ use crate::domain::connection::{ConnectionKind, ConnectionSecrets, ConnectionSet
 use crate::ports::{TicketSystem, TicketSystemError, TicketSystemKind, TicketSystems};
 
 pub(crate) mod fields;
+pub mod linear;
+mod unregistered;
 
 /// A ticket system: its settings rules ([`TicketSystemKind`]) and its client over the shared HTTP plumbing.
 pub(crate) trait TicketSystemModule: TicketSystemKind {
@@ -24,11 +28,13 @@ pub(crate) trait TicketSystemModule: TicketSystemKind {
         settings: &ConnectionSettings,
         secrets: &ConnectionSecrets,
     ) -> Result<reqwest::header::HeaderValue, TicketSystemError>;
-    /// The client of one connection: `http` is signed in and based on its `base_url`.
+    /// The client of one connection: `http` is signed in and based on its `base_url`; `secrets` are there for
+    /// a client that signs in by itself (an OAuth client-credentials grant).
     fn client(
         &self,
         http: TicketHttp,
         settings: &ConnectionSettings,
+        secrets: &ConnectionSecrets,
         options: &ClientOptions,
     ) -> Arc<dyn TicketSystem>;
 }
@@ -44,14 +50,30 @@ pub(crate) struct ClientOptions {
 /// Atlassian's API gateway.
 pub const ATLASSIAN_GATEWAY: &str = "https://api.atlassian.com";
 
-/// The ticket system of a kind. No `_ =>`: a new kind does not compile until it has its module.
+/// Every ticket system of this build, in the order `GET /v1/connection-kinds` lists them and the portal offers
+/// them: the registry.
+static SYSTEMS: &[&dyn TicketSystemModule] = &[
+    // One line per ticket system.
+    &JiraCloud,
+    &JiraDataCenter,
+    &Freshservice,
+    &ServiceNow,
+    &linear::Linear,
+];
+
+/// The ticket system of a kind; a kind no plug-in of this build has (a connection stored by a build that had
+/// it) gets one that refuses every change and every call.
 pub(crate) fn system(kind: ConnectionKind) -> &'static dyn TicketSystemModule {
-    match kind {
-        ConnectionKind::JiraCloud => &JiraCloud,
-        ConnectionKind::JiraDataCenter => &JiraDataCenter,
-        ConnectionKind::Freshservice => &Freshservice,
-        ConnectionKind::ServiceNow => &ServiceNow,
-    }
+    SYSTEMS
+        .iter()
+        .copied()
+        .find(|system| system.kind() == kind)
+        .unwrap_or(&unregistered::Unregistered)
+}
+
+/// Every kind of this build, in the registry's order.
+pub fn kinds() -> Vec<ConnectionKind> {
+    SYSTEMS.iter().map(|system| system.kind()).collect()
 }
 
 /// The ticket-system clients over reqwest (rustls).
@@ -107,11 +129,15 @@ impl TicketSystems for HttpTicketSystems {
             system.authorization(settings, secrets)?,
             self.policy.clone(),
         )?;
-        Ok(system.client(http, settings, &self.options))
+        Ok(system.client(http, settings, secrets, &self.options))
     }
 
     fn kind(&self, kind: ConnectionKind) -> &'static dyn TicketSystemKind {
         system(kind)
+    }
+
+    fn kinds(&self) -> Vec<ConnectionKind> {
+        kinds()
     }
 }
 
@@ -124,7 +150,8 @@ mod tests {
     use crate::domain::connection::Credentials;
     use crate::domain::secret::{MASK, Secret};
     use crate::domain::ticket_writes::TicketDestination;
-    use crate::ports::{CredentialFields, DestinationFields};
+    use crate::ports::DestinationFields;
+    use serde_json::json;
     use time::OffsetDateTime;
 
     #[test]
@@ -151,17 +178,16 @@ mod tests {
             kind,
             base_url: "https://x.example".into(),
             auth_method: method,
-            email: Some("bot@example.com".into()),
-            username: Some("svc".into()),
             closed_statuses: system(kind).default_closed_statuses(),
             webhook_secrets_active: 1,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
             audit: None,
             people: Default::default(),
-            token_type: None,
-            detected_token_type: None,
-            cloud_id: None,
+            fields: json!({"email": "bot@example.com", "username": "svc"})
+                .as_object()
+                .cloned()
+                .unwrap(),
         }
     }
 
@@ -176,9 +202,7 @@ mod tests {
     fn each_kind_signs_in_its_own_way() {
         let cloud = authorization(
             &settings(ConnectionKind::JiraCloud, AuthMethod::ApiToken),
-            &secrets(Credentials::ApiToken {
-                api_token: Secret::new("tok"),
-            }),
+            &secrets(Credentials::new(AuthMethod::ApiToken, Secret::new("tok"))),
         )
         .unwrap();
         // base64("bot@example.com:tok")
@@ -189,26 +213,23 @@ mod tests {
                 ConnectionKind::JiraDataCenter,
                 AuthMethod::PersonalAccessToken,
             ),
-            &secrets(Credentials::PersonalAccessToken {
-                personal_access_token: Secret::new("pat"),
-            }),
+            &secrets(Credentials::new(
+                AuthMethod::PersonalAccessToken,
+                Secret::new("pat"),
+            )),
         )
         .unwrap();
         assert_eq!(pat, "Bearer pat");
         let fs = authorization(
             &settings(ConnectionKind::Freshservice, AuthMethod::ApiKey),
-            &secrets(Credentials::ApiKey {
-                api_key: Secret::new("key"),
-            }),
+            &secrets(Credentials::new(AuthMethod::ApiKey, Secret::new("key"))),
         )
         .unwrap();
         // base64("key:X")
         assert_eq!(fs, "Basic a2V5Olg=");
         let snow = authorization(
             &settings(ConnectionKind::ServiceNow, AuthMethod::Password),
-            &secrets(Credentials::Password {
-                password: Secret::new("pw"),
-            }),
+            &secrets(Credentials::new(AuthMethod::Password, Secret::new("pw"))),
         )
         .unwrap();
         // base64("svc:pw")
@@ -218,9 +239,7 @@ mod tests {
         assert!(
             authorization(
                 &settings(ConnectionKind::ServiceNow, AuthMethod::ApiKey),
-                &secrets(Credentials::ApiKey {
-                    api_key: Secret::new("key"),
-                }),
+                &secrets(Credentials::new(AuthMethod::ApiKey, Secret::new("key"))),
             )
             .is_err()
         );
@@ -254,41 +273,89 @@ mod tests {
         );
     }
 
+    fn given(body: serde_json::Value) -> crate::domain::connection::KindFields {
+        body.as_object().cloned().unwrap()
+    }
+
     #[test]
     fn credentials_must_fit_the_kind() {
-        let input = CredentialFields {
-            api_key: Some(Secret::new("k")),
-            ..CredentialFields::default()
-        };
-        assert!(
+        let input = given(json!({"api_key": "k"}));
+        assert_eq!(
             system(ConnectionKind::JiraCloud)
                 .new_credentials(&input)
-                .is_err()
+                .unwrap_err()
+                .code,
+            "field_not_applicable"
         );
         let fs = system(ConnectionKind::Freshservice)
             .new_credentials(&input)
             .unwrap();
         assert_eq!(fs.credentials.method(), AuthMethod::ApiKey);
-        let both = CredentialFields {
-            personal_access_token: Some(Secret::new("p")),
-            username: Some("u".into()),
-            password: Some(Secret::new("pw")),
-            ..CredentialFields::default()
-        };
+        let both = given(json!({"personal_access_token": "p", "username": "u", "password": "pw"}));
         assert!(
             system(ConnectionKind::JiraDataCenter)
                 .new_credentials(&both)
                 .is_err()
         );
-        let masked = CredentialFields {
-            api_key: Some(Secret::new(MASK)),
-            ..CredentialFields::default()
-        };
+        let masked = given(json!({"api_key": MASK}));
         assert!(
             system(ConnectionKind::Freshservice)
                 .new_credentials(&masked)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_kind_keeps_its_own_settings_and_a_token_type_change_keeps_what_it_learnt() {
+        let cloud = system(ConnectionKind::JiraCloud);
+        let created = cloud
+            .new_credentials(&given(
+                json!({"email": " bot@example.com ", "api_token": "t", "token_type": "scoped"}),
+            ))
+            .unwrap();
+        assert_eq!(
+            created.fields,
+            given(json!({"email": "bot@example.com", "token_type": "scoped"}))
+        );
+        let mut s = settings(ConnectionKind::JiraCloud, AuthMethod::ApiToken);
+        s.fields = created.fields;
+        s.fields.insert("cloud_id".into(), json!("abc"));
+        let detect = cloud
+            .changed_credentials(
+                &s,
+                Some(&created.credentials),
+                &given(json!({"token_type": null})),
+            )
+            .unwrap();
+        assert_eq!(
+            detect.fields,
+            given(json!({"email": "bot@example.com", "cloud_id": "abc"})),
+            "null detects the type again; the rest is kept"
+        );
+        assert_eq!(detect.credentials, created.credentials);
+        assert_eq!(
+            cloud
+                .new_credentials(&given(
+                    json!({"email": "bot@example.com", "api_token": "t", "token_type": "other"})
+                ))
+                .unwrap_err()
+                .code,
+            "invalid_token_type"
+        );
+    }
+
+    #[test]
+    fn a_kind_this_build_does_not_have_refuses_everything() {
+        let gone = system(ConnectionKind::named("zendesk"));
+        assert!(gone.new_credentials(&given(json!({}))).is_err());
+        assert!(
+            authorization(
+                &settings(ConnectionKind::named("zendesk"), AuthMethod::ApiKey),
+                &secrets(Credentials::new(AuthMethod::ApiKey, Secret::new("key"))),
+            )
+            .is_err()
+        );
+        assert!(!kinds().contains(&ConnectionKind::named("zendesk")));
     }
 
     #[test]
@@ -301,9 +368,10 @@ mod tests {
         };
         assert_eq!(
             system(ConnectionKind::JiraCloud).destination(&fields(Some("SEC"), None, None)),
-            Ok(TicketDestination::Jira {
-                project: "SEC".into(),
-                issue_type: "Task".into()
+            Ok(TicketDestination {
+                project: Some("SEC".into()),
+                issue_type: Some("Task".into()),
+                ..TicketDestination::default()
             })
         );
         assert!(
@@ -323,9 +391,10 @@ mod tests {
         );
         assert_eq!(
             system(ConnectionKind::Freshservice).destination(&fields(None, Some(7), None)),
-            Ok(TicketDestination::Freshservice {
+            Ok(TicketDestination {
                 group_id: Some(7),
-                priority: 2
+                priority: Some(2),
+                ..TicketDestination::default()
             })
         );
         assert!(
@@ -341,10 +410,22 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_is_registered_as_itself() {
-        for kind in ConnectionKind::ALL {
-            assert_eq!(system(kind).kind(), kind);
-            assert_eq!(ConnectionKind::parse(kind.as_str()), Some(kind));
+    fn every_kind_is_registered_once_as_itself() {
+        let all = kinds();
+        for kind in &all {
+            assert_eq!(system(*kind).kind(), *kind);
+            assert_eq!(all.iter().filter(|k| *k == kind).count(), 1, "{kind:?}");
+            let fields = system(*kind).credential_fields();
+            for field in system(*kind).describe().fields {
+                assert!(
+                    field.name == "site"
+                        || field.name == "domain"
+                        || field.name == "base_url"
+                        || fields.contains(&field.name),
+                    "{kind:?}: the form's `{}` is one of the kind's own fields",
+                    field.name
+                );
+            }
         }
     }
 }

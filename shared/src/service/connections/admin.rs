@@ -58,7 +58,9 @@ impl Connections {
         caller: &Caller,
     ) -> Result<Vec<crate::ports::KindDescription>, ServiceError> {
         crate::service::require_admin(caller, "manage connections")?;
-        Ok(ConnectionKind::ALL
+        Ok(self
+            .systems
+            .kinds()
             .into_iter()
             .map(|kind| self.systems.kind(kind).describe())
             .collect())
@@ -169,9 +171,10 @@ impl Connections {
             ));
         }
         let kind = input.kind.ok_or_else(|| {
+            let names: Vec<&str> = self.systems.kinds().iter().map(|k| k.as_str()).collect();
             ServiceError::unprocessable(
                 "missing_kind",
-                "`kind` is required: jira_cloud, jira_data_center or freshservice",
+                format!("`kind` is required: one of {}", names.join(", ")),
             )
         })?;
         if input.add_webhook_secret.is_some()
@@ -184,34 +187,25 @@ impl Connections {
             ));
         }
         let system = self.systems.kind(kind);
-        let base_url = resolve_base_url(
-            system,
-            input.base_url.as_deref(),
-            input.site.as_deref(),
-            input.domain.as_deref(),
-        )?
-        .ok_or_else(|| {
-            ServiceError::unprocessable(
-                "missing_base_url",
-                format!("{} is required", system.base_url_fields()),
-            )
-        })?;
+        check_choices(system, &input.credentials)?;
+        let base_url = resolve_base_url(system, input.base_url.as_deref(), &input.credentials)?
+            .or_else(|| system.default_base_url().map(str::to_owned))
+            .ok_or_else(|| {
+                ServiceError::unprocessable(
+                    "missing_base_url",
+                    format!("{} is required", system.base_url_fields()),
+                )
+            })?;
         let checked = system
-            .new_credentials(&input.credentials)
+            .new_credentials(&without_host(system, &input.credentials))
             .map_err(settings_error)?;
-        let (credentials, email, username) = (checked.credentials, checked.email, checked.username);
+        let (credentials, fields) = (checked.credentials, checked.fields);
         let closed_statuses = match input.closed_statuses {
             Some(values) => parse_closed_statuses(system, &values)?,
             None => system.default_closed_statuses(),
         };
         let audit = writes::check_audit(system, input.audit.clone().flatten())?;
         let people = merge_people(BTreeMap::new(), input.people.as_ref())?;
-        let token_type = match input.token_type {
-            Some(_) if !system.takes_token_type() => {
-                return Err(not_applicable("token_type", kind));
-            }
-            given => given.flatten(),
-        };
         let (webhook_secret, generated) = match input.webhook_secret {
             Some(s) => (check_webhook_secret(s)?, None),
             None => {
@@ -226,17 +220,13 @@ impl Connections {
                 kind,
                 base_url,
                 auth_method: credentials.method(),
-                email,
-                username,
                 closed_statuses,
                 webhook_secrets_active: 1,
                 created_at: now,
                 updated_at: now,
                 audit,
                 people,
-                token_type,
-                detected_token_type: None,
-                cloud_id: None,
+                fields,
             },
             auth: AuthState::new(),
             webhook: WebhookActivity::default(),
@@ -326,25 +316,18 @@ impl Connections {
             .into());
         }
         let system = self.systems.kind(kind);
+        check_choices(system, &input.credentials)?;
         let mut settings = connection.settings.clone();
-        if let Some(base_url) = resolve_base_url(
-            system,
-            input.base_url.as_deref(),
-            input.site.as_deref(),
-            input.domain.as_deref(),
-        )? {
+        if let Some(base_url) =
+            resolve_base_url(system, input.base_url.as_deref(), &input.credentials)?
+        {
             if base_url != settings.base_url {
                 // Another site: what was learnt about this one does not hold there.
-                settings.cloud_id = None;
-                settings.detected_token_type = None;
+                for field in system.learned_fields() {
+                    settings.fields.remove(*field);
+                }
             }
             settings.base_url = base_url;
-        }
-        if let Some(token_type) = input.token_type {
-            if !system.takes_token_type() {
-                return Err(not_applicable("token_type", kind).into());
-            }
-            settings.token_type = token_type;
         }
         if let Some(values) = &input.closed_statuses {
             settings.closed_statuses = parse_closed_statuses(system, values)?;
@@ -358,10 +341,10 @@ impl Connections {
             .changed_credentials(
                 &settings,
                 current.as_ref().map(|c| &c.credentials),
-                &input.credentials,
+                &without_host(system, &input.credentials),
             )
             .map_err(settings_error)?;
-        let (credentials, email, username) = (checked.credentials, checked.email, checked.username);
+        let credentials = checked.credentials;
         let mut webhook_secrets = current
             .as_ref()
             .map(|c| c.webhook_secrets.clone())
@@ -397,8 +380,7 @@ impl Connections {
             ).into());
         }
         settings.auth_method = credentials.method();
-        settings.email = email;
-        settings.username = username;
+        settings.fields = checked.fields;
         settings.webhook_secrets_active = webhook_secrets.len();
         settings.updated_at = self.clock.now();
         let secrets = ConnectionSecrets {
@@ -465,8 +447,8 @@ impl Connections {
         let mut shown = ConnectionShown::of(session.connection.clone(), self.clock.now());
         match result {
             Ok(seen) => {
-                if let Some(api) = seen.api {
-                    self.remember_route(&session.connection.settings, api, seen.cloud_id)
+                if !seen.learned.is_empty() {
+                    self.remember_learned(&session.connection.settings, &seen.learned)
                         .await;
                     if let Ok(fresh) = self.load(id).await {
                         shown = ConnectionShown::of(fresh, self.clock.now());
@@ -494,38 +476,29 @@ impl Connections {
         }
     }
 
-    /// Keeps what `verify` found about a Jira Cloud token (its type, the site's cloud id), so later calls go
-    /// straight where it works. Re-reads the settings first and writes only a change, leaving an admin's change
-    /// made meanwhile alone unless it moved the site.
-    async fn remember_route(
-        &self,
-        seen_with: &ConnectionSettings,
-        api: ApiRoute,
-        cloud_id: Option<String>,
-    ) {
-        let detected = match api {
-            ApiRoute::Site => TokenType::Classic,
-            ApiRoute::Gateway => TokenType::Scoped,
-        };
+    /// Keeps what `verify` learnt about the site (Jira Cloud: the token type that worked, the site's cloud id),
+    /// so later calls go straight where it works. Re-reads the settings first and writes only a change, leaving
+    /// an admin's change made meanwhile alone unless it moved the site.
+    async fn remember_learned(&self, seen_with: &ConnectionSettings, learned: &KindFields) {
         let id = &seen_with.id;
         let Ok(Some(mut current)) = self.store.get_connection(id).await else {
             return;
         };
         let s = &mut current.settings;
         if s.base_url != seen_with.base_url
-            || (s.detected_token_type == Some(detected)
-                && (cloud_id.is_none() || s.cloud_id == cloud_id))
+            || learned
+                .iter()
+                .all(|(field, value)| s.fields.get(field) == Some(value))
         {
             return;
         }
-        s.detected_token_type = Some(detected);
-        if cloud_id.is_some() {
-            s.cloud_id = cloud_id;
+        for (field, value) in learned {
+            s.fields.insert(field.clone(), value.clone());
         }
         if let Err(e) = self.store.update_settings(s).await {
-            tracing::warn!(connection = %id, error = %e, "could not record the detected token type");
+            tracing::warn!(connection = %id, error = %e, "could not record what verify learnt");
         } else {
-            tracing::info!(connection = %id, token_type = detected.as_str(), "Jira Cloud token type detected");
+            tracing::info!(connection = %id, "verify learnt how to reach the site");
         }
     }
 
@@ -738,26 +711,67 @@ pub(super) fn not_applicable(field: &str, kind: ConnectionKind) -> ServiceError 
     )
 }
 
+/// A value outside the choices the kind describes for one of its fields (Jira Cloud's `token_type`) is a body
+/// that is not the expected JSON, as an unknown enum value is: 400 `malformed_request`. `null` leaves an optional
+/// choice to the plug-in (Jira Cloud: detect the token type).
+pub(super) fn check_choices(
+    system: &dyn TicketSystemKind,
+    given: &KindFields,
+) -> Result<(), ServiceError> {
+    for field in system.describe().fields {
+        if field.choices.is_empty() {
+            continue;
+        }
+        match given.get(field.name) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(value) if value.as_str().is_some_and(|v| field.choices.contains(&v)) => {}
+            Some(_) => {
+                return Err(ServiceError::bad_request(
+                    "malformed_request",
+                    format!(
+                        "the body is not the expected JSON: `{}` is one of {}",
+                        field.name,
+                        field.choices.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The kind's fields without its host-name field (which [`resolve_base_url`] reads): what its plug-in parses.
+fn without_host(system: &dyn TicketSystemKind, given: &KindFields) -> KindFields {
+    let mut fields = given.clone();
+    if let Some(host) = system.host_form() {
+        fields.remove(host.field);
+    }
+    fields
+}
+
 /// A ticket system's refusal of the settings given: a 422 with its code.
 pub(super) fn settings_error(e: SettingsError) -> ServiceError {
     unprocessable(e.code, e.message)
 }
 
-/// The base URL from whichever of `base_url`, `site` (Jira Cloud) or `domain` (Freshservice) is given; `None`
-/// when none is. It must pass the outbound URL policy and carry no query or fragment.
+/// The base URL from `base_url` or the kind's host-name field among its `given` fields (Jira Cloud's `site`,
+/// Freshservice's `domain`); `None` when neither is given. It must pass the outbound URL policy and carry no
+/// query or fragment. Every field the kind does not take is refused first, another kind's host-name field
+/// included, so no base URL is judged from a field that would be refused anyway.
 pub(super) fn resolve_base_url(
     system: &dyn TicketSystemKind,
     base_url: Option<&str>,
-    site: Option<&str>,
-    domain: Option<&str>,
+    given: &KindFields,
 ) -> Result<Option<String>, ServiceError> {
     let host_field = system.host_form().map(|h| h.field);
-    for (field, given) in [("site", site.is_some()), ("domain", domain.is_some())] {
-        if given && host_field != Some(field) {
-            return Err(not_applicable(field, system.kind()));
-        }
+    if let Some(field) = given.keys().find(|field| {
+        Some(field.as_str()) != host_field && !system.credential_fields().contains(&field.as_str())
+    }) {
+        return Err(not_applicable(field, system.kind()));
     }
-    let host_form = site.or(domain);
+    let host_form = host_field
+        .and_then(|field| given.get(field))
+        .and_then(serde_json::Value::as_str);
     if base_url.is_some() && host_form.is_some() {
         return Err(unprocessable(
             "ambiguous_base_url",
@@ -864,30 +878,70 @@ mod tests {
         assert!(!text.contains("g20"), "{text}");
     }
 
+    fn given(fields: serde_json::Value) -> KindFields {
+        fields.as_object().cloned().unwrap()
+    }
+
     #[test]
     fn a_site_or_domain_becomes_an_https_base_url() {
-        let cloud = resolve_base_url(CLOUD, None, Some("acme"), None).unwrap();
+        let cloud =
+            resolve_base_url(CLOUD, None, &given(serde_json::json!({"site": "acme"}))).unwrap();
         assert_eq!(cloud.as_deref(), Some("https://acme.atlassian.net"));
-        let fs = resolve_base_url(FRESHSERVICE, None, None, Some("Acme.freshservice.com")).unwrap();
+        let fs = resolve_base_url(
+            FRESHSERVICE,
+            None,
+            &given(serde_json::json!({"domain": "Acme.freshservice.com"})),
+        )
+        .unwrap();
         assert_eq!(fs.as_deref(), Some("https://acme.freshservice.com"));
-        let dc =
-            resolve_base_url(DATA_CENTER, Some("https://jira.corp/jira/"), None, None).unwrap();
+        let dc = resolve_base_url(
+            DATA_CENTER,
+            Some("https://jira.corp/jira/"),
+            &KindFields::new(),
+        )
+        .unwrap();
         assert_eq!(dc.as_deref(), Some("https://jira.corp/jira"));
+        let host_taken = without_host(
+            CLOUD,
+            &given(serde_json::json!({"site": "acme", "email": "a@b.c"})),
+        );
+        assert_eq!(host_taken, given(serde_json::json!({"email": "a@b.c"})));
     }
 
     #[test]
     fn unsafe_or_odd_base_urls_are_refused() {
-        for (kind, url, site, domain) in [
-            (CLOUD, Some("http://acme.atlassian.net"), None, None),
-            (DATA_CENTER, Some("https://169.254.169.254/"), None, None),
-            (DATA_CENTER, Some("https://jira.corp/?x=1"), None, None),
-            (FRESHSERVICE, None, None, Some("acme.freshservice.com/x")),
-            (DATA_CENTER, None, Some("acme"), None),
-            (CLOUD, Some("https://a.atlassian.net"), Some("a"), None),
+        for (kind, url, fields) in [
+            (
+                CLOUD,
+                Some("http://acme.atlassian.net"),
+                serde_json::json!({}),
+            ),
+            (
+                DATA_CENTER,
+                Some("https://169.254.169.254/"),
+                serde_json::json!({}),
+            ),
+            (
+                DATA_CENTER,
+                Some("https://jira.corp/?x=1"),
+                serde_json::json!({}),
+            ),
+            (
+                FRESHSERVICE,
+                None,
+                serde_json::json!({"domain": "acme.freshservice.com/x"}),
+            ),
+            (DATA_CENTER, None, serde_json::json!({"site": "acme"})),
+            (FRESHSERVICE, None, serde_json::json!({"site": "acme"})),
+            (
+                CLOUD,
+                Some("https://a.atlassian.net"),
+                serde_json::json!({"site": "a"}),
+            ),
         ] {
             assert!(
-                resolve_base_url(kind, url, site, domain).is_err(),
-                "{url:?} {site:?} {domain:?}"
+                resolve_base_url(kind, url, &given(fields.clone())).is_err(),
+                "{url:?} {fields}"
             );
         }
     }

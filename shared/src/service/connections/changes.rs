@@ -6,20 +6,19 @@ use super::*;
 
 /// The fields an admin gives to create or change a connection. Which apply depends on the kind (DESIGN §6); a
 /// field that does not apply is refused rather than ignored. A secret given as `"********"` means "keep the
-/// current one". `None` is "not given".
-#[derive(Clone, Debug, Default)]
+/// current one". `None` is "not given". `Debug` names the kind's fields but never prints their values (some are
+/// secrets).
+#[derive(Clone, Default)]
 pub struct ConnectionChanges {
     /// Required on create; on PATCH, when given, it must equal the id in the path.
     pub id: Option<String>,
     /// Required on create; it cannot change.
     pub kind: Option<ConnectionKind>,
     pub base_url: Option<String>,
-    /// Jira Cloud: `acme` or `acme.atlassian.net`, in place of `base_url`.
-    pub site: Option<String>,
-    /// Freshservice: `acme` or `acme.freshservice.com`, in place of `base_url`.
-    pub domain: Option<String>,
-    /// The credential fields as given, for the ticket system's rules to check (`TicketSystemKind`).
-    pub credentials: CredentialFields,
+    /// The kind's own fields as given: its host-name field in place of `base_url` (Jira Cloud's `site`,
+    /// Freshservice's `domain`), its credentials and settings such as `email`, for its plug-in to read and check
+    /// (`TicketSystemKind`).
+    pub credentials: crate::domain::connection::KindFields,
     /// Replaces every active webhook secret (create: generated when absent).
     pub webhook_secret: Option<Secret>,
     /// PATCH: adds a webhook secret, keeping the others active (the start of a rotation).
@@ -35,8 +34,27 @@ pub struct ConnectionChanges {
     /// People mapped to their account in the ticket system (e-mail → account id), for requesters whose address
     /// the ticket system hides. On PATCH the entries are merged: a `None` value removes that person.
     pub people: Option<BTreeMap<String, Option<String>>>,
-    /// Jira Cloud: `classic` or `scoped`; `Some(None)` (or absent on create) detects it.
-    pub token_type: Option<Option<TokenType>>,
+}
+
+impl std::fmt::Debug for ConnectionChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionChanges")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+            .field("webhook_secret", &self.webhook_secret)
+            .field("add_webhook_secret", &self.add_webhook_secret)
+            .field("new_webhook_secret", &self.new_webhook_secret)
+            .field(
+                "retire_old_webhook_secrets",
+                &self.retire_old_webhook_secrets,
+            )
+            .field("closed_statuses", &self.closed_statuses)
+            .field("audit", &self.audit)
+            .field("people", &self.people)
+            .finish()
+    }
 }
 
 /// A connection as an admin use case answers it: the stored connection, the moment its webhook health is judged
@@ -75,6 +93,7 @@ pub struct Verification {
     pub account: Option<Person>,
     /// Jira: a sample of the projects the credentials see.
     pub projects: Option<Vec<ProjectSummary>>,
-    /// Jira Cloud: where the credentials worked, the site or Atlassian's API gateway.
+    /// Where the credentials worked, for a kind that reaches its site two ways (Jira Cloud: the site or
+    /// Atlassian's API gateway).
     pub api: Option<ApiRoute>,
 }

@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 use super::ServiceError;
 use crate::domain::connection::{
     ApiRoute, AuthState, AuthStatus, ClosedStatuses, Connection, ConnectionKind, ConnectionSecrets,
-    ConnectionSettings, MAX_TICKET_QUERY, Person, PersonLookup, ProjectSummary, Ticket,
-    TicketQuery, TicketState, TicketSummary, TokenType, WebhookActivity, WebhookSecrets,
+    ConnectionSettings, KindFields, MAX_TICKET_QUERY, Person, PersonLookup, ProjectSummary, Ticket,
+    TicketQuery, TicketState, TicketSummary, WebhookActivity, WebhookSecrets,
 };
 use crate::domain::identity::{ClaimedIdentity, looks_like_email, normalize_email};
 use crate::domain::ids::{is_slug, new_secret};
@@ -29,9 +29,9 @@ use crate::domain::{Caller, TicketRef};
 
 use crate::ports::WebhookSource;
 use crate::ports::{
-    Clock, ConnectionStore, CredentialFields, GrantStore, Page, SecretStore, SecretStoreError,
-    SettingsError, StoreError, TicketCheckError, TicketSystem, TicketSystemError, TicketSystemKind,
-    TicketSystems, TicketVerifier,
+    Clock, ConnectionStore, GrantStore, Page, SecretStore, SecretStoreError, SettingsError,
+    StoreError, TicketCheckError, TicketSystem, TicketSystemError, TicketSystemKind, TicketSystems,
+    TicketVerifier,
 };
 mod admin;
 mod binding;

@@ -27,13 +27,46 @@ impl Connections {
     /// is a connection kind (`jira_cloud`) or a source's own name (`jira`, `freshservice`); `None` for anything
     /// else.
     pub fn webhook_source_named(&self, name: &str) -> Option<WebhookSource> {
-        ConnectionKind::ALL
+        self.systems
+            .kinds()
             .into_iter()
             .map(|kind| self.systems.kind(kind).webhook_source())
             .find(|source| source.path_name() == name)
             .or_else(|| {
-                ConnectionKind::parse(name).map(|kind| self.systems.kind(kind).webhook_source())
+                self.systems
+                    .kind_named(name)
+                    .map(|kind| self.systems.kind(kind).webhook_source())
             })
+    }
+
+    /// The names of every kind of this build.
+    pub fn kind_names(&self) -> Vec<&'static str> {
+        self.systems.kinds().iter().map(|k| k.as_str()).collect()
+    }
+
+    /// Every field some kind of this build declares as its own: its host-name field
+    /// ([`TicketSystemKind::host_form`]) and its [`TicketSystemKind::credential_fields`].
+    pub fn kind_field_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self
+            .systems
+            .kinds()
+            .into_iter()
+            .flat_map(|kind| {
+                let system = self.systems.kind(kind);
+                let host = system.host_form().map(|h| h.field);
+                host.into_iter()
+                    .chain(system.credential_fields().iter().copied())
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// The kind named `name` (a `{kind}` of a request body or of the generic webhook route), if this build has
+    /// it.
+    pub fn kind_named(&self, name: &str) -> Option<ConnectionKind> {
+        self.systems.kind_named(name)
     }
 
     /// For the verified-delivery extractor: how deliveries of a kind are authenticated and read.

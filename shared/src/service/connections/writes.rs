@@ -58,20 +58,17 @@ pub(super) fn check_audit(
     let destination = system
         .destination(&audit.fields())
         .map_err(|m| unprocessable("invalid_audit", format!("audit: {m}")))?;
-    Ok(Some(match destination {
-        TicketDestination::Jira {
-            project,
-            issue_type,
-        } => AuditSettings {
-            project: Some(project),
-            issue_type: Some(issue_type),
-            ..AuditSettings::default()
-        },
-        TicketDestination::Freshservice { group_id, priority } => AuditSettings {
-            group_id,
-            priority: Some(priority),
-            ..AuditSettings::default()
-        },
+    let TicketDestination {
+        project,
+        issue_type,
+        group_id,
+        priority,
+    } = destination;
+    Ok(Some(AuditSettings {
+        project,
+        issue_type,
+        group_id,
+        priority,
     }))
 }
 
