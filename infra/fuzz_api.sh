@@ -22,7 +22,8 @@ schemathesis_version="4.32.5"
 mkdir -p "$work"
 if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$schemathesis_version"; then
   echo "installing schemathesis $schemathesis_version into $venv..."
-  python3 -m venv "$venv"
+  # --clear: a venv moved from elsewhere (a copied target/) keeps dead paths; start it anew.
+  python3 -m venv --clear "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
 fi
 
