@@ -1006,6 +1006,46 @@ async fn a_decision_from_slack_updates_every_message_before_slack_is_answered() 
     }
 }
 
+/// A request needing two approvals: the first, given in the portal, shows in every Slack message by the time
+/// the approver has their answer ("1 of 2", and whose), with the buttons kept for the second approver.
+#[tokio::test]
+async fn the_first_of_two_approvals_shows_in_every_message_and_the_buttons_stay() {
+    let s = stack().await;
+    let reply = resources::put(
+        &s.router,
+        "prod-db",
+        &json!({"name": "Production database", "provisioner": {"kind": "none"}, "approvals_required": 2}),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let id = requested(&s).await;
+    let posted = posted_about(&s, &id).await;
+    assert!(
+        s.slack.calls("chat.postMessage")[0].args["blocks"]
+            .to_string()
+            .contains("Approvals: 0 of 2"),
+        "the request says how many approvals it needs"
+    );
+
+    let reply = grants::decide(&s.router, APPROVER, &id, "approve", None).await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.json["status"], "pending", "{}", reply.text);
+    let updates = s.slack.calls("chat.update");
+    for (channel, ts) in &posted {
+        assert!(
+            updates.iter().any(|c| c.args["channel"] == channel.as_str()
+                && c.args["ts"] == ts.as_str()
+                && c.args["blocks"]
+                    .to_string()
+                    .contains("Approvals: 1 of 2 (bob@example.com)")
+                && c.args["blocks"].to_string().contains("\"approve\"")),
+            "{channel}/{ts} does not show the first approval: {updates:#?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_request_withdrawn_in_the_portal_is_shown_cancelled_in_every_slack_message() {
     let s = stack().await;

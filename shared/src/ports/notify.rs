@@ -146,4 +146,7 @@ pub trait ChatApp: Send + Sync {
     async fn ask_deny_comment(&self, interaction: &ChatInteraction) -> Result<(), SendError>;
     /// Tells the person of `interaction`, and only them, `text` (Slack: an ephemeral message).
     async fn tell(&self, interaction: &ChatInteraction, text: &str) -> Result<(), SendError>;
+    /// Brings every message already posted about a request still pending (`message.posted`) up to date with
+    /// the approvals recorded so far, its decision buttons kept.
+    async fn show_progress(&self, message: &Message) -> Result<(), SendError>;
 }

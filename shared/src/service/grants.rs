@@ -724,6 +724,7 @@ impl Ticketbound {
                         self.after_decision(&approved).await;
                     } else {
                         tracing::info!(grant = %id, approver = %caller.email, approvals = counts.0, required = counts.1, "approval recorded; more are needed");
+                        self.show_approval_progress(&approved).await;
                     }
                     return Ok(self.store.get_grant(id).await?.unwrap_or(approved));
                 }

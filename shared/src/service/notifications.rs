@@ -48,6 +48,9 @@ use crate::telemetry;
 const MAX_TOLD_TOGETHER: usize = 100;
 /// How long reading the bound ticket for an approval request's message may take.
 const TICKET_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long an approver waits, at most, for the chat messages to show their approval (one edit per message).
+const PROGRESS_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How long arming a notification may hold up the request, decision or ending that emits it.
 pub const ARM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// A reminder that fires up to this much before its time still sends (schedules fire to the second, clocks
@@ -688,6 +691,29 @@ impl Ticketbound {
             vec![grant.requester.clone()]
         } else {
             Vec::new()
+        }
+    }
+
+    /// A request still pending got one of its approvals: every chat message about it shows the approvals so
+    /// far ("Approvals: 1 of 2 (bob@…)"), its buttons kept. Best effort and bounded by
+    /// [`PROGRESS_WITHIN`], in the approver's path: no schedule and no record, because the decision that
+    /// settles the request updates the same messages durably through its notification job.
+    pub(crate) async fn show_approval_progress(&self, grant: &Grant) {
+        let Some(app) = self.notifier.chat_app() else {
+            return;
+        };
+        let message = self.compose(NotifyEvent::ApprovalRequested, grant, None, None);
+        if message.posted.is_empty() {
+            return;
+        }
+        match tokio::time::timeout(PROGRESS_WITHIN, app.show_progress(&message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(grant = %grant.id, error = %e, "the chat messages do not show the new approval yet")
+            }
+            Err(_) => {
+                tracing::warn!(grant = %grant.id, "showing the new approval in chat took too long")
+            }
         }
     }
 

@@ -287,13 +287,27 @@ fn request_blocks(message: &Message) -> Value {
     json!([
         summary_block(message),
         facts_block(message),
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("Approvals: {} of {}", grant.approvals.len(), grant.approvals_required.max(1))}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": approvals_line(grant)}]},
         {"type": "actions", "block_id": "decide", "elements": [
             {"type": "button", "action_id": "approve", "style": "primary", "value": id, "text": {"type": "plain_text", "text": "Approve"}},
             {"type": "button", "action_id": "deny", "style": "danger", "value": id, "text": {"type": "plain_text", "text": "Deny"}},
             portal_button(message),
         ]}
     ])
+}
+
+/// "Approvals: 1 of 2 (bob@example.com)": how many of the required approvals are in, and whose.
+fn approvals_line(grant: &crate::domain::Grant) -> String {
+    let required = grant.approvals_required.max(1);
+    if grant.approvals.is_empty() {
+        return format!("Approvals: 0 of {required}");
+    }
+    let who: Vec<String> = grant.approvals.iter().map(|a| escape(&a.by)).collect();
+    format!(
+        "Approvals: {} of {required} ({})",
+        grant.approvals.len(),
+        who.join(", ")
+    )
 }
 
 /// The requester's "granted" message, with *I'm done* and *Extend*.
@@ -439,6 +453,19 @@ pub(super) fn interaction(body: &[u8]) -> Result<ChatInteraction, ChatRefusal> {
 
 #[async_trait]
 impl ChatApp for SlackApp {
+    async fn show_progress(&self, message: &Message) -> Result<(), SendError> {
+        let text = escape(&message.subject);
+        let blocks = request_blocks(message);
+        for at in &message.posted {
+            self.call(
+                "chat.update",
+                &json!({"channel": at.channel, "ts": at.ts, "text": text, "blocks": blocks}),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     fn verify(
         &self,
         timestamp: Option<&str>,
