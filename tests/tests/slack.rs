@@ -1006,6 +1006,36 @@ async fn a_decision_from_slack_updates_every_message_before_slack_is_answered() 
     }
 }
 
+/// A deployment without a Slack app: a request without Slack's headers is refused as unsigned (401), one
+/// carrying them is told there is no Slack app here (404); neither changes anything.
+#[tokio::test]
+async fn without_a_slack_app_an_unsigned_request_is_401_and_a_signed_one_404() {
+    let (app, _store, _scheduler) = local_test_app();
+    let router = local_router(app);
+    let body = "payload=%7B%7D";
+
+    let unsigned = interact(&router, None, None, body).await;
+    let signed_elsewhere = interact(&router, Some(&now()), Some(&sign(&now(), body)), body).await;
+
+    assert_eq!(
+        unsigned.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        unsigned.text
+    );
+    assert_eq!(unsigned.json["error"]["code"], "invalid_signature");
+    assert_eq!(
+        signed_elsewhere.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        signed_elsewhere.text
+    );
+    assert_eq!(
+        signed_elsewhere.json["error"]["code"],
+        "chat_app_not_configured"
+    );
+}
+
 /// A request needing two approvals: the first, given in the portal, shows in every Slack message by the time
 /// the approver has their answer ("1 of 2", and whose), with the buttons kept for the second approver.
 #[tokio::test]

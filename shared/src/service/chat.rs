@@ -44,6 +44,14 @@ impl Ticketbound {
         signature: Option<&str>,
         body: &[u8],
     ) -> Result<(), ServiceError> {
+        // A request without Slack's signature headers is not Slack's, whatever this deployment has configured.
+        if timestamp.is_none() || signature.is_none() {
+            return Err(ServiceError::new(
+                ErrorKind::Unauthenticated,
+                "invalid_signature",
+                ChatRefusal::BadSignature.to_string(),
+            ));
+        }
         let Some(app) = self.notifier.chat_app() else {
             return Err(ServiceError::not_found(
                 "chat_app_not_configured",
