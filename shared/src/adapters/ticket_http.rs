@@ -671,7 +671,7 @@ fn describe_transport(e: &reqwest::Error) -> String {
 }
 
 /// The human part of an error body: Jira's `errorMessages`/`errors`, Freshservice's `description`/`message`/
-/// `errors[].message`. Never the raw body, which a proxy might fill with anything; at most 300 characters.
+/// `errors[].message`, ServiceNow's `error.message`/`error.detail`, OAuth's `error`/`error_description`. Never the raw body, which a proxy might fill with anything; at most 300 characters.
 fn error_detail(body: &[u8]) -> String {
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
         return String::new();
@@ -697,6 +697,21 @@ fn error_detail(body: &[u8]) -> String {
         if let Some(m) = json.get(field).and_then(text) {
             parts.push(m);
         }
+    }
+    // ServiceNow's Table API: `{"error": {"message", "detail"}, "status": "failure"}`.
+    if let Some(error) = json.get("error").filter(|e| e.is_object()) {
+        parts.extend(
+            ["message", "detail"]
+                .iter()
+                .filter_map(|f| error.get(*f).and_then(text)),
+        );
+    }
+    // An OAuth token endpoint (RFC 6749 §5.2): `{"error": "invalid_client", "error_description": …}`.
+    if let Some(code) = json.get("error").and_then(text) {
+        parts.push(code);
+    }
+    if let Some(m) = json.get("error_description").and_then(text) {
+        parts.push(m);
     }
     let mut joined = parts.join("; ");
     if joined.chars().count() > 300 {
