@@ -572,6 +572,43 @@ impl Fake for ServiceNowFake {
     fn keys(&self) -> [&'static str; 3] {
         ["INC0010001", "RITM0010002", "CHG0030003"]
     }
+    /// An incident (the default table) of urgency and impact 2.
+    fn destination(&self) -> Option<TicketDestination> {
+        Some(TicketDestination {
+            issue_type: Some("incident".into()),
+            priority: Some(2),
+            ..TicketDestination::default()
+        })
+    }
+    /// `POST /api/now/table/incident` answering 201 with the record (marker in `correlation_id`), and closing as
+    /// `PATCH /api/now/table/incident/{sys_id}` to Resolved (state 6) with the close code and notes.
+    async fn mount_writes(&self, server: &MockServer, key: &str) {
+        let mut created = self.ticket_body(key, Held::Open);
+        created["state"] = json!("1");
+        Mock::given(method("POST"))
+            .and(path("/api/now/table/incident"))
+            .and(body_partial_json(json!({
+                "correlation_id": "tb-01jd3-audit",
+                "short_description": "Access request: alice@example.com to prod-db",
+                "urgency": "2", "impact": "2",
+            })))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"result": created})))
+            .expect(1)
+            .mount(server)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path(format!("/api/now/table/incident/{}", sys_id(key))))
+            .and(body_partial_json(
+                json!({"state": "6", "close_code": "Solution provided"}),
+            ))
+            .and(body_string_contains("close_notes"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {
+                "sys_id": sys_id(key), "number": key, "state": "6", "active": "true", "sys_class_name": "incident"
+            }})))
+            .expect(1)
+            .mount(server)
+            .await;
+    }
     async fn mount_account(&self, server: &MockServer, status: u16) {
         let answer = match status {
             200 => ResponseTemplate::new(200).set_body_json(json!({"result": [
