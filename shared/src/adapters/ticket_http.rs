@@ -733,6 +733,21 @@ mod tests {
         assert_eq!(error_detail(b"<html>Authorization: Basic abc</html>"), "");
     }
 
+    #[test]
+    fn error_details_read_servicenow_and_oauth_errors() {
+        let table = br#"{"error":{"message":"Operation Failed","detail":"Data Policy Exception: Resolution code is mandatory"},"status":"failure"}"#;
+        assert_eq!(
+            error_detail(table),
+            "Operation Failed; Data Policy Exception: Resolution code is mandatory"
+        );
+        let oauth =
+            br#"{"error":"invalid_client","error_description":"Client authentication failed"}"#;
+        assert_eq!(
+            error_detail(oauth),
+            "invalid_client; Client authentication failed"
+        );
+    }
+
     #[tokio::test]
     async fn a_ticket_system_whose_name_resolves_to_a_refused_address_fails_at_once_without_a_call()
     {

@@ -67,6 +67,8 @@ pub(crate) const REQUESTED_ITEM: &str = "sc_req_item";
 /// policy requires one, and `close_notes`, to resolve).
 const CLOSE_CODE: &str = "Solution provided";
 const CLOSE_NOTES: &str = "Closed by Ticketbound: the access this ticket records has ended.";
+/// The length of `short_description` in the base system (longer text is cut by ServiceNow, or refused).
+const SHORT_DESCRIPTION_MAX: usize = 160;
 /// The line of a description that carries the marker (also in `correlation_id`).
 const MARKER_PREFIX: &str = "Ticketbound marker: ";
 
@@ -147,7 +149,7 @@ pub struct ServiceNowClient {
     oauth: Option<ClientCredentials>,
 }
 
-/// The answer to a write: the row as the Table API returns it.
+/// The answer to a `POST`: the created row as the Table API returns it.
 #[derive(Deserialize)]
 struct Saved {
     result: Task,
@@ -502,7 +504,7 @@ impl TicketSystem for ServiceNowClient {
             .summary
             .replace(['\r', '\n'], " ")
             .chars()
-            .take(MAX_SUMMARY)
+            .take(MAX_SUMMARY.min(SHORT_DESCRIPTION_MAX))
             .collect();
         let mut body = json!({
             "short_description": summary,
@@ -538,13 +540,12 @@ impl TicketSystem for ServiceNowClient {
                 )));
             }
         };
-        let task = created.result;
+        let mut task = created.result;
         if !is_number(&task.number) {
             return Err(TicketSystemError::Unexpected(
                 "ServiceNow did not say which record it created".into(),
             ));
         }
-        let mut task = task;
         task.sys_class_name.get_or_insert_with(|| table.to_owned());
         let ticket = self.ticket(task);
         Ok(CreatedTicket {
