@@ -580,11 +580,25 @@ impl Fake for ServiceNowFake {
             ..TicketDestination::default()
         })
     }
-    /// `POST /api/now/table/incident` answering 201 with the record (marker in `correlation_id`), and closing as
-    /// `PATCH /api/now/table/incident/{sys_id}` to Resolved (state 6) with the close code and notes.
+    /// `POST /api/now/table/incident` answering 201 with the record (marker in `correlation_id`) after a 429 with
+    /// `Retry-After`, and closing as `PATCH /api/now/table/incident/{sys_id}` to Resolved (state 6) with the close
+    /// code and notes after a 503: ServiceNow certainly did not act on either, so both are sent again in the call.
     async fn mount_writes(&self, server: &MockServer, key: &str) {
         let mut created = self.ticket_body(key, Held::Open);
         created["state"] = json!("1");
+        Mock::given(method("POST"))
+            .and(path("/api/now/table/incident"))
+            .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(server)
+            .await;
+        Mock::given(method("PATCH"))
+            .respond_with(ResponseTemplate::new(503))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(server)
+            .await;
         Mock::given(method("POST"))
             .and(path("/api/now/table/incident"))
             .and(body_partial_json(json!({
@@ -1067,6 +1081,58 @@ conformance!(jira_data_center, JiraDataCenterFake);
 conformance!(freshservice, FreshserviceFake);
 conformance!(servicenow, ServiceNowFake);
 conformance!(linear, LinearFake);
+
+/// A ServiceNow write refused answers as the Table API says why: 401 is refused credentials (re-authorization),
+/// 403 a permission the account lacks (an ACL), 400 ServiceNow's own message (a data policy), and a 500 after a
+/// write is not sent again in the call (it may have created the record; the durable retry looks for the marker).
+#[tokio::test]
+async fn servicenow_refused_writes_say_why_and_a_5xx_is_not_resent() {
+    let fake = ServiceNowFake;
+    let ticket = NewTicket {
+        destination: fake.destination().unwrap(),
+        summary: "Access request".into(),
+        description: "Reason: incident".into(),
+        requester_email: "alice@example.com".into(),
+        marker: "tb-01jd3-audit".into(),
+    };
+    let error = |message: &str| json!({"error": {"message": message, "detail": "Operation against incident failed"}, "status": "failure"});
+    for (status, body) in [
+        (401, error("User Not Authenticated")),
+        (403, error("Operation Failed: ACL restricts the record")),
+        (400, error("Data Policy Exception: Category is mandatory")),
+        (500, error("Internal error")),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/now/table/incident"))
+            .respond_with(ResponseTemplate::new(status).set_body_json(body))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let err = fake
+            .client(&server)
+            .create_ticket(&ticket)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        match status {
+            401 => assert!(
+                matches!(err, TicketSystemError::Unauthorized { status: 401, .. }),
+                "{err:?}"
+            ),
+            403 => assert!(
+                matches!(&err, TicketSystemError::NotPermitted(m) if m.contains("ACL restricts")),
+                "{err:?}"
+            ),
+            400 => assert!(
+                matches!(&err, TicketSystemError::Unexpected(m) if m.contains("Category is mandatory")),
+                "{err:?}"
+            ),
+            _ => assert!(matches!(err, TicketSystemError::Unavailable(_)), "{err:?}"),
+        }
+        assert!(!text.contains("snow-pass"), "{text}");
+    }
+}
 
 /// ServiceNow pages on its side (`sysparm_offset` is the page token) and narrows by `q` with `LIKE` on the
 /// number and short description; a closed row it still returns is left out, and an encoded-query operator in
