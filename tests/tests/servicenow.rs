@@ -1,8 +1,10 @@
 //! ServiceNow beyond the conformance suite, through the router against a `wiremock` instance answering as
 //! ServiceNow documents: signing in with OAuth client credentials (`POST /oauth_token.do`, one token reused,
 //! fetched once again after a 401, a refused client needing re-authorization without showing its secret), the
-//! connection's settings refused when they mix the two sign-ins, and an audit incident opened on request (after
-//! a 429 with `Retry-After`), noted on approval and resolved when access ends (after a 5xx, by the pipeline).
+//! connection's settings refused when they mix the two sign-ins, an audit incident opened on request (after a 429
+//! with `Retry-After`), noted on approval and resolved when access ends (after a 5xx, by the pipeline), and
+//! requested items (`issue_type: sc_req_item`) for the `ticket` provisioner and audit, found again by their
+//! `correlation_id` after a 5xx that hid a created item, and closed complete.
 
 mod support;
 
@@ -486,4 +488,185 @@ async fn an_audit_incident_is_opened_on_request_noted_on_approval_and_resolved_w
             .count(),
         2
     );
+}
+
+/// A requested item as the Table API answers it.
+fn requested_item(number: &str, state: &str) -> Value {
+    json!({
+        "sys_id": format!("{:0>32}", number.trim_start_matches("RITM")), "number": number,
+        "short_description": "Access", "state": state, "active": "true",
+        "sys_class_name": "sc_req_item", "assigned_to": ""
+    })
+}
+
+/// `POST /api/now/table/sc_req_item` for the ticket whose marker ends with `purpose`, answering `answer`.
+async fn mount_create(server: &MockServer, purpose: &str, answer: ResponseTemplate) {
+    Mock::given(method("POST"))
+        .and(path("/api/now/table/sc_req_item"))
+        .and(body_string_contains(format!("-{purpose}\"").as_str()))
+        .respond_with(answer)
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn requested_items_ask_for_access_are_found_again_by_their_marker_and_close_complete() {
+    let app = spawn_app(quick_policy()).await;
+    let server = MockServer::start().await;
+    let created = app
+        .call(
+            "POST",
+            "/v1/connections",
+            ADMIN,
+            Some(json!({
+                "id": "snow", "kind": "servicenow", "base_url": server.uri(), "username": "svc",
+                "password": "snow-pass", "audit": {"issue_type": "sc_req_item"}
+            })),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.json["audit"]["issue_type"], "sc_req_item");
+    let resource = app
+        .call(
+            "PUT",
+            "/v1/resources/prod-db",
+            ADMIN,
+            Some(json!({"name": "Production DB", "provisioner": {"kind": "ticket", "connection": "snow", "issue_type": "sc_req_item"}})),
+        )
+        .await;
+    assert!(resource.status.is_success(), "{}", resource.text);
+
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/task"))
+        .and(query_param("sysparm_query", "number=RITM0010001"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"result": [requested_item("RITM0010001", "1")]})),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/task"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": []})))
+        .mount(&server)
+        .await;
+    let created = |number: &str| {
+        ResponseTemplate::new(201).set_body_json(json!({"result": requested_item(number, "1")}))
+    };
+    mount_create(&server, "audit", created("RITM0010001")).await;
+    // Provisioning's create answers 500: ServiceNow may have created the item all the same.
+    mount_create(&server, "grant", ResponseTemplate::new(500)).await;
+    mount_create(&server, "revoke", created("RITM0010003")).await;
+    Mock::given(method("PATCH"))
+        .and(path(format!(
+            "/api/now/table/sc_req_item/{:0>32}",
+            "0010001"
+        )))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"result": requested_item("RITM0010001", "3")})),
+        )
+        .mount(&server)
+        .await;
+
+    let requested = app
+        .call(
+            "POST",
+            "/v1/grants",
+            ALICE,
+            Some(json!({"resource": "prod-db", "reason": "INC-7 debugging", "duration": "PT1H"})),
+        )
+        .await;
+    assert_eq!(requested.status, StatusCode::CREATED, "{}", requested.text);
+    let id = requested.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        requested.json["audit_ticket"],
+        json!({"connection": "snow", "key": "RITM0010001"})
+    );
+
+    let approved = app
+        .call("POST", &format!("/v1/grants/{id}/approve"), APPROVER, None)
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
+    assert_eq!(
+        approved.json["provisioning"]["state"], "pending",
+        "{}",
+        approved.text
+    );
+    // It did create it: the retry finds the item by its `correlation_id` and opens no second one.
+    let marker = format!("tb-{}-grant", id.to_ascii_lowercase());
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/task"))
+        .and(query_param(
+            "sysparm_query",
+            format!("correlation_id={marker}").as_str(),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"result": [requested_item("RITM0010002", "1")]})),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let outcome = app
+        .app
+        .run_job(&Job::new(JobKind::Provision, &id))
+        .await
+        .unwrap();
+    assert_eq!(outcome, ticketbound::service::JobOutcome::Done);
+    let grant = app
+        .call("GET", &format!("/v1/grants/{id}"), ADMIN, None)
+        .await
+        .json;
+    assert_eq!(grant["provisioning"]["state"], "done", "{grant}");
+
+    let ended = app
+        .call("POST", &format!("/v1/grants/{id}/revoke"), APPROVER, None)
+        .await;
+    assert_eq!(ended.status, StatusCode::OK, "{}", ended.text);
+    assert_eq!(
+        ended.json["deprovisioning"]["state"], "done",
+        "{}",
+        ended.text
+    );
+
+    let requests = server.received_requests().await.unwrap();
+    let bodies = |m: &str, p: &str| -> Vec<Value> {
+        requests
+            .iter()
+            .filter(|r| r.method.as_str() == m && r.url.path() == p)
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    };
+    let opened = bodies("POST", "/api/now/table/sc_req_item");
+    let markers: Vec<&str> = opened
+        .iter()
+        .map(|b| b["correlation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        markers,
+        [
+            format!("tb-{}-audit", id.to_ascii_lowercase()),
+            marker.clone(),
+            format!("tb-{}-revoke", id.to_ascii_lowercase()),
+        ],
+        "one create per marker"
+    );
+    assert!(
+        opened[2]["short_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Remove access to Production DB for alice@example.com")
+    );
+    let closes: Vec<Value> = bodies(
+        "PATCH",
+        &format!("/api/now/table/sc_req_item/{:0>32}", "0010001"),
+    )
+    .into_iter()
+    .filter(|b| b.get("state").is_some())
+    .collect();
+    assert_eq!(closes.len(), 1, "{closes:?}");
+    assert_eq!(closes[0]["state"], "3", "Closed Complete");
+    assert!(closes[0].get("close_code").is_none());
 }
