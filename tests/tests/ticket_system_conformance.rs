@@ -572,6 +572,57 @@ impl Fake for ServiceNowFake {
     fn keys(&self) -> [&'static str; 3] {
         ["INC0010001", "RITM0010002", "CHG0030003"]
     }
+    /// An incident (the default table) of urgency and impact 2.
+    fn destination(&self) -> Option<TicketDestination> {
+        Some(TicketDestination {
+            issue_type: Some("incident".into()),
+            priority: Some(2),
+            ..TicketDestination::default()
+        })
+    }
+    /// `POST /api/now/table/incident` answering 201 with the record (marker in `correlation_id`) after a 429 with
+    /// `Retry-After`, and closing as `PATCH /api/now/table/incident/{sys_id}` to Resolved (state 6) with the close
+    /// code and notes after a 503: ServiceNow certainly did not act on either, so both are sent again in the call.
+    async fn mount_writes(&self, server: &MockServer, key: &str) {
+        let mut created = self.ticket_body(key, Held::Open);
+        created["state"] = json!("1");
+        Mock::given(method("POST"))
+            .and(path("/api/now/table/incident"))
+            .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(server)
+            .await;
+        Mock::given(method("PATCH"))
+            .respond_with(ResponseTemplate::new(503))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/now/table/incident"))
+            .and(body_partial_json(json!({
+                "correlation_id": "tb-01jd3-audit",
+                "short_description": "Access request: alice@example.com to prod-db",
+                "urgency": "2", "impact": "2",
+            })))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"result": created})))
+            .expect(1)
+            .mount(server)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path(format!("/api/now/table/incident/{}", sys_id(key))))
+            .and(body_partial_json(
+                json!({"state": "6", "close_code": "Solution provided"}),
+            ))
+            .and(body_string_contains("close_notes"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {
+                "sys_id": sys_id(key), "number": key, "state": "6", "active": "true", "sys_class_name": "incident"
+            }})))
+            .expect(1)
+            .mount(server)
+            .await;
+    }
     async fn mount_account(&self, server: &MockServer, status: u16) {
         let answer = match status {
             200 => ResponseTemplate::new(200).set_body_json(json!({"result": [
@@ -1030,6 +1081,58 @@ conformance!(jira_data_center, JiraDataCenterFake);
 conformance!(freshservice, FreshserviceFake);
 conformance!(servicenow, ServiceNowFake);
 conformance!(linear, LinearFake);
+
+/// A ServiceNow write refused answers as the Table API says why: 401 is refused credentials (re-authorization),
+/// 403 a permission the account lacks (an ACL), 400 ServiceNow's own message (a data policy), and a 500 after a
+/// write is not sent again in the call (it may have created the record; the durable retry looks for the marker).
+#[tokio::test]
+async fn servicenow_refused_writes_say_why_and_a_5xx_is_not_resent() {
+    let fake = ServiceNowFake;
+    let ticket = NewTicket {
+        destination: fake.destination().unwrap(),
+        summary: "Access request".into(),
+        description: "Reason: incident".into(),
+        requester_email: "alice@example.com".into(),
+        marker: "tb-01jd3-audit".into(),
+    };
+    let error = |message: &str| json!({"error": {"message": message, "detail": "Operation against incident failed"}, "status": "failure"});
+    for (status, body) in [
+        (401, error("User Not Authenticated")),
+        (403, error("Operation Failed: ACL restricts the record")),
+        (400, error("Data Policy Exception: Category is mandatory")),
+        (500, error("Internal error")),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/now/table/incident"))
+            .respond_with(ResponseTemplate::new(status).set_body_json(body))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let err = fake
+            .client(&server)
+            .create_ticket(&ticket)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        match status {
+            401 => assert!(
+                matches!(err, TicketSystemError::Unauthorized { status: 401, .. }),
+                "{err:?}"
+            ),
+            403 => assert!(
+                matches!(&err, TicketSystemError::NotPermitted(m) if m.contains("ACL restricts")),
+                "{err:?}"
+            ),
+            400 => assert!(
+                matches!(&err, TicketSystemError::Unexpected(m) if m.contains("Category is mandatory")),
+                "{err:?}"
+            ),
+            _ => assert!(matches!(err, TicketSystemError::Unavailable(_)), "{err:?}"),
+        }
+        assert!(!text.contains("snow-pass"), "{text}");
+    }
+}
 
 /// ServiceNow pages on its side (`sysparm_offset` is the page token) and narrows by `q` with `LIKE` on the
 /// number and short description; a closed row it still returns is left out, and an encoded-query operator in

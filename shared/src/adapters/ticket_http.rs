@@ -671,7 +671,7 @@ fn describe_transport(e: &reqwest::Error) -> String {
 }
 
 /// The human part of an error body: Jira's `errorMessages`/`errors`, Freshservice's `description`/`message`/
-/// `errors[].message`. Never the raw body, which a proxy might fill with anything; at most 300 characters.
+/// `errors[].message`, ServiceNow's `error.message`/`error.detail`, OAuth's `error`/`error_description`. Never the raw body, which a proxy might fill with anything; at most 300 characters.
 fn error_detail(body: &[u8]) -> String {
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
         return String::new();
@@ -698,6 +698,21 @@ fn error_detail(body: &[u8]) -> String {
             parts.push(m);
         }
     }
+    // ServiceNow's Table API: `{"error": {"message", "detail"}, "status": "failure"}`.
+    if let Some(error) = json.get("error").filter(|e| e.is_object()) {
+        parts.extend(
+            ["message", "detail"]
+                .iter()
+                .filter_map(|f| error.get(*f).and_then(text)),
+        );
+    }
+    // An OAuth token endpoint (RFC 6749 §5.2): `{"error": "invalid_client", "error_description": …}`.
+    if let Some(code) = json.get("error").and_then(text) {
+        parts.push(code);
+    }
+    if let Some(m) = json.get("error_description").and_then(text) {
+        parts.push(m);
+    }
     let mut joined = parts.join("; ");
     if joined.chars().count() > 300 {
         joined = joined.chars().take(300).collect::<String>() + "…";
@@ -716,6 +731,21 @@ mod tests {
         let fs = br#"{"description":"Validation failed","errors":[{"field":"x","message":"It should be a number","code":"invalid_value"}]}"#;
         assert_eq!(error_detail(fs), "It should be a number; Validation failed");
         assert_eq!(error_detail(b"<html>Authorization: Basic abc</html>"), "");
+    }
+
+    #[test]
+    fn error_details_read_servicenow_and_oauth_errors() {
+        let table = br#"{"error":{"message":"Operation Failed","detail":"Data Policy Exception: Resolution code is mandatory"},"status":"failure"}"#;
+        assert_eq!(
+            error_detail(table),
+            "Operation Failed; Data Policy Exception: Resolution code is mandatory"
+        );
+        let oauth =
+            br#"{"error":"invalid_client","error_description":"Client authentication failed"}"#;
+        assert_eq!(
+            error_detail(oauth),
+            "invalid_client; Client authentication failed"
+        );
     }
 
     #[tokio::test]

@@ -1,8 +1,11 @@
 //! The ServiceNow client: the Table API over `task`, the parent table of incidents, requested items, catalog
-//! tasks, change requests and problems, so one query covers them all. Basic auth with a web-service user.
+//! tasks, change requests and problems, so one query covers them all. Basic auth with a web-service user, or a
+//! bearer token from OAuth client credentials (fetched once at `POST /oauth_token.do`, kept until it expires,
+//! and fetched once again when the Table API answers 401 to it).
 //!
 //! - verify: `GET /api/now/table/sys_user?sysparm_query=user_name=<the connection's user>` (the account the
-//!   credentials act as);
+//!   credentials act as); with client credentials `sys_id=javascript:gs.getUserID()`, the OAuth application's
+//!   user, whose name the connection does not know;
 //! - one ticket: `GET /api/now/table/task?sysparm_query=number=<key>`: the key is the user-facing number
 //!   (`INC0010001`, `RITM0010001`, `CHG0030001`), and its `sys_id` and `sys_class_name` come with it;
 //! - person by e-mail: `GET /api/now/table/sys_user?sysparm_query=email=<e-mail>^active=true` (at most two, so an
@@ -11,6 +14,14 @@
 //!   (the page token), a search text matched on ServiceNow's side against the number and short description;
 //! - reconciliation: `numberIN<k1>,<k2>,…`, up to [`KEYS_PER_CALL`] numbers a call.
 //!
+//! Writes (audit tickets and the `ticket` provisioner, DESIGN §7/§8):
+//! - open: `POST /api/now/table/incident` (or `sc_req_item` when the destination's `issue_type` says so) with
+//!   `correlation_id` set to the ticket's marker, which is also the description's last line;
+//! - found again: `GET /api/now/table/task?sysparm_query=correlation_id=<marker>`;
+//! - a note: `PATCH /api/now/table/<class>/<sys_id>` with `work_notes` (seen by agents, not by the caller);
+//! - closed: the same `PATCH` with the table's closing state: an incident Resolved (`state` 6) with the
+//!   `close_code` and `close_notes` its data policy requires, any other task Closed Complete (`state` 3).
+//!
 //! A ticket is closed when `active` is false (ServiceNow's own "Active State Management" sets it from the
 //! state, whose values differ per table and per instance), or when its numeric `state` is one the operator
 //! listed in `closed_statuses`. A number the query finds no longer is deleted. Reads ask for raw values
@@ -18,18 +29,22 @@
 
 use async_trait::async_trait;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
 use std::time::Duration;
 
 pub mod events;
 mod settings;
 
-pub use settings::{ServiceNow, WEBHOOK_SOURCE};
+pub use settings::{CLIENT_SECRET, ServiceNow, WEBHOOK_SOURCE};
 
-use super::ticket_http::{Probed, TicketHttp};
+use super::ticket_http::{Probed, TicketHttp, Written};
+use super::ticket_systems::client_credentials::ClientCredentials;
 use crate::domain::connection::{
     ClosedStatuses, Person, PersonLookup, Ticket, TicketPage, TicketQuery, TicketState,
     TicketSummary, Verification, visible_email,
 };
+use crate::domain::ticket_writes::{CloseOutcome, CreatedTicket, MAX_SUMMARY, NewTicket};
 use crate::ports::{ReconcileBatch, TicketStates, TicketSystem, TicketSystemError};
 
 /// Numbers per reconciliation query: an encoded query with fifty numbers stays far below URL limits.
@@ -43,6 +58,19 @@ const MAX_PAGES: usize = 4;
 const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
 /// The fields every task read asks for.
 const TASK_FIELDS: &str = "sys_id,number,short_description,state,active,sys_class_name,assigned_to";
+
+/// The table a new ticket goes to when the destination names none.
+pub(crate) const INCIDENT: &str = "incident";
+/// Requested items, the other table a destination may name.
+pub(crate) const REQUESTED_ITEM: &str = "sc_req_item";
+/// What closing an incident says (a `close_code` of the base system's choices since Utah; the incident data
+/// policy requires one, and `close_notes`, to resolve).
+const CLOSE_CODE: &str = "Solution provided";
+const CLOSE_NOTES: &str = "Closed by Ticketbound: the access this ticket records has ended.";
+/// The length of `short_description` in the base system (longer text is cut by ServiceNow, or refused).
+const SHORT_DESCRIPTION_MAX: usize = 160;
+/// The line of a description that carries the marker (also in `correlation_id`).
+const MARKER_PREFIX: &str = "Ticketbound marker: ";
 
 /// A ticket number as ServiceNow shows it: letters then digits, at most 40 characters. Anything else (an
 /// encoded-query operator such as `^` above all) names no ticket and is never sent.
@@ -112,20 +140,134 @@ impl User {
 }
 
 /// ServiceNow over the Table API.
-#[derive(Clone)]
 pub struct ServiceNowClient {
     http: TicketHttp,
     closed: ClosedStatuses,
     /// The web-service user the connection signs in as (what `verify` looks up).
     username: Option<String>,
+    /// Set when the connection signs in with OAuth client credentials.
+    oauth: Option<ClientCredentials>,
+}
+
+/// The answer to a `POST`: the created row as the Table API returns it.
+#[derive(Deserialize)]
+struct Saved {
+    result: Task,
 }
 
 impl ServiceNowClient {
-    pub(crate) fn new(http: TicketHttp, closed: ClosedStatuses, username: Option<String>) -> Self {
+    pub(crate) fn new(
+        http: TicketHttp,
+        closed: ClosedStatuses,
+        username: Option<String>,
+        oauth: Option<ClientCredentials>,
+    ) -> Self {
         Self {
             http,
             closed,
             username,
+            oauth,
+        }
+    }
+
+    /// The HTTP client signed in as the connection: Basic as built, or the kept (else a new) access token.
+    async fn signed(&self) -> Result<TicketHttp, TicketSystemError> {
+        match &self.oauth {
+            Some(oauth) => oauth.signed_in(&self.http).await,
+            None => Ok(self.http.clone()),
+        }
+    }
+
+    /// Whether `answer` is a 401 to an access token, which is then forgotten: it expired early or was revoked,
+    /// so the call is worth once more with a new one. Basic credentials refused stay refused.
+    fn stale<T>(&self, answer: &Result<T, TicketSystemError>) -> bool {
+        match (&self.oauth, answer) {
+            (Some(oauth), Err(TicketSystemError::Unauthorized { status: 401, .. })) => {
+                oauth.forget(&self.http);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `GET url` as JSON, signed in; `None` on 404.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        url: url::Url,
+    ) -> Result<Option<T>, TicketSystemError> {
+        let answer = self.signed().await?.get_json(url.clone()).await;
+        if self.stale(&answer) {
+            return self.signed().await?.get_json(url).await;
+        }
+        answer
+    }
+
+    /// `GET url` as JSON, signed in, a 429 answered rather than waited for (reconciliation).
+    async fn probe_json<T: DeserializeOwned>(
+        &self,
+        url: url::Url,
+    ) -> Result<Probed<T>, TicketSystemError> {
+        let answer = self.signed().await?.probe_json(url.clone()).await;
+        if self.stale(&answer) {
+            return self.signed().await?.probe_json(url).await;
+        }
+        answer
+    }
+
+    /// A write, signed in. A 401 certainly changed nothing, so it is sent once more with a new token.
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+        body: &serde_json::Value,
+    ) -> Result<Written, TicketSystemError> {
+        let answer = self
+            .signed()
+            .await?
+            .send_json(method.clone(), url.clone(), Some(body))
+            .await;
+        if self.stale(&answer) {
+            return self
+                .signed()
+                .await?
+                .send_json(method, url, Some(body))
+                .await;
+        }
+        answer
+    }
+
+    /// The `task` row numbered `key`, if any.
+    async fn task(&self, key: &str) -> Result<Option<Task>, TicketSystemError> {
+        if !is_number(key) {
+            return Ok(None);
+        }
+        let url = self.tasks_url(&format!("number={key}"), 1, 0);
+        let found: Option<Results<Task>> = self.get_json(url).await?;
+        Ok(found.and_then(|r| r.result.into_iter().next()))
+    }
+
+    /// `PATCH` of the row `task` in its own table (`incident`, `sc_req_item`, …): `false` when it is gone.
+    async fn update(
+        &self,
+        task: &Task,
+        body: &serde_json::Value,
+        what: &str,
+    ) -> Result<bool, TicketSystemError> {
+        let class = task
+            .sys_class_name
+            .as_deref()
+            .filter(|c| is_table(c))
+            .unwrap_or("task");
+        let url = self
+            .http
+            .url(&["api", "now", "table", class, task.sys_id.as_str()]);
+        match self.send_json(reqwest::Method::PATCH, url, body).await? {
+            Written::Done(_) => Ok(true),
+            Written::NotFound => Ok(false),
+            Written::Rejected(detail) => Err(TicketSystemError::Unexpected(format!(
+                "ServiceNow refused to {what} {}: {detail}",
+                task.number
+            ))),
         }
     }
 
@@ -185,8 +327,27 @@ impl ServiceNowClient {
                 ("sysparm_limit", limit),
             ],
         );
-        let found: Option<Results<User>> = self.http.get_json(url).await?;
+        let found: Option<Results<User>> = self.get_json(url).await?;
         Ok(found.map(|r| r.result).unwrap_or_default())
+    }
+}
+
+/// A table name as ServiceNow spells them (`incident`, `sc_req_item`, `u_custom`): it becomes a path segment.
+fn is_table(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 80
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Whether a row of `class` in `state` is past what Ticketbound's close would set: an incident Resolved (6),
+/// Closed (7) or Canceled (8); any other task Closed Complete (3), Closed Incomplete (4) or Closed Skipped (7).
+fn past_closing(class: &str, state: Option<u64>) -> bool {
+    match (class, state) {
+        (INCIDENT, Some(s)) => s >= 6,
+        (_, Some(s)) => matches!(s, 3 | 4 | 7),
+        (_, None) => false,
     }
 }
 
@@ -198,6 +359,19 @@ fn queryable(text: &str) -> bool {
 #[async_trait]
 impl TicketSystem for ServiceNowClient {
     async fn verify(&self) -> Result<Verification, TicketSystemError> {
+        if self.oauth.is_some() {
+            let user = self
+                .users("sys_id=javascript:gs.getUserID()", "1")
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    TicketSystemError::Unexpected(
+                        "ServiceNow does not show the OAuth application's user; set its OAuth Application User and give that user the `itil` role".into(),
+                    )
+                })?;
+            return Ok(Verification::of(user.person(), None));
+        }
         let username = self
             .username
             .as_deref()
@@ -219,14 +393,7 @@ impl TicketSystem for ServiceNowClient {
     }
 
     async fn get_ticket(&self, key: &str) -> Result<Option<Ticket>, TicketSystemError> {
-        if !is_number(key) {
-            return Ok(None);
-        }
-        let url = self.tasks_url(&format!("number={key}"), 1, 0);
-        let found: Option<Results<Task>> = self.http.get_json(url).await?;
-        Ok(found
-            .and_then(|r| r.result.into_iter().next())
-            .map(|t| self.ticket(t)))
+        Ok(self.task(key).await?.map(|t| self.ticket(t)))
     }
 
     async fn find_person(&self, email: &str) -> Result<PersonLookup, TicketSystemError> {
@@ -260,7 +427,7 @@ impl TicketSystem for ServiceNowClient {
         let mut out = Vec::new();
         for page in 0..MAX_PAGES {
             let url = self.tasks_url(&query, PAGE_SIZE, page * PAGE_SIZE);
-            let found: Option<Results<Task>> = self.http.get_json(url).await?;
+            let found: Option<Results<Task>> = self.get_json(url).await?;
             let rows = found.map(|r| r.result).unwrap_or_default();
             let got = rows.len();
             out.extend(
@@ -309,7 +476,7 @@ impl TicketSystem for ServiceNowClient {
         }
         encoded.push_str("^ORDERBYDESCsys_updated_on");
         let url = self.tasks_url(&encoded, PAGE_SIZE, offset);
-        let found: Option<Results<Task>> = self.http.get_json(url).await?;
+        let found: Option<Results<Task>> = self.get_json(url).await?;
         let rows = found.map(|r| r.result).unwrap_or_default();
         let full = rows.len() == PAGE_SIZE;
         Ok(TicketPage {
@@ -320,6 +487,126 @@ impl TicketSystem for ServiceNowClient {
                 .map(|t| TicketSummary::from(&t))
                 .collect(),
             next: full.then(|| (offset + PAGE_SIZE).to_string()),
+        })
+    }
+
+    /// `POST /api/now/table/<incident|sc_req_item>`: the summary as `short_description`, the description with
+    /// the marker as its last line, the marker as `correlation_id`, and the destination's assignment group and
+    /// urgency/impact when it names them.
+    async fn create_ticket(&self, t: &NewTicket) -> Result<CreatedTicket, TicketSystemError> {
+        let table = t.destination.issue_type.as_deref().unwrap_or(INCIDENT);
+        if table != INCIDENT && table != REQUESTED_ITEM {
+            return Err(TicketSystemError::Unexpected(format!(
+                "a ServiceNow ticket goes to `{INCIDENT}` or `{REQUESTED_ITEM}`, not `{table}`"
+            )));
+        }
+        let summary: String = t
+            .summary
+            .replace(['\r', '\n'], " ")
+            .chars()
+            .take(MAX_SUMMARY.min(SHORT_DESCRIPTION_MAX))
+            .collect();
+        let mut body = json!({
+            "short_description": summary,
+            "description": format!("{}\n\n{MARKER_PREFIX}{}", t.description, t.marker),
+            "correlation_id": t.marker,
+            "correlation_display": "Ticketbound",
+        });
+        if let Some(group) = t.destination.project.as_deref() {
+            body["assignment_group"] = json!(group);
+        }
+        if let Some(priority) = t.destination.priority {
+            // Priority is computed from impact and urgency (1 high, 2 medium, 3 low).
+            body["urgency"] = json!(priority.to_string());
+            body["impact"] = json!(priority.to_string());
+        }
+        let url = self.http.url_with(
+            &["api", "now", "table", table],
+            &[
+                ("sysparm_fields", TASK_FIELDS),
+                ("sysparm_exclude_reference_link", "true"),
+            ],
+        );
+        let created = match self.send_json(reqwest::Method::POST, url, &body).await? {
+            Written::Done(bytes) => Written::shaped::<Saved>(&bytes, "ServiceNow's Table API")?,
+            Written::NotFound => {
+                return Err(TicketSystemError::Unexpected(format!(
+                    "ServiceNow has no table `{table}` visible to the connection (HTTP 404)"
+                )));
+            }
+            Written::Rejected(detail) => {
+                return Err(TicketSystemError::Unexpected(format!(
+                    "ServiceNow refused to create the {table}: {detail}"
+                )));
+            }
+        };
+        let mut task = created.result;
+        if !is_number(&task.number) {
+            return Err(TicketSystemError::Unexpected(
+                "ServiceNow did not say which record it created".into(),
+            ));
+        }
+        task.sys_class_name.get_or_insert_with(|| table.to_owned());
+        let ticket = self.ticket(task);
+        Ok(CreatedTicket {
+            key: ticket.key,
+            url: ticket.url,
+        })
+    }
+
+    /// The task whose `correlation_id` is `marker`, closed ones included.
+    async fn find_by_marker(
+        &self,
+        marker: &str,
+    ) -> Result<Option<CreatedTicket>, TicketSystemError> {
+        if !queryable(marker) {
+            return Ok(None);
+        }
+        let url = self.tasks_url(&format!("correlation_id={marker}"), 1, 0);
+        let found: Option<Results<Task>> = self.get_json(url).await?;
+        Ok(found
+            .and_then(|r| r.result.into_iter().find(|t| is_number(&t.number)))
+            .map(|t| {
+                let ticket = self.ticket(t);
+                CreatedTicket {
+                    key: ticket.key,
+                    url: ticket.url,
+                }
+            }))
+    }
+
+    /// A work note on the record; `Ok(false)` when ServiceNow has no such number.
+    async fn add_comment(&self, key: &str, text: &str) -> Result<bool, TicketSystemError> {
+        let Some(task) = self.task(key).await? else {
+            return Ok(false);
+        };
+        self.update(&task, &json!({"work_notes": text}), "add a work note to")
+            .await
+    }
+
+    /// An incident Resolved (`state` 6, with `close_code` and `close_notes`), any other task Closed Complete
+    /// (`state` 3). A record no longer active, or already at or past that state, is left alone.
+    async fn close_ticket(&self, key: &str) -> Result<CloseOutcome, TicketSystemError> {
+        let Some(task) = self.task(key).await? else {
+            return Ok(CloseOutcome::NotFound);
+        };
+        let class = task.sys_class_name.clone().unwrap_or_default();
+        let state = task
+            .state
+            .as_deref()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        if task.active.as_deref() == Some("false") || past_closing(&class, state) {
+            return Ok(CloseOutcome::AlreadyClosed);
+        }
+        let body = if class == INCIDENT {
+            json!({"state": "6", "close_code": CLOSE_CODE, "close_notes": CLOSE_NOTES})
+        } else {
+            json!({"state": "3", "close_notes": CLOSE_NOTES})
+        };
+        Ok(if self.update(&task, &body, "close").await? {
+            CloseOutcome::Closed
+        } else {
+            CloseOutcome::NotFound
         })
     }
 
@@ -342,7 +629,7 @@ impl TicketSystem for ServiceNowClient {
         if !numbers.is_empty() {
             out.calls += 1;
             let url = self.tasks_url(&format!("numberIN{}", numbers.join(",")), numbers.len(), 0);
-            match self.http.probe_json::<Results<Task>>(url).await? {
+            match self.probe_json::<Results<Task>>(url).await? {
                 Probed::Found(rows) => {
                     for task in rows.result {
                         let ticket = self.ticket(task);

@@ -1,11 +1,13 @@
 //! What ServiceNow means for a connection's settings: a web-service user's user name and password (Basic
-//! auth), the instance URL, and closed statuses as numeric `state` values the operator adds to `active` being
+//! auth) or an OAuth application's client id and secret (the client-credentials grant at
+//! `POST /oauth_token.do`, whose tokens act as the application's "OAuth Application User"), the instance URL, and closed statuses as numeric `state` values the operator adds to `active` being
 //! false (none by default: state values differ per table and per instance).
 
 use std::sync::Arc;
 
-use super::ServiceNowClient;
-use crate::adapters::ticket_http::{TicketHttp, basic, missing_setting};
+use super::{INCIDENT, REQUESTED_ITEM, ServiceNowClient};
+use crate::adapters::ticket_http::{TicketHttp, basic, missing_setting, sensitive};
+use crate::adapters::ticket_systems::client_credentials::{ClientCredentials, TokenEndpoint};
 use crate::adapters::ticket_systems::fields::{
     check_credential, check_username, fields_of, given, invalid_closed_statuses, keep_current,
     reject_foreign_fields, required, secret, stored, text,
@@ -24,8 +26,66 @@ use crate::ports::{
 };
 use reqwest::header::HeaderValue;
 
-/// ServiceNow (Table API, a web-service user).
+/// ServiceNow (Table API, a web-service user or OAuth client credentials).
 pub struct ServiceNow;
+
+/// Signing in with an OAuth application's client credentials (`client_id` is a setting, the secret is the
+/// connection's credential).
+pub const CLIENT_SECRET: AuthMethod = AuthMethod::named("client_secret");
+
+/// ServiceNow's token endpoint, `POST /oauth_token.do`. Its access tokens live 30 minutes unless the OAuth
+/// application says otherwise, and the answer says how long (`expires_in`).
+const TOKEN_ENDPOINT: TokenEndpoint = TokenEndpoint {
+    path: &["oauth_token.do"],
+    vendor: "ServiceNow",
+    scope: None,
+    max_lifetime: std::time::Duration::from_secs(24 * 3600),
+};
+
+/// The sign-in a connection body gives: the fields of one of the two ways, any of them.
+struct SignIn {
+    username: Option<String>,
+    password: Option<crate::domain::secret::Secret>,
+    client_id: Option<String>,
+    client_secret: Option<crate::domain::secret::Secret>,
+}
+
+impl SignIn {
+    /// The given fields; a masked secret sent back counts as not given. Fields of both ways are refused.
+    fn of(input: &KindFields) -> Result<Self, SettingsError> {
+        let sign_in = Self {
+            username: text(input, "username")
+                .map(|u| check_username(&u))
+                .transpose()?,
+            password: given(&secret(input, "password")),
+            client_id: text(input, "client_id")
+                .map(|id| check_client_id(&id))
+                .transpose()?,
+            client_secret: given(&secret(input, "client_secret")),
+        };
+        let basic = sign_in.username.is_some() || sign_in.password.is_some();
+        let oauth = sign_in.client_id.is_some() || sign_in.client_secret.is_some();
+        if basic && oauth {
+            return Err(SettingsError::new(
+                "ambiguous_credentials",
+                "give either `username` + `password` or `client_id` + `client_secret`, not both",
+            ));
+        }
+        Ok(sign_in)
+    }
+}
+
+/// An OAuth application's client id (ServiceNow's are 32 hex digits; any 1 to 200 printable characters pass).
+fn check_client_id(id: &str) -> Result<String, SettingsError> {
+    let id = id.trim();
+    if id.is_empty() || id.len() > 200 || id.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(SettingsError::new(
+            "invalid_credentials",
+            "`client_id` must be the OAuth application's client id (1 to 200 characters, no spaces)",
+        ));
+    }
+    Ok(id.to_owned())
+}
 
 /// ServiceNow's name in the API.
 pub const SERVICENOW: ConnectionKind = ConnectionKind::named("servicenow");
@@ -69,8 +129,18 @@ impl TicketSystemKind for ServiceNow {
                     "username",
                     "User name",
                     "A web-service user (Web service access only) with the itil role.",
-                ),
-                FieldDescription::secret("password", "Password", "Its password."),
+                )
+                .in_group("basic"),
+                FieldDescription::secret("password", "Password", "Its password.")
+                    .in_group("basic"),
+                FieldDescription::text(
+                    "client_id",
+                    "OAuth client id",
+                    "An OAuth API endpoint for external clients, client credentials enabled (glide.oauth.inbound.client.credential.grant_type.enabled), its OAuth Application User with the itil role.",
+                )
+                .in_group("oauth"),
+                FieldDescription::secret("client_secret", "OAuth client secret", "Its secret.")
+                    .in_group("oauth"),
             ],
             closed_statuses: ClosedStatusesDescription {
                 help: "A ticket is closed once it is no longer active; add state numbers that also count as closed, e.g. 6 (Resolved incidents).",
@@ -107,24 +177,37 @@ impl TicketSystemKind for ServiceNow {
     }
 
     fn credential_fields(&self) -> &'static [&'static str] {
-        &["username", "password"]
+        &["username", "password", "client_id", "client_secret"]
     }
 
     fn new_credentials(&self, input: &KindFields) -> Result<CheckedCredentials, SettingsError> {
         reject_foreign_fields(self, input)?;
-        let username = check_username(&text(input, "username").ok_or_else(|| {
+        let sign_in = SignIn::of(input)?;
+        if sign_in.client_id.is_some() || sign_in.client_secret.is_some() {
+            let client_id = sign_in.client_id.ok_or_else(|| {
+                SettingsError::new("missing_credentials", "`client_secret` needs `client_id`")
+            })?;
+            let client_secret = required(self.kind(), "client_secret", &sign_in.client_secret)?;
+            return Ok(CheckedCredentials {
+                credentials: Credentials::new(CLIENT_SECRET, client_secret),
+                fields: fields_of([("client_id", Some(client_id))]),
+            });
+        }
+        let username = sign_in.username.ok_or_else(|| {
             SettingsError::new(
                 "missing_credentials",
-                "`username` (the web-service user) is required for a servicenow connection",
+                "a servicenow connection needs `username` (the web-service user) and `password`, or `client_id` and `client_secret`",
             )
-        })?)?;
-        let password = required(self.kind(), "password", &secret(input, "password"))?;
+        })?;
+        let password = required(self.kind(), "password", &sign_in.password)?;
         Ok(CheckedCredentials {
             credentials: Credentials::new(AuthMethod::PASSWORD, password),
             fields: fields_of([("username", Some(username))]),
         })
     }
 
+    /// A change keeps what it does not give: a new password or client secret alone rotates it, a new user
+    /// name or client id alone renames it. Switching between the two ways takes both fields of the new one.
     fn changed_credentials(
         &self,
         settings: &ConnectionSettings,
@@ -132,20 +215,59 @@ impl TicketSystemKind for ServiceNow {
         input: &KindFields,
     ) -> Result<CheckedCredentials, SettingsError> {
         reject_foreign_fields(self, input)?;
-        let username = match text(input, "username") {
-            Some(u) => Some(check_username(&u)?),
-            None => stored(settings, "username"),
+        let sign_in = SignIn::of(input)?;
+        let current_method = settings.auth_method;
+        let switch = |field: &str| {
+            SettingsError::new(
+                "missing_credentials",
+                format!("to switch how the connection signs in, give `{field}` too"),
+            )
         };
-        let credentials = match given(&secret(input, "password")) {
-            Some(password) => {
-                check_credential("password", &password)?;
-                Credentials::new(AuthMethod::PASSWORD, password)
-            }
-            None => keep_current(settings, current)?,
-        };
+        let (credentials, fields) =
+            if sign_in.client_id.is_some() || sign_in.client_secret.is_some() {
+                let oauth_now = current_method == CLIENT_SECRET;
+                let client_id = match sign_in.client_id {
+                    Some(id) => id,
+                    None if oauth_now => {
+                        stored(settings, "client_id").ok_or_else(|| switch("client_id"))?
+                    }
+                    None => return Err(switch("client_id")),
+                };
+                let credentials = match sign_in.client_secret {
+                    Some(client_secret) => {
+                        check_credential("client_secret", &client_secret)?;
+                        Credentials::new(CLIENT_SECRET, client_secret)
+                    }
+                    None if oauth_now => keep_current(settings, current)?,
+                    None => return Err(switch("client_secret")),
+                };
+                (credentials, fields_of([("client_id", Some(client_id))]))
+            } else {
+                let basic_now = current_method == AuthMethod::PASSWORD;
+                let username = match sign_in.username {
+                    Some(u) => Some(u),
+                    None if basic_now => stored(settings, "username"),
+                    None if sign_in.password.is_some() => return Err(switch("username")),
+                    None => None,
+                };
+                let credentials = match sign_in.password {
+                    Some(password) => {
+                        check_credential("password", &password)?;
+                        Credentials::new(AuthMethod::PASSWORD, password)
+                    }
+                    None if basic_now || username.is_none() => keep_current(settings, current)?,
+                    None => return Err(switch("password")),
+                };
+                if credentials.method == CLIENT_SECRET {
+                    let client_id = stored(settings, "client_id");
+                    (credentials, fields_of([("client_id", client_id)]))
+                } else {
+                    (credentials, fields_of([("username", username)]))
+                }
+            };
         Ok(CheckedCredentials {
             credentials,
-            fields: fields_of([("username", username)]),
+            fields,
         })
     }
 
@@ -173,39 +295,88 @@ impl TicketSystemKind for ServiceNow {
         ClosedStatuses::Numbers(Vec::new())
     }
 
-    fn destination(&self, _fields: &DestinationFields<'_>) -> Result<TicketDestination, String> {
-        Err("servicenow connections do not open tickets yet (audit tickets and the `ticket` provisioner)".into())
+    /// `issue_type` is the table (`incident`, the default, or `sc_req_item` for a requested item), `project` an
+    /// assignment group's `sys_id` (32 hex digits, optional), `priority` 1 (high) to 3 (low), written as the
+    /// record's urgency and impact, from which ServiceNow computes its priority (optional). `group_id` does not
+    /// apply: ServiceNow's groups are named by `sys_id`, not by number.
+    fn destination(&self, fields: &DestinationFields<'_>) -> Result<TicketDestination, String> {
+        if fields.group_id.is_some() {
+            return Err(
+                "`group_id` does not apply; a servicenow connection takes an assignment group's sys_id as `project`"
+                    .into(),
+            );
+        }
+        let table = fields.issue_type.map(str::trim).unwrap_or(INCIDENT);
+        if table != INCIDENT && table != REQUESTED_ITEM {
+            return Err(format!(
+                "`issue_type` must be `{INCIDENT}` or `{REQUESTED_ITEM}` (a requested item)"
+            ));
+        }
+        let group = fields
+            .project
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .map(|g| {
+                if g.len() == 32 && g.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    Ok(g.to_ascii_lowercase())
+                } else {
+                    Err("`project` must be an assignment group's sys_id (32 hex digits)".to_owned())
+                }
+            })
+            .transpose()?;
+        if fields.priority.is_some_and(|p| !(1..=3).contains(&p)) {
+            return Err("`priority` must be 1 (high), 2 (medium) or 3 (low)".into());
+        }
+        Ok(TicketDestination {
+            project: group,
+            issue_type: Some(table.to_owned()),
+            group_id: None,
+            priority: fields.priority,
+        })
     }
 }
 
 impl TicketSystemModule for ServiceNow {
-    /// Basic with the web-service user's name and password.
+    /// Basic with the web-service user's name and password. Client credentials sign in per client: the client
+    /// asks `oauth_token.do` for an access token, so the connection's own header is a placeholder that never
+    /// reaches the Table API.
     fn authorization(
         &self,
         settings: &ConnectionSettings,
         secrets: &ConnectionSecrets,
     ) -> Result<HeaderValue, TicketSystemError> {
         let credentials = &secrets.credentials;
-        if credentials.method != AuthMethod::PASSWORD {
-            return Err(missing_setting(settings, "password"));
+        match credentials.method {
+            AuthMethod::PASSWORD => basic(
+                &stored(settings, "username")
+                    .ok_or_else(|| missing_setting(settings, "username"))?,
+                credentials.secret.expose(),
+            ),
+            CLIENT_SECRET => sensitive("Bearer pending-client-credentials".to_owned()),
+            _ => Err(missing_setting(settings, "password or client secret")),
         }
-        basic(
-            &stored(settings, "username").ok_or_else(|| missing_setting(settings, "username"))?,
-            credentials.secret.expose(),
-        )
     }
 
     fn client(
         &self,
         http: TicketHttp,
         settings: &ConnectionSettings,
-        _secrets: &ConnectionSecrets,
+        secrets: &ConnectionSecrets,
         _options: &ClientOptions,
     ) -> Arc<dyn TicketSystem> {
+        let credentials = &secrets.credentials;
+        let oauth = (credentials.method == CLIENT_SECRET).then(|| {
+            ClientCredentials::new(
+                TOKEN_ENDPOINT,
+                stored(settings, "client_id").unwrap_or_default(),
+                credentials.secret.clone(),
+            )
+        });
         Arc::new(ServiceNowClient::new(
             http,
             settings.closed_statuses.clone(),
             stored(settings, "username"),
+            oauth,
         ))
     }
 }

@@ -15,6 +15,7 @@ use super::ticket_http::{HttpPolicy, TicketHttp, build_client};
 use crate::domain::connection::{ConnectionKind, ConnectionSecrets, ConnectionSettings};
 use crate::ports::{TicketSystem, TicketSystemError, TicketSystemKind, TicketSystems};
 
+pub(crate) mod client_credentials;
 pub(crate) mod fields;
 pub mod linear;
 mod unregistered;

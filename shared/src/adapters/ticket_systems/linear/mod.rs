@@ -37,6 +37,7 @@ pub use events::linear_signature;
 pub use settings::{LINEAR, LINEAR_API, Linear, WEBHOOK_SOURCE};
 
 use crate::adapters::ticket_http::{Probed, TicketHttp, Written};
+use crate::adapters::ticket_systems::client_credentials::ClientCredentials;
 use crate::domain::connection::{
     ClosedStatuses, Person, PersonLookup, Ticket, TicketPage, TicketQuery, TicketState,
     TicketSummary, Verification, visible_email,
@@ -309,14 +310,14 @@ pub struct LinearClient {
     http: TicketHttp,
     closed: ClosedStatuses,
     /// Set when the connection signs in with OAuth client credentials.
-    oauth: Option<auth::ClientCredentials>,
+    oauth: Option<ClientCredentials>,
 }
 
 impl LinearClient {
     pub(crate) fn new(
         http: TicketHttp,
         closed: ClosedStatuses,
-        oauth: Option<auth::ClientCredentials>,
+        oauth: Option<ClientCredentials>,
     ) -> Self {
         Self {
             http,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::LinearClient;
 use super::auth::{CLIENT_SECRET, SignIn};
 use crate::adapters::ticket_http::{TicketHttp, missing_setting, sensitive};
+use crate::adapters::ticket_systems::client_credentials::ClientCredentials;
 use crate::adapters::ticket_systems::fields::{
     check_credential, fields_of, given, invalid_closed_statuses, keep_current,
     reject_foreign_fields, required, secret, stored, text,
@@ -327,7 +328,8 @@ impl TicketSystemModule for Linear {
     ) -> Arc<dyn TicketSystem> {
         let credentials = &secrets.credentials;
         let oauth = (credentials.method() == CLIENT_SECRET).then(|| {
-            super::auth::ClientCredentials::new(
+            ClientCredentials::new(
+                super::auth::TOKEN_ENDPOINT,
                 stored(settings, "client_id").unwrap_or_default(),
                 credentials.secret().clone(),
             )
