@@ -1209,3 +1209,122 @@ async fn the_first_load_is_light() {
     );
     browser.quit().await;
 }
+
+/// The Connect wizard is drawn from each kind's description (`GET /v1/connection-kinds`): Linear and ServiceNow
+/// are connected and verified through it with no JavaScript of their own, each showing its own webhook URL and
+/// registration steps, and neither secret is ever shown back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linear_and_servicenow_are_connected_through_the_wizard_their_descriptions_draw() {
+    let linear = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(header("authorization", "lin_api_SECRET_key"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"data": {"viewer": {"id": "u-bot", "name": "Bot", "email": "bot@acme.com"}}}),
+        ))
+        .mount(&linear)
+        .await;
+    let servicenow = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/sys_user"))
+        .and(wiremock::matchers::query_param("sysparm_query", "user_name=svc"))
+        .and(header("authorization", "Basic c3ZjOnNuLVNFQ1JFVC1wdw=="))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
+            {"sys_id": "6816f79cc0a8016401c5a33be04be441", "user_name": "svc", "email": "svc@acme.com", "name": "Service"}
+        ]})))
+        .mount(&servicenow)
+        .await;
+    let server = LocalServer::start();
+    let browser = Browser::start().await;
+    browser.goto(&server.portal()).await;
+    browser
+        .act_as("admin@example.com", "ticketbound-admins")
+        .await;
+    browser.click("#nav-admin").await;
+
+    let kinds = [
+        (
+            "linear",
+            "lin-main",
+            linear.uri(),
+            vec![("#conn-api-key", "lin_api_SECRET_key")],
+            "Settings → API → Webhooks",
+        ),
+        (
+            "servicenow",
+            "snow-main",
+            servicenow.uri(),
+            vec![
+                ("#conn-username", "svc"),
+                ("#conn-password", "sn-SECRET-pw"),
+            ],
+            "Business Rules",
+        ),
+    ];
+    for (kind, id, site, credentials, step) in kinds {
+        browser.click("#new-connection").await;
+        browser.find("#conn-kind").await;
+        browser
+            .script(
+                "const s = document.getElementById('conn-kind'); s.value = arguments[0];
+                 s.dispatchEvent(new Event('change'));",
+                json!([kind]),
+            )
+            .await;
+        browser.type_into("#conn-id", id).await;
+        browser.type_into("#conn-site", &site).await;
+        for (input, value) in &credentials {
+            browser.type_into(input, value).await;
+        }
+        assert_eq!(unlabelled_controls(&browser).await, json!([]), "{kind}");
+        browser.click("#connect").await;
+        let verified = browser
+            .wait_text("#verify-result", "The credentials work.")
+            .await;
+        assert!(verified.contains("connected"), "{kind}: {verified}");
+        browser.click("#wizard-continue").await;
+        let setup = browser
+            .wait_text("#wizard", &format!("{id} is set up"))
+            .await;
+        assert!(
+            setup.contains(&format!("{}webhooks/{kind}/{id}", server.portal())),
+            "{kind}: its own webhook URL: {setup}"
+        );
+        assert!(setup.contains(step), "{kind}: its own steps: {setup}");
+        browser
+            .screenshot_at("#wizard", &format!("17-admin-{kind}-set-up"))
+            .await;
+        browser.click("#wizard-done").await;
+        let listed = browser
+            .wait_text("#connections", &format!("Connection {id} added."))
+            .await;
+        let page = browser.page_text().await;
+        for (_, secret) in &credentials {
+            assert!(
+                !secret.contains("SECRET") || !page.contains(secret),
+                "{kind}: a secret is never shown back"
+            );
+        }
+        assert!(listed.contains(id), "{listed}");
+    }
+    let listed = server.api("GET", "/v1/connections", ADMIN, &[], None).await;
+    assert_eq!(listed.status, 200, "{}", listed.json);
+    let states: Vec<(String, String)> = listed.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("lin-main".to_owned(), "connected".to_owned()),
+            ("snow-main".to_owned(), "connected".to_owned())
+        ]
+    );
+}
