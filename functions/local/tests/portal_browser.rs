@@ -1328,3 +1328,203 @@ async fn linear_and_servicenow_are_connected_through_the_wizard_their_descriptio
         ]
     );
 }
+
+/// One Linear issue as the plug-in's GraphQL queries read it, assigned to Alice, open or `completed`.
+fn linear_issue(identifier: &str, title: &str, done: bool) -> Value {
+    let (name, kind) = if done {
+        ("Done", "completed")
+    } else {
+        ("In Progress", "started")
+    };
+    json!({
+        "id": "00000000-0000-4000-8000-000000000042", "identifier": identifier, "title": title,
+        "url": format!("https://linear.app/acme/issue/{identifier}"), "trashed": null, "archivedAt": null,
+        "state": {"name": name, "type": kind},
+        "assignee": {"id": "u-alice", "email": "alice@example.com", "name": "Alice"},
+        "team": {"id": "team-eng"}
+    })
+}
+
+/// Linear end to end through the real local server: Alice finds her Linear issue in the request form and binds
+/// her request to it, Bob approves, and Linear's signed `Issue` webhook for the issue moving to Done ends the
+/// grant and removes the access; her open page says so without a reload. A forged copy changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_bound_to_a_linear_issue_ends_when_linear_says_it_is_done() {
+    use hmac::{Hmac, Mac};
+
+    let linear = MockServer::start().await;
+    let graphql = |data: Value| ResponseTemplate::new(200).set_body_json(json!({"data": data}));
+    let issue = linear_issue("ENG-42", "Checkout is down", false);
+    for (query, data) in [
+        (
+            "query Viewer",
+            json!({"viewer": {"id": "u-bot", "name": "Bot", "email": "bot@acme.com"}}),
+        ),
+        (
+            "query Users",
+            json!({"users": {"nodes": [{"id": "u-alice", "name": "Alice", "email": "alice@example.com", "active": true}]}}),
+        ),
+        (
+            "query Assigned",
+            json!({"issues": {"nodes": [issue.clone()], "pageInfo": {"hasNextPage": false, "endCursor": null}}}),
+        ),
+        (
+            "query Issues",
+            json!({"issues": {"nodes": [issue.clone()]}}),
+        ),
+    ] {
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(wiremock::matchers::body_string_contains(query))
+            .respond_with(graphql(data))
+            .mount(&linear)
+            .await;
+    }
+    let provisioner = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&provisioner)
+        .await;
+    let server = LocalServer::start();
+    let webhook_secret = "linear-webhook-signing-secret-0123456789";
+    let made = server
+        .api(
+            "POST",
+            "/v1/connections",
+            ADMIN,
+            &[],
+            Some(
+                json!({"id": "lin-main", "kind": "linear", "base_url": linear.uri(),
+                        "api_key": "lin_api_key", "webhook_secret": webhook_secret}),
+            ),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.json);
+    let made = server
+        .api(
+            "PUT",
+            "/v1/resources/prod-db",
+            ADMIN,
+            &[],
+            Some(
+                json!({"name": "Production database", "provisioner": {"kind": "webhook",
+                        "url": provisioner.uri(), "secret": "provisioner-secret-0123456789"}}),
+            ),
+        )
+        .await;
+    assert!(matches!(made.status, 200 | 201), "{}", made.json);
+
+    let browser = Browser::start().await;
+    browser.goto(&server.portal()).await;
+    browser.act_as("alice@example.com", "").await;
+    browser.click("#nav-request").await;
+    browser.type_into("#reason", "Checkout outage").await;
+    choose_connection(&browser, "lin-main").await;
+    browser.click("#search-tickets").await;
+    let found = browser.wait_text("#ticket-results", "ENG-42").await;
+    assert!(found.contains("Checkout is down"), "{found}");
+    browser
+        .click("#ticket-results button[data-key=\"ENG-42\"]")
+        .await;
+    browser.click("#duration-option-pt4h").await;
+    browser.click("#submit-request").await;
+    browser.wait_text("#request-result", "pending").await;
+    let listed = server
+        .api("GET", "/v1/grants", ("alice@example.com", ""), &[], None)
+        .await;
+    let grant = listed.json["items"][0].clone();
+    assert_eq!(
+        grant["ticket"],
+        json!({"connection": "lin-main", "key": "ENG-42"}),
+        "{grant}"
+    );
+    let id = grant["id"].as_str().unwrap().to_owned();
+    let approved = server
+        .api(
+            "POST",
+            &format!("/v1/grants/{id}/approve"),
+            ("bob@example.com", "ticketbound-approvers"),
+            &[],
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(approved.status, 200, "{}", approved.json);
+    browser.click("#nav-access").await;
+    browser.wait_text("main", "active").await;
+
+    // Linear's webhook for ENG-42 moving to Done: first forged, then signed with the connection's secret.
+    let done = linear_issue("ENG-42", "Checkout is down", true);
+    let body = json!({
+        "action": "update", "type": "Issue", "createdAt": "2026-05-01T12:00:00.000Z",
+        "organizationId": "org-1", "webhookId": "wh-1",
+        "webhookTimestamp": (time::OffsetDateTime::now_utc().unix_timestamp() + 1) * 1000,
+        "url": "https://linear.app/acme/issue/ENG-42", "data": done, "updatedFrom": {"stateId": "s-0"}
+    })
+    .to_string();
+    let sign = |secret: &str| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let deliver = |signature: String, delivery: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}webhooks/linear/lin-main", server.portal()))
+            .header("content-type", "application/json")
+            .header("linear-signature", signature)
+            .header("linear-delivery", delivery)
+            .header("linear-event", "Issue")
+            .body(body.clone())
+            .send()
+    };
+    let forged = deliver(sign("not-the-secret"), "d-forged").await.unwrap();
+    assert_eq!(forged.status(), 401);
+    let still = server
+        .api("GET", &format!("/v1/grants/{id}"), ADMIN, &[], None)
+        .await;
+    assert_eq!(still.json["status"], "active", "{}", still.json);
+
+    browser
+        .script("window.sameDocument = true; return true;", json!([]))
+        .await;
+    let signed = deliver(sign(webhook_secret), "d-1").await.unwrap();
+    assert!(signed.status().is_success(), "{}", signed.status());
+    until(
+        &browser,
+        "const s = document.querySelector('section[aria-labelledby=\"ended-title\"]');
+         return window.sameDocument === true && s.innerText.includes('ENG-42')
+           && s.innerText.includes('the ticket was closed');",
+        10,
+        "the grant Linear's webhook ended never showed as ended on the open page",
+    )
+    .await;
+    let read = server
+        .api("GET", &format!("/v1/grants/{id}"), ADMIN, &[], None)
+        .await;
+    assert_eq!(read.json["end_reason"], "ticket_closed", "{}", read.json);
+    let revoked = eventually_json(|| async {
+        provisioner
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("\"revoke\""))
+    })
+    .await;
+    assert!(revoked, "the provisioner was told to remove the access");
+    browser.screenshot("18-linear-ended-by-webhook").await;
+}
+
+/// Polls `check` for up to 10 s.
+async fn eventually_json<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
