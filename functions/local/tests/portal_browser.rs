@@ -1528,3 +1528,172 @@ where
     }
     false
 }
+
+/// One ServiceNow `task` record as the plug-in reads it (`TASK_FIELDS`), assigned to Alice's `sys_user`.
+fn servicenow_task(number: &str, closed: bool) -> Value {
+    let (state, active) = if closed {
+        ("7", "false")
+    } else {
+        ("2", "true")
+    };
+    json!({
+        "sys_id": "9d385017c611228701d22104cc95c371", "number": number,
+        "short_description": "Checkout is down", "state": state, "active": active,
+        "sys_class_name": "incident", "assigned_to": "a8f98bb0eb32010045e1a5115206fe3a"
+    })
+}
+
+/// ServiceNow end to end through the real local server: Alice finds the incident assigned to her, binds her
+/// request to it, Bob approves; the Business Rule's signed delivery for the incident is not trusted as it is:
+/// Ticketbound re-reads the record, sees it inactive, ends the grant and removes the access, and Alice's open
+/// page says so without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_bound_to_a_servicenow_incident_ends_when_the_incident_closes() {
+    let snow = MockServer::start().await;
+    let users = |query: &str, user: Value| {
+        Mock::given(method("GET"))
+            .and(path("/api/now/table/sys_user"))
+            .and(wiremock::matchers::query_param("sysparm_query", query))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [user]})))
+    };
+    users("user_name=svc", json!({"sys_id": "6816f79cc0a8016401c5a33be04be441", "user_name": "svc", "email": "svc@acme.com", "name": "Service"}))
+        .mount(&snow)
+        .await;
+    users("email=alice@example.com^active=true", json!({"sys_id": "a8f98bb0eb32010045e1a5115206fe3a", "user_name": "alice", "email": "alice@example.com", "name": "Alice"}))
+        .mount(&snow)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/task"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"result": [servicenow_task("INC0010042", false)]})),
+        )
+        .with_priority(5)
+        .mount(&snow)
+        .await;
+    let provisioner = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&provisioner)
+        .await;
+    let server = LocalServer::start();
+    let webhook_secret = "servicenow-business-rule-secret-0123456789";
+    let made = server
+        .api(
+            "POST",
+            "/v1/connections",
+            ADMIN,
+            &[],
+            Some(
+                json!({"id": "snow-main", "kind": "servicenow", "base_url": snow.uri(),
+                        "username": "svc", "password": "sn-pw", "webhook_secret": webhook_secret}),
+            ),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.json);
+    let made = server
+        .api(
+            "PUT",
+            "/v1/resources/prod-db",
+            ADMIN,
+            &[],
+            Some(
+                json!({"name": "Production database", "provisioner": {"kind": "webhook",
+                        "url": provisioner.uri(), "secret": "provisioner-secret-0123456789"}}),
+            ),
+        )
+        .await;
+    assert!(matches!(made.status, 200 | 201), "{}", made.json);
+
+    let browser = Browser::start().await;
+    browser.goto(&server.portal()).await;
+    browser.act_as("alice@example.com", "").await;
+    browser.click("#nav-request").await;
+    browser.type_into("#reason", "Checkout outage").await;
+    choose_connection(&browser, "snow-main").await;
+    browser.click("#search-tickets").await;
+    let found = browser.wait_text("#ticket-results", "INC0010042").await;
+    assert!(found.contains("Checkout is down"), "{found}");
+    browser
+        .click("#ticket-results button[data-key=\"INC0010042\"]")
+        .await;
+    browser.click("#duration-option-pt4h").await;
+    browser.click("#submit-request").await;
+    browser.wait_text("#request-result", "pending").await;
+    let listed = server
+        .api("GET", "/v1/grants", ("alice@example.com", ""), &[], None)
+        .await;
+    let grant = listed.json["items"][0].clone();
+    assert_eq!(
+        grant["ticket"],
+        json!({"connection": "snow-main", "key": "INC0010042"}),
+        "{grant}"
+    );
+    let id = grant["id"].as_str().unwrap().to_owned();
+    let approved = server
+        .api(
+            "POST",
+            &format!("/v1/grants/{id}/approve"),
+            ("bob@example.com", "ticketbound-approvers"),
+            &[],
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(approved.status, 200, "{}", approved.json);
+    browser.click("#nav-access").await;
+    browser.wait_text("#main", "INC0010042").await;
+
+    // The incident is resolved and closed in ServiceNow; its Business Rule posts the signed change.
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/task"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"result": [servicenow_task("INC0010042", true)]})),
+        )
+        .with_priority(1)
+        .mount(&snow)
+        .await;
+    browser
+        .script("window.sameDocument = true; return true;", json!([]))
+        .await;
+    let body = json!({"table": "incident", "sys_id": "9d385017c611228701d22104cc95c371",
+                      "number": "INC0010042", "state": "7", "active": "false"})
+    .to_string();
+    let delivered = reqwest::Client::new()
+        .post(format!("{}webhooks/servicenow/snow-main", server.portal()))
+        .header("content-type", "application/json")
+        .header(
+            "x-ticketbound-signature",
+            ticketbound::adapters::servicenow::events::servicenow_signature(
+                webhook_secret,
+                body.as_bytes(),
+            ),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(delivered.status().is_success(), "{}", delivered.status());
+    until(
+        &browser,
+        "const s = document.querySelector('section[aria-labelledby=\"ended-title\"]');
+         return window.sameDocument === true && s.innerText.includes('INC0010042')
+           && s.innerText.includes('the ticket was closed');",
+        10,
+        "the grant the incident's closing ended never showed as ended on the open page",
+    )
+    .await;
+    let revoked = eventually_json(|| async {
+        provisioner
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("\"revoke\""))
+    })
+    .await;
+    assert!(revoked, "the provisioner was told to remove the access");
+    browser
+        .screenshot("19-servicenow-ended-by-business-rule")
+        .await;
+}
