@@ -248,36 +248,101 @@ impl Browser {
         }
     }
 
-    /// Clicks as a person does (WebDriver refuses elements that are hidden or covered).
+    /// Clicks as a person does (WebDriver refuses elements that are hidden or covered). A click on a navigation
+    /// link that leads to another view returns once the portal has drawn that view, so the next step never
+    /// types into the view being replaced.
     pub async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        let deadline = Instant::now() + WAIT;
-        while let Err(e) = self
-            .command("POST", &format!("/element/{element}/click"), json!({}))
+        let leaves = self
+            .script(
+                "const el = document.querySelector(arguments[0]);
+                 const href = el && el.closest('nav') ? el.getAttribute('href') : null;
+                 return !!href && href.startsWith('#/') && href !== location.hash;",
+                json!([css]),
+            )
             .await
-        {
+            == json!(true);
+        if leaves {
+            self.mark_view().await;
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            // Found again on each try: a view drawn meanwhile replaces the element.
+            let element = self.find(css).await;
+            match self
+                .command("POST", &format!("/element/{element}/click"), json!({}))
+                .await
+            {
+                Ok(_) => break,
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "cannot click `{css}`: {e}\npage:\n{}",
+                    self.page_text().await
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if leaves {
+            self.wait_for_new_view(css).await;
+        }
+    }
+
+    /// Marks the view the portal shows now, so `wait_for_new_view` can tell when the next one is drawn.
+    async fn mark_view(&self) {
+        self.script(
+            "const view = document.querySelector('#main > .view');
+             if (view) view.dataset.replaced = 'yes';",
+            json!([]),
+        )
+        .await;
+    }
+
+    /// Waits until the portal has drawn a view after `mark_view` and is no longer busy drawing another.
+    async fn wait_for_new_view(&self, after: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let drawn = self
+                .script(
+                    "const main = document.getElementById('main');
+                     const view = main && main.querySelector(':scope > .view');
+                     return !!view && !view.dataset.replaced && !main.hasAttribute('aria-busy');",
+                    json!([]),
+                )
+                .await;
+            if drawn == json!(true) {
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
-                "cannot click `{css}`: {e}\npage:\n{}",
+                "no new view was drawn after `{after}`\npage:\n{}",
                 self.page_text().await
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Replaces the text of the field `css` by typing `text`.
     pub async fn type_into(&self, css: &str, text: &str) {
-        let element = self.find(css).await;
-        self.command("POST", &format!("/element/{element}/clear"), json!({}))
-            .await
-            .unwrap_or_else(|e| panic!("clear `{css}`: {e}"));
-        self.command(
-            "POST",
-            &format!("/element/{element}/value"),
-            json!({"text": text}),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("type into `{css}`: {e}"));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            // Found again on each try: a view drawn meanwhile replaces the element.
+            let element = self.find(css).await;
+            let typed = async {
+                self.command("POST", &format!("/element/{element}/clear"), json!({}))
+                    .await?;
+                self.command(
+                    "POST",
+                    &format!("/element/{element}/value"),
+                    json!({"text": text}),
+                )
+                .await
+            }
+            .await;
+            match typed {
+                Ok(_) => return,
+                Err(e) if Instant::now() > deadline => panic!("type into `{css}`: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     /// The visible text of `css` (an input's value), or `None` when it is not on the page.
@@ -357,7 +422,9 @@ impl Browser {
     pub async fn act_as(&self, email: &str, groups: &str) {
         self.type_into("#who-email", email).await;
         self.type_into("#who-groups", groups).await;
+        self.mark_view().await;
         self.click("#who-switch").await;
+        self.wait_for_new_view("#who-switch").await;
     }
 
     pub async fn quit(&self) {
