@@ -248,14 +248,14 @@ impl Browser {
         }
     }
 
-    /// Clicks as a person does (WebDriver refuses elements that are hidden or covered). A click on a navigation
-    /// link that leads to another view returns once the portal has drawn that view, so the next step never
-    /// types into the view being replaced.
+    /// Clicks as a person does (WebDriver refuses elements that are hidden or covered). A click on a link that
+    /// leads to another view returns once the portal has drawn that view, so the next step never types into the
+    /// view being replaced.
     pub async fn click(&self, css: &str) {
         let leaves = self
             .script(
-                "const el = document.querySelector(arguments[0]);
-                 const href = el && el.closest('nav') ? el.getAttribute('href') : null;
+                "const link = document.querySelector(arguments[0])?.closest('a[href]');
+                 const href = link ? link.getAttribute('href') : null;
                  return !!href && href.startsWith('#/') && href !== location.hash;",
                 json!([css]),
             )
@@ -283,6 +283,30 @@ impl Browser {
         }
         if leaves {
             self.wait_for_new_view(css).await;
+        } else {
+            // A button that redraws the view (a filter's Apply, a revocation) marks it busy as it is clicked.
+            self.wait_until_drawn(css).await;
+        }
+    }
+
+    /// Waits until the portal is not busy drawing a view.
+    async fn wait_until_drawn(&self, after: &str) {
+        let deadline = Instant::now() + WAIT;
+        while self
+            .script(
+                "const main = document.getElementById('main');
+                 return !!main && main.hasAttribute('aria-busy');",
+                json!([]),
+            )
+            .await
+            == json!(true)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the portal was still drawing a view long after `{after}`\npage:\n{}",
+                self.page_text().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
