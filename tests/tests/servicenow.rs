@@ -829,7 +829,6 @@ async fn a_refused_api_key_needs_reauthorization_and_is_never_shown() {
     Mock::given(path("/api/now/table/sys_user"))
         .and(header("x-sn-apikey", API_KEY))
         .respond_with(not_authenticated())
-        .expect(1)
         .mount(&server)
         .await;
     let verified = app
