@@ -13,8 +13,9 @@
 //! - at most [`HttpPolicy::max_retries`] retries, and never past [`HttpPolicy::budget`] in all, so a request
 //!   behind API Gateway (29 s) gets an answer.
 //!
-//! Before that table, each vendor's own meanings are read: 401/403 are refused credentials, 404 is "not
-//! there", 410 a removed API, and a 400 is a refused query or write (or, for Linear, its rate limit).
+//! Before that table, what ticket systems mean by some answers is read: 401/403 are refused credentials, 404
+//! is "not there", 410 a removed API, a 400 a refused query or write (or, for Linear, its rate limit), and a
+//! 409 or 422 to a write a refused content.
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Response, StatusCode};

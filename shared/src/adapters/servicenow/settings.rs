@@ -28,7 +28,7 @@ use crate::ports::{
 };
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
-/// ServiceNow (Table API, a web-service user or OAuth client credentials).
+/// ServiceNow (Table API, a web-service user, OAuth client credentials or an API key).
 pub struct ServiceNow;
 
 /// Signing in with an OAuth application's client credentials (`client_id` is a setting, the secret is the
@@ -374,9 +374,8 @@ impl TicketSystemKind for ServiceNow {
 
 impl TicketSystemModule for ServiceNow {
     /// Basic with the web-service user's name and password; an API key as is (in [`API_KEY_HEADER`]). Client
-    /// credentials sign in per client: the client
-    /// asks `oauth_token.do` for an access token, so the connection's own header is a placeholder that never
-    /// reaches the Table API.
+    /// credentials sign in per client: the client asks `oauth_token.do` for an access token, so the
+    /// connection's own header is a placeholder that never reaches the Table API.
     fn authorization(
         &self,
         settings: &ConnectionSettings,

@@ -255,6 +255,16 @@ mod tests {
         .unwrap();
         assert_eq!(key, "snow-key");
         assert!(key.is_sensitive());
+        assert!(!format!("{key:?}").contains("snow-key"));
+        let checked = system(ConnectionKind::ServiceNow)
+            .new_credentials(&json!({"api_key": "snow-key"}).as_object().cloned().unwrap())
+            .unwrap();
+        assert_eq!(checked.credentials.method(), AuthMethod::ApiKey);
+        assert!(checked.fields.is_empty());
+        assert!(
+            !format!("{checked:?}").contains("snow-key"),
+            "the key is redacted in Debug"
+        );
         let snow = system(ConnectionKind::ServiceNow);
         assert_eq!(snow.credential_header(&snow_key), "x-sn-apikey");
         assert_eq!(
