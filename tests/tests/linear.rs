@@ -1,7 +1,7 @@
 //! Linear beyond the conformance suite, against a `wiremock` GraphQL endpoint answering as Linear documents:
 //! connecting (no URL, a masked key, OAuth client credentials), its rate limit (HTTP 400 with `RATELIMITED`,
-//! the wait read from `X-RateLimit-*`), "assigned to me" paged with Linear's cursors and narrowed by `q`, and
-//! audit issues created in a team, found again by their marker, commented on and closed.
+//! the wait read from `X-RateLimit-*`, on reads and on writes), "assigned to me" paged with Linear's cursors and
+//! narrowed by `q`, and audit issues created in a team, found again by their marker, commented on and closed.
 
 mod support;
 

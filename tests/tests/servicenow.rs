@@ -1,6 +1,8 @@
 //! ServiceNow beyond the conformance suite, through the router against a `wiremock` instance answering as
 //! ServiceNow documents: signing in with OAuth client credentials (`POST /oauth_token.do`, one token reused,
-//! fetched once again after a 401, a refused client needing re-authorization without showing its secret), the
+//! fetched once again after a 401, a refused client needing re-authorization without showing its secret) or with
+//! an API key (`x-sn-apikey` on every call and never `Authorization`, masked, a refused key needing
+//! re-authorization), the
 //! connection's settings refused when they mix the two sign-ins, an audit incident opened on request (after a 429
 //! with `Retry-After`), noted on approval and resolved when access ends (after a 5xx, by the pipeline), and
 //! requested items (`issue_type: sc_req_item`) for the `ticket` provisioner and audit, found again by their

@@ -1,6 +1,7 @@
 //! One conformance suite every ticket-system plug-in passes against its fake (`wiremock` answering as the
 //! vendor documents): verify (ok, refused credentials, unreachable), reading an open, a closed and a deleted
-//! ticket, the batch states reconciliation reads, and the retries (429 with `Retry-After`, 5xx). Each plug-in
+//! ticket, the batch states reconciliation reads, and the retries (429 with `Retry-After` in seconds or as an
+//! HTTP-date, 5xx, and every other answer the shared retry table calls retryable, such as 408). Each plug-in
 //! supplies a [`Fake`] that knows its vendor's paths and shapes; the checks are the same for all.
 //!
 //! Deliveries go through the real router and the generic webhook route: a forged one changes nothing, a signed
