@@ -1,7 +1,7 @@
 //! Linear beyond the conformance suite, against a `wiremock` GraphQL endpoint answering as Linear documents:
 //! connecting (no URL, a masked key, OAuth client credentials), its rate limit (HTTP 400 with `RATELIMITED`,
-//! the wait read from `X-RateLimit-*`), "assigned to me" paged with Linear's cursors and narrowed by `q`, and
-//! audit issues created in a team, found again by their marker, commented on and closed.
+//! the wait read from `X-RateLimit-*`, on reads and on writes), "assigned to me" paged with Linear's cursors and
+//! narrowed by `q`, and audit issues created in a team, found again by their marker, commented on and closed.
 
 mod support;
 
@@ -646,5 +646,120 @@ async fn audit_issues_are_created_in_the_team_found_by_their_marker_and_closed_o
     assert!(
         matches!(err, TicketSystemError::NotPermitted(ref m) if m.contains("team ENG")),
         "{err:?}"
+    );
+}
+
+/// A write Linear refuses with its rate limit (HTTP 400, `RATELIMITED`) changed nothing: it is a rate limit
+/// that says when to come back (the reset header, at most an hour away), never an unexpected refusal, and the
+/// later attempt of the durable retry opens the issue once. A reset due within the call's patience is waited
+/// out and the write sent again.
+#[tokio::test]
+async fn a_rate_limited_write_is_retryable_after_the_reset_and_a_later_attempt_writes_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("teams("))
+        .respond_with(graphql_data(
+            json!({"teams": {"nodes": [{"id": "team-eng"}]}}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("issueCreate"))
+        .respond_with(rate_limited(now_ms() + 600_000))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("issueCreate"))
+        .respond_with(graphql_data(json!({"issueCreate": {"success": true, "issue": {"identifier": "ENG-78", "url": "https://linear.app/acme/issue/ENG-78"}}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let ticket = NewTicket {
+        destination: TicketDestination {
+            project: Some("ENG".into()),
+            ..TicketDestination::default()
+        },
+        summary: "Grant access to prod-db for alice@example.com".into(),
+        description: "Requester: alice@example.com".into(),
+        requester_email: "alice@example.com".into(),
+        marker: "tb-01jd4-grant".into(),
+    };
+    let client = api_key_client(&server);
+
+    let err = client.create_ticket(&ticket).await.unwrap_err();
+    let TicketSystemError::RateLimited { retry_after, .. } = &err else {
+        panic!("a rate-limited write is a rate limit, not a refusal: {err:?}");
+    };
+    let wait = retry_after.expect("the wait until the reset");
+    assert!(
+        wait > Duration::from_secs(590) && wait <= Duration::from_secs(600),
+        "{wait:?}"
+    );
+    assert!(!err.to_string().contains("lin_api_key"), "{err}");
+
+    // The durable retry's next attempt, after the reset: created once.
+    let created = client.create_ticket(&ticket).await.unwrap();
+    assert_eq!(created.key, "ENG-78");
+
+    // A reset months away (a clock or unit gone wrong) is waited for an hour at most.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("commentCreate"))
+        .respond_with(rate_limited(now_ms() + 90 * 24 * 3_600_000))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .respond_with(issues(vec![issue("ENG-78", "started")], None))
+        .mount(&server)
+        .await;
+    let err = api_key_client(&server)
+        .add_comment("ENG-78", "Access ended.")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TicketSystemError::RateLimited { retry_after: Some(w), .. } if w == Duration::from_secs(3600)),
+        "{err:?}"
+    );
+
+    // A reset within the call's patience: waited out, and the comment written once.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("commentCreate"))
+        .respond_with(rate_limited(now_ms() + 1000))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("commentCreate"))
+        .respond_with(graphql_data(json!({"commentCreate": {"success": true}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .respond_with(issues(vec![issue("ENG-78", "started")], None))
+        .mount(&server)
+        .await;
+    let started = Instant::now();
+    assert!(
+        api_key_client(&server)
+            .add_comment("ENG-78", "Access ended.")
+            .await
+            .unwrap()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "the reset header was not honoured"
     );
 }

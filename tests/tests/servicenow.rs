@@ -1,6 +1,8 @@
 //! ServiceNow beyond the conformance suite, through the router against a `wiremock` instance answering as
 //! ServiceNow documents: signing in with OAuth client credentials (`POST /oauth_token.do`, one token reused,
-//! fetched once again after a 401, a refused client needing re-authorization without showing its secret), the
+//! fetched once again after a 401, a refused client needing re-authorization without showing its secret) or with
+//! an API key (`x-sn-apikey` on every call and never `Authorization`, masked, a refused key needing
+//! re-authorization), the
 //! connection's settings refused when they mix the two sign-ins, an audit incident opened on request (after a 429
 //! with `Retry-After`), noted on approval and resolved when access ends (after a 5xx, by the pipeline), and
 //! requested items (`issue_type: sc_req_item`) for the `ticket` provisioner and audit, found again by their
@@ -669,4 +671,226 @@ async fn requested_items_ask_for_access_are_found_again_by_their_marker_and_clos
     assert_eq!(closes.len(), 1, "{closes:?}");
     assert_eq!(closes[0]["state"], "3", "Closed Complete");
     assert!(closes[0].get("close_code").is_none());
+}
+
+const API_KEY: &str = "now_apikey-9f3c1e7a5b2d4c6e8a0b";
+
+/// Whether any request `server` received carried an `Authorization` header.
+async fn any_authorization(server: &MockServer) -> bool {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.headers.contains_key("authorization"))
+}
+
+/// A client of a connection signing in with [`API_KEY`], as the router builds one.
+fn api_key_client(server: &MockServer) -> std::sync::Arc<dyn ticketbound::ports::TicketSystem> {
+    use ticketbound::adapters::servicenow::ServiceNow;
+    use ticketbound::domain::connection::{
+        AuthMethod, ConnectionSecrets, ConnectionSettings, Credentials,
+    };
+    use ticketbound::domain::secret::Secret;
+    use ticketbound::ports::{TicketSystemKind, TicketSystems};
+    let settings = ConnectionSettings {
+        id: "snow".into(),
+        kind: ServiceNow.kind(),
+        base_url: server.uri(),
+        auth_method: AuthMethod::API_KEY,
+        closed_statuses: ServiceNow.default_closed_statuses(),
+        webhook_secrets_active: 1,
+        created_at: time::OffsetDateTime::UNIX_EPOCH,
+        updated_at: time::OffsetDateTime::UNIX_EPOCH,
+        audit: None,
+        people: Default::default(),
+        fields: Default::default(),
+    };
+    ticketbound::adapters::ticket_systems::HttpTicketSystems::new(quick_policy())
+        .unwrap()
+        .connect(
+            &settings,
+            &ConnectionSecrets {
+                credentials: Credentials::new(AuthMethod::API_KEY, Secret::new(API_KEY)),
+                webhook_secrets: vec![],
+            },
+        )
+        .unwrap()
+}
+
+/// An API key (Washington DC and later) is the third way to sign in: sent as is in `x-sn-apikey` on verify,
+/// search, read and write, never with an `Authorization` header; masked in every answer.
+#[tokio::test]
+async fn an_api_key_is_sent_in_its_own_header_on_every_call_and_masked_in_every_answer() {
+    let app = spawn_app(quick_policy()).await;
+    let server = MockServer::start().await;
+    let created = app
+        .call(
+            "POST",
+            "/v1/connections",
+            ADMIN,
+            Some(json!({"id": "snow", "kind": "servicenow", "base_url": server.uri(), "api_key": API_KEY})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.json["api_key"], "********");
+    assert!(!created.text.contains(API_KEY));
+
+    // Verify: the user the key acts as.
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/sys_user"))
+        .and(query_param("sysparm_query", "sys_id=javascript:gs.getUserID()"))
+        .and(header("x-sn-apikey", API_KEY))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
+            {"sys_id": APP_USER, "user_name": "ticketbound.integration", "email": "tb@acme.com", "name": "Ticketbound"}
+        ]})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let verified = app
+        .call("POST", "/v1/connections/snow/verify", ADMIN, None)
+        .await;
+    assert_eq!(verified.status, StatusCode::OK, "{}", verified.text);
+    assert_eq!(verified.json["verified"], true, "{}", verified.text);
+    assert_eq!(verified.json["status"], "connected");
+    assert!(!verified.text.contains(API_KEY));
+
+    // Search: the person by e-mail, then the tasks assigned to them.
+    let alice = "62826bf03710200044e0bfc8bcbe5df1";
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/sys_user"))
+        .and(query_param(
+            "sysparm_query",
+            format!("email={}^active=true", ALICE.0).as_str(),
+        ))
+        .and(header("x-sn-apikey", API_KEY))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
+            {"sys_id": alice, "user_name": "alice", "email": ALICE.0, "name": "Alice"}
+        ]})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/task"))
+        .and(header("x-sn-apikey", API_KEY))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [incident("2")]})))
+        .mount(&server)
+        .await;
+    let tickets = app
+        .call("GET", "/v1/tickets?connection=snow", ALICE, None)
+        .await;
+    assert_eq!(tickets.status, StatusCode::OK, "{}", tickets.text);
+    assert_eq!(
+        tickets.json["items"][0]["key"], INCIDENT,
+        "{}",
+        tickets.text
+    );
+
+    // Read and write through the client the router builds.
+    Mock::given(method("PATCH"))
+        .and(path(format!("/api/now/table/incident/{INCIDENT_ID}")))
+        .and(header("x-sn-apikey", API_KEY))
+        .and(body_partial_json(json!({"work_notes": "Access ended."})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": incident("2")})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = api_key_client(&server);
+    let read = client.get_ticket(INCIDENT).await.unwrap();
+    assert!(read.is_some_and(|t| !t.closed));
+    assert!(client.add_comment(INCIDENT, "Access ended.").await.unwrap());
+
+    assert!(
+        !any_authorization(&server).await,
+        "an API key goes without an Authorization header"
+    );
+    let shown = app.call("GET", "/v1/connections/snow", ADMIN, None).await;
+    assert_eq!(shown.json["api_key"], "********");
+    assert!(shown.json.get("password").is_none() && shown.json.get("client_secret").is_none());
+    assert!(!shown.text.contains(API_KEY));
+    let listed = app.call("GET", "/v1/connections", ADMIN, None).await;
+    assert!(!listed.text.contains(API_KEY));
+}
+
+/// A key ServiceNow refuses (401) needs re-authorization, as a refused password or client secret does, and the
+/// key is never echoed; a new key alone (the only field of this way) fixes it, and mixing it with another way is
+/// refused without a change.
+#[tokio::test]
+async fn a_refused_api_key_needs_reauthorization_and_is_never_shown() {
+    let app = spawn_app(quick_policy()).await;
+    let server = MockServer::start().await;
+    let created = app
+        .call(
+            "POST",
+            "/v1/connections",
+            ADMIN,
+            Some(json!({"id": "snow", "kind": "servicenow", "base_url": server.uri(), "api_key": API_KEY})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    Mock::given(path("/api/now/table/sys_user"))
+        .and(header("x-sn-apikey", API_KEY))
+        .respond_with(not_authenticated())
+        .mount(&server)
+        .await;
+    let verified = app
+        .call("POST", "/v1/connections/snow/verify", ADMIN, None)
+        .await;
+    assert_eq!(verified.status, StatusCode::OK, "{}", verified.text);
+    assert_eq!(verified.json["verified"], false, "{}", verified.text);
+    assert_eq!(verified.json["status"], "needs_reauthorization");
+    assert!(!verified.text.contains(API_KEY));
+    let shown = app.call("GET", "/v1/connections/snow", ADMIN, None).await;
+    assert_eq!(shown.json["status"], "needs_reauthorization");
+    assert!(
+        shown.json["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("User Not Authenticated")),
+        "{}",
+        shown.text
+    );
+    assert!(!shown.text.contains(API_KEY));
+    let tickets = app
+        .call("GET", "/v1/tickets?connection=snow", ALICE, None)
+        .await;
+    assert_eq!(tickets.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        tickets.json["error"]["code"],
+        "connection_needs_reauthorization"
+    );
+    assert!(!tickets.text.contains(API_KEY));
+
+    let before = app
+        .call("GET", "/v1/connections/snow", ADMIN, None)
+        .await
+        .json;
+    for body in [
+        json!({"api_key": "another-key", "username": "svc"}),
+        json!({"api_key": "another-key", "client_secret": CLIENT_SECRET}),
+    ] {
+        let mixed = app
+            .call("PATCH", "/v1/connections/snow", ADMIN, Some(body.clone()))
+            .await;
+        assert_eq!(mixed.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(mixed.json["error"]["code"], "ambiguous_credentials");
+        assert!(!mixed.text.contains("another-key") && !mixed.text.contains(CLIENT_SECRET));
+    }
+    assert_eq!(
+        app.call("GET", "/v1/connections/snow", ADMIN, None)
+            .await
+            .json,
+        before,
+        "refused changes change nothing"
+    );
+    let rotated = app
+        .call(
+            "PATCH",
+            "/v1/connections/snow",
+            ADMIN,
+            Some(json!({"api_key": "now_apikey-rotated"})),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+    assert_eq!(rotated.json["api_key"], "********");
+    assert!(!rotated.text.contains("now_apikey-rotated"));
 }

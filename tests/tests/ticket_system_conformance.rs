@@ -1,6 +1,7 @@
 //! One conformance suite every ticket-system plug-in passes against its fake (`wiremock` answering as the
 //! vendor documents): verify (ok, refused credentials, unreachable), reading an open, a closed and a deleted
-//! ticket, the batch states reconciliation reads, and the retries (429 with `Retry-After`, 5xx). Each plug-in
+//! ticket, the batch states reconciliation reads, and the retries (429 with `Retry-After` in seconds or as an
+//! HTTP-date, 5xx, and every other answer the shared retry table calls retryable, such as 408). Each plug-in
 //! supplies a [`Fake`] that knows its vendor's paths and shapes; the checks are the same for all.
 //!
 //! Deliveries go through the real router and the generic webhook route: a forged one changes nothing, a signed
@@ -531,6 +532,71 @@ async fn rate_limits_and_server_errors_are_retried(fake: &dyn Fake) {
             );
         }
     }
+}
+
+/// Reads judge an answer by the one table every outbound call uses: 408 and 425 are worth another attempt (a
+/// read used to give up on them at once, as an unexpected answer), and a `Retry-After` given as an HTTP-date is
+/// waited out like one given in seconds.
+async fn answers_are_judged_by_the_shared_table(fake: &dyn Fake) {
+    let [open, ..] = fake.keys();
+    for status in [408, 425] {
+        let server = MockServer::start().await;
+        Mock::given(path(fake.ticket_path(open)))
+            .respond_with(ResponseTemplate::new(status))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        fake.mount_ticket(&server, open, Held::Open).await;
+        let read = fake.client(&server).get_ticket(open).await;
+        assert!(
+            matches!(read, Ok(Some(_))),
+            "{:?}: HTTP {status} is retryable: {read:?}",
+            fake.kind()
+        );
+    }
+
+    let server = MockServer::start().await;
+    let in_two_seconds = httpdate(OffsetDateTime::now_utc() + time::Duration::seconds(2));
+    Mock::given(path(fake.ticket_path(open)))
+        .respond_with(
+            ResponseTemplate::new(429).insert_header("retry-after", in_two_seconds.as_str()),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    fake.mount_ticket(&server, open, Held::Open).await;
+    let started = Instant::now();
+    let read = fake.client(&server).get_ticket(open).await.unwrap();
+    assert!(read.is_some(), "{:?}", fake.kind());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}: a Retry-After HTTP-date was not honoured",
+        fake.kind()
+    );
+
+    // A permanent answer of the table is not retried: one call, an unexpected answer.
+    let server = MockServer::start().await;
+    Mock::given(path(fake.ticket_path(open)))
+        .respond_with(ResponseTemplate::new(418))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let read = fake.client(&server).get_ticket(open).await;
+    assert!(
+        matches!(read, Err(TicketSystemError::Unexpected(_))),
+        "{:?}: {read:?}",
+        fake.kind()
+    );
+}
+
+/// `at` as an HTTP-date (IMF-fixdate), the form a `Retry-After` date takes.
+fn httpdate(at: OffsetDateTime) -> String {
+    at.format(time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    ))
+    .unwrap()
 }
 
 struct ServiceNowFake;
@@ -1066,6 +1132,11 @@ macro_rules! conformance {
             #[tokio::test]
             async fn retries_rate_limits_and_server_errors() {
                 rate_limits_and_server_errors_are_retried(&$fake).await;
+            }
+
+            #[tokio::test]
+            async fn judges_answers_by_the_shared_retry_table() {
+                answers_are_judged_by_the_shared_table(&$fake).await;
             }
 
             #[tokio::test]

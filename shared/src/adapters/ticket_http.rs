@@ -1,20 +1,30 @@
 //! The HTTP plumbing the ticket-system clients share: signing in, bounded retries, and turning answers into
 //! [`TicketSystemError`]s that never carry a credential.
 //!
-//! Retries (every call here is a `GET`, so repeating it is safe):
-//! - 429 and 503 wait for `Retry-After` (seconds) when it is at most [`HttpPolicy::max_wait`]; a longer wait is
-//!   not worth holding a portal request for, so the call fails as unavailable instead.
-//! - other 5xx, timeouts and connection errors back off exponentially with "equal jitter".
+//! Which answers are worth another attempt is the one table every outbound call uses
+//! ([`classify_http_status`]: 408, 425, 429 and 5xx are retryable, 409 a conflict retried like them, everything
+//! else permanent), so a ticket system's answer is judged as a provisioner's or a notification channel's is. What
+//! differs is where the retry happens: a read is not a durable job, so it is retried here, within bounds:
+//! - 429 and 503 wait for `Retry-After` (seconds or an HTTP-date) when it is at most [`HttpPolicy::max_wait`];
+//!   a longer wait is not worth holding a portal request for, so the call fails as rate limited instead, saying
+//!   how long it was asked to wait.
+//! - the other retryable answers, timeouts and connection errors back off exponentially with "equal jitter"
+//!   (or wait their `Retry-After`, when it fits).
 //! - at most [`HttpPolicy::max_retries`] retries, and never past [`HttpPolicy::budget`] in all, so a request
 //!   behind API Gateway (29 s) gets an answer.
+//!
+//! Before that table, what ticket systems mean by some answers is read: 401/403 are refused credentials, 404
+//! is "not there", 410 a removed API, a 400 a refused query or write (or, for Linear, its rate limit), and a
+//! 409 or 422 to a write a refused content.
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant};
 use url::Url;
 
 use crate::domain::connection::{ConnectionSecrets, ConnectionSettings};
+use crate::domain::side_effect::{FailureClass, classify_http_status};
 use crate::ports::TicketSystemError;
 
 /// How patient a ticket-system client is.
@@ -110,6 +120,9 @@ pub(crate) fn missing_setting(settings: &ConnectionSettings, what: &str) -> Tick
 pub(crate) struct TicketHttp {
     client: reqwest::Client,
     base: Url,
+    /// The header the credential travels in: `Authorization`, unless the kind says otherwise
+    /// ([`Self::with_credential_header`]).
+    auth_name: HeaderName,
     auth: HeaderValue,
     policy: HttpPolicy,
 }
@@ -126,9 +139,19 @@ impl TicketHttp {
         Ok(Self {
             client,
             base,
+            auth_name: AUTHORIZATION,
             auth,
             policy,
         })
+    }
+
+    /// The same client sending its credential in the header `name` instead of `Authorization` (ServiceNow's
+    /// API keys travel in `x-sn-apikey`). A token obtained later ([`Self::signed_in_as`]) goes there too.
+    pub(crate) fn with_credential_header(self, name: HeaderName) -> Self {
+        Self {
+            auth_name: name,
+            ..self
+        }
     }
 
     /// The same client, signed in the same way, over another base URL (Jira Cloud's API gateway).
@@ -299,7 +322,7 @@ impl TicketHttp {
     async fn get(&self, url: &Url) -> reqwest::Result<Response> {
         self.client
             .get(url.clone())
-            .header(AUTHORIZATION, self.auth.clone())
+            .header(self.auth_name.clone(), self.auth.clone())
             .header(ACCEPT, "application/json")
             .timeout(self.policy.timeout)
             .send()
@@ -399,7 +422,7 @@ impl TicketHttp {
             let sent = self
                 .client
                 .post(url.clone())
-                .header(AUTHORIZATION, self.auth.clone())
+                .header(self.auth_name.clone(), self.auth.clone())
                 .header(ACCEPT, "application/json")
                 .timeout(self.policy.timeout)
                 .json(body)
@@ -478,24 +501,49 @@ impl TicketHttp {
                 )
             }
         };
+        // What ticket systems mean by these answers comes first; everything else is the shared table's.
         match status {
-            StatusCode::NOT_FOUND => Ok(Judged::NotFound),
+            StatusCode::NOT_FOUND => return Ok(Judged::NotFound),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Err(TicketSystemError::Unauthorized {
+                return Err(TicketSystemError::Unauthorized {
                     status: status.as_u16(),
                     message: said("credentials refused"),
-                })
+                });
             }
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => match retry_after {
-                Some(wait) if wait > self.policy.max_wait => Err(TicketSystemError::RateLimited {
-                    message: said(&format!("asked to wait {} s", wait.as_secs())),
-                    retry_after: Some(wait),
-                }),
-                wait => Ok(Judged::Busy(said("busy"), wait)),
-            },
-            s if s.is_server_error() => Ok(Judged::Retry(said("server error"), None)),
-            StatusCode::GONE => Err(TicketSystemError::Unexpected(said("this API was removed"))),
-            _ => Err(TicketSystemError::Unexpected(said("unexpected"))),
+            StatusCode::GONE => {
+                return Err(TicketSystemError::Unexpected(said("this API was removed")));
+            }
+            _ => {}
+        }
+        match classify_http_status(status.as_u16()) {
+            Some(FailureClass::Retryable | FailureClass::Conflict) => {
+                // 429 and 503 ask to wait: a wait longer than a call may hold is a rate limit, said at once.
+                let asks_to_wait = matches!(
+                    status,
+                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+                );
+                match retry_after {
+                    Some(wait) if asks_to_wait && wait > self.policy.max_wait => {
+                        Err(TicketSystemError::RateLimited {
+                            message: said(&format!("asked to wait {} s", wait.as_secs())),
+                            retry_after: Some(wait),
+                        })
+                    }
+                    wait if asks_to_wait => Ok(Judged::Busy(said("busy"), wait)),
+                    wait => Ok(Judged::Retry(
+                        said(if status.is_server_error() {
+                            "server error"
+                        } else {
+                            "worth another attempt"
+                        }),
+                        wait.filter(|w| *w <= self.policy.max_wait),
+                    )),
+                }
+            }
+            // A 2xx was answered above: what is left is refused for good.
+            Some(FailureClass::Permanent) | None => {
+                Err(TicketSystemError::Unexpected(said("unexpected")))
+            }
         }
     }
 }
@@ -538,13 +586,37 @@ impl TicketHttp {
         url: Url,
         body: Option<&serde_json::Value>,
     ) -> Result<Written, TicketSystemError> {
+        self.write(method, url, body, None).await
+    }
+
+    /// [`Self::send_json`] to a ticket system that answers a rate limit with HTTP 400 (Linear's `RATELIMITED`):
+    /// `busy` reads such a 400 as a rate limit, which certainly changed nothing, so it is treated as a 429:
+    /// waited out within [`HttpPolicy::max_wait`] and sent again, else [`TicketSystemError::RateLimited`] with
+    /// the wait it asked for, for the caller's durable retry to come back then.
+    pub(crate) async fn send_json_or_busy(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+        busy: BusySignal,
+    ) -> Result<Written, TicketSystemError> {
+        self.write(method, url, body, Some(busy)).await
+    }
+
+    async fn write(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+        busy: Option<BusySignal>,
+    ) -> Result<Written, TicketSystemError> {
         let path = &url.path().to_owned();
         let (url, method) = (&url, &method);
         self.with_retries(path, "write", move || async move {
             let mut request = self
                 .client
                 .request(method.clone(), url.clone())
-                .header(AUTHORIZATION, self.auth.clone())
+                .header(self.auth_name.clone(), self.auth.clone())
                 .header(ACCEPT, "application/json")
                 .timeout(self.policy.timeout);
             if let Some(body) = body {
@@ -575,7 +647,22 @@ impl TicketHttp {
                 status,
                 StatusCode::BAD_REQUEST | StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY
             ) {
+                let headers = response.headers().clone();
                 let body = response.bytes().await.unwrap_or_default();
+                if status == StatusCode::BAD_REQUEST
+                    && let Some(wait) = busy.and_then(|busy| busy(&headers, &body))
+                {
+                    let problem = format!("{path} answered HTTP 400 (rate limited)");
+                    return match wait {
+                        Some(wait) if wait > self.policy.max_wait => {
+                            Step::Done(Err(TicketSystemError::RateLimited {
+                                message: format!("{problem}: asked to wait {} s", wait.as_secs()),
+                                retry_after: Some(wait),
+                            }))
+                        }
+                        wait => Step::Busy(problem, wait),
+                    };
+                }
                 let detail = error_detail(&body);
                 return Step::Done(Ok(Written::Rejected(if detail.is_empty() {
                     format!("{path} answered HTTP {}", status.as_u16())
@@ -631,20 +718,34 @@ pub(crate) enum Probed<T> {
     Busy(Option<Duration>),
 }
 
-/// `Retry-After` in seconds (the form Jira and Freshservice send).
+/// The wait an answer's `Retry-After` asks for: delay-seconds (the form Jira, Freshservice and ServiceNow
+/// send) or an HTTP-date (RFC 9110 §10.2.3), counted from now; a date already past is no wait. Anything else
+/// is no `Retry-After` (the backoff applies).
 fn retry_after(response: &Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+    let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?;
+    retry_after_value(value, time::OffsetDateTime::now_utc())
+}
+
+/// [`retry_after`] of one header value, at `now`.
+fn retry_after_value(value: &str, now: time::OffsetDateTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    // IMF-fixdate, the one form senders must use: `Sun, 06 Nov 1994 08:49:37 GMT`.
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let at = time::PrimitiveDateTime::parse(value, format)
+        .ok()?
+        .assume_utc();
+    Some(Duration::try_from(at - now).unwrap_or(Duration::ZERO))
 }
 
 enum Judged {
     Body(Vec<u8>),
     NotFound,
-    /// A 5xx: try again after a backoff.
+    /// Another retryable answer (a 5xx, 408, 425, 409): try again after its `Retry-After`, else a backoff.
     Retry(String, Option<Duration>),
     /// 429 or 503 asking to wait no longer than a call may: try again after the wait.
     Busy(String, Option<Duration>),
@@ -803,6 +904,27 @@ mod tests {
             http.url(&["issue", "../x"]).as_str(),
             "https://x.example/jira/issue/..%2Fx"
         );
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = time::macros::datetime!(2015-10-21 07:27:30 UTC);
+        assert_eq!(
+            retry_after_value(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            retry_after_value("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after_value("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date already past is no wait"
+        );
+        for garbage in ["soon", "-5", "Wed, 21 Oct 2015 07:28:00 PST", ""] {
+            assert_eq!(retry_after_value(garbage, now), None, "{garbage}");
+        }
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The ServiceNow client: the Table API over `task`, the parent table of incidents, requested items, catalog
-//! tasks, change requests and problems, so one query covers them all. Basic auth with a web-service user, or a
+//! tasks, change requests and problems, so one query covers them all. Basic auth with a web-service user, a
 //! bearer token from OAuth client credentials (fetched once at `POST /oauth_token.do`, kept until it expires,
-//! and fetched once again when the Table API answers 401 to it).
+//! and fetched once again when the Table API answers 401 to it), or an API key sent as is in `x-sn-apikey`
+//! (a refused key stays refused, as a password does).
 //!
 //! - verify: `GET /api/now/table/sys_user?sysparm_query=user_name=<the connection's user>` (the account the
-//!   credentials act as); with client credentials `sys_id=javascript:gs.getUserID()`, the OAuth application's
-//!   user, whose name the connection does not know;
+//!   credentials act as); with client credentials or an API key `sys_id=javascript:gs.getUserID()`, the user
+//!   the OAuth application or the key acts as, whose name the connection does not know;
 //! - one ticket: `GET /api/now/table/task?sysparm_query=number=<key>`: the key is the user-facing number
 //!   (`INC0010001`, `RITM0010001`, `CHG0030001`), and its `sys_id` and `sys_class_name` come with it;
 //! - person by e-mail: `GET /api/now/table/sys_user?sysparm_query=email=<e-mail>^active=true` (at most two, so an
@@ -36,7 +37,7 @@ use std::time::Duration;
 pub mod events;
 mod settings;
 
-pub use settings::{CLIENT_SECRET, ServiceNow, WEBHOOK_SOURCE};
+pub use settings::{API_KEY_HEADER, CLIENT_SECRET, ServiceNow, WEBHOOK_SOURCE};
 
 use super::ticket_http::{Probed, TicketHttp, Written};
 use super::ticket_systems::client_credentials::ClientCredentials;
@@ -143,7 +144,8 @@ impl User {
 pub struct ServiceNowClient {
     http: TicketHttp,
     closed: ClosedStatuses,
-    /// The web-service user the connection signs in as (what `verify` looks up).
+    /// The web-service user the connection signs in as (what `verify` looks up); `None` when it signs in as
+    /// whoever its OAuth application or API key acts as.
     username: Option<String>,
     /// Set when the connection signs in with OAuth client credentials.
     oauth: Option<ClientCredentials>,
@@ -359,16 +361,21 @@ fn queryable(text: &str) -> bool {
 #[async_trait]
 impl TicketSystem for ServiceNowClient {
     async fn verify(&self) -> Result<Verification, TicketSystemError> {
-        if self.oauth.is_some() {
+        if self.oauth.is_some() || self.username.is_none() {
+            let whose = if self.oauth.is_some() {
+                "the OAuth application's user; set its OAuth Application User"
+            } else {
+                "the user the API key acts as; check the REST API key's user"
+            };
             let user = self
                 .users("sys_id=javascript:gs.getUserID()", "1")
                 .await?
                 .into_iter()
                 .next()
                 .ok_or_else(|| {
-                    TicketSystemError::Unexpected(
-                        "ServiceNow does not show the OAuth application's user; set its OAuth Application User and give that user the `itil` role".into(),
-                    )
+                    TicketSystemError::Unexpected(format!(
+                        "ServiceNow does not show {whose} and give that user the `itil` role"
+                    ))
                 })?;
             return Ok(Verification::of(user.person(), None));
         }

@@ -1,7 +1,9 @@
-//! What ServiceNow means for a connection's settings: a web-service user's user name and password (Basic
-//! auth) or an OAuth application's client id and secret (the client-credentials grant at
-//! `POST /oauth_token.do`, whose tokens act as the application's "OAuth Application User"), the instance URL, and closed statuses as numeric `state` values the operator adds to `active` being
-//! false (none by default: state values differ per table and per instance).
+//! What ServiceNow means for a connection's settings: one of three sign-ins — a web-service user's user name
+//! and password (Basic auth), an OAuth application's client id and secret (the client-credentials grant at
+//! `POST /oauth_token.do`, whose tokens act as the application's "OAuth Application User"), or an API key
+//! (Washington DC and later, sent as is in `x-sn-apikey`, acting as the user its REST API key record names) —
+//! the instance URL, and closed statuses as numeric `state` values the operator adds to `active` being false
+//! (none by default: state values differ per table and per instance).
 
 use std::sync::Arc;
 
@@ -24,14 +26,18 @@ use crate::ports::{
     FieldDescription, HostForm, KindDescription, SettingsError, TicketSystem, TicketSystemKind,
     WebhookDescription, WebhookSource,
 };
-use reqwest::header::HeaderValue;
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
-/// ServiceNow (Table API, a web-service user or OAuth client credentials).
+/// ServiceNow (Table API, a web-service user, OAuth client credentials or an API key).
 pub struct ServiceNow;
 
 /// Signing in with an OAuth application's client credentials (`client_id` is a setting, the secret is the
 /// connection's credential).
 pub const CLIENT_SECRET: AuthMethod = AuthMethod::named("client_secret");
+
+/// The header ServiceNow reads an API key from (plugin `com.glide.tokenbased_auth`, an inbound authentication
+/// profile of type API key). The key is sent as is; no `Authorization` header goes with it.
+pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-sn-apikey");
 
 /// ServiceNow's token endpoint, `POST /oauth_token.do`. Its access tokens live 30 minutes unless the OAuth
 /// application says otherwise, and the answer says how long (`expires_in`).
@@ -42,16 +48,17 @@ const TOKEN_ENDPOINT: TokenEndpoint = TokenEndpoint {
     max_lifetime: std::time::Duration::from_secs(24 * 3600),
 };
 
-/// The sign-in a connection body gives: the fields of one of the two ways, any of them.
+/// The sign-in a connection body gives: the fields of one of the three ways, any of them.
 struct SignIn {
     username: Option<String>,
     password: Option<crate::domain::secret::Secret>,
     client_id: Option<String>,
     client_secret: Option<crate::domain::secret::Secret>,
+    api_key: Option<crate::domain::secret::Secret>,
 }
 
 impl SignIn {
-    /// The given fields; a masked secret sent back counts as not given. Fields of both ways are refused.
+    /// The given fields; a masked secret sent back counts as not given. Fields of two ways at once are refused.
     fn of(input: &KindFields) -> Result<Self, SettingsError> {
         let sign_in = Self {
             username: text(input, "username")
@@ -62,13 +69,15 @@ impl SignIn {
                 .map(|id| check_client_id(&id))
                 .transpose()?,
             client_secret: given(&secret(input, "client_secret")),
+            api_key: given(&secret(input, "api_key")),
         };
         let basic = sign_in.username.is_some() || sign_in.password.is_some();
         let oauth = sign_in.client_id.is_some() || sign_in.client_secret.is_some();
-        if basic && oauth {
+        let key = sign_in.api_key.is_some();
+        if [basic, oauth, key].iter().filter(|way| **way).count() > 1 {
             return Err(SettingsError::new(
                 "ambiguous_credentials",
-                "give either `username` + `password` or `client_id` + `client_secret`, not both",
+                "give one way to sign in: `username` + `password`, `client_id` + `client_secret`, or `api_key`",
             ));
         }
         Ok(sign_in)
@@ -141,6 +150,12 @@ impl TicketSystemKind for ServiceNow {
                 .in_group("oauth"),
                 FieldDescription::secret("client_secret", "OAuth client secret", "Its secret.")
                     .in_group("oauth"),
+                FieldDescription::secret(
+                    "api_key",
+                    "API key",
+                    "A REST API key (Washington DC or later: plugin com.glide.tokenbased_auth, an inbound API key authentication profile, and a REST API access policy for the Table API), its user with the itil role.",
+                )
+                .in_group("api_key"),
             ],
             closed_statuses: ClosedStatusesDescription {
                 help: "A ticket is closed once it is no longer active; add state numbers that also count as closed, e.g. 6 (Resolved incidents).",
@@ -177,12 +192,25 @@ impl TicketSystemKind for ServiceNow {
     }
 
     fn credential_fields(&self) -> &'static [&'static str] {
-        &["username", "password", "client_id", "client_secret"]
+        &[
+            "username",
+            "password",
+            "client_id",
+            "client_secret",
+            "api_key",
+        ]
     }
 
     fn new_credentials(&self, input: &KindFields) -> Result<CheckedCredentials, SettingsError> {
         reject_foreign_fields(self, input)?;
         let sign_in = SignIn::of(input)?;
+        if let Some(api_key) = sign_in.api_key {
+            check_credential("api_key", &api_key)?;
+            return Ok(CheckedCredentials {
+                credentials: Credentials::new(AuthMethod::API_KEY, api_key),
+                fields: KindFields::new(),
+            });
+        }
         if sign_in.client_id.is_some() || sign_in.client_secret.is_some() {
             let client_id = sign_in.client_id.ok_or_else(|| {
                 SettingsError::new("missing_credentials", "`client_secret` needs `client_id`")
@@ -196,7 +224,7 @@ impl TicketSystemKind for ServiceNow {
         let username = sign_in.username.ok_or_else(|| {
             SettingsError::new(
                 "missing_credentials",
-                "a servicenow connection needs `username` (the web-service user) and `password`, or `client_id` and `client_secret`",
+                "a servicenow connection needs `username` (the web-service user) and `password`, `client_id` and `client_secret`, or `api_key`",
             )
         })?;
         let password = required(self.kind(), "password", &sign_in.password)?;
@@ -206,8 +234,9 @@ impl TicketSystemKind for ServiceNow {
         })
     }
 
-    /// A change keeps what it does not give: a new password or client secret alone rotates it, a new user
-    /// name or client id alone renames it. Switching between the two ways takes both fields of the new one.
+    /// A change keeps what it does not give: a new password, client secret or API key alone rotates it, a new
+    /// user name or client id alone renames it. Switching between the ways takes every field of the new one
+    /// (an API key is one field, so giving it switches to it).
     fn changed_credentials(
         &self,
         settings: &ConnectionSettings,
@@ -223,48 +252,55 @@ impl TicketSystemKind for ServiceNow {
                 format!("to switch how the connection signs in, give `{field}` too"),
             )
         };
-        let (credentials, fields) =
-            if sign_in.client_id.is_some() || sign_in.client_secret.is_some() {
-                let oauth_now = current_method == CLIENT_SECRET;
-                let client_id = match sign_in.client_id {
-                    Some(id) => id,
-                    None if oauth_now => {
-                        stored(settings, "client_id").ok_or_else(|| switch("client_id"))?
-                    }
-                    None => return Err(switch("client_id")),
-                };
-                let credentials = match sign_in.client_secret {
-                    Some(client_secret) => {
-                        check_credential("client_secret", &client_secret)?;
-                        Credentials::new(CLIENT_SECRET, client_secret)
-                    }
-                    None if oauth_now => keep_current(settings, current)?,
-                    None => return Err(switch("client_secret")),
-                };
-                (credentials, fields_of([("client_id", Some(client_id))]))
-            } else {
-                let basic_now = current_method == AuthMethod::PASSWORD;
-                let username = match sign_in.username {
-                    Some(u) => Some(u),
-                    None if basic_now => stored(settings, "username"),
-                    None if sign_in.password.is_some() => return Err(switch("username")),
-                    None => None,
-                };
-                let credentials = match sign_in.password {
-                    Some(password) => {
-                        check_credential("password", &password)?;
-                        Credentials::new(AuthMethod::PASSWORD, password)
-                    }
-                    None if basic_now || username.is_none() => keep_current(settings, current)?,
-                    None => return Err(switch("password")),
-                };
-                if credentials.method == CLIENT_SECRET {
-                    let client_id = stored(settings, "client_id");
-                    (credentials, fields_of([("client_id", client_id)]))
-                } else {
-                    (credentials, fields_of([("username", username)]))
+        let (credentials, fields) = if let Some(api_key) = sign_in.api_key {
+            check_credential("api_key", &api_key)?;
+            (
+                Credentials::new(AuthMethod::API_KEY, api_key),
+                KindFields::new(),
+            )
+        } else if sign_in.client_id.is_some() || sign_in.client_secret.is_some() {
+            let oauth_now = current_method == CLIENT_SECRET;
+            let client_id = match sign_in.client_id {
+                Some(id) => id,
+                None if oauth_now => {
+                    stored(settings, "client_id").ok_or_else(|| switch("client_id"))?
                 }
+                None => return Err(switch("client_id")),
             };
+            let credentials = match sign_in.client_secret {
+                Some(client_secret) => {
+                    check_credential("client_secret", &client_secret)?;
+                    Credentials::new(CLIENT_SECRET, client_secret)
+                }
+                None if oauth_now => keep_current(settings, current)?,
+                None => return Err(switch("client_secret")),
+            };
+            (credentials, fields_of([("client_id", Some(client_id))]))
+        } else {
+            let basic_now = current_method == AuthMethod::PASSWORD;
+            let username = match sign_in.username {
+                Some(u) => Some(u),
+                None if basic_now => stored(settings, "username"),
+                None if sign_in.password.is_some() => return Err(switch("username")),
+                None => None,
+            };
+            let credentials = match sign_in.password {
+                Some(password) => {
+                    check_credential("password", &password)?;
+                    Credentials::new(AuthMethod::PASSWORD, password)
+                }
+                None if basic_now || username.is_none() => keep_current(settings, current)?,
+                None => return Err(switch("password")),
+            };
+            if credentials.method == CLIENT_SECRET {
+                let client_id = stored(settings, "client_id");
+                (credentials, fields_of([("client_id", client_id)]))
+            } else if credentials.method == AuthMethod::API_KEY {
+                (credentials, KindFields::new())
+            } else {
+                (credentials, fields_of([("username", username)]))
+            }
+        };
         Ok(CheckedCredentials {
             credentials,
             fields,
@@ -337,9 +373,9 @@ impl TicketSystemKind for ServiceNow {
 }
 
 impl TicketSystemModule for ServiceNow {
-    /// Basic with the web-service user's name and password. Client credentials sign in per client: the client
-    /// asks `oauth_token.do` for an access token, so the connection's own header is a placeholder that never
-    /// reaches the Table API.
+    /// Basic with the web-service user's name and password; an API key as is (in [`API_KEY_HEADER`]). Client
+    /// credentials sign in per client: the client asks `oauth_token.do` for an access token, so the
+    /// connection's own header is a placeholder that never reaches the Table API.
     fn authorization(
         &self,
         settings: &ConnectionSettings,
@@ -353,7 +389,20 @@ impl TicketSystemModule for ServiceNow {
                 credentials.secret.expose(),
             ),
             CLIENT_SECRET => sensitive("Bearer pending-client-credentials".to_owned()),
-            _ => Err(missing_setting(settings, "password or client secret")),
+            AuthMethod::API_KEY => sensitive(credentials.secret.expose().to_owned()),
+            _ => Err(missing_setting(
+                settings,
+                "password, client secret or API key",
+            )),
+        }
+    }
+
+    /// An API key travels in `x-sn-apikey`; the other ways in `Authorization`.
+    fn credential_header(&self, secrets: &ConnectionSecrets) -> HeaderName {
+        if secrets.credentials.method == AuthMethod::API_KEY {
+            API_KEY_HEADER
+        } else {
+            AUTHORIZATION
         }
     }
 

@@ -29,6 +29,12 @@ pub(crate) trait TicketSystemModule: TicketSystemKind {
         settings: &ConnectionSettings,
         secrets: &ConnectionSecrets,
     ) -> Result<reqwest::header::HeaderValue, TicketSystemError>;
+    /// The header [`Self::authorization`]'s value travels in: `Authorization`, unless the way the connection
+    /// signs in names another (ServiceNow's API keys go in `x-sn-apikey`, and no `Authorization` is sent).
+    fn credential_header(&self, secrets: &ConnectionSecrets) -> reqwest::header::HeaderName {
+        let _ = secrets;
+        reqwest::header::AUTHORIZATION
+    }
     /// The client of one connection: `http` is signed in and based on its `base_url`; `secrets` are there for
     /// a client that signs in by itself (an OAuth client-credentials grant).
     fn client(
@@ -129,7 +135,8 @@ impl TicketSystems for HttpTicketSystems {
             &settings.base_url,
             system.authorization(settings, secrets)?,
             self.policy.clone(),
-        )?;
+        )?
+        .with_credential_header(system.credential_header(secrets));
         Ok(system.client(http, settings, secrets, &self.options))
     }
 
@@ -236,11 +243,42 @@ mod tests {
         // base64("svc:pw")
         assert_eq!(snow, "Basic c3ZjOnB3");
         assert!(snow.is_sensitive());
+        // A ServiceNow API key is sent as is, in its own header rather than `Authorization`.
+        let snow_key = secrets(Credentials::new(
+            AuthMethod::ApiKey,
+            Secret::new("snow-key"),
+        ));
+        let key = authorization(
+            &settings(ConnectionKind::ServiceNow, AuthMethod::ApiKey),
+            &snow_key,
+        )
+        .unwrap();
+        assert_eq!(key, "snow-key");
+        assert!(key.is_sensitive());
+        assert!(!format!("{key:?}").contains("snow-key"));
+        let checked = system(ConnectionKind::ServiceNow)
+            .new_credentials(&json!({"api_key": "snow-key"}).as_object().cloned().unwrap())
+            .unwrap();
+        assert_eq!(checked.credentials.method(), AuthMethod::ApiKey);
+        assert!(checked.fields.is_empty());
+        assert!(
+            !format!("{checked:?}").contains("snow-key"),
+            "the key is redacted in Debug"
+        );
+        let snow = system(ConnectionKind::ServiceNow);
+        assert_eq!(snow.credential_header(&snow_key), "x-sn-apikey");
+        assert_eq!(
+            snow.credential_header(&secrets(Credentials::new(
+                AuthMethod::Password,
+                Secret::new("pw")
+            ))),
+            "authorization"
+        );
         // Credentials of another kind sign nobody in.
         assert!(
             authorization(
-                &settings(ConnectionKind::ServiceNow, AuthMethod::ApiKey),
-                &secrets(Credentials::new(AuthMethod::ApiKey, Secret::new("key"))),
+                &settings(ConnectionKind::ServiceNow, AuthMethod::ApiToken),
+                &secrets(Credentials::new(AuthMethod::ApiToken, Secret::new("key"))),
             )
             .is_err()
         );

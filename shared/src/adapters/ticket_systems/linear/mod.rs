@@ -259,9 +259,13 @@ impl User {
     }
 }
 
+/// The longest wait a rate limit's reset header is taken at: Linear's budgets refill within the hour, so a
+/// later reset (a skewed clock, a header in other units) is not waited for longer than that.
+pub(crate) const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
+
 /// Whether an answer to a GraphQL call is Linear's rate limit (HTTP 400 with `RATELIMITED` in its errors), and
 /// how long it asks to wait: until the reset of whichever budget (`X-RateLimit-Requests-*` or
-/// `X-RateLimit-Complexity-*`) is used up, in epoch milliseconds.
+/// `X-RateLimit-Complexity-*`) is used up, in epoch milliseconds, at most [`MAX_RATE_LIMIT_WAIT`].
 pub(crate) fn rate_limited(
     headers: &reqwest::header::HeaderMap,
     body: &[u8],
@@ -291,9 +295,10 @@ pub(crate) fn rate_limited(
     } else {
         i128::from(reset)
     };
-    Some(Some(Duration::from_millis(
-        u64::try_from((reset_ms - now_ms).max(0)).unwrap_or(u64::MAX),
-    )))
+    Some(Some(
+        Duration::from_millis(u64::try_from((reset_ms - now_ms).max(0)).unwrap_or(u64::MAX))
+            .min(MAX_RATE_LIMIT_WAIT),
+    ))
 }
 
 /// What a GraphQL call came to, besides data.
@@ -440,6 +445,9 @@ impl LinearClient {
     /// One GraphQL write, sent once (a mutation is not retried after an answer that may hide a change; the
     /// caller's durable retry looks for the marker first). Refused credentials are
     /// [`TicketSystemError::Unauthorized`]; `FORBIDDEN` is [`TicketSystemError::NotPermitted`], naming `what`.
+    /// Linear's rate limit changed nothing, so it is waited out when its reset is near, and otherwise is
+    /// [`TicketSystemError::RateLimited`] with the wait until the reset ([`rate_limited`]): retryable, at the
+    /// time Linear named, never an unexpected refusal.
     async fn mutate<T: DeserializeOwned>(
         &self,
         query: &str,
@@ -452,7 +460,12 @@ impl LinearClient {
         };
         let body = json!({"query": query, "variables": variables});
         let written = http
-            .send_json(reqwest::Method::POST, http.url(&["graphql"]), Some(&body))
+            .send_json_or_busy(
+                reqwest::Method::POST,
+                http.url(&["graphql"]),
+                Some(&body),
+                rate_limited,
+            )
             .await;
         if let (Err(TicketSystemError::Unauthorized { .. }), Some(oauth)) = (&written, &self.oauth)
         {
@@ -477,6 +490,12 @@ impl LinearClient {
                 "AUTHENTICATION_ERROR" => TicketSystemError::Unauthorized {
                     status: 401,
                     message: format!("Linear refused the credentials: {}", error.message),
+                },
+                // Rate limited without the 400 (and so without its reset headers): nothing was written, and
+                // the caller's durable retry comes back after its own backoff.
+                "RATELIMITED" => TicketSystemError::RateLimited {
+                    message: format!("Linear is rate limiting the connection; could not {what}"),
+                    retry_after: None,
                 },
                 "FORBIDDEN" => TicketSystemError::NotPermitted(format!(
                     "Linear: the connection's account may not {what}; give it access to the team: {}",
@@ -964,6 +983,15 @@ mod tests {
             "the requests budget is the used-up one: {wait:?}"
         );
         assert_eq!(rate_limited(&HeaderMap::new(), body), Some(None));
+        headers.insert(
+            "x-ratelimit-requests-reset",
+            HeaderValue::from_str(&(now_ms + 90 * 24 * 3_600_000).to_string()).unwrap(),
+        );
+        assert_eq!(
+            rate_limited(&headers, body),
+            Some(Some(MAX_RATE_LIMIT_WAIT)),
+            "a reset months away is waited for an hour at most"
+        );
         let refused = br#"{"errors":[{"message":"Argument Validation Error","extensions":{"code":"INVALID_INPUT"}}]}"#;
         assert_eq!(rate_limited(&headers, refused), None);
         assert_eq!(rate_limited(&headers, b"not json"), None);
