@@ -479,6 +479,45 @@ async fn a_failed_provisioning_ticket_is_retried_by_the_pipeline_and_a_found_mar
     w.assert_no_secret();
 }
 
+/// A ticket system that asks to wait longer than one call may (429 with `Retry-After`) is not asked again before
+/// then: the provisioning ticket's next attempt is no sooner than the wait it named, not the engine's own short
+/// backoff.
+#[tokio::test]
+async fn a_rate_limited_provisioning_ticket_is_retried_no_sooner_than_the_ticket_system_asked() {
+    let w = world().await;
+    w.resource(json!({"kind": "ticket", "connection": "fs-main", "group_id": 42}))
+        .await;
+    let grant = w.request().await;
+    let id = grant["id"].as_str().unwrap();
+    fs_filter_finds_nothing(&w.fs).await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/tickets"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "600"))
+        .mount(&w.fs)
+        .await;
+
+    let before = time::OffsetDateTime::now_utc();
+    let approved = w.act(id, "approve", APPROVER).await;
+    assert_eq!(approved["status"], "active");
+    assert_eq!(approved["provisioning"]["state"], "pending", "{approved}");
+    let next = time::OffsetDateTime::parse(
+        approved["provisioning"]["next_attempt_at"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a retry is scheduled: {approved}")),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(
+        next >= before + time::Duration::seconds(595),
+        "retried at {next}, before the 600 s Freshservice asked for: {approved}"
+    );
+    assert_eq!(
+        World::sent(&w.fs, "POST", "/api/v2/tickets").await.len(),
+        1,
+        "one attempt, not retried inside the call"
+    );
+}
+
 /// Freshservice answers an audit ticket's calls: search, create (id `audit_id`), notes, close.
 async fn fs_audit_mocks(server: &MockServer, audit_id: u64) {
     fs_filter_finds_nothing(server).await;

@@ -21,6 +21,7 @@ use std::time::Duration as StdDuration;
 
 use super::Ticketbound;
 use crate::domain::grant::SideEffect;
+use crate::domain::side_effect::Failure;
 use crate::domain::ticket_writes::{CloseOutcome, NewTicket, grant_link_line, marker};
 use crate::domain::{AuditEvent, AuditKind, Grant, GrantStatus, TicketRef};
 use crate::ports::{Job, JobKind};
@@ -96,7 +97,7 @@ impl Ticketbound {
 
     /// The deprovisioning step: closes the audit ticket, if the grant has one. Closed already, or deleted, is
     /// success. An error is retried by the lifecycle.
-    pub(crate) async fn close_audit_ticket(&self, grant: &Grant) -> Result<(), String> {
+    pub(crate) async fn close_audit_ticket(&self, grant: &Grant) -> Result<(), Failure> {
         let Some(audit) = &grant.audit_ticket else {
             return Ok(());
         };
@@ -110,7 +111,12 @@ impl Ticketbound {
                 }
                 Ok(())
             }
-            Err(e) => Err(format!("closing audit ticket {}: {e}", audit.key)),
+            Err(e) => {
+                let mut failure = e.as_failure();
+                failure.message =
+                    format!("closing audit ticket {}: {}", audit.key, failure.message);
+                Err(failure)
+            }
         }
     }
 

@@ -706,7 +706,7 @@ impl Ticketbound {
         if let Err(e) = self.close_audit_ticket(grant).await
             && report.error.is_none()
         {
-            report.error = Some(Failure::retryable(e));
+            report.error = Some(e);
         }
         report
     }

@@ -110,7 +110,7 @@ impl Provisioners for TicketProvisioners {
                 "connection `{connection}` did not answer within {CALL_LIMIT:?}"
             ))
         })?
-        .map_err(|e| ProvisionError::retryable(e.to_string()))?;
+        .map_err(|e| ProvisionError(e.as_failure()))?;
         tracing::info!(grant = %grant.id, action = action.as_str(), connection = %connection, key = %created.key, "provisioning ticket opened");
         // A person acts on the ticket later: the removal is asked for, not confirmed.
         Ok(ProvisionOutcome::Done(ProvisionReceipt {

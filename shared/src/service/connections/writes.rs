@@ -7,6 +7,7 @@
 
 use super::{Connections, OpenError, unprocessable};
 use crate::domain::connection::ConnectionSettings;
+use crate::domain::side_effect::Failure;
 use crate::domain::ticket_writes::{
     AuditSettings, CloseOutcome, CreatedTicket, DestinationFields, NewTicket, TicketDestination,
 };
@@ -33,6 +34,14 @@ pub enum TicketWriteError {
     /// The stores or the ticket system could not be reached, or the ticket system refused the content.
     #[error("connection `{0}`: {1}")]
     Failed(String, String),
+    /// The ticket system asked to wait (a 429, Linear's `RATELIMITED`) longer than one call may: the write is
+    /// retried after `retry_after` when it says how long.
+    #[error("connection `{connection}`: {message}")]
+    RateLimited {
+        connection: String,
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
 }
 
 impl TicketWriteError {
@@ -42,8 +51,23 @@ impl TicketWriteError {
                 Self::Unauthorized(connection.to_owned(), e.to_string())
             }
             TicketSystemError::NotPermitted(m) => Self::NotPermitted(connection.to_owned(), m),
+            TicketSystemError::RateLimited { retry_after, .. } => Self::RateLimited {
+                connection: connection.to_owned(),
+                message: e.to_string(),
+                retry_after,
+            },
             other => Self::Failed(connection.to_owned(), other.to_string()),
         }
+    }
+
+    /// The failed attempt as the engine retries it: every write failure may cure later (an admin mends the
+    /// credentials, the ticket system comes back), and a rate limit is retried no sooner than it asked.
+    pub fn as_failure(&self) -> Failure {
+        let mut failure = Failure::retryable(self.to_string());
+        if let Self::RateLimited { retry_after, .. } = self {
+            failure.retry_after = *retry_after;
+        }
+        failure
     }
 }
 
