@@ -30,6 +30,9 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const WAIT: StdDuration = StdDuration::from_secs(10);
 
+/// Held by the tests that read the process-wide reconciliation metrics, so another test's run cannot move them.
+static METRIC_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Moto's Identity Center instance, a permission set of its own (session duration two hours) and the clients.
 struct Aws {
     sso: aws_sdk_ssoadmin::Client,
@@ -895,10 +898,12 @@ async fn ended_and_removed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconciliation_run_removes_an_assignment_that_outlived_its_grant_and_the_grants_trail_says_so()
  {
+    let _metrics = METRIC_LOCK.lock().await;
     let aws = identity_center().await;
     let alice = requester("alice");
     let alice_id = aws.user(&alice).await;
-    let (router, app, _scheduler) = running_app_at(ManualClock::now_system()).await;
+    let clock = ManualClock::now_system();
+    let (router, app, _scheduler) = running_app_at(clock.clone()).await;
     put_resource(&router, "prod-admin", aws.assignment(json!({}))).await;
     let id = ended_and_removed(&router, &aws, &alice, "prod-admin").await;
     // The grant records its removal, but AWS holds the assignment again (a deletion lost on the way, or a person
@@ -954,11 +959,20 @@ async fn a_reconciliation_run_removes_an_assignment_that_outlived_its_grant_and_
     let again = app.reconcile().await.expect("the next run");
     assert_eq!(convergence(&again), (1, 0, 0, 0, 0), "{again:?}");
     assert_eq!(trail(&router, &id).await.len(), events.len());
+
+    // Runs look back 30 days: an assignment given back after that is no longer the grant's, and left alone.
+    aws.assign_by_hand(&alice_id).await;
+    clock.advance(time::Duration::days(31));
+    let later = app.reconcile().await.expect("a run a month later");
+    assert_eq!(convergence(&later), (1, 0, 0, 1, 0), "{later:?}");
+    assert_eq!(aws.assigned().await, vec![alice_id]);
+    assert_eq!(trail(&router, &id).await.len(), events.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciliation_leaves_assignments_it_never_made_keeps_active_ones_and_does_not_remake_missing_ones()
  {
+    let _metrics = METRIC_LOCK.lock().await;
     let aws = identity_center().await;
     let (carol, dana, erin) = (requester("carol"), requester("dana"), requester("erin"));
     let carol_id = aws.user(&carol).await;
@@ -1056,6 +1070,7 @@ async fn sdk_at(uri: &str) -> aws_config::SdkConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconciliation_run_whose_identity_center_calls_fail_changes_no_grant_and_the_next_one_converges()
  {
+    let _metrics = METRIC_LOCK.lock().await;
     let aws = identity_center().await;
     let alice = requester("alice");
     let alice_id = aws.user(&alice).await;
