@@ -455,6 +455,8 @@ pub trait Provisioners: Send + Sync {
 #[derive(Clone, Copy, Debug)]
 pub struct ReconcileCall<'a> {
     /// The requesters of the resource's active grants, sorted, each once: nothing of theirs is ever taken away.
+    /// For a built-in provisioner, also those of every other resource that gives the same access (an IAM
+    /// Identity Center account assignment named by two resources is one assignment).
     pub principals: &'a [String],
     /// Those of `principals` whose access was set up (provisioning `done`): the end system should give them
     /// access now, so one it does not is reported as missing.

@@ -974,12 +974,25 @@ async fn reconciliation_leaves_assignments_it_never_made_keeps_active_ones_and_d
  {
     let _metrics = METRIC_LOCK.lock().await;
     let aws = identity_center().await;
-    let (carol, dana, erin) = (requester("carol"), requester("dana"), requester("erin"));
+    let (carol, dana, erin, frank) = (
+        requester("carol"),
+        requester("dana"),
+        requester("erin"),
+        requester("frank"),
+    );
     let carol_id = aws.user(&carol).await;
     let dana_id = aws.user(&dana).await;
     let erin_id = aws.user(&erin).await;
+    let frank_id = aws.user(&frank).await;
     let (router, app, _scheduler) = running_app_at(ManualClock::now_system()).await;
     put_resource(&router, "prod-admin", aws.assignment(json!({}))).await;
+    // A second resource naming the same assignment: Frank's grant of the first ended, his grant of this one
+    // gives him the same assignment now.
+    put_resource(&router, "prod-admin-too", aws.assignment(json!({}))).await;
+    let frank_ended = ended_and_removed(&router, &aws, &frank, "prod-admin").await;
+    let frank_active = approved(&router, (&frank, ""), "prod-admin-too").await;
+    let grant = settled(&router, &frank_active, "provisioning").await;
+    assert_eq!(grant["provisioning"]["state"], "done", "{grant}");
     // Dana holds an active grant. Erin held one that ended and holds another now: hers is kept too.
     let kept = approved(&router, (&dana, ""), "prod-admin").await;
     settled(&router, &kept, "provisioning").await;
@@ -989,16 +1002,28 @@ async fn reconciliation_leaves_assignments_it_never_made_keeps_active_ones_and_d
     assert_eq!(grant["provisioning"]["state"], "done", "{grant}");
     // Carol was never granted anything: her assignment is somebody else's business.
     aws.assign_by_hand(&carol_id).await;
-    let mut expected = vec![carol_id.clone(), dana_id.clone(), erin_id.clone()];
+    let mut expected = vec![
+        carol_id.clone(),
+        dana_id.clone(),
+        erin_id.clone(),
+        frank_id.clone(),
+    ];
     expected.sort();
     let mut assigned = aws.assigned().await;
     assigned.sort();
     assert_eq!(assigned, expected);
-    let grants = [&kept, &erin_ended, &erin_active];
+    let grants = [
+        &kept,
+        &erin_ended,
+        &erin_active,
+        &frank_ended,
+        &frank_active,
+    ];
     let before = stories(&router, &grants).await;
 
+    // Carol's assignment is counted once by each resource.
     let report = app.reconcile().await.expect("the run");
-    assert_eq!(convergence(&report), (1, 0, 0, 1, 0), "{report:?}");
+    assert_eq!(convergence(&report), (2, 0, 0, 2, 0), "{report:?}");
     let mut assigned = aws.assigned().await;
     assigned.sort();
     assert_eq!(assigned, expected, "nothing was removed");
@@ -1006,10 +1031,10 @@ async fn reconciliation_leaves_assignments_it_never_made_keeps_active_ones_and_d
     // Erin's assignment is cut by hand in an emergency: reported as missing, and not made again.
     aws.unassign_by_hand(&erin_id).await;
     let report = app.reconcile().await.expect("the next run");
-    assert_eq!(convergence(&report), (1, 0, 0, 1, 1), "{report:?}");
+    assert_eq!(convergence(&report), (2, 0, 0, 2, 1), "{report:?}");
     let mut assigned = aws.assigned().await;
     assigned.sort();
-    let mut left = vec![carol_id, dana_id];
+    let mut left = vec![carol_id, dana_id, frank_id];
     left.sort();
     assert_eq!(assigned, left, "the missing assignment is not made again");
     let after = stories(&router, &grants).await;

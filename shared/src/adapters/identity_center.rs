@@ -242,9 +242,9 @@ impl IdentityCenter {
             .chain(call.ended.iter().map(|holder| &holder.requester))
         {
             let email = email.to_lowercase();
-            if !ids.contains_key(&email) {
-                let user = self.find_user(&config, &email).await?;
-                ids.insert(email, user);
+            if let std::collections::btree_map::Entry::Vacant(entry) = ids.entry(email) {
+                let user = self.find_user(&config, entry.key()).await?;
+                entry.insert(user);
             }
         }
         let user_of = |email: &str| ids.get(&email.to_lowercase()).cloned().flatten();

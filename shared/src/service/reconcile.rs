@@ -310,6 +310,19 @@ impl Ticketbound {
             .map(|r| r.id.as_str())
             .collect();
         let ended = self.ended_holders(&built_in, at).await?;
+        // Resources naming the same account assignment share it: nobody's is removed through one of them while
+        // another grants it.
+        let mut sharing: BTreeMap<AssignmentKey, BTreeSet<String>> = BTreeMap::new();
+        for resource in &resources {
+            if let Some(key) = assignment_of(&resource.provisioner) {
+                sharing.entry(key).or_default().extend(
+                    holders
+                        .get(resource.id.as_str())
+                        .into_iter()
+                        .flat_map(|h| h.principals.iter().cloned()),
+                );
+            }
+        }
         // At most PROVISIONERS_AT_ONCE calls in flight, each bounded by PROVISIONER_CALL; no new group once the
         // run is past its time budget plus one call, so the run ends inside the function's timeout. Resources
         // are taken in id order; those left wait for a run with time to spare.
@@ -326,9 +339,15 @@ impl Ticketbound {
             let mut calls = JoinSet::new();
             for resource in group {
                 let held = holders.get(resource.id.as_str());
-                let principals: Vec<String> = held
-                    .map(|h| h.principals.iter().cloned().collect())
-                    .unwrap_or_default();
+                let principals: Vec<String> = match assignment_of(&resource.provisioner) {
+                    Some(key) => sharing
+                        .get(&key)
+                        .map(|p| p.iter().cloned().collect())
+                        .unwrap_or_default(),
+                    None => held
+                        .map(|h| h.principals.iter().cloned().collect())
+                        .unwrap_or_default(),
+                };
                 let provisioned: Vec<String> = held
                     .map(|h| h.provisioned.iter().cloned().collect())
                     .unwrap_or_default();
@@ -569,16 +588,29 @@ struct Holders {
     provisioned: BTreeSet<String>,
 }
 
+/// An IAM Identity Center account assignment as a resource names it: instance, account, permission set.
+type AssignmentKey = (String, String, String);
+
+/// The account assignment a built-in IAM Identity Center provisioner gives, if it gives one.
+fn assignment_of(provisioner: &Provisioner) -> Option<AssignmentKey> {
+    let Provisioner::AwsIdentityCenter { instance_arn, .. } = provisioner else {
+        return None;
+    };
+    match provisioner.identity_center_target() {
+        Ok(Some(IdentityCenterTarget::AccountAssignment {
+            account_id,
+            permission_set_arn,
+        })) => Some((instance_arn.clone(), account_id, permission_set_arn)),
+        _ => None,
+    }
+}
+
 /// Whether a resource's provisioner takes the `reconcile` call: a webhook that asks for it, or the built-in IAM
 /// Identity Center provisioner giving account assignments (group memberships are not compared).
 fn takes_reconcile(provisioner: &Provisioner) -> bool {
     match provisioner {
         Provisioner::Webhook { reconcile, .. } => *reconcile,
-        Provisioner::AwsIdentityCenter { .. } => matches!(
-            provisioner.identity_center_target(),
-            Ok(Some(IdentityCenterTarget::AccountAssignment { .. }))
-        ),
-        _ => false,
+        other => assignment_of(other).is_some(),
     }
 }
 
