@@ -1064,22 +1064,6 @@ async fn ended_and_removed_keeping(router: &axum::Router, email: &str, resource:
     id
 }
 
-/// An Identity Center endpoint answering `operation` with AWS's error `code` (AWS JSON 1.1: the status and
-/// `__type`).
-async fn fails(server: &MockServer, operation: &str, status: u16, code: &str) {
-    Mock::given(method("POST"))
-        .and(header("x-amz-target", operation))
-        .respond_with(
-            ResponseTemplate::new(status)
-                .insert_header("content-type", "application/x-amz-json-1.1")
-                .set_body_string(
-                    json!({"__type": code, "message": "refused by the test"}).to_string(),
-                ),
-        )
-        .mount(server)
-        .await;
-}
-
 /// SDK clients pointed at `uri`, with test credentials.
 async fn sdk_at(uri: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -1115,20 +1099,59 @@ async fn a_reconciliation_run_whose_identity_center_calls_fail_changes_no_grant_
     let removed_before = metric_total("AccessRemovedByReconciliation");
 
     // Listing the assignments throttled, refused, or failing on AWS's side; then the list answered and the
-    // deletion refused.
+    // deletion refused; then the deletion accepted and, at its status check, failed. Each case: what the
+    // endpoint answers (operation, HTTP status, body) before the list and the user it otherwise answers, the
+    // last being the call that must have been made.
     let listing = "SWBExternalService.ListAccountAssignments";
-    let cases: [(&str, u16, &str); 4] = [
-        (listing, 400, "ThrottlingException"),
-        (listing, 400, "AccessDeniedException"),
-        (listing, 500, "InternalServerException"),
+    let deleting = "SWBExternalService.DeleteAccountAssignment";
+    let error = |code: &str| json!({"__type": code, "message": "refused by the test"});
+    let cases: Vec<(&str, Vec<(&str, u16, Value)>)> = vec![
         (
-            "SWBExternalService.DeleteAccountAssignment",
-            400,
-            "AccessDeniedException",
+            "throttled",
+            vec![(listing, 400, error("ThrottlingException"))],
+        ),
+        (
+            "access denied",
+            vec![(listing, 400, error("AccessDeniedException"))],
+        ),
+        (
+            "server error",
+            vec![(listing, 500, error("InternalServerException"))],
+        ),
+        (
+            "deletion refused",
+            vec![(deleting, 400, error("AccessDeniedException"))],
+        ),
+        (
+            "deletion failed",
+            vec![
+                (
+                    deleting,
+                    200,
+                    json!({"AccountAssignmentDeletionStatus": {"Status": "IN_PROGRESS", "RequestId": "req-9"}}),
+                ),
+                (
+                    "SWBExternalService.DescribeAccountAssignmentDeletionStatus",
+                    200,
+                    json!({"AccountAssignmentDeletionStatus": {"Status": "FAILED", "RequestId": "req-9",
+                        "FailureReason": "Received a 404 status error: Not supported account"}}),
+                ),
+            ],
         ),
     ];
-    for (operation, status, code) in cases {
+    for (case, answered) in cases {
         let server = MockServer::start().await;
+        for (operation, status, body) in &answered {
+            Mock::given(method("POST"))
+                .and(header("x-amz-target", *operation))
+                .respond_with(
+                    ResponseTemplate::new(*status)
+                        .insert_header("content-type", "application/x-amz-json-1.1")
+                        .set_body_string(body.to_string()),
+                )
+                .mount(&server)
+                .await;
+        }
         answers(
             &server,
             "AWSIdentityStore.GetUserId",
@@ -1136,7 +1159,6 @@ async fn a_reconciliation_run_whose_identity_center_calls_fail_changes_no_grant_
             None,
         )
         .await;
-        fails(&server, operation, status, code).await;
         answers(
             &server,
             listing,
@@ -1145,6 +1167,7 @@ async fn a_reconciliation_run_whose_identity_center_calls_fail_changes_no_grant_
             None,
         )
         .await;
+        let operation = answered.last().map(|(op, _, _)| *op).unwrap_or_default();
         let (failing, _) = app_over(
             IdentityCenter::new(&sdk_at(&server.uri()).await, Arc::new(clock.clone())),
             clock.clone(),
@@ -1152,15 +1175,11 @@ async fn a_reconciliation_run_whose_identity_center_calls_fail_changes_no_grant_
         );
         let failures_before = metric_total("ProvisionerReconcileFailures");
         let report = failing.reconcile().await.expect("the run itself goes on");
-        assert_eq!(
-            convergence(&report),
-            (1, 1, 0, 0, 0),
-            "{operation} {code}: {report:?}"
-        );
+        assert_eq!(convergence(&report), (1, 1, 0, 0, 0), "{case}: {report:?}");
         assert_eq!(
             metric_total("ProvisionerReconcileFailures") - failures_before,
             1.0,
-            "{code}"
+            "{case}"
         );
         let called = server
             .received_requests()
@@ -1171,9 +1190,9 @@ async fn a_reconciliation_run_whose_identity_center_calls_fail_changes_no_grant_
                 r.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) == Some(operation)
             });
         assert!(called, "{operation} was asked");
-        assert_eq!(grant_json(&router, &id).await, grant_before, "{code}");
-        assert_eq!(trail(&router, &id).await, events_before, "{code}");
-        assert_eq!(aws.assigned().await, vec![alice_id.clone()], "{code}");
+        assert_eq!(grant_json(&router, &id).await, grant_before, "{case}");
+        assert_eq!(trail(&router, &id).await, events_before, "{case}");
+        assert_eq!(aws.assigned().await, vec![alice_id.clone()], "{case}");
     }
     assert_eq!(
         metric_total("AccessRemovedByReconciliation"),
