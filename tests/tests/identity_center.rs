@@ -1064,6 +1064,9 @@ async fn ended_and_removed_keeping(router: &axum::Router, email: &str, resource:
     id
 }
 
+/// What an Identity Center endpoint answers one operation with: its `X-Amz-Target`, the HTTP status and the body.
+type Answer = (&'static str, u16, Value);
+
 /// SDK clients pointed at `uri`, with test credentials.
 async fn sdk_at(uri: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -1105,7 +1108,7 @@ async fn a_reconciliation_run_whose_identity_center_calls_fail_changes_no_grant_
     let listing = "SWBExternalService.ListAccountAssignments";
     let deleting = "SWBExternalService.DeleteAccountAssignment";
     let error = |code: &str| json!({"__type": code, "message": "refused by the test"});
-    let cases: Vec<(&str, Vec<(&str, u16, Value)>)> = vec![
+    let cases: Vec<(&str, Vec<Answer>)> = vec![
         (
             "throttled",
             vec![(listing, 400, error("ThrottlingException"))],
