@@ -8,7 +8,8 @@
 //! is a wiremock endpoint answering the AWS JSON protocol. Reconciliation runs compare moto's assignments with
 //! the grants: an assignment that outlived its grant is removed and recorded on that grant's trail, one nobody
 //! was granted is left and counted, an active grant's is kept (and a missing one reported, not made again), and a
-//! run whose Identity Center calls fail (a wiremock endpoint answering AWS's errors) changes no grant.
+//! run whose Identity Center calls fail (a wiremock endpoint answering AWS's errors, or not answering at all)
+//! changes no grant and keeps its time.
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -1197,6 +1198,27 @@ async fn a_reconciliation_run_whose_identity_center_calls_fail_changes_no_grant_
         assert_eq!(trail(&router, &id).await, events_before, "{case}");
         assert_eq!(aws.assigned().await, vec![alice_id.clone()], "{case}");
     }
+    // Identity Center not answering at all: the call is cut at its bound (10 s), so the run keeps its time.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(StdDuration::from_secs(60)))
+        .mount(&server)
+        .await;
+    let (stalled, _) = app_over(
+        IdentityCenter::new(&sdk_at(&server.uri()).await, Arc::new(clock.clone())),
+        clock.clone(),
+        store.clone(),
+    );
+    let started = std::time::Instant::now();
+    let report = stalled.reconcile().await.expect("the run itself goes on");
+    assert_eq!(convergence(&report), (1, 1, 0, 0, 0), "stalled: {report:?}");
+    assert!(
+        started.elapsed() < StdDuration::from_secs(15),
+        "the run took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(grant_json(&router, &id).await, grant_before, "stalled");
+    assert_eq!(trail(&router, &id).await, events_before, "stalled");
     assert_eq!(
         metric_total("AccessRemovedByReconciliation"),
         removed_before,
