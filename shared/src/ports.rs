@@ -436,18 +436,69 @@ pub trait Provisioners: Send + Sync {
         Ok(())
     }
 
-    /// Tells `resource`'s end system who should hold access at `at` (`principals`: the requesters of its active
-    /// grants), so it can take away what a lost removal left; done at once for provisioners that do not take
-    /// the call (only a webhook whose resource sets `reconcile: true` does). Never grants or ends a grant.
+    /// Tells `resource`'s end system who should hold access (`call`), so it can take away what a lost removal
+    /// left. A webhook whose resource sets `reconcile: true` is sent the list and converges on its own; the
+    /// built-in IAM Identity Center provisioner compares it with the account assignments and removes those of
+    /// `call.ended` itself, answering what it found. Done at once, with nothing found, for provisioners that do
+    /// not take the call. Never grants or ends a grant.
     async fn reconcile(
         &self,
         resource: &Resource,
-        principals: &[String],
-        at: OffsetDateTime,
-    ) -> Result<(), ProvisionError> {
-        let _ = (resource, principals, at);
-        Ok(())
+        call: &ReconcileCall<'_>,
+    ) -> Result<Convergence, ProvisionError> {
+        let _ = (resource, call);
+        Ok(Convergence::default())
     }
+}
+
+/// Who should hold a resource's access on a reconciliation run, and who held it through Ticketbound before.
+#[derive(Clone, Copy, Debug)]
+pub struct ReconcileCall<'a> {
+    /// The requesters of the resource's active grants, sorted, each once: nothing of theirs is ever taken away.
+    /// For a built-in provisioner, also those of every other resource that gives the same access (an IAM
+    /// Identity Center account assignment named by two resources is one assignment).
+    pub principals: &'a [String],
+    /// Those of `principals` whose access was set up (provisioning `done`): the end system should give them
+    /// access now, so one it does not is reported as missing.
+    pub provisioned: &'a [String],
+    /// The requesters of the resource's grants that ended lately after their access was set up, each once with
+    /// their last such grant: access the end system still gives one of them who is not in `principals` outlived
+    /// its grant (a lost removal, or access given again by hand).
+    pub ended: &'a [EndedHolder],
+    pub at: OffsetDateTime,
+}
+
+/// A requester whose grant of a resource has ended after Ticketbound had set up its access.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndedHolder {
+    /// The grant whose audit trail records a removal made again.
+    pub grant_id: String,
+    pub requester: String,
+}
+
+/// What a provisioner's `reconcile` call found and did in the end system. Empty for a webhook (its end system
+/// converges on its own and says nothing back).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Convergence {
+    /// Access that outlived its grant and was taken away now, one per requester of [`ReconcileCall::ended`].
+    pub removed: Vec<RemovedAgain>,
+    /// Holders of access Ticketbound never gave on this resource (no grant of theirs in the call): left alone,
+    /// only counted.
+    pub unmanaged: usize,
+    /// Of [`ReconcileCall::provisioned`], those the end system gives no access: reported, never given again
+    /// (someone may have cut it on purpose).
+    pub missing: Vec<String>,
+    /// Removals that failed, each classified like any provisioning call; the next run finds the access again.
+    pub failures: Vec<crate::domain::side_effect::Failure>,
+}
+
+/// Access an ended grant's requester still held, removed by a reconciliation run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemovedAgain {
+    /// The ended grant whose access it was ([`EndedHolder::grant_id`]).
+    pub grant_id: String,
+    /// The end system's own id of the holder (an Identity Center user id).
+    pub principal_id: String,
 }
 
 /// Why a ticket binding was refused (DESIGN §1 rule 3).

@@ -5,7 +5,11 @@
 //! cut by a deny in the permission set's inline policy for that user only, then taken out by the one-time job.
 //! What AWS holds is read back with the SDK's own clients, independently of the adapter. moto finishes every
 //! assignment request at once, so the request still `IN_PROGRESS` (checked through the engine) and then `FAILED`
-//! is a wiremock endpoint answering the AWS JSON protocol.
+//! is a wiremock endpoint answering the AWS JSON protocol. Reconciliation runs compare moto's assignments with
+//! the grants: an assignment that outlived its grant is removed and recorded on that grant's trail, one nobody
+//! was granted is left and counted, an active grant's is kept (and a missing one reported, not made again), and a
+//! run whose Identity Center calls fail (a wiremock endpoint answering AWS's errors, or not answering at all)
+//! changes no grant and keeps its time.
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -13,16 +17,22 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use aws_sdk_identitystore::types::{Email, MemberId, Name};
+use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
+use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::adapters::identity_center::IdentityCenter;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
 use ticketbound::adapters::provisioner::HttpProvisioners;
 use ticketbound::ports::{Clock, Job, JobKind};
-use ticketbound::service::{Ports, Settings, Ticketbound};
+use ticketbound::service::{Ports, ReconcileReport, Settings, Ticketbound};
+use ticketbound::telemetry::metric_total;
 use ticketbound_tests::*;
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const WAIT: StdDuration = StdDuration::from_secs(10);
+
+/// Held by the tests that read the process-wide reconciliation metrics, so another test's run cannot move them.
+static METRIC_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Moto's Identity Center instance, a permission set of its own (session duration two hours) and the clients.
 struct Aws {
@@ -102,6 +112,37 @@ impl Aws {
             .collect()
     }
 
+    /// Assigns the permission set to `user` directly, as a person in the console leaves it (or a removal whose
+    /// deletion never reached AWS).
+    async fn assign_by_hand(&self, user: &str) {
+        self.sso
+            .create_account_assignment()
+            .instance_arn(&self.instance_arn)
+            .target_id(ACCOUNT)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(&self.permission_set_arn)
+            .principal_type(PrincipalType::User)
+            .principal_id(user)
+            .send()
+            .await
+            .expect("create assignment");
+    }
+
+    /// Deletes `user`'s assignment directly, as a person cutting access in an emergency does.
+    async fn unassign_by_hand(&self, user: &str) {
+        self.sso
+            .delete_account_assignment()
+            .instance_arn(&self.instance_arn)
+            .target_id(ACCOUNT)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(&self.permission_set_arn)
+            .principal_type(PrincipalType::User)
+            .principal_id(user)
+            .send()
+            .await
+            .expect("delete assignment");
+    }
+
     async fn inline_policy(&self) -> Value {
         let policy = self
             .sso
@@ -155,7 +196,27 @@ async fn running_app_with(
     identity_center: IdentityCenter,
     clock: ManualClock,
 ) -> (axum::Router, Ticketbound, LocalScheduler) {
-    let store = embedded_store();
+    running_app_in(identity_center, clock, embedded_store()).await
+}
+
+/// The same app over `identity_center` and `store`.
+async fn running_app_in(
+    identity_center: IdentityCenter,
+    clock: ManualClock,
+    store: EmbeddedStore,
+) -> (axum::Router, Ticketbound, LocalScheduler) {
+    let (app, scheduler) = app_over(identity_center, clock, store);
+    scheduler.start(Arc::new(app.clone())).await.unwrap();
+    (local_router(app.clone()), app, scheduler)
+}
+
+/// The app over `identity_center` and `store`, its scheduler not started (a second app over the same store
+/// reconciles through other Identity Center endpoints without running the first one's jobs twice).
+fn app_over(
+    identity_center: IdentityCenter,
+    clock: ManualClock,
+    store: EmbeddedStore,
+) -> (Ticketbound, LocalScheduler) {
     let scheduler = LocalScheduler::new(store.clone());
     let clock: Arc<dyn Clock> = Arc::new(clock);
     let provisioners = HttpProvisioners::new(clock.clone(), StdDuration::from_secs(2))
@@ -177,8 +238,7 @@ async fn running_app_with(
             ..Settings::default()
         },
     );
-    scheduler.start(Arc::new(app.clone())).await.unwrap();
-    (local_router(app.clone()), app, scheduler)
+    (app, scheduler)
 }
 
 async fn put_resource(router: &axum::Router, id: &str, provisioner: Value) -> (StatusCode, Value) {
@@ -789,4 +849,385 @@ fn proxy_stats_at(proxy: &str, path: &str) -> Value {
     stream.read_to_string(&mut answer).unwrap();
     serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or_default())
         .expect("stats are JSON")
+}
+
+/// The grant's audit trail, as an admin reads it.
+async fn trail(router: &axum::Router, id: &str) -> Vec<Value> {
+    let reply = grants::events(router, ADMIN, id).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.json["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The events of a trail that record access reconciliation removed again.
+fn removed_again(trail: &[Value]) -> Vec<Value> {
+    trail
+        .iter()
+        .filter(|e| e["detail"]["access_removed_again"] == true)
+        .cloned()
+        .collect()
+}
+
+/// What a run did to the provisioners: (calls, failed calls, access removed again, unmanaged assignments,
+/// missing assignments).
+fn convergence(report: &ReconcileReport) -> (usize, usize, usize, usize, usize) {
+    (
+        report.provisioners_reconciled,
+        report.provisioner_errors,
+        report.access_removed_again,
+        report.unmanaged_assignments,
+        report.missing_assignments,
+    )
+}
+
+/// A grant of `email` on `resource` approved, set up, revoked and removed through the engine; its id.
+async fn ended_and_removed(
+    router: &axum::Router,
+    aws: &Aws,
+    email: &str,
+    resource: &str,
+) -> String {
+    let id = approved(router, (email, ""), resource).await;
+    let grant = settled(router, &id, "provisioning").await;
+    assert_eq!(grant["provisioning"]["state"], "done", "{grant}");
+    revoke(router, &id).await;
+    let grant = settled(router, &id, "deprovisioning").await;
+    assert_eq!(grant["deprovisioning"]["state"], "done", "{grant}");
+    assert!(aws.assigned().await.is_empty(), "removed by the engine");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconciliation_run_removes_an_assignment_that_outlived_its_grant_and_the_grants_trail_says_so()
+ {
+    let _metrics = METRIC_LOCK.lock().await;
+    let aws = identity_center().await;
+    let alice = requester("alice");
+    let alice_id = aws.user(&alice).await;
+    let clock = ManualClock::now_system();
+    let (router, app, _scheduler) = running_app_at(clock.clone()).await;
+    put_resource(&router, "prod-admin", aws.assignment(json!({}))).await;
+    let id = ended_and_removed(&router, &aws, &alice, "prod-admin").await;
+    // The grant records its removal, but AWS holds the assignment again (a deletion lost on the way, or a person
+    // giving it back by hand after the grant was over).
+    aws.assign_by_hand(&alice_id).await;
+    let grant_before = grant_json(&router, &id).await;
+    let events_before = trail(&router, &id).await;
+    let metric_before = metric_total("AccessRemovedByReconciliation");
+
+    let report = app.reconcile().await.expect("the run");
+    assert_eq!(convergence(&report), (1, 0, 1, 0, 0), "{report:?}");
+    assert!(aws.assigned().await.is_empty(), "the assignment is gone");
+    assert_eq!(
+        metric_total("AccessRemovedByReconciliation") - metric_before,
+        1.0
+    );
+    let events = trail(&router, &id).await;
+    assert_eq!(events.len(), events_before.len() + 1, "{events:?}");
+    let recorded = removed_again(&events);
+    assert_eq!(recorded.len(), 1, "{events:?}");
+    let event = &recorded[0];
+    assert_eq!(event["kind"], "deprovisioned", "{event}");
+    assert_eq!(
+        event["actor"],
+        Value::Null,
+        "the system removed it: {event}"
+    );
+    assert_eq!(event["status"], "ended", "{event}");
+    assert_eq!(
+        event["detail"],
+        json!({"found_by": "reconciliation", "access_removed_again": true, "principal_id": alice_id}),
+        "{event}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["seq"].as_u64() <= event["seq"].as_u64()),
+        "the newest event: {events:?}"
+    );
+    // The grant's story is otherwise what it was.
+    let grant = grant_json(&router, &id).await;
+    for field in [
+        "status",
+        "end_reason",
+        "ended_at",
+        "access_removed_at",
+        "deprovisioning",
+    ] {
+        assert_eq!(grant[field], grant_before[field], "{field}: {grant}");
+    }
+
+    // Converged: the next run finds nothing to remove and records nothing.
+    let again = app.reconcile().await.expect("the next run");
+    assert_eq!(convergence(&again), (1, 0, 0, 0, 0), "{again:?}");
+    assert_eq!(trail(&router, &id).await.len(), events.len());
+
+    // Runs look back 30 days: an assignment given back after that is no longer the grant's, and left alone.
+    aws.assign_by_hand(&alice_id).await;
+    clock.advance(time::Duration::days(31));
+    let later = app.reconcile().await.expect("a run a month later");
+    assert_eq!(convergence(&later), (1, 0, 0, 1, 0), "{later:?}");
+    assert_eq!(aws.assigned().await, vec![alice_id]);
+    assert_eq!(trail(&router, &id).await.len(), events.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_leaves_assignments_it_never_made_keeps_active_ones_and_does_not_remake_missing_ones()
+ {
+    let _metrics = METRIC_LOCK.lock().await;
+    let aws = identity_center().await;
+    let (carol, dana, erin, frank) = (
+        requester("carol"),
+        requester("dana"),
+        requester("erin"),
+        requester("frank"),
+    );
+    let carol_id = aws.user(&carol).await;
+    let dana_id = aws.user(&dana).await;
+    let erin_id = aws.user(&erin).await;
+    let frank_id = aws.user(&frank).await;
+    let (router, app, _scheduler) = running_app_at(ManualClock::now_system()).await;
+    put_resource(&router, "prod-admin", aws.assignment(json!({}))).await;
+    // A second resource naming the same assignment: Frank's grant of the first ended, his grant of this one
+    // gives him the same assignment now.
+    put_resource(&router, "prod-admin-too", aws.assignment(json!({}))).await;
+    let frank_ended = ended_and_removed(&router, &aws, &frank, "prod-admin").await;
+    let frank_active = approved(&router, (&frank, ""), "prod-admin-too").await;
+    let grant = settled(&router, &frank_active, "provisioning").await;
+    assert_eq!(grant["provisioning"]["state"], "done", "{grant}");
+    // Dana holds an active grant. Erin held one that ended and holds another now: hers is kept too.
+    let kept = approved(&router, (&dana, ""), "prod-admin").await;
+    settled(&router, &kept, "provisioning").await;
+    let erin_ended = ended_and_removed_keeping(&router, &erin, "prod-admin").await;
+    let erin_active = approved(&router, (&erin, ""), "prod-admin").await;
+    let grant = settled(&router, &erin_active, "provisioning").await;
+    assert_eq!(grant["provisioning"]["state"], "done", "{grant}");
+    // Carol was never granted anything: her assignment is somebody else's business.
+    aws.assign_by_hand(&carol_id).await;
+    let mut expected = vec![
+        carol_id.clone(),
+        dana_id.clone(),
+        erin_id.clone(),
+        frank_id.clone(),
+    ];
+    expected.sort();
+    let mut assigned = aws.assigned().await;
+    assigned.sort();
+    assert_eq!(assigned, expected);
+    let grants = [
+        &kept,
+        &erin_ended,
+        &erin_active,
+        &frank_ended,
+        &frank_active,
+    ];
+    let before = stories(&router, &grants).await;
+
+    // Carol's assignment is counted once by each resource.
+    let report = app.reconcile().await.expect("the run");
+    assert_eq!(convergence(&report), (2, 0, 0, 2, 0), "{report:?}");
+    let mut assigned = aws.assigned().await;
+    assigned.sort();
+    assert_eq!(assigned, expected, "nothing was removed");
+
+    // Erin's assignment is cut by hand in an emergency: reported as missing, and not made again.
+    aws.unassign_by_hand(&erin_id).await;
+    let report = app.reconcile().await.expect("the next run");
+    assert_eq!(convergence(&report), (2, 0, 0, 2, 1), "{report:?}");
+    let mut assigned = aws.assigned().await;
+    assigned.sort();
+    let mut left = vec![carol_id, dana_id, frank_id];
+    left.sort();
+    assert_eq!(assigned, left, "the missing assignment is not made again");
+    let after = stories(&router, &grants).await;
+    assert_eq!(after, before, "no grant and no trail changed");
+}
+
+/// Each grant as the API shows it, with its trail.
+async fn stories(router: &axum::Router, ids: &[&String]) -> Vec<Value> {
+    let mut stories = Vec::new();
+    for id in ids {
+        stories.push(json!([
+            grant_json(router, id).await,
+            trail(router, id).await
+        ]));
+    }
+    stories
+}
+
+/// [`ended_and_removed`] for a requester whose other grants may still hold the assignment.
+async fn ended_and_removed_keeping(router: &axum::Router, email: &str, resource: &str) -> String {
+    let id = approved(router, (email, ""), resource).await;
+    let grant = settled(router, &id, "provisioning").await;
+    assert_eq!(grant["provisioning"]["state"], "done", "{grant}");
+    revoke(router, &id).await;
+    let grant = settled(router, &id, "deprovisioning").await;
+    assert_eq!(grant["deprovisioning"]["state"], "done", "{grant}");
+    id
+}
+
+/// What an Identity Center endpoint answers one operation with: its `X-Amz-Target`, the HTTP status and the body.
+type Answer = (&'static str, u16, Value);
+
+/// SDK clients pointed at `uri`, with test credentials.
+async fn sdk_at(uri: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(uri)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ssoadmin::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconciliation_run_whose_identity_center_calls_fail_changes_no_grant_and_the_next_one_converges()
+ {
+    let _metrics = METRIC_LOCK.lock().await;
+    let aws = identity_center().await;
+    let alice = requester("alice");
+    let alice_id = aws.user(&alice).await;
+    let clock = ManualClock::now_system();
+    let store = embedded_store();
+    let (router, app, _scheduler) = running_app_in(
+        IdentityCenter::new(&ticketbound_tests::aws().await, Arc::new(clock.clone())),
+        clock.clone(),
+        store.clone(),
+    )
+    .await;
+    put_resource(&router, "prod-admin", aws.assignment(json!({}))).await;
+    let id = ended_and_removed(&router, &aws, &alice, "prod-admin").await;
+    aws.assign_by_hand(&alice_id).await;
+    let grant_before = grant_json(&router, &id).await;
+    let events_before = trail(&router, &id).await;
+    let removed_before = metric_total("AccessRemovedByReconciliation");
+
+    // Listing the assignments throttled, refused, or failing on AWS's side; then the list answered and the
+    // deletion refused; then the deletion accepted and, at its status check, failed. Each case: what the
+    // endpoint answers (operation, HTTP status, body) before the list and the user it otherwise answers, the
+    // last being the call that must have been made.
+    let listing = "SWBExternalService.ListAccountAssignments";
+    let deleting = "SWBExternalService.DeleteAccountAssignment";
+    let error = |code: &str| json!({"__type": code, "message": "refused by the test"});
+    let cases: Vec<(&str, Vec<Answer>)> = vec![
+        (
+            "throttled",
+            vec![(listing, 400, error("ThrottlingException"))],
+        ),
+        (
+            "access denied",
+            vec![(listing, 400, error("AccessDeniedException"))],
+        ),
+        (
+            "server error",
+            vec![(listing, 500, error("InternalServerException"))],
+        ),
+        (
+            "deletion refused",
+            vec![(deleting, 400, error("AccessDeniedException"))],
+        ),
+        (
+            "deletion failed",
+            vec![
+                (
+                    deleting,
+                    200,
+                    json!({"AccountAssignmentDeletionStatus": {"Status": "IN_PROGRESS", "RequestId": "req-9"}}),
+                ),
+                (
+                    "SWBExternalService.DescribeAccountAssignmentDeletionStatus",
+                    200,
+                    json!({"AccountAssignmentDeletionStatus": {"Status": "FAILED", "RequestId": "req-9",
+                        "FailureReason": "Received a 404 status error: Not supported account"}}),
+                ),
+            ],
+        ),
+    ];
+    for (case, answered) in cases {
+        let server = MockServer::start().await;
+        for (operation, status, body) in &answered {
+            Mock::given(method("POST"))
+                .and(header("x-amz-target", *operation))
+                .respond_with(
+                    ResponseTemplate::new(*status)
+                        .insert_header("content-type", "application/x-amz-json-1.1")
+                        .set_body_string(body.to_string()),
+                )
+                .mount(&server)
+                .await;
+        }
+        answers(
+            &server,
+            "AWSIdentityStore.GetUserId",
+            json!({"UserId": alice_id, "IdentityStoreId": aws.identity_store_id}),
+            None,
+        )
+        .await;
+        answers(
+            &server,
+            listing,
+            json!({"AccountAssignments": [{"AccountId": ACCOUNT, "PermissionSetArn": aws.permission_set_arn,
+                "PrincipalType": "USER", "PrincipalId": alice_id}]}),
+            None,
+        )
+        .await;
+        let operation = answered.last().map(|(op, _, _)| *op).unwrap_or_default();
+        let (failing, _) = app_over(
+            IdentityCenter::new(&sdk_at(&server.uri()).await, Arc::new(clock.clone())),
+            clock.clone(),
+            store.clone(),
+        );
+        let failures_before = metric_total("ProvisionerReconcileFailures");
+        let report = failing.reconcile().await.expect("the run itself goes on");
+        assert_eq!(convergence(&report), (1, 1, 0, 0, 0), "{case}: {report:?}");
+        assert_eq!(
+            metric_total("ProvisionerReconcileFailures") - failures_before,
+            1.0,
+            "{case}"
+        );
+        let called = server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .any(|r| {
+                r.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) == Some(operation)
+            });
+        assert!(called, "{operation} was asked");
+        assert_eq!(grant_json(&router, &id).await, grant_before, "{case}");
+        assert_eq!(trail(&router, &id).await, events_before, "{case}");
+        assert_eq!(aws.assigned().await, vec![alice_id.clone()], "{case}");
+    }
+    // Identity Center not answering at all: the call is cut at its bound (10 s), so the run keeps its time.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(StdDuration::from_secs(60)))
+        .mount(&server)
+        .await;
+    let (stalled, _) = app_over(
+        IdentityCenter::new(&sdk_at(&server.uri()).await, Arc::new(clock.clone())),
+        clock.clone(),
+        store.clone(),
+    );
+    let started = std::time::Instant::now();
+    let report = stalled.reconcile().await.expect("the run itself goes on");
+    assert_eq!(convergence(&report), (1, 1, 0, 0, 0), "stalled: {report:?}");
+    assert!(
+        started.elapsed() < StdDuration::from_secs(15),
+        "the run took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(grant_json(&router, &id).await, grant_before, "stalled");
+    assert_eq!(trail(&router, &id).await, events_before, "stalled");
+    assert_eq!(
+        metric_total("AccessRemovedByReconciliation"),
+        removed_before,
+        "nothing was counted as removed"
+    );
+
+    // With Identity Center answering again, the next run removes it.
+    let report = app.reconcile().await.expect("the next run");
+    assert_eq!(convergence(&report), (1, 0, 1, 0, 0), "{report:?}");
+    assert!(aws.assigned().await.is_empty());
+    assert_eq!(removed_again(&trail(&router, &id).await).len(), 1);
 }

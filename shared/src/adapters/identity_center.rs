@@ -28,11 +28,20 @@
 //!   names one user). Without `cut_sessions`, the grant records `residual_until` = the end plus the session
 //!   duration.
 //!
+//! - **Reconciliation** (account assignments; [`IdentityCenter::reconcile`]). On each reconciliation run the
+//!   assignments of the permission set in the account are listed once (every page) and compared with who should
+//!   hold them. An assignment of a user whose grant of this resource ended lately, and who holds no active
+//!   grant, outlived its grant (a lost removal, or one made again by hand): it is deleted, the deletion's status
+//!   checked like any removal, and reported so the grant's trail records it. An assignment of anyone else
+//!   Ticketbound never made: it is never touched, only counted. An active grant whose assignment is missing is
+//!   reported and not made again (someone may have cut it on purpose). Group memberships are not compared.
+//!
 //! Errors are classified by [`crate::adapters::aws_errors`], the engine's one classifier: a retryable fault
 //! (throttling, a server error) or a conflict (another operation on the same permission set) is a failed attempt
 //! the engine retries, a permanent one (access denied, validation, a missing instance) a `failed` call with AWS's
 //! code.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use aws_sdk_identitystore::types::{AlternateIdentifier, MemberId, UniqueAttribute};
@@ -48,7 +57,10 @@ use crate::domain::duration::IsoDuration;
 use crate::domain::resource::IdentityCenterTarget;
 use crate::domain::side_effect::{Failure, SessionsOutcome};
 use crate::domain::{Grant, Provisioner, Resource};
-use crate::ports::{Clock, ProvisionAction, ProvisionError, ProvisionOutcome, ProvisionReceipt};
+use crate::ports::{
+    Clock, Convergence, EndedHolder, ProvisionAction, ProvisionError, ProvisionOutcome,
+    ProvisionReceipt, ReconcileCall, RemovedAgain,
+};
 
 /// What a status token starts with; the rest is the account assignment request's id.
 pub const STATUS_TOKEN_PREFIX: &str = "aws-sso:request/";
@@ -61,6 +73,14 @@ const CUT_SID_PREFIX: &str = "TicketboundCut";
 
 /// A permission set's session duration when it names none (AWS's default).
 const DEFAULT_SESSION_SECONDS: i64 = 3_600;
+
+/// How many times a removal made by reconciliation checks on a deletion AWS left in progress, [`STATUS_PAUSE`]
+/// apart, before it leaves it to the next run (AWS usually finishes one within seconds). Within the run's bound
+/// on one provisioner call.
+const STATUS_CHECKS: u32 = 3;
+
+/// The pause between two checks of a deletion in progress during reconciliation.
+const STATUS_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An attempt that stopped short of an outcome fails with the engine's [`Failure`]: retried unless permanent.
 type Step<T> = Result<T, Failure>;
@@ -179,6 +199,190 @@ impl IdentityCenter {
         grant: &Grant,
     ) -> Result<(), ProvisionError> {
         self.lift(resource, grant).await.map_err(ProvisionError)
+    }
+
+    /// Converges the resource's account assignment on who should hold it (see the module's "Reconciliation"):
+    /// one paged `ListAccountAssignments`; then, only when someone holds it, one `GetUserId` per e-mail of
+    /// `call` the `people` mapping does not name; then a deletion (with its status checks and a last list) per
+    /// assignment that outlived its grant. `Err` when the assignments or a user could not be read: nothing was
+    /// removed. A failed removal is in [`Convergence::failures`]; the others go on.
+    pub async fn reconcile(
+        &self,
+        resource: &Resource,
+        call: &ReconcileCall<'_>,
+    ) -> Result<Convergence, ProvisionError> {
+        self.converge(resource, call).await.map_err(ProvisionError)
+    }
+
+    async fn converge(&self, resource: &Resource, call: &ReconcileCall<'_>) -> Step<Convergence> {
+        let config = Config::of(resource)?;
+        let IdentityCenterTarget::AccountAssignment {
+            account_id,
+            permission_set_arn,
+        } = &config.target
+        else {
+            return Ok(Convergence::default());
+        };
+        let (users, groups) = self
+            .assignments(&config, account_id, permission_set_arn)
+            .await?;
+        // Ticketbound assigns users only: a group holding the permission set is somebody else's.
+        let mut found = Convergence {
+            unmanaged: groups,
+            ..Convergence::default()
+        };
+        if users.is_empty() {
+            found.missing = call.provisioned.to_vec();
+            return Ok(found);
+        }
+        let mut ids: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for email in call
+            .principals
+            .iter()
+            .chain(call.ended.iter().map(|holder| &holder.requester))
+        {
+            let email = email.to_lowercase();
+            if let std::collections::btree_map::Entry::Vacant(entry) = ids.entry(email) {
+                let user = self.find_user(&config, entry.key()).await?;
+                entry.insert(user);
+            }
+        }
+        let user_of = |email: &str| ids.get(&email.to_lowercase()).cloned().flatten();
+        let active: BTreeSet<String> = call.principals.iter().filter_map(|p| user_of(p)).collect();
+        found.missing = call
+            .provisioned
+            .iter()
+            .filter(|email| user_of(email).is_none_or(|user| !users.contains(&user)))
+            .cloned()
+            .collect();
+        // `ended` holds each requester once, with their last ended grant.
+        let ours: BTreeMap<String, &EndedHolder> = call
+            .ended
+            .iter()
+            .filter_map(|holder| user_of(&holder.requester).map(|user| (user, holder)))
+            .collect();
+        for user in &users {
+            if active.contains(user) {
+                continue;
+            }
+            let Some(holder) = ours.get(user) else {
+                found.unmanaged += 1;
+                continue;
+            };
+            match self
+                .remove_again(&config, account_id, permission_set_arn, user)
+                .await
+            {
+                Ok(()) => found.removed.push(RemovedAgain {
+                    grant_id: holder.grant_id.clone(),
+                    principal_id: user.clone(),
+                }),
+                Err(failure) => found.failures.push(failure),
+            }
+        }
+        Ok(found)
+    }
+
+    /// The users (each once: AWS may list one twice) and the number of groups assigned the permission set in
+    /// the account, every page.
+    async fn assignments(
+        &self,
+        config: &Config<'_>,
+        account_id: &str,
+        permission_set_arn: &str,
+    ) -> Step<(BTreeSet<String>, usize)> {
+        let mut users = BTreeSet::new();
+        let mut groups = BTreeSet::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .sso
+                .list_account_assignments()
+                .instance_arn(config.instance_arn)
+                .account_id(account_id)
+                .permission_set_arn(permission_set_arn)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| stop("ListAccountAssignments", &e))?;
+            for assignment in page.account_assignments() {
+                let Some(principal) = assignment.principal_id() else {
+                    continue;
+                };
+                if assignment.principal_type() == Some(&PrincipalType::User) {
+                    users.insert(principal.to_owned());
+                } else {
+                    groups.insert(principal.to_owned());
+                }
+            }
+            match page.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+                _ => return Ok((users, groups.len())),
+            }
+        }
+    }
+
+    /// Deletes `user`'s assignment that outlived its grant, checks a deletion left in progress up to
+    /// [`STATUS_CHECKS`] times, and looks once more that it is gone: done only when it is.
+    async fn remove_again(
+        &self,
+        config: &Config<'_>,
+        account_id: &str,
+        permission_set_arn: &str,
+        user: &str,
+    ) -> Step<()> {
+        let deleted = self
+            .sso
+            .delete_account_assignment()
+            .instance_arn(config.instance_arn)
+            .target_id(account_id)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(permission_set_arn)
+            .principal_type(PrincipalType::User)
+            .principal_id(user)
+            .send()
+            .await;
+        let mut outcome = match deleted {
+            Ok(out) => status_outcome(
+                out.account_assignment_deletion_status(),
+                ProvisionAction::Revoke,
+                ProvisionOutcome::done(),
+            )?,
+            // Gone meanwhile (the removal it outlived may have landed after all).
+            Err(e) if e.code() == Some("ResourceNotFoundException") => ProvisionOutcome::done(),
+            Err(e) => return Err(stop("DeleteAccountAssignment", &e)),
+        };
+        let mut checks = 0;
+        while let ProvisionOutcome::Accepted { status_url } = &outcome {
+            if checks == STATUS_CHECKS {
+                return Err(Failure::retryable(
+                    "IAM Identity Center is still deleting the assignment; the next run looks again",
+                ));
+            }
+            checks += 1;
+            tokio::time::sleep(STATUS_PAUSE).await;
+            let request_id = status_url
+                .strip_prefix(STATUS_TOKEN_PREFIX)
+                .unwrap_or_default();
+            let out = self
+                .sso
+                .describe_account_assignment_deletion_status()
+                .instance_arn(config.instance_arn)
+                .account_assignment_deletion_request_id(request_id)
+                .send()
+                .await
+                .map_err(|e| stop("DescribeAccountAssignmentDeletionStatus", &e))?;
+            outcome = status_outcome(
+                out.account_assignment_deletion_status(),
+                ProvisionAction::Revoke,
+                ProvisionOutcome::done(),
+            )?;
+        }
+        if let ProvisionOutcome::Failed(reason) = outcome {
+            return Err(Failure::permanent(reason));
+        }
+        self.gone(config, account_id, permission_set_arn, user)
+            .await
     }
 
     /// Pushes the permission set's inline policy to every account it is provisioned in: a policy change reaches
@@ -468,9 +672,21 @@ impl IdentityCenter {
     /// The requester's identity store user id: the resource's `people` mapping, else the user whose e-mail it
     /// is. Nobody found fails the call, naming the e-mail and the way to fix it.
     async fn user_id(&self, config: &Config<'_>, email: &str) -> Step<String> {
+        self.find_user(config, email).await?.ok_or_else(|| {
+            Failure::permanent(format!(
+                "no IAM Identity Center user has the e-mail {} in identity store {}; add the user to the resource's `people` mapping",
+                email.to_lowercase(),
+                config.identity_store_id
+            ))
+        })
+    }
+
+    /// The identity store user id of the person with `email`: the resource's `people` mapping, else the user
+    /// whose e-mail it is; `None` when there is none.
+    async fn find_user(&self, config: &Config<'_>, email: &str) -> Step<Option<String>> {
         let email = email.to_lowercase();
         if let Some(user) = config.people.get(&email) {
-            return Ok(user.clone());
+            return Ok(Some(user.clone()));
         }
         let attribute = UniqueAttribute::builder()
             .attribute_path("emails.value")
@@ -485,13 +701,8 @@ impl IdentityCenter {
             .send()
             .await;
         match found {
-            Ok(out) => Ok(out.user_id().to_owned()),
-            Err(e) if e.code() == Some("ResourceNotFoundException") => {
-                Err(Failure::permanent(format!(
-                    "no IAM Identity Center user has the e-mail {email} in identity store {}; add the user to the resource's `people` mapping",
-                    config.identity_store_id
-                )))
-            }
+            Ok(out) => Ok(Some(out.user_id().to_owned())),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),
             Err(e) => Err(stop("GetUserId", &e)),
         }
     }

@@ -32,7 +32,8 @@ use std::time::Duration;
 use crate::domain::side_effect::Failure;
 use crate::domain::{Grant, Provisioner, Resource};
 use crate::ports::{
-    Clock, ProvisionAction, ProvisionError, ProvisionOutcome, ProvisionReceipt, Provisioners,
+    Clock, Convergence, ProvisionAction, ProvisionError, ProvisionOutcome, ProvisionReceipt,
+    Provisioners, ReconcileCall,
 };
 
 type HmacSha256 = Hmac<Sha256>;
@@ -458,16 +459,24 @@ impl Provisioners for HttpProvisioners {
     async fn reconcile(
         &self,
         resource: &Resource,
-        principals: &[String],
-        at: time::OffsetDateTime,
-    ) -> Result<(), ProvisionError> {
+        call: &ReconcileCall<'_>,
+    ) -> Result<Convergence, ProvisionError> {
+        if let Provisioner::AwsIdentityCenter { .. } = &resource.provisioner {
+            #[cfg(feature = "aws")]
+            if let Some(identity_center) = &self.identity_center {
+                return identity_center.reconcile(resource, call).await;
+            }
+            // Without the `aws` feature nothing above reads it.
+            let _ = call;
+            return Err(no_identity_center(resource));
+        }
         let Provisioner::Webhook {
             url,
             secret,
             reconcile: true,
         } = &resource.provisioner
         else {
-            return Ok(());
+            return Ok(Convergence::default());
         };
         let secret = secret.as_ref().ok_or_else(|| {
             ProvisionError::retryable(format!(
@@ -475,12 +484,12 @@ impl Provisioners for HttpProvisioners {
                 resource.id
             ))
         })?;
-        let key = reconcile_key(&resource.id, at);
-        let body = serde_json::to_vec(&reconcile_body(resource, principals, at))
+        let key = reconcile_key(&resource.id, call.at);
+        let body = serde_json::to_vec(&reconcile_body(resource, call.principals, call.at))
             .map_err(|e| ProvisionError::retryable(e.to_string()))?;
         // Any 2xx is taken: the endpoint converges in its own time, and the next run sends the list again.
         self.signed(url, secret.expose(), &key, Some(body)).await?;
-        Ok(())
+        Ok(Convergence::default())
     }
 
     async fn end_session_cut(

@@ -40,8 +40,8 @@ pub use oversight::{
     CHANNEL_ERROR, END_SYSTEM_ERROR, EXPORT_COLUMNS, GrantTicket, MAX_EXPORT_ROWS,
 };
 pub use reconcile::{
-    CANONICAL_KEYS_JOB, FOUND_BY_RECONCILIATION, RECONCILE_JOB, ReconcileReport, ReconcileSettings,
-    spawn_reconciliation,
+    ACCESS_REMOVED_AGAIN, CANONICAL_KEYS_JOB, ENDED_LOOKBACK_DAYS, FOUND_BY_RECONCILIATION,
+    RECONCILE_JOB, ReconcileReport, ReconcileSettings, spawn_reconciliation,
 };
 pub use resources::{
     EntityTag, Precondition, ResourceInput, ResourceWriteError, SavedResource,

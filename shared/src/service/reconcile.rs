@@ -13,6 +13,13 @@
 //! Then each resource whose webhook provisioner takes it (`reconcile: true`) is sent the `reconcile` call with
 //! the requesters of its active grants ([`crate::ports::Provisioners::reconcile`]), so an end system that missed
 //! a `revoke` takes the access away. The call grants and ends nothing here; its failures are counted and logged.
+//! Each resource with the built-in IAM Identity Center provisioner (account assignments) takes the same call and
+//! converges itself: it is also told who held the access through a grant that ended within
+//! [`ENDED_LOOKBACK_DAYS`], removes the assignment of any of them who holds no active grant, and answers what it
+//! found. Each removal is recorded on the trail of the grant it outlived (a `deprovisioned` event with
+//! `"found_by": "reconciliation"` and `"access_removed_again": true`), logged at warn and counted as the
+//! `AccessRemovedByReconciliation` metric; assignments Ticketbound never made and active grants whose
+//! assignment is missing are only counted in the run's report and logged.
 
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,16 +30,28 @@ use super::connections::ReconcileSession;
 use super::{ServiceError, Ticketbound};
 use crate::domain::connection::TicketState;
 use crate::domain::reconcile::{ReconcileState, TimeValue};
-use crate::domain::{EndReason, GrantStatus, Provisioner, TicketRef};
-use crate::ports::GrantFilter;
+use crate::domain::resource::IdentityCenterTarget;
+use crate::domain::side_effect::SideEffectState;
+use crate::domain::{AuditEvent, AuditKind, EndReason, GrantStatus, Provisioner, TicketRef};
+use crate::ports::{Convergence, EndedHolder, GrantFilter, ReconcileCall};
 use crate::telemetry;
 
 /// Resources and grants read per page when the provisioners are reconciled.
 const PAGE: usize = 100;
 /// Provisioners' `reconcile` calls made at once.
 const PROVISIONERS_AT_ONCE: usize = 16;
-/// The longest a provisioner call takes (its timeout), added to the run's time budget for the last group.
+/// The longest a provisioner call takes (its timeout, and the bound on a built-in provisioner's whole call),
+/// added to the run's time budget for the last group.
 const PROVISIONER_CALL: Duration = Duration::from_secs(10);
+/// How far back reconciliation looks for grants whose access a built-in provisioner may have to remove again:
+/// grants that ended within these many days.
+pub const ENDED_LOOKBACK_DAYS: i64 = 30;
+/// The most ended grants (the newest requested first) a run reads to find them: ten pages, so a run stays cheap
+/// however long the history.
+const ENDED_GRANTS_READ: usize = 1_000;
+/// The audit detail's flag on a `deprovisioned` event recording access a reconciliation run removed after the
+/// grant's own removal (which a lost call, or a person giving the access again, had left).
+pub const ACCESS_REMOVED_AGAIN: &str = "access_removed_again";
 
 /// The audit detail's `found_by` for closings reconciliation found.
 pub const FOUND_BY_RECONCILIATION: &str = "reconciliation";
@@ -86,6 +105,13 @@ pub struct ReconcileReport {
     /// Of those, the ones that failed (logged and counted as `ProvisionerReconcileFailures`; the next run sends
     /// the list again).
     pub provisioner_errors: usize,
+    /// Access that outlived its grant and that a built-in provisioner removed in this run, each recorded on the
+    /// grant's trail (`AccessRemovedByReconciliation`).
+    pub access_removed_again: usize,
+    /// Account assignments Ticketbound never made (nobody with a grant of that resource holds them): left alone.
+    pub unmanaged_assignments: usize,
+    /// Active grants whose account assignment is missing: reported, never made again.
+    pub missing_assignments: usize,
     /// Why the run stopped before visiting every connection: `ticket_budget` or `time_budget`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_by: Option<&'static str>,
@@ -157,6 +183,9 @@ impl Ticketbound {
             errors = report.errors,
             provisioners_reconciled = report.provisioners_reconciled,
             provisioner_errors = report.provisioner_errors,
+            access_removed_again = report.access_removed_again,
+            unmanaged_assignments = report.unmanaged_assignments,
+            missing_assignments = report.missing_assignments,
             stopped_by = report.stopped_by.unwrap_or("done"),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "reconciliation run"
@@ -245,10 +274,12 @@ impl Ticketbound {
         }
     }
 
-    /// Sends each resource whose webhook provisioner takes it (`reconcile: true`) the `reconcile` call: the
-    /// requesters of its active grants, who should hold access now. A failure is logged, counted in the report
-    /// and as the `ProvisionerReconcileFailures` metric, and changes no grant: the call only lets the end system
-    /// converge, and the next run sends the list again.
+    /// Sends each resource whose webhook provisioner takes it (`reconcile: true`), and each with the built-in IAM
+    /// Identity Center provisioner (account assignments), the `reconcile` call: the requesters of its active
+    /// grants, who should hold access now. A failure is logged, counted in the report and as the
+    /// `ProvisionerReconcileFailures` metric, and changes no grant: the call only lets the end system converge,
+    /// and the next run sends the list again. What a built-in provisioner found is recorded
+    /// ([`Self::record_convergence`]).
     async fn reconcile_provisioners(
         &self,
         report: &mut ReconcileReport,
@@ -258,15 +289,11 @@ impl Ticketbound {
         let mut cursor = None;
         loop {
             let page = self.store.list_resources(PAGE, cursor.as_deref()).await?;
-            resources.extend(page.items.into_iter().filter(|r| {
-                matches!(
-                    r.provisioner,
-                    Provisioner::Webhook {
-                        reconcile: true,
-                        ..
-                    }
-                )
-            }));
+            resources.extend(
+                page.items
+                    .into_iter()
+                    .filter(|r| takes_reconcile(&r.provisioner)),
+            );
             match page.next {
                 Some(next) => cursor = Some(next),
                 None => break,
@@ -275,11 +302,30 @@ impl Ticketbound {
         if resources.is_empty() {
             return Ok(());
         }
-        let holders = self.active_principals().await?;
+        let holders = self.active_holders().await?;
         let at = self.clock.now();
-        // At most PROVISIONERS_AT_ONCE calls in flight, each bounded by the provisioner timeout (10 s); no new
-        // group once the run is past its time budget plus one call, so the run ends inside the function's
-        // timeout. Resources are taken in id order; those left wait for a run with time to spare.
+        let built_in: BTreeSet<&str> = resources
+            .iter()
+            .filter(|r| matches!(r.provisioner, Provisioner::AwsIdentityCenter { .. }))
+            .map(|r| r.id.as_str())
+            .collect();
+        let ended = self.ended_holders(&built_in, at).await?;
+        // Resources naming the same account assignment share it: nobody's is removed through one of them while
+        // another grants it.
+        let mut sharing: BTreeMap<AssignmentKey, BTreeSet<String>> = BTreeMap::new();
+        for resource in &resources {
+            if let Some(key) = assignment_of(&resource.provisioner) {
+                sharing.entry(key).or_default().extend(
+                    holders
+                        .get(resource.id.as_str())
+                        .into_iter()
+                        .flat_map(|h| h.principals.iter().cloned()),
+                );
+            }
+        }
+        // At most PROVISIONERS_AT_ONCE calls in flight, each bounded by PROVISIONER_CALL; no new group once the
+        // run is past its time budget plus one call, so the run ends inside the function's timeout. Resources
+        // are taken in id order; those left wait for a run with time to spare.
         for group in resources.chunks(PROVISIONERS_AT_ONCE) {
             if started.elapsed() >= self.settings.reconcile.time_budget + PROVISIONER_CALL {
                 let left = resources.len() - report.provisioners_reconciled;
@@ -292,23 +338,53 @@ impl Ticketbound {
             }
             let mut calls = JoinSet::new();
             for resource in group {
-                let principals: Vec<String> = holders
+                let held = holders.get(resource.id.as_str());
+                let principals: Vec<String> = match assignment_of(&resource.provisioner) {
+                    Some(key) => sharing
+                        .get(&key)
+                        .map(|p| p.iter().cloned().collect())
+                        .unwrap_or_default(),
+                    None => held
+                        .map(|h| h.principals.iter().cloned().collect())
+                        .unwrap_or_default(),
+                };
+                let provisioned: Vec<String> = held
+                    .map(|h| h.provisioned.iter().cloned().collect())
+                    .unwrap_or_default();
+                let ended: Vec<EndedHolder> = ended
                     .get(resource.id.as_str())
-                    .map(|p| p.iter().cloned().collect())
+                    .map(|by_requester| by_requester.values().cloned().collect())
                     .unwrap_or_default();
                 let provisioners = self.provisioners.clone();
                 let resource = resource.clone();
                 calls.spawn(async move {
-                    let result = provisioners.reconcile(&resource, &principals, at).await;
+                    let call = ReconcileCall {
+                        principals: &principals,
+                        provisioned: &provisioned,
+                        ended: &ended,
+                        at,
+                    };
+                    let result = tokio::time::timeout(
+                        PROVISIONER_CALL,
+                        provisioners.reconcile(&resource, &call),
+                    )
+                    .await;
                     (resource.id, principals.len(), result)
                 });
             }
             while let Some(joined) = calls.join_next().await {
                 report.provisioners_reconciled += 1;
                 match joined {
-                    Ok((_, _, Ok(()))) => continue,
-                    Ok((resource, principals, Err(e))) => {
-                        tracing::warn!(%resource, principals, error = %e, "the provisioner's reconcile call failed; the next run sends it again");
+                    Ok((resource, _, Ok(Ok(found)))) => {
+                        if self.record_convergence(&resource, found, report).await {
+                            continue;
+                        }
+                    }
+                    Ok((resource, principals, Ok(Err(e)))) => {
+                        tracing::warn!(%resource, principals, class = ?e.0.class, error = %e, "the provisioner's reconcile call failed; the next run sends it again");
+                    }
+                    Ok((resource, principals, Err(_))) => {
+                        tracing::warn!(%resource, principals, "the provisioner's reconcile call took longer than its bound; the next run sends it again");
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "a provisioner's reconcile call panicked");
@@ -321,13 +397,60 @@ impl Ticketbound {
         Ok(())
     }
 
-    /// The requesters of every active grant, by resource, sorted and without repeats.
-    async fn active_principals(&self) -> Result<BTreeMap<String, BTreeSet<String>>, ServiceError> {
+    /// Records what `resource`'s provisioner found: each removal on the trail of the grant it outlived (a
+    /// `deprovisioned` event, `"found_by": "reconciliation"`, `"access_removed_again": true`), logged at warn and
+    /// counted as `AccessRemovedByReconciliation`; assignments nobody was granted and active grants without
+    /// theirs in the report and the log. `false` when a removal failed (each logged with its class).
+    async fn record_convergence(
+        &self,
+        resource: &str,
+        found: Convergence,
+        report: &mut ReconcileReport,
+    ) -> bool {
+        for removed in &found.removed {
+            tracing::warn!(%resource, grant = %removed.grant_id, principal = %removed.principal_id, "access that outlived its grant was still in the end system; reconciliation removed it");
+            telemetry::metric("AccessRemovedByReconciliation", 1.0);
+            report.access_removed_again += 1;
+            let at = self.clock.now();
+            let written = self
+                .modify_grant(&removed.grant_id, |current| {
+                    let next = current.touched();
+                    let detail = serde_json::json!({
+                        "found_by": FOUND_BY_RECONCILIATION,
+                        ACCESS_REMOVED_AGAIN: true,
+                        "principal_id": removed.principal_id,
+                    });
+                    let event = AuditEvent::of(&next, AuditKind::Deprovisioned, None, at, detail);
+                    Some((next, Some(event)))
+                })
+                .await;
+            if let Err(e) = written {
+                tracing::error!(%resource, grant = %removed.grant_id, error = %e, "the removal reconciliation made could not be recorded on the grant");
+                report.errors += 1;
+            }
+        }
+        if found.unmanaged > 0 {
+            tracing::info!(%resource, unmanaged = found.unmanaged, "account assignments Ticketbound never made; left as they are");
+            report.unmanaged_assignments += found.unmanaged;
+        }
+        if !found.missing.is_empty() {
+            tracing::warn!(%resource, missing = found.missing.len(), "active grants whose account assignment is missing; not made again (it may have been cut on purpose)");
+            report.missing_assignments += found.missing.len();
+        }
+        for failure in &found.failures {
+            tracing::warn!(%resource, class = ?failure.class, error = %failure.message, "reconciliation could not remove access that outlived its grant; the next run tries again");
+        }
+        found.failures.is_empty()
+    }
+
+    /// Who holds each resource's access through an active grant: every requester, and those whose access was
+    /// set up; sorted, each once.
+    async fn active_holders(&self) -> Result<BTreeMap<String, Holders>, ServiceError> {
         let filter = GrantFilter {
             status: Some(GrantStatus::Active),
             ..GrantFilter::default()
         };
-        let mut holders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut holders: BTreeMap<String, Holders> = BTreeMap::new();
         let mut cursor = None;
         loop {
             let page = self
@@ -335,16 +458,90 @@ impl Ticketbound {
                 .list_grants(&filter, PAGE, cursor.as_deref())
                 .await?;
             for grant in page.items {
-                holders
-                    .entry(grant.resource)
-                    .or_default()
-                    .insert(grant.requester);
+                let held = holders.entry(grant.resource).or_default();
+                if grant
+                    .provisioning
+                    .as_ref()
+                    .is_some_and(|p| p.state == SideEffectState::Done)
+                {
+                    held.provisioned.insert(grant.requester.clone());
+                }
+                held.principals.insert(grant.requester);
             }
             match page.next {
                 Some(next) => cursor = Some(next),
                 None => return Ok(holders),
             }
         }
+    }
+
+    /// For each of `resources`, the requesters of its grants that ended within [`ENDED_LOOKBACK_DAYS`] of `now`
+    /// after their access was set up and whose removal is not still under way, each with their last such grant.
+    /// Reads at most [`ENDED_GRANTS_READ`] ended grants, the newest requested first; none when `resources` is
+    /// empty.
+    async fn ended_holders(
+        &self,
+        resources: &BTreeSet<&str>,
+        now: time::OffsetDateTime,
+    ) -> Result<BTreeMap<String, BTreeMap<String, EndedHolder>>, ServiceError> {
+        let mut ended: BTreeMap<String, BTreeMap<String, (time::OffsetDateTime, EndedHolder)>> =
+            BTreeMap::new();
+        if resources.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let since = now - time::Duration::days(ENDED_LOOKBACK_DAYS);
+        let filter = GrantFilter {
+            status: Some(GrantStatus::Ended),
+            ..GrantFilter::default()
+        };
+        let mut read = 0;
+        let mut cursor = None;
+        while read < ENDED_GRANTS_READ {
+            let page = self
+                .store
+                .list_grants(&filter, PAGE, cursor.as_deref())
+                .await?;
+            read += page.items.len().max(1);
+            for grant in page.items {
+                let Some(ended_at) = grant.ended_at.filter(|at| *at >= since) else {
+                    continue;
+                };
+                let provisioned = grant
+                    .provisioning
+                    .as_ref()
+                    .is_some_and(|p| p.state == SideEffectState::Done);
+                // A removal still pending is the engine's: it finishes or fails on its own.
+                let removing = grant
+                    .deprovisioning
+                    .as_ref()
+                    .is_some_and(|d| d.state == SideEffectState::Pending);
+                if !resources.contains(grant.resource.as_str()) || !provisioned || removing {
+                    continue;
+                }
+                let holder = EndedHolder {
+                    grant_id: grant.id,
+                    requester: grant.requester.clone(),
+                };
+                ended
+                    .entry(grant.resource)
+                    .or_default()
+                    .entry(grant.requester.to_lowercase())
+                    .and_modify(|last| {
+                        if ended_at > last.0 {
+                            *last = (ended_at, holder.clone());
+                        }
+                    })
+                    .or_insert((ended_at, holder));
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        Ok(ended
+            .into_iter()
+            .map(|(resource, by)| (resource, by.into_iter().map(|(k, (_, h))| (k, h)).collect()))
+            .collect())
     }
 
     /// Ends the open grants of a ticket reconciliation found closed; `false` when they could not be ended now.
@@ -379,6 +576,41 @@ impl Ticketbound {
                 false
             }
         }
+    }
+}
+
+/// Who holds one resource's access through its active grants.
+#[derive(Default)]
+struct Holders {
+    /// Every requester.
+    principals: BTreeSet<String>,
+    /// Those whose access was set up.
+    provisioned: BTreeSet<String>,
+}
+
+/// An IAM Identity Center account assignment as a resource names it: instance, account, permission set.
+type AssignmentKey = (String, String, String);
+
+/// The account assignment a built-in IAM Identity Center provisioner gives, if it gives one.
+fn assignment_of(provisioner: &Provisioner) -> Option<AssignmentKey> {
+    let Provisioner::AwsIdentityCenter { instance_arn, .. } = provisioner else {
+        return None;
+    };
+    match provisioner.identity_center_target() {
+        Ok(Some(IdentityCenterTarget::AccountAssignment {
+            account_id,
+            permission_set_arn,
+        })) => Some((instance_arn.clone(), account_id, permission_set_arn)),
+        _ => None,
+    }
+}
+
+/// Whether a resource's provisioner takes the `reconcile` call: a webhook that asks for it, or the built-in IAM
+/// Identity Center provisioner giving account assignments (group memberships are not compared).
+fn takes_reconcile(provisioner: &Provisioner) -> bool {
+    match provisioner {
+        Provisioner::Webhook { reconcile, .. } => *reconcile,
+        other => assignment_of(other).is_some(),
     }
 }
 

@@ -27,8 +27,8 @@ use crate::domain::text::{self, Lines};
 use crate::domain::url_policy::check_outbound_url;
 use crate::domain::{Caller, Grant, IsoDuration, Provisioner, Resource};
 use crate::ports::{
-    Page, ProvisionAction, ProvisionError, ProvisionOutcome, Provisioners, ResourceExpected,
-    SecretStore, SecretStoreError, StoreError, VersionedResource,
+    Convergence, Page, ProvisionAction, ProvisionError, ProvisionOutcome, Provisioners,
+    ReconcileCall, ResourceExpected, SecretStore, SecretStoreError, StoreError, VersionedResource,
 };
 
 /// The body of `PUT /v1/resources/{id}`. Durations arrive as text so a bad one is a 422 with a clear message.
@@ -887,11 +887,10 @@ impl Provisioners for SecretLoadingProvisioners {
     async fn reconcile(
         &self,
         resource: &Resource,
-        principals: &[String],
-        at: time::OffsetDateTime,
-    ) -> Result<(), ProvisionError> {
+        call: &ReconcileCall<'_>,
+    ) -> Result<Convergence, ProvisionError> {
         let signed = self.with_secret(resource).await?;
-        self.inner.reconcile(&signed, principals, at).await
+        self.inner.reconcile(&signed, call).await
     }
 }
 

@@ -20,7 +20,8 @@ use super::{Connections, ServiceError, Ticketbound};
 use crate::domain::ticket_writes::{DestinationFields, NewTicket, grant_link_line, marker};
 use crate::domain::{Grant, Provisioner, Resource};
 use crate::ports::{
-    ProvisionAction, ProvisionError, ProvisionOutcome, ProvisionReceipt, Provisioners,
+    Convergence, ProvisionAction, ProvisionError, ProvisionOutcome, ProvisionReceipt, Provisioners,
+    ReconcileCall,
 };
 
 /// The longest one provisioning attempt may take (a marker search and a create, each with its own bounded
@@ -145,11 +146,10 @@ impl Provisioners for TicketProvisioners {
     async fn reconcile(
         &self,
         resource: &Resource,
-        principals: &[String],
-        at: time::OffsetDateTime,
-    ) -> Result<(), ProvisionError> {
+        call: &ReconcileCall<'_>,
+    ) -> Result<Convergence, ProvisionError> {
         // A person keeps a ticket provisioner's end system: there is nothing to converge automatically.
-        self.inner.reconcile(resource, principals, at).await
+        self.inner.reconcile(resource, call).await
     }
 }
 
