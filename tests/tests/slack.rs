@@ -1446,3 +1446,28 @@ async fn a_decision_from_slack_is_answered_in_time_when_slack_is_slow_and_its_jo
     assert!(done, "{}", grant(&s.router, &id).await);
     all_updated(&s, &posted, "Approved by bob@example.com (1 of 1)").await;
 }
+
+#[tokio::test]
+async fn a_deny_dialog_slack_does_not_open_in_time_changes_nothing_and_asks_to_press_again() {
+    let s = stack().await;
+    let id = requested(&s).await;
+    posted_about(&s, &id).await;
+    let before = audit_kinds(&s.router, &id).await;
+    s.slack
+        .answer_next("views.open", vec![ok_after(StdDuration::from_secs(10))]);
+
+    let started = std::time::Instant::now();
+    let reply = signed(&s.router, &button("U0BOB", "deny", &id, ACCESS_CHANNEL)).await;
+    let took = started.elapsed();
+
+    assert!(took < ANSWERED_WITHIN, "answered after {took:?}");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(grant(&s.router, &id).await["status"], "pending");
+    assert_eq!(audit_kinds(&s.router, &id).await, before, "nothing changed");
+    let told = ephemeral_to(&s, "U0BOB");
+    assert!(
+        told.last()
+            .is_some_and(|t| t.contains("press Deny again") && t.contains("nothing was done")),
+        "{told:?}"
+    );
+}
