@@ -1305,6 +1305,51 @@ async fn a_huge_approver_group_gets_no_more_direct_messages_than_the_cap() {
     );
 }
 
+#[tokio::test]
+async fn listing_an_approver_group_is_retried_after_retry_after_and_a_missing_scope_fails_the_message()
+ {
+    let s = stack().await;
+    decided_by_group(&s, "dba-db", "dba").await;
+    s.slack.answer_next(
+        "usergroups.users.list",
+        vec![ResponseTemplate::new(429).insert_header("retry-after", "1")],
+    );
+
+    let id = request_grant(&s.router, ALICE, "dba-db", "PT4H").await;
+
+    let posted = posted_about(&s, &id).await;
+    let entry = grant(&s.router, &id).await["notifications"][0].clone();
+    assert_eq!(entry["attempts"], 2, "{entry}");
+    assert_eq!(
+        posted.iter().filter(|(c, _)| c.starts_with('D')).count(),
+        2,
+        "Mallory and Bob, once the group could be listed: {posted:?}"
+    );
+
+    // An app installed without `usergroups:read`: Slack refuses, and the request's message fails visibly.
+    s.slack.answer_next(
+        "usergroups.users.list",
+        vec![ResponseTemplate::new(200).set_body_json(
+            json!({"ok": false, "error": "missing_scope", "needed": "usergroups:read"}),
+        )],
+    );
+    let id = request_grant(&s.router, MALLORY, "dba-db", "PT4H").await;
+
+    let failed = eventually(StdDuration::from_secs(15), || async {
+        grant(&s.router, &id).await["notifications"][0]["state"] == "failed"
+    })
+    .await;
+    let entry = grant(&s.router, &id).await["notifications"][0].clone();
+    assert!(failed, "{entry}");
+    assert_eq!(entry["attempts"], 1, "not retried: {entry}");
+    let error = entry["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("usergroups.users.list") && error.contains("missing_scope"),
+        "{error}"
+    );
+    assert!(!error.contains(BOT_TOKEN), "{error}");
+}
+
 // ------------------------------------------------------------------------------------------ slow Slack
 
 /// What `users.info` answers for Bob, after `delay`.
