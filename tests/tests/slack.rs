@@ -1516,3 +1516,40 @@ async fn a_deny_dialog_slack_does_not_open_in_time_changes_nothing_and_asks_to_p
         "{told:?}"
     );
 }
+
+#[tokio::test]
+async fn an_approval_short_of_the_quorum_from_slack_is_answered_in_time_when_slack_is_slow() {
+    let s = stack().await;
+    let reply = resources::put(
+        &s.router,
+        "prod-db",
+        &json!({"name": "Production database", "provisioner": {"kind": "none"}, "approvals_required": 2}),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let id = requested(&s).await;
+    posted_about(&s, &id).await;
+    // Who Bob is takes a second; showing his approval in the messages, and telling him, take 10 s each.
+    s.slack
+        .answer_next("users.info", vec![bob_after(StdDuration::from_secs(1))]);
+    s.slack
+        .answer_next("chat.update", vec![ok_after(StdDuration::from_secs(10))]);
+    s.slack.answer_next(
+        "chat.postEphemeral",
+        vec![ok_after(StdDuration::from_secs(10))],
+    );
+
+    let started = std::time::Instant::now();
+    let reply = signed(&s.router, &button("U0BOB", "approve", &id, ACCESS_CHANNEL)).await;
+    let took = started.elapsed();
+
+    assert!(took < ANSWERED_WITHIN, "answered after {took:?}");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let shown = grant(&s.router, &id).await;
+    assert_eq!(shown["status"], "pending", "{shown}");
+    assert_eq!(
+        shown["approvals"][0]["by"], "bob@example.com",
+        "the approval stands: {shown}"
+    );
+}
