@@ -113,7 +113,7 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
         .map_err(|e| WiringError(e.to_string()))?
         .with_identity_center(IdentityCenter::new(&sdk, clock.clone()));
     // Notifications: the channels in NOTIFICATIONS_SECRET, read and checked once at start.
-    let (notifier, notifications) = crate::adapters::notify::aws_notifications(
+    let (notifier, mut notifications) = crate::adapters::notify::aws_notifications(
         &sdk,
         config.notifications_secret.as_deref(),
         config.portal_url.as_deref(),
@@ -121,6 +121,7 @@ pub async fn aws_app(config: &Config) -> Result<Ticketbound, WiringError> {
     )
     .await
     .map_err(|e| WiringError(e.to_string()))?;
+    notifications.approver_group = config.roles.approver.clone();
     let store = Arc::new(store);
     let ports = Ports {
         notifier: Arc::new(notifier),
@@ -234,7 +235,11 @@ pub fn local_app(
         clock.clone(),
     )
     .map_err(|e| WiringError(e.to_string()))?;
-    settings.notifications = notifications;
+    // The approver group is the caller's (APPROVER_GROUP), not the secret file's.
+    settings.notifications = crate::domain::notification::NotifySettings {
+        approver_group: settings.notifications.approver_group.clone(),
+        ..notifications
+    };
     let store = Arc::new(store);
     let ports = Ports {
         notifier: Arc::new(notifier),

@@ -36,6 +36,14 @@ const BOT_TOKEN: &str = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
 const ACCESS_CHANNEL: &str = "C0ACCESS01";
 /// The Slack user group mapped to the approver group.
 const APPROVERS_GROUP: &str = "S0APPROVERS";
+/// The Slack user group mapped to the Ticketbound group `dba`: Alice, Mallory and Bob.
+const DBA_GROUP: &str = "S0DBA";
+const DBA_MEMBERS: &[&str] = &["U0ALICE", "U0MALLORY", "U0BOB"];
+/// The Slack user group mapped to the Ticketbound group `oncall`: [`ONCALL_SIZE`] people.
+const ONCALL_GROUP: &str = "S0ONCALL";
+const ONCALL_SIZE: usize = 40;
+/// The most direct messages one approval request sends, as the operator guide states it.
+const MAX_DIRECT_MESSAGES: usize = 25;
 
 /// Slack's people: (user id, e-mail, e-mail confirmed, member of [`APPROVERS_GROUP`]).
 const PEOPLE: &[(&str, &str, bool, bool)] = &[
@@ -186,6 +194,15 @@ impl Respond for FakeSlack {
                 let members: Vec<&str> = PEOPLE.iter().filter(|p| p.3).map(|p| p.0).collect();
                 ok(json!({"users": members}))
             }
+            "usergroups.users.list" if arg("usergroup") == DBA_GROUP => {
+                ok(json!({"users": DBA_MEMBERS}))
+            }
+            "usergroups.users.list" if arg("usergroup") == ONCALL_GROUP => {
+                let members: Vec<String> = (1..=ONCALL_SIZE)
+                    .map(|n| format!("U0ONCALL{n:02}"))
+                    .collect();
+                ok(json!({"users": members}))
+            }
             "usergroups.users.list" => refuse("no_such_subteam"),
             _ => refuse("unknown_method"),
         }
@@ -259,11 +276,13 @@ struct Stack {
     router: axum::Router,
     slack: FakeSlack,
     _server: MockServer,
-    _scheduler: LocalScheduler,
+    scheduler: LocalScheduler,
 }
 
 /// The application with a Slack app channel pointed at the fake, built through the composition root, its
-/// scheduler started, and a resource `prod-db` without a provisioner decided by the approver group.
+/// scheduler started, and a resource `prod-db` without a provisioner decided by the approver group. Three Slack
+/// user groups are mapped: [`APPROVERS_GROUP`] to the approver group, [`DBA_GROUP`] to `dba` and
+/// [`ONCALL_GROUP`] to `oncall`.
 async fn stack() -> Stack {
     stack_with(true).await
 }
@@ -283,7 +302,7 @@ async fn stack_with(run_jobs: bool) -> Stack {
             "id": "slack-app", "kind": "slack_app",
             "bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET,
             "channel": ACCESS_CHANNEL, "api_url": format!("{}/api", server.uri()),
-            "user_groups": {APPROVERS_GROUP: "ticketbound-approvers"},
+            "user_groups": {APPROVERS_GROUP: "ticketbound-approvers", DBA_GROUP: "dba", ONCALL_GROUP: "oncall"},
         }],
         "approver_emails": ["bob@example.com"],
     });
@@ -339,7 +358,7 @@ async fn stack_with(run_jobs: bool) -> Stack {
         router,
         slack,
         _server: server,
-        _scheduler: scheduler,
+        scheduler,
     }
 }
 
@@ -508,6 +527,10 @@ async fn an_approval_request_is_posted_with_its_buttons_to_the_channel_and_the_a
         "a direct message to the approver Slack finds by e-mail"
     );
     assert!(
+        !posts.iter().any(|c| c.args["channel"] == "U0ALICE"),
+        "nothing to the requester"
+    );
+    assert!(
         posts
             .iter()
             .all(|c| c.auth == format!("Bearer {BOT_TOKEN}"))
@@ -517,7 +540,10 @@ async fn an_approval_request_is_posted_with_its_buttons_to_the_channel_and_the_a
         posted,
         [
             (ACCESS_CHANNEL.to_owned(), "1700000000.000001".to_owned()),
-            ("D0BOB".to_owned(), "1700000000.000002".to_owned())
+            ("D0BOB".to_owned(), "1700000000.000002".to_owned()),
+            // The other members of the Slack group mapped to the approver group (Bob is told once).
+            ("D0CAROL".to_owned(), "1700000000.000003".to_owned()),
+            ("D0GHOST".to_owned(), "1700000000.000004".to_owned()),
         ],
         "where each message went is kept to update it later"
     );
@@ -528,7 +554,11 @@ async fn approving_from_slack_grants_as_the_portal_would_and_every_message_says_
     let s = stack().await;
     let id = requested(&s).await;
     let posted = posted_about(&s, &id).await;
-    assert_eq!(posted.len(), 2, "the channel's and Bob's: {posted:?}");
+    assert_eq!(
+        posted.len(),
+        4,
+        "the channel's and the approvers' (Bob, Carol, Ghost): {posted:?}"
+    );
 
     let reply = signed(&s.router, &button("U0BOB", "approve", &id, ACCESS_CHANNEL)).await;
 
@@ -799,7 +829,11 @@ async fn a_slack_decision_racing_a_portal_decision_has_one_winner_and_every_mess
     let s = stack().await;
     let id = requested(&s).await;
     let posted = posted_about(&s, &id).await;
-    assert_eq!(posted.len(), 2, "the channel's and Bob's: {posted:?}");
+    assert_eq!(
+        posted.len(),
+        4,
+        "the channel's and the approvers' (Bob, Carol, Ghost): {posted:?}"
+    );
 
     let slack_body = button("U0BOB", "approve", &id, ACCESS_CHANNEL);
     let (from_slack, from_portal) = tokio::join!(
@@ -1162,5 +1196,360 @@ async fn an_approval_request_shows_the_bound_ticket_as_it_is_now() {
     assert!(
         blocks.contains(&format!("{}/browse/SEC-42", jira.uri())),
         "{blocks}"
+    );
+}
+
+// ------------------------------------------------------------------------------------------ approver groups
+
+/// Puts a resource decided by the Ticketbound `group` alone (no approver named by e-mail).
+async fn decided_by_group(s: &Stack, resource: &str, group: &str) {
+    let reply = resources::put(
+        &s.router,
+        resource,
+        &json!({"name": resource, "provisioner": {"kind": "none"}, "approvers": {"groups": [group]}}),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+}
+
+/// The conversations the approval request of grant `id` was posted to, in order.
+fn request_posted_to(s: &Stack, id: &str) -> Vec<String> {
+    s.slack
+        .calls("chat.postMessage")
+        .into_iter()
+        .filter(|c| {
+            c.args["blocks"]
+                .to_string()
+                .contains(&format!("#/grant/{id}"))
+        })
+        .map(|c| c.args["channel"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn members_of_a_mapped_approver_group_get_direct_messages_a_decision_edits_but_not_the_requester()
+ {
+    let s = stack().await;
+    decided_by_group(&s, "dba-db", "dba").await;
+    let id = request_grant(&s.router, ALICE, "dba-db", "PT4H").await;
+
+    let posted = posted_about(&s, &id).await;
+
+    assert_eq!(
+        posted,
+        [
+            (ACCESS_CHANNEL.to_owned(), "1700000000.000001".to_owned()),
+            ("D0MALLORY".to_owned(), "1700000000.000002".to_owned()),
+            ("D0BOB".to_owned(), "1700000000.000003".to_owned()),
+        ],
+        "the channel, then each member of the Slack group mapped to `dba` but Alice, who asks"
+    );
+    assert_eq!(
+        request_posted_to(&s, &id),
+        [ACCESS_CHANNEL, "U0MALLORY", "U0BOB"],
+        "no direct message to the requester, though she is in the group"
+    );
+    let listed = s.slack.calls("usergroups.users.list");
+    assert!(
+        listed.iter().all(|c| c.args["usergroup"] == DBA_GROUP),
+        "only the group that decides is listed: {listed:#?}"
+    );
+
+    // Mallory decides from her direct message, as a member of `dba` through the mapping.
+    let reply = signed(&s.router, &button("U0MALLORY", "approve", &id, "D0MALLORY")).await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let shown = grant(&s.router, &id).await;
+    assert_eq!(shown["status"], "active", "{shown}");
+    assert_eq!(shown["decided_by"], "mallory@example.com");
+    all_updated(&s, &posted, "Approved by mallory@example.com (1 of 1)").await;
+
+    // A group no Slack user group is mapped to: the channel's post is how its members hear.
+    decided_by_group(&s, "ops-db", "ops").await;
+    let listed = s.slack.calls("usergroups.users.list").len();
+    let id = request_grant(&s.router, ALICE, "ops-db", "PT4H").await;
+
+    let posted = posted_about(&s, &id).await;
+
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    assert_eq!(request_posted_to(&s, &id), [ACCESS_CHANNEL]);
+    assert_eq!(
+        s.slack.calls("usergroups.users.list").len(),
+        listed,
+        "nothing to list"
+    );
+}
+
+#[tokio::test]
+async fn a_huge_approver_group_gets_no_more_direct_messages_than_the_cap() {
+    let s = stack().await;
+    decided_by_group(&s, "oncall-db", "oncall").await;
+    let id = request_grant(&s.router, ALICE, "oncall-db", "PT4H").await;
+
+    let posted = posted_about(&s, &id).await;
+
+    let to = request_posted_to(&s, &id);
+    assert_eq!(to[0], ACCESS_CHANNEL, "{to:?}");
+    assert_eq!(
+        to.len(),
+        1 + MAX_DIRECT_MESSAGES,
+        "the channel and {MAX_DIRECT_MESSAGES} of the {ONCALL_SIZE} members: {to:?}"
+    );
+    assert!(to[1..].iter().all(|c| c.starts_with("U0ONCALL")), "{to:?}");
+    assert_eq!(posted.len(), 1 + MAX_DIRECT_MESSAGES, "each one is kept");
+    assert_eq!(
+        s.slack.calls("usergroups.users.list").len(),
+        1,
+        "the group is listed once"
+    );
+}
+
+#[tokio::test]
+async fn listing_an_approver_group_is_retried_after_retry_after_and_a_missing_scope_fails_the_message()
+ {
+    let s = stack().await;
+    decided_by_group(&s, "dba-db", "dba").await;
+    s.slack.answer_next(
+        "usergroups.users.list",
+        vec![ResponseTemplate::new(429).insert_header("retry-after", "1")],
+    );
+
+    let id = request_grant(&s.router, ALICE, "dba-db", "PT4H").await;
+
+    let posted = posted_about(&s, &id).await;
+    let entry = grant(&s.router, &id).await["notifications"][0].clone();
+    assert_eq!(entry["attempts"], 2, "{entry}");
+    assert_eq!(
+        posted.iter().filter(|(c, _)| c.starts_with('D')).count(),
+        2,
+        "Mallory and Bob, once the group could be listed: {posted:?}"
+    );
+
+    // An app installed without `usergroups:read`: Slack refuses, and the request's message fails visibly.
+    s.slack.answer_next(
+        "usergroups.users.list",
+        vec![ResponseTemplate::new(200).set_body_json(
+            json!({"ok": false, "error": "missing_scope", "needed": "usergroups:read"}),
+        )],
+    );
+    let id = request_grant(&s.router, MALLORY, "dba-db", "PT4H").await;
+
+    let failed = eventually(StdDuration::from_secs(15), || async {
+        grant(&s.router, &id).await["notifications"][0]["state"] == "failed"
+    })
+    .await;
+    let entry = grant(&s.router, &id).await["notifications"][0].clone();
+    assert!(failed, "{entry}");
+    assert_eq!(entry["attempts"], 1, "not retried: {entry}");
+    let error = entry["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("usergroups.users.list") && error.contains("missing_scope"),
+        "{error}"
+    );
+    assert!(!error.contains(BOT_TOKEN), "{error}");
+}
+
+// ------------------------------------------------------------------------------------------ slow Slack
+
+/// What `users.info` answers for Bob, after `delay`.
+fn bob_after(delay: StdDuration) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"ok": true, "user": {
+            "id": "U0BOB", "deleted": false, "is_bot": false, "is_email_confirmed": true,
+            "profile": {"email": "bob@example.com", "real_name": "Bob"}
+        }}))
+        .set_delay(delay)
+}
+
+/// A Web API answer `{"ok": true}` that comes only after `delay`.
+fn ok_after(delay: StdDuration) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"ok": true}))
+        .set_delay(delay)
+}
+
+/// Slack waits three seconds for the answer; Ticketbound answers within 2.5 s however slow Slack is, so this
+/// bound leaves generous room for a busy machine.
+const ANSWERED_WITHIN: StdDuration = StdDuration::from_millis(2900);
+
+#[tokio::test]
+async fn when_slack_cannot_say_in_time_who_pressed_nothing_changes_and_they_are_told_to_try_again()
+{
+    let s = stack().await;
+    let id = requested(&s).await;
+    posted_about(&s, &id).await;
+    let before = audit_kinds(&s.router, &id).await;
+    // Who Bob is comes after 1.5 s, his Slack groups only after 10 s.
+    s.slack.answer_next(
+        "users.info",
+        vec![bob_after(StdDuration::from_millis(1500))],
+    );
+    s.slack.answer_next(
+        "usergroups.users.list",
+        vec![ok_after(StdDuration::from_secs(10))],
+    );
+
+    let started = std::time::Instant::now();
+    let reply = signed(&s.router, &button("U0BOB", "approve", &id, ACCESS_CHANNEL)).await;
+    let took = started.elapsed();
+
+    assert!(took < ANSWERED_WITHIN, "answered after {took:?}");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(grant(&s.router, &id).await["status"], "pending");
+    assert_eq!(audit_kinds(&s.router, &id).await, before, "nothing changed");
+    let told = ephemeral_to(&s, "U0BOB");
+    assert!(
+        told.last().is_some_and(|t| t.contains("try again")
+            && t.contains("nothing was done")
+            && t.contains(&format!("{PORTAL}/#/grant/{id}"))),
+        "{told:?}"
+    );
+}
+
+#[tokio::test]
+async fn when_slack_can_take_nothing_in_time_the_answer_is_503_and_nothing_changes() {
+    let s = stack().await;
+    let id = requested(&s).await;
+    posted_about(&s, &id).await;
+    let before = audit_kinds(&s.router, &id).await;
+    // Who Bob is comes after 1.5 s, his Slack groups and the private answer only after 10 s.
+    s.slack.answer_next(
+        "users.info",
+        vec![bob_after(StdDuration::from_millis(1500))],
+    );
+    s.slack.answer_next(
+        "usergroups.users.list",
+        vec![ok_after(StdDuration::from_secs(10))],
+    );
+    s.slack.answer_next(
+        "chat.postEphemeral",
+        vec![ok_after(StdDuration::from_secs(10))],
+    );
+
+    let started = std::time::Instant::now();
+    let reply = signed(&s.router, &button("U0BOB", "approve", &id, ACCESS_CHANNEL)).await;
+    let took = started.elapsed();
+
+    assert!(took < ANSWERED_WITHIN, "answered after {took:?}");
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Slack shows the person an error rather than nothing: {}",
+        reply.text
+    );
+    assert_eq!(reply.json["error"]["code"], "chat_unavailable");
+    assert!(!reply.text.contains(BOT_TOKEN));
+    assert_eq!(grant(&s.router, &id).await["status"], "pending");
+    assert_eq!(audit_kinds(&s.router, &id).await, before, "nothing changed");
+}
+
+#[tokio::test]
+async fn a_decision_from_slack_is_answered_in_time_when_slack_is_slow_and_its_job_edits_the_messages()
+ {
+    // The scheduler idles until the answer is in: only the interaction itself runs meanwhile.
+    let s = stack_with(false).await;
+    let id = request_grant(&s.router, ALICE, "prod-db", "PT4H").await;
+    s.app
+        .run_job(&Job::notify(NotifyEvent::ApprovalRequested, &id, 0))
+        .await
+        .expect("the approval request is posted");
+    let posted = posted_about(&s, &id).await;
+    // Who Bob is takes a second; the next edit and the next private answer take 10 s each.
+    s.slack
+        .answer_next("users.info", vec![bob_after(StdDuration::from_secs(1))]);
+    s.slack
+        .answer_next("chat.update", vec![ok_after(StdDuration::from_secs(10))]);
+    s.slack.answer_next(
+        "chat.postEphemeral",
+        vec![ok_after(StdDuration::from_secs(10))],
+    );
+
+    let started = std::time::Instant::now();
+    let reply = signed(&s.router, &button("U0BOB", "approve", &id, ACCESS_CHANNEL)).await;
+    let took = started.elapsed();
+
+    assert!(took < ANSWERED_WITHIN, "answered after {took:?}");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let shown = grant(&s.router, &id).await;
+    assert_eq!(shown["status"], "active", "the decision stands: {shown}");
+    assert_eq!(shown["decided_by"], "bob@example.com");
+
+    // The durable job finishes what the answer could not wait for.
+    s.scheduler
+        .start(Arc::new(s.app.clone()))
+        .await
+        .expect("scheduler");
+    let done = eventually(StdDuration::from_secs(20), || async {
+        grant(&s.router, &id).await["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["event"] == "approved" && n["state"] == "done")
+    })
+    .await;
+    assert!(done, "{}", grant(&s.router, &id).await);
+    all_updated(&s, &posted, "Approved by bob@example.com (1 of 1)").await;
+}
+
+#[tokio::test]
+async fn a_deny_dialog_slack_does_not_open_in_time_changes_nothing_and_asks_to_press_again() {
+    let s = stack().await;
+    let id = requested(&s).await;
+    posted_about(&s, &id).await;
+    let before = audit_kinds(&s.router, &id).await;
+    s.slack
+        .answer_next("views.open", vec![ok_after(StdDuration::from_secs(10))]);
+
+    let started = std::time::Instant::now();
+    let reply = signed(&s.router, &button("U0BOB", "deny", &id, ACCESS_CHANNEL)).await;
+    let took = started.elapsed();
+
+    assert!(took < ANSWERED_WITHIN, "answered after {took:?}");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(grant(&s.router, &id).await["status"], "pending");
+    assert_eq!(audit_kinds(&s.router, &id).await, before, "nothing changed");
+    let told = ephemeral_to(&s, "U0BOB");
+    assert!(
+        told.last()
+            .is_some_and(|t| t.contains("press Deny again") && t.contains("nothing was done")),
+        "{told:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_approval_short_of_the_quorum_from_slack_is_answered_in_time_when_slack_is_slow() {
+    let s = stack().await;
+    let reply = resources::put(
+        &s.router,
+        "prod-db",
+        &json!({"name": "Production database", "provisioner": {"kind": "none"}, "approvals_required": 2}),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let id = requested(&s).await;
+    posted_about(&s, &id).await;
+    // Who Bob is takes a second; showing his approval in the messages, and telling him, take 10 s each.
+    s.slack
+        .answer_next("users.info", vec![bob_after(StdDuration::from_secs(1))]);
+    s.slack
+        .answer_next("chat.update", vec![ok_after(StdDuration::from_secs(10))]);
+    s.slack.answer_next(
+        "chat.postEphemeral",
+        vec![ok_after(StdDuration::from_secs(10))],
+    );
+
+    let started = std::time::Instant::now();
+    let reply = signed(&s.router, &button("U0BOB", "approve", &id, ACCESS_CHANNEL)).await;
+    let took = started.elapsed();
+
+    assert!(took < ANSWERED_WITHIN, "answered after {took:?}");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let shown = grant(&s.router, &id).await;
+    assert_eq!(shown["status"], "pending", "{shown}");
+    assert_eq!(
+        shown["approvals"][0]["by"], "bob@example.com",
+        "the approval stands: {shown}"
     );
 }

@@ -160,6 +160,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 || format!("http://{}", args.listen),
                 |u| u.as_str().trim_end_matches('/').to_owned(),
             )),
+            approver_group: roles.approver.clone(),
             ..NotifySettings::default()
         },
         ..Settings::default()

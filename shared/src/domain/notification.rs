@@ -12,7 +12,7 @@ use super::side_effect::{SideEffectState, Tracked};
 use super::{EndReason, Grant, GrantStatus};
 
 /// Where messages link to and whom they address, from the deployment's notification configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NotifySettings {
     /// The portal's public base URL (`PORTAL_URL`); a grant's page is `<portal_url>/#/grant/<id>`.
     pub portal_url: Option<String>,
@@ -20,6 +20,20 @@ pub struct NotifySettings {
     pub approver_emails: Vec<String>,
     /// Addresses told when removing access failed.
     pub admin_emails: Vec<String>,
+    /// The approver group (`APPROVER_GROUP`): who decides a resource that lists no approvers of its own, and
+    /// whose members a chat app with a mapping for it messages about such a request.
+    pub approver_group: String,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self {
+            portal_url: None,
+            approver_emails: Vec::new(),
+            admin_emails: Vec::new(),
+            approver_group: super::identity::RoleGroups::default().approver,
+        }
+    }
 }
 
 impl NotifySettings {

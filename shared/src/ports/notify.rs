@@ -34,6 +34,11 @@ pub struct Message {
     /// edit its messages brings up to date with this event.
     #[serde(skip)]
     pub posted: Vec<ChatMessageRef>,
+    /// The Ticketbound groups that decide an approval request (empty for other events): the groups the
+    /// resource lists in its `approvers`, or the deployment's approver group when it lists none. A chat app
+    /// that maps its own user groups to Ticketbound groups messages their members directly.
+    #[serde(skip)]
+    pub approver_groups: Vec<String>,
 }
 
 /// What a send did.

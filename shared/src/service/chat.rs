@@ -15,8 +15,18 @@
 //! The messages themselves are brought up to date by the notification of the decision (`notifications.rs`),
 //! which every decision emits whatever its origin. A decision taken here also runs that notification's job at
 //! once (bounded), so the messages show it within a second even where the scheduler fires later (AWS).
+//!
+//! Slack waits three seconds for the answer, then shows the person an error. Every Slack call made while
+//! answering (who pressed, the deny dialog, the messages' edits, the private answer) shares one deadline,
+//! [`ANSWER_WITHIN`] from the request's arrival, the last part of it kept for the private answer. Who pressed
+//! not known in time: nothing changes and the person is told to try again (or use the portal); if even that
+//! cannot be told, the answer is 503 `chat_unavailable`, which Slack shows them. A decision taken: it stands,
+//! the answer goes out in time, and edits not done by then are left to the decision's durable job.
+
+use std::time::Duration as StdDuration;
 
 use time::Duration;
+use tokio::time::Instant;
 
 use super::{ErrorKind, ServiceError, Ticketbound};
 use crate::domain::identity::RoleGroups;
@@ -30,14 +40,66 @@ use crate::service::{Decision, GrantRequest};
 /// accepted in.
 const REPLAY_WINDOW: Duration = Duration::minutes(11);
 
-/// How long a decision taken from chat waits for its messages to be updated before answering: well inside
-/// Slack's three seconds, with the reads before the decision.
-const TELL_NOW_WITHIN: std::time::Duration = std::time::Duration::from_millis(1500);
+/// How long a decision taken from chat waits for its messages to be updated before answering, at most (less
+/// when the reads before the decision took part of the answer's time).
+const TELL_NOW_WITHIN: StdDuration = StdDuration::from_millis(1500);
+
+/// Slack shows the person an error when the answer takes over three seconds: every Slack call made while
+/// answering fits in this, counted from the request's arrival, with room left for the answer to travel.
+pub(crate) const ANSWER_WITHIN: StdDuration = StdDuration::from_millis(2500);
+
+/// The end of [`ANSWER_WITHIN`] kept for telling the person privately what happened (one ephemeral message).
+const KEPT_FOR_TELLING: StdDuration = StdDuration::from_millis(500);
+
+/// Below this, running the decision's notification job now is not attempted: it would claim the job and be
+/// cut off at once, and the armed job then waits for the claim's lease to run out.
+const TOO_LITTLE_TO_TELL_NOW: StdDuration = StdDuration::from_millis(200);
+
+tokio::task_local! {
+    /// When the interaction being answered must have its answer (the request's arrival plus
+    /// [`ANSWER_WITHIN`]); set only while answering one.
+    static ANSWER_BY: Instant;
+}
+
+/// How long a Slack call may take now: `bound`, or less while answering an interaction, so that the call ends
+/// before the time kept for telling the person ([`KEPT_FOR_TELLING`]). Outside an interaction, `bound`.
+pub(crate) fn within_answer(bound: StdDuration) -> StdDuration {
+    ANSWER_BY
+        .try_with(|by| {
+            by.saturating_duration_since(Instant::now())
+                .saturating_sub(KEPT_FOR_TELLING)
+        })
+        .map_or(bound, |left| left.min(bound))
+}
+
+/// What is left of the answer's time, all of it (the private answer is the last call).
+fn left_to_answer() -> StdDuration {
+    ANSWER_BY
+        .try_with(|by| by.saturating_duration_since(Instant::now()))
+        .unwrap_or(ANSWER_WITHIN)
+}
 
 impl Ticketbound {
     /// `POST /slack/interactions`: see the module docs. `Ok` means Slack is answered 200 (the person was told
     /// whatever there was to tell); an error is the §5 answer.
     pub async fn chat_interaction(
+        &self,
+        roles: &RoleGroups,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), ServiceError> {
+        let answer_by = Instant::now() + ANSWER_WITHIN;
+        ANSWER_BY
+            .scope(
+                answer_by,
+                self.answer_interaction(roles, timestamp, signature, body),
+            )
+            .await
+    }
+
+    /// [`Self::chat_interaction`] within its deadline (set by the caller).
+    async fn answer_interaction(
         &self,
         roles: &RoleGroups,
         timestamp: Option<&str>,
@@ -99,12 +161,22 @@ impl Ticketbound {
         interaction: ChatInteraction,
     ) -> Result<(), ServiceError> {
         let link = self.settings.notifications.link(&interaction.grant_id);
-        let person = app.person(&interaction.user).await.map_err(|e| {
-            ServiceError::unavailable(
-                "chat_unavailable",
-                format!("Slack could not say who pressed: {e}"),
-            )
-        })?;
+        let person = match tokio::time::timeout(
+            within_answer(ANSWER_WITHIN),
+            app.person(&interaction.user),
+        )
+        .await
+        {
+            Ok(Ok(person)) => person,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Slack could not say who pressed; nothing changed");
+                return must_tell(app.as_ref(), &interaction, &format!("Slack could not say who you are just now, so nothing was done: try again, or decide this in the portal: {link}")).await;
+            }
+            Err(_) => {
+                tracing::warn!("Slack did not say in time who pressed; nothing changed");
+                return must_tell(app.as_ref(), &interaction, &format!("Slack did not say in time who you are, so nothing was done: try again, or decide this in the portal: {link}")).await;
+            }
+        };
         let Some(person) = person else {
             tell(
                 app.as_ref(),
@@ -133,9 +205,19 @@ impl Ticketbound {
                 // Only someone who may deny sees the dialog; the denial itself is checked again on submit.
                 match self.may_decide_grant(&caller, id).await {
                     Ok(()) => {
-                        return app.ask_deny_comment(&interaction).await.map_err(|e| {
-                            ServiceError::unavailable("chat_unavailable", e.to_string())
-                        });
+                        let opened = tokio::time::timeout(
+                            within_answer(ANSWER_WITHIN),
+                            app.ask_deny_comment(&interaction),
+                        )
+                        .await;
+                        let why = match opened {
+                            Ok(Ok(())) => return Ok(()),
+                            Ok(Err(e)) => e.to_string(),
+                            Err(_) => "Slack did not open it in time".to_owned(),
+                        };
+                        tracing::warn!(error = %why, "the deny dialog did not open; nothing changed");
+                        // A dialog's trigger is good for three seconds only: the person presses Deny again.
+                        return must_tell(app.as_ref(), &interaction, &format!("The dialog to deny could not be opened, so nothing was done: press Deny again, or deny this in the portal: {link}")).await;
                     }
                     Err(e) => Err(e),
                 }
@@ -192,20 +274,28 @@ impl Ticketbound {
         Ok(())
     }
 
-    /// Runs the notification job a decision armed, in the caller's path and bounded by [`TELL_NOW_WITHIN`],
-    /// so every message about the grant shows the decision within a second instead of when the scheduler
-    /// fires (on AWS a one-time schedule fires seconds to a minute later). The armed job stays the durable
-    /// path: it finds the deliveries this run recorded and skips them, and a run cut short by the bound is, for
-    /// the engine, a process that died mid-attempt (the lease runs out and the armed job sends).
+    /// Runs the notification job a decision armed, in the caller's path and bounded by [`TELL_NOW_WITHIN`] and
+    /// what is left of the answer's time, so every message about the grant shows the decision within a second
+    /// instead of when the scheduler fires (on AWS a one-time schedule fires seconds to a minute later). The
+    /// armed job stays the durable path: it finds the deliveries this run recorded and skips them, and a run
+    /// cut short by the bound is, for the engine, a process that died mid-attempt (the lease runs out and the
+    /// armed job sends). With too little time left it is not started at all, so the armed job sends at once.
     async fn tell_now(&self, event: NotifyEvent, grant_id: &str) {
+        let within = within_answer(TELL_NOW_WITHIN);
+        if within < TOO_LITTLE_TO_TELL_NOW {
+            tracing::info!(
+                "no time left to update the decision's messages before answering; the armed job will"
+            );
+            return;
+        }
         let job = Job::notify(event, grant_id, 0);
-        match tokio::time::timeout(TELL_NOW_WITHIN, self.run_job(&job)).await {
+        match tokio::time::timeout(within, self.run_job(&job)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "the decision's messages were not updated now; the armed job will")
             }
             Err(_) => tracing::warn!(
-                "the decision's messages took longer than {TELL_NOW_WITHIN:?}; the armed job will finish them"
+                "the decision's messages took longer than {within:?}; the armed job will finish them"
             ),
         }
     }
@@ -274,9 +364,34 @@ fn approved_text(grant: &Grant) -> String {
     }
 }
 
-/// Tells the person privately; a failure is logged, not returned (the decision, if any, stands).
-async fn tell(app: &dyn ChatApp, interaction: &ChatInteraction, text: &str) {
-    if let Err(e) = app.tell(interaction, text).await {
-        tracing::warn!(error = %e, "could not answer the person in Slack");
+/// Tells the person privately, within what is left of the answer's time; whether they were told. A failure
+/// is logged, not returned (the decision, if any, stands).
+async fn tell(app: &dyn ChatApp, interaction: &ChatInteraction, text: &str) -> bool {
+    match tokio::time::timeout(left_to_answer(), app.tell(interaction, text)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not answer the person in Slack");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("Slack did not take the answer to the person in time");
+            false
+        }
     }
+}
+
+/// Tells the person that nothing was done and why; when even that fails, the answer is 503
+/// `chat_unavailable`, which Slack shows them as an error: a press is never dropped without a word.
+async fn must_tell(
+    app: &dyn ChatApp,
+    interaction: &ChatInteraction,
+    text: &str,
+) -> Result<(), ServiceError> {
+    if tell(app, interaction, text).await {
+        return Ok(());
+    }
+    Err(ServiceError::unavailable(
+        "chat_unavailable",
+        "Slack is not answering in time; nothing was done: try again, or decide in the portal",
+    ))
 }

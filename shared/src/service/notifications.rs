@@ -706,7 +706,9 @@ impl Ticketbound {
         if message.posted.is_empty() {
             return;
         }
-        match tokio::time::timeout(PROGRESS_WITHIN, app.show_progress(&message)).await {
+        // From Slack, within what is left of the interaction's answer (Slack waits three seconds).
+        let within = super::chat::within_answer(PROGRESS_WITHIN);
+        match tokio::time::timeout(within, app.show_progress(&message)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!(grant = %grant.id, error = %e, "the chat messages do not show the new approval yet")
@@ -847,6 +849,13 @@ impl Ticketbound {
             .iter()
             .flat_map(|n| n.messages.iter().cloned())
             .collect();
+        // Who decides a waiting request, as groups (the deployment's approver group when the resource lists
+        // no approvers, or could not be read).
+        let approver_groups = match (event, approvers) {
+            (E::ApprovalRequested, Some(listed)) => listed.groups.clone(),
+            (E::ApprovalRequested, None) => vec![settings.approver_group.clone()],
+            _ => Vec::new(),
+        };
         let mut shown = grant.clone();
         // The receiver needs the grant, not our delivery bookkeeping.
         shown.notifications.clear();
@@ -860,6 +869,7 @@ impl Ticketbound {
             to,
             grant: shown,
             posted,
+            approver_groups,
         }
     }
 }

@@ -343,6 +343,7 @@ impl NotifyConfig {
             portal_url,
             approver_emails: self.approver_emails.clone(),
             admin_emails: self.admin_emails.clone(),
+            ..NotifySettings::default()
         })
     }
 }

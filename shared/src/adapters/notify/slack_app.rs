@@ -2,7 +2,10 @@
 //! back (`POST /slack/interactions`), verified with the app's signing secret.
 //!
 //! Posting: an approval request goes to the configured conversation, and as a direct message to each approver
-//! Slack finds by e-mail (`users.lookupByEmail`), as Block Kit with *Approve*, *Deny* and *Open in portal*. A
+//! Slack finds by e-mail (`users.lookupByEmail`) and to each member of the Slack user groups the `user_groups`
+//! mapping ties to a deciding Ticketbound group (`usergroups.users.list`), never to the requester and once per
+//! person, at most [`MAX_DIRECT_MESSAGES`] per request, as Block Kit with *Approve*, *Deny* and *Open in
+//! portal*. A
 //! decision, a cancellation or an ending updates every message posted about the grant in place
 //! (`chat.update`: the state line, buttons removed) and tells the requester directly; the "granted" message
 //! carries *I'm done* and *Extend*. Where each message went (conversation and `ts`) comes back as
@@ -19,7 +22,7 @@
 //! minutes, before the body is read. Then the form's `payload` is read as a `block_actions` (a button) or a
 //! `view_submission` (the deny dialog) of this app; anything else is malformed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,6 +35,7 @@ use time::OffsetDateTime;
 use super::config::SlackAppSettings;
 use super::slack::escape;
 use super::{Http, error_token, judge};
+use crate::domain::identity::looks_like_email;
 use crate::domain::notification::{ChatMessageRef, NotifyEvent, decision_line};
 use crate::ports::notify::{
     ChatAction, ChatApp, ChatInteraction, ChatPerson, ChatRefusal, Message, SendError, SendOutcome,
@@ -39,6 +43,10 @@ use crate::ports::notify::{
 
 /// How far a request's timestamp may be from now, either way (Slack's own advice).
 const MAX_SKEW_SECONDS: i64 = 5 * 60;
+/// The most direct messages one approval request sends (named approvers first, then the members of mapped
+/// groups): a Slack user group of hundreds must not turn one request into hundreds of calls against Slack's
+/// rate limits. Beyond it, the post in the channel is how the others hear.
+pub const MAX_DIRECT_MESSAGES: usize = 25;
 /// The deny dialog's `callback_id`.
 const DENY_DIALOG: &str = "tb_deny";
 /// Slack's errors that say Slack, not the request, is the trouble: worth another attempt.
@@ -192,6 +200,77 @@ impl SlackApp {
         }
     }
 
+    /// The Slack users an approval request is sent to directly, in order and each once: the approvers named
+    /// by e-mail whom Slack finds, then the members of the Slack user groups mapped to the request's deciding
+    /// groups, but never the requester, and no more than [`MAX_DIRECT_MESSAGES`].
+    async fn approvers_to_message(&self, message: &Message) -> Result<Vec<String>, SendError> {
+        let mut users = Vec::new();
+        let mut seen = BTreeSet::new();
+        for approver in &message.to {
+            if users.len() == MAX_DIRECT_MESSAGES {
+                break;
+            }
+            if let Some(user) = self.user_by_email(approver).await?
+                && seen.insert(user.clone())
+            {
+                users.push(user);
+            }
+        }
+        let usergroups: Vec<&str> = self
+            .settings
+            .user_groups
+            .iter()
+            .filter(|(_, group)| message.approver_groups.contains(group))
+            .map(|(usergroup, _)| usergroup.as_str())
+            .collect();
+        if usergroups.is_empty() || users.len() == MAX_DIRECT_MESSAGES {
+            return Ok(users);
+        }
+        // The requester may well be in an approvers' group; they cannot decide their own request.
+        let requester = &message.grant.requester;
+        if looks_like_email(requester)
+            && let Some(user) = self.user_by_email(requester).await?
+        {
+            seen.insert(user);
+        }
+        for usergroup in usergroups {
+            for member in self.members(usergroup).await? {
+                if seen.contains(&member) {
+                    continue;
+                }
+                if users.len() == MAX_DIRECT_MESSAGES {
+                    tracing::info!(
+                        grant = %message.grant.id,
+                        max = MAX_DIRECT_MESSAGES,
+                        "more approvers than direct messages per request; the others see the channel's post"
+                    );
+                    return Ok(users);
+                }
+                seen.insert(member.clone());
+                users.push(member);
+            }
+        }
+        Ok(users)
+    }
+
+    /// The user ids in a Slack user group (`usergroups.users.list`, scope `usergroups:read`).
+    async fn members(&self, usergroup: &str) -> Result<Vec<String>, SendError> {
+        let json = self
+            .read("usergroups.users.list", &[("usergroup", usergroup)])
+            .await?;
+        Ok(json
+            .get("users")
+            .and_then(Value::as_array)
+            .map(|users| {
+                users
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     pub(super) async fn send(&self, message: &Message) -> Result<SendOutcome, SendError> {
         use NotifyEvent as E;
         let text = escape(&message.subject);
@@ -214,10 +293,8 @@ impl SlackApp {
                     self.post(&self.settings.channel, &text, blocks.clone())
                         .await?,
                 );
-                for approver in &message.to {
-                    if let Some(at) = self.post_to_person(approver, &text, blocks.clone()).await? {
-                        posted.push(at);
-                    }
+                for user in self.approvers_to_message(message).await? {
+                    posted.push(self.post(&user, &text, blocks.clone()).await?);
                 }
             }
             E::DeprovisioningFailed => {
@@ -510,13 +587,7 @@ impl ChatApp for SlackApp {
         let mut groups = Vec::new();
         let mapping: &BTreeMap<String, String> = &self.settings.user_groups;
         for (usergroup, group) in mapping {
-            let members = self
-                .read("usergroups.users.list", &[("usergroup", usergroup)])
-                .await?;
-            let member = members
-                .get("users")
-                .and_then(Value::as_array)
-                .is_some_and(|users| users.iter().any(|u| u.as_str() == Some(user)));
+            let member = self.members(usergroup).await?.iter().any(|u| u == user);
             if member && !groups.contains(group) {
                 groups.push(group.clone());
             }
