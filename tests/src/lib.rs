@@ -693,6 +693,11 @@ pub mod resources {
         send(router, "GET", &path(id), ADMIN, &headers, None).await
     }
 
+    /// `GET /v1/resources` (the first page).
+    pub async fn list(router: &Router) -> Reply {
+        send(router, "GET", "/v1/resources", ADMIN, &[], None).await
+    }
+
     /// `PUT` as the admin, with `If-Match` when given.
     pub async fn put(router: &Router, id: &str, body: &Value, if_match: Option<&str>) -> Reply {
         write(router, "PUT", id, "application/json", body, if_match).await
@@ -767,6 +772,17 @@ pub mod connections {
     /// `GET /v1/connections/{id}`.
     pub async fn get(router: &Router, id: &str) -> Reply {
         send(router, "GET", &path(id), ADMIN, &[], None).await
+    }
+
+    /// `GET /v1/connections/{id}` with `If-None-Match` as given (a tag, a list, `*`).
+    pub async fn get_if_none_match(router: &Router, id: &str, if_none_match: &str) -> Reply {
+        let headers = [("if-none-match", if_none_match)];
+        send(router, "GET", &path(id), ADMIN, &headers, None).await
+    }
+
+    /// `GET /v1/connections` (the first page).
+    pub async fn list(router: &Router) -> Reply {
+        send(router, "GET", "/v1/connections", ADMIN, &[], None).await
     }
 
     /// `PATCH`, with `If-Match` when given.
