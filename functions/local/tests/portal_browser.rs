@@ -716,6 +716,35 @@ async fn editing_a_resource_in_admin_keeps_its_policy_and_a_conflicting_edit_los
     browser
         .wait_text("#resources-result", "Saved resource payroll.")
         .await;
+
+    // Another admin renames it between drawing the list and clicking Delete: nothing is deleted, and the page
+    // says what changed.
+    let renamed = server
+        .api(
+            "PATCH",
+            "/v1/resources/payroll",
+            ("other-admin@example.com", "ticketbound-admins"),
+            &[("Content-Type", "application/merge-patch+json")],
+            Some(json!({"name": "Payroll (EU, old)"})),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.json);
+    browser.click("#delete-resource-payroll").await;
+    browser.click("#confirm-delete-resource-payroll").await;
+    let refused = browser
+        .wait_text("#resources-result", "Not deleted")
+        .await;
+    assert!(
+        refused.contains("Someone else changed payroll")
+            && refused.contains("Payroll (EU)")
+            && refused.contains("Payroll (EU, old)"),
+        "what changed is shown: {refused}"
+    );
+    let still = server
+        .api("GET", "/v1/resources/payroll", ADMIN, &[], None)
+        .await;
+    assert_eq!(still.status, 200, "nothing was deleted");
+    assert_eq!(still.json["name"], "Payroll (EU, old)");
     browser.quit().await;
 }
 
