@@ -731,9 +731,7 @@ async fn editing_a_resource_in_admin_keeps_its_policy_and_a_conflicting_edit_los
     assert_eq!(renamed.status, 200, "{}", renamed.json);
     browser.click("#delete-resource-payroll").await;
     browser.click("#confirm-delete-resource-payroll").await;
-    let refused = browser
-        .wait_text("#resources-result", "Not deleted")
-        .await;
+    let refused = browser.wait_text("#resources-result", "Not deleted").await;
     assert!(
         refused.contains("Someone else changed payroll")
             && refused.contains("Payroll (EU)")
