@@ -1,6 +1,8 @@
 // The admin's view: the resource catalog, and ticket-system connections as a wizard (Connect → Verify →
 // the connection, its webhook URL, its secret shown once, and how to register the webhook). Resources and
 // connections are both edited under the version opened (`If-Match`): a conflicting edit shows what changed.
+// Delete sends the version the list was drawn with (each item's `version`), so a resource or connection another
+// admin changed after the page was loaded is not deleted: the page says what changed and offers to reload.
 
 import { api, listAll } from "./api.js";
 import { h, field, fieldError, clearErrors, notice, errorText, errorBox, heading, when, humanDuration, badge, details, announce, confirmButton } from "./dom.js";
@@ -69,6 +71,29 @@ function shown(key, value) {
 
 const list = (text) => text.split(/[,\s]+/).map((v) => v.trim()).filter(Boolean);
 
+// The precondition of a delete from the list: the version the item was listed at.
+const ifMatch = (item) => (item.version ? { "If-Match": item.version } : {});
+
+// A delete refused with 412: `what` (a resource or connection, by id) changed, or went, after the list was
+// drawn, and nothing was deleted. `rows` are [setting, as listed, as stored now] of what changed; `reload`
+// draws the section again from what is stored.
+function staleDeleteNotice(what, error, rows, reload) {
+  const again = h("button", { type: "button", id: "stale-delete-reload", on: { click: () => reload() } }, "Reload");
+  const box = h("div", { class: "notice conflict", role: "alert" },
+    h("p", {}, h("strong", {}, "Not deleted: "), error.current
+      ? `Someone else changed ${what} after this page was loaded, so nothing was deleted. Reload to see it as it is now, then delete it again if you still mean to.`
+      : `${what} was already deleted by someone else. Reload to see the list as it is now.`),
+    rows.length
+      ? h("div", { class: "table-wrap" }, h("table", {},
+        h("caption", {}, "What changed since this page was loaded"),
+        h("thead", {}, h("tr", {}, ["Setting", "When loaded", "Saved now"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, rows.map(([name, before, now]) => h("tr", {}, h("th", { scope: "row" }, name), h("td", {}, before), h("td", {}, now))))))
+      : null,
+    h("div", { class: "actions" }, again));
+  setTimeout(() => again.focus());
+  return box;
+}
+
 // Opens the editor on the resource as stored now, with its version (ETag), so the save can say which version it
 // edits.
 async function openEditor(id, formSlot, result, reload) {
@@ -97,8 +122,13 @@ async function resourcesSection(section) {
   };
   const formSlot = h("div", { id: "resource-form-slot" });
   const remove = async (res) => {
-    const answer = await api("DELETE", `/v1/resources/${encodeURIComponent(res.id)}`);
+    const answer = await api("DELETE", `/v1/resources/${encodeURIComponent(res.id)}`, undefined, ifMatch(res));
     if (answer.ok) return reload(`Deleted resource ${res.id}.`);
+    if (answer.status === 412) {
+      const [before, now] = [editedFields(res), answer.error.current ? editedFields(answer.error.current) : null];
+      const rows = now ? EDITED.filter((k) => !same(before[k], now[k])).map((k) => [FIELD_NAMES[k], shown(k, before[k]), shown(k, now[k])]) : [];
+      return result.replaceChildren(staleDeleteNotice(res.id, answer.error, rows, reload));
+    }
     const why = answer.status === 409
       ? `A resource cannot be deleted while a pending or active grant uses it: ending that grant needs the resource's provisioner. End or deny the grant first (My access, Approvals), then delete. The server says: ${answer.error.message.replace(/`/g, "")}`
       : errorText(answer.error);
@@ -351,8 +381,13 @@ async function connectionsSection(section) {
     reload(answer.data.verified ? `${c.id} is connected.` : `${c.id}: the credentials were refused: ${answer.data.last_error}`, answer.data.verified ? "ok" : "error");
   };
   const remove = async (c, endGrants) => {
-    const answer = await api("DELETE", `/v1/connections/${encodeURIComponent(c.id)}${endGrants ? "?end_grants=true" : ""}`);
+    const answer = await api("DELETE", `/v1/connections/${encodeURIComponent(c.id)}${endGrants ? "?end_grants=true" : ""}`, undefined, ifMatch(c));
     if (answer.ok) return reload(endGrants ? `Ended the access bound to ${c.id} and deleted it.` : `Deleted connection ${c.id}.`);
+    if (answer.status === 412) {
+      const now = answer.error.current;
+      const rows = now ? CONNECTION_FIELDS.filter(([, of]) => of(now) !== of(c)).map(([name, of]) => [name, of(c), of(now)]) : [];
+      return result.replaceChildren(staleDeleteNotice(c.id, answer.error, rows, reload));
+    }
     if (answer.status !== 409 || answer.error.code !== "connection_in_use") return result.replaceChildren(notice("error", errorBox(answer.error)));
     result.replaceChildren(notice("error",
       h("p", {}, `${c.id} was not deleted: ${answer.error.message.replace(/`/g, "")}`),

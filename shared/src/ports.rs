@@ -140,11 +140,25 @@ pub trait GrantStore: Send + Sync {
         &self,
         id: &str,
     ) -> Result<Option<VersionedResource>, StoreError>;
+    /// Resources by id, each with its version (what its entity tag is made from, so a list can offer the tag a
+    /// single read would answer).
+    async fn list_resources_versioned(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<VersionedResource>, StoreError>;
+    /// Resources by id.
     async fn list_resources(
         &self,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<Page<Resource>, StoreError>;
+    ) -> Result<Page<Resource>, StoreError> {
+        let page = self.list_resources_versioned(limit, cursor).await?;
+        Ok(Page {
+            items: page.items.into_iter().map(|r| r.resource).collect(),
+            next: page.next,
+        })
+    }
     /// `false` when there was nothing to delete.
     async fn delete_resource(&self, id: &str) -> Result<bool, StoreError>;
     /// Deletes a resource only if it is stored at `version`; `Conflict` (nothing deleted) when it moved or is

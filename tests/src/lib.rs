@@ -615,6 +615,161 @@ where
     }
 }
 
+/// Jira Cloud's answers, shaped as its REST API gives them, for the fakes of the tests.
+pub mod jira_cloud {
+    use serde_json::{Value, json};
+
+    /// A stable numeric issue id per key, as Jira gives every issue one (distinct keys, distinct ids).
+    pub fn issue_id(key: &str) -> String {
+        let hash = key
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        (10_000 + hash % 900_000).to_string()
+    }
+
+    /// An issue as `/rest/api/3/issue/{key}` answers it.
+    pub fn issue(key: &str, status: &str, category: &str, assignee: Option<Value>) -> Value {
+        let id = issue_id(key);
+        json!({
+            "id": id,
+            "key": key,
+            "self": format!("https://acme.atlassian.net/rest/api/3/issue/{id}"),
+            "fields": {
+                "summary": format!("Summary of {key}"),
+                "assignee": assignee,
+                "status": {
+                    "name": status, "id": "3",
+                    "statusCategory": {"id": 4, "key": category, "colorName": "yellow", "name": "Localised name"}
+                }
+            }
+        })
+    }
+
+    /// A user as `/rest/api/3/user/search` lists them (the e-mail only when it is visible).
+    pub fn user(account: &str, email: Option<&str>) -> Value {
+        let mut user = json!({
+            "accountId": account, "accountType": "atlassian", "displayName": format!("User {account}"), "active": true
+        });
+        if let Some(e) = email {
+            user["emailAddress"] = Value::String(e.to_owned());
+        }
+        user
+    }
+}
+
+/// An app whose requests bind to a Jira Cloud on wiremock: SEC-42 and SEC-43 open and assigned to Alice (found
+/// by her e-mail), the resource `prod-db` provisioned by a webhook on wiremock, connection secrets in a file of
+/// its own, over the embedded store. The deletion and webhook tests start from it and add their connections.
+pub struct JiraStack {
+    pub app: Ticketbound,
+    pub router: Router,
+    pub store: EmbeddedStore,
+    /// The Jira Cloud API.
+    pub jira: wiremock::MockServer,
+    pub provisioner: wiremock::MockServer,
+}
+
+impl JiraStack {
+    /// Starts the fakes and the app; `label` names its temporary folder.
+    pub async fn start(label: &str) -> Self {
+        use wiremock::matchers::path;
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        let jira = MockServer::start().await;
+        for key in ["SEC-42", "SEC-43"] {
+            let assignee = jira_cloud::user("acc-alice", Some(ALICE.0));
+            let issue = jira_cloud::issue(key, "In Progress", "indeterminate", Some(assignee));
+            Mock::given(path(format!("/rest/api/3/issue/{key}")))
+                .respond_with(ResponseTemplate::new(200).set_body_json(issue))
+                .mount(&jira)
+                .await;
+        }
+        Mock::given(path("/rest/api/3/user/search"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([
+                jira_cloud::user("acc-alice", Some(ALICE.0))
+            ])))
+            .mount(&jira)
+            .await;
+        let store = EmbeddedStore::in_memory().expect("in-memory store");
+        let app = Ticketbound::build(
+            ticket_ports(
+                Arc::new(store.clone()),
+                Arc::new(LocalScheduler::new(store.clone())),
+                Arc::new(SystemClock),
+                &temp_dir(label).join("secrets.json"),
+                quick_policy(),
+            ),
+            Settings::default(),
+        );
+        let router = local_router(app.clone());
+        let provisioner = provisioner_ok().await;
+        define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;
+        Self {
+            app,
+            router,
+            store,
+            jira,
+            provisioner,
+        }
+    }
+
+    /// Creates the Jira Cloud connection `jira-main` on the fake, with `extra` settings on top of its
+    /// credentials; its webhook secret.
+    pub async fn create_jira_main(&self, extra: Value) -> String {
+        let mut body = serde_json::json!({"id": "jira-main", "kind": "jira_cloud", "base_url": self.jira.uri(), "email": "bot@acme.com", "api_token": "jira-token-1"});
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        let (status, created) = call(
+            &self.router,
+            "POST",
+            "/v1/connections",
+            ADMIN,
+            Some(&body.to_string()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created["webhook_secret"]
+            .as_str()
+            .expect("a new connection's webhook secret, shown once")
+            .to_owned()
+    }
+
+    /// Alice requests `prod-db` for good, bound to `key` in jira-main (checked against the fake); approved by
+    /// the approver unless `pending`. Its id.
+    pub async fn bound_grant(&self, key: &str, pending: bool) -> String {
+        let body = serde_json::json!({"resource": "prod-db", "reason": "bound", "duration": "indefinite", "ticket": {"connection": "jira-main", "key": key}});
+        let (status, grant) = call(
+            &self.router,
+            "POST",
+            "/v1/grants",
+            ALICE,
+            Some(&body.to_string()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{grant}");
+        let id = grant["id"].as_str().expect("a grant id").to_owned();
+        if !pending {
+            let (status, approved) = call(
+                &self.router,
+                "POST",
+                &format!("/v1/grants/{id}/approve"),
+                APPROVER,
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{approved}");
+        }
+        id
+    }
+
+    /// The grant as stored.
+    pub async fn grant(&self, id: &str) -> Value {
+        let grant = self.store.get_grant(id).await.unwrap().expect("the grant");
+        serde_json::to_value(grant).expect("a grant is JSON")
+    }
+}
+
 /// An answer with the entity tag it carried (the resource catalog's conditional requests).
 pub struct Reply {
     pub status: StatusCode,
@@ -693,6 +848,11 @@ pub mod resources {
         send(router, "GET", &path(id), ADMIN, &headers, None).await
     }
 
+    /// `GET /v1/resources` (the first page).
+    pub async fn list(router: &Router) -> Reply {
+        send(router, "GET", "/v1/resources", ADMIN, &[], None).await
+    }
+
     /// `PUT` as the admin, with `If-Match` when given.
     pub async fn put(router: &Router, id: &str, body: &Value, if_match: Option<&str>) -> Reply {
         write(router, "PUT", id, "application/json", body, if_match).await
@@ -767,6 +927,17 @@ pub mod connections {
     /// `GET /v1/connections/{id}`.
     pub async fn get(router: &Router, id: &str) -> Reply {
         send(router, "GET", &path(id), ADMIN, &[], None).await
+    }
+
+    /// `GET /v1/connections/{id}` with `If-None-Match` as given (a tag, a list, `*`).
+    pub async fn get_if_none_match(router: &Router, id: &str, if_none_match: &str) -> Reply {
+        let headers = [("if-none-match", if_none_match)];
+        send(router, "GET", &path(id), ADMIN, &headers, None).await
+    }
+
+    /// `GET /v1/connections` (the first page).
+    pub async fn list(router: &Router) -> Reply {
+        send(router, "GET", "/v1/connections", ADMIN, &[], None).await
     }
 
     /// `PATCH`, with `If-Match` when given.

@@ -5,82 +5,28 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use wiremock::matchers::path;
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use ticketbound::adapters::embedded::EmbeddedStore;
-use ticketbound::adapters::local_scheduler::LocalScheduler;
 use ticketbound::domain::TicketRef;
 use ticketbound::domain::webhook_auth::hub_signature;
-use ticketbound::ports::{GrantFilter, GrantStore, SystemClock};
-use ticketbound::service::{Settings, Ticketbound};
-use ticketbound_tests::{
-    ADMIN, ALICE, APPROVER, call, define_webhook_resource, provisioner_actions, provisioner_ok,
-    seed_bound_active_grants,
-};
+use ticketbound::ports::{GrantFilter, GrantStore};
+use ticketbound_tests::{ADMIN, JiraStack, call, provisioner_actions, seed_bound_active_grants};
 
-struct Deployment {
-    app: Ticketbound,
-    router: Router,
-    store: EmbeddedStore,
-    jira: MockServer,
-    provisioner: MockServer,
+/// The app of [`JiraStack`] with the connection `jira-main` on its fake Jira Cloud.
+struct Deployment(JiraStack);
+
+impl std::ops::Deref for Deployment {
+    type Target = JiraStack;
+    fn deref(&self) -> &JiraStack {
+        &self.0
+    }
 }
 
-/// An app with the Jira Cloud connection `jira-main` (its API on wiremock, SEC-42 and SEC-43 open and assigned
-/// to Alice) and the resource `prod-db`, provisioned by a webhook on wiremock.
 async fn deployment() -> Deployment {
-    let jira = MockServer::start().await;
-    for key in ["SEC-42", "SEC-43"] {
-        let issue = support::cloud_issue(
-            key,
-            "In Progress",
-            "indeterminate",
-            Some(support::cloud_user("acc-alice", Some("alice@example.com"))),
-        );
-        Mock::given(path(format!("/rest/api/3/issue/{key}")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(issue))
-            .mount(&jira)
-            .await;
-    }
-    Mock::given(path("/rest/api/3/user/search"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!([support::cloud_user(
-                "acc-alice",
-                Some("alice@example.com")
-            )])),
-        )
-        .mount(&jira)
-        .await;
-    let store = EmbeddedStore::in_memory().unwrap();
-    let dir = support::temp_dir("connection-delete");
-    let app = Ticketbound::build(
-        ticketbound_tests::ticket_ports(
-            Arc::new(store.clone()),
-            Arc::new(LocalScheduler::new(store.clone())),
-            Arc::new(SystemClock),
-            &dir.join("secrets.json"),
-            support::quick_policy(),
-        ),
-        Settings::default(),
-    );
-    let router = ticketbound_tests::local_router(app.clone());
-    let provisioner = provisioner_ok().await;
-    define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;
-    let d = Deployment {
-        app,
-        router,
-        store,
-        jira,
-        provisioner,
-    };
+    let d = Deployment(JiraStack::start("connection-delete").await);
     d.create_connection().await;
     d
 }
@@ -88,44 +34,7 @@ async fn deployment() -> Deployment {
 impl Deployment {
     /// Creates `jira-main`; returns its webhook secret.
     async fn create_connection(&self) -> String {
-        let body = json!({"id": "jira-main", "kind": "jira_cloud", "base_url": self.jira.uri(), "email": "bot@acme.com", "api_token": "jira-token-1"});
-        let (status, created) = call(
-            &self.router,
-            "POST",
-            "/v1/connections",
-            ADMIN,
-            Some(&body.to_string()),
-        )
-        .await;
-        assert_eq!(status, StatusCode::CREATED, "{created}");
-        created["webhook_secret"].as_str().unwrap().to_owned()
-    }
-
-    /// Alice requests `prod-db` for good, bound to `key` in jira-main; approved unless `pending`.
-    async fn bound_grant(&self, key: &str, pending: bool) -> String {
-        let body = json!({"resource": "prod-db", "reason": "bound", "duration": "indefinite", "ticket": {"connection": "jira-main", "key": key}});
-        let (status, grant) = call(
-            &self.router,
-            "POST",
-            "/v1/grants",
-            ALICE,
-            Some(&body.to_string()),
-        )
-        .await;
-        assert_eq!(status, StatusCode::CREATED, "{grant}");
-        let id = grant["id"].as_str().unwrap().to_owned();
-        if !pending {
-            let (status, approved) = call(
-                &self.router,
-                "POST",
-                &format!("/v1/grants/{id}/approve"),
-                APPROVER,
-                None,
-            )
-            .await;
-            assert_eq!(status, StatusCode::OK, "{approved}");
-        }
-        id
+        self.create_jira_main(json!({})).await
     }
 
     async fn delete(&self, query: &str) -> (StatusCode, Value) {
@@ -160,10 +69,6 @@ impl Deployment {
             .unwrap()
             .items;
         json!({"grants": grants, "calls": provisioner_actions(&self.provisioner).await})
-    }
-
-    async fn grant(&self, id: &str) -> Value {
-        serde_json::to_value(self.store.get_grant(id).await.unwrap().unwrap()).unwrap()
     }
 }
 

@@ -248,6 +248,94 @@ mod suite {
         assert!(matches!(missing, Err(StoreError::Conflict)), "{missing:?}");
         assert_eq!(store.get_connection_versioned("nope").await.unwrap(), None);
     }
+
+    pub async fn a_delete_at_a_stale_version_is_refused_and_deletes_nothing(
+        store: Arc<dyn ConnectionStore>,
+    ) {
+        let a = stored(&*store, "conn-a").await;
+        let delivered = OffsetDateTime::from_unix_timestamp(1_760_000_100).unwrap();
+        assert!(store.record_delivery("conn-a", delivered).await.unwrap());
+        let read = store
+            .get_connection_versioned("conn-a")
+            .await
+            .unwrap()
+            .unwrap();
+        // Another admin's edit lands between the read and the delete.
+        let mut edited = a.settings.clone();
+        edited.closed_statuses = ClosedStatuses::Numbers(vec![5]);
+        assert_eq!(
+            store
+                .update_settings_if(&edited, read.version)
+                .await
+                .unwrap(),
+            2
+        );
+
+        let stale = store.delete_connection_if("conn-a", read.version).await;
+
+        assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+        let kept = store
+            .get_connection_versioned("conn-a")
+            .await
+            .unwrap()
+            .expect("the connection survives a stale delete");
+        assert_eq!((kept.connection.settings, kept.version), (edited, 2));
+        assert_eq!(
+            kept.connection.webhook.last_delivery_at,
+            Some(delivered),
+            "its webhook history survives too"
+        );
+
+        store.delete_connection_if("conn-a", 2).await.unwrap();
+
+        assert_eq!(store.get_connection("conn-a").await.unwrap(), None);
+        let gone = store.delete_connection_if("conn-a", 2).await;
+        assert!(
+            matches!(gone, Err(StoreError::Conflict)),
+            "a conditional delete of nothing conflicts: {gone:?}"
+        );
+        // Created again under the id, it starts with no webhook history.
+        store.insert_connection(&a).await.unwrap();
+        assert_eq!(
+            store
+                .get_connection("conn-a")
+                .await
+                .unwrap()
+                .unwrap()
+                .webhook,
+            WebhookActivity::default()
+        );
+    }
+
+    pub async fn listed_connections_carry_the_version_a_single_read_has(
+        store: Arc<dyn ConnectionStore>,
+    ) {
+        let a = stored(&*store, "conn-a").await;
+        stored(&*store, "conn-b").await;
+        let mut edited = a.settings.clone();
+        edited.closed_statuses = ClosedStatuses::Numbers(vec![5]);
+        assert!(store.update_settings(&edited).await.unwrap());
+
+        let listed = store.list_connections_versioned(10, None).await.unwrap();
+
+        let versions: Vec<(String, u64)> = listed
+            .items
+            .iter()
+            .map(|c| (c.connection.settings.id.clone(), c.version))
+            .collect();
+        assert_eq!(
+            versions,
+            [("conn-a".to_owned(), 2), ("conn-b".to_owned(), 1)]
+        );
+        for item in &listed.items {
+            let single = store
+                .get_connection_versioned(&item.connection.settings.id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(*item, single);
+        }
+    }
 }
 
 /// One test per case, each with a fresh store from `$make`, in module `$name`.
@@ -271,6 +359,8 @@ macro_rules! contract {
             case!(a_forged_cursor_is_refused);
             case!(a_deleted_connection_is_gone_and_comes_back_without_webhook_history);
             case!(a_settings_write_at_a_stale_version_is_refused_and_changes_nothing);
+            case!(a_delete_at_a_stale_version_is_refused_and_deletes_nothing);
+            case!(listed_connections_carry_the_version_a_single_read_has);
         }
     };
 }

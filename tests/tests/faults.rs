@@ -300,12 +300,12 @@ impl GrantStore for RetryingStore {
     async fn delete_resource_if(&self, id: &str, version: u64) -> Result<(), StoreError> {
         retried(|| self.0.delete_resource_if(id, version)).await
     }
-    async fn list_resources(
+    async fn list_resources_versioned(
         &self,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<Page<Resource>, StoreError> {
-        retried(|| self.0.list_resources(limit, cursor)).await
+    ) -> Result<Page<VersionedResource>, StoreError> {
+        retried(|| self.0.list_resources_versioned(limit, cursor)).await
     }
     async fn delete_resource(&self, id: &str) -> Result<bool, StoreError> {
         retried(|| self.0.delete_resource(id)).await

@@ -80,6 +80,71 @@ async fn get_answers_an_etag_and_304_while_unchanged() {
 }
 
 #[tokio::test]
+async fn get_takes_star_and_lists_in_if_none_match() {
+    let router = app();
+    let tag = created(&router, "prod-db").await;
+
+    for sent in [format!("\"other\", {tag}"), "*".to_owned()] {
+        let unchanged = resources::get(&router, "prod-db", Some(&sent)).await;
+        assert_eq!(unchanged.status, StatusCode::NOT_MODIFIED, "{sent}");
+        assert_eq!(unchanged.etag.as_deref(), Some(tag.as_str()));
+        assert!(unchanged.text.is_empty(), "a 304 has no body");
+    }
+    let missing = resources::get(&router, "nope-db", Some("*")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.json["error"]["code"], "resource_not_found");
+}
+
+#[tokio::test]
+async fn list_items_carry_the_tag_a_read_answers_and_a_stale_one_deletes_nothing() {
+    let router = app();
+    let tag = created(&router, "prod-db").await;
+
+    let listed = resources::list(&router).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.json);
+    assert_eq!(listed.json["items"][0]["id"], "prod-db");
+    assert_eq!(listed.json["items"][0]["version"], tag.as_str());
+    // Another admin edits the resource after this list was drawn.
+    let edit = resources::patch(&router, "prod-db", &json!({"description": "moved"}), None).await;
+    assert_eq!(edit.status, StatusCode::OK, "{}", edit.json);
+    let relisted = resources::list(&router).await;
+    assert_eq!(
+        relisted.json["items"][0]["version"].as_str(),
+        edit.etag.as_deref(),
+        "the list follows the single read's tag"
+    );
+    assert!(
+        !relisted.text.contains("provisioner-secret"),
+        "a list never shows a secret"
+    );
+
+    let stale = resources::delete(
+        &router,
+        "prod-db",
+        listed.json["items"][0]["version"].as_str(),
+    )
+    .await;
+
+    assert_conflict(&stale);
+    assert_eq!(
+        stale.json["error"]["current_version"].as_str(),
+        edit.etag.as_deref()
+    );
+    assert_eq!(
+        resources::get(&router, "prod-db", None).await.json["description"],
+        "moved",
+        "nothing was deleted"
+    );
+    let current = resources::delete(
+        &router,
+        "prod-db",
+        relisted.json["items"][0]["version"].as_str(),
+    )
+    .await;
+    assert_eq!(current.status, StatusCode::NO_CONTENT, "{}", current.json);
+}
+
+#[tokio::test]
 async fn a_put_on_a_stale_version_is_refused_with_the_current_resource_and_changes_nothing() {
     let router = app();
     let first = created(&router, "prod-db").await;

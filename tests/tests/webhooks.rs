@@ -7,7 +7,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -16,82 +15,39 @@ use tower::ServiceExt;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use ticketbound::adapters::embedded::EmbeddedStore;
 use ticketbound::adapters::local_scheduler::LocalScheduler;
 use ticketbound::domain::TicketRef;
 use ticketbound::domain::webhook_auth::hub_signature;
-use ticketbound::ports::{Clock, GrantFilter, GrantStore, Job, JobKind, SystemClock};
-use ticketbound::service::{Settings, Ticketbound};
+use ticketbound::ports::{GrantFilter, GrantStore, Job, JobKind};
 use ticketbound_tests::{
-    ADMIN, ALICE, APPROVER, call, define_webhook_resource, provisioner_actions, provisioner_ok,
-    seed_bound_active_grants,
+    ADMIN, ALICE, APPROVER, JiraStack, call, provisioner_actions, seed_bound_active_grants,
 };
 
+/// The app of [`JiraStack`] with the Jira Cloud connection `jira-main` (`Won't Do` also closes) and a
+/// Freshservice connection `fs-main` (its API on wiremock too).
 struct Hooks {
-    app: Ticketbound,
-    router: Router,
-    store: EmbeddedStore,
+    stack: JiraStack,
     jira_secret: String,
     fs_secret: String,
-    provisioner: MockServer,
     fs: MockServer,
-    jira_api: MockServer,
 }
 
-/// An app with a Jira Cloud connection `jira-main` and a Freshservice connection `fs-main` (their APIs on
-/// wiremock), and the resource `prod-db` whose provisioner is a webhook on wiremock.
-async fn hooks() -> Hooks {
-    let jira = MockServer::start().await;
-    for key in ["SEC-42", "SEC-43"] {
-        let issue = support::cloud_issue(
-            key,
-            "In Progress",
-            "indeterminate",
-            Some(support::cloud_user("acc-alice", Some("alice@example.com"))),
-        );
-        Mock::given(path(format!("/rest/api/3/issue/{key}")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(issue))
-            .mount(&jira)
-            .await;
+impl std::ops::Deref for Hooks {
+    type Target = JiraStack;
+    fn deref(&self) -> &JiraStack {
+        &self.stack
     }
-    Mock::given(path("/rest/api/3/user/search"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!([support::cloud_user(
-                "acc-alice",
-                Some("alice@example.com")
-            )])),
-        )
-        .mount(&jira)
+}
+
+async fn hooks() -> Hooks {
+    let stack = JiraStack::start("hooks").await;
+    let jira_secret = stack
+        .create_jira_main(json!({"closed_statuses": ["Won't Do"]}))
         .await;
     let fs = MockServer::start().await;
-    let store = EmbeddedStore::in_memory().unwrap();
-    let dir = support::temp_dir("hooks");
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let app = Ticketbound::build(
-        ticketbound_tests::ticket_ports(
-            Arc::new(store.clone()),
-            Arc::new(LocalScheduler::new(store.clone())),
-            clock.clone(),
-            &dir.join("secrets.json"),
-            support::quick_policy(),
-        ),
-        Settings::default(),
-    );
-    let router = ticketbound_tests::local_router(app.clone());
-    let body = json!({"id": "jira-main", "kind": "jira_cloud", "base_url": jira.uri(), "email": "bot@acme.com", "api_token": "jira-token-1", "closed_statuses": ["Won't Do"]});
-    let (status, created) = call(
-        &router,
-        "POST",
-        "/v1/connections",
-        ADMIN,
-        Some(&body.to_string()),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let jira_secret = created["webhook_secret"].as_str().unwrap().to_owned();
     let body = json!({"id": "fs-main", "kind": "freshservice", "base_url": fs.uri(), "api_key": "fs-key-123"});
     let (status, created) = call(
-        &router,
+        &stack.router,
         "POST",
         "/v1/connections",
         ADMIN,
@@ -100,50 +56,18 @@ async fn hooks() -> Hooks {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let fs_secret = created["webhook_secret"].as_str().unwrap().to_owned();
-    let provisioner = provisioner_ok().await;
-    define_webhook_resource(&router, "prod-db", &provisioner.uri()).await;
     Hooks {
-        app,
-        router,
-        store,
+        stack,
         jira_secret,
         fs_secret,
-        provisioner,
         fs,
-        jira_api: jira,
     }
 }
 
 impl Hooks {
     /// Alice requests `prod-db` bound to `key` in jira-main (checked against the Jira API); approved unless `pending`.
     async fn jira_grant(&self, key: &str, pending: bool) -> String {
-        let body = json!({"resource": "prod-db", "reason": "bound", "duration": "indefinite", "ticket": {"connection": "jira-main", "key": key}});
-        let (status, grant) = call(
-            &self.router,
-            "POST",
-            "/v1/grants",
-            ALICE,
-            Some(&body.to_string()),
-        )
-        .await;
-        assert_eq!(status, StatusCode::CREATED, "{grant}");
-        let id = grant["id"].as_str().unwrap().to_owned();
-        if !pending {
-            let (status, approved) = call(
-                &self.router,
-                "POST",
-                &format!("/v1/grants/{id}/approve"),
-                APPROVER,
-                None,
-            )
-            .await;
-            assert_eq!(status, StatusCode::OK, "{approved}");
-        }
-        id
-    }
-
-    async fn grant(&self, id: &str) -> Value {
-        serde_json::to_value(self.store.get_grant(id).await.unwrap().unwrap()).unwrap()
+        self.bound_grant(key, pending).await
     }
 
     async fn post(
@@ -435,7 +359,7 @@ async fn a_jira_automation_body_with_the_shared_secret_header_closes_once_jira_c
                 .set_body_json(support::cloud_issue("SEC-42", "Done", "done", None)),
         )
         .with_priority(1)
-        .mount(&h.jira_api)
+        .mount(&h.stack.jira)
         .await;
     let body = json!({"source": "jira-automation", "key": "SEC-42", "statusCategory": "done"})
         .to_string()

@@ -716,6 +716,33 @@ async fn editing_a_resource_in_admin_keeps_its_policy_and_a_conflicting_edit_los
     browser
         .wait_text("#resources-result", "Saved resource payroll.")
         .await;
+
+    // Another admin renames it between drawing the list and clicking Delete: nothing is deleted, and the page
+    // says what changed.
+    let renamed = server
+        .api(
+            "PATCH",
+            "/v1/resources/payroll",
+            ("other-admin@example.com", "ticketbound-admins"),
+            &[("Content-Type", "application/merge-patch+json")],
+            Some(json!({"name": "Payroll (EU, old)"})),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.json);
+    browser.click("#delete-resource-payroll").await;
+    browser.click("#confirm-delete-resource-payroll").await;
+    let refused = browser.wait_text("#resources-result", "Not deleted").await;
+    assert!(
+        refused.contains("Someone else changed payroll")
+            && refused.contains("Payroll (EU)")
+            && refused.contains("Payroll (EU, old)"),
+        "what changed is shown: {refused}"
+    );
+    let still = server
+        .api("GET", "/v1/resources/payroll", ADMIN, &[], None)
+        .await;
+    assert_eq!(still.status, 200, "nothing was deleted");
+    assert_eq!(still.json["name"], "Payroll (EU, old)");
     browser.quit().await;
 }
 
@@ -791,6 +818,55 @@ async fn a_conflicting_connection_edit_shows_what_changed_and_loses_nothing() {
         .await;
     assert_eq!(saved.json["closed_statuses"], json!(["Declined"]));
     assert_eq!(saved.json["base_url"], kept.json["base_url"]);
+
+    // Another admin's edit lands between drawing the list and clicking Delete: the delete names the version
+    // listed, so nothing is deleted and the page says what changed.
+    let theirs = server
+        .api(
+            "PATCH",
+            "/v1/connections/jira-main",
+            ("other-admin@example.com", "ticketbound-admins"),
+            &[],
+            Some(json!({"closed_statuses": ["Won't Fix"]})),
+        )
+        .await;
+    assert_eq!(theirs.status, 200, "{}", theirs.json);
+    browser.click("#delete-connection-jira-main").await;
+    browser.click("#confirm-delete-connection-jira-main").await;
+    let refused = browser
+        .wait_text("#connections-result", "Not deleted")
+        .await;
+    assert!(
+        refused.contains("Someone else changed jira-main")
+            && refused.contains("Declined")
+            && refused.contains("Won't Fix"),
+        "what changed is shown: {refused}"
+    );
+    assert!(!refused.contains("tok-SECRET-123"), "{refused}");
+    let still = server
+        .api("GET", "/v1/connections/jira-main", ADMIN, &[], None)
+        .await;
+    assert_eq!(still.status, 200, "nothing was deleted");
+    assert_eq!(still.json["closed_statuses"], json!(["Won't Fix"]));
+
+    // Reloaded, the list has their version, and Delete deletes.
+    browser.click("#stale-delete-reload").await;
+    until(
+        &browser,
+        "return !document.getElementById('stale-delete-reload');",
+        10,
+        "the list drawn again",
+    )
+    .await;
+    browser.click("#delete-connection-jira-main").await;
+    browser.click("#confirm-delete-connection-jira-main").await;
+    browser
+        .wait_text("#connections-result", "Deleted connection jira-main.")
+        .await;
+    let gone = server
+        .api("GET", "/v1/connections/jira-main", ADMIN, &[], None)
+        .await;
+    assert_eq!(gone.status, 404);
     browser.quit().await;
 }
 

@@ -159,6 +159,18 @@ fn doc_of<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> 
     serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A resource item with its version (`version`, absent on an item written before versions: version 1).
+fn versioned_resource_of(item: &Item) -> Result<VersionedResource, StoreError> {
+    let resource: Resource = doc_of(item)?;
+    let version = match item.get("version") {
+        None => 1,
+        Some(v) => v.as_n().ok().and_then(|n| n.parse().ok()).ok_or_else(|| {
+            StoreError::Corrupt(format!("resource {}: a bad version", resource.id))
+        })?,
+    };
+    Ok(VersionedResource { resource, version })
+}
+
 fn resource_key(id: &str) -> Item {
     HashMap::from([
         ("pk".into(), s(format!("RESOURCE#{id}"))),
@@ -363,6 +375,23 @@ impl DynamoStore {
         T: serde::de::DeserializeOwned,
         F: Fn(&T) -> bool,
     {
+        self.query_page_read(spec, limit, cursor, doc_of, keep)
+            .await
+    }
+
+    /// [`DynamoStore::query_page`] reading each item with `read` instead of its `doc` alone.
+    async fn query_page_read<T, R, F>(
+        &self,
+        spec: QuerySpec<'_>,
+        limit: usize,
+        cursor: Option<&str>,
+        read: R,
+        keep: F,
+    ) -> Result<Page<T>, StoreError>
+    where
+        R: Fn(&Item) -> Result<T, StoreError>,
+        F: Fn(&T) -> bool,
+    {
         let QuerySpec {
             index,
             partition,
@@ -410,7 +439,7 @@ impl DynamoStore {
                 }
             })?;
             for item in out.items() {
-                let value: T = doc_of(item)?;
+                let value: T = read(item)?;
                 if keep(&value) {
                     items.push(value);
                 }
@@ -877,21 +906,11 @@ impl GrantStore for DynamoStore {
         &self,
         id: &str,
     ) -> Result<Option<VersionedResource>, StoreError> {
-        let Some(item) = self.get_item(resource_key(id)).await? else {
-            return Ok(None);
-        };
-        let version = match item.get("version") {
-            None => 1,
-            Some(v) => v
-                .as_n()
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| StoreError::Corrupt(format!("resource {id}: a bad version")))?,
-        };
-        Ok(Some(VersionedResource {
-            resource: doc_of(&item)?,
-            version,
-        }))
+        self.get_item(resource_key(id))
+            .await?
+            .as_ref()
+            .map(versioned_resource_of)
+            .transpose()
     }
 
     async fn delete_resource_if(&self, id: &str, version: u64) -> Result<(), StoreError> {
@@ -922,12 +941,12 @@ impl GrantStore for DynamoStore {
         }
     }
 
-    async fn list_resources(
+    async fn list_resources_versioned(
         &self,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<Page<Resource>, StoreError> {
-        self.query_page(
+    ) -> Result<Page<VersionedResource>, StoreError> {
+        self.query_page_read(
             QuerySpec {
                 index: Some(BY_TYPE),
                 partition: "RESOURCES".into(),
@@ -936,7 +955,8 @@ impl GrantStore for DynamoStore {
             },
             limit,
             cursor,
-            |_: &Resource| true,
+            versioned_resource_of,
+            |_: &VersionedResource| true,
         )
         .await
     }

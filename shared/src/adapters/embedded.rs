@@ -452,29 +452,36 @@ impl GrantStore for EmbeddedStore {
         .await
     }
 
-    async fn list_resources(
+    async fn list_resources_versioned(
         &self,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<Page<Resource>, StoreError> {
+    ) -> Result<Page<VersionedResource>, StoreError> {
         let after: String = cursor.map(decode_cursor).transpose()?.unwrap_or_default();
         let limit = limit.max(1);
         self.with(move |conn| {
             let mut stmt = conn
-                .prepare("SELECT doc FROM resources WHERE id > ?1 ORDER BY id LIMIT ?2")
+                .prepare("SELECT doc, version FROM resources WHERE id > ?1 ORDER BY id LIMIT ?2")
                 .map_err(unavailable)?;
-            let docs: Vec<String> = stmt
-                .query_map(params![after, (limit + 1) as i64], |r| r.get(0))
+            let rows: Vec<(String, i64)> = stmt
+                .query_map(params![after, (limit + 1) as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .map_err(unavailable)?
                 .collect::<Result<_, _>>()
                 .map_err(unavailable)?;
-            let mut items = docs
+            let mut items = rows
                 .iter()
-                .map(|d| serde_json::from_str::<Resource>(d).map_err(corrupt))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|(doc, version)| {
+                    Ok(VersionedResource {
+                        resource: serde_json::from_str::<Resource>(doc).map_err(corrupt)?,
+                        version: u64::try_from(*version).map_err(corrupt)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
             let next = if items.len() > limit {
                 items.truncate(limit);
-                items.last().map(|r| encode_cursor(&r.id))
+                items.last().map(|r| encode_cursor(&r.resource.id))
             } else {
                 None
             };

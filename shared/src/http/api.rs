@@ -3,7 +3,8 @@
 //!
 //! Every grant in an answer carries `actions`: what the caller may do with it now (`service::allowed_actions`).
 //!
-//! Resources are versioned: `GET`, `PUT` and `PATCH` answer an `ETag`; `PUT`, `PATCH` and `DELETE` take
+//! Resources are versioned: `GET`, `PUT` and `PATCH` answer an `ETag`, and each item of `GET /v1/resources`
+//! carries the same tag as `version` (so a list can delete under `If-Match`); `PUT`, `PATCH` and `DELETE` take
 //! `If-Match` (412 `version_conflict` with the resource as it now is when it moved) and `PUT` takes
 //! `If-None-Match: *` (create only); `GET` takes `If-None-Match` (304 when unchanged). Without a conditional
 //! header a write applies to whatever is stored, as it did before versions existed.
@@ -25,7 +26,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{API_BODY_LIMIT, JsonBody, QueryParams, read_body};
 use crate::domain::{Caller, GrantStatus, TicketRef};
-use crate::ports::GrantFilter;
+use crate::ports::{GrantFilter, Page};
 use crate::service::{
     Decision, EntityTag, ErrorKind, GrantRequest, ListGrants, Precondition, ResourceInput,
     ResourceWriteError, SavedResource, ServiceError,
@@ -278,13 +279,7 @@ fn json_tagged(headers: &HeaderMap, value: &impl serde::Serialize) -> Result<Res
     let body = serde_json::to_vec(value)
         .map_err(|e| ServiceError::internal(format!("serializing an answer: {e}")))?;
     let tag = format!("\"{}\"", hex::encode(&Sha256::digest(&body)[..16]));
-    let unchanged = header_text(headers, header::IF_NONE_MATCH)?.is_some_and(|listed| {
-        listed.trim() == "*"
-            || entity_tags(listed)
-                .iter()
-                .any(|t| t.trim_start_matches("W/") == tag)
-    });
-    if unchanged {
+    if not_modified(headers, &tag)? {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
     }
     Ok((
@@ -397,12 +392,36 @@ async fn list_resources(
     _caller: Caller,
     QueryParams(q): QueryParams<PageQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(
-        state
-            .app
-            .list_resources(page_size(q.limit.as_deref())?, q.cursor.as_deref())
-            .await?,
-    ))
+    let page = state
+        .app
+        .list_tagged_resources(page_size(q.limit.as_deref())?, q.cursor.as_deref())
+        .await?;
+    Ok(Json(Page {
+        items: page
+            .items
+            .into_iter()
+            .map(|(resource, tag)| Listed::new(resource, &tag))
+            .collect(),
+        next: page.next,
+    }))
+}
+
+/// An item of a list of versioned records (resources, connections): the record as a single `GET` shows it,
+/// plus `version`, the entity tag that `GET` answers as its `ETag` (quotes included), to send as `If-Match`.
+#[derive(serde::Serialize)]
+pub(super) struct Listed<T> {
+    #[serde(flatten)]
+    item: T,
+    version: String,
+}
+
+impl<T> Listed<T> {
+    pub(super) fn new(item: T, tag: &EntityTag) -> Self {
+        Self {
+            item,
+            version: tag.as_str().to_owned(),
+        }
+    }
 }
 
 async fn get_resource(
@@ -412,20 +431,25 @@ async fn get_resource(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (resource, tag) = state.app.get_tagged_resource(&id).await?;
-    let unchanged = match header_text(&headers, header::IF_NONE_MATCH)? {
-        None => false,
-        Some(listed) => {
-            listed.trim() == "*"
-                || entity_tags(listed)
-                    .iter()
-                    // The weak comparison (RFC 9110 §13.1.2): a `W/` prefix does not matter for a GET.
-                    .any(|t| t.trim_start_matches("W/") == tag.as_str())
-        }
-    };
-    if unchanged {
+    if not_modified(&headers, tag.as_str())? {
         return Ok((StatusCode::NOT_MODIFIED, tagged(&tag)).into_response());
     }
     Ok((tagged(&tag), Json(resource)).into_response())
+}
+
+/// Whether a `GET`'s `If-None-Match` names the current representation, whose entity tag is `tag`: `*` (it
+/// exists), or a list holding the tag. RFC 9110 §13.1.2 asks for the weak comparison here, so `W/"…"` of the
+/// tag matches too (our tags are strong: a weak one only comes from a client or a cache rewriting it); an
+/// unquoted entry matches nothing. Then the answer is `304` with the `ETag` and no body.
+pub(super) fn not_modified(headers: &HeaderMap, tag: &str) -> Result<bool, ApiError> {
+    Ok(
+        header_text(headers, header::IF_NONE_MATCH)?.is_some_and(|listed| {
+            listed.trim() == "*"
+                || entity_tags(listed)
+                    .iter()
+                    .any(|t| t.strip_prefix("W/").unwrap_or(t) == tag)
+        }),
+    )
 }
 
 async fn put_resource(

@@ -1,9 +1,12 @@
 //! `/v1/connections` (admins) and `/v1/tickets` (everyone): ticket-system connections (DESIGN §5–6). Their
 //! routes are listed in [`super::api::ROUTES`] with the others.
 //!
-//! Connections are versioned as resources are: `GET`, `POST` and `PATCH` answer an `ETag`; `PATCH` and `DELETE`
-//! take `If-Match` (412 `version_conflict` with the connection as it now is when its settings moved). Without
-//! `If-Match` a change applies to whatever is stored, as it did before versions existed.
+//! Connections are versioned as resources are: `GET`, `POST` and `PATCH` answer an `ETag`, and each item of
+//! `GET /v1/connections` carries the same tag as `version`; `PATCH` and `DELETE` take `If-Match` (412
+//! `version_conflict` with the connection as it now is when its settings moved; a `DELETE` is refused by the
+//! store's own conditional delete, so an edit landing just before it is never lost) and `GET` takes
+//! `If-None-Match` (304 when unchanged). Without `If-Match` a change applies to whatever is stored, as it did
+//! before versions existed.
 
 use axum::Json;
 use axum::Router;
@@ -14,7 +17,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::AppState;
-use super::api::{page_size, tagged, write_precondition};
+use super::api::{Listed, not_modified, page_size, tagged, write_precondition};
 use super::connection_json::{ConnectionBody, ConnectionView};
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
@@ -101,10 +104,14 @@ async fn list_connections(
 ) -> Result<impl IntoResponse, ApiError> {
     let limit = page_size(q.limit.as_deref())?;
     let page = connections(&state)?
-        .list(&caller, limit, q.cursor.as_deref())
+        .list_tagged(&caller, limit, q.cursor.as_deref())
         .await?;
     Ok(Json(Page {
-        items: page.items.into_iter().map(ConnectionView::from).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|(shown, tag)| Listed::new(ConnectionView::from(shown), &tag))
+            .collect(),
         next: page.next,
     }))
 }
@@ -124,13 +131,18 @@ async fn create_connection(
     ))
 }
 
+/// One connection with its `ETag`, or `304` (the `ETag`, no body) when `If-None-Match` names it.
 async fn get_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let (shown, tag) = connections(&state)?.get_tagged(&caller, &id).await?;
-    Ok((tagged(&tag), Json(ConnectionView::from(shown))))
+    if not_modified(&headers, tag.as_str())? {
+        return Ok((StatusCode::NOT_MODIFIED, tagged(&tag)).into_response());
+    }
+    Ok((tagged(&tag), Json(ConnectionView::from(shown))).into_response())
 }
 
 async fn update_connection(

@@ -43,14 +43,31 @@ pub trait ConnectionStore: Send + Sync {
         &self,
         id: &str,
     ) -> Result<Option<VersionedConnection>, StoreError>;
+    /// Connections by id, each with the version of its settings (what its entity tag is made from, so a list
+    /// can offer the tag a single read would answer).
+    async fn list_connections_versioned(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<VersionedConnection>, StoreError>;
     /// Connections by id.
     async fn list_connections(
         &self,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<Page<Connection>, StoreError>;
+    ) -> Result<Page<Connection>, StoreError> {
+        let page = self.list_connections_versioned(limit, cursor).await?;
+        Ok(Page {
+            items: page.items.into_iter().map(|c| c.connection).collect(),
+            next: page.next,
+        })
+    }
     /// `false` when there was nothing to delete.
     async fn delete_connection(&self, id: &str) -> Result<bool, StoreError>;
+    /// Deletes the connection only if its settings are stored at `version`, in one conditional write (an edit
+    /// landing between a client's read and this delete is never lost); `Conflict` (nothing deleted) when they
+    /// moved or the connection is gone.
+    async fn delete_connection_if(&self, id: &str, version: u64) -> Result<(), StoreError>;
     /// Notes that an authentic webhook delivery arrived at `at` (webhook health), leaving settings and status
     /// alone; `false` if there is no such connection.
     async fn record_delivery(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError>;

@@ -148,6 +148,11 @@ impl EntityTag {
     }
 }
 
+/// The entity tag of a stored resource, the one every answer (`GET`, a list, a write, a `412`) gives it.
+fn tag_of(stored: &VersionedResource) -> EntityTag {
+    EntityTag::of(&stored.resource, stored.version)
+}
+
 /// What a write requires of the stored resource, from the request's conditional headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Precondition {
@@ -164,11 +169,7 @@ pub enum Precondition {
 
 impl Precondition {
     fn holds(&self, stored: Option<&VersionedResource>) -> bool {
-        self.holds_for(
-            stored
-                .map(|s| EntityTag::of(&s.resource, s.version))
-                .as_ref(),
-        )
+        self.holds_for(stored.map(tag_of).as_ref())
     }
 
     /// Whether the precondition holds of a record whose tag is `tag` (`None`: there is no such record).
@@ -208,7 +209,7 @@ impl ResourceWriteError {
     fn conflict(stored: Option<VersionedResource>) -> Self {
         Self::VersionConflict {
             current: stored.map(|s| {
-                let tag = EntityTag::of(&s.resource, s.version);
+                let tag = tag_of(&s);
                 Box::new((s.resource, tag))
             }),
         }
@@ -407,6 +408,27 @@ impl Ticketbound {
         Ok(self.store.list_resources(limit, cursor).await?)
     }
 
+    /// `GET /v1/resources`: each resource with the entity tag a single read of it answers (the same
+    /// `tag_of`), so a client can change or delete one from the list under `If-Match`.
+    pub async fn list_tagged_resources(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<(Resource, EntityTag)>, ServiceError> {
+        let page = self.store.list_resources_versioned(limit, cursor).await?;
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|stored| {
+                    let tag = tag_of(&stored);
+                    (stored.resource, tag)
+                })
+                .collect(),
+            next: page.next,
+        })
+    }
+
     pub async fn get_resource(&self, id: &str) -> Result<Resource, ServiceError> {
         Ok(self.get_tagged_resource(id).await?.0)
     }
@@ -424,7 +446,7 @@ impl Ticketbound {
             .get_resource_versioned(id)
             .await?
             .ok_or_else(|| resource_not_found(id))?;
-        let tag = EntityTag::of(&stored.resource, stored.version);
+        let tag = tag_of(&stored);
         Ok((stored.resource, tag))
     }
 

@@ -762,6 +762,48 @@ pub async fn where_chat_messages_went_is_kept_with_the_grant(store: Arc<dyn Gran
     assert_eq!(read, approved);
 }
 
+/// A list gives each resource the version a single read gives it, so a list can offer the same entity tag.
+pub async fn listed_resources_carry_the_version_a_single_read_has(store: Arc<dyn GrantStore>) {
+    for id in ["a-db", "b-db"] {
+        store.put_resource(&resource(id)).await.unwrap();
+    }
+    let before = store.get_resource_versioned("a-db").await.unwrap().unwrap();
+    // Another write moves `a-db` on (by exactly one, unless a retry behind the fault proxy wrote it twice).
+    store.put_resource(&resource("a-db")).await.unwrap();
+
+    let listed = store.list_resources_versioned(10, None).await.unwrap();
+
+    let ids: Vec<&str> = listed
+        .items
+        .iter()
+        .map(|r| r.resource.id.as_str())
+        .collect();
+    assert_eq!(ids, ["a-db", "b-db"]);
+    assert!(
+        listed.items[0].version > before.version,
+        "{} after {}",
+        listed.items[0].version,
+        before.version
+    );
+    for item in &listed.items {
+        let single = store
+            .get_resource_versioned(&item.resource.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*item, single);
+    }
+    let plain = store.list_resources(10, None).await.unwrap();
+    assert_eq!(
+        plain.items,
+        listed
+            .items
+            .into_iter()
+            .map(|r| r.resource)
+            .collect::<Vec<_>>()
+    );
+}
+
 /// One test per case of the suite, each with a fresh store from `$make`, in module `$store` (the including file
 /// names this module `suite` and imports `Arc` and `GrantStore`).
 macro_rules! contract {
@@ -790,6 +832,7 @@ macro_rules! contract {
             case!(a_grant_rewritten_under_its_canonical_ticket_key_is_found_only_by_it);
             case!(events_read_in_order_and_page);
             case!(resources_are_kept_without_their_secret_and_paged);
+            case!(listed_resources_carry_the_version_a_single_read_has);
             case!(a_delivery_is_remembered_until_it_expires);
             case!(open_bound_tickets_are_listed_once_each_in_key_order_after_a_position);
             case!(the_reconciliation_position_is_kept);

@@ -236,11 +236,11 @@ impl ConnectionStore for DynamoStore {
         }))
     }
 
-    async fn list_connections(
+    async fn list_connections_versioned(
         &self,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<Page<Connection>, StoreError> {
+    ) -> Result<Page<VersionedConnection>, StoreError> {
         let (index, pk_attr, _) = INDEXES[BY_TYPE];
         let key_names = ["pk", "sk", INDEXES[BY_TYPE].1, INDEXES[BY_TYPE].2];
         let start = cursor.map(|c| decode_key(c, &key_names)).transpose()?;
@@ -269,8 +269,13 @@ impl ConnectionStore for DynamoStore {
         let items = out
             .items()
             .iter()
-            .map(connection_of)
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|item| {
+                Ok(VersionedConnection {
+                    connection: connection_of(item)?,
+                    version: version_of(item)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Page {
             items,
             next: out.last_evaluated_key.as_ref().map(encode_key),
@@ -305,5 +310,39 @@ impl ConnectionStore for DynamoStore {
             .await
             .map_err(store_error)?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn delete_connection_if(&self, id: &str, version: u64) -> Result<(), StoreError> {
+        // Version 1 is also an item written before versions existed, which has no version attribute.
+        let condition = if version == 1 {
+            "attribute_exists(pk) AND (#version = :version OR attribute_not_exists(#version))"
+        } else {
+            "attribute_exists(pk) AND #version = :version"
+        };
+        let attempts = Attempts::default();
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(id)))
+            .condition_expression(condition)
+            .expression_attribute_names("#version", SETTINGS_VERSION)
+            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+            .customize()
+            .interceptor(attempts.clone())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => {
+                // A retried delete whose first attempt was applied finds nothing: gone is what was asked.
+                if attempts.retried() && self.get_item(key(id)).await?.is_none() {
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict)
+                }
+            }
+            Err(e) => Err(store_error(e)),
+        }
     }
 }

@@ -169,11 +169,11 @@ impl ConnectionStore for EmbeddedStore {
         .await
     }
 
-    async fn list_connections(
+    async fn list_connections_versioned(
         &self,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<Page<Connection>, StoreError> {
+    ) -> Result<Page<VersionedConnection>, StoreError> {
         let after: String = cursor.map(decode_cursor).transpose()?.unwrap_or_default();
         let limit = limit.max(1);
         self.with(move |conn| {
@@ -189,11 +189,13 @@ impl ConnectionStore for EmbeddedStore {
                 .map_err(unavailable)?;
             let mut items = rows
                 .iter()
-                .map(connection_from)
+                .map(versioned_from)
                 .collect::<Result<Vec<_>, _>>()?;
             let next = if items.len() > limit {
                 items.truncate(limit);
-                items.last().map(|c| encode_cursor(&c.settings.id))
+                items
+                    .last()
+                    .map(|c| encode_cursor(&c.connection.settings.id))
             } else {
                 None
             };
@@ -213,6 +215,30 @@ impl ConnectionStore for EmbeddedStore {
                 .map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
             Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn delete_connection_if(&self, id: &str, version: u64) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        let expected = i64::try_from(version).map_err(corrupt)?;
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            // The version compared is the version deleted: one statement, inside the transaction that also
+            // removes the webhook activity (kept only when the connection is).
+            let deleted = tx
+                .execute(
+                    "DELETE FROM connections WHERE id = ?1 AND settings_version = ?2",
+                    params![id, expected],
+                )
+                .map_err(unavailable)?;
+            if deleted == 0 {
+                return Err(StoreError::Conflict);
+            }
+            tx.execute("DELETE FROM connection_webhooks WHERE id = ?1", [&id])
+                .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(())
         })
         .await
     }

@@ -73,14 +73,32 @@ impl Connections {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<ConnectionShown>, ServiceError> {
+        let page = self.list_tagged(caller, limit, cursor).await?;
+        Ok(Page {
+            items: page.items.into_iter().map(|(shown, _)| shown).collect(),
+            next: page.next,
+        })
+    }
+
+    /// `GET /v1/connections`, each connection with the entity tag a single read of it answers (the same
+    /// `tag_of`), so a client can change or delete one from the list under `If-Match`.
+    pub async fn list_tagged(
+        &self,
+        caller: &Caller,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<(ConnectionShown, EntityTag)>, ServiceError> {
         crate::service::require_admin(caller, "manage connections")?;
-        let page = self.store.list_connections(limit, cursor).await?;
+        let page = self.store.list_connections_versioned(limit, cursor).await?;
         let now = self.clock.now();
         Ok(Page {
             items: page
                 .items
                 .into_iter()
-                .map(|c| ConnectionShown::of(c, now))
+                .map(|stored| {
+                    let tag = tag_of(&stored);
+                    (ConnectionShown::of(stored.connection, now), tag)
+                })
                 .collect(),
             next: page.next,
         })
@@ -426,14 +444,31 @@ impl Connections {
         ))
     }
 
-    /// Deletes the connection's secrets, then the connection. The grants bound to it are the caller's
-    /// ([`Ticketbound::delete_connection`]).
-    async fn delete_unbound(&self, id: &str) -> Result<(), ServiceError> {
-        // Secrets first: should the second step fail, what is left is a connection that cannot call anything,
-        // and the DELETE can simply be repeated.
-        self.secrets.delete(id).await.map_err(secret_store_error)?;
-        self.store.delete_connection(id).await?;
-        Ok(())
+    /// Deletes the connection, then its secrets. With `version` (the caller sent `If-Match`) the delete is one
+    /// conditional write on the settings' version, so an edit that landed since the version was read refuses
+    /// it ([`ConnectionWriteError::VersionConflict`]) and nothing is deleted, secrets included: they go only
+    /// once their connection is gone. `Ok(false)` when there was no connection to delete (without `version`).
+    /// The grants bound to it are the caller's ([`Ticketbound::delete_connection`]).
+    async fn delete_stored(
+        &self,
+        id: &str,
+        version: Option<u64>,
+    ) -> Result<bool, ConnectionWriteError> {
+        let deleted = match version {
+            Some(version) => match self.store.delete_connection_if(id, version).await {
+                Ok(()) => true,
+                Err(StoreError::Conflict) => return Err(self.conflict(id).await),
+                Err(e) => return Err(e.into()),
+            },
+            None => self.store.delete_connection(id).await?,
+        };
+        // A connection nobody can read any more cannot use its credentials, so a secret store failing here
+        // leaves unused secrets, not a working connection: the deletion stands, and the leftover is logged for
+        // the operator (a connection created again under this id writes its own secrets over them).
+        if let Err(e) = self.secrets.delete(id).await {
+            tracing::error!(connection = %id, error = %e, "the connection is deleted but its secrets could not be; delete them from the secret store");
+        }
+        Ok(deleted)
     }
 
     /// `POST /v1/connections/{id}/verify`: checks the credentials now. The answer is the connection with what
@@ -606,8 +641,9 @@ impl Ticketbound {
     }
 
     /// `DELETE /v1/connections/{id}` if `precondition` holds of the stored settings: checked before anything
-    /// is ended, and again just before the connection itself is deleted (an admin's change made while its
-    /// grants were ending refuses the deletion; the grants stay ended, as they would for a `409`).
+    /// is ended, and again by the delete itself, a write conditional on the version read (an admin's change
+    /// made while its grants were ending, or in the moment before the delete, refuses the deletion and deletes
+    /// nothing; grants already ended stay ended, as they would for a `409`).
     pub async fn delete_connection_if(
         &self,
         caller: &Caller,
@@ -621,10 +657,12 @@ impl Ticketbound {
         if !precondition.holds_for(read.as_ref()) {
             return Err(self.connections.conflict(id).await);
         }
-        if stored.is_none() {
+        let Some(stored) = stored else {
             return Err(connection_not_found(id).into());
-        }
-        self.delete_bound_and_connection(caller, id, end_grants, precondition, read)
+        };
+        // `If-Match: *` asks only that the connection exists, which the delete itself tells.
+        let version = matches!(precondition, Precondition::Matches(_)).then_some(stored.version);
+        self.delete_bound_and_connection(caller, id, end_grants, precondition, version)
             .await
     }
 
@@ -634,7 +672,7 @@ impl Ticketbound {
         id: &str,
         end_grants: bool,
         precondition: &Precondition,
-        read: Option<EntityTag>,
+        version: Option<u64>,
     ) -> Result<(), ConnectionWriteError> {
         let mut ended = 0;
         let mut bound = self.connections.open_grants_bound_to(id).await?;
@@ -667,13 +705,11 @@ impl Ticketbound {
                 ),
             )));
         }
-        if *precondition != Precondition::None {
-            let now = self.connections.load_versioned(id).await?;
-            if now.as_ref().map(tag_of) != read {
-                return Err(self.connections.conflict(id).await);
-            }
+        let deleted = self.connections.delete_stored(id, version).await?;
+        if !deleted && *precondition == Precondition::Exists {
+            // Deleted by somebody else since it was read: `If-Match: *` no longer holds.
+            return Err(self.connections.conflict(id).await);
         }
-        self.connections.delete_unbound(id).await?;
         // A request whose binding was checked just before the deletion may have stored its grant since.
         let late = self.connections.open_grants_bound_to(id).await?;
         if !late.is_empty() {
