@@ -268,18 +268,26 @@ fn a_recurring_schedule_runs_reconciliation_on_the_expiry_function_and_an_alarm_
         "{env}"
     );
 
+    // Every kind of finding a run reports has an alarm, on the metric the code emits.
     let alarms = resources_of_type(&template, "AWS::CloudWatch::Alarm");
-    let watched = alarms.values().any(|a| {
-        let p = get(a, "Properties").unwrap();
-        get(p, "Namespace").map(string) == Some("Ticketbound")
-            && get(p, "MetricName").map(string) == Some("ClosingsFoundByReconciliation")
-    });
-    assert!(watched, "an alarm on ClosingsFoundByReconciliation");
     let source = std::fs::read_to_string(root().join("shared/src/service/reconcile.rs")).unwrap();
-    assert!(
-        source.contains("metric(\"ClosingsFoundByReconciliation\""),
-        "the code emits the metric the alarm watches"
-    );
+    for metric in [
+        "ClosingsFoundByReconciliation",
+        "AccessRemovedByReconciliation",
+        "ProvisionerReconcileFailures",
+    ] {
+        let watched = alarms.values().any(|a| {
+            let p = get(a, "Properties").unwrap();
+            get(p, "Namespace").map(string) == Some("Ticketbound")
+                && get(p, "MetricName").map(string) == Some(metric)
+                && get(a, "Condition").map(string) == Some("ReconcileOn")
+        });
+        assert!(watched, "an alarm on {metric}, present when reconciliation is");
+        assert!(
+            source.contains(&format!("metric(\"{metric}\"")),
+            "the code emits the metric the alarm watches: {metric}"
+        );
+    }
 }
 
 #[test]
