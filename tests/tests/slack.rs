@@ -277,7 +277,15 @@ struct Stack {
     slack: FakeSlack,
     _server: MockServer,
     scheduler: LocalScheduler,
+    /// This test's turn (a guard on [`TIMING`]): shared with the other tests, or alone for one that times
+    /// Ticketbound's answer.
+    _turn: Box<dyn std::any::Any + Send + Sync>,
 }
+
+/// Tests that time the answer to Slack run alone, so that a busy machine running the others beside them never
+/// eats the margin between Ticketbound's deadline and the bound they assert.
+static TIMING: std::sync::LazyLock<Arc<tokio::sync::RwLock<()>>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::RwLock::new(())));
 
 /// The application with a Slack app channel pointed at the fake, built through the composition root, its
 /// scheduler started, and a resource `prod-db` without a provisioner decided by the approver group. Three Slack
@@ -290,6 +298,17 @@ async fn stack() -> Stack {
 /// The stack, with its scheduler running jobs as they fall due (`run_jobs`) or idle, as a scheduler that
 /// fires later than the test looks (AWS's one-time schedules fire seconds to a minute after their time).
 async fn stack_with(run_jobs: bool) -> Stack {
+    let turn = Box::new(TIMING.clone().read_owned().await);
+    stack_in_turn(run_jobs, turn).await
+}
+
+/// The stack for a test that times the answer: it runs when no other test of this file does.
+async fn timed_stack(run_jobs: bool) -> Stack {
+    let turn = Box::new(TIMING.clone().write_owned().await);
+    stack_in_turn(run_jobs, turn).await
+}
+
+async fn stack_in_turn(run_jobs: bool, turn: Box<dyn std::any::Any + Send + Sync>) -> Stack {
     let _ = captured_logs();
     let server = MockServer::start().await;
     let slack = FakeSlack::default();
@@ -358,6 +377,7 @@ async fn stack_with(run_jobs: bool) -> Stack {
         router,
         slack,
         _server: server,
+        _turn: turn,
         scheduler,
     }
 }
@@ -1376,7 +1396,7 @@ const ANSWERED_WITHIN: StdDuration = StdDuration::from_millis(2900);
 #[tokio::test]
 async fn when_slack_cannot_say_in_time_who_pressed_nothing_changes_and_they_are_told_to_try_again()
 {
-    let s = stack().await;
+    let s = timed_stack(true).await;
     let id = requested(&s).await;
     posted_about(&s, &id).await;
     let before = audit_kinds(&s.router, &id).await;
@@ -1409,7 +1429,7 @@ async fn when_slack_cannot_say_in_time_who_pressed_nothing_changes_and_they_are_
 
 #[tokio::test]
 async fn when_slack_can_take_nothing_in_time_the_answer_is_503_and_nothing_changes() {
-    let s = stack().await;
+    let s = timed_stack(true).await;
     let id = requested(&s).await;
     posted_about(&s, &id).await;
     let before = audit_kinds(&s.router, &id).await;
@@ -1448,7 +1468,7 @@ async fn when_slack_can_take_nothing_in_time_the_answer_is_503_and_nothing_chang
 async fn a_decision_from_slack_is_answered_in_time_when_slack_is_slow_and_its_job_edits_the_messages()
  {
     // The scheduler idles until the answer is in: only the interaction itself runs meanwhile.
-    let s = stack_with(false).await;
+    let s = timed_stack(false).await;
     let id = request_grant(&s.router, ALICE, "prod-db", "PT4H").await;
     s.app
         .run_job(&Job::notify(NotifyEvent::ApprovalRequested, &id, 0))
@@ -1494,7 +1514,7 @@ async fn a_decision_from_slack_is_answered_in_time_when_slack_is_slow_and_its_jo
 
 #[tokio::test]
 async fn a_deny_dialog_slack_does_not_open_in_time_changes_nothing_and_asks_to_press_again() {
-    let s = stack().await;
+    let s = timed_stack(true).await;
     let id = requested(&s).await;
     posted_about(&s, &id).await;
     let before = audit_kinds(&s.router, &id).await;
@@ -1519,7 +1539,7 @@ async fn a_deny_dialog_slack_does_not_open_in_time_changes_nothing_and_asks_to_p
 
 #[tokio::test]
 async fn an_approval_short_of_the_quorum_from_slack_is_answered_in_time_when_slack_is_slow() {
-    let s = stack().await;
+    let s = timed_stack(true).await;
     let reply = resources::put(
         &s.router,
         "prod-db",

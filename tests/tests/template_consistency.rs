@@ -282,7 +282,10 @@ fn a_recurring_schedule_runs_reconciliation_on_the_expiry_function_and_an_alarm_
                 && get(p, "MetricName").map(string) == Some(metric)
                 && get(a, "Condition").map(string) == Some("ReconcileOn")
         });
-        assert!(watched, "an alarm on {metric}, present when reconciliation is");
+        assert!(
+            watched,
+            "an alarm on {metric}, present when reconciliation is"
+        );
         assert!(
             source.contains(&format!("metric(\"{metric}\"")),
             "the code emits the metric the alarm watches: {metric}"
