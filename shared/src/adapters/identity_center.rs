@@ -707,7 +707,8 @@ impl IdentityCenter {
         }
     }
 
-    /// Whether `user` holds the permission set in the account now.
+    /// Whether `user` holds the permission set in the account now (the one paged listing
+    /// [`Self::assignments`] reads).
     async fn assigned(
         &self,
         config: &Config<'_>,
@@ -715,28 +716,10 @@ impl IdentityCenter {
         permission_set_arn: &str,
         user: &str,
     ) -> Step<bool> {
-        let mut next: Option<String> = None;
-        loop {
-            let page = self
-                .sso
-                .list_account_assignments()
-                .instance_arn(config.instance_arn)
-                .account_id(account_id)
-                .permission_set_arn(permission_set_arn)
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(|e| stop("ListAccountAssignments", &e))?;
-            if page.account_assignments().iter().any(|a| {
-                a.principal_type() == Some(&PrincipalType::User) && a.principal_id() == Some(user)
-            }) {
-                return Ok(true);
-            }
-            match page.next_token() {
-                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
-                _ => return Ok(false),
-            }
-        }
+        let (users, _) = self
+            .assignments(config, account_id, permission_set_arn)
+            .await?;
+        Ok(users.contains(user))
     }
 
     /// A failed attempt when `user` still holds the permission set after a deletion that succeeded (one made
