@@ -361,6 +361,42 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// Deletes the item at `key` when `condition` holds, its `#version` placeholder naming `version_attribute`
+    /// and `:version` being `version`: a lost condition is [`StoreError::Conflict`], except that a retried
+    /// delete whose first attempt was applied finds nothing, and gone is what was asked.
+    async fn delete_at_version(
+        &self,
+        key: Item,
+        condition: &str,
+        version_attribute: &str,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        let attempts = Attempts::default();
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key.clone()))
+            .condition_expression(condition)
+            .expression_attribute_names("#version", version_attribute)
+            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+            .customize()
+            .interceptor(attempts.clone())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => {
+                if attempts.retried() && self.get_item(key).await?.is_none() {
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict)
+                }
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
     /// Queries an index (or the table with `index = None`) forward or backward, filtering client-side, until
     /// `limit` matches or the partition ends.
     #[allow(clippy::too_many_arguments)]
@@ -914,31 +950,8 @@ impl GrantStore for DynamoStore {
     }
 
     async fn delete_resource_if(&self, id: &str, version: u64) -> Result<(), StoreError> {
-        let attempts = Attempts::default();
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(resource_key(id)))
-            .condition_expression(resource_at(version))
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
-            .customize()
-            .interceptor(attempts.clone())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => {
-                // A retried delete whose first attempt was applied finds nothing: gone is what was asked.
-                if attempts.retried() && self.get_item(resource_key(id)).await?.is_none() {
-                    Ok(())
-                } else {
-                    Err(StoreError::Conflict)
-                }
-            }
-            Err(e) => Err(store_error(e)),
-        }
+        self.delete_at_version(resource_key(id), resource_at(version), "version", version)
+            .await
     }
 
     async fn list_resources_versioned(

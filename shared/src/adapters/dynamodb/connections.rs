@@ -319,30 +319,7 @@ impl ConnectionStore for DynamoStore {
         } else {
             "attribute_exists(pk) AND #version = :version"
         };
-        let attempts = Attempts::default();
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(id)))
-            .condition_expression(condition)
-            .expression_attribute_names("#version", SETTINGS_VERSION)
-            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
-            .customize()
-            .interceptor(attempts.clone())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => {
-                // A retried delete whose first attempt was applied finds nothing: gone is what was asked.
-                if attempts.retried() && self.get_item(key(id)).await?.is_none() {
-                    Ok(())
-                } else {
-                    Err(StoreError::Conflict)
-                }
-            }
-            Err(e) => Err(store_error(e)),
-        }
+        self.delete_at_version(key(id), condition, SETTINGS_VERSION, version)
+            .await
     }
 }
