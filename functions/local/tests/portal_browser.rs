@@ -732,6 +732,7 @@ async fn editing_a_resource_in_admin_keeps_its_policy_and_a_conflicting_edit_los
     browser.click("#delete-resource-payroll").await;
     browser.click("#confirm-delete-resource-payroll").await;
     let refused = browser.wait_text("#resources-result", "Not deleted").await;
+    browser.screenshot("20-admin-stale-delete-refused").await;
     assert!(
         refused.contains("Someone else changed payroll")
             && refused.contains("Payroll (EU)")
