@@ -322,15 +322,16 @@ impl IdentityCenter {
         }
     }
 
-    /// Deletes `user`'s assignment that outlived its grant, checks a deletion left in progress up to
-    /// [`STATUS_CHECKS`] times, and looks once more that it is gone: done only when it is.
-    async fn remove_again(
+    /// Asks IAM Identity Center to delete `user`'s assignment of the permission set in the account: `done` when
+    /// it is deleted or was already gone, `Accepted` with the status token while the deletion is in progress.
+    async fn delete_assignment(
         &self,
         config: &Config<'_>,
         account_id: &str,
         permission_set_arn: &str,
         user: &str,
-    ) -> Step<()> {
+        done: ProvisionOutcome,
+    ) -> Step<ProvisionOutcome> {
         let deleted = self
             .sso
             .delete_account_assignment()
@@ -342,16 +343,36 @@ impl IdentityCenter {
             .principal_id(user)
             .send()
             .await;
-        let mut outcome = match deleted {
+        match deleted {
             Ok(out) => status_outcome(
                 out.account_assignment_deletion_status(),
                 ProvisionAction::Revoke,
+                done,
+            ),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(done),
+            Err(e) => Err(stop("DeleteAccountAssignment", &e)),
+        }
+    }
+
+    /// Deletes `user`'s assignment that outlived its grant, checks a deletion left in progress up to
+    /// [`STATUS_CHECKS`] times, and looks once more that it is gone: done only when it is.
+    async fn remove_again(
+        &self,
+        config: &Config<'_>,
+        account_id: &str,
+        permission_set_arn: &str,
+        user: &str,
+    ) -> Step<()> {
+        // Gone meanwhile is done too (the removal it outlived may have landed after all).
+        let mut outcome = self
+            .delete_assignment(
+                config,
+                account_id,
+                permission_set_arn,
+                user,
                 ProvisionOutcome::done(),
-            )?,
-            // Gone meanwhile (the removal it outlived may have landed after all).
-            Err(e) if e.code() == Some("ResourceNotFoundException") => ProvisionOutcome::done(),
-            Err(e) => return Err(stop("DeleteAccountAssignment", &e)),
-        };
+            )
+            .await?;
         let mut checks = 0;
         while let ProvisionOutcome::Accepted { status_url } = &outcome {
             if checks == STATUS_CHECKS {
@@ -518,35 +539,20 @@ impl IdentityCenter {
                 {
                     return Ok(ProvisionOutcome::Done(removed));
                 }
-                let deleted = self
-                    .sso
-                    .delete_account_assignment()
-                    .instance_arn(config.instance_arn)
-                    .target_id(account_id)
-                    .target_type(TargetType::AwsAccount)
-                    .permission_set_arn(permission_set_arn)
-                    .principal_type(PrincipalType::User)
-                    .principal_id(&user)
-                    .send()
-                    .await;
-                match deleted {
-                    Ok(out) => {
-                        let outcome = status_outcome(
-                            out.account_assignment_deletion_status(),
-                            ProvisionAction::Revoke,
-                            ProvisionOutcome::Done(removed),
-                        )?;
-                        if let ProvisionOutcome::Done(_) = outcome {
-                            self.gone(&config, account_id, permission_set_arn, &user)
-                                .await?;
-                        }
-                        Ok(outcome)
-                    }
-                    Err(e) if e.code() == Some("ResourceNotFoundException") => {
-                        Ok(ProvisionOutcome::Done(removed))
-                    }
-                    Err(e) => Err(stop("DeleteAccountAssignment", &e)),
+                let outcome = self
+                    .delete_assignment(
+                        &config,
+                        account_id,
+                        permission_set_arn,
+                        &user,
+                        ProvisionOutcome::Done(removed),
+                    )
+                    .await?;
+                if let ProvisionOutcome::Done(_) = outcome {
+                    self.gone(&config, account_id, permission_set_arn, &user)
+                        .await?;
                 }
+                Ok(outcome)
             }
             (IdentityCenterTarget::GroupMembership { group_id }, ProvisionAction::Grant) => {
                 if self.membership(&config, group_id, &user).await?.is_some() {
